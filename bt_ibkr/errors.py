@@ -1,0 +1,35 @@
+"""Exception types shared by every layer of bt_ibkr.
+
+Every error a user can cause (bad symbol, bad file, bad config, gateway down) is one of these,
+and its message names the input and says what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class BtIbkrError(Exception):
+    """Base class of all bt_ibkr errors."""
+
+
+class ConfigError(BtIbkrError, ValueError):
+    """A malformed or inconsistent configuration value (CLI flag, config file, param)."""
+
+
+class DataError(BtIbkrError):
+    """Price data could not be obtained or is unusable."""
+
+
+class DataValidationError(DataError, ValueError):
+    """A price frame broke a validation rule (DESIGN §9); the message names the row's date."""
+
+
+class UnknownSymbolError(DataError, LookupError):
+    """A data source does not know the requested symbol."""
+
+
+class SourceUnavailableError(DataError):
+    """A data source could not be reached or refused to serve (network, rate limit, gateway down)."""
+
+
+class ConnectionFailedError(BtIbkrError, ConnectionError):
+    """The IB gateway could not be reached or refused the session."""
