@@ -1,0 +1,41 @@
+"""Logging set-up shared by the command-line entry points: a file under ``logs/`` plus stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_dir() -> Path:
+    """Return the log folder (``$BT_IBKR_LOG_DIR`` or ``./logs``), created if missing."""
+    path = Path(os.environ.get("BT_IBKR_LOG_DIR", "logs"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
+    """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up) and stderr (``console_level``).
+
+    Returns the log file's path. Calling it twice does not add handlers twice.
+    """
+    path = log_dir() / f"{name}.log"
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not any(getattr(h, "_bt_ibkr", None) == str(path) for h in root.handlers):
+        fh = logging.FileHandler(path, encoding="utf-8")
+        fh.setLevel(logging.INFO)
+        fh.setFormatter(logging.Formatter(_FORMAT))
+        fh._bt_ibkr = str(path)  # type: ignore[attr-defined]
+        root.addHandler(fh)
+        sh = logging.StreamHandler()
+        sh.setLevel(console_level)
+        sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        sh._bt_ibkr = "console"  # type: ignore[attr-defined]
+        root.addHandler(sh)
+    for noisy in ("matplotlib", "matplotlib.font_manager", "yfinance", "peewee", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    return path

@@ -1,0 +1,78 @@
+"""Turning ``key=value`` strings into typed backtrader strategy params, with clear errors."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from bt_ibkr.errors import ConfigError
+
+
+def param_defaults(strategy_cls: type) -> dict[str, Any]:
+    """Return {name: default} of a backtrader Strategy class's params."""
+    params = strategy_cls.params
+    names = params._getkeys() if hasattr(params, "_getkeys") else [k for k, _ in params]
+    defaults = params._getdefaults() if hasattr(params, "_getdefaults") else [v for _, v in params]
+    return dict(zip(names, defaults, strict=True))
+
+
+def _convert(name: str, text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--param {name}={text}: expected true/false")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"--param {name}={text}: expected an integer (default {default})") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"--param {name}={text}: expected a number (default {default})") from None
+    if isinstance(default, (dict, list, tuple)) or default is None:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if default is None:
+                return text
+            raise ConfigError(
+                f"--param {name}={text}: expected JSON like {json.dumps(default)} ({exc.msg})"
+            ) from None
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        return value
+    return text
+
+
+def parse_params(strategy_cls: type, items: list[str] | None) -> dict[str, Any]:
+    """Return typed params from ``["key=value", ...]`` for ``strategy_cls``.
+
+    Values are converted to the type of the param's default (bool, int, float, JSON for dicts
+    and lists, text otherwise).
+
+    Raises:
+        ConfigError: an item has no ``=``, names an unknown param (the message suggests the
+            closest names and lists the valid ones) or has a value of the wrong type.
+    """
+    defaults = param_defaults(strategy_cls)
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected key=value, e.g. --param band=0.05")
+        name, text = item.split("=", 1)
+        name = name.strip()
+        if name not in defaults:
+            close = difflib.get_close_matches(name, list(defaults), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"--param {name}: {strategy_cls.__name__} has no such param.{hint} "
+                f"Valid params: {', '.join(sorted(defaults))}"
+            )
+        out[name] = _convert(name, text, defaults[name])
+    return out
