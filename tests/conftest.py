@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import socket
 
 import pytest
+
+if importlib.util.find_spec("bt_ibkr.gateway_sim.pytest_plugin") is not None:
+    pytest_plugins = ["bt_ibkr.gateway_sim.pytest_plugin"]
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
