@@ -54,3 +54,22 @@ class SimContract:
             self.localSymbol,
             self.tradingClass,
         ]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The simulator's current market for one contract at simulated time ``time`` (UTC).
+
+    ``open/high/low/close`` describe the bar that is forming or just completed at ``time``;
+    ``last`` is the last trade price, ``bid``/``ask`` the inside quote.
+    """
+
+    time: object  # datetime (tz-aware UTC)
+    open: float
+    high: float
+    low: float
+    close: float
+    last: float
+    bid: float
+    ask: float
+    volume: float = 0.0
