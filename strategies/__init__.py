@@ -1,1 +1,40 @@
-"""strategies package."""
+"""Regime-aware ensemble strategy for backtrader and its incremental building blocks.
+
+``RegimeAwareEnsemble`` is the Strategy (DESIGN §8); ``REGIMES`` the five regime labels;
+``label_series`` runs the regime classifier over a list of closes (tests, notebooks).
+"""
+
+from .ensemble import DEFAULT_CAPS, DEFAULT_WEIGHTS, RegimeAwareEnsemble, resolve_table
+from .hmm import HMMFit, HMMOverlay, HMMParams, fit_hmm, forward_filter
+from .regime import (
+    REGIMES,
+    WARMUP,
+    DwellFilter,
+    RegimeClassifier,
+    RegimeParams,
+    label_series,
+    vol_high_next,
+)
+from .sleeves import SLEEVES, SleeveParams, Sleeves
+
+__all__ = [
+    "DEFAULT_CAPS",
+    "DEFAULT_WEIGHTS",
+    "REGIMES",
+    "SLEEVES",
+    "WARMUP",
+    "DwellFilter",
+    "HMMFit",
+    "HMMOverlay",
+    "HMMParams",
+    "RegimeAwareEnsemble",
+    "RegimeClassifier",
+    "RegimeParams",
+    "SleeveParams",
+    "Sleeves",
+    "fit_hmm",
+    "forward_filter",
+    "label_series",
+    "resolve_table",
+    "vol_high_next",
+]

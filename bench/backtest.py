@@ -1,0 +1,152 @@
+"""Per-bar cost of RegimeAwareEnsemble relative to an empty Strategy and an SMA crossover.
+
+    python -m bench.backtest [--repeats N] [--quick] [--feeds K] [--no-preload]
+
+Runs, in one process and interleaved, Cerebro over the arch S&P 500 sample (5,031 daily bars,
+1999-2018; ``--feeds K`` adds K copies of the sample as extra feeds) with: an empty Strategy,
+a plain backtrader SMA(50)/SMA(200) crossover (buy on cross up, close on cross down), the
+ensemble (use_hmm off) and the ensemble with the HMM overlay. Each timing is the whole
+``cerebro.run()`` (feed loading included, ``stdstats=False``, same broker settings); the
+reported figure is the median over ``--repeats`` runs. Prints ONE JSON object:
+
+    bars, feeds, repeats, preload, bars_per_sec_{empty,sma,ensemble,ensemble_hmm},
+    ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, final_value_ensemble,
+    hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms)
+
+A ratio is (time of the ensemble) / (time of the baseline) on the same bars: machine noise
+largely cancels. Target (DESIGN §10 / brief): ratio_vs_empty <= 2.0 with the HMM off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import backtrader as bt
+import pandas as pd
+
+
+class EmptyStrategy(bt.Strategy):
+    """Does nothing: the cost of Cerebro, the feed and the broker alone."""
+
+    def next(self):
+        pass
+
+
+class SmaCross(bt.Strategy):
+    """Plain backtrader SMA(fast)/SMA(slow) crossover: buy on cross up, close on cross down."""
+
+    params = (("fast", 50), ("slow", 200), ("stake", 100))
+
+    def __init__(self):
+        self.cross = bt.ind.CrossOver(
+            bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow)
+        )
+
+    def next(self):
+        if self.cross[0] > 0 and not self.position:
+            self.buy(size=self.p.stake)
+        elif self.cross[0] < 0 and self.position:
+            self.close()
+
+
+def load_sample() -> pd.DataFrame:
+    """The arch S&P 500 sample with lowercase OHLCV columns (open, high, low, close, volume)."""
+    from arch.data import sp500
+
+    df = sp500.load()
+    df.columns = [c.lower() for c in df.columns]
+    return df[["open", "high", "low", "close", "volume"]]
+
+
+def run_once(frame: pd.DataFrame, feeds: int, strategy, preload: bool, **kwargs):
+    """One timed Cerebro run; returns (seconds, final broker value)."""
+    cerebro = bt.Cerebro(preload=preload, runonce=preload, stdstats=False)
+    for i in range(feeds):
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=f"SPX{i}")
+    cerebro.broker.setcash(1_000_000.0)
+    cerebro.addstrategy(strategy, **kwargs)
+    t0 = time.perf_counter()
+    cerebro.run()
+    return time.perf_counter() - t0, cerebro.broker.getvalue()
+
+
+def hmm_fit_ms(frame: pd.DataFrame, repeats: int) -> float:
+    """Median wall time (ms) of one forced 50-iteration EM fit on the last 1,260 log returns."""
+    import numpy as np
+
+    from strategies.hmm import fit_hmm
+
+    x = np.diff(np.log(frame["close"].to_numpy(dtype=float)))[-1260:]
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fit_hmm(x, max_iter=50, tol=0.0)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out) * 1e3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print its JSON line and return the dict."""
+    from strategies import RegimeAwareEnsemble
+
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.backtest", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--repeats", type=int, default=7, help="runs per variant (median taken)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, HMM variant run once")
+    ap.add_argument("--feeds", type=int, default=1, help="copies of the sample fed at once")
+    ap.add_argument("--no-preload", action="store_true", help="preload/runonce off")
+    args = ap.parse_args(argv)
+    if args.repeats < 1 or args.feeds < 1:
+        ap.error("--repeats and --feeds must be >= 1")
+    repeats = 3 if args.quick else args.repeats
+    hmm_repeats = 1 if args.quick else max(1, min(repeats, 3))
+    preload = not args.no_preload
+
+    frame = load_sample()
+    variants = {
+        "empty": (EmptyStrategy, {}),
+        "sma": (SmaCross, {}),
+        "ensemble": (RegimeAwareEnsemble, {}),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    times["ensemble_hmm"] = []
+    final_value = None
+    run_once(frame, args.feeds, EmptyStrategy, preload)  # warm caches / imports
+    for i in range(repeats):
+        for name, (cls, kw) in variants.items():  # interleaved: drift hits all variants alike
+            dt, value = run_once(frame, args.feeds, cls, preload, **kw)
+            times[name].append(dt)
+            if name == "ensemble":
+                final_value = value
+        if i < hmm_repeats:
+            dt, _ = run_once(frame, args.feeds, RegimeAwareEnsemble, preload, use_hmm=True)
+            times["ensemble_hmm"].append(dt)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    bars = len(frame) * args.feeds
+    out = {
+        "bars": bars,
+        "feeds": args.feeds,
+        "repeats": repeats,
+        "hmm_repeats": hmm_repeats,
+        "preload": preload,
+        "bars_per_sec_empty": round(bars / med["empty"], 1),
+        "bars_per_sec_sma": round(bars / med["sma"], 1),
+        "bars_per_sec_ensemble": round(bars / med["ensemble"], 1),
+        "bars_per_sec_ensemble_hmm": round(bars / med["ensemble_hmm"], 1),
+        "ratio_vs_empty": round(med["ensemble"] / med["empty"], 3),
+        "ratio_vs_sma": round(med["ensemble"] / med["sma"], 3),
+        "ratio_vs_empty_hmm": round(med["ensemble_hmm"] / med["empty"], 3),
+        "final_value_ensemble": round(final_value, 2),
+        "hmm_fit_ms_1260x50": round(hmm_fit_ms(frame, 5), 2),
+    }
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Audit log: one JSON object per line for every decision, order, fill and connection event.
+
+Each line is ``{"ts": "<UTC ISO-8601>", "kind": "<kind>", ...fields}``, written, flushed and
+fsync'd before :meth:`AuditLog.write` returns, so a crash loses at most the line being written
+(:func:`read_audit` skips such a torn last line). Safe to call from several threads.
+
+No secrets: every value passes :class:`Redactor` first. Values under keys that look like secrets
+(``password``, ``token``, ``api_key``, ``credentials`` ...) become ``"***"``, and every known
+secret value (``LiveConfig.secrets``, ``TWS_PASSWORD`` and the other variables of
+:data:`bt_ibkr.config.SECRET_ENV_VARS`, environment variables whose names look like secrets) is
+masked wherever it appears inside a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from bt_ibkr.config import SECRET_ENV_VARS, SECRET_NAME_RE
+
+KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error")
+"""The kinds of audit records."""
+MASK = "***"
+_MIN_GUESSED_SECRET = 6  # env values found by name pattern only: shorter ones ("1", "yes") skipped
+
+
+class Redactor:
+    """Masks secrets in arbitrary data (dicts, lists, dataclasses, strings ...).
+
+    Args:
+        secrets: secret values to mask wherever they appear in a string.
+        env: environment to take secrets from (default ``os.environ``): the variables in
+            ``SECRET_ENV_VARS`` (any non-empty value) and any variable whose name matches
+            ``pass|secret|token|key|credential`` (values of 6+ characters). Pass ``{}`` to
+            use only ``secrets``.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        found = {s for s in secrets if isinstance(s, str) and s}
+        for name, value in env.items():
+            if not value:
+                continue
+            if name in SECRET_ENV_VARS:
+                found.add(value)
+            elif SECRET_NAME_RE.search(name) and len(value) >= _MIN_GUESSED_SECRET:
+                found.add(value)
+        # longest first, so a secret that contains another is masked whole
+        self._secrets = sorted(found, key=len, reverse=True)
+
+    def add(self, *secrets: str) -> None:
+        """Mask these values too from now on."""
+        self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        """Return ``value`` with every known secret replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        """Return a JSON-able copy of ``value`` with secrets masked."""
+        return self._clean(value, 0)
+
+    def _clean(self, value: Any, depth: int) -> Any:
+        if depth > 20:
+            return self.text(repr(value))
+        if value is None or isinstance(value, bool | int):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes):
+            return self.text(value.decode("utf-8", "replace"))
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC)
+            return value.isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, enum.Enum):
+            return self._clean(value.value, depth + 1)
+        if isinstance(value, Path):
+            return self.text(str(value))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                     if f.repr}
+        if isinstance(value, Mapping):
+            return {
+                str(k): (MASK if SECRET_NAME_RE.search(str(k)) and v not in (None, "")
+                         else self._clean(v, depth + 1))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._clean(v, depth + 1) for v in value]
+        if isinstance(value, BaseException):
+            return self.text(f"{type(value).__name__}: {value}")
+        return self.text(str(value))
+
+
+class AuditLog:
+    """Append-only JSON-lines audit file (parent folders created).
+
+    Args:
+        path: the file (e.g. ``logs/audit-20240105.jsonl``, see :func:`audit_path`).
+        secrets: extra secret values to mask (e.g. ``LiveConfig.secrets.values()``).
+        env: environment to take secrets from (default ``os.environ``).
+    """
+
+    def __init__(self, path: Path | str, secrets: Iterable[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.redact = Redactor(secrets, env)
+        self._lock = threading.Lock()
+        self._fh = open(self.path, "a", encoding="utf-8")  # closed in close()
+
+    def write(self, kind: str, /, **fields: Any) -> dict[str, Any]:
+        """Append one record; return it as written (after redaction).
+
+        Raises:
+            ValueError: ``kind`` is not one of :data:`KINDS`.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"audit kind {kind!r}: expected one of {', '.join(KINDS)}")
+        record: dict[str, Any] = {"ts": datetime.now(UTC).isoformat(), "kind": kind}
+        for key, value in self.redact(fields).items():
+            record[f"_{key}" if key in ("ts", "kind") else key] = value
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        return record
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def audit_path(logs_dir: Path | str, when: datetime | None = None) -> Path:
+    """Return the audit file for a day: ``<logs_dir>/audit-YYYYMMDD.jsonl`` (UTC date)."""
+    when = when or datetime.now(UTC)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return Path(logs_dir) / f"audit-{when:%Y%m%d}.jsonl"
+
+
+def read_audit(path: Path | str) -> list[dict[str, Any]]:
+    """Return every record of an audit file, in order.
+
+    A torn last line (the process died while writing it) is skipped.
+
+    Raises:
+        ValueError: a line other than the last is not valid JSON (names the file and line).
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines):  # last piece has no trailing newline: torn write
+                break
+            raise ValueError(f"audit log {path}: line {i} is not valid JSON ({exc.msg})") from None
+    return out

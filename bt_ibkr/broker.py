@@ -1,0 +1,433 @@
+"""IBBroker(bt.BrokerBase): backtrader orders to Interactive Brokers through an IBStore.
+
+Drop-in for backtrader's ``IBBroker``: Market, Limit, Stop, StopLimit, StopTrail,
+StopTrailLimit and Close (MOC) orders; ``valid`` -> TIF (None: GTC, ``timedelta(0)``/0: DAY, a
+datetime or other timedelta: GTD); brackets (``buy_bracket``/``sell_bracket``: children carry
+the parent's id, only the last one transmits); ``oco=`` -> an IB OCA group; any extra keyword is
+set on the IB ``Order`` (``outsideRth=True``, ``orderRef=...``, ``account=...``).
+
+Submitting never waits on the network: the order goes to the store's loop thread and the
+call returns. Order status, executions and commission reports come back on the store's
+broker queue and are applied in backtrader's thread in :meth:`IBBroker.next`, producing the
+usual notifications (Submitted, Accepted, Partial, Completed, Canceled, Rejected with IB's
+reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``); cash and value
+come from the account updates; positions open at start are adopted.
+
+Every order carries a deterministic ``orderRef`` ``bt-{strategy}-{data}-{seq}`` unless the
+user gave one: the key a journal can record before sending.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import backtrader as bt
+from backtrader.comminfo import CommInfoBase
+from backtrader.order import Order, OrderBase
+from backtrader.position import Position
+
+from bt_ibkr import client as ibc
+from bt_ibkr.errors import ConfigError
+
+
+class IBCommInfo(CommInfoBase):
+    """Cost/value helper for IB orders (the real commission comes from IB's reports)."""
+
+    params = (("commission", 0.0),)
+
+    def getvaluesize(self, size, price):
+        return abs(size) * price * self.p.mult
+
+    def getoperationcost(self, size, price):
+        return abs(size) * price * self.p.mult
+
+
+_IB_ORDER_TYPES = {
+    Order.Market: "MKT",
+    Order.Limit: "LMT",
+    Order.Close: "MOC",
+    Order.Stop: "STP",
+    Order.StopLimit: "STP LMT",
+    Order.StopTrail: "TRAIL",
+    Order.StopTrailLimit: "TRAIL LIMIT",
+}
+
+
+def tif_for(valid) -> tuple[str, str]:
+    """Return ``(tif, goodTillDate)`` for a backtrader ``valid`` value.
+
+    None -> GTC; ``timedelta(0)`` or 0 -> DAY; a datetime/date -> GTD at that (naive = UTC)
+    time; any other timedelta -> GTD now + delta; a float -> GTD at that backtrader date
+    number. goodTillDate is written in IB's UTC form ``YYYYMMDD-HH:MM:SS``.
+    """
+    if valid is None:
+        return "GTC", ""
+    if isinstance(valid, timedelta):
+        if valid == timedelta(0):
+            return "DAY", ""
+        when = datetime.now(UTC).replace(tzinfo=None) + valid
+    elif isinstance(valid, datetime):
+        when = valid.astimezone(UTC).replace(tzinfo=None) if valid.tzinfo else valid
+    elif isinstance(valid, date):
+        when = datetime.combine(valid, datetime.max.time()).replace(microsecond=0)
+    elif valid == 0:
+        return "DAY", ""
+    else:
+        try:
+            when = bt.num2date(float(valid))
+        except (TypeError, ValueError):
+            raise ConfigError(f"order valid={valid!r} is not None, a datetime, a timedelta "
+                              "or a backtrader date number") from None
+    return "GTD", when.strftime("%Y%m%d-%H:%M:%S")
+
+
+class IBOrder(OrderBase):
+    """A backtrader order carrying the IB ``Order`` it is sent as (``order.ib_order``).
+
+    Extra keyword arguments are set on the IB order (unknown field names are an error).
+    ``order.orderRef`` is the unique key of the order, ``order.orderId`` IB's id once placed.
+    """
+
+    def __init__(self, action: str, **kwargs: Any) -> None:
+        self.ordtype = self.Buy if action == "BUY" else self.Sell
+        raw_valid = self.p.valid
+        super().__init__()
+        self._willexpire = False
+        self.orderId: int | None = None
+        self.execids: set[str] = set()
+        ib = ibc.Order()
+        ib.action = action
+        ib.orderType = _IB_ORDER_TYPES[self.exectype]
+        ib.totalQuantity = abs(self.size)
+        if self.exectype == Order.Limit:
+            ib.lmtPrice = self.price
+        elif self.exectype == Order.Stop:
+            ib.auxPrice = self.price
+        elif self.exectype == Order.StopLimit:
+            ib.lmtPrice = self.pricelimit
+            ib.auxPrice = self.price
+        elif self.exectype in (Order.StopTrail, Order.StopTrailLimit):
+            if self.trailamount is not None:
+                ib.auxPrice = self.trailamount
+            elif self.trailpercent is not None:
+                ib.trailingPercent = self.trailpercent * 100.0
+            if self.exectype == Order.StopTrailLimit:
+                if self.p.price is not None:
+                    ib.trailStopPrice = self.p.price
+                if self.p.pricelimit is not None and self.p.price is not None:
+                    ib.lmtPriceOffset = abs(self.p.price - self.p.pricelimit)
+        elif self.exectype == Order.Market:
+            pass
+        ib.transmit = bool(self.transmit)
+        ib.tif, ib.goodTillDate = tif_for(raw_valid)
+        for name, value in kwargs.items():
+            if not hasattr(ib, name):
+                raise ConfigError(
+                    f"order keyword {name!r} is not a field of the IB Order; check the spelling "
+                    "(e.g. outsideRth, orderRef, account, ocaGroup)"
+                )
+            setattr(ib, name, value)
+        self.ib_order = ib
+
+    @property
+    def orderRef(self) -> str:
+        return self.ib_order.orderRef
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        o = self.ib_order
+        return (f"{base}\norderRef: {o.orderRef}\norderId: {self.orderId}\n"
+                f"Action: {o.action}\nOrderType: {o.orderType}\nTif: {o.tif}")
+
+
+class IBBroker(bt.BrokerBase):
+    """Broker for Interactive Brokers (see the module docstring).
+
+    ``IBBroker(store=None, **store_params)``: without ``store`` it shares the default IBStore
+    (created from ``store_params`` if none exists), like backtrader's singleton store.
+    """
+
+    params = (("store", None),)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        from bt_ibkr.store import STORE_PARAMS, IBStore
+
+        unknown = sorted(set(kwargs) - set(STORE_PARAMS))
+        if unknown:
+            raise ConfigError(f"unknown IBBroker parameter(s) {unknown}")
+        self.ib = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
+        self.startingcash = self.cash = 0.0
+        self.startingvalue = self.value = 0.0
+        self.orders: dict[str, IBOrder] = {}
+        self.notifs: collections.deque = collections.deque()
+        self.positions: dict[int, Position] = {}
+        self._seq = collections.Counter()
+        self._pending_exec: dict[str, tuple] = {}
+        self._early_comm: dict[str, tuple] = {}
+        self._applied: set[str] = set()
+        self._lock = threading.Lock()
+        self._started = False
+        self.connection_ok = True
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        super().start()
+        self.ib.start(broker=self)
+        self._started = True
+        self.startingcash = self.cash = self.ib.get_acc_cash()
+        self.startingvalue = self.value = self.ib.get_acc_value()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._started:
+            self._started = False
+            self.process_events()
+            self.ib.stop()
+
+    # ------------------------------------------------------------------ account
+    def getcash(self) -> float:
+        """Return the account cash from the latest account update (never blocks)."""
+        self.cash = self.ib.get_acc_cash()
+        return self.cash
+
+    def getvalue(self, datas=None) -> float:
+        """Return the net liquidation value from the latest account update (never blocks)."""
+        self.value = self.ib.get_acc_value()
+        return self.value
+
+    def get_notification(self):
+        try:
+            return self.notifs.popleft()
+        except IndexError:
+            return None
+
+    def notify(self, order: IBOrder) -> None:
+        self.notifs.append(order.clone())
+
+    def _conid(self, data) -> int:
+        contract = getattr(data, "tradecontract", None)
+        if contract is None:
+            raise ConfigError(f"data {data._name!r} is not an IBData (no IB trade contract)")
+        return contract.conId
+
+    def getposition(self, data, clone: bool = True) -> Position:
+        """Return the position of ``data``'s trade contract (adopted from IB at start)."""
+        conid = self._conid(data)
+        pos = self.positions.get(conid)
+        if pos is None:
+            size, avgcost = self.ib.get_positions().get(conid, (0.0, 0.0))
+            mult = self._multiplier(data)
+            pos = Position(size, (avgcost / mult) if size else 0.0)
+            self.positions[conid] = pos
+        return pos.clone() if clone else pos
+
+    @staticmethod
+    def _multiplier(data) -> float:
+        try:
+            return float(data.tradecontract.multiplier) or 1.0
+        except (AttributeError, TypeError, ValueError):
+            return 1.0
+
+    def getcommissioninfo(self, data) -> IBCommInfo:
+        contract = getattr(data, "tradecontract", None)
+        sec = getattr(contract, "secType", "STK")
+        stocklike = sec not in ("FUT", "OPT", "FOP")
+        return IBCommInfo(mult=self._multiplier(data), stocklike=stocklike)
+
+    # ------------------------------------------------------------------ orders
+    def _order_ref(self, owner, data) -> str:
+        strat = type(owner).__name__ if owner is not None else "user"
+        dname = getattr(data, "_name", "") or str(getattr(data.p, "dataname", "data"))
+        base = f"bt-{strat}-{dname}"
+        self._seq[base] += 1
+        return f"{base}-{self._seq[base]}"
+
+    def _makeorder(self, action, owner, data, size, price=None, plimit=None, exectype=None,
+                   valid=None, tradeid=0, **kwargs) -> IBOrder:
+        order = IBOrder(action, owner=owner, data=data, size=size, price=price,
+                        pricelimit=plimit, exectype=exectype, valid=valid, tradeid=tradeid,
+                        **kwargs)
+        if not order.ib_order.orderRef:
+            order.ib_order.orderRef = self._order_ref(owner, data)
+        if order.ib_order.orderRef in self.orders:
+            raise ConfigError(f"orderRef {order.ib_order.orderRef!r} was already used; "
+                              "every order needs a unique orderRef")
+        order.addcomminfo(self.getcommissioninfo(data))
+        return order
+
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+            tradeid=0, **kwargs) -> IBOrder:
+        return self.submit(self._makeorder("BUY", owner, data, size, price, plimit, exectype,
+                                           valid, tradeid, **kwargs))
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+             tradeid=0, **kwargs) -> IBOrder:
+        return self.submit(self._makeorder("SELL", owner, data, size, price, plimit, exectype,
+                                           valid, tradeid, **kwargs))
+
+    def submit(self, order: IBOrder) -> IBOrder:
+        """Send ``order`` to IB and return it at once (status Submitted)."""
+        ib = order.ib_order
+        parent_key = None
+        if order.parent is not None:
+            parent_key = order.parent.orderRef
+            # IB brackets: the children of one parent form a one-cancels-all group
+            ib.ocaGroup = ib.ocaGroup or f"{parent_key}-oca"
+            ib.ocaType = ib.ocaType or 1
+        if order.oco is not None:
+            other = order.oco.ib_order
+            if not other.ocaGroup:
+                raise ConfigError(
+                    f"oco= order {order.oco.orderRef!r} was sent without an OCA group; pass "
+                    "oco= on every member after the first, or ocaGroup= on the first"
+                )
+            ib.ocaGroup = other.ocaGroup
+            ib.ocaType = ib.ocaType or 1
+        order.submit(self)
+        self.orders[ib.orderRef] = order
+        contract = order.data.tradecontract
+        self.ib.place_order(ib.orderRef, contract, ib, parent_key)
+        self.notify(order)
+        return order
+
+    def cancel(self, order: IBOrder) -> bool:
+        """Ask IB to cancel ``order``; returns False if it is no longer alive (never blocks)."""
+        if not order.alive():
+            return False
+        self.ib.cancel_order(order.orderRef)
+        return True
+
+    def orderstatus(self, order: IBOrder) -> int:
+        return self.orders.get(order.orderRef, order).status
+
+    # ------------------------------------------------------------------ events
+    def next(self) -> None:
+        """Apply every event the store queued since the last call (cerebro calls it per bar)."""
+        self.process_events()
+
+    def process_events(self) -> int:
+        """Apply queued IB events to the orders; returns how many were handled."""
+        n = 0
+        q = self.ib.broker_q
+        while True:
+            try:
+                ev = q.get_nowait()
+            except queue.Empty:
+                return n
+            n += 1
+            handler = getattr(self, f"_ev_{ev[0]}", None)
+            if handler is not None:
+                handler(*ev[1:])
+
+    def _ev_placed(self, key: str, oid: int) -> None:
+        order = self.orders.get(key)
+        if order is not None:
+            order.orderId = oid
+
+    def _ev_connbroken(self) -> None:
+        self.connection_ok = False
+
+    def _ev_reconnected(self) -> None:
+        self.connection_ok = True
+
+    def _ev_disconnected(self) -> None:
+        self.connection_ok = False
+
+    def _ev_status(self, *args) -> None:
+        if len(args) < 7:
+            return  # connectivity status (code, text): nothing to do for orders
+        key, status, filled, remaining, avg, code, reason = args
+        order = self.orders.get(key)
+        if order is None:
+            return
+        if status in ("Submitted", "PreSubmitted") and order.status == Order.Submitted:
+            order.accept(self)
+            self.notify(order)
+        elif status in ("Cancelled", "ApiCancelled"):
+            if not order.alive():
+                return
+            if code and code not in (202, 10148):
+                self._reject(order, code, reason)
+                return
+            if order.executed.size and self._pending_exec_for(key):
+                return  # fills still being reported; cancel after them
+            order.cancel()
+            self.notify(order)
+        elif status == "Inactive":
+            if order.alive():
+                self._reject(order, code, reason or "order inactive at IB")
+
+    def _pending_exec_for(self, key: str) -> bool:
+        return any(v[0] == key for v in self._pending_exec.values())
+
+    def _reject(self, order: IBOrder, code, reason: str) -> None:
+        order.info.reason = reason
+        order.info.code = code
+        order.reject(self)
+        self.notify(order)
+
+    def _ev_error(self, key: str, code: int, text: str) -> None:
+        order = self.orders.get(key)
+        if order is None or not order.alive():
+            return
+        if code == 202:  # cancelled: the status event does it
+            return
+        if code in (399, 404, 2109, 10167) or 2100 <= code < 2200:
+            return  # warnings
+        if order.status in (Order.Submitted, Order.Accepted) and not order.executed.size:
+            self._reject(order, code, text)
+
+    def _ev_exec(self, key: str, execid: str, signed: float, price: float, when) -> None:
+        if execid in self._applied or execid in self._pending_exec:
+            return
+        self._pending_exec[execid] = (key, signed, price, when)
+        early = self._early_comm.pop(execid, None)
+        if early is not None:
+            self._ev_comm(*early)
+
+    def _ev_comm(self, key: str, execid: str, commission: float, pnl: float) -> None:
+        if execid in self._applied:
+            return
+        pending = self._pending_exec.pop(execid, None)
+        if pending is None:
+            self._early_comm[execid] = (key, execid, commission, pnl)
+            return
+        self._applied.add(execid)
+        key, signed, price, when = pending
+        order = self.orders.get(key)
+        if order is None:
+            return
+        self._execute(order, execid, signed, price, when, commission)
+
+    def _execute(self, order: IBOrder, execid: str, size: float, price: float, when,
+                 comm: float) -> None:
+        if order.status == Order.Submitted:
+            order.accept(self)
+            self.notify(order)
+        order.execids.add(execid)
+        position = self.getposition(order.data, clone=False)
+        pprice_orig = position.price
+        psize, pprice, opened, closed = position.update(size, price)
+        comminfo = order.comminfo
+        closedvalue = comminfo.getoperationcost(closed, pprice_orig)
+        closedcomm = comm * abs(closed) / abs(size) if size else 0.0
+        openedvalue = comminfo.getoperationcost(opened, price)
+        openedcomm = comm - closedcomm
+        pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
+        margin = comminfo.getvaluesize(size, price)
+        if isinstance(when, datetime):
+            dt = bt.date2num(when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when)
+        else:
+            dt = order.data.datetime[0] if len(order.data) else 0.0
+        order.execute(dt, size, price, closed, closedvalue, closedcomm, opened, openedvalue,
+                      openedcomm, margin, pnl, psize, pprice)
+        if abs(order.executed.remsize) < 1e-9:
+            order.completed()
+        else:
+            order.partial()
+        self.notify(order)

@@ -1,0 +1,524 @@
+"""Configuration of a live or paper run: a JSON file, environment variables, then CLI flags.
+
+Precedence, lowest to highest: the dataclass defaults < the JSON file (``--config FILE``) <
+environment variables (connection settings and secrets) < command-line overrides. Every value is
+validated when it is loaded; a bad one raises :class:`~bt_ibkr.errors.ConfigError` whose message
+names where it came from (file and key path, environment variable, or command-line flag), what
+was expected and, for a misspelt key, the closest valid name.
+
+File layout (every section and key optional; see ``examples/live.example.json``)::
+
+    {
+      "mode": "paper",                      # "paper" | "live"
+      "run_mode": "daily",                  # "daily" | "stream"
+      "symbols": ["SPY"],
+      "bar_size": "1 day",
+      "strategy": {"name": "RegimeAwareEnsemble", "params": {"band": 0.1}},
+      "read_only": false,
+      "connection": {"host": "127.0.0.1", "port": 4002, "client_id": 1, "account": null,
+                     "timeout": 10.0, "readonly": false},
+      "risk": {"max_position_per_symbol": null, "max_position_notional": null,
+               "max_order_notional": null, "max_daily_loss": 0.03, "cancel_on_exit": true},
+      "paths": {"journal": "state/journal.sqlite", "logs": "logs", "reports": "reports",
+                "equity": "state/equity.csv"}
+    }
+
+Keys starting with ``_`` (``"_comment"``) are ignored at every level. ``confirm_live`` is
+deliberately not accepted from the file or the environment: confirming live trading takes an
+explicit command-line flag on each run.
+
+Secrets (``TWS_USERID``, ``TWS_PASSWORD``, ``BT_IBKR_ALERT_TOKEN`` ...) are read only from the
+environment into :attr:`LiveConfig.secrets`, which is left out of ``repr()`` and shown as
+``"***"`` by :meth:`LiveConfig.redacted`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bt_ibkr.errors import ConfigError
+
+PAPER_PORTS: frozenset[int] = frozenset({7497, 4002})
+"""Default API ports of paper sessions: TWS 7497, IB Gateway 4002."""
+LIVE_PORTS: frozenset[int] = frozenset({7496, 4001})
+"""Default API ports of live sessions: TWS 7496, IB Gateway 4001."""
+DEFAULT_PORT_BY_MODE: dict[str, int] = {"paper": 4002, "live": 4001}
+"""Port used when none is configured: IB Gateway's paper or live port."""
+
+MODES = ("paper", "live")
+RUN_MODES = ("daily", "stream")
+BAR_SIZES = (
+    "1 secs", "5 secs", "10 secs", "15 secs", "30 secs",
+    "1 min", "2 mins", "3 mins", "5 mins", "10 mins", "15 mins", "20 mins", "30 mins",
+    "1 hour", "2 hours", "3 hours", "4 hours", "8 hours",
+    "1 day", "1 week", "1 month",
+)
+"""Bar sizes IB's historical-data API accepts (``barSizeSetting``)."""
+
+ENV_CONNECTION = {
+    "BT_IBKR_HOST": "connection.host",
+    "BT_IBKR_PORT": "connection.port",
+    "BT_IBKR_CLIENT_ID": "connection.client_id",
+    "BT_IBKR_ACCOUNT": "connection.account",
+    "BT_IBKR_MODE": "mode",
+}
+"""Environment variables that override connection settings, and the key each one sets."""
+
+SECRET_ENV_VARS = (
+    "BT_IBKR_ALERT_TOKEN",
+    "TWS_USERID",
+    "TWS_PASSWORD",
+    "TWS_USERID_PAPER",
+    "TWS_PASSWORD_PAPER",
+)
+"""Environment variables always treated as secrets (read into ``LiveConfig.secrets``)."""
+
+SECRET_NAME_RE = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
+"""A key or variable name that matches this holds a secret (used by redaction everywhere)."""
+
+
+@dataclass
+class ConnectionConfig:
+    """Where the TWS / IB Gateway API listens and which session to use.
+
+    ``port=None`` means "the default for the mode": 4002 (Gateway paper) or 4001 (Gateway live);
+    :func:`load_config` fills it in. ``readonly`` is passed to ib_async's ``connect(readonly=)``
+    and must match TWS's "Read-Only API" setting; it is not the same as
+    :attr:`LiveConfig.read_only` (decide but never send).
+    """
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    client_id: int = 1
+    account: str | None = None
+    timeout: float = 10.0
+    readonly: bool = False
+
+
+@dataclass
+class RiskConfig:
+    """Risk limits checked before every order (see :mod:`bt_ibkr.risk`); ``None`` = no limit.
+
+    ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
+    account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).
+    """
+
+    max_position_per_symbol: float | None = None
+    max_position_notional: float | None = None
+    max_order_notional: float | None = None
+    max_daily_loss: float | None = 0.03
+    cancel_on_exit: bool = True
+
+
+@dataclass
+class PathsConfig:
+    """Where a run keeps its state and records (relative paths are relative to the cwd)."""
+
+    journal: Path = Path("state/journal.sqlite")
+    logs: Path = Path("logs")
+    reports: Path = Path("reports")
+    equity: Path = Path("state/equity.csv")
+
+
+@dataclass
+class LiveConfig:
+    """Everything a paper/live run needs, validated. Build it with :func:`load_config`."""
+
+    mode: str = "paper"
+    run_mode: str = "daily"
+    symbols: list[str] = field(default_factory=lambda: ["SPY"])
+    strategy: str = "RegimeAwareEnsemble"
+    params: dict[str, Any] = field(default_factory=dict)
+    bar_size: str = "1 day"
+    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    confirm_live: bool = False
+    read_only: bool = False
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    source: str | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        """The API port to connect to: the configured one or the mode's default."""
+        if self.connection.port is not None:
+            return self.connection.port
+        return DEFAULT_PORT_BY_MODE[self.mode]
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the whole configuration as plain JSON-able data, every secret shown as "***".
+
+        Safe to print or write to a log: secret values never appear, and any value whose key
+        looks like a secret (``password``, ``token``, ``api_key`` ...) is masked too.
+        """
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "run_mode": self.run_mode,
+            "symbols": list(self.symbols),
+            "strategy": {"name": self.strategy, "params": _mask_keys(self.params)},
+            "bar_size": self.bar_size,
+            "connection": {f.name: getattr(self.connection, f.name) for f in fields(self.connection)},
+            "risk": {f.name: getattr(self.risk, f.name) for f in fields(self.risk)},
+            "paths": {f.name: str(getattr(self.paths, f.name)) for f in fields(self.paths)},
+            "confirm_live": self.confirm_live,
+            "read_only": self.read_only,
+            "secrets": {name: "***" for name in sorted(self.secrets)},
+        }
+        out["connection"]["port"] = self.port
+        if self.source:
+            out["source"] = self.source
+        return out
+
+
+def _mask_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: ("***" if SECRET_NAME_RE.search(str(k)) else _mask_keys(v)) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_mask_keys(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+class _Where:
+    """Builds error messages that name the source of a value (file, environment, CLI)."""
+
+    def __init__(self, origin: str, *, name_key: bool = True) -> None:
+        self.origin = origin
+        self.name_key = name_key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        if not self.name_key:
+            return ConfigError(f"{self.origin}: {message}")
+        return ConfigError(f"{self.origin}: {key}: {message}")
+
+
+def _unknown_key(where: _Where, section: str, key: str, valid: list[str]) -> ConfigError:
+    path = f"{section}.{key}" if section else key
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else f" (valid keys: {', '.join(valid)})"
+    return where.error(path, f"unknown key{hint}")
+
+
+def _as_int(where: _Where, key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}") from None
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _as_float(
+    where: _Where, key: str, value: Any, *, lo: float, hi: float | None = None,
+    lo_open: bool = True, hi_open: bool = True, nullable: bool = False,
+) -> float | None:
+    if value is None and nullable:
+        return None
+    expected = "a number" + (" or null" if nullable else "")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise where.error(key, f"expected {expected}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise where.error(key, f"expected {expected}, got {value!r}")
+    value = float(value)
+    too_low = value <= lo if lo_open else value < lo
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        rng = f"{'>' if lo_open else '>='} {lo:g}"
+        if hi is not None:
+            rng += f" and {'<' if hi_open else '<='} {hi:g}"
+        raise where.error(key, f"expected a number {rng}, got {value!r}")
+    return value
+
+
+def _as_bool(where: _Where, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    raise where.error(key, f"expected true or false, got {value!r}")
+
+
+def _as_str(where: _Where, key: str, value: Any, *, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(key, f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _as_choice(where: _Where, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value.strip().lower(), choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise where.error(key, f"expected one of {', '.join(map(repr, choices))}, got {value!r}{hint}")
+
+
+def _as_symbols(where: _Where, key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [s for s in (part.strip() for part in value.split(",")) if s]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise where.error(key, f"expected a non-empty list of symbols, got {value!r}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise where.error(f"{key}[{i}]", f"expected a symbol string, got {item!r}")
+        sym = item.strip()
+        if sym in out:
+            raise where.error(f"{key}[{i}]", f"duplicate symbol {sym!r}")
+        out.append(sym)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# applying one layer (file, environment, overrides) onto a LiveConfig
+
+
+def _set_connection(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    path = f"connection.{key}"
+    c = cfg.connection
+    if key == "host":
+        c.host = _as_str(where, path, value)  # type: ignore[assignment]
+    elif key == "port":
+        c.port = None if value is None else _as_int(where, path, value, 1, 65535)
+    elif key == "client_id":
+        c.client_id = _as_int(where, path, value, 0, 2**31 - 1)
+    elif key == "account":
+        c.account = _as_str(where, path, value, nullable=True)
+    elif key == "timeout":
+        c.timeout = _as_float(where, path, value, lo=0.0)  # type: ignore[assignment]
+    elif key == "readonly":
+        c.readonly = _as_bool(where, path, value)
+    else:  # pragma: no cover - callers check names first
+        raise _unknown_key(where, "connection", key, _names(ConnectionConfig))
+
+
+def _set_risk(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    path = f"risk.{key}"
+    r = cfg.risk
+    if key in ("max_position_per_symbol", "max_position_notional", "max_order_notional"):
+        setattr(r, key, _as_float(where, path, value, lo=0.0, nullable=True))
+    elif key == "max_daily_loss":
+        r.max_daily_loss = _as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
+    elif key == "cancel_on_exit":
+        r.cancel_on_exit = _as_bool(where, path, value)
+    else:  # pragma: no cover
+        raise _unknown_key(where, "risk", key, _names(RiskConfig))
+
+
+def _set_path(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    text = _as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
+    setattr(cfg.paths, key, Path(os.path.expanduser(text)))  # type: ignore[arg-type]
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+_TOP_KEYS = ["mode", "run_mode", "symbols", "bar_size", "strategy", "params", "read_only",
+             "connection", "risk", "paths"]
+_SECTIONS = {
+    "connection": (ConnectionConfig, _set_connection),
+    "risk": (RiskConfig, _set_risk),
+    "paths": (PathsConfig, _set_path),
+}
+
+
+def _set_top(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    if key == "mode":
+        cfg.mode = _as_choice(where, key, value, MODES)
+    elif key == "run_mode":
+        cfg.run_mode = _as_choice(where, key, value, RUN_MODES)
+    elif key == "symbols":
+        cfg.symbols = _as_symbols(where, key, value)
+    elif key == "bar_size":
+        if not isinstance(value, str) or value.strip() not in BAR_SIZES:
+            close = difflib.get_close_matches(str(value), BAR_SIZES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise where.error(key, f"expected an IB bar size like '1 day' or '5 mins', got {value!r}{hint}")
+        cfg.bar_size = value.strip()
+    elif key == "read_only":
+        cfg.read_only = _as_bool(where, key, value)
+    elif key == "confirm_live":
+        cfg.confirm_live = _as_bool(where, key, value)
+    elif key == "strategy":
+        if isinstance(value, str):
+            cfg.strategy = _as_str(where, key, value)  # type: ignore[assignment]
+            return
+        if not isinstance(value, Mapping):
+            raise where.error(key, f'expected {{"name": ..., "params": {{...}}}} or a name, got {value!r}')
+        for sub, subval in value.items():
+            if str(sub).startswith("_"):
+                continue
+            if sub == "name":
+                cfg.strategy = _as_str(where, "strategy.name", subval)  # type: ignore[assignment]
+            elif sub == "params":
+                _set_top(cfg, where, "strategy.params", subval)
+            else:
+                raise _unknown_key(where, "strategy", str(sub), ["name", "params"])
+    elif key in ("params", "strategy.params"):
+        if not isinstance(value, Mapping):
+            raise where.error(key, f"expected an object of strategy params, got {value!r}")
+        cfg.params = {**cfg.params, **{str(k): v for k, v in value.items()}}
+    else:  # pragma: no cover
+        raise _unknown_key(where, "", key, _TOP_KEYS)
+
+
+def _apply_file(cfg: LiveConfig, where: _Where, data: Any) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where.origin}: expected a JSON object at the top level, got {type(data).__name__}")
+    for key, value in data.items():
+        key = str(key)
+        if key.startswith("_"):
+            continue
+        if key == "confirm_live":
+            raise where.error(key, "not accepted in a config file: confirm live trading on the "
+                                   "command line (--live --confirm-live) on each run")
+        if key == "secrets" or key in SECRET_ENV_VARS:
+            raise where.error(key, "secrets are not read from config files: set them in the "
+                                   f"environment ({', '.join(SECRET_ENV_VARS)})")
+        if key in _SECTIONS:
+            cls, setter = _SECTIONS[key]
+            if not isinstance(value, Mapping):
+                raise where.error(key, f"expected an object, got {value!r}")
+            valid = _names(cls)
+            for sub, subval in value.items():
+                sub = str(sub)
+                if sub.startswith("_"):
+                    continue
+                if sub not in valid:
+                    raise _unknown_key(where, key, sub, valid)
+                setter(cfg, where, sub, subval)
+        elif key in _TOP_KEYS:
+            _set_top(cfg, where, key, value)
+        else:
+            raise _unknown_key(where, "", key, _TOP_KEYS)
+
+
+def _apply_env(cfg: LiveConfig, env: Mapping[str, str]) -> None:
+    for var, path in ENV_CONNECTION.items():
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        # errors read "BT_IBKR_PORT='x': expected an integer 1..65535, got 'x'"
+        _apply_dotted(cfg, _Where(f"{var}={raw!r}", name_key=False), path, raw)
+    secrets = {}
+    for var, value in env.items():
+        if not value:
+            continue
+        if var in SECRET_ENV_VARS or (var.startswith("BT_IBKR_") and SECRET_NAME_RE.search(var)):
+            secrets[var] = value
+    cfg.secrets = secrets
+
+
+def _apply_dotted(cfg: LiveConfig, where: _Where, dotted: str, value: Any) -> None:
+    section, _, key = dotted.partition(".")
+    if key and section in _SECTIONS:
+        cls, setter = _SECTIONS[section]
+        if key not in _names(cls):
+            raise _unknown_key(where, section, key, _names(cls))
+        setter(cfg, where, key, value)
+    elif section == "strategy" and key in ("name", "params"):
+        _set_top(cfg, where, "strategy" if key == "name" else "strategy.params", value)
+    elif not key and (section in _TOP_KEYS or section == "confirm_live") and section not in _SECTIONS:
+        _set_top(cfg, where, section, value)
+    else:
+        raise _unknown_key(where, "", dotted, _TOP_KEYS + ["confirm_live"])
+
+
+def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted in _SECTIONS:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config {name}: file not found (copy examples/live.example.json and edit it)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config {name}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config {name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def load_config(
+    path: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LiveConfig:
+    """Return the validated :class:`LiveConfig` for a run.
+
+    Args:
+        path: the JSON config file, or None for defaults only.
+        env: environment variables (default ``os.environ``); ``BT_IBKR_HOST``, ``BT_IBKR_PORT``,
+            ``BT_IBKR_CLIENT_ID``, ``BT_IBKR_ACCOUNT`` and ``BT_IBKR_MODE`` override the file;
+            secrets (:data:`SECRET_ENV_VARS`, and ``BT_IBKR_*`` names containing PASS, SECRET,
+            TOKEN, KEY or CREDENTIAL) go to ``secrets``.
+        overrides: command-line values, highest precedence. Either dotted keys
+            (``{"connection.port": 4002, "symbols": "SPY,QQQ"}``) or nested sections
+            (``{"connection": {"port": 4002}}``); None values are skipped, so argparse
+            defaults of None can be passed straight through.
+
+    Raises:
+        ConfigError: the file is missing or not valid JSON (file, line and column named), a key
+            is unknown (closest valid key suggested), a value has the wrong type or range
+            (key path and source named), or ``confirm_live``/secrets appear in the file.
+    """
+    env = os.environ if env is None else env
+    cfg = LiveConfig()
+    if path is not None:
+        path = Path(path)
+        cfg.source = str(path)
+        _apply_file(cfg, _Where(f"config {path}"), _read_json(path))
+    _apply_env(cfg, env)
+    if overrides:
+        where = _Where("command line")
+        for dotted, value in _flatten(overrides).items():
+            if value is None:
+                continue
+            _apply_dotted(cfg, where, dotted, value)
+    if cfg.connection.port is None:
+        cfg.connection.port = DEFAULT_PORT_BY_MODE[cfg.mode]
+    return cfg

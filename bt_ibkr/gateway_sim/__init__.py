@@ -1,0 +1,14 @@
+"""Protocol-level IB Gateway simulator (DESIGN §7).
+
+Speaks the real TWS socket protocol on 127.0.0.1 so the unmodified ib_async / ib_insync
+clients connect to it: contract details, historical/real-time bars, ticks, orders (through the
+order engine), faults. Start it from Python with ``GatewaySim`` or from a shell with
+``python -m bt_ibkr.gateway_sim --port 4002``.
+"""
+
+from __future__ import annotations
+
+from bt_ibkr.gateway_sim.harness import GatewaySim
+from bt_ibkr.gateway_sim.server import FaultPlan, GatewayServer, Session
+
+__all__ = ["FaultPlan", "GatewayServer", "GatewaySim", "Session"]

@@ -1,0 +1,266 @@
+"""Reference data: the instruments the simulator knows and how TWS-style lookups resolve.
+
+Instruments (conIds are IB's real ones where known):
+
+* US stocks/ETFs SPY (ARCA), AAPL, MSFT, QQQ, NVDA, TLT (NASDAQ), IWM, GLD (ARCA):
+  STK, SMART-routed, USD, America/New_York, RTH 09:30-16:00.
+* The sample indices: ``^GSPC`` is served as ``SPX``/IND/CBOE and ``^IXIC`` as
+  ``COMP``/IND/NASDAQ (Yahoo-style names are accepted as aliases of those symbols).
+* A forex pair: EUR.USD CASH IDEALPRO (symbol ``EUR``, currency ``USD``, localSymbol
+  ``EUR.USD``); its simulated session is 00:00-17:00 New York (the FX day ends at 17:00).
+* A future: ES on CME, the next two quarterly expiries after the clock's start date
+  (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00.
+
+Lookup mirrors TWS: a conId > 0 wins; otherwise symbol (or localSymbol), secType, currency,
+exchange (``SMART``, the primary exchange, any valid exchange, or empty), and for futures a
+``lastTradeDateOrContractMonth`` prefix (``202612`` matches ``20261218``) must all match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bt_ibkr.gateway_sim.model import SimContract
+
+NEW_YORK = "America/New_York"
+CHICAGO = "America/Chicago"
+
+#: Yahoo-style sample names -> the IB symbol they are served as.
+SYMBOL_ALIASES = {"^GSPC": "SPX", "^IXIC": "COMP", "EURUSD=X": "EUR", "ES=F": "ES"}
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One trading session per business day: local ``open``-``close`` in ``tz`` (HHMM ints)."""
+
+    tz: str
+    open_hhmm: int
+    close_hhmm: int
+
+    @property
+    def open_seconds(self) -> int:
+        """Return the session open as seconds after local midnight."""
+        return (self.open_hhmm // 100) * 3600 + (self.open_hhmm % 100) * 60
+
+    @property
+    def length(self) -> int:
+        """Return the session length in seconds."""
+        close = (self.close_hhmm // 100) * 3600 + (self.close_hhmm % 100) * 60
+        return close - self.open_seconds
+
+
+STOCK_SESSION = SessionSpec(NEW_YORK, 930, 1600)
+FX_SESSION = SessionSpec(NEW_YORK, 0, 1700)
+CME_EQUITY_SESSION = SessionSpec(CHICAGO, 830, 1500)
+
+
+def _stock(con_id, symbol, primary, long_name, industry="", category="", stock_type="ETF"):
+    return SimContract(
+        conId=con_id, symbol=symbol, secType="STK", exchange="SMART", primaryExchange=primary,
+        currency="USD", localSymbol=symbol, tradingClass=symbol if primary != "ARCA" else symbol,
+        longName=long_name, timeZoneId=NEW_YORK, minTick=0.01,
+        validExchanges="SMART,AMEX,NYSE,CBOE,PHLX,ISE,CHX,ARCA,NASDAQ,DRCTEDGE,BEX,BATS,EDGEA,IEX",
+        industry=industry, category=category, stockType=stock_type, series=symbol,
+    )
+
+
+BASE_CONTRACTS: tuple[SimContract, ...] = (
+    _stock(756733, "SPY", "ARCA", "SPDR S&P 500 ETF TRUST"),
+    _stock(265598, "AAPL", "NASDAQ", "APPLE INC", "Technology", "Computers", "COMMON"),
+    _stock(272093, "MSFT", "NASDAQ", "MICROSOFT CORP", "Technology", "Software", "COMMON"),
+    _stock(320227571, "QQQ", "NASDAQ", "INVESCO QQQ TRUST SERIES 1"),
+    _stock(9579970, "IWM", "ARCA", "ISHARES RUSSELL 2000 ETF"),
+    _stock(4815747, "NVDA", "NASDAQ", "NVIDIA CORP", "Technology", "Semiconductors", "COMMON"),
+    _stock(15547841, "TLT", "NASDAQ", "ISHARES 20+ YEAR TREASURY BOND"),
+    _stock(51529211, "GLD", "ARCA", "SPDR GOLD SHARES"),
+    SimContract(
+        conId=416904, symbol="SPX", secType="IND", exchange="CBOE", primaryExchange="",
+        currency="USD", localSymbol="SPX", tradingClass="SPX", longName="S&P 500 Stock Index",
+        timeZoneId=NEW_YORK, minTick=0.01, orderTypes="", validExchanges="CBOE",
+        series="^GSPC",
+    ),
+    SimContract(
+        conId=11004968, symbol="COMP", secType="IND", exchange="NASDAQ", primaryExchange="",
+        currency="USD", localSymbol="COMP", tradingClass="COMP",
+        longName="NASDAQ Composite Index", timeZoneId=NEW_YORK, minTick=0.01, orderTypes="",
+        validExchanges="NASDAQ", series="^IXIC",
+    ),
+    SimContract(
+        conId=12087792, symbol="EUR", secType="CASH", exchange="IDEALPRO", primaryExchange="",
+        currency="USD", localSymbol="EUR.USD", tradingClass="EUR.USD",
+        longName="European Monetary Union Euro", timeZoneId=NEW_YORK, minTick=0.00005,
+        orderTypes="LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT", validExchanges="IDEALPRO",
+        series="EUR.USD",
+    ),
+)
+
+
+def third_friday(year: int, month: int) -> date:
+    """Return the third Friday of ``year``-``month`` (the quarterly equity-future expiry)."""
+    first = date(year, month, 1)
+    offset = (4 - first.weekday()) % 7
+    return first + timedelta(days=offset + 14)
+
+
+def es_futures(start: date, count: int = 2) -> list[SimContract]:
+    """Return the next ``count`` quarterly ES contracts expiring after ``start``."""
+    out: list[SimContract] = []
+    year, month = start.year, start.month
+    while len(out) < count:
+        if month in (3, 6, 9, 12):
+            expiry = third_friday(year, month)
+            if expiry > start:
+                code = "HMUZ"[(month // 3) - 1]
+                out.append(SimContract(
+                    conId=700_000_000 + year * 100 + month, symbol="ES", secType="FUT",
+                    exchange="CME", primaryExchange="", currency="USD",
+                    localSymbol=f"ES{code}{year % 10}", tradingClass="ES",
+                    lastTradeDateOrContractMonth=expiry.strftime("%Y%m%d"), multiplier="50",
+                    longName="E-mini S&P 500", timeZoneId=CHICAGO, minTick=0.25,
+                    orderTypes="LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT", validExchanges="CME",
+                    series="ES",
+                ))
+        month += 1
+        if month > 12:
+            month, year = 1, year + 1
+    return out
+
+
+def session_for(contract: SimContract) -> SessionSpec:
+    """Return the trading session the simulator uses for ``contract``."""
+    if contract.secType == "CASH":
+        return FX_SESSION
+    if contract.secType == "FUT":
+        return CME_EQUITY_SESSION
+    return STOCK_SESSION
+
+
+def hours_text(contract: SimContract, start: date, days: int = 7) -> str:
+    """Return IB-style tradingHours/liquidHours text for ``days`` calendar days from ``start``.
+
+    Format as TWS sends it: ``20240105:0930-20240105:1600;20240106:CLOSED;...``.
+    """
+    spec = session_for(contract)
+    parts = []
+    for k in range(days):
+        d = start + timedelta(days=k)
+        ds = d.strftime("%Y%m%d")
+        if d.weekday() >= 5:
+            parts.append(f"{ds}:CLOSED")
+        else:
+            parts.append(f"{ds}:{spec.open_hhmm:04d}-{ds}:{spec.close_hhmm:04d}")
+    return ";".join(parts)
+
+
+class ContractDB:
+    """The simulator's instrument table with TWS-like lookup.
+
+    ``ContractDB(start)`` builds the table (futures expiries relative to ``start``).
+    """
+
+    def __init__(self, start: datetime | date) -> None:
+        start_date = start.date() if isinstance(start, datetime) else start
+        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(start_date)
+        self._by_conid = {c.conId: c for c in self._contracts}
+
+    def all(self) -> list[SimContract]:
+        """Return every known contract."""
+        return list(self._contracts)
+
+    def by_conid(self, conId: int) -> SimContract | None:
+        """Return the contract with ``conId`` or None."""
+        return self._by_conid.get(int(conId or 0))
+
+    def by_symbol(self, symbol: str, secType: str = "") -> SimContract | None:
+        """Return the first contract whose symbol (or alias) is ``symbol`` (optionally secType)."""
+        found = self.matches(symbol=symbol, secType=secType)
+        return found[0] if found else None
+
+    def add(self, contract: SimContract) -> None:
+        """Add (or replace by conId) an instrument, e.g. for a test scenario."""
+        self._contracts = [c for c in self._contracts if c.conId != contract.conId] + [contract]
+        self._by_conid[contract.conId] = contract
+
+    def matches(
+        self,
+        conId: int = 0,
+        symbol: str = "",
+        secType: str = "",
+        exchange: str = "",
+        currency: str = "",
+        lastTradeDateOrContractMonth: str = "",
+        primaryExchange: str = "",
+        localSymbol: str = "",
+        **_ignored: object,
+    ) -> list[SimContract]:
+        """Return every contract matching the request the way TWS matches it (may be empty)."""
+        if conId and int(conId) > 0:
+            found = self._by_conid.get(int(conId))
+            return [found] if found else []
+        sym = (symbol or "").strip().upper()
+        sym = SYMBOL_ALIASES.get(sym, sym)
+        local = (localSymbol or "").strip().upper()
+        if not sym and not local:
+            return []
+        out = []
+        for c in self._contracts:
+            if sym and c.symbol.upper() != sym and c.localSymbol.upper() != sym:
+                continue
+            if local and c.localSymbol.upper() != local:
+                continue
+            if secType and c.secType != secType.upper():
+                continue
+            if currency and c.currency != currency.upper():
+                continue
+            if exchange and not _exchange_ok(c, exchange.upper()):
+                continue
+            if primaryExchange and c.primaryExchange and \
+                    c.primaryExchange != primaryExchange.upper():
+                continue
+            if lastTradeDateOrContractMonth and not c.lastTradeDateOrContractMonth.startswith(
+                    lastTradeDateOrContractMonth):
+                continue
+            out.append(c)
+        return out
+
+    def resolve(self, conId: int = 0, symbol: str = "", secType: str = "",
+                exchange: str = "", currency: str = "",
+                lastTradeDateOrContractMonth: str = "", **kw: object) -> SimContract | None:
+        """Return the single matching contract, or None when there are 0 or several matches."""
+        found = self.matches(conId=conId, symbol=symbol, secType=secType, exchange=exchange,
+                             currency=currency,
+                             lastTradeDateOrContractMonth=lastTradeDateOrContractMonth, **kw)
+        return found[0] if len(found) == 1 else None
+
+    def details_view(self, contract: SimContract, requested_exchange: str,
+                     today: date) -> SimContract:
+        """Return ``contract`` as contractDetails shows it for a request on ``requested_exchange``.
+
+        The exchange echoes the request (SMART when the request left it empty for a stock),
+        and trading/liquid hours cover the week from ``today``.
+        """
+        exchange = contract.exchange
+        req = (requested_exchange or "").upper()
+        if req and req != "GLOBEX" and _exchange_ok(contract, req):
+            exchange = req
+        hours = hours_text(contract, today)
+        return dataclasses.replace(contract, exchange=exchange, tradingHours=hours,
+                                   liquidHours=hours)
+
+
+def _exchange_ok(contract: SimContract, exchange: str) -> bool:
+    if exchange in ("", contract.exchange, contract.primaryExchange):
+        return True
+    if contract.secType == "STK" and exchange == "SMART":
+        return True
+    if contract.secType == "FUT" and exchange == "GLOBEX":
+        return True
+    return exchange in contract.validExchanges.split(",")
+
+
+def exchange_tz(contract: SimContract) -> ZoneInfo:
+    """Return the contract's exchange time zone."""
+    return ZoneInfo(contract.timeZoneId or NEW_YORK)

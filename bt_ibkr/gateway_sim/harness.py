@@ -1,0 +1,297 @@
+"""``GatewaySim``: the simulator on its own event loop in a background thread.
+
+The test (or demo) keeps its main thread for the client, e.g. ib_async's synchronous API::
+
+    with GatewaySim(data="sample") as sim:
+        ib = IB(); ib.connect(sim.host, sim.port, clientId=1)
+        bars = ib.reqRealTimeBars(contract, 5, "TRADES", False)
+        sim.advance(seconds=60)          # emits 12 five-second bars, calls broker.on_bar
+        ib.sleep(0.1)                    # let the client read them
+
+Every method is thread-safe: it runs the work on the simulator's loop and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from bt_ibkr.errors import ConnectionFailedError
+from bt_ibkr.gateway_sim.server import MAX_SERVER_VERSION, FaultPlan, GatewayServer
+
+T = TypeVar("T")
+
+
+class GatewaySim:
+    """A simulated IB Gateway on 127.0.0.1, served from a background thread.
+
+    Args:
+        account: the paper account id the gateway manages.
+        data: ``"synthetic"`` (seeded GBM) or ``"sample"`` (arch's real S&P 500 / NASDAQ).
+        seed: synthetic data seed.
+        port: TCP port (0 = a free port; read ``.port`` after ``start()``).
+        start: simulated start time (default: 2017-01-03 09:30 New York for sample,
+            2024-01-02 09:30 New York for synthetic).
+        speed: simulated seconds per real second (0 = only ``advance()`` moves the clock).
+        max_server_version: highest TWS server version to negotiate (157..178).
+        pacing: enforce IB's historical pacing (off by default); ``pacing_scale`` shrinks its
+            windows (0.01 = 100x faster).
+        host: must be loopback; anything else raises ConfigError.
+        next_valid_id: the first nextValidId.
+        broker_options: keyword arguments for the order engine (SimBroker), e.g.
+            ``{"fill_mode": "next_bar", "cash": 100_000.0}``.
+        live_data: False simulates an account without live market-data subscriptions:
+            reqMktData in live mode gets error 10089, in delayed mode warning 10167 + ticks.
+    """
+
+    def __init__(self, account: str = "DU1234567", data: str = "synthetic", seed: int = 0,
+                 port: int = 0, start: datetime | None = None, speed: float = 0.0,
+                 max_server_version: int = MAX_SERVER_VERSION, pacing: bool = False,
+                 pacing_scale: float = 1.0, host: str = "127.0.0.1",
+                 next_valid_id: int = 1, broker_options: dict | None = None,
+                 live_data: bool = True) -> None:
+        self.server = GatewayServer(
+            account=account, data=data, seed=seed, start=start, speed=speed,
+            max_server_version=max_server_version, pacing=pacing, pacing_scale=pacing_scale,
+            host=host, next_valid_id=next_valid_id, broker_options=broker_options,
+            live_data=live_data)
+        self._want_port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> GatewaySim:
+        """Start serving in a background thread; return self once the port is bound.
+
+        Raises ConnectionFailedError when the port is in use.
+        """
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.server.start(self._want_port))
+            except BaseException as exc:  # report to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="gateway-sim", daemon=True)
+        self._thread.start()
+        if not ready.wait(30):
+            raise ConnectionFailedError("gateway_sim did not start within 30 s")
+        if failure:
+            self._thread.join(5)
+            self._thread = None
+            self._loop = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, stop listening and end the thread (idempotent)."""
+        if self._thread is None or self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+            self._loop = None
+
+    def __enter__(self) -> GatewaySim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def host(self) -> str:
+        """Return the bound host (always 127.0.0.1)."""
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        """Return the bound TCP port (valid after ``start()``)."""
+        return self.server.port
+
+    @property
+    def account(self) -> str:
+        """Return the managed account id."""
+        return self.server.account
+
+    @property
+    def requests(self) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """Return the recorded client requests as ``(client_id, msg_id, name, fields)``."""
+        return self.server.requests
+
+    @property
+    def faults(self) -> FaultPlan:
+        """Return the fault plan (``reject_next_order``, ``delays``, ``drops``)."""
+        return self.server.faults
+
+    @property
+    def broker(self) -> Any:
+        """Return the order engine (None until sim-orders' register() installed one)."""
+        return self.server.broker
+
+    @property
+    def contracts(self):
+        """Return the ContractDB."""
+        return self.server.contracts
+
+    @property
+    def market(self):
+        """Return the MarketData."""
+        return self.server.market
+
+    def now(self) -> datetime:
+        """Return the simulated time (tz-aware UTC)."""
+        return self.server.clock.now()
+
+    def requests_named(self, name: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """Return the recorded requests whose message name is ``name`` (e.g. 'placeOrder')."""
+        return [r for r in self.requests if r[2] == name]
+
+    def wait_for_request(self, name: str, count: int = 1, timeout: float = 5.0,
+                         pump: Callable[[float], object] | None = None) -> list[tuple]:
+        """Wait until at least ``count`` requests named ``name`` arrived; return them.
+
+        Client requests are fire-and-forget, so call this before ``advance()`` to be sure
+        the server has seen a subscription. ``pump(seconds)`` (e.g. ``ib.sleep``) is called
+        while waiting so a single-threaded client keeps running. Raises TimeoutError.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.requests_named(name)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway_sim saw {len(found)} {name} request(s), "
+                                   f"expected {count} within {timeout} s")
+            if pump is not None:
+                pump(0.01)
+            else:
+                time.sleep(0.01)
+
+    # ------------------------------------------------------------ run on the loop
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (sync or async) on the simulator's loop and return its result."""
+        if self._loop is None:
+            raise RuntimeError("GatewaySim is not running: call start() first")
+
+        async def runner() -> Any:
+            result = fn(*args)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(runner(), self._loop).result(120)
+
+    # ------------------------------------------------------------ clock
+    def advance(self, seconds: float = 0.0, minutes: float = 0.0, hours: float = 0.0) -> datetime:
+        """Advance the simulated clock, emitting every 5-second bar/update/tick in between and
+        calling ``broker.on_bar`` per step; return the new time."""
+        total = seconds + 60.0 * minutes + 3600.0 * hours
+        return self.call(self.server.advance, total)
+
+    def advance_days(self, days: int = 1) -> datetime:
+        """Advance to the same New York wall time ``days`` trading days later (trading days
+        of the SPY series), emitting everything in between; return the new time."""
+        target = self.next_trading_time(days)
+        seconds = (target - self.now()).total_seconds()
+        return self.advance(seconds=max(seconds, 0.0))
+
+    def next_trading_time(self, days: int = 1) -> datetime:
+        """Return the instant ``days`` trading days after now at the same New York wall time."""
+        ny = ZoneInfo("America/New_York")
+        now_local = self.now().astimezone(ny)
+        spy = self.server.contracts.by_symbol("SPY", "STK")
+        series = self.server.market.series(spy) if spy is not None else None
+        day = now_local.date()
+        for _ in range(days):
+            if series is not None:
+                i = int(np.searchsorted(series.dates, np.datetime64(day), side="right"))
+                if i >= len(series.dates):
+                    day = day + timedelta(days=1)
+                else:
+                    day = series.session_date(i)
+            else:
+                day = day + timedelta(days=1)
+                while day.weekday() >= 5:
+                    day = day + timedelta(days=1)
+        local = datetime.combine(day, now_local.time().replace(tzinfo=None), tzinfo=ny)
+        return local.astimezone(ZoneInfo("UTC"))
+
+    def set_speed(self, speed: float) -> None:
+        """Change the clock speed (simulated seconds per real second; 0 = explicit only)."""
+        self.server.clock.set_speed(speed)
+        if speed > 0:
+            self.call(self._ensure_driver)
+
+    def _ensure_driver(self) -> None:
+        if self.server._driver is None:
+            self.server._driver = asyncio.get_running_loop().create_task(self.server._drive())
+
+    # ------------------------------------------------------------ faults
+    def drop_connections(self) -> None:
+        """Close every client socket (clients see a disconnect); keep listening."""
+        self.call(self.server.drop_all)
+
+    def notice(self, code: int, message: str | None = None) -> None:
+        """Send a system notice to every client (1100 lost, 1101 restored-data lost, 1102
+        restored-data maintained, or any other code)."""
+        self.call(self.server.notice, code, message)
+
+    def connectivity_lost(self) -> None:
+        """Send notice 1100."""
+        self.notice(1100)
+
+    def connectivity_restored(self, data_lost: bool = False) -> None:
+        """Send notice 1101 (data lost: market-data subscriptions dropped) or 1102."""
+        self.notice(1101 if data_lost else 1102)
+
+    def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
+                downtime: float = 0.0) -> None:
+        """Simulate a gateway restart: drop all clients; roll nextValidId back to
+        ``rollback_to``; refuse connections for ``downtime`` real seconds. Orders and
+        positions persist."""
+        self.call(self.server.restart, rollback_ids, rollback_to, downtime)
+
+    def reject_next_order(self, code: int = 201,
+                          reason: str = "Order rejected - reason:simulated rejection") -> None:
+        """Make the order engine reject the next placeOrder with ``code``/``reason``."""
+        self.server.faults.reject_next_order = (code, reason)
+
+    def delay_replies(self, msg_id: int, seconds: float) -> None:
+        """Hold every reply to requests with ``msg_id`` for ``seconds`` (0 clears it)."""
+        if seconds <= 0:
+            self.server.faults.delays.pop(msg_id, None)
+        else:
+            self.server.faults.delays[msg_id] = seconds
+
+    def drop_replies(self, msg_id: int, n: int = 1) -> None:
+        """Send no reply at all to the next ``n`` requests with ``msg_id``."""
+        self.server.faults.drops[msg_id] = n
+
+    def next_order_id(self) -> int:
+        """Return the id the next nextValidId message would carry."""
+        return self.server.next_order_id()

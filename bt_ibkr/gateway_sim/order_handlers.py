@@ -1,0 +1,429 @@
+"""Order/account request handlers of the gateway simulator, wired to a SimBroker.
+
+``register(server)`` creates ``server.broker`` and installs ``server.handlers`` for
+3 placeOrder, 4 cancelOrder, 58 reqGlobalCancel, 5 reqOpenOrders, 16 reqAllOpenOrders,
+15 reqAutoOpenOrders, 99 reqCompletedOrders, 7 reqExecutions, 61/64 reqPositions/cancel,
+74/75 reqPositionsMulti/cancel, 6 reqAccountUpdates, 62/63 reqAccountSummary/cancel,
+76/77 reqAccountUpdatesMulti/cancel, 92/93 reqPnL/cancel and 94/95 reqPnLSingle/cancel.
+
+Routing of broker events: order messages (openOrder, orderStatus, execDetails,
+commissionReport, order errors) go to the PLACING client's session(s) and to clientId-0
+sessions that asked for reqAutoOpenOrders(True); position/account/PnL pushes go to the
+sessions that subscribed. State lives in the broker, so it survives disconnects and
+``server.restart()``.
+
+Subscription state is kept in ``session.subscriptions`` under these keys: "positions" (bool),
+"auto_open_orders" (bool), "account_updates" (bool), "account_summary" ({reqId: tags}),
+"account_multi" ({reqId: modelCode}), "positions_multi" (set of reqIds), "pnl" ({reqId: None}),
+"pnl_single" ({reqId: conId}).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .broker import (
+    AccountChanged,
+    Executed,
+    OrderError,
+    OrderUpdated,
+    PortfolioRevalued,
+    PositionChanged,
+    SimBroker,
+    SimOrder,
+)
+from .order_codec import (
+    account_summary_fields,
+    account_update_multi_fields,
+    account_value_fields,
+    commission_report_fields,
+    completed_order_fields,
+    exec_details_fields,
+    ib_time,
+    open_order_fields,
+    order_status_fields,
+    parse_place_order,
+    pnl_fields,
+    pnl_single_fields,
+    portfolio_value_fields,
+    position_fields,
+)
+from .wire import FieldReader
+
+log = logging.getLogger("bt_ibkr.gateway_sim.orders")
+
+NO_SECDEF = "No security definition has been found for the request"
+
+
+def register(server: Any, **broker_options: Any) -> SimBroker:
+    """Create ``server.broker`` and install the order/account handlers; return the broker.
+
+    ``broker_options`` (else ``server.broker_options`` when the server has it) are passed to
+    ``SimBroker`` (fill_mode, partial_fill_qty, cash, commission_per_share, ...).
+    """
+    options = dict(getattr(server, "broker_options", None) or {})
+    options.update(broker_options)
+    options.setdefault("faults", getattr(server, "faults", None))
+    market = server.market
+    if callable(getattr(market, "in_session", None)):
+        options.setdefault("is_open", lambda c: market.in_session(
+            c, int(server.clock.now().timestamp())))
+        options.setdefault("is_session_end", lambda c, t: not market.in_session(
+            c, int(t.timestamp())))
+    broker = SimBroker(server.account, clock=server.clock.now, quote=server.market.quote,
+                       **options)
+    server.broker = broker
+    OrderRouter(server, broker).install()
+    return broker
+
+
+class OrderRouter:
+    """Turns client requests into broker calls and broker events into TWS messages."""
+
+    def __init__(self, server: Any, broker: SimBroker) -> None:
+        self.server = server
+        self.broker = broker
+
+    def install(self) -> None:
+        """Subscribe to the broker and put the handlers into ``server.handlers``."""
+        self.broker.subscribe(self.on_event)
+        h = self.server.handlers
+        h[3] = self.on_place_order
+        h[4] = self.on_cancel_order
+        h[58] = self.on_global_cancel
+        h[5] = self.on_open_orders
+        h[16] = self.on_all_open_orders
+        h[15] = self.on_auto_open_orders
+        h[99] = self.on_completed_orders
+        h[7] = self.on_executions
+        h[61] = self.on_positions
+        h[64] = self.on_cancel_positions
+        h[74] = self.on_positions_multi
+        h[75] = self.on_cancel_positions_multi
+        h[6] = self.on_account_updates
+        h[62] = self.on_account_summary
+        h[63] = self.on_cancel_account_summary
+        h[76] = self.on_account_updates_multi
+        h[77] = self.on_cancel_account_updates_multi
+        h[92] = self.on_pnl
+        h[93] = self.on_cancel_pnl
+        h[94] = self.on_pnl_single
+        h[95] = self.on_cancel_pnl_single
+
+    # ------------------------------------------------------------ targets
+
+    def _sessions(self) -> list[Any]:
+        return [s for s in list(self.server.sessions) if not getattr(s, "closed", False)]
+
+    def _order_targets(self, client_id: int) -> list[Any]:
+        out = []
+        for s in self._sessions():
+            if s.client_id == client_id:
+                out.append(s)
+            elif s.client_id == 0 and s.subscriptions.get("auto_open_orders"):
+                out.append(s)
+        return out
+
+    def _subscribed(self, key: str) -> list[Any]:
+        return [s for s in self._sessions() if s.subscriptions.get(key)]
+
+    # ------------------------------------------------------------ encoders
+
+    def _send_order(self, session: Any, order: SimOrder, with_status: bool = True) -> None:
+        v = session.server_version
+        session.send(open_order_fields(order.order_id, order.client_id, order.perm_id,
+                                       order.contract, order.spec, v, order.order_state(),
+                                       order.contract_spec))
+        if with_status:
+            session.send(order_status_fields(
+                order.order_id, order.status, order.filled, order.remaining,
+                order.avg_fill_price, order.perm_id, order.parent_id, order.last_fill_price,
+                order.client_id, order.why_held))
+
+    def _send_execution(self, session: Any, ex: Any, req_id: int) -> None:
+        session.send(exec_details_fields(ex, req_id, session.server_version))
+        session.send(commission_report_fields(ex.exec_id, ex.commission, ex.currency,
+                                              ex.realized_pnl))
+
+    def _send_portfolio(self, session: Any, contract: Any) -> None:
+        item = self.broker.portfolio_item(contract)
+        if item is None:
+            return
+        session.send(portfolio_value_fields(
+            self.server.account, item.contract, item.position, item.market_price,
+            item.market_value, item.average_cost, item.unrealized_pnl, item.realized_pnl))
+
+    def _send_account_values(self, session: Any, rows: list[tuple[str, str, str]]) -> None:
+        for key, value, ccy in rows:
+            session.send(account_value_fields(key, value, ccy, self.server.account))
+
+    def _send_account_time(self, session: Any) -> None:
+        from zoneinfo import ZoneInfo
+
+        now = self.server.clock.now().astimezone(ZoneInfo("America/New_York"))
+        session.send([8, 1, now.strftime("%H:%M")])
+
+    def _send_multi(self, session: Any, req_id: int, model: str,
+                    rows: list[tuple[str, str, str]]) -> None:
+        for key, value, ccy in rows:
+            session.send(account_update_multi_fields(req_id, self.server.account, model, key,
+                                                     value, ccy))
+
+    def _send_pnl(self, session: Any, req_id: int) -> None:
+        session.send(pnl_fields(req_id, *self.broker.pnl()))
+
+    def _send_pnl_single(self, session: Any, req_id: int, con_id: int) -> None:
+        session.send(pnl_single_fields(req_id, *self.broker.pnl_single(con_id)))
+
+    def _push_pnl(self, con_id: int | None = None) -> None:
+        for s in self._sessions():
+            for req_id in list(s.subscriptions.get("pnl", {}) or {}):
+                self._send_pnl(s, req_id)
+            for req_id, cid in list((s.subscriptions.get("pnl_single", {}) or {}).items()):
+                if con_id is None or cid == con_id:
+                    self._send_pnl_single(s, req_id, cid)
+
+    # ------------------------------------------------------------ broker events
+
+    def on_event(self, event: Any) -> None:
+        """Deliver one broker event to the sessions that should see it."""
+        if isinstance(event, OrderUpdated):
+            order = event.order
+            if order.spec.whatIf:
+                for s in self._sessions():
+                    if s.client_id == event.client_id:
+                        self._send_order(s, order, with_status=False)
+                return
+            for s in self._order_targets(event.client_id):
+                self._send_order(s, order)
+        elif isinstance(event, Executed):
+            for s in self._order_targets(event.client_id):
+                self._send_execution(s, event.execution, -1)
+        elif isinstance(event, OrderError):
+            for s in self._sessions():
+                if s.client_id == event.client_id:
+                    self.server.error(s, event.order_id, event.code, event.text)
+        elif isinstance(event, PositionChanged):
+            for s in self._subscribed("positions"):
+                s.send(position_fields(self.server.account, event.contract, event.position,
+                                       event.avg_cost))
+            for s in self._sessions():
+                for req_id in sorted(s.subscriptions.get("positions_multi", ()) or ()):
+                    s.send(_position_multi(req_id, self.server.account, event.contract,
+                                           event.position, event.avg_cost))
+            for s in self._subscribed("account_updates"):
+                self._send_portfolio(s, event.contract)
+            self._push_pnl(event.contract.conId)
+        elif isinstance(event, PortfolioRevalued):
+            for s in self._subscribed("account_updates"):
+                self._send_portfolio(s, event.contract)
+            self._push_pnl(event.contract.conId)
+        elif isinstance(event, AccountChanged):
+            for s in self._subscribed("account_updates"):
+                self._send_account_values(s, event.values)
+                self._send_account_time(s)
+            for s in self._sessions():
+                for req_id, model in list((s.subscriptions.get("account_multi", {})
+                                           or {}).items()):
+                    self._send_multi(s, req_id, model, event.values)
+                for req_id, tags in list((s.subscriptions.get("account_summary", {})
+                                          or {}).items()):
+                    for tag, value, ccy in self.broker.account_summary(tags):
+                        s.send(account_summary_fields(req_id, self.server.account, tag,
+                                                      value, ccy))
+
+    # ------------------------------------------------------------ order requests
+
+    def on_place_order(self, session: Any, reader: FieldReader) -> None:
+        """3 placeOrder -> broker.place (errors 200 unknown contract, 320 unreadable)."""
+        try:
+            request = parse_place_order(reader, session.server_version)
+        except (IndexError, ValueError) as exc:
+            order_id = _safe_int(reader.fields[1]) if len(reader.fields) > 1 else -1
+            log.warning("client %d placeOrder %s unreadable: %s", session.client_id,
+                        order_id, exc)
+            self.server.error(session, order_id, 320,
+                              f"Error reading request:placeOrder could not be parsed ({exc})")
+            return
+        c = request.contract
+        if c.conId:
+            contract = self.server.contracts.by_conid(c.conId)
+        else:
+            contract = self.server.contracts.resolve(
+                conId=0, symbol=c.symbol, secType=c.secType, exchange=c.exchange,
+                currency=c.currency,
+                lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth)
+        if contract is None:
+            self.server.error(session, request.order_id, 200, NO_SECDEF)
+            return
+        self.broker.place(session.client_id, request.order_id, contract, request.order, c)
+
+    def on_cancel_order(self, session: Any, reader: FieldReader) -> None:
+        """4 cancelOrder [4, 1, orderId, (manualCancelOrderTime)]."""
+        reader.skip()
+        self.broker.cancel(session.client_id, reader.int())
+
+    def on_global_cancel(self, session: Any, reader: FieldReader) -> None:
+        """58 reqGlobalCancel: cancel every working order of every client."""
+        self.broker.global_cancel()
+
+    def on_open_orders(self, session: Any, reader: FieldReader) -> None:
+        """5 reqOpenOrders: this client's working orders, then openOrderEnd."""
+        for order in self.broker.open_orders(session.client_id):
+            self._send_order(session, order)
+        session.send([53, 1])
+
+    def on_all_open_orders(self, session: Any, reader: FieldReader) -> None:
+        """16 reqAllOpenOrders: every client's working orders, then openOrderEnd."""
+        for order in self.broker.open_orders():
+            self._send_order(session, order)
+        session.send([53, 1])
+
+    def on_auto_open_orders(self, session: Any, reader: FieldReader) -> None:
+        """15 reqAutoOpenOrders(bAutoBind): only clientId 0 may bind other clients' orders."""
+        reader.skip()
+        flag = reader.bool()
+        if session.client_id != 0:
+            self.server.error(session, -1, 321, "Error validating request.-'bK' : cause - "
+                              "reqAutoOpenOrders is only allowed for client id 0")
+            return
+        session.subscriptions["auto_open_orders"] = flag
+
+    def on_completed_orders(self, session: Any, reader: FieldReader) -> None:
+        """99 reqCompletedOrders(apiOnly): Filled/Cancelled orders, then [102]."""
+        for order in self.broker.completed_orders():
+            when = order.completed_at or self.server.clock.now()
+            parent = (self.broker.get_order(order.client_id, order.parent_id)
+                      if order.parent_id else None)
+            session.send(completed_order_fields(
+                order.perm_id, order.contract, order.spec, session.server_version,
+                order.status, ib_time(when), order.completed_status, order.filled,
+                order.contract_spec, parent.perm_id if parent else 0))
+        session.send([102])
+
+    def on_executions(self, session: Any, reader: FieldReader) -> None:
+        """7 reqExecutions [7, 3, reqId, clientId, acct, time, symbol, secType, exch, side]."""
+        reader.skip()
+        req_id = reader.int()
+        found = self.broker.executions(
+            client_id=reader.int(), acct_code=reader.str(), time_from=reader.str(),
+            symbol=reader.str(), sec_type=reader.str(), exchange=reader.str(),
+            side=reader.str())
+        for ex in found:
+            self._send_execution(session, ex, req_id)
+        session.send([55, 1, req_id])
+
+    # ------------------------------------------------------------ positions / account
+
+    def on_positions(self, session: Any, reader: FieldReader) -> None:
+        """61 reqPositions: held positions, positionEnd, then pushes on every change."""
+        session.subscriptions["positions"] = True
+        for pos in self.broker.positions():
+            if pos.position:
+                session.send(position_fields(self.server.account, pos.contract, pos.position,
+                                             pos.avg_cost))
+        session.send([62, 1])
+
+    def on_cancel_positions(self, session: Any, reader: FieldReader) -> None:
+        """64 cancelPositions: stop the position pushes."""
+        session.subscriptions["positions"] = False
+
+    def on_positions_multi(self, session: Any, reader: FieldReader) -> None:
+        """74 reqPositionsMulti [74, 1, reqId, account, modelCode] -> 71*, [72, 1, reqId]."""
+        reader.skip()
+        req_id = reader.int()
+        session.subscriptions.setdefault("positions_multi", set()).add(req_id)
+        for pos in self.broker.positions():
+            if pos.position:
+                session.send(_position_multi(req_id, self.server.account, pos.contract,
+                                             pos.position, pos.avg_cost))
+        session.send([72, 1, req_id])
+
+    def on_cancel_positions_multi(self, session: Any, reader: FieldReader) -> None:
+        """75 cancelPositionsMulti [75, 1, reqId]."""
+        reader.skip()
+        session.subscriptions.get("positions_multi", set()).discard(reader.int())
+
+    def on_account_updates(self, session: Any, reader: FieldReader) -> None:
+        """6 reqAccountUpdates [6, 2, subscribe, acct] -> 6*, 7*, 8, 54; then pushes."""
+        reader.skip()
+        subscribe = reader.bool()
+        account = reader.str() or self.server.account
+        session.subscriptions["account_updates"] = subscribe
+        if not subscribe:
+            return
+        self._send_account_values(session, self.broker.account_values())
+        for item in self.broker.portfolio():
+            if item.position:
+                self._send_portfolio(session, item.contract)
+        self._send_account_time(session)
+        session.send([54, 1, account])
+
+    def on_account_summary(self, session: Any, reader: FieldReader) -> None:
+        """62 reqAccountSummary [62, 1, reqId, group, tags] -> 63*, 64; then pushes."""
+        reader.skip()
+        req_id = reader.int()
+        reader.str()  # group ("All")
+        tags = reader.str()
+        session.subscriptions.setdefault("account_summary", {})[req_id] = tags
+        for tag, value, ccy in self.broker.account_summary(tags):
+            session.send(account_summary_fields(req_id, self.server.account, tag, value, ccy))
+        session.send([64, 1, req_id])
+
+    def on_cancel_account_summary(self, session: Any, reader: FieldReader) -> None:
+        """63 cancelAccountSummary [63, 1, reqId]."""
+        reader.skip()
+        session.subscriptions.get("account_summary", {}).pop(reader.int(), None)
+
+    def on_account_updates_multi(self, session: Any, reader: FieldReader) -> None:
+        """76 reqAccountUpdatesMulti [76, 1, reqId, account, model, ledgerAndNLV] -> 73*, 74."""
+        reader.skip()
+        req_id = reader.int()
+        reader.str()  # account
+        model = reader.str()
+        session.subscriptions.setdefault("account_multi", {})[req_id] = model
+        self._send_multi(session, req_id, model, self.broker.account_values())
+        session.send([74, 1, req_id])
+
+    def on_cancel_account_updates_multi(self, session: Any, reader: FieldReader) -> None:
+        """77 cancelAccountUpdatesMulti [77, 1, reqId]."""
+        reader.skip()
+        session.subscriptions.get("account_multi", {}).pop(reader.int(), None)
+
+    def on_pnl(self, session: Any, reader: FieldReader) -> None:
+        """92 reqPnL [92, reqId, account, modelCode] -> 94 now and on every change."""
+        req_id = reader.int()
+        session.subscriptions.setdefault("pnl", {})[req_id] = None
+        self._send_pnl(session, req_id)
+
+    def on_cancel_pnl(self, session: Any, reader: FieldReader) -> None:
+        """93 cancelPnL [93, reqId]."""
+        session.subscriptions.get("pnl", {}).pop(reader.int(), None)
+
+    def on_pnl_single(self, session: Any, reader: FieldReader) -> None:
+        """94 reqPnLSingle [94, reqId, account, modelCode, conId] -> 95 now and on change."""
+        req_id = reader.int()
+        reader.str()
+        reader.str()
+        con_id = reader.int()
+        session.subscriptions.setdefault("pnl_single", {})[req_id] = con_id
+        self._send_pnl_single(session, req_id, con_id)
+
+    def on_cancel_pnl_single(self, session: Any, reader: FieldReader) -> None:
+        """95 cancelPnLSingle [95, reqId]."""
+        session.subscriptions.get("pnl_single", {}).pop(reader.int(), None)
+
+
+def _position_multi(req_id: int, account: str, contract: Any, position: float,
+                    avg_cost: float) -> list[object]:
+    """positionMulti (71), 18 fields, strict."""
+    fields = position_fields(account, contract, position, avg_cost)
+    return [71, 1, req_id, account, *fields[3:], ""]
+
+
+def _safe_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1

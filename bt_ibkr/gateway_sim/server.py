@@ -1,0 +1,937 @@
+"""The simulated IB Gateway: TWS socket protocol on loopback, one asyncio loop.
+
+Architecture
+------------
+``GatewayServer`` owns one ``asyncio`` server bound to 127.0.0.1 (never any other address).
+Each accepted socket becomes a ``Session``:
+
+1. handshake: raw ``API\\0``, then the client's ``v<min>..<max>`` range; the server answers
+   ``[version, connTime]`` with ``version = min(max_server_version, client max)`` and closes the
+   socket (logging why) when that is below ``max(157, client min)``;
+2. ``startApi`` (71) carries the clientId: a clientId already connected gets error 326 and the
+   socket is closed; otherwise the session is *started*: ``nextValidId`` (9),
+   ``managedAccounts`` (15) and the farm notices 2104/2106/2158 are sent;
+3. every later message is recorded (``requests``), logged as one line and dispatched through
+   ``handlers[msg_id](session, reader)``.
+
+The market is driven by a ``SimClock`` (``clock.py``): ``advance()``/``catch_up()`` walk the
+clock forward in 5-second steps; at each step inside a contract's session the server sends the
+5-second real-time bars (50), keepUpToDate updates (90) and ticks (1/2) of every subscription
+on that contract, and calls ``broker.on_bar(contract, quote)``. With ``speed > 0`` a background
+task does this continuously.
+
+Extension interface (what ``order_handlers.register(server)`` codes against)
+---------------------------------------------------------------------------
+``Session``
+    ``client_id: int`` (from startApi), ``server_version: int`` (negotiated),
+    ``send(fields: list) -> None`` (frame and write; non-blocking; thread-safe; honours the
+    delay/drop faults of the request being handled), ``subscriptions: dict`` (free-form state
+    for handlers, e.g. ``{"positions": True}``), ``closed: bool``.
+``GatewayServer``
+    ``account: str``; ``sessions: list[Session]`` (connected *and started*);
+    ``contracts: ContractDB`` (``.resolve(conId=, symbol=, secType=, exchange=, currency=,
+    lastTradeDateOrContractMonth=) -> SimContract | None``, ``.by_conid(conId)``);
+    ``clock: SimClock`` (``.now()`` tz-aware UTC); ``market: MarketData``
+    (``.quote(contract) -> Quote | None``); ``broker`` (set by ``register``; the server calls
+    ``broker.on_bar(contract, quote)`` at every clock step for the contracts in
+    ``broker.active_conids()`` when that method exists, else for every contract with data);
+    ``handlers: dict[int, Callable[[Session, FieldReader], None | Awaitable[None]]]`` — the
+    reader is positioned just after the message id (a version field, if the message has one,
+    is NOT consumed); ``next_order_id() -> int`` (the id the next ``nextValidId`` would carry;
+    placeOrder ids bump it; ``restart(rollback_ids=True)`` rolls it back);
+    ``error(session, req_id, code, message, advanced_json="")`` (msg 4 with the
+    version-correct field count; ``session=None`` sends to every session);
+    ``faults: FaultPlan`` (``reject_next_order: tuple[int, str] | None`` is consumed by the
+    order handlers).
+
+Everything runs on the server's event loop; handlers must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bt_ibkr.errors import ConfigError, ConnectionFailedError
+from bt_ibkr.gateway_sim.clock import SimClock
+from bt_ibkr.gateway_sim.contracts_db import ContractDB
+from bt_ibkr.gateway_sim.marketdata import (
+    HMDS,
+    Bar,
+    HistoricalDataError,
+    MarketData,
+    format_bar_time,
+    parse_end_datetime,
+    transform_bar,
+)
+from bt_ibkr.gateway_sim.model import SimContract
+from bt_ibkr.gateway_sim.pacing import PACING_TEXT, PacingGuard
+from bt_ibkr.gateway_sim.wire import FieldReader, frame, split_fields
+
+log = logging.getLogger("bt_ibkr.gateway_sim")
+
+MIN_SERVER_VERSION = 157
+MAX_SERVER_VERSION = 178
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+#: client -> server message names (for the request log)
+MSG_NAMES: dict[int, str] = {
+    1: "reqMktData", 2: "cancelMktData", 3: "placeOrder", 4: "cancelOrder",
+    5: "reqOpenOrders", 6: "reqAccountUpdates", 7: "reqExecutions", 8: "reqIds",
+    9: "reqContractDetails", 10: "reqMktDepth", 11: "cancelMktDepth",
+    12: "reqNewsBulletins", 13: "cancelNewsBulletins", 14: "setServerLogLevel",
+    15: "reqAutoOpenOrders", 16: "reqAllOpenOrders", 17: "reqManagedAccts",
+    20: "reqHistoricalData", 25: "cancelHistoricalData", 49: "reqCurrentTime",
+    50: "reqRealTimeBars", 51: "cancelRealTimeBars", 52: "reqFundamentalData",
+    58: "reqGlobalCancel", 59: "reqMarketDataType", 61: "reqPositions",
+    62: "reqAccountSummary", 63: "cancelAccountSummary", 64: "cancelPositions",
+    71: "startApi", 74: "reqPositionsMulti", 75: "cancelPositionsMulti",
+    76: "reqAccountUpdatesMulti", 77: "cancelAccountUpdatesMulti", 78: "reqSecDefOptParams",
+    81: "reqMatchingSymbols", 87: "reqHeadTimeStamp", 90: "cancelHeadTimeStamp",
+    91: "reqMarketRule", 92: "reqPnL", 93: "cancelPnL", 94: "reqPnLSingle",
+    95: "cancelPnLSingle", 96: "reqHistoricalTicks", 97: "reqTickByTickData",
+    98: "cancelTickByTickData", 99: "reqCompletedOrders", 104: "reqUserInfo",
+}
+
+NOTICES: dict[int, str] = {
+    1100: "Connectivity between IB and Trader Workstation has been lost.",
+    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    2103: "Market data farm connection is broken:usfarm",
+    2104: "Market data farm connection is OK:usfarm",
+    2105: "HMDS data farm connection is broken:ushmds",
+    2106: "HMDS data farm connection is OK:ushmds",
+    2158: "Sec-def data farm connection is OK:secdefnj",
+}
+NO_SECDEF = "No security definition has been found for the request"
+
+Handler = Callable[["Session", FieldReader], "None | Awaitable[None]"]
+
+# (request msg id, drop this request's replies?) while a handler runs
+_reply_ctx: contextvars.ContextVar[tuple[int, bool] | None] = contextvars.ContextVar(
+    "gateway_sim_reply_ctx", default=None)
+
+
+@dataclass
+class FaultPlan:
+    """Faults the test API schedules; handlers read them.
+
+    ``reject_next_order``: ``(code, reason)`` -> the next placeOrder is rejected (consumed by
+    the order handlers). ``delays``: request msg id -> seconds to hold every reply to it.
+    ``drops``: request msg id -> how many further requests of that id get no reply at all.
+    """
+
+    reject_next_order: tuple[int, str] | None = None
+    delays: dict[int, float] = field(default_factory=dict)
+    drops: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class MarketSub:
+    """One reqMktData streaming subscription."""
+
+    req_id: int
+    contract: SimContract
+    delayed: bool
+    last: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class RealTimeSub:
+    """One reqRealTimeBars subscription."""
+
+    req_id: int
+    contract: SimContract
+    what: str
+
+
+@dataclass
+class HistSub:
+    """One keepUpToDate historical subscription."""
+
+    req_id: int
+    contract: SimContract
+    bar_size: str
+    step: int  # bar seconds, 0 for day/week/month
+    what: str
+    format_date: int
+
+
+class Session:
+    """One connected client (see the module docstring for the handler-facing interface)."""
+
+    def __init__(self, server: GatewayServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.client_id: int = -1
+        self.server_version: int = 0
+        self.started = False
+        self.closed = False
+        self.subscriptions: dict = {}
+        self.market_data_type = 1
+        self.market_subs: dict[int, MarketSub] = {}
+        self.rt_subs: dict[int, RealTimeSub] = {}
+        self.hist_subs: dict[int, HistSub] = {}
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def __repr__(self) -> str:
+        return f"Session(client_id={self.client_id}, v{self.server_version}, {self.peer})"
+
+    def send(self, fields: list) -> None:
+        """Frame ``fields`` and write them to the client (non-blocking; thread-safe).
+
+        While a request whose msg id has a delay/drop fault is being handled, its replies are
+        delayed/dropped.
+        """
+        if self.closed:
+            return
+        loop = self.server.loop
+        if loop is not None and threading.get_ident() != self.server.loop_thread_id:
+            loop.call_soon_threadsafe(self.send, list(fields))
+            return
+        data = frame(fields)
+        ctx = _reply_ctx.get()
+        if ctx is not None:
+            msg_id, drop = ctx
+            if drop:
+                log.info("fault: dropped reply %s to msg %d for client %d",
+                         fields[0] if fields else "?", msg_id, self.client_id)
+                return
+            delay = self.server.faults.delays.get(msg_id, 0.0)
+            if delay > 0 and loop is not None:
+                loop.call_later(delay, self._write, data)
+                return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.writer.write(data)
+        except (ConnectionError, RuntimeError) as exc:  # transport already gone
+            log.debug("write to %r failed: %s", self, exc)
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket (the client sees a disconnect) and forget its subscriptions."""
+        if self.closed:
+            return
+        self.closed = True
+        self.market_subs.clear()
+        self.rt_subs.clear()
+        self.hist_subs.clear()
+        try:
+            self.writer.close()
+        except RuntimeError:
+            pass
+
+
+class GatewayServer:
+    """The simulated gateway (see the module docstring). Create, then ``await start()``.
+
+    Raises ConfigError for a non-loopback ``host`` or a bad option.
+    """
+
+    def __init__(
+        self,
+        account: str = "DU1234567",
+        data: str = "synthetic",
+        seed: int = 0,
+        start: datetime | None = None,
+        speed: float = 0.0,
+        max_server_version: int = MAX_SERVER_VERSION,
+        pacing: bool = False,
+        pacing_scale: float = 1.0,
+        host: str = "127.0.0.1",
+        next_valid_id: int = 1,
+        install_orders: bool = True,
+        broker_options: dict | None = None,
+        live_data: bool = True,
+    ) -> None:
+        if host not in LOOPBACK_HOSTS:
+            raise ConfigError(
+                f"gateway_sim host {host!r} refused: the simulator only binds loopback "
+                f"(127.0.0.1); drop --host or pass 127.0.0.1")
+        if not account:
+            raise ConfigError("gateway_sim needs a non-empty account id, e.g. 'DU1234567'")
+        if data not in ("synthetic", "sample"):
+            raise ConfigError(f"gateway_sim data must be 'synthetic' or 'sample', got {data!r}")
+        if max_server_version < 100:
+            raise ConfigError(f"max_server_version {max_server_version} is not a TWS version")
+        self.host = "127.0.0.1"
+        self.account = account
+        self.max_server_version = min(int(max_server_version), MAX_SERVER_VERSION)
+        if start is None:
+            start = default_start(data)
+        self.clock = SimClock(start, speed=speed)
+        self.contracts = ContractDB(self.clock.now())
+        self.market = MarketData(self.clock, data=data, seed=seed)
+        self.faults = FaultPlan()
+        self.pacing: PacingGuard | None = PacingGuard(scale=pacing_scale) if pacing else None
+        self.sessions: list[Session] = []
+        self._pending: list[Session] = []
+        self.handlers: dict[int, Handler] = {}
+        self.broker = None
+        #: keyword arguments order_handlers.register() passes to SimBroker (fill_mode, cash, ...)
+        self.broker_options: dict = dict(broker_options or {})
+        #: False = the account has no live market-data subscription (a typical paper account):
+        #: live requests get error 10089, delayed ones warning 10167 plus delayed ticks
+        self.live_data = bool(live_data)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread_id: int | None = None
+        self.port: int = 0
+        self._server: asyncio.Server | None = None
+        self._next_id = int(next_valid_id)
+        self._refuse_until = 0.0
+        self._requests: list[tuple[int, int, str, tuple[str, ...]]] = []
+        self._req_lock = threading.Lock()
+        self._emitted = _floor5(self.clock.now().timestamp())
+        self._step_lock: asyncio.Lock | None = None
+        self._driver: asyncio.Task | None = None
+        self._install_defaults()
+        if install_orders:
+            self._install_order_handlers()
+
+    # ------------------------------------------------------------ lifecycle
+    def _install_order_handlers(self) -> None:
+        if importlib.util.find_spec("bt_ibkr.gateway_sim.order_handlers") is None:
+            log.info("order engine not installed (bt_ibkr.gateway_sim.order_handlers missing): "
+                     "startup sync answers empty, orders are rejected")
+            return
+        order_handlers = importlib.import_module("bt_ibkr.gateway_sim.order_handlers")
+        order_handlers.register(self)
+
+    async def start(self, port: int = 0) -> int:
+        """Bind 127.0.0.1:``port`` (0 = any free port) and start serving; return the port.
+
+        Raises ConnectionFailedError naming the port when it is already in use.
+        """
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread_id = threading.get_ident()
+        self._step_lock = asyncio.Lock()
+        try:
+            self._server = await asyncio.start_server(self._on_client, self.host, port)
+        except OSError as exc:
+            raise ConnectionFailedError(
+                f"gateway_sim cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}. "
+                f"Is another gateway or simulator using port {port}? Pick another --port.",
+            ) from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.clock.speed > 0:
+            self._driver = asyncio.create_task(self._drive())
+        log.info("gateway_sim listening on 127.0.0.1:%d (account %s, v%d max, clock %s)",
+                 self.port, self.account, self.max_server_version,
+                 self.clock.now().isoformat())
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (G14)."""
+        if self._driver is not None:
+            self._driver.cancel()
+            self._driver = None
+        if self._server is not None:
+            self._server.close()
+        self.drop_all()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except TimeoutError:
+                pass
+            self._server = None
+        log.info("gateway_sim on port %d stopped", self.port)
+
+    async def _drive(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.25, max(0.02, 5.0 / max(self.clock.speed, 1e-9))))
+            try:
+                await self.catch_up()
+            except Exception:  # keep the clock running; the log shows the bug
+                log.exception("gateway_sim clock step failed")
+
+    # ------------------------------------------------------------ test/fault API
+    @property
+    def requests(self) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """Return a copy of the recorded ``(client_id, msg_id, name, fields)`` requests."""
+        with self._req_lock:
+            return list(self._requests)
+
+    def next_order_id(self) -> int:
+        """Return the id the next nextValidId message carries."""
+        return self._next_id
+
+    def note_order_id(self, order_id: int) -> None:
+        """Bump the nextValidId counter past ``order_id`` (called for every placeOrder)."""
+        self._next_id = max(self._next_id, int(order_id) + 1)
+
+    def error(self, session: Session | None, req_id: int, code: int, message: str,
+              advanced_json: str = "") -> None:
+        """Send error/notice msg 4 to ``session`` (None: every started session)."""
+        targets = [session] if session is not None else list(self.sessions)
+        for s in targets:
+            fields: list = [4, 2, req_id, code, message]
+            if s.server_version >= 166:
+                fields.append(advanced_json)
+            s.send(fields)
+
+    def drop_all(self) -> None:
+        """Close every client connection; the server keeps listening."""
+        for s in list(self.sessions) + list(self._pending):
+            s.close()
+        self.sessions.clear()
+        self._pending.clear()
+
+    def notice(self, code: int, message: str | None = None) -> None:
+        """Send a system notice (reqId -1), e.g. 1100/1101/1102, to every client.
+
+        1101 ("data lost") also drops every market-data subscription, as TWS does; clients
+        must resubscribe.
+        """
+        text = message or NOTICES.get(code, f"notice {code}")
+        self.error(None, -1, code, text)
+        if code == 1101:
+            for s in self.sessions:
+                s.market_subs.clear()
+                s.rt_subs.clear()
+                s.hist_subs.clear()
+
+    def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
+                downtime: float = 0.0) -> None:
+        """Simulate a gateway restart: drop every connection, optionally roll nextValidId back
+        to ``rollback_to`` and refuse connections for ``downtime`` real seconds. Orders,
+        positions and executions persist."""
+        self.drop_all()
+        if rollback_ids:
+            self._next_id = int(rollback_to)
+        self._refuse_until = time.monotonic() + max(downtime, 0.0)
+        log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
+
+    async def advance(self, seconds: float) -> datetime:
+        """Advance the simulated clock and emit everything in between; return the new time."""
+        self.clock.advance(seconds)
+        await self.catch_up()
+        return self.clock.now()
+
+    async def catch_up(self) -> None:
+        """Emit every 5-second step between the last emitted one and ``clock.now()``."""
+        assert self._step_lock is not None
+        async with self._step_lock:
+            target = _floor5(self.clock.now().timestamp())
+            t = self._emitted + 5
+            steps = 0
+            while t <= target:
+                contracts = self._relevant_contracts()
+                active = [c for c in contracts if self.market.in_session(c, t - 1)]
+                if not active:
+                    opens = [o for o in (self.market.next_open(c, t - 1) for c in contracts)
+                             if o is not None]
+                    if not opens or min(opens) > target:
+                        break
+                    t = _floor5(min(opens)) + 5
+                    continue
+                for c in active:
+                    await self._step(c, t)
+                t += 5
+                steps += 1
+                if steps % 100 == 0:
+                    await asyncio.sleep(0)
+            self._emitted = target
+
+    def _relevant_contracts(self) -> list[SimContract]:
+        by_id: dict[int, SimContract] = {}
+        for s in self.sessions:
+            for sub in (*s.market_subs.values(), *s.rt_subs.values(), *s.hist_subs.values()):
+                by_id[sub.contract.conId] = sub.contract
+        if self.broker is not None:
+            active = getattr(self.broker, "active_conids", None)
+            ids = active() if callable(active) else [c.conId for c in self.contracts.all()]
+            for con_id in ids:
+                c = self.contracts.by_conid(con_id)
+                if c is not None:
+                    by_id[c.conId] = c
+        return list(by_id.values())
+
+    async def _step(self, contract: SimContract, t: int) -> None:
+        for s in list(self.sessions):
+            for rt in list(s.rt_subs.values()):
+                if rt.contract.conId == contract.conId:
+                    self._send_rt_bar(s, rt, t)
+            for hs in list(s.hist_subs.values()):
+                if hs.contract.conId == contract.conId:
+                    self._send_hist_update(s, hs, t)
+            for ms in list(s.market_subs.values()):
+                if ms.contract.conId == contract.conId:
+                    self._send_ticks(s, ms, t)
+        if self.broker is not None:
+            active = getattr(self.broker, "active_conids", None)
+            if not callable(active) or contract.conId in active():
+                quote = self.market.quote_at(contract, t)
+                if quote is not None:
+                    result = self.broker.on_bar(contract, quote)
+                    if inspect.isawaitable(result):
+                        await result
+
+    # ------------------------------------------------------------ connection handling
+    async def _on_client(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        session = Session(self, reader, writer)
+        self._pending.append(session)
+        try:
+            if time.monotonic() < self._refuse_until:
+                log.info("refusing %s: gateway is restarting", session.peer)
+                return
+            if not await self._handshake(session):
+                return
+            while not session.closed:
+                head = await reader.readexactly(4)
+                size = int.from_bytes(head, "big")
+                payload = await reader.readexactly(size)
+                await self._dispatch(session, split_fields(payload))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gateway_sim: session %r failed", session)
+        finally:
+            if session in self._pending:
+                self._pending.remove(session)
+            if session in self.sessions:
+                self.sessions.remove(session)
+            if not session.closed:
+                log.info("client %d disconnected", session.client_id)
+            session.close()
+
+    async def _handshake(self, session: Session) -> bool:
+        prefix = await session.reader.readexactly(4)
+        if prefix != b"API\0":
+            log.warning("refusing %s: expected the API\\0 prefix, got %r", session.peer, prefix)
+            return False
+        size = int.from_bytes(await session.reader.readexactly(4), "big")
+        text = (await session.reader.readexactly(size)).decode(errors="replace")
+        m = re.match(r"v(\d+)(?:\.\.(\d+))?", text.strip())
+        if not m:
+            log.warning("refusing %s: bad version string %r", session.peer, text)
+            return False
+        cmin = int(m.group(1))
+        cmax = int(m.group(2) or m.group(1))
+        version = min(self.max_server_version, cmax)
+        if version < max(cmin, MIN_SERVER_VERSION):
+            log.warning(
+                "refusing %s: client speaks v%d..%d, simulator offers up to v%d (minimum %d); "
+                "closing", session.peer, cmin, cmax, self.max_server_version, MIN_SERVER_VERSION)
+            return False
+        session.server_version = version
+        conn_time = self.clock.now().astimezone(ZoneInfo("America/New_York"))
+        session.send([version, conn_time.strftime("%Y%m%d %H:%M:%S %Z")])
+        return True
+
+    def _start_api(self, session: Session, fields: list[str]) -> None:
+        client_id = int(fields[2]) if len(fields) > 2 and fields[2] else 0
+        session.client_id = client_id
+        if any(s.client_id == client_id and not s.closed for s in self.sessions):
+            log.warning("client id %d already in use: error 326, closing", client_id)
+            self.error(session, -1, 326, "Unable to connect as the client id is already in "
+                       "use. Retry with a unique client id.")
+            session.close()
+            return
+        if session in self._pending:
+            self._pending.remove(session)
+        self.sessions.append(session)
+        session.started = True
+        session.send([9, 1, self._next_id])
+        session.send([15, 1, self.account])
+        for code in (2104, 2106, 2158):
+            self.error(session, -1, code, NOTICES[code])
+
+    async def _dispatch(self, session: Session, fields: list[str]) -> None:
+        if not fields:
+            return
+        try:
+            msg_id = int(fields[0])
+        except ValueError:
+            log.warning("client %d sent a non-numeric message id %r", session.client_id,
+                        fields[0])
+            return
+        name = MSG_NAMES.get(msg_id, f"msg{msg_id}")
+        client_id = session.client_id
+        if msg_id == 71 and len(fields) > 2 and fields[2].lstrip("-").isdigit():
+            client_id = int(fields[2])
+        with self._req_lock:
+            self._requests.append((client_id, msg_id, name, tuple(fields)))
+        log.info("client %d %s %s", client_id, name, _summary(fields))
+        if msg_id == 71:
+            if not session.started:
+                self._start_api(session, fields)
+            return
+        if not session.started:
+            log.warning("client sent %s before startApi; ignored", name)
+            return
+        if msg_id == 3 and len(fields) > 1 and fields[1].lstrip("-").isdigit():
+            self.note_order_id(int(fields[1]))
+        handler = self.handlers.get(msg_id)
+        if handler is None:
+            log.info("client %d %s: not simulated, no reply", session.client_id, name)
+            return
+        drop = False
+        if self.faults.drops.get(msg_id, 0) > 0:
+            self.faults.drops[msg_id] -= 1
+            drop = True
+        token = _reply_ctx.set((msg_id, drop) if (drop or msg_id in self.faults.delays)
+                               else None)
+        try:
+            reader = FieldReader(fields, name)
+            reader.pos = 1
+            result = handler(session, reader)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("gateway_sim: handler for %s failed on %s", name, fields)
+        finally:
+            _reply_ctx.reset(token)
+
+    # ------------------------------------------------------------ default handlers
+    def _install_defaults(self) -> None:
+        h = self.handlers
+        h[8] = lambda s, r: s.send([9, 1, self._next_id])
+        h[49] = lambda s, r: s.send([49, 1, int(self.clock.now().timestamp())])
+        h[17] = lambda s, r: s.send([15, 1, self.account])
+        h[59] = self._on_market_data_type
+        h[9] = self._on_contract_details
+        h[20] = self._on_historical
+        h[25] = self._on_cancel_historical
+        h[50] = self._on_realtime_bars
+        h[51] = lambda s, r: (r.skip(), s.rt_subs.pop(r.int(), None))
+        h[1] = self._on_mkt_data
+        h[2] = lambda s, r: (r.skip(), s.market_subs.pop(r.int(), None))
+        h[87] = self._on_head_timestamp
+        # empty-but-valid startup sync, replaced by order_handlers.register()
+        h[61] = lambda s, r: s.send([62, 1])
+        h[64] = lambda s, r: None
+        h[5] = lambda s, r: s.send([53, 1])
+        h[16] = lambda s, r: s.send([53, 1])
+        h[15] = lambda s, r: None
+        h[99] = lambda s, r: s.send([102])
+        h[6] = self._on_account_updates
+        h[76] = lambda s, r: (r.skip(), s.send([74, 1, r.int()]))
+        h[77] = lambda s, r: None
+        h[62] = lambda s, r: (r.skip(), s.send([64, 1, r.int()]))
+        h[63] = lambda s, r: None
+        h[7] = lambda s, r: (r.skip(), s.send([55, 1, r.int()]))
+        h[3] = self._on_place_order_unavailable
+        h[4] = self._on_cancel_order_unavailable
+        h[58] = lambda s, r: None
+
+    def _on_place_order_unavailable(self, session: Session, reader: FieldReader) -> None:
+        order_id = reader.int()
+        self.error(session, order_id, 201, "Order rejected - reason:the simulator's order "
+                   "engine (bt_ibkr.gateway_sim.order_handlers) is not installed")
+
+    def _on_cancel_order_unavailable(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()  # version
+        order_id = reader.int()
+        self.error(session, order_id, 10147,
+                   f"OrderId {order_id} that needs to be cancelled is not found.")
+
+    def _on_account_updates(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()
+        subscribe = reader.bool()
+        account = reader.str() or self.account
+        if subscribe:
+            now = self.clock.now().astimezone(ZoneInfo("America/New_York"))
+            session.send([8, 1, now.strftime("%H:%M")])
+            session.send([54, 1, account])
+
+    def _on_market_data_type(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()
+        session.market_data_type = reader.int(1)
+
+    def _read_contract(self, reader: FieldReader) -> dict[str, object]:
+        keys = ("conId", "symbol", "secType", "lastTradeDateOrContractMonth", "strike",
+                "right", "multiplier", "exchange", "primaryExchange", "currency",
+                "localSymbol", "tradingClass")
+        return {k: reader.str() for k in keys}
+
+    def _resolve(self, spec: dict[str, object]) -> SimContract | None:
+        con_id = int(float(spec["conId"] or 0))
+        return self.contracts.resolve(
+            conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
+            exchange=str(spec["exchange"]), currency=str(spec["currency"]),
+            lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
+            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
+
+    def _on_contract_details(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()  # version 8
+        req_id = reader.int()
+        spec = self._read_contract(reader)
+        con_id = int(float(spec["conId"] or 0))
+        found = self.contracts.matches(
+            conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
+            exchange=str(spec["exchange"]), currency=str(spec["currency"]),
+            lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
+            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
+        if not found:
+            self.error(session, req_id, 200, NO_SECDEF)
+            return
+        today = self.clock.now().date()
+        for c in found:
+            view = self.contracts.details_view(c, str(spec["exchange"]), today)
+            session.send(contract_details_fields(view, req_id, session.server_version))
+        session.send([52, 1, req_id])
+
+    def _on_head_timestamp(self, session: Session, reader: FieldReader) -> None:
+        req_id = reader.int()
+        contract = self._resolve(self._read_contract(reader))
+        if contract is None:
+            self.error(session, req_id, 200, NO_SECDEF)
+            return
+        reader.skip(3)  # includeExpired, useRTH, whatToShow
+        fmt_date = reader.int(1)
+        series = self.market.series(contract)
+        if series is None or not len(series.opens):
+            self.error(session, req_id, 162, f"{HMDS}HMDS query returned no data")
+            return
+        first = int(series.opens[0])
+        text = str(first) if fmt_date == 2 else datetime.fromtimestamp(
+            first, ZoneInfo("UTC")).strftime("%Y%m%d-%H:%M:%S")
+        session.send([88, req_id, text])
+
+    def _on_historical(self, session: Session, reader: FieldReader) -> None:
+        req_id = reader.int()
+        spec = self._read_contract(reader)
+        reader.skip()  # includeExpired
+        end_text = reader.str()
+        bar_size = " ".join(reader.str().split())
+        duration = reader.str()
+        reader.bool()  # useRTH: no extended-hours data in the simulator
+        what = reader.str().upper()
+        format_date = reader.int(1)
+        if spec["secType"] == "BAG":
+            reader.skip(4 * reader.int())
+        keep_up = reader.bool()
+        contract = self._resolve(spec)
+        if contract is None:
+            self.error(session, req_id, 200, NO_SECDEF)
+            return
+        if self.pacing is not None:
+            identical = (contract.conId, end_text, bar_size, duration, what, format_date)
+            reason = self.pacing.check(identical, (contract.conId, contract.exchange, what))
+            if reason is not None:
+                log.info("pacing: request %d refused (%s)", req_id, reason)
+                self.error(session, req_id, 162, PACING_TEXT)
+                return
+        if keep_up and end_text.strip():
+            self.error(session, req_id, 321, "Error validating request.-'bX' : cause - End "
+                       "date not supported with live updates: pass endDateTime=''")
+            return
+        now = int(math.floor(self.clock.now().timestamp()))
+        try:
+            end = min(parse_end_datetime(end_text, contract.timeZoneId, now), now)
+            bars = self.market.historical(contract, end, duration, bar_size, what, now)
+        except HistoricalDataError as exc:
+            self.error(session, req_id, exc.code, exc.message)
+            return
+        session.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
+                                           end))
+        if keep_up:
+            from bt_ibkr.gateway_sim.marketdata import BAR_SIZES
+            session.hist_subs[req_id] = HistSub(req_id, contract, bar_size,
+                                                BAR_SIZES[bar_size], what, format_date)
+
+    def _on_cancel_historical(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()
+        session.hist_subs.pop(reader.int(), None)
+
+    def _on_realtime_bars(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()  # version 3
+        req_id = reader.int()
+        contract = self._resolve(self._read_contract(reader))
+        reader.skip()  # bar size (always 5)
+        what = reader.str().upper() or "TRADES"
+        if contract is None:
+            self.error(session, req_id, 200, NO_SECDEF)
+            return
+        if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
+            self.error(session, req_id, 420, f"Invalid Real-time Query:whatToShow {what!r} "
+                       "is not supported; use TRADES, MIDPOINT, BID or ASK")
+            return
+        session.rt_subs[req_id] = RealTimeSub(req_id, contract, what)
+
+    def _on_mkt_data(self, session: Session, reader: FieldReader) -> None:
+        reader.skip()  # version 11
+        req_id = reader.int()
+        spec = self._read_contract(reader)
+        if spec["secType"] == "BAG":
+            reader.skip(4 * reader.int())
+        if reader.bool():
+            reader.skip(3)
+        reader.str()  # genericTickList
+        snapshot = reader.bool()
+        regulatory = reader.bool()
+        contract = self._resolve(spec)
+        if contract is None:
+            self.error(session, req_id, 200, NO_SECDEF)
+            return
+        delayed = session.market_data_type in (3, 4)
+        if not self.live_data:
+            listing = f"{contract.symbol} {contract.primaryExchange or contract.exchange}/TOP/ALL"
+            if not delayed:
+                self.error(session, req_id, 10089, "Requested market data requires additional "
+                           "subscription for API. See link in 'Market Data Connections dialog' "
+                           f"for more details.Delayed market data is available.{listing}")
+                return
+            self.error(session, req_id, 10167, "Requested market data is not subscribed. "
+                       f"Displaying delayed market data.{listing}")
+        sub = MarketSub(req_id, contract, delayed)
+        session.send([58, 1, req_id, 3 if delayed else 1])
+        now = int(math.floor(self.clock.now().timestamp()))
+        self._send_ticks(session, sub, now, full=True)
+        if snapshot or regulatory:
+            session.send([57, 1, req_id])
+        else:
+            session.market_subs[req_id] = sub
+
+    # ------------------------------------------------------------ streaming encoders
+    def _send_rt_bar(self, session: Session, sub: RealTimeSub, t: int) -> None:
+        bar = self.market.window(sub.contract, t - 5, t)
+        if bar is None:
+            return
+        series = self.market.series(sub.contract)
+        bar = transform_bar(bar, sub.what, sub.contract, series)
+        volume = max(bar.volume, 0.0)
+        session.send([50, 3, sub.req_id, t - 5, bar.open, bar.high, bar.low, bar.close,
+                      volume, bar.wap if bar.wap > 0 else bar.close, max(bar.count, 0)])
+
+    def _send_hist_update(self, session: Session, sub: HistSub, t: int) -> None:
+        c = sub.contract
+        bar: Bar | None
+        if sub.step:
+            s = self.market.series(c)
+            if s is None:
+                return
+            i, elapsed = s.locate(t - 1)
+            if i < 0 or elapsed is None:
+                return
+            opened = int(s.opens[i])
+            align = s.spec.open_seconds
+            bucket = (elapsed + align) // sub.step
+            start = opened + max(bucket * sub.step - align, 0)
+            bar = self.market.window(c, start, t)
+            if bar is None:
+                return
+            bar = transform_bar(bar, sub.what, c, s)
+        else:
+            duration = {"1 day": "1 D", "1 week": "1 M", "1 month": "2 M"}[sub.bar_size]
+            try:
+                bars = self.market.historical(c, t, duration, sub.bar_size, sub.what, t)
+            except HistoricalDataError:
+                return
+            bar = bars[-1]
+        session.send([90, sub.req_id, bar.count,
+                      format_bar_time(bar, c.timeZoneId, sub.format_date),
+                      bar.open, bar.close, bar.high, bar.low, bar.wap, bar.volume])
+
+    def _send_ticks(self, session: Session, sub: MarketSub, t: int, full: bool = False) -> None:
+        at = t - 900 if sub.delayed else t  # delayed data is 15 minutes old
+        quote = self.market.quote_at(sub.contract, at)
+        if quote is None:
+            return
+        d = sub.delayed
+        is_index = sub.contract.secType == "IND"
+        prices: list[tuple[int, float, float]] = []
+        if not is_index:
+            prices += [(66 if d else 1, quote.bid, 100.0), (67 if d else 2, quote.ask, 100.0)]
+        prices.append((68 if d else 4, quote.last, max(quote.volume / 50.0, 1.0) // 1))
+        stats = self.market.day_stats(sub.contract, at)
+        if stats is not None:
+            prices += [(72 if d else 6, stats["high"], 0.0), (73 if d else 7, stats["low"], 0.0)]
+            if full:
+                prices += [(75 if d else 9, stats["close"], 0.0),
+                           (76 if d else 14, stats["open"], 0.0)]
+        for tick_type, price, size in prices:
+            key = tick_type
+            if not full and sub.last.get(key) == price:
+                continue
+            sub.last[key] = price
+            session.send([1, 6, sub.req_id, tick_type, price, size, 0])
+        if stats is not None:
+            vol = stats["volume"]
+            if full or sub.last.get(-1) != vol:
+                sub.last[-1] = vol
+                session.send([2, 6, sub.req_id, 74 if d else 8, vol])
+
+
+# ---------------------------------------------------------------- encoders
+def contract_details_fields(c: SimContract, req_id: int, version: int) -> list:
+    """Return contractDetails (10) for ``c`` in the shape the client decodes at ``version``.
+
+    < 164: a version field after the id and mdSizeMultiplier after minTick; 163 adds
+    suggestedSizeIncrement; >= 164: minSize, sizeIncrement, suggestedSizeIncrement.
+    """
+    fields: list = [10]
+    if version < 164:
+        fields.append(8)
+    fields += [req_id, c.symbol, c.secType, c.lastTradeDateOrContractMonth, c.strike, c.right,
+               c.exchange, c.currency, c.localSymbol, c.tradingClass, c.tradingClass, c.conId,
+               c.minTick]
+    if version < 164:
+        fields.append("")  # mdSizeMultiplier
+    contract_month = c.lastTradeDateOrContractMonth[:6] if c.secType == "FUT" else ""
+    fields += [c.multiplier, c.orderTypes, c.validExchanges, 1, 0, c.longName,
+               c.primaryExchange, contract_month, c.industry, c.category, c.subcategory,
+               c.timeZoneId, c.tradingHours, c.liquidHours, "", "", 0,
+               1, "", "", "26" if c.secType == "STK" else "", c.lastTradeDateOrContractMonth,
+               c.stockType]
+    if version == 163:
+        fields.append(1.0)
+    if version >= 164:
+        increment = 1.0 if c.secType != "CASH" else 1.0
+        fields += [1.0, increment, 100.0 if c.secType == "STK" else 1.0]
+    return fields
+
+
+def historical_data_fields(req_id: int, bars: list[Bar], tz_name: str, format_date: int,
+                           end: int) -> list:
+    """Return historicalData (17): start/end text, bar count and 8 fields per bar."""
+    tz = ZoneInfo(tz_name)
+    start_text = (datetime.fromtimestamp(bars[0].start, tz).strftime("%Y%m%d %H:%M:%S")
+                  if bars else "")
+    end_text = datetime.fromtimestamp(end, tz).strftime("%Y%m%d %H:%M:%S")
+    fields: list = [17, req_id, start_text, end_text, len(bars)]
+    for b in bars:
+        fields += [format_bar_time(b, tz_name, format_date), b.open, b.high, b.low, b.close,
+                   b.volume, b.wap, b.count]
+    return fields
+
+
+def default_start(data: str) -> datetime:
+    """Return the default clock start: 2017-01-03 09:30 New York (sample) or
+    2024-01-02 09:30 New York (synthetic)."""
+    ny = ZoneInfo("America/New_York")
+    if data == "sample":
+        return datetime(2017, 1, 3, 9, 30, tzinfo=ny)
+    return datetime(2024, 1, 2, 9, 30, tzinfo=ny)
+
+
+def _floor5(ts: float) -> int:
+    t = int(math.floor(ts))
+    return t - t % 5
+
+
+def _summary(fields: list[str]) -> str:
+    text = ",".join(f for f in fields[1:] if f != "")
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,0 +1,182 @@
+"""Pre-trade risk limits: every order passes :meth:`RiskGate.check` before it is journaled or sent.
+
+Rules, in the order they are checked:
+
+1. Sanity: side BUY/SELL, quantity > 0, price a finite number > 0.
+2. Orders that only *reduce* a position (toward zero, never through it) are always allowed, so
+   the rails can never trap you in a position.
+3. Daily loss: when equity is below ``day_start_equity * (1 - max_daily_loss)`` the gate halts:
+   every new order that adds exposure is refused until :meth:`RiskGate.new_day`. The first
+   refusal carries ``newly_halted=True`` (and is logged once) so the runner can say so loudly.
+4. ``max_order_notional``: quantity x price of one order.
+5. ``max_position_per_symbol``: absolute shares after the order.
+6. ``max_position_notional``: absolute shares after the order x price.
+
+Reasons are written for the person reading the log, e.g.
+``order 500 SPY @ 450.00 = 225,000.00 exceeds max_order_notional 100,000.00``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from bt_ibkr.config import RiskConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """The limits a :class:`RiskGate` enforces; ``None`` = no limit."""
+
+    max_position_per_symbol: float | None = None
+    max_position_notional: float | None = None
+    max_order_notional: float | None = None
+    max_daily_loss: float | None = None
+
+    @classmethod
+    def from_config(cls, risk: RiskConfig) -> RiskLimits:
+        """Return the limits of a :class:`~bt_ibkr.config.RiskConfig`."""
+        return cls(
+            max_position_per_symbol=risk.max_position_per_symbol,
+            max_position_notional=risk.max_position_notional,
+            max_order_notional=risk.max_order_notional,
+            max_daily_loss=risk.max_daily_loss,
+        )
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    """The answer of :meth:`RiskGate.check`.
+
+    ``allowed``: send it or not. ``reason``: why not (or ``"ok"`` / why a reducing order passed).
+    ``halted``: the daily-loss halt is in force. ``newly_halted``: this check triggered the halt
+    (True exactly once per day), so the runner should announce it.
+    """
+
+    allowed: bool
+    reason: str
+    halted: bool = False
+    newly_halted: bool = False
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _qty(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.4g}"
+
+
+class RiskGate:
+    """Checks orders against :class:`RiskLimits` and keeps the daily-loss halt state.
+
+    Call :meth:`new_day` with the equity at the start of each trading day (the runner does it at
+    start-up and when the session date changes).
+    """
+
+    def __init__(self, limits: RiskLimits | RiskConfig, day_start_equity: float | None = None):
+        self.limits = limits if isinstance(limits, RiskLimits) else RiskLimits.from_config(limits)
+        self.day_start_equity = day_start_equity
+        self.halted = False
+        self.halt_reason = ""
+
+    def new_day(self, equity: float) -> None:
+        """Start a new trading day: remember its starting equity and lift the daily-loss halt."""
+        if equity is None or not math.isfinite(equity) or equity <= 0:
+            raise ValueError(f"new_day: start-of-day equity must be a number > 0, got {equity!r}")
+        self.day_start_equity = float(equity)
+        if self.halted:
+            log.info("risk: new trading day, daily-loss halt lifted (equity %s)", _money(equity))
+        self.halted = False
+        self.halt_reason = ""
+
+    def check(
+        self,
+        symbol: str,
+        side: str,
+        quantity: float,
+        price: float,
+        current_position: float,
+        equity: float | None,
+        day_start_equity: float | None = None,
+    ) -> RiskDecision:
+        """Return whether an order may be sent, and why not.
+
+        Args:
+            symbol: the symbol (for messages).
+            side: ``"BUY"`` or ``"SELL"``.
+            quantity: shares, > 0.
+            price: the price used for notionals (last / limit / reference price), > 0.
+            current_position: signed shares held now (including working orders if the caller
+                wants them counted).
+            equity: current account equity (net liquidation); needed when ``max_daily_loss``
+                is set.
+            day_start_equity: overrides the value from :meth:`new_day` when given.
+        """
+        side_u = str(side).strip().upper()
+        if side_u not in ("BUY", "SELL"):
+            return RiskDecision(False, f"order side {side!r}: expected BUY or SELL", self.halted)
+        if quantity is None or not math.isfinite(quantity) or quantity <= 0:
+            return RiskDecision(False, f"order {side_u} {quantity!r} {symbol}: quantity must be > 0",
+                                self.halted)
+        if price is None or not math.isfinite(price) or price <= 0:
+            return RiskDecision(False, f"order {side_u} {_qty(quantity)} {symbol}: no valid price "
+                                       f"({price!r}) to check the limits against", self.halted)
+        pos = float(current_position or 0.0)
+        after = pos + quantity if side_u == "BUY" else pos - quantity
+        if abs(after) <= abs(pos) and (after == 0 or math.copysign(1, after) == math.copysign(1, pos)):
+            return RiskDecision(True, f"reduces {symbol} from {_qty(pos)} to {_qty(after)} shares",
+                                self.halted)
+
+        newly = False
+        lim = self.limits
+        if lim.max_daily_loss is not None:
+            start = day_start_equity if day_start_equity is not None else self.day_start_equity
+            if start is None or not start > 0 or equity is None or not math.isfinite(equity):
+                return RiskDecision(
+                    False,
+                    f"{side_u} {_qty(quantity)} {symbol} refused: the daily-loss limit needs the "
+                    f"current and start-of-day equity (got {equity!r} and {start!r}); is the "
+                    "account data loaded?", self.halted)
+            floor = start * (1.0 - lim.max_daily_loss)
+            if not self.halted and equity < floor:
+                self.halted = True
+                newly = True
+                loss = 1.0 - equity / start
+                self.halt_reason = (
+                    f"daily loss limit hit: equity {_money(equity)} is {loss:.2%} below today's "
+                    f"start {_money(start)} (max_daily_loss {lim.max_daily_loss:.2%}); new orders "
+                    "that add exposure are refused until the next trading day, orders that reduce "
+                    "positions are still allowed"
+                )
+                log.warning("risk: %s", self.halt_reason)
+            if self.halted:
+                return RiskDecision(False, f"{side_u} {_qty(quantity)} {symbol} refused: "
+                                           f"{self.halt_reason}", True, newly)
+
+        notional = quantity * price
+        if lim.max_order_notional is not None and notional > lim.max_order_notional:
+            return RiskDecision(
+                False,
+                f"order {_qty(quantity)} {symbol} @ {_money(price)} = {_money(notional)} exceeds "
+                f"max_order_notional {_money(lim.max_order_notional)}", self.halted, newly)
+        if lim.max_position_per_symbol is not None and abs(after) > lim.max_position_per_symbol:
+            return RiskDecision(
+                False,
+                f"{side_u} {_qty(quantity)} {symbol} would take the position from {_qty(pos)} to "
+                f"{_qty(after)} shares, above max_position_per_symbol "
+                f"{_qty(lim.max_position_per_symbol)}", self.halted, newly)
+        value = abs(after) * price
+        if lim.max_position_notional is not None and value > lim.max_position_notional:
+            return RiskDecision(
+                False,
+                f"{side_u} {_qty(quantity)} {symbol} would make the position {_qty(after)} x "
+                f"{_money(price)} = {_money(value)}, above max_position_notional "
+                f"{_money(lim.max_position_notional)}", self.halted, newly)
+        return RiskDecision(True, "ok", self.halted, newly)

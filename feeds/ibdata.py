@@ -1,0 +1,365 @@
+"""IBData: backtrader's Interactive Brokers data feed, on bt_ibkr's IBStore (ib_async).
+
+Same parameters and ``dataname`` grammar as ``backtrader.feeds.IBData`` (see
+:mod:`bt_ibkr.contracts`), same notifications (CONNECTED, DELAYED, LIVE, CONNBROKEN,
+DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra arguments to
+``notify_data``).
+
+* ``historical=True``: downloads ``fromdate``..``todate`` at the feed's timeframe/compression,
+  split by IB's maximum duration per bar size and paced (DESIGN §6), then ends.
+* live (default): subscribes to 5-second real-time bars (``rtbar=True``) or ticks, backfills
+  from ``backfill_from`` and/or IB history from ``fromdate`` (``backfill_start``), then
+  streams. After a reconnect (or IB's 1101/1102) the gap is backfilled (``backfill``) with
+  neither duplicate nor missing bars. ``_load`` waits at most ``qcheck`` seconds and returns
+  None so backtrader's live loop keeps turning.
+
+``IBData(dataname=..., store=None, **store_params)``: without ``store`` it shares the default
+IBStore, like backtrader's singleton.
+"""
+
+from __future__ import annotations
+
+import queue
+from datetime import datetime
+from datetime import time as dtime
+from typing import Any
+
+from backtrader import TimeFrame, date2num, num2date
+from backtrader.feed import DataBase
+from backtrader.utils.dateintern import tzparse
+
+from bt_ibkr.contracts import parse_dataname
+from bt_ibkr.errors import ConfigError, SourceUnavailableError
+from bt_ibkr.pacing import bar_size
+from bt_ibkr.store import DELAYED_CODES, NOTSUBSCRIBED_CODES, STORE_PARAMS, IBStore
+
+_DEFAULT_SESSIONEND = dtime(23, 59, 59, 999990)  # backtrader's DataBase default
+
+
+class IBData(DataBase):
+    """Interactive Brokers data feed (see the module docstring)."""
+
+    params = (
+        ("sectype", "STK"),
+        ("exchange", "SMART"),
+        ("currency", ""),
+        ("rtbar", False),
+        ("historical", False),
+        ("what", None),
+        ("useRTH", False),
+        ("qcheck", 0.5),
+        ("backfill_start", True),
+        ("backfill", True),
+        ("backfill_from", None),
+        ("latethrough", False),
+        ("tradename", None),
+        ("store", None),
+        ("hist_timeout", 600.0),
+    )
+
+    RTBAR_MINSIZE = (TimeFrame.Seconds, 5)
+    _ST_FROM, _ST_START, _ST_LIVE, _ST_HISTORBACK, _ST_OVER = range(5)
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(STORE_PARAMS))
+        if unknown:
+            raise ConfigError(f"unknown IBData parameter(s) {unknown}")
+        self.ib = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
+        self.precontract = parse_dataname(
+            self.p.dataname, self.p.sectype, self.p.exchange, self.p.currency
+        )
+        self.pretradecontract = (
+            parse_dataname(self.p.tradename, self.p.sectype, self.p.exchange, self.p.currency)
+            if self.p.tradename
+            else None
+        )
+        self.contract = self.contractdetails = None
+        self.tradecontract = self.tradecontractdetails = None
+        self._store_started = False
+        self._stream = None
+        self.qlive: queue.Queue = queue.Queue()
+        self.qhist: queue.Queue | None = None
+        self._state = self._ST_OVER
+
+    # ------------------------------------------------------------------ backtrader hooks
+    def setenvironment(self, env) -> None:
+        super().setenvironment(env)
+        env.addstore(self.ib)
+
+    def islive(self) -> bool:
+        return not self.p.historical
+
+    def haslivedata(self) -> bool:
+        return self._state == self._ST_LIVE and not self.qlive.empty()
+
+    def _gettz(self):
+        if self.p.tz is not None:
+            return tzparse(self.p.tz)
+        if self.contractdetails is None or not self.contractdetails.timeZoneId:
+            return None
+        return tzparse(self.contractdetails.timeZoneId)
+
+    def _timeoffset(self):
+        return self.ib.timeoffset()
+
+    def start(self) -> None:
+        """Connect through the store, qualify the contract(s) and prepare the first request.
+
+        Raises ``UnknownSymbolError``/``AmbiguousContractError`` when IB has none or several
+        contracts for ``dataname`` and ``ConnectionFailedError`` when the gateway is down.
+        """
+        super().start()
+        self.qlive = queue.Queue()
+        self.qhist = None
+        self._stream = None
+        self._lastdt = float("-inf")
+        self._reconn_pending = False
+        tfcomp = (self._timeframe, self._compression)
+        self._usertvol = (not self.p.rtbar) or tfcomp < self.RTBAR_MINSIZE
+        self.ib.start(data=self)
+        self._store_started = True
+        self.notifs.append((self.CONNECTED, (), {}))
+        name = self.p.dataname
+        cd = self.ib.qualify(self.precontract.to_contract(), name)
+        self.contract, self.contractdetails = cd.contract, cd
+        if self.pretradecontract is None:
+            self.tradecontract, self.tradecontractdetails = self.contract, self.contractdetails
+        else:
+            tcd = self.ib.qualify(self.pretradecontract.to_contract(), self.p.tradename)
+            self.tradecontract, self.tradecontractdetails = tcd.contract, tcd
+        self._derive_sessionend()
+        self._start_finish()
+        if self.p.backfill_from is not None:
+            self._state = self._ST_FROM
+            self.p.backfill_from.setenvironment(self._env)
+            self.p.backfill_from._start()
+        else:
+            self._state = self._ST_START
+
+    def _derive_sessionend(self) -> None:
+        """Use the contract's liquid-hours close as ``sessionend`` when the user set none.
+
+        backtrader's default session end (23:59:59.99999) would hold a live daily resample
+        until midnight; IB's ``liquidHours`` ("20240102:0930-20240102:1600;...") knows better.
+        """
+        if self.p.sessionend != _DEFAULT_SESSIONEND or self.contractdetails is None:
+            return
+        hours = getattr(self.contractdetails, "liquidHours", "") or ""
+        for segment in hours.split(";"):
+            if "-" not in segment or "CLOSED" in segment:
+                continue
+            close = segment.split("-", 1)[1]
+            hhmm = close.split(":", 1)[-1]
+            if len(hhmm) == 4 and hhmm.isdigit():
+                self.p.sessionend = dtime(int(hhmm[:2]), int(hhmm[2:]))
+                return
+
+    def stop(self) -> None:
+        """Cancel the live stream and release the store."""
+        super().stop()
+        if self._stream is not None:
+            self.ib.cancel_live(self._stream)
+            self._stream = None
+        if self._store_started:
+            self._store_started = False
+            self.ib.stop()
+        self._state = self._ST_OVER
+
+    # ------------------------------------------------------------------ requests
+    def _what(self) -> str:
+        if self.p.what:
+            return self.p.what
+        if self.contract is not None and self.contract.secType in ("CASH", "CFD"):
+            return "BID"
+        return "TRADES"
+
+    def _barsize(self) -> str | None:
+        try:
+            return bar_size(self._timeframe, self._compression)
+        except ConfigError:
+            return None
+
+    def _request_history(self, start: datetime | None, end: datetime | None) -> bool:
+        barsize = self._barsize()
+        if barsize is None:
+            return False
+        self.qhist = self.ib.request_history(
+            self.contract, start, end, barsize, what=self._what(), use_rth=self.p.useRTH,
+            tz=self._tz, sessionend=self.p.sessionend,
+        )
+        self._state = self._ST_HISTORBACK
+        return True
+
+    def _st_start(self) -> bool:
+        start = num2date(self.fromdate) if self.fromdate > float("-inf") else None
+        if self._lastdt > float("-inf"):
+            start = num2date(self._lastdt)
+        if self.p.historical:
+            self.put_notification(self.DELAYED)
+            end = num2date(self.todate) if self.todate < float("inf") else None
+            if not self._request_history(start, end):
+                raise ConfigError(
+                    f"IBData {self.p.dataname!r}: IB has no historical bars for timeframe "
+                    f"{TimeFrame.getname(self._timeframe, self._compression)} x{self._compression}"
+                )
+            return True
+        self._stream = self.ib.subscribe_live(
+            self.contract, rtbar=not self._usertvol, what=self.p.what, use_rth=self.p.useRTH,
+            q=self.qlive,
+        )
+        if self.p.backfill_start and self._request_history(start, None):
+            self.put_notification(self.DELAYED)
+        else:
+            self._state = self._ST_LIVE
+        return True
+
+    # ------------------------------------------------------------------ loading
+    def _load(self):
+        if self.contract is None or self._state == self._ST_OVER:
+            return False
+        while True:
+            if self._state == self._ST_LIVE:
+                ret = self._load_live()
+                if ret == "again":
+                    continue
+                return ret
+            if self._state == self._ST_HISTORBACK:
+                ret = self._load_hist()
+                if ret == "again":
+                    continue
+                return ret
+            if self._state == self._ST_FROM:
+                src = self.p.backfill_from
+                if not src.next():
+                    self._state = self._ST_START
+                    continue
+                for alias in self.lines.getlinealiases():
+                    getattr(self.lines, alias)[0] = getattr(src.lines, alias)[0]
+                self.lines.datetime[0] = self._from_stamp(src)
+                self._lastdt = self.lines.datetime[0]
+                return True
+            if self._state == self._ST_START:
+                self._st_start()
+                continue
+            return False
+
+    def _from_stamp(self, src) -> float:
+        """Return the UTC date number for the current bar of a ``backfill_from`` feed.
+
+        A source without a time zone holds exchange-local wall times; daily bars stamped at
+        midnight are moved to this feed's session end, where IB's daily bars are stamped, so
+        the IB backfill that follows neither repeats nor skips a day.
+        """
+        num = src.datetime[0]
+        if getattr(src, "_tz", None) is not None or self._tz is None:
+            return num
+        local = num2date(num)
+        if self._timeframe >= TimeFrame.Days and local.time() == dtime(0, 0):
+            local = datetime.combine(local.date(), self.p.sessionend)
+        return self.date2num(local)
+
+    def _load_hist(self):
+        try:
+            kind, payload = self.qhist.get(timeout=self.p.hist_timeout)
+        except queue.Empty:
+            raise SourceUnavailableError(
+                f"IBData {self.p.dataname!r}: no historical data from IB within "
+                f"{self.p.hist_timeout:g}s"
+            ) from None
+        if kind == "bar":
+            if self._deliver(payload, hist=True):
+                return True
+            return "again"
+        if kind == "error":
+            code, text = payload
+            if code == 1100 and not self.p.historical:
+                self._state = self._ST_LIVE  # wait for the reconnect, then backfill again
+                self._reconn_pending = True
+                return "again"
+            if code == 162 and not self.p.historical:
+                return "again"  # no history to backfill: go on with the live stream
+            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
+            self.put_notification(status, code, text)
+            self._state = self._ST_OVER
+            return False
+        # "end"
+        if self.p.historical:
+            self.put_notification(self.DISCONNECTED)
+            self._state = self._ST_OVER
+            return False
+        self._state = self._ST_LIVE
+        return "again"
+
+    def _load_live(self):
+        try:
+            kind, payload = self.qlive.get(timeout=self._qcheck)
+        except queue.Empty:
+            return None
+        if kind in ("bar", "tick"):
+            delayed = False
+            if kind == "tick":
+                payload, delayed = payload
+            if self._reconn_pending:
+                return "again"  # wait for "reconnected" and the gap backfill
+            if delayed:
+                self.put_notification(self.DELAYED)
+            elif self._laststatus != self.LIVE and self.qlive.qsize() <= 1:
+                self.put_notification(self.LIVE)
+            if self._deliver(payload):
+                return True
+            return "again"
+        if kind == "connbroken":
+            self._reconn_pending = True
+            self.put_notification(self.CONNBROKEN)
+            return "again"
+        if kind == "reconnected":
+            self._reconn_pending = False
+            if self.p.backfill and self._lastdt > float("-inf"):
+                if self._request_history(num2date(self._lastdt), None):
+                    self.put_notification(self.DELAYED)
+            return "again"
+        if kind == "status":
+            code, text = payload
+            if code == 1100:
+                self._reconn_pending = True
+                self.put_notification(self.CONNBROKEN, code, text)
+            elif code in (1101, 1102):
+                self._reconn_pending = False
+                if self.p.backfill and self._lastdt > float("-inf"):
+                    if self._request_history(num2date(self._lastdt), None):
+                        self.put_notification(self.DELAYED, code, text)
+            return "again"
+        if kind == "error":
+            code, text = payload
+            if code in DELAYED_CODES:
+                self.put_notification(self.DELAYED, code, text)
+                return "again"
+            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
+            self.put_notification(status, code, text)
+            self._state = self._ST_OVER
+            return False
+        if kind in ("disconnected", "closed"):
+            self.put_notification(self.DISCONNECTED)
+            self._state = self._ST_OVER
+            return False
+        return "again"
+
+    def _deliver(self, bar, hist: bool = False) -> bool:
+        dt = date2num(bar.dt)
+        if dt <= self._lastdt and not (self.p.latethrough and not hist):
+            return False  # already delivered (overlap of history and live)
+        if hist and self.p.historical and self.todate < float("inf") and dt > self.todate:
+            return False
+        if hist and dt < self.fromdate:
+            return False
+        self._lastdt = max(self._lastdt, dt)
+        lines = self.lines
+        lines.datetime[0] = dt
+        lines.open[0] = bar.open
+        lines.high[0] = bar.high
+        lines.low[0] = bar.low
+        lines.close[0] = bar.close
+        lines.volume[0] = bar.volume
+        lines.openinterest[0] = bar.openinterest
+        return True
+

@@ -1,0 +1,122 @@
+"""Embedded sample: real S&P 500 and NASDAQ Composite daily bars, 1999-01-04..2018-12-31.
+
+The prices ship with the ``arch`` package (``arch.data.sp500``, ``arch.data.nasdaq``; NCSA
+licence); bt_ibkr depends on the package rather than copying its files. This is the source that
+runs when there is no network and no IB gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+
+import pandas as pd
+
+from bt_ibkr.errors import DataError, UnknownSymbolError
+from bt_ibkr.validation import describe_range, validate_bars
+
+__all__ = [
+    "SAMPLE_ALIASES",
+    "SAMPLE_END",
+    "SAMPLE_START",
+    "SAMPLE_SYMBOLS",
+    "SAMPLE_TZ",
+    "load_sample",
+    "resolve_sample_symbol",
+]
+
+SAMPLE_SYMBOLS: tuple[str, ...] = ("^GSPC", "^IXIC")
+"""Symbols the embedded sample serves (Yahoo spelling)."""
+
+SAMPLE_ALIASES: dict[str, str] = {
+    "^GSPC": "^GSPC",
+    "GSPC": "^GSPC",
+    "SPX": "^GSPC",
+    "SP500": "^GSPC",
+    "S&P500": "^GSPC",
+    "^IXIC": "^IXIC",
+    "IXIC": "^IXIC",
+    "NASDAQ": "^IXIC",
+    "COMP": "^IXIC",
+}
+"""Accepted spellings (upper case, spaces removed) -> sample symbol."""
+
+SAMPLE_START = date(1999, 1, 4)
+SAMPLE_END = date(2018, 12, 31)
+SAMPLE_TZ = "America/New_York"
+
+_MODULES = {"^GSPC": "sp500", "^IXIC": "nasdaq"}
+
+
+def resolve_sample_symbol(symbol: str) -> str:
+    """Return the sample symbol (``"^GSPC"`` or ``"^IXIC"``) that ``symbol`` names.
+
+    Matching ignores case and spaces (``"s&p 500"`` -> ``"^GSPC"``).
+    Raises UnknownSymbolError naming ``symbol`` and listing the available symbols and aliases.
+    """
+    key = str(symbol).upper().replace(" ", "")
+    if key in SAMPLE_ALIASES:
+        return SAMPLE_ALIASES[key]
+    aliases = ", ".join(a for a in SAMPLE_ALIASES if a not in SAMPLE_SYMBOLS)
+    raise UnknownSymbolError(
+        f"the embedded sample has no symbol {symbol!r}; available: "
+        f"{', '.join(SAMPLE_SYMBOLS)} (aliases: {aliases}), daily "
+        f"{SAMPLE_START}..{SAMPLE_END}; use --source csv or --source yahoo for other symbols"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _load_arch(symbol: str) -> pd.DataFrame:
+    import importlib
+
+    module = importlib.import_module(f"arch.data.{_MODULES[symbol]}")
+    raw = module.load()
+    frame = raw[["Open", "High", "Low", "Close", "Volume"]].copy()
+    frame.columns = ["open", "high", "low", "close", "volume"]
+    return validate_bars(
+        frame,
+        f"sample {symbol} (arch.data.{_MODULES[symbol]})",
+        intraday=False,
+        attrs={"symbol": symbol, "source": "sample", "tz": SAMPLE_TZ, "adjusted": False},
+    )
+
+
+def _as_date(value, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value).date()
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"sample: {what} {value!r} is not a date ({exc})") from None
+
+
+def load_sample(
+    symbol: str = "^GSPC", start: date | str | None = None, end: date | str | None = None
+) -> pd.DataFrame:
+    """Return the sample's daily bars for ``symbol`` between ``start`` and ``end`` (inclusive).
+
+    ``symbol`` may be an alias (SPX, GSPC, SP500, S&P500 -> ^GSPC; IXIC, NASDAQ, COMP -> ^IXIC).
+    The frame is canonical (see bt_ibkr.validation) with attrs symbol = the sample symbol,
+    source "sample", tz "America/New_York", adjusted False (index levels; Close == Adj Close).
+
+    Raises UnknownSymbolError for a symbol the sample lacks (listing the available ones) and
+    DataError when ``start``..``end`` leaves no rows (naming the range and the sample's coverage).
+    """
+    resolved = resolve_sample_symbol(symbol)
+    full = _load_arch(resolved)
+    start_d = _as_date(start, "start")
+    end_d = _as_date(end, "end")
+    frame = full
+    if start_d is not None:
+        frame = frame.loc[frame.index >= pd.Timestamp(start_d)]
+    if end_d is not None:
+        frame = frame.loc[frame.index <= pd.Timestamp(end_d)]
+    if frame.empty:
+        raise DataError(
+            f"the embedded sample has no {resolved} bars in the requested range "
+            f"{start_d or '...'}..{end_d or '...'}; it covers {describe_range(full)} - pick "
+            f"dates in that range or another --source"
+        )
+    out = frame.copy()
+    out.attrs = dict(full.attrs)
+    return out

@@ -1,0 +1,127 @@
+"""The three signal sleeves of the ensemble, computed incrementally per data feed.
+
+Each sleeve is a signal in {0.0, 1.0} (long or flat), updated once per bar from that bar's
+close/high/low and the long SMA the regime classifier already computes:
+
+* **trend**: 1 while SMA(``sma_fast``=50) > SMA(``sma_long``=200), else 0.
+* **breakout** (Donchian): enters 1 when the close exceeds the highest high of the PREVIOUS
+  ``breakout_entry``=55 bars; exits to 0 when the close falls below the lowest low of the
+  PREVIOUS ``breakout_exit``=20 bars; otherwise keeps its state.
+* **mean reversion**: enters 1 when Wilder RSI(``rsi_period``=2) < ``rsi_entry``=10 and the close
+  is above the long SMA; exits to 0 when the close is above SMA(``meanrev_exit_sma``=5).
+
+A sleeve is 0 until its inputs exist (warm-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from bt_ibkr.errors import ConfigError
+
+from .rolling import RollingMax, RollingMean, RollingMin, WilderRSI
+
+__all__ = ["SLEEVES", "SleeveParams", "SleeveSignals", "Sleeves"]
+
+SLEEVES = ("trend", "breakout", "meanrev")
+
+
+@dataclass(frozen=True)
+class SleeveParams:
+    """Numbers of the sleeves; the Strategy's params of the same names feed them."""
+
+    sma_fast: int = 50
+    breakout_entry: int = 55
+    breakout_exit: int = 20
+    rsi_period: int = 2
+    rsi_entry: float = 10.0
+    meanrev_exit_sma: int = 5
+
+    def __post_init__(self):
+        for name in (
+            "sma_fast",
+            "breakout_entry",
+            "breakout_exit",
+            "rsi_period",
+            "meanrev_exit_sma",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"sleeve param {name} must be an int >= 1, got {v!r}")
+        if not 0.0 <= self.rsi_entry <= 100.0:
+            raise ConfigError(f"sleeve param rsi_entry must be in [0, 100], got {self.rsi_entry!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Field names, i.e. the Strategy params that configure the sleeves."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> SleeveParams:
+        """Build from a mapping that may hold other keys too (e.g. all Strategy params)."""
+        names = cls.names()
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass(frozen=True)
+class SleeveSignals:
+    """One bar's sleeve signals, each 0.0 or 1.0."""
+
+    trend: float
+    breakout: float
+    meanrev: float
+
+
+class Sleeves:
+    """Incremental state of the three sleeves for one feed.
+
+    ``update(close, high, low, sma_long)`` returns ``(trend, breakout, meanrev)`` as floats in
+    {0.0, 1.0}; ``sma_long`` is the long SMA after this bar (None during its warm-up).
+    The latest values are also in the attributes ``trend``, ``breakout``, ``meanrev``.
+    """
+
+    __slots__ = ("p", "_fast", "_exit_sma", "_hi", "_lo", "_rsi", "trend", "breakout", "meanrev")
+
+    def __init__(self, params: SleeveParams | None = None):
+        p = params if params is not None else SleeveParams()
+        self.p = p
+        self._fast = RollingMean(p.sma_fast)
+        self._exit_sma = RollingMean(p.meanrev_exit_sma)
+        self._hi = RollingMax(p.breakout_entry)
+        self._lo = RollingMin(p.breakout_exit)
+        self._rsi = WilderRSI(p.rsi_period)
+        self.trend = 0.0
+        self.breakout = 0.0
+        self.meanrev = 0.0
+
+    def update(
+        self, close: float, high: float, low: float, sma_long: float | None
+    ) -> tuple[float, float, float]:
+        """Feed one bar; return (trend, breakout, meanrev) after it."""
+        # breakout: compare with the channel of the PREVIOUS bars, then add today's bar
+        hi, lo = self._hi, self._lo
+        if self.breakout == 0.0:
+            if hi.full and close > hi.value:
+                self.breakout = 1.0
+        elif lo.full and close < lo.value:
+            self.breakout = 0.0
+        hi.update(high)
+        lo.update(low)
+
+        fast = self._fast.update(close)
+        self.trend = 1.0 if (fast is not None and sma_long is not None and fast > sma_long) else 0.0
+
+        rsi = self._rsi.update(close)
+        exit_sma = self._exit_sma.update(close)
+        if self.meanrev == 1.0:
+            if exit_sma is not None and close > exit_sma:
+                self.meanrev = 0.0
+        elif (
+            rsi is not None and rsi < self.p.rsi_entry and sma_long is not None and close > sma_long
+        ):
+            self.meanrev = 1.0
+        return self.trend, self.breakout, self.meanrev
+
+    def signals(self) -> SleeveSignals:
+        """The latest signals as a :class:`SleeveSignals`."""
+        return SleeveSignals(self.trend, self.breakout, self.meanrev)

@@ -1,0 +1,127 @@
+"""2-state Gaussian HMM: EM recovers a known process, the forward filter is causal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bt_ibkr.errors import ConfigError, DataError
+from strategies.hmm import HMMOverlay, HMMParams, fit_hmm, forward_filter
+
+TRUE_SD = (0.006, 0.02)
+TRUE_STAY = (0.98, 0.95)
+
+
+def _simulate(n: int, seed: int, first_state_high: bool = False):
+    """Returns and hidden states of a known 2-state process (seeded numpy RNG)."""
+    rng = np.random.default_rng(seed)
+    states = np.empty(n, dtype=int)
+    states[0] = 1 if first_state_high else 0
+    u = rng.random(n)
+    for t in range(1, n):
+        stay = TRUE_STAY[states[t - 1]]
+        states[t] = states[t - 1] if u[t] < stay else 1 - states[t - 1]
+    sd = np.where(states == 0, TRUE_SD[0], TRUE_SD[1])
+    return rng.normal(0.0003, sd), states
+
+
+def _naive_filter(x, p: HMMParams) -> np.ndarray:
+    """Textbook normalised forward recursion with full 2x2 matrices (reference)."""
+    A = np.array(p.trans)
+    mu = np.array(p.means)
+    var = np.array(p.variances)
+    out = np.empty((len(x), 2))
+    prior = np.array(p.init)
+    for t, xt in enumerate(x):
+        b = np.exp(-0.5 * (xt - mu) ** 2 / var) / np.sqrt(2 * np.pi * var)
+        a = prior * b
+        out[t] = a / a.sum()
+        prior = out[t] @ A
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_em_recovers_known_process(seed):
+    x, states = _simulate(2000, seed)
+    fit = fit_hmm(x)
+    sd = np.sqrt(fit.params.variances)
+    assert sd[0] < sd[1]  # state 0 is the low-variance state
+    assert sd[0] == pytest.approx(TRUE_SD[0], rel=0.2)
+    assert sd[1] == pytest.approx(TRUE_SD[1], rel=0.2)
+    assert fit.params.trans[0][0] == pytest.approx(TRUE_STAY[0], abs=0.03)
+    assert fit.params.trans[1][1] == pytest.approx(TRUE_STAY[1], abs=0.05)
+    # the filter tracks the hidden state most of the time
+    p_high = forward_filter(x, fit.params)[:, 1]
+    assert ((p_high > 0.5) == (states == 1)).mean() > 0.85
+
+
+def test_states_sorted_by_variance_when_data_starts_in_high_state():
+    x, _ = _simulate(1500, 5, first_state_high=True)
+    x[:300] *= 3.0  # a long volatile start pulls the quantile start toward the high state
+    fit = fit_hmm(x)
+    assert fit.params.variances[0] < fit.params.variances[1]
+    assert sum(fit.params.trans[0]) == pytest.approx(1.0)
+    assert sum(fit.params.trans[1]) == pytest.approx(1.0)
+    # start EM with the states the wrong way round: the result is still sorted, and the
+    # filtered probability of the LAST bar (a volatile stretch) is on the high state
+    x[-60:] *= 4.0
+    swapped = HMMParams(
+        means=(0.0, 0.0),
+        variances=(4e-4, 4e-5),
+        trans=((0.95, 0.05), (0.05, 0.95)),
+        init=(0.5, 0.5),
+    )
+    fit = fit_hmm(x, init=swapped)
+    assert fit.params.variances[0] < fit.params.variances[1]
+    assert fit.filtered_last[1] > 0.9
+    assert fit.params.trans[1][1] > 0.8
+
+
+def test_fit_is_deterministic_and_improves_likelihood():
+    x, _ = _simulate(1260, 9)
+    a = fit_hmm(x)
+    b = fit_hmm(x)
+    assert a == b  # no RNG: bit-identical
+    one = fit_hmm(x, max_iter=1)
+    assert a.loglik > one.loglik
+
+
+def test_forward_filter_matches_textbook_recursion():
+    x, _ = _simulate(800, 4)
+    p = fit_hmm(x).params
+    np.testing.assert_allclose(forward_filter(x, p), _naive_filter(x, p), rtol=1e-9, atol=1e-12)
+    # the fit's last filtered value is the filter's last row
+    fit = fit_hmm(x)
+    assert fit.filtered_last == pytest.approx(tuple(forward_filter(x, fit.params)[-1]))
+
+
+def test_forward_filter_prefix_equals_truncated_full():
+    x, _ = _simulate(1500, 6)
+    p = fit_hmm(x[:500]).params
+    full = forward_filter(x, p)
+    for t in (10, 400, 1000):
+        np.testing.assert_array_equal(forward_filter(x[:t], p), full[:t])
+
+
+def test_overlay_is_causal_and_refits_on_schedule():
+    x, states = _simulate(1400, 8)
+    ov = HMMOverlay(window=1260, refit_every=21, min_history=252)
+    full = [ov.update(float(r)) for r in x]
+    assert full[:251] == [None] * 251 and full[251] is not None
+    assert ov.fits == 1 + (1400 - 252) // 21
+    for t in (300, 700, 1333):
+        pre = HMMOverlay(window=1260, refit_every=21, min_history=252)
+        assert [pre.update(float(r)) for r in x[:t]] == full[:t], t
+    p = np.array(full[251:])
+    assert ((p > 0.5) == (states[251:] == 1)).mean() > 0.85
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(DataError, match="constant"):
+        fit_hmm(np.zeros(100))
+    with pytest.raises(DataError, match="at least 10"):
+        fit_hmm([0.1, 0.2])
+    with pytest.raises(ConfigError, match="max_iter"):
+        fit_hmm(np.arange(20.0), max_iter=0)
+    with pytest.raises(ConfigError, match="hmm_min_history"):
+        HMMOverlay(window=100, min_history=200)

@@ -1,0 +1,202 @@
+"""IBStore against the gateway simulator, through the real IB client (never mocked)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from bt_ibkr.client import Contract
+from bt_ibkr.contracts import AmbiguousContractError, make_contract
+from bt_ibkr.errors import ConfigError, ConnectionFailedError, UnknownSymbolError
+from bt_ibkr.pacing import HistoricalPacer
+from bt_ibkr.store import IBStore
+
+HANG = 60  # hang guard for waits, seconds
+
+
+def wait_until(pred, timeout=HANG, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def drain(q, until="end", timeout=HANG):
+    items = []
+    while True:
+        kind, payload = q.get(timeout=timeout)
+        items.append((kind, payload))
+        if kind == until:
+            return items
+
+
+@pytest.fixture
+def make_store():
+    stores = []
+
+    def make(sim, **kwargs):
+        kwargs.setdefault("clientId", 11 + len(stores))
+        store = IBStore(port=sim.port, timeout=0.2, **kwargs)
+        store.start()
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+    IBStore.reset_default()
+
+
+def test_connects_reports_and_stops_cleanly(gateway_sim, make_store):
+    store = make_store(gateway_sim, clientId=21)
+    assert store.connected()
+    assert store.managed_accounts == ["DU1234567"]
+    msgs = [str(m) for m, _, _ in store.get_notifications()]
+    assert any("connected to 127.0.0.1" in m and "clientId 21" in m for m in msgs)
+    assert any("2104" in m for m in msgs)  # the gateway's farm notices reach notify_store
+    thread = store._thread
+    assert thread.is_alive() and thread is not threading.current_thread()
+    store.stop()
+    assert not store.connected()
+    assert not thread.is_alive()
+
+
+def test_start_stop_are_reference_counted(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    store.start()  # a second user (e.g. a feed)
+    store.stop()
+    assert store.connected()  # one user left
+    store.stop()
+    assert not store.connected()
+
+
+def test_unreachable_gateway_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # a port nobody listens on
+    store = IBStore(port=port, clientId=5, reconnect=1, timeout=0.05, connect_timeout=1)
+    try:
+        with pytest.raises(ConnectionFailedError) as info:
+            store.start()
+        msg = str(info.value)
+        assert f"127.0.0.1:{port}" in msg and "2 attempt(s)" in msg
+    finally:
+        store.close()
+        IBStore.reset_default()
+
+
+def test_unknown_store_parameter_is_rejected():
+    with pytest.raises(ConfigError, match="clientid"):
+        IBStore(clientid=3)
+    IBStore.reset_default()
+
+
+def test_default_store_is_shared_like_backtraders_singleton(gateway_sim, make_store):
+    IBStore.reset_default()
+    store = make_store(gateway_sim)
+    assert IBStore.default() is store
+    data = store.getdata(dataname="AAPL-STK-SMART-USD")
+    assert data.ib is store
+    from bt_ibkr.broker import IBBroker
+    from feeds.ibdata import IBData
+
+    assert IBData(dataname="MSFT").ib is store
+    assert IBBroker().ib is store
+    assert store.getbroker().ib is store
+
+
+def test_qualify_once_clear_errors(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    cd = store.qualify(make_contract("AAPL-STK-SMART-USD"), "AAPL-STK-SMART-USD")
+    assert cd.contract.conId == 265598
+    assert cd.timeZoneId == "America/New_York"
+    fx = store.qualify(make_contract("EUR.USD-CASH-IDEALPRO"), "EUR.USD-CASH-IDEALPRO")
+    assert (fx.contract.symbol, fx.contract.currency, fx.contract.secType) == ("EUR", "USD", "CASH")
+    with pytest.raises(UnknownSymbolError, match="'NOPE-STK-SMART-USD'"):
+        store.qualify(make_contract("NOPE-STK-SMART-USD"), "NOPE-STK-SMART-USD")
+    es = Contract(symbol="ES", secType="FUT", exchange="CME", currency="USD")
+    with pytest.raises(AmbiguousContractError) as info:
+        store.qualify(es, "ES-FUT-CME-USD")
+    assert "'ES-FUT-CME-USD'" in str(info.value) and "2 IB contracts" in str(info.value)
+
+
+def test_time_offset_follows_the_gateway_clock(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    from datetime import UTC, datetime
+
+    expected = gateway_sim.now() - datetime.now(UTC)
+    assert abs((store.timeoffset() - expected).total_seconds()) < 5
+    assert abs((store.reqCurrentTime() - gateway_sim.now()).total_seconds()) < 5
+
+
+def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    gateway_sim.advance(hours=5)
+    cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
+    end = gateway_sim.now().replace(tzinfo=None)
+    start = end - timedelta(hours=4, minutes=30)
+    before = len(gateway_sim.requests_named("reqHistoricalData"))
+    items = drain(store.request_history(cd.contract, start, end, "5 secs"))
+    reqs = gateway_sim.requests_named("reqHistoricalData")[before:]
+    durations = [r[3][list(r[3]).index("5 secs") + 1] for r in reqs]
+    assert durations == ["7200 S", "7200 S", "1800 S"]
+    bars = [p for k, p in items if k == "bar"]
+    stamps = [b.dt for b in bars]
+    assert stamps == sorted(set(stamps))  # ascending, no duplicates across chunk seams
+    assert all(b - a == timedelta(seconds=5) for a, b in zip(stamps, stamps[1:], strict=False))
+    assert stamps[0] > start and stamps[-1] <= end
+    assert len(bars) == 4 * 720 + 360  # every 5-second bar of 4.5 hours of session
+    assert items[-1] == ("end", len(bars))
+
+
+@pytest.mark.parametrize("gateway_sim", [{"pacing": True, "pacing_scale": 0.05}], indirect=True)
+def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
+    end = gateway_sim.now().replace(tzinfo=None)
+
+    def burst():
+        errors = []
+        for i in range(8):
+            q = store.request_history(cd.contract, end - timedelta(days=30 + i), end, "1 day")
+            errors += [p for k, p in drain(q) if k == "error"]
+        return errors
+
+    # IB's windows scaled like the simulator's (x0.05): 6 per contract per 0.1 s, 0.75 s twins
+    store.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
+    assert burst() == []
+    time.sleep(0.2)
+    store.p.pacing = False
+    errors = burst()
+    assert errors and all(code == 162 and "pacing" in text.lower() for code, text in errors)
+
+
+def test_connectivity_notices_reach_notify_store(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    store.get_notifications()
+    gateway_sim.notice(1100)
+    gateway_sim.notice(1102)
+    wait_until(lambda: len(store.notifs.queue) >= 2, what="notices")
+    codes = [m.code for m, _, _ in store.get_notifications()]
+    assert codes[:2] == [1100, 1102]
+
+
+def test_run_refuses_to_deadlock_from_the_loop_thread(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    seen = []
+
+    def inside():
+        try:
+            store.call(lambda: None)
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    store.post(inside)
+    wait_until(lambda: seen, what="loop callback")
+    assert "deadlock" in seen[0]
