@@ -6,8 +6,10 @@ Runs, in one process and interleaved, Cerebro over the arch S&P 500 sample (5,03
 1999-2018; ``--feeds K`` adds K copies of the sample as extra feeds) with: an empty Strategy,
 a plain backtrader SMA(50)/SMA(200) crossover (buy on cross up, close on cross down), the
 ensemble (use_hmm off) and the ensemble with the HMM overlay. Each timing is the whole
-``cerebro.run()`` (feed loading included, ``stdstats=False``, same broker settings); the
-reported figure is the median over ``--repeats`` runs. Prints ONE JSON object:
+``cerebro.run()`` in CPU seconds of this process (``time.process_time``: other processes on a
+shared machine do not inflate it the way they inflate wall time; feed loading included,
+``stdstats=False``, same broker settings); the reported figure is the median over
+``--repeats`` runs. Prints ONE JSON object:
 
     bars, feeds, repeats, preload, bars_per_sec_{empty,sma,ensemble,ensemble_hmm},
     ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, final_value_ensemble,
@@ -62,15 +64,15 @@ def load_sample() -> pd.DataFrame:
 
 
 def run_once(frame: pd.DataFrame, feeds: int, strategy, preload: bool, **kwargs):
-    """One timed Cerebro run; returns (seconds, final broker value)."""
+    """One timed Cerebro run; returns (CPU seconds, final broker value)."""
     cerebro = bt.Cerebro(preload=preload, runonce=preload, stdstats=False)
     for i in range(feeds):
         cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=f"SPX{i}")
     cerebro.broker.setcash(1_000_000.0)
     cerebro.addstrategy(strategy, **kwargs)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     cerebro.run()
-    return time.perf_counter() - t0, cerebro.broker.getvalue()
+    return time.process_time() - t0, cerebro.broker.getvalue()
 
 
 def hmm_fit_ms(frame: pd.DataFrame, repeats: int) -> float:

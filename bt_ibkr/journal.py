@@ -29,7 +29,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -416,6 +416,67 @@ class ReconcileReport:
 
 
 # --------------------------------------------------------------------------------------------
+# from the IB client's objects (ib_async / ib_insync, duck-typed: no import here)
+
+_UNSET = 1e300  # IB sends 1.7976931348623157E308 (UNSET_DOUBLE) for "no value"
+
+
+def _contract_symbol(contract: Any) -> str:
+    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "")
+
+
+def order_snapshot(trade: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> OrderSnapshot:
+    """Return the :class:`OrderSnapshot` of an ib_async/ib_insync ``Trade``
+    (``ib.openTrades()``, ``reqAllOpenOrders()``, ``reqCompletedOrders()``).
+
+    ``symbol_of(contract)`` names the symbol the way the runner's intents do (default:
+    ``contract.symbol``).
+    """
+    order, status = trade.order, trade.orderStatus
+    avg = getattr(status, "avgFillPrice", 0.0) or None
+    return OrderSnapshot(
+        order_ref=getattr(order, "orderRef", "") or "",
+        order_id=getattr(order, "orderId", None) or getattr(status, "orderId", None) or None,
+        status=getattr(status, "status", "") or "",
+        symbol=symbol_of(trade.contract),
+        side=order.action,
+        quantity=float(order.totalQuantity),
+        filled=float(getattr(status, "filled", 0.0) or 0.0),
+        perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
+        avg_price=avg if avg is not None and avg < _UNSET else None,
+    )
+
+
+def exec_snapshot(fill: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> ExecSnapshot:
+    """Return the :class:`ExecSnapshot` of an ib_async/ib_insync ``Fill`` (``ib.fills()``,
+    ``reqExecutions()``); the commission is None until IB's commission report has arrived."""
+    ex = fill.execution
+    report = getattr(fill, "commissionReport", None)
+    commission = None
+    if report is not None and getattr(report, "execId", "") and report.commission < _UNSET:
+        commission = float(report.commission)
+    return ExecSnapshot(
+        exec_id=ex.execId,
+        order_ref=getattr(ex, "orderRef", "") or None,
+        symbol=symbol_of(fill.contract),
+        side=normalize_side(ex.side),
+        shares=float(ex.shares),
+        price=float(ex.price),
+        time=getattr(ex, "time", None) or fill.time,
+        commission=commission,
+        order_id=getattr(ex, "orderId", None) or None,
+        perm_id=getattr(ex, "permId", None) or None,
+    )
+
+
+def fill_from_exec(snap: ExecSnapshot) -> Fill:
+    """Return the journal :class:`Fill` of an :class:`ExecSnapshot` (for :meth:`Journal.record_fill`)."""
+    return Fill(snap.exec_id, snap.order_ref or None, snap.symbol, normalize_side(snap.side),
+                float(snap.shares), float(snap.price), snap.time, snap.commission, snap.order_id,
+                snap.perm_id)
+
+
+# --------------------------------------------------------------------------------------------
 # the journal
 
 
@@ -508,9 +569,12 @@ class Journal:
     def record_intent(self, intent: Intent) -> bool:
         """Journal an order intent; committed (fsync'd) when this returns.
 
-        Call it BEFORE sending the order. Returns True when the intent is new, False when an
-        intent with that orderRef already exists (idempotent: the earlier row is kept untouched,
-        and the caller must not send again; look at :meth:`get` for its status).
+        Call it BEFORE sending the order. Returns True when the intent is new: send it. Returns
+        False when an intent with that orderRef already exists (idempotent: the earlier row is
+        kept untouched): do not send, unless :meth:`reconcile` listed it under ``resend``
+        (status still ``intent``, nothing at the gateway). Number the orders of one decision
+        deterministically (``seq`` = their order in the decision), never from the journal's
+        contents, or a re-run decision would get a fresh orderRef.
 
         Raises:
             ValueError: bad side, quantity <= 0, empty orderRef or one longer than 40 chars.
@@ -619,13 +683,6 @@ class Journal:
         """Return intents not yet finished: journaled-not-sent, sent, working, partly filled."""
         return self.intents(OPEN_STATUSES)
 
-    def next_seq(self, strategy: str, symbol: str, decision_time: datetime) -> int:
-        """Return the first ``seq`` (from 1) whose orderRef is not yet in the journal."""
-        seq = 1
-        while self.get(make_order_ref(strategy, symbol, decision_time, seq)) is not None:
-            seq += 1
-        return seq
-
     # -- fills --------------------------------------------------------------------------------
 
     def record_fill(self, fill: Fill) -> bool:
@@ -730,7 +787,8 @@ class Journal:
                 self._adopt_position(db, symbol, float(qty), now or _now())
 
     def _adopt_position(self, db: sqlite3.Connection, symbol: str, qty: float,
-                        now: datetime) -> None:
+                        now: datetime) -> float:
+        """Set the start position so that start + fills == qty; return the start position."""
         net = self._position(db, symbol) - (self._start(db, symbol) or 0.0)
         db.execute(
             "INSERT INTO start_positions (symbol, quantity, adopted) VALUES (?,?,?)"
@@ -738,7 +796,9 @@ class Journal:
             " adopted = excluded.adopted",
             (symbol, qty - net, _iso(now)),
         )
-        self._event(db, "adopt_position", None, {"symbol": symbol, "quantity": qty})
+        self._event(db, "adopt_position", None, {"symbol": symbol, "quantity": qty,
+                                                   "start": qty - net})
+        return qty - net
 
     @staticmethod
     def _start(db: sqlite3.Connection, symbol: str) -> float | None:
@@ -844,9 +904,7 @@ class Journal:
                 " ORDER BY created, order_ref", OPEN_STATUSES).fetchall()
             # 1. executions -> fills (dedupe by execId)
             for e in gateway_executions:
-                fill = Fill(e.exec_id, e.order_ref or None, e.symbol, normalize_side(e.side),
-                            float(e.shares), float(e.price), e.time, e.commission, e.order_id,
-                            e.perm_id)
+                fill = fill_from_exec(e)
                 if self._record_fill(db, fill, fill.side):
                     (report.missed_fills if fill.order_ref in known_refs
                      else report.foreign_fills).append(fill)
@@ -872,12 +930,17 @@ class Journal:
                     continue
                 if was_unsent:
                     # sent before the crash but never marked: adopt the gateway's ids
+                    # (completed orders carry no orderId; the executions do)
+                    exec_ids = db.execute(
+                        "SELECT MAX(order_id), MAX(perm_id) FROM fills WHERE order_ref = ?",
+                        (ref,)).fetchone()
                     db.execute(
                         "UPDATE intents SET order_id = COALESCE(?, order_id),"
                         " perm_id = COALESCE(?, perm_id), sent_at = ?, updated = ?,"
                         " status = CASE WHEN status = ? THEN ? ELSE status END"
                         " WHERE order_ref = ?",
-                        (snap.order_id if snap else None, snap.perm_id if snap else None,
+                        (snap.order_id if snap and snap.order_id else exec_ids[0],
+                         snap.perm_id if snap and snap.perm_id else exec_ids[1],
                          _iso(now), _iso(now), INTENT, SENT, ref))
                     self._event(db, "adopted", ref, {
                         "order_id": snap.order_id if snap else None,
@@ -918,9 +981,9 @@ class Journal:
                     # first contact with this symbol: take the gateway's position as the start
                     # (start = gateway - fills recorded above, so they add up to the gateway's)
                     if abs(gw) > 1e-9 or symbol in journal_syms:
-                        self._adopt_position(db, symbol, gw, now)
-                    if abs(gw) > 1e-9:
-                        report.adopted_positions[symbol] = gw
+                        start = self._adopt_position(db, symbol, gw, now)
+                        if abs(start) > 1e-9:
+                            report.adopted_positions[symbol] = start
                     continue
                 mine = self._position(db, symbol)
                 if abs(mine - gw) > 1e-6:

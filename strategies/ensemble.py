@@ -271,8 +271,8 @@ class RegimeAwareEnsemble(bt.Strategy):
         self.targets = targets = dict(self.targets)
         orders = None
         for f in self._feeds:
-            d = f.data
-            n = len(d)
+            # len(data) without its three nested calls: the close buffer's bar count
+            n = f.close.lencount
             if n == f.seen:
                 continue  # no new bar on this feed (other calendars / prenext)
             f.seen = n
@@ -298,6 +298,7 @@ class RegimeAwareEnsemble(bt.Strategy):
             targets[f.name] = target
             if f.pending is not None or not f.tradable or not value > 0.0:
                 continue
+            d = f.data
             size = broker.getposition(d).size
             cur = size * close / value
             if abs(target - cur) > self._band or (target == 0.0 and size != 0):

@@ -471,3 +471,25 @@ def test_orders_wait_while_market_closed(market):
     assert not fills(events) and broker.get_order(1, 1).status == "Submitted"
     market.bar(broker, AAPL, 101.0, 101.5, 100.5, 101.2)
     assert [e.price for e in fills(events, 1)] == [101.0]
+
+
+def test_pnl_daily_unrealized_realized(market):
+    market.set(AAPL, 99.9, 100.1, last=100.0)
+    broker, events = make_broker(market)
+    broker.place(1, 1, AAPL, spec(totalQuantity=100))  # 100 @ 100.1, fee 1.00
+    market.bar(broker, AAPL, 101.0, 102.0, 100.5, 101.5)  # marked at last 101.5
+    daily, unreal, realized = broker.pnl()
+    assert unreal == pytest.approx(100 * 101.5 - (100 * 100.1 + 1.0))
+    assert daily == pytest.approx(100 * (101.5 - 100.1) - 1.0)  # since the day's first event
+    assert realized == 0.0
+    pos, _, u1, r1, value = broker.pnl_single(AAPL.conId)
+    assert (pos, value) == (100.0, pytest.approx(10150.0)) and u1 == pytest.approx(unreal)
+    market.set(AAPL, 101.9, 102.1, last=102.0)
+    broker.place(1, 2, AAPL, spec(action="SELL", totalQuantity=40))  # 40 @ 101.9, fee 1.00
+    _, _, realized = broker.pnl()
+    assert realized == pytest.approx(40 * (101.9 - 100.11) - 1.0)
+    summary = dict((t, v) for t, v, _ in broker.account_summary("NetLiquidation,BuyingPower,"
+                                                                  "AccountType"))
+    assert summary["AccountType"] == "INDIVIDUAL"
+    nums = broker.account_numbers()
+    assert float(summary["BuyingPower"]) == pytest.approx(nums["AvailableFunds"] * 4, abs=0.01)

@@ -316,6 +316,10 @@ def test_ib_async_decodes_whatif_completed_and_account(version, decoder_errors):
     summary = {v.tag: v.value for v in ib.wrapper.acctSummary.values()}
     assert summary["BuyingPower"] == "4000000.00"
     dec.interpret(roundtrip(oc.error_fields(7, 202, "Order Canceled - reason:", version)))
+    dec.interpret(roundtrip(oc.account_update_multi_fields(3, "DU1234567", "", "TotalCashValue",
+                                                           "998000.00", "USD")))
+    values = {(v.tag, v.currency): v.value for v in ib.accountValues("DU1234567")}
+    assert values[("TotalCashValue", "USD")] == "998000.00"
 
 
 @pytest.mark.parametrize("version", [170, 178])

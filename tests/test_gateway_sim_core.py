@@ -362,11 +362,14 @@ def test_delayed_and_live_ticks(sample_sim, clients):
 
 def test_speed_factor_runs_the_clock(gateway_sim_factory, clients):
     sim = gateway_sim_factory(speed=600.0)
+    start = sim.now()
     ib = clients(sim)
     [spy] = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))
     bars = ib.reqRealTimeBars(spy, 5, "TRADES", False)
-    start = sim.now()
-    wait_until(lambda: len(bars) >= 10, ib.sleep)
+    wait_until(lambda: len(bars) >= 10, ib.sleep)  # no advance(): the clock runs by itself
+    times = [b.time for b in bars]
+    assert times[0] >= start
+    assert all(b - a == timedelta(seconds=5) for a, b in zip(times, times[1:], strict=False))
     assert sim.now() - start >= timedelta(seconds=50)
 
 

@@ -81,7 +81,7 @@ class LiveRun:
 
 @pytest.fixture
 def store(gateway_sim):
-    st = IBStore(port=gateway_sim.port, clientId=31, timeout=0.2, reconnect=-1)
+    st = IBStore(port=gateway_sim.port, clientId=31, timeout=0.2, reconnect=-1, connect_timeout=2)
     yield st
     st.close()
     IBStore.reset_default()
@@ -238,6 +238,8 @@ def test_connectivity_loss_and_restore_codes(gateway_sim, store):
         gateway_sim.notice(1100)
         wait_until(lambda: "CONNBROKEN" in statuses(rec), what="CONNBROKEN")
         gateway_sim.notice(1101)  # data lost: subscriptions must be renewed
+        wait_until(lambda: len(gateway_sim.requests_named("reqRealTimeBars")) == 2,
+                   what="resubscription")
         gateway_sim.advance(seconds=20)
         wait_until(lambda: statuses(rec)[-1] == "LIVE", what="LIVE again")
         n = len(rec["bars"])

@@ -30,9 +30,12 @@ from bt_ibkr.journal import (
     Journal,
     JournalError,
     OrderSnapshot,
+    exec_snapshot,
+    fill_from_exec,
     make_order_ref,
     normalize_side,
     normalize_status,
+    order_snapshot,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,7 +332,7 @@ def test_first_contact_with_todays_fills_adopts_the_rest(journal):
     # 200 shares held from last week + 100 bought by hand today: both adopted, no mismatch
     rep = reconcile(journal, execs=[execution("m1", "", 100)], positions={"SPY": 300})
     assert [f.exec_id for f in rep.foreign_fills] == ["m1"]
-    assert rep.position_mismatches == [] and rep.adopted_positions == {"SPY": 300.0}
+    assert rep.position_mismatches == [] and rep.adopted_positions == {"SPY": 200.0}
     assert journal.position_from_fills("SPY") == 300.0
 
 
@@ -346,6 +349,105 @@ def test_gateway_orders_not_in_the_journal_are_reported(journal):
 
 def test_clean_reconcile_summary(journal):
     assert reconcile(journal).summary() == "journal and gateway agree"
+
+
+def test_snapshots_from_the_ib_clients_objects(journal):
+    from bt_ibkr import client as ibc
+
+    ref = "bt1:RAE:SPY:20240105:1"
+    contract = ibc.Stock("SPY", "SMART", "USD")
+    order = ibc.Order(orderId=31, action="BUY", totalQuantity=100, orderType="MKT", orderRef=ref,
+                      permId=555)
+    status = ibc.OrderStatus(orderId=31, status="Filled", filled=100, remaining=0,
+                             avgFillPrice=470.25, permId=555)
+    trade = ibc.Trade(contract=contract, order=order, orderStatus=status)
+    t = datetime(2024, 1, 5, 14, 30, 1, tzinfo=UTC)
+    execution = ibc.Execution(execId="0000e0d5.659f.01.01", time=t, side="BOT", shares=100.0,
+                              price=470.25, permId=555, orderId=31, orderRef=ref)
+    no_report = ibc.Fill(contract, execution, ibc.CommissionReport(), t)
+    with_report = ibc.Fill(contract, execution,
+                           ibc.CommissionReport(execId="0000e0d5.659f.01.01", commission=1.0), t)
+
+    snap = order_snapshot(trade)
+    assert snap == OrderSnapshot(ref, 31, "Filled", "SPY", "BUY", 100.0, 100.0, 555, 470.25)
+    ex = exec_snapshot(no_report)
+    assert (ex.exec_id, ex.order_ref, ex.side, ex.shares, ex.commission) == (
+        "0000e0d5.659f.01.01", ref, "BUY", 100.0, None)
+    assert exec_snapshot(with_report, symbol_of=lambda c: f"{c.symbol}-STK").commission == 1.0
+    assert exec_snapshot(with_report, symbol_of=lambda c: f"{c.symbol}-STK").symbol == "SPY-STK"
+
+    journal.record_intent(intent())
+    rep = reconcile(journal, [snap], [ex], positions={"SPY": 100})
+    assert rep.adopted == [ref] and [f.exec_id for f in rep.missed_fills] == [ex.exec_id]
+    assert journal.get(ref).order_id == 31 and journal.get(ref).status == FILLED
+    # the commission report arrives later: same execId, commission filled in, no new fill
+    assert journal.record_fill(fill_from_exec(exec_snapshot(with_report))) is False
+    assert journal.fills()[0].commission == 1.0
+
+
+def _gateway_state(ib, account):
+    trades = ib.reqAllOpenOrders() + ib.reqCompletedOrders(False)
+    execs = ib.reqExecutions()
+    positions = {p.contract.symbol: p.position for p in ib.positions(account)}
+    return [order_snapshot(t) for t in trades], [exec_snapshot(f) for f in execs], positions
+
+
+def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
+    """End to end with the real IB client: two crashes, no duplicate order, no lost fill."""
+    from bt_ibkr import client as ibc
+
+    path = tmp_path / "journal.sqlite"
+    day = date(2024, 1, 2)
+    ref_a = make_order_ref("RegimeAwareEnsemble", "SPY", day, 1)
+    ref_b = make_order_ref("RegimeAwareEnsemble", "QQQ", day, 1)
+
+    # run 1: A is journaled and sent, B only journaled; the process dies before recording
+    # anything else, and A fills while it is down
+    ib = ibc.IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
+    spy, qqq = ib.qualifyContracts(ibc.Stock("SPY", "SMART", "USD"), ibc.Stock("QQQ", "SMART", "USD"))
+    with Journal(path) as j:
+        assert j.record_intent(Intent(ref_a, "RegimeAwareEnsemble", "SPY", "BUY", 10, day))
+        assert j.record_intent(Intent(ref_b, "RegimeAwareEnsemble", "QQQ", "BUY", 5, day))
+        ib.placeOrder(spy, ibc.Order(action="BUY", totalQuantity=10, orderType="MKT", orderRef=ref_a))
+        gateway_sim.wait_for_request("placeOrder", count=1, timeout=30, pump=ib.sleep)
+    ib.disconnect()
+    gateway_sim.advance(minutes=5)
+
+    # run 2: reconcile adopts A with its fill, proposes B for resending; B is sent
+    ib = ibc.IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
+    account = ib.managedAccounts()[0]
+    with Journal(path) as j:
+        rep = j.reconcile(*_gateway_state(ib, account), datetime.now(UTC), timedelta(hours=1))
+        assert rep.adopted == [ref_a]
+        assert [f.order_ref for f in rep.missed_fills] == [ref_a]
+        assert [r.order_ref for r in rep.resend] == [ref_b]
+        assert rep.ok and rep.position_mismatches == []
+        rec_a = j.get(ref_a)
+        assert (rec_a.status, rec_a.filled, rec_a.order_id is not None) == (FILLED, 10.0, True)
+        trade = ib.placeOrder(qqq, ibc.Order(action="BUY", totalQuantity=5, orderType="MKT",
+                                             orderRef=ref_b))
+        j.mark_sent(ref_b, trade.order.orderId)
+        gateway_sim.wait_for_request("placeOrder", count=2, timeout=30, pump=ib.sleep)
+    ib.disconnect()  # dies again before B's fill is recorded
+    gateway_sim.advance(minutes=5)
+
+    # run 3: B's fill is recovered; nothing to resend; journal and gateway agree
+    ib = ibc.IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
+    with Journal(path) as j:
+        orders, execs, positions = _gateway_state(ib, account)
+        rep = j.reconcile(orders, execs, positions, datetime.now(UTC), timedelta(hours=1))
+        assert rep.resend == [] and rep.lost == [] and rep.position_mismatches == []
+        assert [f.order_ref for f in rep.missed_fills] == [ref_b]
+        assert j.get(ref_b).status == FILLED
+        assert positions == {"SPY": 10.0, "QQQ": 5.0}
+        assert j.positions() == {"QQQ": 5.0, "SPY": 10.0}
+        # exactly one order per intent reached the gateway
+        assert sorted(e.order_ref for e in execs) == sorted([ref_a, ref_b])
+        assert len(j.intents()) == 2 and len(j.fills()) == 2
+    ib.disconnect()
 
 
 # --------------------------------------------------------------------------------------------
