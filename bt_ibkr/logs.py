@@ -19,22 +19,24 @@ def log_dir() -> Path:
 def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up) and stderr (``console_level``).
 
-    Returns the log file's path. Calling it twice does not add handlers twice.
+    Returns the log file's path. A second call replaces the handlers of the first.
     """
     path = log_dir() / f"{name}.log"
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    if not any(getattr(h, "_bt_ibkr", None) == str(path) for h in root.handlers):
-        fh = logging.FileHandler(path, encoding="utf-8")
-        fh.setLevel(logging.INFO)
-        fh.setFormatter(logging.Formatter(_FORMAT))
-        fh._bt_ibkr = str(path)  # type: ignore[attr-defined]
-        root.addHandler(fh)
-        sh = logging.StreamHandler()
-        sh.setLevel(console_level)
-        sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        sh._bt_ibkr = "console"  # type: ignore[attr-defined]
-        root.addHandler(sh)
+    for handler in [h for h in root.handlers if getattr(h, "_bt_ibkr", None)]:
+        root.removeHandler(handler)
+        handler.close()
+    fh = logging.FileHandler(path, encoding="utf-8")
+    fh.setLevel(logging.INFO)
+    fh.setFormatter(logging.Formatter(_FORMAT))
+    fh._bt_ibkr = "file"  # type: ignore[attr-defined]
+    root.addHandler(fh)
+    sh = logging.StreamHandler()
+    sh.setLevel(console_level)
+    sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    sh._bt_ibkr = "console"  # type: ignore[attr-defined]
+    root.addHandler(sh)
     for noisy in ("matplotlib", "matplotlib.font_manager", "yfinance", "peewee", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
