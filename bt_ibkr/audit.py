@@ -97,7 +97,8 @@ class Redactor:
                      if f.repr}
         if isinstance(value, Mapping):
             return {
-                str(k): (MASK if SECRET_NAME_RE.search(str(k)) and v not in (None, "")
+                str(k): (MASK if SECRET_NAME_RE.search(str(k))
+                         and v is not None and v != "" and not isinstance(v, bool)
                          else self._clean(v, depth + 1))
                 for k, v in value.items()
             }

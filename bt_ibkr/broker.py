@@ -123,6 +123,7 @@ class IBOrder(OrderBase):
         elif self.exectype == Order.Market:
             pass
         ib.transmit = bool(self.transmit)
+        ib.ocaType = 1  # as backtrader: a fill cancels the other members of an OCA group
         ib.tif, ib.goodTillDate = tif_for(raw_valid)
         for name, value in kwargs.items():
             if not hasattr(ib, name):
@@ -278,7 +279,6 @@ class IBBroker(bt.BrokerBase):
             parent_key = order.parent.orderRef
             # IB brackets: the children of one parent form a one-cancels-all group
             ib.ocaGroup = ib.ocaGroup or f"{parent_key}-oca"
-            ib.ocaType = ib.ocaType or 1
         if order.oco is not None:
             other = order.oco.ib_order
             if not other.ocaGroup:
@@ -287,7 +287,6 @@ class IBBroker(bt.BrokerBase):
                     "oco= on every member after the first, or ocaGroup= on the first"
                 )
             ib.ocaGroup = other.ocaGroup
-            ib.ocaType = ib.ocaType or 1
         order.submit(self)
         self.orders[ib.orderRef] = order
         contract = order.data.tradecontract

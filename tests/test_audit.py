@@ -124,3 +124,13 @@ def test_appends_across_reopen_and_audit_path(tmp_path):
     with AuditLog(path, env={}) as log:
         log.write("run", event="end")
     assert [r["event"] for r in read_audit(path)] == ["start", "end"]
+
+
+def test_process_environment_secret_is_masked_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWS_PASSWORD", "env-only-Secret-771")
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:  # no secrets passed: taken from os.environ
+        log.write("error", message="gateway login with env-only-Secret-771 failed", code=502)
+    text = path.read_text()
+    assert "env-only-Secret-771" not in text
+    assert read_audit(path)[0]["message"] == "gateway login with *** failed"

@@ -362,7 +362,7 @@ def test_delayed_and_live_ticks(sample_sim, clients):
 
 def test_speed_factor_runs_the_clock(gateway_sim_factory, clients):
     sim = gateway_sim_factory(speed=600.0)
-    start = sim.now()
+    start = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)  # the clock starts when serving begins
     ib = clients(sim)
     [spy] = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))
     bars = ib.reqRealTimeBars(spy, 5, "TRADES", False)
@@ -376,20 +376,23 @@ def test_speed_factor_runs_the_clock(gateway_sim_factory, clients):
 class RecordingBroker:
     """Stands in for sim-orders' SimBroker to observe the server's on_bar calls."""
 
-    def __init__(self, con_ids):
+    def __init__(self, con_ids, clock):
         self.con_ids = set(con_ids)
+        self.clock = clock
         self.calls = []
+        self.clock_at_call = []
 
     def active_conids(self):
         return self.con_ids
 
     def on_bar(self, contract, quote):
         self.calls.append((contract.conId, quote))
+        self.clock_at_call.append(self.clock.now())
 
 
 def test_advance_days_drives_broker_on_bar(sample_sim):
     spy = sample_sim.contracts.by_symbol("SPY", "STK")
-    broker = RecordingBroker([spy.conId])
+    broker = RecordingBroker([spy.conId], sample_sim.server.clock)
     saved = sample_sim.server.broker
     sample_sim.server.broker = broker
     try:
@@ -401,6 +404,7 @@ def test_advance_days_drives_broker_on_bar(sample_sim):
     times = [q.time for _, q in broker.calls]
     assert times == sorted(times)
     assert times[0] == datetime(2017, 1, 3, 14, 30, 5, tzinfo=UTC)
+    assert broker.clock_at_call == times  # the clock walks with the steps
     frame = arch.data.sp500.load()
     assert broker.calls[-1][1].close == pytest.approx(frame.loc["2017-01-03", "Close"] / 10)
 
@@ -593,3 +597,26 @@ def test_account_without_live_data_gets_10089_then_delayed(gateway_sim_factory, 
     wait_until(lambda: ticker.last == ticker.last and len(seen) >= 2, ib.sleep)
     assert [code for _, code, _ in seen] == [10089, 10167]
     assert ticker.marketDataType == 3
+
+
+def test_rt_volume_generic_tick(sample_sim, clients):
+    ib = clients(sample_sim)
+    [spy] = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))
+    ticker = ib.reqMktData(spy, "233")
+    sample_sim.wait_for_request("reqMktData", pump=ib.sleep)
+    sample_sim.advance(seconds=30)
+    wait_until(lambda: ticker.rtTime is not None
+               and ticker.rtTime == datetime(2017, 1, 3, 14, 30, 30, tzinfo=UTC), ib.sleep)
+    contract = sample_sim.contracts.by_conid(spy.conId)
+    assert ticker.last == pytest.approx(sample_sim.market.quote(contract).last)
+    assert ticker.vwap > 0 and ticker.rtVolume > 0
+
+
+def test_pacing_windows_scale(gateway_sim_factory, clients):
+    sim = gateway_sim_factory(pacing=True, pacing_scale=0.01)  # identical window: 0.15 s
+    ib = clients(sim)
+    spy = Stock("SPY", "SMART", "USD")
+    assert len(ib.reqHistoricalData(spy, "", "2 D", "1 day", "TRADES", True)) == 2
+    assert len(ib.reqHistoricalData(spy, "", "2 D", "1 day", "TRADES", True)) == 0
+    ib.sleep(0.2)
+    assert len(ib.reqHistoricalData(spy, "", "2 D", "1 day", "TRADES", True)) == 2

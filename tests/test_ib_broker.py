@@ -106,6 +106,15 @@ class Live:
             if self.error:
                 raise self.error
 
+    def until(self, pred, what="condition", max_bars=200):
+        """Step bar by bar until ``pred()`` (notify_order runs at the strategy's next bar)."""
+        for _ in range(max_bars):
+            if pred():
+                return
+            time.sleep(0.01)
+            self.step()
+        raise AssertionError(f"{what} not reached within {max_bars} bars")
+
     def settle(self):
         """Let the loop deliver pending events (one more bar)."""
         time.sleep(0.1)
@@ -128,9 +137,9 @@ def test_market_order_fills_with_ibs_price_and_commission(gateway_sim):
     script = {2: lambda s: s.buy(size=100), 6: lambda s: s.sell(size=100)}
     with Live(gateway_sim, script) as live:
         live.step(4)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
         live.step(4)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
         live.settle()
     execs = gateway_sim.broker.executions()
     assert [e.order_ref for e in execs] == ["bt-Scripted-AAPL-STK-SMART-USD-1",
@@ -162,7 +171,7 @@ def test_resting_limit_does_not_stall_next_and_cancels(gateway_sim):
         assert live.rec["n"] == 6
         assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1") == ["Submitted", "Accepted"]
         live.step(2)
-        wait_until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
     assert max(live.rec["action_seconds"]) < 1.0  # submitting/cancelling never waited on IB
     assert gateway_sim.broker.completed_orders()[0].status == "Cancelled"
 
@@ -222,7 +231,7 @@ def test_bracket_orders_link_to_parent_and_last_child_transmits(gateway_sim):
         wait_until(lambda: len(gateway_sim.requests_named("placeOrder")) == 3, what="3 orders")
         live.step(3)
         parent_ref = "bt-Scripted-AAPL-STK-SMART-USD-1"
-        wait_until(lambda: "Completed" in live.statuses(parent_ref), what="parent fill")
+        live.until(lambda: "Completed" in live.statuses(parent_ref), what="parent fill")
         live.settle()
     sim_orders = sorted(gateway_sim.broker.open_orders() + gateway_sim.broker.completed_orders(),
                         key=lambda o: o.order_id)
@@ -241,34 +250,38 @@ def test_bracket_orders_link_to_parent_and_last_child_transmits(gateway_sim):
 def test_oco_orders_share_an_oca_group_and_one_fill_cancels_the_other(gateway_sim):
     def place(s):
         px = s.data.close[0]
-        first = s.buy(size=5, exectype=bt.Order.Limit, price=round(px * 1.05, 2),
-                      ocaGroup="grp-1")
-        s.buy(size=5, exectype=bt.Order.Limit, price=round(px * 0.5, 2), oco=first)
+        first = s.buy(size=5, exectype=bt.Order.Limit, price=round(px * 0.5, 2),
+                      ocaGroup="grp-1")  # rests
+        s.buy(size=5, exectype=bt.Order.Limit, price=round(px * 1.05, 2), oco=first)  # fills
 
     with Live(gateway_sim, {1: place}) as live:
         live.step(3)
-        wait_until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"),
+        live.until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"),
                    what="the other OCA member cancelled")
     groups = {o.spec.ocaGroup for o in gateway_sim.broker.completed_orders()}
     assert groups == {"grp-1"}
-    assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1")[-1] == "Completed"
+    assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2")[-1] == "Completed"
 
 
 def test_oco_without_a_group_on_the_first_order_is_a_clear_error(gateway_sim):
-    with Live(gateway_sim, {}) as live:
-        live.step(1)
-        strat = live.cerebro.runningstrats[0]
-        first = strat.buy(size=1, exectype=bt.Order.Limit, price=1.0)
-        with pytest.raises(ConfigError, match="OCA group"):
-            strat.buy(size=1, exectype=bt.Order.Limit, price=1.0, oco=first)
-        live.settle()
+    def place(s):
+        first = s.buy(size=1, exectype=bt.Order.Limit, price=1.0)
+        first.ib_order.ocaGroup = ""  # as if the first order had been sent without a group
+        try:
+            s.buy(size=1, exectype=bt.Order.Limit, price=1.0, oco=first)
+        except ConfigError as exc:
+            s.rec["error"] = str(exc)
+
+    with Live(gateway_sim, {1: place}) as live:
+        live.step(2)
+    assert "OCA group" in live.rec["error"]
 
 
 def test_partial_fills_are_reported_then_completed(gateway_sim):
     gateway_sim.broker.partial_fill_qty = 40
     with Live(gateway_sim, {1: lambda s: s.buy(size=100)}) as live:
         live.step(4)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
         live.settle()
     rows = [o for o in live.rec["orders"] if o["ref"] == "bt-Scripted-AAPL-STK-SMART-USD-1"]
     assert [r["status"] for r in rows] == ["Submitted", "Accepted", "Partial", "Partial",
@@ -283,7 +296,7 @@ def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):
     gateway_sim.reject_next_order(201, "Order rejected - reason:simulated margin check")
     with Live(gateway_sim, {1: lambda s: s.buy(size=10)}) as live:
         live.step(2)
-        wait_until(lambda: "Rejected" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Rejected" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
         live.settle()
     row = [o for o in live.rec["orders"] if o["status"] == "Rejected"][0]
     assert "simulated margin check" in row["reason"] and row["code"] == 201
@@ -293,7 +306,7 @@ def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):
 def test_existing_positions_are_adopted_from_the_first_bar(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=70)}) as live:
         live.step(3)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
     fill = gateway_sim.broker.executions()[0]
     with Live(gateway_sim, {}, client_id=CLIENT + 1) as live2:
         live2.step(1)
@@ -307,7 +320,7 @@ def test_existing_positions_are_adopted_from_the_first_bar(gateway_sim):
 def test_tradename_routes_orders_to_the_trading_contract(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=3)}, tradename="MSFT-STK-SMART-USD") as live:
         live.step(3)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
     assert gateway_sim.broker.executions()[0].contract.symbol == "MSFT"
 
 
@@ -315,12 +328,12 @@ def test_gateway_restart_never_reuses_an_order_id_and_holds_orders(gateway_sim):
     script = {1: lambda s: s.buy(size=1), 4: lambda s: s.buy(size=2)}
     with Live(gateway_sim, script) as live:
         live.step(3)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
         first_id = gateway_sim.broker.executions()[0].order_id
         gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=0.3)
         wait_until(lambda: live.store.connected() and live.store._ready, what="reconnect")
         live.step(3)
-        wait_until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
     ids = [e.order_id for e in gateway_sim.broker.executions()]
     assert ids[0] == first_id and ids[1] > first_id
     assert len({e.order_ref for e in gateway_sim.broker.executions()}) == 2

@@ -17,8 +17,22 @@ Each accepted socket becomes a ``Session``:
 The market is driven by a ``SimClock`` (``clock.py``): ``advance()``/``catch_up()`` walk the
 clock forward in 5-second steps; at each step inside a contract's session the server sends the
 5-second real-time bars (50), keepUpToDate updates (90) and ticks (1/2) of every subscription
-on that contract, and calls ``broker.on_bar(contract, quote)``. With ``speed > 0`` a background
-task does this continuously.
+on that contract, and calls ``broker.on_bar(contract, quote)``. With a frozen clock
+(``speed=0``, the test default) ``advance()`` moves ``clock.now()`` to each step before emitting
+it; with ``speed > 0`` a background task catches up every few real milliseconds. Steps only
+happen inside sessions (gaps between sessions are skipped in one jump).
+
+Served requests (besides startApi): 8 reqIds, 49 reqCurrentTime (the SIMULATED clock),
+17 reqManagedAccts, 59 reqMarketDataType, 9 reqContractDetails (10/52, version-correct; unknown
+-> error 200 only), 20/25 reqHistoricalData/cancel (17, keepUpToDate -> 90), 50/51 real-time
+bars, 1/2 reqMktData/cancel (58 + ticks 1/2, delayed ids 66-76 in market data type 3/4,
+RTVolume tickString 48 for generic tick 233, snapshots end with 57), 87 reqHeadTimeStamp.
+Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 5, 16, 99, 6,
+76, 62, 7, 15) get empty but valid replies and placeOrder is rejected with 201.
+
+Options: ``broker_options`` (dict handed to SimBroker by register), ``live_data=False``
+(no live market-data subscription: live reqMktData -> 10089, delayed -> warning 10167),
+``pacing`` / ``pacing_scale`` (``pacing.py``), ``max_server_version``, ``next_valid_id``.
 
 Extension interface (what ``order_handlers.register(server)`` codes against)
 ---------------------------------------------------------------------------
@@ -61,7 +75,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
@@ -146,6 +160,7 @@ class MarketSub:
     contract: SimContract
     delayed: bool
     last: dict[int, float] = field(default_factory=dict)
+    rt_volume: bool = False  # generic tick 233: RTVolume strings (tickString 48)
 
 
 @dataclass
@@ -279,6 +294,8 @@ class GatewayServer:
         if start is None:
             start = default_start(data)
         self.clock = SimClock(start, speed=speed)
+        self._start = self.clock.now()
+        self._started_once = False
         self.contracts = ContractDB(self.clock.now())
         self.market = MarketData(self.clock, data=data, seed=seed)
         self.faults = FaultPlan()
@@ -323,6 +340,10 @@ class GatewayServer:
         """
         self.loop = asyncio.get_running_loop()
         self.loop_thread_id = threading.get_ident()
+        if not self._started_once:  # a running clock starts at `start` when serving begins
+            self._started_once = True
+            self.clock.set(self._start)
+            self._emitted = _floor5(self._start.timestamp())
         self._step_lock = asyncio.Lock()
         try:
             self._server = await asyncio.start_server(self._on_client, self.host, port)
@@ -421,16 +442,29 @@ class GatewayServer:
         log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
 
     async def advance(self, seconds: float) -> datetime:
-        """Advance the simulated clock and emit everything in between; return the new time."""
-        self.clock.advance(seconds)
-        await self.catch_up()
+        """Advance the simulated clock by ``seconds`` and emit everything in between; return
+        the new time.
+
+        With a frozen clock (speed 0) the clock is walked step by step, so while a step's bars
+        and ``broker.on_bar`` run, ``clock.now()`` is that step's time (fills and requests
+        handled in between are stamped in order).
+        """
+        if seconds < 0:
+            raise ValueError(f"the simulated clock cannot go back ({seconds} s)")
+        if self.clock.speed > 0:
+            self.clock.advance(seconds)
+            await self.catch_up()
+        else:
+            await self.catch_up(until=self.clock.now() + timedelta(seconds=seconds))
         return self.clock.now()
 
-    async def catch_up(self) -> None:
-        """Emit every 5-second step between the last emitted one and ``clock.now()``."""
+    async def catch_up(self, until: datetime | None = None) -> None:
+        """Emit every 5-second step after the last emitted one up to ``until`` (default
+        ``clock.now()``); with ``until`` the clock is moved to each step and finally to it."""
         assert self._step_lock is not None
         async with self._step_lock:
-            target = _floor5(self.clock.now().timestamp())
+            end = until if until is not None else self.clock.now()
+            target = _floor5(end.timestamp())
             t = self._emitted + 5
             steps = 0
             while t <= target:
@@ -443,13 +477,17 @@ class GatewayServer:
                         break
                     t = _floor5(min(opens)) + 5
                     continue
+                if until is not None:
+                    self.clock.set(datetime.fromtimestamp(t, UTC))
                 for c in active:
                     await self._step(c, t)
                 t += 5
                 steps += 1
                 if steps % 100 == 0:
                     await asyncio.sleep(0)
-            self._emitted = target
+            if until is not None:
+                self.clock.set(end)
+            self._emitted = max(self._emitted, target)
 
     def _relevant_contracts(self) -> list[SimContract]:
         by_id: dict[int, SimContract] = {}
@@ -779,7 +817,7 @@ class GatewayServer:
             reader.skip(4 * reader.int())
         if reader.bool():
             reader.skip(3)
-        reader.str()  # genericTickList
+        generic = reader.str()
         snapshot = reader.bool()
         regulatory = reader.bool()
         contract = self._resolve(spec)
@@ -796,7 +834,8 @@ class GatewayServer:
                 return
             self.error(session, req_id, 10167, "Requested market data is not subscribed. "
                        f"Displaying delayed market data.{listing}")
-        sub = MarketSub(req_id, contract, delayed)
+        sub = MarketSub(req_id, contract, delayed,
+                        rt_volume="233" in generic.replace(" ", "").split(","))
         session.send([58, 1, req_id, 3 if delayed else 1])
         now = int(math.floor(self.clock.now().timestamp()))
         self._send_ticks(session, sub, now, full=True)
@@ -873,6 +912,11 @@ class GatewayServer:
             if full or sub.last.get(-1) != vol:
                 sub.last[-1] = vol
                 session.send([2, 6, sub.req_id, 74 if d else 8, vol])
+                if sub.rt_volume and not d and quote.volume > 0:
+                    vwap = round((stats["high"] + stats["low"] + quote.last) / 3.0, 6)
+                    text = (f"{quote.last};{int(quote.volume)};{at * 1000};{int(vol)};{vwap};"
+                            "false")
+                    session.send([46, 6, sub.req_id, 48, text])
 
 
 # ---------------------------------------------------------------- encoders
