@@ -99,6 +99,7 @@ log = logging.getLogger("bt_ibkr.gateway_sim")
 MIN_SERVER_VERSION = 157
 MAX_SERVER_VERSION = 178
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 #: client -> server message names (for the request log)
 MSG_NAMES: dict[int, str] = {
@@ -340,11 +341,13 @@ class GatewayServer:
         """
         self.loop = asyncio.get_running_loop()
         self.loop_thread_id = threading.get_ident()
+        self._step_lock = asyncio.Lock()
+        # build the price series now (importing arch takes ~1 s) so no request stalls later
+        await self.loop.run_in_executor(None, self._warm_up)
         if not self._started_once:  # a running clock starts at `start` when serving begins
             self._started_once = True
             self.clock.set(self._start)
             self._emitted = _floor5(self._start.timestamp())
-        self._step_lock = asyncio.Lock()
         try:
             self._server = await asyncio.start_server(self._on_client, self.host, port)
         except OSError as exc:
@@ -359,6 +362,12 @@ class GatewayServer:
                  self.port, self.account, self.max_server_version,
                  self.clock.now().isoformat())
         return self.port
+
+    def _warm_up(self) -> None:
+        for symbol in ("SPY", "SPX", "COMP"):
+            contract = self.contracts.by_symbol(symbol)
+            if contract is not None:
+                self.market.series(contract)
 
     async def stop(self) -> None:
         """Stop listening and close every connection (G14)."""
@@ -537,6 +546,10 @@ class GatewayServer:
             while not session.closed:
                 head = await reader.readexactly(4)
                 size = int.from_bytes(head, "big")
+                if size > MAX_MESSAGE_BYTES:
+                    log.warning("client %d sent a %d-byte message (limit %d): closing",
+                                session.client_id, size, MAX_MESSAGE_BYTES)
+                    return
                 payload = await reader.readexactly(size)
                 await self._dispatch(session, split_fields(payload))
         except (asyncio.IncompleteReadError, ConnectionError):
