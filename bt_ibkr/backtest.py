@@ -120,9 +120,8 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
         ConfigError: a bad config value (dates, cash, params).
         DataError: no source could serve the symbols (the message names each source tried).
     """
-    from feeds.frame_feed import make_feed
-
     from bt_ibkr.history import HistoryRequest, load_history
+    from feeds.frame_feed import make_feed
 
     config.validate()
     strategy_cls = config.strategy or _default_strategy()

@@ -256,9 +256,8 @@ def aligned_chunks(start: datetime, end: datetime, bar_size: str) -> list[Chunk]
     while lo < end:
         hi = min(end, lo + step)
         span = (hi - lo).total_seconds()
-        if not _is_intraday(size):
-            span = max(span, DAY)
-        chunks.append(Chunk(start=lo, end=hi, duration=duration_str(span)))
+        text = duration_str(span) if _is_intraday(size) else f"{max(1, math.ceil(span / DAY))} D"
+        chunks.append(Chunk(start=lo, end=hi, duration=text))
         lo = hi
     return chunks[::-1]
 
@@ -535,6 +534,20 @@ class IBKRDataProvider:
             log.debug("provider: disconnect failed", exc_info=True)
         self._thread.stop()
         self._thread = None
+
+    def connect(self) -> list[str]:
+        """Open the API session now (normally opened on first use); return the managed accounts.
+
+        Raises SourceUnavailableError saying why it failed (nothing listens on the port, the
+        API handshake never completes, the client id is in use).
+        """
+        ib = self._run(self._connect())
+        return list(ib.managedAccounts())
+
+    @property
+    def server_version(self) -> int | None:
+        """The TWS API server version of the open session (None when not connected)."""
+        return self._ib.client.serverVersion() if self.connected else None
 
     @property
     def connected(self) -> bool:
@@ -1087,6 +1100,37 @@ class IBKRDataProvider:
         allow = self.fallback_to_yfinance if fallback is None else bool(fallback)
         return self._serve(list(symbols), None, bar_size, start_dt, end, what_to_show, use_rth,
                            allow)
+
+    def get_ib_bars(self, symbol: str, duration: str = "5 D", bar_size: str = "1 day",
+                    what_to_show: str = "TRADES", use_rth: bool = True) -> pd.DataFrame:
+        """Return the answer to ONE IB historical request ending now, exactly as IB counts
+        ``duration`` (for daily bars IB's "5 D" means the last 5 sessions), as a canonical
+        frame. No cache, no yfinance; paced and retried like every request. ``duration`` must
+        fit IB's maximum for ``bar_size``. Raises ConfigError, UnknownSymbolError,
+        SourceUnavailableError, DataError.
+        """
+        size = normalize_bar_size(bar_size)
+        parse_duration(duration)
+        what = str(what_to_show).upper()
+
+        async def fetch() -> tuple[list, str, datetime]:
+            now = await self._gateway_now()
+            contract, tz = await self._qualify(symbol)
+            chunk = Chunk(start=now, end=now, duration=" ".join(duration.upper().split()))
+            return await self._request_chunk(symbol, contract, chunk, size, what,
+                                             use_rth), tz, now
+
+        bars, tz, _now = self._run(fetch())
+        if not bars:
+            raise UnknownSymbolError(f"IB returned no {size} bars for {symbol!r} over "
+                                     f"{duration!r}")
+        frame = self._bars_frame(bars, _is_intraday(size))
+        frame = validate_bars(frame, f"ibkr {symbol}", intraday=_is_intraday(size),
+                              attrs={"symbol": symbol, "source": "ibkr", "tz": tz,
+                                     "adjusted": what == "ADJUSTED_LAST"})
+        self.last_sources[symbol] = "ibkr"
+        self.last_attempts[symbol] = [Attempt("ibkr", True, f"{len(frame)} bars")]
+        return frame
 
     def get_real_time_price(self, symbol: str) -> float:
         """Return the current price of ``symbol`` from an IB snapshot (reqMktData snapshot).

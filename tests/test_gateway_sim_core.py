@@ -620,3 +620,10 @@ def test_pacing_windows_scale(gateway_sim_factory, clients):
     assert len(ib.reqHistoricalData(spy, "", "2 D", "1 day", "TRADES", True)) == 0
     ib.sleep(0.2)
     assert len(ib.reqHistoricalData(spy, "", "2 D", "1 day", "TRADES", True)) == 2
+
+
+def test_api_port_in_use_raises_connection_failed(gateway_sim):
+    from bt_ibkr.errors import ConnectionFailedError
+
+    with pytest.raises(ConnectionFailedError, match=str(gateway_sim.port)):
+        GatewaySim(port=gateway_sim.port).start()

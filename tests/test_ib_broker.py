@@ -90,9 +90,10 @@ class Live:
             self.error = exc
 
     def __enter__(self):
+        n = len(self.sim.requests_named("reqRealTimeBars"))
         self.thread.start()
-        wait_until(lambda: self.store._streams and self.store._streams[0].reqId > 0
-                   or self.error, what="live subscription")
+        wait_until(lambda: len(self.sim.requests_named("reqRealTimeBars")) > n or self.error,
+                   what="live subscription at the gateway")
         if self.error:
             raise self.error
         return self

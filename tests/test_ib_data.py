@@ -87,6 +87,12 @@ def store(gateway_sim):
     IBStore.reset_default()
 
 
+def subscribed(sim, n=1):
+    """Wait until the simulator has handled ``n`` live subscriptions (bars or ticks)."""
+    wait_until(lambda: len(sim.requests_named("reqRealTimeBars"))
+               + len(sim.requests_named("reqMktData")) >= n, what="live subscription")
+
+
 def statuses(rec):
     return [s for s, _ in rec.get("status", [])]
 
@@ -171,7 +177,7 @@ def test_reconnect_backfills_the_gap_without_duplicates_or_holes(gateway_sim, st
     cerebro.adddata(data)
     cerebro.addstrategy(Recorder, rec=rec)
     with LiveRun(cerebro):
-        wait_until(lambda: store._streams and store._streams[0].reqId > 0, what="subscription")
+        subscribed(gateway_sim)
         for _ in range(12):
             gateway_sim.advance(seconds=5)
         wait_until(lambda: len(rec["bars"]) >= 12, what="first live bars")
@@ -212,7 +218,7 @@ def test_errors_that_stop_a_feed_reach_notify_data_with_their_code(gateway_sim, 
     cerebro.addstrategy(Recorder, rec=rec)
     run = LiveRun(cerebro)
     with run:
-        wait_until(lambda: store._streams and store._streams[0].reqId > 0, what="subscription")
+        subscribed(gateway_sim)
         gateway_sim.advance(seconds=10)
         wait_until(lambda: rec.get("bars"), what="ticks")
         req_id = store._streams[0].reqId
@@ -232,7 +238,7 @@ def test_connectivity_loss_and_restore_codes(gateway_sim, store):
     cerebro.adddata(data)
     cerebro.addstrategy(Recorder, rec=rec)
     with LiveRun(cerebro):
-        wait_until(lambda: store._streams and store._streams[0].reqId > 0, what="subscription")
+        subscribed(gateway_sim)
         gateway_sim.advance(seconds=20)
         wait_until(lambda: "LIVE" in statuses(rec), what="LIVE")
         gateway_sim.notice(1100)
@@ -262,7 +268,7 @@ def test_delayed_market_data_is_reported_as_delayed(gateway_sim):
         cerebro.adddata(data)
         cerebro.addstrategy(Recorder, rec=rec)
         with LiveRun(cerebro):
-            wait_until(lambda: st._streams and st._streams[0].reqId > 0, what="subscription")
+            subscribed(gateway_sim)
             gateway_sim.advance(minutes=20)
             wait_until(lambda: len(rec.get("bars", [])) >= 3, what="delayed ticks")
         assert "DELAYED" in statuses(rec) and "LIVE" not in statuses(rec)
@@ -284,7 +290,7 @@ def test_load_polls_with_qcheck_and_never_blocks(gateway_sim, store):
         t0 = time.monotonic()
         assert data.load() is None  # no bar yet: returns, does not wait for one
         assert time.monotonic() - t0 < HANG
-        wait_until(lambda: store._streams and store._streams[0].reqId > 0, what="subscription")
+        subscribed(gateway_sim)
         gateway_sim.advance(seconds=5)
         wait_until(lambda: not data.qlive.empty(), what="a bar")
         assert data.load() is True

@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-server-version", type=int, default=MAX_SERVER_VERSION,
                    help=f"highest TWS server version to negotiate (157..{MAX_SERVER_VERSION})")
     p.add_argument("--pacing", action="store_true", help="enforce IB's historical pacing")
+    p.add_argument("--no-live-data", action="store_true",
+                   help="simulate an account without live market-data subscriptions "
+                        "(live reqMktData -> error 10089; use delayed data, type 3)")
+    p.add_argument("--fill-mode", choices=("immediate", "next_bar"), default=None,
+                   help="order engine fill model (default: the engine's own default)")
     p.add_argument("--log-file", default="logs/gateway_sim.log", help="request log file")
     return p
 
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         server = GatewayServer(
             account=args.account, data=args.data, seed=args.seed, start=start,
             speed=args.speed, max_server_version=args.max_server_version, pacing=args.pacing,
-            host=args.host)
+            host=args.host, live_data=not args.no_live_data,
+            broker_options={"fill_mode": args.fill_mode} if args.fill_mode else None)
     except ValueError as exc:  # ConfigError is a ValueError
         print(f"gateway_sim: {exc}", file=sys.stderr)
         return 2

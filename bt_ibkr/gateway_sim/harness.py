@@ -37,8 +37,9 @@ class GatewaySim:
         data: ``"synthetic"`` (seeded GBM) or ``"sample"`` (arch's real S&P 500 / NASDAQ).
         seed: synthetic data seed.
         port: TCP port (0 = a free port; read ``.port`` after ``start()``).
-        start: simulated start time (default: 2017-01-03 09:30 New York for sample,
-            2024-01-02 09:30 New York for synthetic).
+        start: simulated start time, tz-aware (naive = UTC); default 2017-01-03 09:30
+            New York for sample, 2024-01-02 09:30 New York for synthetic. A running clock
+            (``speed > 0``) starts from it when serving begins.
         speed: simulated seconds per real second (0 = only ``advance()`` moves the clock).
         max_server_version: highest TWS server version to negotiate (157..178).
         pacing: enforce IB's historical pacing (off by default); ``pacing_scale`` shrinks its

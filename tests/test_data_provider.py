@@ -1,0 +1,364 @@
+"""IBKRDataProvider end to end: the real ib_async client against the gateway simulator.
+
+Ground truth is the simulator's own daily series (``sim.market.series(contract)``); yfinance is
+patched at ``yfinance.download`` only. The synthetic simulator's clock stands at
+2024-01-02 09:30 New York, so its last complete session is 2023-12-29.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import yfinance
+
+from bench.data import add_symbols
+from bt_ibkr.cache import BarCache
+from bt_ibkr.data_provider import (
+    IBKRDataProvider,
+    aligned_chunks,
+    duration_delta,
+    load_ibkr_history,
+    normalize_bar_size,
+    parse_duration,
+    yahoo_period,
+    yahoo_plan,
+)
+from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.validation import validate_bars
+
+
+def hist_requests(sim) -> list[tuple[str, ...]]:
+    return [r[3] for r in sim.requests_named("reqHistoricalData")]
+
+
+def sim_daily(sim, symbol: str) -> pd.DataFrame:
+    """The simulator's daily OHLCV for ``symbol`` (what IB history must reproduce)."""
+    contract = sim.contracts.by_symbol(symbol, "STK")
+    s = sim.call(sim.market.series, contract)
+    return pd.DataFrame({"open": s.open, "high": s.high, "low": s.low, "close": s.close,
+                         "volume": s.volume}, index=pd.DatetimeIndex(s.dates.astype("M8[ns]")))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def provider(sim, tmp_path, **kw) -> IBKRDataProvider:
+    opts = dict(port=sim.port, client_id=11, cache=BarCache(tmp_path / "cache"), progress=False,
+                timeout=20, backoff=0.05)
+    opts.update(kw)
+    return IBKRDataProvider(**opts)
+
+
+def yf_frame(symbol: str, days: list[str], close0: float = 100.0) -> pd.DataFrame:
+    """A frame shaped like yfinance 1.x's download (MultiIndex (Price, Ticker), NY dates)."""
+    n = len(days)
+    close = close0 + np.arange(n, dtype=float)
+    idx = pd.DatetimeIndex(pd.to_datetime(days)).tz_localize("America/New_York")
+    hist = pd.DataFrame({"Open": close - 0.5, "High": close + 1, "Low": close - 1,
+                         "Close": close, "Volume": np.full(n, 1000, dtype=np.int64)}, index=idx)
+    hist.index.name = "Date"
+    data = pd.concat([hist], axis=1, keys=[symbol], names=["Ticker", "Price"])
+    data.columns = data.columns.swaplevel(0, 1)
+    return data.sort_index(level=0, axis=1)
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def test_durations_and_bar_sizes_parse_like_ib():
+    assert parse_duration("1 Y") == (1, "Y")
+    assert parse_duration("3600 S") == (3600, "S")
+    assert duration_delta("2 W").days == 14
+    assert pd.Timestamp("2024-03-31") - duration_delta("1 M") == pd.Timestamp("2024-02-29")
+    assert normalize_bar_size("1  Day") == "1 day"
+    assert normalize_bar_size("5 MINS") == "5 mins"
+    with pytest.raises(ConfigError, match="'1 fortnight'"):
+        parse_duration("1 fortnight")
+    with pytest.raises(ConfigError, match="'7 mins' is not an IB bar size"):
+        normalize_bar_size("7 mins")
+
+
+def test_yfinance_mapping_and_intraday_limits():
+    assert yahoo_period("1 Y") == "1y"
+    assert yahoo_period("6 M") == "6mo"
+    assert yahoo_period("30 D") == "1mo"
+    assert yahoo_period("2 W") == "1mo"
+    assert yahoo_period("3600 S") == "1d"
+    assert yahoo_period("10 Y") == "10y"
+    today = date(2026, 11, 24)
+    plan = yahoo_plan("1 Y", "1 day", date(2025, 11, 24), today, today)
+    assert (plan.interval, plan.period, plan.pieces) == (
+        "1d", "1y", ((date(2025, 11, 24), today),))
+    assert yahoo_plan("30 D", "1 hour", date(2026, 10, 26), today, today).interval == "1h"
+    # 1-minute bars: 7 days per request, 30 days back at most
+    plan = yahoo_plan("20 D", "1 min", date(2026, 11, 5), today, today)
+    assert plan.interval == "1m"
+    assert plan.pieces[0] == (date(2026, 11, 5), date(2026, 11, 11))
+    assert plan.pieces[-1][1] == today and len(plan.pieces) == 3
+    with pytest.raises(ConfigError, match="last 60 days only"):
+        yahoo_plan("6 M", "5 mins", date(2026, 5, 24), today, today)
+    with pytest.raises(ConfigError, match="yfinance has no '10 mins' bars"):
+        yahoo_plan("1 D", "10 mins", today, today, today)
+
+
+def test_aligned_chunks_touch_at_midnights_and_respect_max_duration():
+    start = datetime(2014, 1, 1, tzinfo=UTC)
+    end = datetime(2024, 1, 2, 14, 30, tzinfo=start.tzinfo)
+    chunks = aligned_chunks(start, end, "1 day")
+    assert chunks[0].end == end and chunks[-1].start == start
+    for newer, older in zip(chunks, chunks[1:], strict=False):
+        assert older.end == newer.start
+        assert older.end.hour == 0 and older.end.minute == 0
+    assert {c.duration for c in chunks[1:]} == {"365 D"}
+    # 10 x 365 days from 2014-01-01 end on 2023-12-30; the last chunk runs to "now"
+    assert chunks[0].start == datetime(2023, 12, 30, tzinfo=UTC) and chunks[0].duration == "4 D"
+    hourly = aligned_chunks(start, datetime(2014, 3, 2, tzinfo=start.tzinfo), "1 hour")
+    assert [c.duration for c in hourly] == ["30 D", "30 D"]
+    assert hourly[0].start == datetime(2014, 1, 31, tzinfo=start.tzinfo)
+
+
+# ------------------------------------------------------------------ IB history
+
+
+def test_ten_years_daily_equal_the_simulator_series_without_gaps_or_duplicates(
+        gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path) as p:
+        frame = p.get_historical_data("SPY", "10 Y", "1 day", end="2023-12-29")
+    truth = sim_daily(gateway_sim, "SPY")
+    truth = truth.loc["2013-12-30":"2023-12-29"]  # 10 calendar years back from 2023-12-30
+    assert len(frame) == len(truth) == 2589
+    assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
+    np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
+    np.testing.assert_allclose(frame["volume"].to_numpy(), truth["volume"].to_numpy())
+    assert frame.attrs == {"symbol": "SPY", "source": "ibkr", "tz": "America/New_York",
+                           "adjusted": False}
+    validate_bars(frame, "spy", intraday=False)  # canonical
+    assert frame.index.tz is None and frame.index.name == "datetime"
+    assert frame.loc["2023-12-29", "close"] == pytest.approx(475.57)
+    # chunks of IB's 365-day maximum counted from the start, newest first, explicit UTC ends
+    reqs = [(r[15], r[17]) for r in hist_requests(gateway_sim)]
+    assert len(reqs) == 11
+    assert reqs[:2] == [("20231230 00:00:00 UTC", "2 D"), ("20231228 00:00:00 UTC", "365 D")]
+    assert reqs[-1] == ("20141230 00:00:00 UTC", "365 D")
+    assert p.last_sources == {"SPY": "ibkr"}
+
+
+def test_hourly_bars_across_chunk_boundaries_are_complete(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path) as p:
+        frames = p.get_range_data(["SPY"], "2023-09-01", "2023-12-29", "1 hour")
+    frame = frames["SPY"]
+    assert len(hist_requests(gateway_sim)) == 4  # 120 days in 30-day chunks
+    assert frame.index.tz is not None and str(frame.index.tz) == "UTC"
+    assert not frame.index.has_duplicates
+    daily = sim_daily(gateway_sim, "SPY").loc["2023-09-01":"2023-12-29"]
+    per_day = frame.groupby(frame.index.tz_convert("America/New_York").date)
+    assert per_day.size().eq(7).all() and len(per_day) == len(daily)  # 09:30 .. 15:30 NY
+    agg = per_day.agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                       "volume": "sum"})
+    np.testing.assert_allclose(agg["close"].to_numpy(), daily["close"].to_numpy())
+    np.testing.assert_allclose(agg["high"].to_numpy(), daily["high"].to_numpy())
+    np.testing.assert_allclose(agg["open"].to_numpy(), daily["open"].to_numpy())
+    np.testing.assert_allclose(agg["volume"].to_numpy(), daily["volume"].to_numpy())
+
+
+def test_second_call_is_served_by_the_cache_without_any_request(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path) as p:
+        first = p.get_historical_data("AAPL", "1 Y", "1 day", end="2023-12-29")
+    before = len(gateway_sim.requests)
+    with provider(gateway_sim, tmp_path, client_id=12) as p:
+        second = p.get_historical_data("AAPL", "1 Y", "1 day", end="2023-12-29")
+        assert p.last_sources == {"AAPL": "cache"}
+        assert not p.connected
+    assert len(gateway_sim.requests) == before  # not even a connection
+    assert second.attrs["source"] == "cache"
+    pd.testing.assert_frame_equal(first, second, check_like=False)
+
+
+def test_extended_range_fetches_only_the_missing_part(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path) as p:
+        p.get_range_data(["MSFT"], "2021-01-04", "2022-06-30")
+        n = len(hist_requests(gateway_sim))
+        frame = p.get_range_data(["MSFT"], "2021-01-04", "2023-06-30")["MSFT"]
+    new = hist_requests(gateway_sim)[n:]
+    assert [(r[15], r[17]) for r in new] == [("20230701 00:00:00 UTC", "365 D")]
+    truth = sim_daily(gateway_sim, "MSFT").loc["2021-01-04":"2023-06-30"]
+    assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
+    np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
+    assert frame.attrs["source"] == "ibkr"
+
+
+def test_several_symbols_concurrently_on_one_connection(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path) as p:
+        frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "1 M", "1 day",
+                                             end="2023-12-29")
+    assert list(frames) == ["SPY", "AAPL", "NVDA"]
+    assert p.last_sources == {"SPY": "ibkr", "AAPL": "ibkr", "NVDA": "ibkr"}
+    for sym, frame in frames.items():
+        truth = sim_daily(gateway_sim, sym).loc["2023-11-30":"2023-12-29"]
+        assert len(frame) == len(truth) == 21
+        np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
+    clients = {r[0] for r in gateway_sim.requests_named("reqHistoricalData")}
+    assert clients == {11}  # one connection
+
+
+def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_factory,
+                                                                   tmp_path):
+    scale = 0.005  # 60 requests per 3 s, identical 75 ms, 6 per contract per 10 ms
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=scale)
+    symbols = add_symbols(sim, 9)
+    t0 = time.monotonic()
+    with provider(sim, tmp_path, pacing_scale=scale, max_retries=0) as p:
+        frames = p.get_range_data(symbols, "2016-01-04", "2023-12-29")
+        stats = p.stats
+    elapsed = time.monotonic() - t0
+    assert stats.pacing_violations == 0 and stats.retries == 0
+    assert len(hist_requests(sim)) == 9 * 8 == stats.requests  # > 60: the window was waited
+    assert elapsed >= 3.0 * 0.9 and stats.pacing_wait > 0
+    for sym in symbols:
+        truth = sim_daily(sim, sym).loc["2016-01-04":"2023-12-29"]
+        assert len(frames[sym]) == len(truth) == 2086
+
+
+def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=0.1)
+    # client-side pacer 1000x too loose: the 7th request within 0.2 s breaks the per-contract
+    with provider(sim, tmp_path, pacing_scale=0.0001, backoff=0.1) as p:
+        frame = p.get_range_data(["SPY"], "2014-01-02", "2023-12-29")["SPY"]
+        stats = p.stats
+    assert stats.pacing_violations >= 1
+    assert stats.retries == stats.pacing_violations
+    assert len(hist_requests(sim)) == 10 + stats.retries
+    truth = sim_daily(sim, "SPY").loc["2014-01-02":"2023-12-29"]
+    assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
+
+
+def test_a_request_without_answer_is_retried_after_the_timeout(gateway_sim, tmp_path):
+    gateway_sim.drop_replies(20, 1)  # the first reqHistoricalData never gets an answer
+    with provider(gateway_sim, tmp_path, timeout=1.0) as p:
+        frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
+        assert p.stats.timeouts == 1 and p.stats.retries == 1
+    assert len(frame) == 21
+    assert len(hist_requests(gateway_sim)) == 2
+
+
+def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
+    gateway_sim.delay_replies(20, 1.0)
+
+    def lose_and_restore():
+        time.sleep(0.3)
+        gateway_sim.delay_replies(20, 0)
+        gateway_sim.connectivity_lost()
+        time.sleep(0.3)
+        gateway_sim.connectivity_restored()
+
+    t = threading.Thread(target=lose_and_restore)
+    with provider(gateway_sim, tmp_path) as p:
+        t.start()
+        frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
+        t.join()
+        assert p.stats.retries >= 1
+    assert len(frame) == 21
+    assert len(hist_requests(gateway_sim)) >= 2
+
+
+def test_unknown_symbol_names_it(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path, fallback_to_yfinance=False) as p:
+        with pytest.raises(UnknownSymbolError, match="'NOSUCH'"):
+            p.get_historical_data("NOSUCH", "1 M", "1 day", end="2023-12-29")
+        assert p.last_attempts["NOSUCH"][-1].source == "yahoo"
+
+
+def test_load_ibkr_history_for_the_backtest_chain(gateway_sim, tmp_path):
+    frames = load_ibkr_history(["SPY", "QQQ"], "2023-01-03", "2023-12-29",
+                               port=gateway_sim.port, client_id=21,
+                               cache=BarCache(tmp_path / "c"), progress=False)
+    assert {k: len(v) for k, v in frames.items()} == {"SPY": 257, "QQQ": 257}
+    assert frames["QQQ"].index[0] == pd.Timestamp("2023-01-03")
+    assert frames["SPY"].attrs["source"] == "ibkr"
+    with pytest.raises(SourceUnavailableError, match=r"nothing listens on 127\.0\.0\.1:\d+"):
+        load_ibkr_history(["SPY"], "2023-01-03", "2023-12-29", port=free_port(),
+                          cache=BarCache(tmp_path / "d"), progress=False)
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def test_real_time_price_is_the_simulated_last_trade(gateway_sim, tmp_path):
+    gateway_sim.advance(minutes=30)
+    quote = gateway_sim.call(gateway_sim.market.quote, gateway_sim.contracts.by_symbol("SPY"))
+    with provider(gateway_sim, tmp_path) as p:
+        price = p.get_real_time_price("SPY")
+        assert p.last_price_delayed == {"SPY": False}
+        assert p.last_sources["SPY"] == "ibkr"
+    assert price == pytest.approx(quote.last)
+
+
+def test_real_time_price_falls_back_to_delayed_data(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(data="synthetic", live_data=False)
+    with provider(sim, tmp_path) as p:
+        price = p.get_real_time_price("AAPL")
+        assert p.last_price_delayed == {"AAPL": True}
+    types = [r[3][2] for r in sim.requests_named("reqMarketDataType")]
+    assert types == ["1", "3"]
+    assert price == pytest.approx(sim_daily(sim, "AAPL").loc["2023-12-29", "close"])
+
+
+# ------------------------------------------------------------------ fallback
+
+
+def test_yfinance_serves_when_no_gateway_answers(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(symbol, **kw):
+        calls.append((symbol, kw))
+        return yf_frame(symbol, ["2023-12-27", "2023-12-28", "2023-12-29"])
+
+    monkeypatch.setattr(yfinance, "download", fake_download)
+    port = free_port()
+    with IBKRDataProvider(port=port, cache=BarCache(tmp_path), progress=False,
+                          connect_timeout=2) as p:
+        frame = p.get_historical_data("SPY", "1 W", "1 day", end="2023-12-29")
+        attempts = p.last_attempts["SPY"]
+        assert p.last_sources == {"SPY": "yahoo"}
+    assert frame.attrs["source"] == "yahoo" and frame.attrs["adjusted"] is False
+    assert list(frame["close"]) == [100.0, 101.0, 102.0]
+    assert calls[0][0] == "SPY"
+    assert calls[0][1]["interval"] == "1d" and calls[0][1]["auto_adjust"] is False
+    assert calls[0][1]["start"] == "2023-12-23" and calls[0][1]["end"] == "2023-12-30"
+    assert [a.source for a in attempts] == ["cache", "ibkr", "yahoo"]
+    assert f"nothing listens on 127.0.0.1:{port}" in attempts[1].detail
+
+
+def test_every_source_failing_is_one_error_naming_each(tmp_path, monkeypatch):
+    def offline(symbol, **kw):
+        raise ConnectionError("curl: (6) Could not resolve host: query2.finance.yahoo.com")
+
+    monkeypatch.setattr(yfinance, "download", offline)
+    port = free_port()
+    with IBKRDataProvider(port=port, cache=BarCache(tmp_path), progress=False) as p:
+        with pytest.raises(SourceUnavailableError) as info:
+            p.get_multiple_symbols_data(["SPY", "AAPL"], "1 M", "1 day", end="2023-12-29")
+        with pytest.raises(SourceUnavailableError, match="no price for 'SPY'.*ibkr.*yahoo"):
+            p.get_real_time_price("SPY")
+    msg = str(info.value)
+    assert "SPY" in msg and "AAPL" in msg
+    assert f"ibkr: nothing listens on 127.0.0.1:{port}" in msg
+    assert "yahoo: yahoo unreachable" in msg and "cache: lacks" in msg
+
+
+def test_fallback_off_means_ib_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(yfinance, "download", lambda *a, **k: pytest.fail("yfinance called"))
+    with IBKRDataProvider(port=free_port(), cache=BarCache(tmp_path), progress=False,
+                          fallback_to_yfinance=False) as p:
+        with pytest.raises(SourceUnavailableError, match="fallback_to_yfinance is off"):
+            p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
