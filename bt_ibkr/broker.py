@@ -353,8 +353,9 @@ class IBBroker(bt.BrokerBase):
             if code and code not in (202, 10148):
                 self._reject(order, code, reason)
                 return
-            if order.executed.size and self._pending_exec_for(key):
-                return  # fills still being reported; cancel after them
+            if self._pending_exec_for(key):
+                order._cancel_after_fills = True  # executions still on their way
+                return
             order.cancel()
             self.notify(order)
         elif status == "Inactive":
@@ -430,3 +431,7 @@ class IBBroker(bt.BrokerBase):
         else:
             order.partial()
         self.notify(order)
+        if order.alive() and getattr(order, "_cancel_after_fills", False):
+            if not self._pending_exec_for(order.orderRef):
+                order.cancel()
+                self.notify(order)

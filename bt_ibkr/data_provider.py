@@ -22,6 +22,13 @@ by :class:`~bt_ibkr.pacing.HistoricalPacer` (60 requests / 10 min, no identical 
 lost, a dropped socket, a timeout) are retried with exponential backoff, and several symbols are
 fetched concurrently on one connection with one shared pacer.
 
+Ranges: ``duration`` is a calendar span ending at ``end`` ("1 Y" ending 2023-12-29 = the
+sessions dated 2022-12-30..2023-12-29; "30 D" = 30 calendar days), because the cache is keyed
+by dates. ``end`` None means now on the gateway's clock; a date means "through that date".
+:meth:`IBKRDataProvider.get_ib_bars` sends ONE request counted IB's way ("5 D" of daily bars =
+the last 5 sessions). The cache records a date as covered only once it is complete (before
+the gateway's current UTC date), so today's still-forming bar is fetched again next time.
+
 Threading: the provider owns one short-lived IB connection on its own asyncio loop in a daemon
 thread (``bt_ibkr-provider``), so it works the same from a plain script, a CLI and a Jupyter
 notebook whose own loop is already running. Every public method blocks the caller until done.
@@ -234,10 +241,6 @@ def yahoo_plan(duration: str | None, bar_size: str, start: date, end: date,
 # chunking aligned to UTC midnights
 
 
-def _floor_day(t: datetime) -> datetime:
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def aligned_chunks(start: datetime, end: datetime, bar_size: str) -> list[Chunk]:
     """Split ``[start, end)`` into IB requests of at most IB's max duration for ``bar_size``.
 
@@ -384,6 +387,15 @@ class LoopThread:
 # the provider
 
 
+def _safe_disconnect(ib: Any) -> None:
+    """Disconnect ``ib`` even half-connected (ib_async's disconnect() raises when the socket is
+    open but the API session never became ready)."""
+    try:
+        ib.disconnect()
+    except ConnectionError:
+        ib.client.disconnect()
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -444,6 +456,8 @@ class IBKRDataProvider:
         max_concurrent: IB historical requests in flight at once (over all symbols).
         pacing_scale: multiplies IB's pacing windows (1.0 for a real gateway; a simulator run
             with ``pacing_scale=0.01`` needs the same value here).
+        pacing: False sends requests without client-side pacing (only for a simulator that
+            does not enforce it, e.g. in benchmarks; a real gateway answers error 162).
         market_data_type: 1 live (falls back to 3 delayed on 354/10089/10168), 3 delayed.
         yf_timeout: seconds each yfinance HTTP request may take.
     """
@@ -464,6 +478,7 @@ class IBKRDataProvider:
         backoff: float = 1.0,
         max_concurrent: int = 6,
         pacing_scale: float = 1.0,
+        pacing: bool = True,
         market_data_type: int = 1,
         yf_timeout: float = 5.0,
     ) -> None:
@@ -486,6 +501,7 @@ class IBKRDataProvider:
         self.backoff = float(backoff)
         self.max_concurrent = max(1, int(max_concurrent))
         self.pacing_scale = float(pacing_scale)
+        self.pacing = bool(pacing)
         self.market_data_type = market_data_type
         self.yf_timeout = float(yf_timeout)
 
@@ -497,15 +513,18 @@ class IBKRDataProvider:
         self.last_price_delayed: dict[str, bool] = {}
         self.stats = ProviderStats()
 
+        # Margins: the client library throttles its own sends (45 messages/s), so a burst
+        # reaches the gateway up to ~1 s after the pacer booked it; the 10-minute window gets
+        # that second on top. Identical and per-contract requests are sequential per symbol.
         margin = 1.02
         self.pacer = HistoricalPacer(
-            window=600.0 * pacing_scale * margin + 0.05,
+            window=600.0 * pacing_scale * margin + 1.0,
             identical_gap=15.0 * pacing_scale * margin + 0.05,
             per_contract_window=2.0 * pacing_scale * margin + 0.05,
         )
         self._thread: LoopThread | None = None
         self._ib: Any = None
-        self._ib_down: str | None = None
+        self._in_use: asyncio.Future | None = None
         self._contracts: dict[tuple[str, str], tuple[Any, str]] = {}
         self._connectivity: asyncio.Event | None = None
         self._lost_waiters: list[asyncio.Future] = []
@@ -560,13 +579,17 @@ class IBKRDataProvider:
         return self._thread.run(coro)
 
     async def _disconnect(self) -> None:
-        if self._ib is not None and self._ib.isConnected():
-            self._ib.disconnect()
+        if self._ib is not None:
+            _safe_disconnect(self._ib)
         self._ib = None
 
     # ------------------------------------------------------------------ connection (loop)
     def _on_error(self, req_id: int, code: int, text: str, contract: Any = None) -> None:
         self._error_codes.append((req_id, code, text))
+        if len(self._error_codes) > 200:  # only the recent ones matter (connect diagnostics)
+            del self._error_codes[:100]
+        if code == 326 and self._in_use is not None and not self._in_use.done():
+            self._in_use.set_result(code)
         if self._connectivity is None:
             return
         if code == CONN_LOST:
@@ -590,6 +613,10 @@ class IBKRDataProvider:
         async with self._connect_lock:
             if self._ib is not None and self._ib.isConnected():
                 return self._ib
+            if self._ib is not None:  # the session dropped: this is a reconnect
+                self.stats.reconnects += 1
+                _safe_disconnect(self._ib)
+                self._ib = None
             from bt_ibkr import client as ibc
 
             last_reason = ""
@@ -598,31 +625,33 @@ class IBKRDataProvider:
                 ib.RaiseRequestErrors = True
                 ib.errorEvent += self._on_error
                 self._error_codes.clear()
+                in_use = asyncio.get_running_loop().create_future()
+                self._in_use = in_use
+                connecting = asyncio.ensure_future(ib.connectAsync(
+                    self.host, self.port, self.client_id, timeout=self.connect_timeout,
+                    readonly=True))
                 try:
-                    await ib.connectAsync(self.host, self.port, self.client_id,
-                                          timeout=self.connect_timeout, readonly=True)
+                    # error 326 (client id in use) ends the attempt at once, not at the timeout
+                    await asyncio.wait({connecting, in_use}, return_when=asyncio.FIRST_COMPLETED)
+                    if not connecting.done():
+                        connecting.cancel()
+                        raise ConnectionError(f"client id {self.client_id} is already in use")
+                    connecting.result()
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    ib.disconnect()
+                    _safe_disconnect(ib)
                     codes = [c for _, c, _ in self._error_codes]
                     last_reason = classify_connect_error(
                         exc, self.host, self.port, self.connect_timeout, self.client_id, codes)
                     if 326 in codes and attempt < 2:
                         self.client_id = random.randint(100, 999)
                         continue
-                    self._ib_down = last_reason
                     raise SourceUnavailableError(last_reason) from exc
                 self._ib = ib
-                self._ib_down = None
                 self._connectivity.set()
                 log.info("provider: connected to %s:%d as client %d", self.host, self.port,
                          self.client_id)
                 return ib
             raise SourceUnavailableError(last_reason)
-
-    async def _reconnect(self) -> None:
-        self.stats.reconnects += 1
-        await self._disconnect()
-        await self._connect()
 
     async def _gateway_now(self) -> datetime:
         ib = await self._connect()
@@ -667,12 +696,17 @@ class IBKRDataProvider:
         return fut
 
     async def _request_chunk(self, symbol: str, contract: Any, chunk: Chunk, bar_size: str,
-                             what: str, use_rth: bool) -> list:
-        """Send one paced historical request, retrying transient failures; return IB's bars."""
+                             what: str, use_rth: bool, end_now: bool = False) -> list:
+        """Send one paced historical request, retrying transient failures; return IB's bars.
+
+        The request ends at ``chunk.end`` (explicit UTC), or "now" (``endDateTime=""``) when
+        ``end_now``.
+        """
         from bt_ibkr import client as ibc
 
-        req = HistRequest(str(contract.conId or symbol), chunk.end.isoformat(), chunk.duration,
-                          bar_size, what, bool(use_rth))
+        end_at = "" if end_now else chunk.end
+        req = HistRequest(str(contract.conId or symbol), "" if end_now else chunk.end.isoformat(),
+                          chunk.duration, bar_size, what, bool(use_rth))
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -686,16 +720,21 @@ class IBKRDataProvider:
                 if not self._connectivity.is_set():
                     await asyncio.wait_for(self._connectivity.wait(), self.timeout)
                 async with self._sem:
-                    self.stats.pacing_wait += await self.pacer.acquire(req)
+                    if self.pacing:
+                        self.stats.pacing_wait += await self.pacer.acquire(req)
                     self.stats.requests += 1
                     began = time.monotonic()
                     task = asyncio.ensure_future(ib.reqHistoricalDataAsync(
-                        contract, endDateTime=chunk.end, durationStr=chunk.duration,
+                        contract, endDateTime=end_at, durationStr=chunk.duration,
                         barSizeSetting=bar_size, whatToShow=what, useRTH=bool(use_rth),
                         formatDate=2, timeout=self.timeout))
                     lost = self._lost_future()
-                    done, _ = await asyncio.wait({task, lost},
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    try:
+                        done, _ = await asyncio.wait({task, lost},
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        if lost in self._lost_waiters:
+                            self._lost_waiters.remove(lost)
                     if task not in done:
                         task.cancel()
                         raise _Transient("the gateway lost its connection to IB (1100)")
@@ -732,7 +771,7 @@ class IBKRDataProvider:
             except (ConnectionError, OSError) as exc:
                 last = f"connection lost ({exc})"
                 try:
-                    await self._reconnect()
+                    await self._connect()  # one reconnect, shared by every waiting request
                 except SourceUnavailableError as rexc:
                     last = f"connection lost and reconnecting failed: {rexc}"
         raise SourceUnavailableError(
@@ -790,8 +829,9 @@ class IBKRDataProvider:
                 done.append((gap_start, gap_end, 0))
                 continue
             got: list[pd.DataFrame] = []
-            for chunk in aligned_chunks(lo, hi, bar_size):
-                bars = await self._request_chunk(symbol, contract, chunk, bar_size, what, use_rth)
+            for chunk in self._chunks_for(lo, hi, bar_size, what, now):
+                bars = await self._request_chunk(symbol, contract, chunk, bar_size, what, use_rth,
+                                                 end_now=what == "ADJUSTED_LAST")
                 got.append(self._trim(self._bars_frame(bars, intraday), chunk.start, chunk.end,
                                       intraday))
                 tick(symbol)
@@ -805,13 +845,24 @@ class IBKRDataProvider:
         out = out[~out.index.duplicated(keep="last")]
         return out, tz, done
 
-    def _count_chunks(self, gaps: list[tuple[date, date]], bar_size: str, now: datetime) -> int:
+    @staticmethod
+    def _chunks_for(lo: datetime, hi: datetime, bar_size: str, what: str,
+                    now: datetime) -> list[Chunk]:
+        """The requests for bars in ``[lo, hi)``. ADJUSTED_LAST is ONE request ending now
+        (IB refuses an explicit endDateTime for it) spanning whole years back to ``lo``."""
+        if what == "ADJUSTED_LAST":
+            years = max(1, math.ceil((now - lo).total_seconds() / (365 * DAY)))
+            return [Chunk(start=lo, end=hi, duration=f"{years} Y")]
+        return aligned_chunks(lo, hi, bar_size)
+
+    def _count_chunks(self, gaps: list[tuple[date, date]], bar_size: str, what: str,
+                      now: datetime) -> int:
         n = 0
         for a, b in gaps:
             lo = datetime(a.year, a.month, a.day, tzinfo=UTC)
             hi = min(datetime(b.year, b.month, b.day, tzinfo=UTC) + timedelta(days=1), now)
             if lo < hi:
-                n += len(aligned_chunks(lo, hi, bar_size))
+                n += len(self._chunks_for(lo, hi, bar_size, what, now))
         return n
 
     async def _fetch_many(self, plan: dict[str, list[tuple[date, date]]], bar_size: str,
@@ -881,6 +932,9 @@ class IBKRDataProvider:
         bar_size = normalize_bar_size(bar_size)
         what = str(what).upper()
         intraday = _is_intraday(bar_size)
+        if what == "ADJUSTED_LAST" and intraday:
+            raise ConfigError(f"IB serves ADJUSTED_LAST for daily and longer bars only, not "
+                              f"{bar_size!r}; use TRADES for intraday bars")
         end_dt = _parse_end(end)
         span = duration_delta(duration) if duration is not None else None
 
@@ -921,7 +975,7 @@ class IBKRDataProvider:
             for sym in todo:
                 try:
                     frame = self._serve_yahoo(sym, duration, bar_size, what, rng, intraday)
-                except DataError as exc:
+                except (DataError, ConfigError) as exc:  # ConfigError: beyond yfinance's limits
                     errors[sym].append(exc)
                     attempts[sym].append(Attempt("yahoo", False, str(exc)))
                     continue
@@ -973,12 +1027,14 @@ class IBKRDataProvider:
                         frames[sym] = frame
                         attempts[sym].append(Attempt("cache", True, f"{len(frame)} bars"))
                         continue
-                plan[sym] = gaps or [(rng.start_d, rng.end_d)]
+                # adjusted prices move with every dividend: refetch the whole range, never mix
+                whole = what == "ADJUSTED_LAST" or not gaps
+                plan[sym] = [(rng.start_d, rng.end_d)] if whole else gaps
             else:
                 plan[sym] = [(rng.start_d, rng.end_d)]
         if not plan:
             return
-        total = sum(self._count_chunks(g, bar_size, now) for g in plan.values())
+        total = sum(self._count_chunks(g, bar_size, what, now) for g in plan.values())
         with self._progress(total, f"IB {bar_size}") as tick:
             results = self._run(self._fetch_many(plan, bar_size, what, use_rth, now, tick))
         for sym, res in results.items():
@@ -1031,7 +1087,7 @@ class IBKRDataProvider:
                 if not fetched.empty else fetched
             if len(piece):
                 self.cache.store(key, piece, gap_start, max(gap_start, cover_end),
-                                 cover=gap_start <= cover_end)
+                                 cover=gap_start <= cover_end, replace=what == "ADJUSTED_LAST")
             elif gap_start <= cover_end:
                 self.cache.mark_covered(key, gap_start, cover_end)
         return self._from_cache(key, rng, intraday)
@@ -1185,7 +1241,6 @@ class IBKRDataProvider:
         mdt = self.market_data_type
         for _ in range(2):
             ib.reqMarketDataType(mdt)
-            mark = len(self._error_codes)
             try:
                 tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), self.timeout)
             except ibc.ib_module.RequestError as exc:
@@ -1201,9 +1256,8 @@ class IBKRDataProvider:
                 raise SourceUnavailableError(
                     f"IB sent no snapshot for {symbol!r} within {self.timeout:g} s") from exc
             ticker = tickers[0]
-            codes = {c for _, c, _ in self._error_codes[mark:]}
-            delayed = mdt in (3, 4) or bool(codes & DELAYED_CODES) or \
-                getattr(ticker, "marketDataType", 1) in (3, 4)
+            # the gateway says which kind it sent (marketDataType message, 3/4 = delayed)
+            delayed = getattr(ticker, "marketDataType", mdt) in (3, 4)
             for value in (ticker.marketPrice(), ticker.last, ticker.close):
                 if value is not None and value == value and value > 0:
                     return float(value), delayed

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import queue
 import random
@@ -212,6 +211,8 @@ class IBStore:
         self._ready = False  # connected and synced: orders may be sent
         self._ever_connected = False
         self._reconnect_task: asyncio.Task | None = None
+        self._fatal_connect: str | None = None
+        self._connect_task: asyncio.Future | None = None
         self._streams: list[LiveStream] = []
         self._live_reqs: dict[int, LiveStream] = {}
         self._trades: dict[str, Any] = {}
@@ -312,12 +313,10 @@ class IBStore:
         ``TimeoutError`` after ``timeout`` seconds and whatever the coroutine raises.
         """
         if not asyncio.iscoroutine(coro):
-            awaitable = coro
-
-            async def _await():
-                return await awaitable
-
-            coro = _await()
+            raise TypeError(
+                "IBStore.run() needs a coroutine object: wrap the IB call in an async function "
+                "so that it is created on the store's loop, not in the calling thread"
+            )
         if self._loop is None:
             coro.close()
             raise ConnectionFailedError("the IBStore is not started; call store.start() first")
@@ -414,14 +413,22 @@ class IBStore:
 
     # ------------------------------------------------------------------ connection (loop)
     async def _connect_once(self) -> None:
-        await self.ib.connectAsync(
+        self._connect_task = asyncio.ensure_future(self.ib.connectAsync(
             self.p.host,
             int(self.p.port),
             self.clientId,
             timeout=self.p.connect_timeout,
             readonly=self.p.readonly,
             account=self.p.account,
-        )
+        ))
+        try:
+            await self._connect_task
+        except asyncio.CancelledError:
+            if self._fatal_connect:  # refused (e.g. 326): fail now, not at the timeout
+                raise ConnectionError(self._fatal_connect) from None
+            raise
+        finally:
+            self._connect_task = None
         await self._after_connect()
 
     async def _connect_with_retries(self, initial: bool) -> None:
@@ -439,7 +446,7 @@ class IBStore:
                 if self.ib.isConnected():
                     self.ib.disconnect()
                 attempt += 1
-                if retries >= 0 and attempt > retries:
+                if self._fatal_connect or (retries >= 0 and attempt > retries):
                     break
                 delay = float(self.p.timeout)
                 if not initial:
@@ -447,9 +454,15 @@ class IBStore:
                 self._notify(None, f"connect attempt {attempt} failed ({exc}); retry in {delay:g}s",
                              kind="connection")
                 await asyncio.sleep(delay)
+        if self._fatal_connect:
+            reason, self._fatal_connect = self._fatal_connect, None
+            raise ConnectionFailedError(
+                f"IB gateway at {self.p.host}:{self.p.port} refused the session: {reason}"
+            )
+        detail = str(last_exc) or type(last_exc).__name__
         raise ConnectionFailedError(
             f"cannot connect to IB gateway at {self.p.host}:{self.p.port} "
-            f"(clientId {self.clientId}) after {attempt} attempt(s): {last_exc}; "
+            f"(clientId {self.clientId}) after {attempt} attempt(s): {detail}; "
             "is TWS/IB Gateway running with the API enabled on that port?"
         )
 
@@ -545,6 +558,13 @@ class IBStore:
 
     def _on_error(self, reqId: int, code: int, text: str, contract=None) -> None:
         self._notify(code, text, reqId=reqId)
+        if code == 326:  # clientId in use: retrying cannot help (backtrader's dontreconnect)
+            self._fatal_connect = (
+                f"IB error 326, {text!r}: clientId {self.clientId} is already connected; "
+                "pass another clientId"
+            )
+            if self._connect_task is not None:
+                self._connect_task.cancel()
         stream = self._live_reqs.get(reqId)
         if stream is not None:
             stream.q.put(("error", (code, text)))
@@ -876,6 +896,8 @@ class IBStore:
             self._notify(None, f"order {pending.key} held until the gateway is back",
                          kind="connection")
             return
+        if self._held:  # older held orders go first, in submission order
+            self._flush_held()
         order = pending.order
         if pending.parent_key is not None:
             parent = self._trades.get(pending.parent_key)
@@ -979,8 +1001,7 @@ class IBStore:
     # ------------------------------------------------------------------ misc
     def reqCurrentTime(self, timeout: float = 10.0) -> datetime:
         """Return the gateway's clock (a blocking round trip; for tools, not per-bar code)."""
-        return self.run(self.ib.reqCurrentTimeAsync(), timeout=timeout)
+        async def ask():
+            return await self.ib.reqCurrentTimeAsync()
 
-    def next_key(self, prefix: str, _counter=itertools.count(1)) -> str:
-        """Return a fresh unique suffix-numbered key (used when callers have none)."""
-        return f"{prefix}-{next(_counter)}"
+        return self.run(ask(), timeout=timeout)

@@ -54,7 +54,7 @@ def free_port() -> int:
 
 def provider(sim, tmp_path, **kw) -> IBKRDataProvider:
     opts = dict(port=sim.port, client_id=11, cache=BarCache(tmp_path / "cache"), progress=False,
-                timeout=20, backoff=0.05)
+                timeout=20, backoff=0.05, fallback_to_yfinance=False)
     opts.update(kw)
     return IBKRDataProvider(**opts)
 
@@ -153,16 +153,22 @@ def test_ten_years_daily_equal_the_simulator_series_without_gaps_or_duplicates(
     assert p.last_sources == {"SPY": "ibkr"}
 
 
-def test_hourly_bars_across_chunk_boundaries_are_complete(gateway_sim, tmp_path):
+@pytest.mark.parametrize(("bar_size", "first", "requests", "per_session"), [
+    ("1 hour", "2023-09-01", 4, 7),   # 120 days in 30-day chunks; 09:30, 10:30 .. 15:30 NY
+    ("5 mins", "2023-12-09", 3, 78),  # 21 days in 7-day chunks
+    ("1 min", "2023-12-26", 4, 390),  # 4 days in 1-day chunks
+])
+def test_intraday_bars_across_chunk_boundaries_are_complete(gateway_sim, tmp_path, bar_size,
+                                                            first, requests, per_session):
     with provider(gateway_sim, tmp_path) as p:
-        frames = p.get_range_data(["SPY"], "2023-09-01", "2023-12-29", "1 hour")
+        frames = p.get_range_data(["SPY"], first, "2023-12-29", bar_size)
     frame = frames["SPY"]
-    assert len(hist_requests(gateway_sim)) == 4  # 120 days in 30-day chunks
+    assert len(hist_requests(gateway_sim)) == requests
     assert frame.index.tz is not None and str(frame.index.tz) == "UTC"
     assert not frame.index.has_duplicates
-    daily = sim_daily(gateway_sim, "SPY").loc["2023-09-01":"2023-12-29"]
+    daily = sim_daily(gateway_sim, "SPY").loc[first:"2023-12-29"]
     per_day = frame.groupby(frame.index.tz_convert("America/New_York").date)
-    assert per_day.size().eq(7).all() and len(per_day) == len(daily)  # 09:30 .. 15:30 NY
+    assert per_day.size().eq(per_session).all() and len(per_day) == len(daily)
     agg = per_day.agg({"open": "first", "high": "max", "low": "min", "close": "last",
                        "volume": "sum"})
     np.testing.assert_allclose(agg["close"].to_numpy(), daily["close"].to_numpy())
@@ -198,17 +204,31 @@ def test_extended_range_fetches_only_the_missing_part(gateway_sim, tmp_path):
 
 
 def test_several_symbols_concurrently_on_one_connection(gateway_sim, tmp_path):
-    with provider(gateway_sim, tmp_path) as p:
-        frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "1 M", "1 day",
+    with provider(gateway_sim, tmp_path, progress=True) as p:
+        frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "3 Y", "1 day",
                                              end="2023-12-29")
+    assert not p.connected  # leaving the with block disconnected
     assert list(frames) == ["SPY", "AAPL", "NVDA"]
     assert p.last_sources == {"SPY": "ibkr", "AAPL": "ibkr", "NVDA": "ibkr"}
     for sym, frame in frames.items():
-        truth = sim_daily(gateway_sim, sym).loc["2023-11-30":"2023-12-29"]
-        assert len(frame) == len(truth) == 21
+        truth = sim_daily(gateway_sim, sym).loc["2020-12-30":"2023-12-29"]
+        assert len(frame) == len(truth) == 779
         np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
-    clients = {r[0] for r in gateway_sim.requests_named("reqHistoricalData")}
-    assert clients == {11}  # one connection
+    reqs = gateway_sim.requests_named("reqHistoricalData")
+    assert {r[0] for r in reqs} == {11}  # one connection
+    assert len(reqs) == 3 * 3
+    # gathered, not one symbol after the other: the first three requests are one per symbol
+    assert sorted(r[3][3] for r in reqs[:3]) == ["AAPL", "NVDA", "SPY"]
+
+
+def test_a_client_id_in_use_is_replaced(gateway_sim, tmp_path):
+    with provider(gateway_sim, tmp_path, client_id=77) as first, \
+            provider(gateway_sim, tmp_path, client_id=77) as second:
+        first.connect()
+        accounts = second.connect()
+        assert accounts == ["DU1234567"]
+        assert second.client_id != 77 and first.client_id == 77
+        assert first.connected and second.connected
 
 
 def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_factory,
@@ -223,10 +243,10 @@ def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_f
     elapsed = time.monotonic() - t0
     assert stats.pacing_violations == 0 and stats.retries == 0
     assert len(hist_requests(sim)) == 9 * 8 == stats.requests  # > 60: the window was waited
-    assert elapsed >= 3.0 * 0.9 and stats.pacing_wait > 0
+    assert elapsed >= 3.0 and stats.pacing_wait > 0
     for sym in symbols:
         truth = sim_daily(sim, sym).loc["2016-01-04":"2023-12-29"]
-        assert len(frames[sym]) == len(truth) == 2086
+        assert len(frames[sym]) == len(truth) == 2070
 
 
 def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_path):
@@ -244,7 +264,8 @@ def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_pat
 
 def test_a_request_without_answer_is_retried_after_the_timeout(gateway_sim, tmp_path):
     gateway_sim.drop_replies(20, 1)  # the first reqHistoricalData never gets an answer
-    with provider(gateway_sim, tmp_path, timeout=1.0) as p:
+    # pacing_scale: the retry is an identical request, which IB wants 15 s apart
+    with provider(gateway_sim, tmp_path, timeout=2.0, pacing_scale=0.01) as p:
         frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
         assert p.stats.timeouts == 1 and p.stats.retries == 1
     assert len(frame) == 21
@@ -262,7 +283,7 @@ def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
         gateway_sim.connectivity_restored()
 
     t = threading.Thread(target=lose_and_restore)
-    with provider(gateway_sim, tmp_path) as p:
+    with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
         t.start()
         frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
         t.join()
@@ -271,8 +292,27 @@ def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
     assert len(hist_requests(gateway_sim)) >= 2
 
 
+def test_a_dropped_socket_reconnects_once_and_completes_every_symbol(gateway_sim, tmp_path):
+    gateway_sim.delay_replies(20, 1.0)
+
+    def drop():
+        time.sleep(0.3)
+        gateway_sim.delay_replies(20, 0)
+        gateway_sim.drop_connections()
+
+    t = threading.Thread(target=drop)
+    with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
+        t.start()
+        frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "1 M", "1 day",
+                                             end="2023-12-29")
+        t.join()
+        assert p.stats.reconnects == 1 and p.stats.retries >= 3
+    assert {k: len(v) for k, v in frames.items()} == {"SPY": 21, "AAPL": 21, "NVDA": 21}
+    assert len(gateway_sim.requests_named("startApi")) == 2
+
+
 def test_unknown_symbol_names_it(gateway_sim, tmp_path):
-    with provider(gateway_sim, tmp_path, fallback_to_yfinance=False) as p:
+    with provider(gateway_sim, tmp_path) as p:
         with pytest.raises(UnknownSymbolError, match="'NOSUCH'"):
             p.get_historical_data("NOSUCH", "1 M", "1 day", end="2023-12-29")
         assert p.last_attempts["NOSUCH"][-1].source == "yahoo"
@@ -362,3 +402,56 @@ def test_fallback_off_means_ib_only(tmp_path, monkeypatch):
                           fallback_to_yfinance=False) as p:
         with pytest.raises(SourceUnavailableError, match="fallback_to_yfinance is off"):
             p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
+
+
+def test_a_request_beyond_yfinance_limits_says_so_in_the_chain(tmp_path, monkeypatch):
+    monkeypatch.setattr(yfinance, "download", lambda *a, **k: pytest.fail("yfinance called"))
+    port = free_port()
+    with IBKRDataProvider(port=port, cache=BarCache(tmp_path), progress=False) as p:
+        with pytest.raises(SourceUnavailableError) as info:
+            p.get_historical_data("SPY", "1 Y", "5 mins", end="2023-12-29")
+    msg = str(info.value)
+    assert f"ibkr: nothing listens on 127.0.0.1:{port}" in msg
+    assert "yahoo: yfinance serves 5m bars for the last 60 days only" in msg
+
+
+def test_end_none_is_the_gateway_clock_and_only_today_is_fetched_again(gateway_sim, tmp_path):
+    gateway_sim.advance(hours=2)  # 2024-01-02 11:30 New York = 16:30 UTC
+    with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
+        first = p.get_historical_data("SPY", "5 D", "5 mins")
+        n = len(hist_requests(gateway_sim))
+        second = p.get_historical_data("SPY", "5 D", "5 mins")
+    assert first.index[-1] == pd.Timestamp("2024-01-02 16:25", tz="UTC")  # last complete bar
+    today = first.loc["2024-01-02"]
+    assert len(today) == 24  # 09:30 .. 11:25 New York
+    assert len(first.loc["2023-12-29"]) == 78
+    # 5 calendar days back from now: from 2023-12-28 16:30 UTC (11:30 New York) on
+    assert first.index[0] == pd.Timestamp("2023-12-28 16:30", tz="UTC")
+    # the second call asks only for the day that was not complete yet, ending "now"
+    assert [(r[15], r[17]) for r in hist_requests(gateway_sim)[n:]] == [
+        ("20240102 16:30:00 UTC", "59400 S")]
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_adjusted_last_is_one_request_ending_now_and_replaces_the_cache(gateway_sim_factory,
+                                                                        tmp_path):
+    sim = gateway_sim_factory(data="sample", start=datetime(2018, 12, 31, 21, 30,
+                                                              tzinfo=UTC))
+    with provider(sim, tmp_path, pacing_scale=0.01) as p:
+        first = p.get_range_data(["SPY"], "2016-01-04", "2016-12-30",
+                                 what_to_show="ADJUSTED_LAST")["SPY"]
+        n = len(hist_requests(sim))
+        second = p.get_range_data(["SPY"], "2016-01-04", "2017-12-29",
+                                  what_to_show="ADJUSTED_LAST")["SPY"]
+        with pytest.raises(ConfigError, match="ADJUSTED_LAST for daily"):
+            p.get_historical_data("SPY", "1 D", "5 mins", what_to_show="ADJUSTED_LAST")
+    reqs = hist_requests(sim)
+    # IB refuses an explicit end for ADJUSTED_LAST: endDateTime "" and whole years back
+    assert [(r[15], r[17], r[19]) for r in reqs] == [("", "3 Y", "ADJUSTED_LAST"),
+                                                    ("", "3 Y", "ADJUSTED_LAST")]
+    assert n == 1
+    assert first.attrs["adjusted"] is True and second.attrs["adjusted"] is True
+    assert len(first) == 252 and len(second) == 503
+    # arch's ^GSPC sample has Adj Close == Close (a price index): SPY = ^GSPC / 10 either way
+    assert first.loc["2016-01-04", "close"] == pytest.approx(201.266003)
+    pd.testing.assert_frame_equal(first, second.loc[:"2016-12-30"], check_freq=False)

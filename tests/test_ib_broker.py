@@ -366,3 +366,27 @@ def test_ibdata_alone_uses_the_default_store(gateway_sim):
     finally:
         data.ib.close()
         IBStore.reset_default()
+
+
+def test_executions_missed_while_away_are_recovered_once(gateway_sim):
+    """A MOC order fills at the close while the client is disconnected; after the reconnect
+    the broker reports it Completed exactly once, with IB's price and commission."""
+    with Live(gateway_sim, {1: lambda s: s.buy(size=7, exectype=bt.Order.Close)}) as live:
+        live.step(2)
+        wait_until(lambda: gateway_sim.broker.open_orders(), what="MOC resting at IB")
+        gateway_sim.restart(rollback_ids=False, downtime=1.5)
+        wait_until(lambda: not live.store._ready, what="disconnect")
+        gateway_sim.advance(hours=6.5)  # the session closes: MOC fills while we are away
+        assert gateway_sim.broker.executions(), "the MOC should have filled at the close"
+        wait_until(lambda: live.store._ready, what="reconnect")
+        gateway_sim.advance(hours=17.5)  # next morning
+        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"),
+                   what="recovered fill")
+        live.step(3)
+        pos = live.cerebro.runningstrats[0].getposition().size
+    ex = gateway_sim.broker.executions()[0]
+    done = [o for o in live.rec["orders"] if o["status"] == "Completed"]
+    assert len(done) == 1
+    assert (done[0]["size"], done[0]["price"]) == (7, ex.price)
+    assert done[0]["comm"] == pytest.approx(ex.commission)
+    assert pos == 7

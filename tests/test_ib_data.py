@@ -320,3 +320,25 @@ def test_backfill_from_another_feed_then_ib_history(gateway_sim, store):
     ib_part = dates[len(idx):]
     assert ib_part[0] == date(2023, 12, 1)  # IB history continues after the file, no overlap
     assert ib_part == sorted(set(ib_part))
+
+
+def test_delayed_data_warning_10167_is_reported_and_the_feed_goes_on(gateway_sim, store):
+    rec = {}
+    cerebro = bt.Cerebro(stdstats=False)
+    data = IBData(dataname="AAPL-STK-SMART-USD", store=store, qcheck=0.05, backfill_start=False,
+                  timeframe=bt.TimeFrame.Ticks)
+    cerebro.adddata(data)
+    cerebro.addstrategy(Recorder, rec=rec)
+    with LiveRun(cerebro):
+        subscribed(gateway_sim)
+        gateway_sim.advance(seconds=10)
+        wait_until(lambda: "LIVE" in statuses(rec), what="LIVE")
+        req_id = store._streams[0].reqId
+        text = "Requested market data is not subscribed. Displaying delayed market data."
+        gateway_sim.call(gateway_sim.server.error, None, req_id, 10167, text)
+        wait_until(lambda: "DELAYED" in statuses(rec), what="DELAYED")
+        n = len(rec["bars"])
+        gateway_sim.advance(seconds=10)
+        wait_until(lambda: len(rec["bars"]) > n, what="ticks after the warning")
+    assert ("DELAYED", (10167, text)) in rec["status"]
+    assert any(getattr(m, "code", None) == 10167 for m in rec["store"])

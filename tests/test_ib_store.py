@@ -200,3 +200,59 @@ def test_run_refuses_to_deadlock_from_the_loop_thread(gateway_sim, make_store):
     store.post(inside)
     wait_until(lambda: seen, what="loop callback")
     assert "deadlock" in seen[0]
+
+
+def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, make_store):
+    from bt_ibkr.client import Order
+
+    store = make_store(gateway_sim, reconnect=-1, connect_timeout=2)
+    cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
+    gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=1.0)
+    wait_until(lambda: not store._ready, what="disconnect seen")
+    order = Order(action="BUY", orderType="MKT", totalQuantity=5, orderRef="held-1")
+    store.place_order("held-1", cd.contract, order)  # returns at once, no exception
+    wait_until(lambda: store._held, what="order held")
+    assert not gateway_sim.requests_named("placeOrder")
+    wait_until(lambda: store._ready, what="reconnect")
+    events = []
+    wait_until(lambda: events.extend(drain_nowait(store.broker_q)) or any(
+        e[0] == "placed" for e in events), what="held order placed")
+    placed = [e for e in events if e[0] == "placed"][0]
+    assert placed[1] == "held-1"
+    wait_until(lambda: gateway_sim.requests_named("placeOrder"), what="order at the gateway")
+    sent = gateway_sim.requests_named("placeOrder")
+    assert len(sent) == 1 and sent[0][3][26] == "held-1"
+    kinds = [e[0] for e in events]
+    assert "connbroken" in kinds and "reconnected" in kinds
+    assert kinds.index("reconnected") < kinds.index("placed")  # state synced first
+
+
+def drain_nowait(q):
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+def test_qualifies_futures_and_indices(gateway_sim, make_store):
+    store = make_store(gateway_sim)
+    es = store.qualify(make_contract("ES-202403-CME"), "ES-202403-CME")
+    assert es.contract.secType == "FUT" and es.contract.multiplier == "50"
+    assert es.contract.lastTradeDateOrContractMonth.startswith("202403")
+    spx = store.qualify(make_contract("SPX-IND-CBOE-USD"), "SPX-IND-CBOE-USD")
+    assert (spx.contract.secType, spx.contract.exchange) == ("IND", "CBOE")
+
+
+def test_client_id_in_use_is_a_clear_error_without_retries(gateway_sim, make_store):
+    make_store(gateway_sim, clientId=25)
+    other = IBStore(port=gateway_sim.port, clientId=25, reconnect=5, timeout=0.05,
+                    connect_timeout=5)
+    try:
+        with pytest.raises(ConnectionFailedError) as info:
+            other.start()
+        msg = str(info.value)
+        assert "326" in msg and "clientId 25 is already connected" in msg
+        starts = [r for r in gateway_sim.requests_named("startApi") if r[0] == 25]
+        assert len(starts) == 2  # the first store and one refused attempt, no retries
+    finally:
+        other.close()

@@ -1,0 +1,712 @@
+"""Run the Strategy against an IB paper (or, deliberately, live) account, restart after restart.
+
+``run_live(config)`` / ``LiveRunner(config).run()`` does what ``python -m examples.live`` does:
+
+1. validate the :class:`~bt_ibkr.config.LiveConfig` and refuse a live port in paper mode (or
+   live mode without the explicit confirmation) BEFORE connecting (:func:`safety.check_launch`);
+2. optionally start the gateway simulator in-process (``simulate=True``);
+3. connect (:class:`~bt_ibkr.store.IBStore`), refuse accounts that do not match the mode
+   (:func:`safety.check_trading_mode`);
+4. reconcile the SQLite journal with the gateway: open and completed orders, executions
+   (``reqExecutions``), positions; adopt what it finds (working orders of ours are followed,
+   their fills journaled), bump the client's order-id sequence past every id ever used;
+5. run Cerebro with the strategy, :class:`~bt_ibkr.live_broker.JournaledIBBroker` (risk gate,
+   journal-before-send, read-only) and the equity recorder (appended across runs):
+
+   * ``run_mode="daily"``: backfill completed daily bars, let the strategy decide on the last
+     one, place the orders, wait until they are finished (or ``max_runtime``; unfinished ones
+     stay working and journaled) and return;
+   * ``run_mode="stream"``: backfill, then trade every live bar until :meth:`LiveRunner.stop`
+     (SIGINT/SIGTERM in the CLI) or ``max_runtime``; on stop this run's working orders are
+     cancelled when ``risk.cancel_on_exit`` is true;
+
+6. write the run summary (``--json``) and the quantstats tearsheet of the recorded equity
+   (``--report``); every decision, order, fill, connection event and risk refusal is in the
+   audit log ``<logs>/audit-YYYYMMDD.jsonl``.
+
+Errors: :class:`~bt_ibkr.errors.ConfigError` (bad input, safety refusal: the message names the
+input) and :class:`~bt_ibkr.errors.ConnectionFailedError` (gateway unreachable: the message says
+what to check).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+
+from analyzers.equity import EquityRecorder
+from bt_ibkr import client as ibc
+from bt_ibkr.audit import AuditLog, audit_path
+from bt_ibkr.config import LiveConfig
+from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
+from bt_ibkr.journal import (
+    Journal,
+    ReconcileReport,
+    exec_snapshot,
+    order_snapshot,
+)
+from bt_ibkr.live_broker import CRASH_POINTS, JournaledIBBroker, contract_symbol
+from bt_ibkr.risk import RiskGate
+from bt_ibkr.safety import check_launch, check_trading_mode
+from bt_ibkr.store import IBStore
+from feeds.ibdata import IBData
+
+log = logging.getLogger("bt_ibkr.live")
+
+CRASH_ENV = "BT_IBKR_CRASH_AT"
+"""Testing hook: ``after_journal`` / ``after_send`` make the runner SIGKILL itself there."""
+
+_TIMEFRAMES = {
+    "secs": (bt.TimeFrame.Seconds, 1), "min": (bt.TimeFrame.Minutes, 1),
+    "mins": (bt.TimeFrame.Minutes, 1), "hour": (bt.TimeFrame.Minutes, 60),
+    "hours": (bt.TimeFrame.Minutes, 60), "day": (bt.TimeFrame.Days, 1),
+    "week": (bt.TimeFrame.Weeks, 1), "month": (bt.TimeFrame.Months, 1),
+}
+
+
+def timeframe_of(bar_size: str) -> tuple[int, int]:
+    """Return backtrader's ``(timeframe, compression)`` for an IB bar size like ``"5 mins"``.
+
+    Raises ConfigError naming ``bar_size`` when it is not an IB bar size.
+    """
+    try:
+        n, unit = bar_size.split()
+        tf, mult = _TIMEFRAMES[unit]
+        return tf, int(n) * mult
+    except (ValueError, KeyError):
+        raise ConfigError(f"bar_size {bar_size!r}: expected an IB bar size like '1 day' or "
+                          "'5 secs'") from None
+
+
+def gateway_time(store: IBStore, timeout: float = 10.0) -> datetime:
+    """Return the gateway's clock as a naive-UTC datetime (a blocking round trip)."""
+    ib = store.ib
+
+    async def ask():  # the client's future must be created on the store's loop
+        return await ib.reqCurrentTimeAsync()
+
+    now = store.run(ask(), timeout=timeout)
+    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
+
+
+# ------------------------------------------------------------------------------------- feeds
+class DailyDecisionData(IBData):
+    """A daily feed for ``run_mode="daily"``: completed daily bars, then the decision.
+
+    Downloads the completed daily bars of the last ``backfill_days`` (a bar still forming on
+    the gateway's clock is left out), replays them with status DELAYED (the strategy warms up
+    and does not trade), reports LIVE right before the last completed bar (the strategy decides
+    and trades on it), then keeps cerebro's loop turning (returns "no bar yet") while
+    ``keep_alive()`` is true, so order events and fills are processed.
+    """
+
+    params = (("backfill_days", 730), ("keep_alive", None), ("history_timeout", 120.0))
+
+    def islive(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        super().start()
+        self._bars: list | None = None
+        self._i = 0
+        self.decided = False
+        self.last_bar_dt: datetime | None = None
+
+    def _download(self) -> list:
+        now = gateway_time(self.ib)
+        start = now - timedelta(days=int(self.p.backfill_days))
+        q = self.ib.request_history(self.contract, start, None, "1 day", what=self._what(),
+                                    use_rth=self.p.useRTH, tz=self._tz,
+                                    sessionend=self.p.sessionend)
+        bars, error = [], None
+        deadline = time.monotonic() + float(self.p.history_timeout)
+        while True:
+            try:
+                kind, payload = q.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SourceUnavailableError(
+                    f"daily history of {self.p.dataname!r}: no answer from the gateway within "
+                    f"{self.p.history_timeout:g}s") from None
+            if kind == "bar":
+                if payload.dt <= now:  # a bar still forming is not a decision bar
+                    bars.append(payload)
+            elif kind == "error":
+                error = payload
+            else:
+                break
+        if not bars:
+            detail = f" (IB error {error[0]}: {error[1]})" if error else ""
+            raise DataError(f"no completed daily bars for {self.p.dataname!r} from the gateway"
+                            f"{detail}; check the market-data permissions of the account")
+        return bars
+
+    def _load(self):
+        if self.contract is None:
+            return False
+        if self._bars is None:
+            self._bars = self._download()
+            self.put_notification(self.DELAYED)
+        if self._i < len(self._bars):
+            bar = self._bars[self._i]
+            self._i += 1
+            if self._i == len(self._bars):
+                self.put_notification(self.LIVE)  # the decision bar
+                self.last_bar_dt = bar.dt
+            self._deliver(bar, hist=True)
+            return True
+        self.decided = True
+        keep = self.p.keep_alive
+        if keep is not None and keep():
+            time.sleep(0.05)
+            return None
+        return False
+
+
+class LiveEquityRecorder(EquityRecorder):
+    """EquityRecorder that appends only bars traded live, and each bar time only once.
+
+    The backfilled history a live run replays is not equity the account had, so it is not
+    recorded; a bar whose time is not after the CSV's last row (a rerun of the same day) is
+    skipped, so the file grows by one row per traded bar across runs.
+    """
+
+    params = (("is_live", None),)
+
+    def start(self) -> None:
+        self._last_dt = None
+        if self.p.path and Path(self.p.path).exists():
+            try:
+                from analyzers.equity import read_equity_csv
+
+                series = read_equity_csv(self.p.path)
+                if len(series):
+                    self._last_dt = series.index[-1].to_pydatetime()
+            except Exception:  # noqa: BLE001 - a damaged file is appended to, not trusted
+                log.warning("equity file %s could not be read; appending", self.p.path)
+        super().start()
+
+    def next(self) -> None:
+        is_live = self.p.is_live
+        if is_live is not None and not is_live():
+            return
+        dt = self.strategy.datetime.datetime(0)
+        if self._last_dt is not None and dt <= self._last_dt:
+            return
+        self._last_dt = dt
+        super().next()
+
+
+# ------------------------------------------------------------------------------------- result
+@dataclass
+class LiveResult:
+    """What a run did. ``to_summary()`` is the ``--json`` document."""
+
+    account: str
+    mode: str
+    run_mode: str
+    run_id: str
+    orders: list[dict[str, Any]]
+    positions: dict[str, float]
+    equity: float
+    cash: float
+    reconcile: dict[str, Any]
+    stopped_by: str
+    read_only: bool
+    journal: str
+    audit: str
+    equity_file: str
+    report: str | None = None
+    report_message: str = ""
+    regime: str | None = None
+    halted: bool = False
+    needs_attention: list[str] = field(default_factory=list)
+    started: str = ""
+    ended: str = ""
+
+    def to_summary(self) -> dict[str, Any]:
+        """Return the JSON-able run summary (account, orders, positions, equity, ...)."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+# ------------------------------------------------------------------------------------- runner
+def _default_strategy(name: str) -> type:
+    if name in ("RegimeAwareEnsemble", "strategies.RegimeAwareEnsemble"):
+        from strategies import RegimeAwareEnsemble
+
+        return RegimeAwareEnsemble
+    if ":" in name:
+        import importlib
+
+        mod, _, cls = name.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), cls)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
+    raise ConfigError(f"strategy.name {name!r}: expected 'RegimeAwareEnsemble' or "
+                      "'package.module:ClassName'")
+
+
+class LiveRunner:
+    """One paper/live run (see the module docstring).
+
+    Args:
+        config: the validated LiveConfig (:func:`bt_ibkr.config.load_config`).
+        strategy: a Strategy class to use instead of ``config.strategy`` (by name).
+        simulate: start a GatewaySim in-process (sample data, paper account DU1234567) and
+            connect to it; ``sim_options`` are extra GatewaySim keyword arguments.
+        max_runtime: seconds after which the run stops (None: daily runs stop when their
+            orders are finished, stream runs when :meth:`stop` is called).
+        json_path / report_path: where to write the run summary / the tearsheet (optional).
+        progress: called with one status line at each step (the CLI prints them on stderr).
+        crash_at: testing hook (default: ``$BT_IBKR_CRASH_AT``), see
+            :mod:`bt_ibkr.live_broker`.
+        reconnect_backoff_max: longest wait between reconnect attempts, seconds.
+        max_intent_age: an intent journaled but never sent is resent after a restart only if
+            younger than this.
+    """
+
+    def __init__(self, config: LiveConfig, *, strategy: type | None = None,
+                 simulate: bool = False, sim_options: dict | None = None,
+                 max_runtime: float | None = None, json_path: Path | str | None = None,
+                 report_path: Path | str | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
+                 max_intent_age: timedelta = timedelta(hours=12),
+                 backfill_days: int = 730) -> None:
+        self.config = config
+        self.strategy_cls = strategy
+        self.simulate = simulate
+        self.sim_options = dict(sim_options or {})
+        self.max_runtime = max_runtime
+        self.json_path = Path(json_path) if json_path else None
+        self.report_path = Path(report_path) if report_path else None
+        self.progress = progress or (lambda msg: None)
+        env_crash = os.environ.get(CRASH_ENV) or None
+        self.crash_at = crash_at if crash_at is not None else env_crash
+        if self.crash_at and self.crash_at not in CRASH_POINTS:
+            raise ConfigError(f"{CRASH_ENV}={self.crash_at!r}: expected one of "
+                              f"{', '.join(CRASH_POINTS)} (a testing hook; unset it)")
+        self.backoff_max = float(reconnect_backoff_max)
+        self.max_intent_age = max_intent_age
+        self.backfill_days = int(backfill_days)
+        self.sim = None
+        self.store: IBStore | None = None
+        self.broker: JournaledIBBroker | None = None
+        self.cerebro: bt.Cerebro | None = None
+        self.feeds: list = []
+        self._stop = threading.Event()
+        self._stopped_by = ""
+        self._t0 = 0.0
+        self.connected = threading.Event()
+
+    # ------------------------------------------------------------------ control
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the run to stop cleanly (thread- and signal-safe); returns at once."""
+        if not self._stop.is_set():
+            self._stopped_by = reason
+            self._stop.set()
+        cerebro = self.cerebro
+        if cerebro is not None:  # checked before the strategy's next bar: no new decision
+            cerebro.runstop()
+
+    def _say(self, msg: str) -> None:
+        log.info(msg)
+        self.progress(msg)
+
+    def _timed_out(self) -> bool:
+        return self.max_runtime is not None and time.monotonic() - self._t0 >= self.max_runtime
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> LiveResult:
+        """Run once; return the LiveResult (also writes the JSON summary / report if asked).
+
+        Raises:
+            ConfigError: bad config, strategy or params; a safety refusal (SafetyError).
+            ConnectionFailedError: the gateway cannot be reached.
+            DataError: the gateway has no data for a symbol.
+        """
+        cfg = self.config
+        self._t0 = time.monotonic()
+        strategy_cls = self.strategy_cls or _default_strategy(cfg.strategy)
+        self._check_params(strategy_cls)
+        if self.simulate:
+            self._start_sim()
+        try:
+            # 1. before connecting: mode vs port, live confirmation
+            check_launch(cfg.mode, cfg.port, cfg.confirm_live)
+            return self._run(strategy_cls)
+        finally:
+            if self.sim is not None:
+                self.sim.stop()
+                self.sim = None
+
+    def _check_params(self, strategy_cls: type) -> None:
+        names = set(strategy_cls.params._getkeys())
+        unknown = sorted(set(self.config.params) - names)
+        if unknown:
+            raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
+                              f"param; valid: {', '.join(sorted(names))}")
+
+    def _start_sim(self) -> None:
+        from bt_ibkr.gateway_sim import GatewaySim
+
+        opts: dict[str, Any] = {"data": "sample", "account": "DU1234567"}
+        if self.config.run_mode == "stream":
+            opts["speed"] = 1.0  # a running clock: live bars arrive in real time
+        opts.update(self.sim_options)
+        self.sim = GatewaySim(**opts).start()
+        self.config.connection.host = self.sim.host
+        self.config.connection.port = self.sim.port
+        self._say(f"simulator: gateway_sim on {self.sim.host}:{self.sim.port} "
+                  f"(account {self.sim.account}, simulated time {self.sim.now():%Y-%m-%d %H:%M} UTC)")
+
+    def _connect(self) -> IBStore:
+        cfg = self.config
+        host, port = cfg.connection.host, cfg.port
+        self._say(f"connecting to {host}:{port} as clientId {cfg.connection.client_id} "
+                  f"({cfg.mode} mode)")
+        IBStore.reset_default()
+        store = IBStore(host=host, port=port, clientId=cfg.connection.client_id,
+                        account=cfg.connection.account or "", readonly=cfg.connection.readonly,
+                        connect_timeout=cfg.connection.timeout, reconnect=1, timeout=0.5,
+                        backoff_max=self.backoff_max, timerefresh=0)
+        try:
+            store.start()
+        except ConnectionFailedError as exc:
+            store.close()
+            raise ConnectionFailedError(
+                f"cannot reach the IB gateway at {host}:{port} ({exc}). Check: TWS or IB "
+                "Gateway is running and logged in; host and port (paper: IB Gateway 4002, TWS "
+                "7497; live: 4001 / 7496); the API is enabled (TWS: Global Configuration -> API "
+                "-> Settings -> Enable ActiveX and Socket Clients) and 127.0.0.1 is a trusted "
+                "IP; no other program uses clientId "
+                f"{cfg.connection.client_id}."
+            ) from None
+        # from now on a lost connection is retried (with backoff) until the run stops
+        store.p.reconnect = 1_000_000
+        self.connected.set()
+        return store
+
+    def _run(self, strategy_cls: type) -> LiveResult:
+        cfg = self.config
+        started = datetime.now(UTC)
+        journal = Journal(cfg.paths.journal)
+        audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
+        store = None
+        run_id = None
+        try:
+            audit.write("run", event="start", mode=cfg.mode, run_mode=cfg.run_mode,
+                        read_only=cfg.read_only, config=cfg.redacted(),
+                        simulate=self.simulate)
+            store = self.store = self._connect()
+            audit.write("connection", event="connected", host=cfg.connection.host,
+                        port=cfg.port, accounts=store.managed_accounts)
+            try:
+                account = check_trading_mode(cfg.mode, cfg.port, store.managed_accounts,
+                                             cfg.confirm_live, cfg.connection.account)
+            except ConfigError as exc:
+                audit.write("run", event="refused", reason=str(exc))
+                raise
+            self._say(f"account {account} ({cfg.mode}); journal {cfg.paths.journal}")
+            run_id = journal.start_run(f"{cfg.mode}/{cfg.run_mode}", account)
+            report = self._reconcile(store, journal, audit, account)
+            result = self._trade(strategy_cls, store, journal, audit, account, run_id, report)
+            result.started = started.isoformat()
+            result.ended = datetime.now(UTC).isoformat()
+            audit.write("run", event="end", stopped_by=result.stopped_by,
+                        orders=len(result.orders), positions=result.positions,
+                        equity=result.equity)
+            self._write_outputs(result)
+            return result
+        finally:
+            if run_id is not None:
+                journal.end_run(run_id)
+            if store is not None:
+                store.close()
+            self.store = None
+            journal.close()
+            audit.close()
+
+    # ------------------------------------------------------------------ reconcile
+    def _reconcile(self, store: IBStore, journal: Journal, audit: AuditLog,
+                   account: str) -> ReconcileReport:
+        """Match the journal against the gateway; adopt our working orders; bump order ids."""
+        self._say("reconciling the journal with the gateway (orders, executions, positions)")
+        ib = store.ib
+
+        def in_loop(make):  # the client's futures must be created on the store's loop
+            async def call():
+                return await make()
+
+            return store.run(call(), timeout=30)
+
+        open_trades = in_loop(ib.reqAllOpenOrdersAsync)
+        try:
+            done_trades = in_loop(lambda: ib.reqCompletedOrdersAsync(True))
+        except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
+            log.warning("reqCompletedOrders failed; reconciling without completed orders")
+            done_trades = []
+        # executions since the last run (a day of margin: IB keeps about a day by default)
+        marks = [journal.last_exec_time()] + [r.started for r in journal.runs()[-2:-1]]
+        marks = [m for m in marks if m is not None]
+        flt = ibc.ExecutionFilter(acctCode=account)
+        if marks:
+            start = min(marks) - timedelta(days=1)
+            flt.time = start.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
+        fills = in_loop(lambda: ib.reqExecutionsAsync(flt))
+        positions: dict[str, float] = {}
+        for p in store.call(ib.positions):
+            if p.account == account and p.position:
+                sym = contract_symbol(p.contract)
+                positions[sym] = positions.get(sym, 0.0) + float(p.position)
+        snaps = [order_snapshot(t) for t in list(open_trades) + list(done_trades)
+                 if not getattr(t.order, "account", "") or t.order.account == account]
+        execs = [exec_snapshot(f) for f in fills
+                 if not getattr(f.execution, "acctNumber", "") or f.execution.acctNumber == account]
+        report = journal.reconcile(snaps, execs, positions, datetime.now(UTC),
+                                   self.max_intent_age)
+        audit.write("reconcile", **report.to_dict())
+        for line in report.summary().splitlines():
+            (log.warning if line.startswith("!!") else log.info)("reconcile: %s", line)
+            self.progress(f"reconcile: {line}")
+        # never reuse an order id: past every id the journal or the gateway has seen
+        ids = [r.order_id for r in journal.intents() if r.order_id]
+        ids += [s.order_id for s in snaps if s.order_id]
+        ids += [e.order_id for e in execs if e.order_id]
+        top = max(ids, default=0)
+        if top:
+            def bump() -> None:
+                store._max_order_id = max(store._max_order_id, top)
+                ib.client.updateReqId(store._max_order_id + 1)
+
+            store.call(bump)
+            log.info("order ids: next id is above %d (highest used)", top)
+        # follow our orders still working at the gateway (their fills go to the journal)
+        known = {r.order_ref for r in journal.intents()}
+
+        def adopt() -> list[str]:
+            adopted = []
+            for t in ib.openTrades():
+                ref = getattr(t.order, "orderRef", "")
+                if ref and ref in known and ref not in store._trades:
+                    store._trades[ref] = t
+                    store._key_by_oid[t.order.orderId] = ref
+                    adopted.append(ref)
+            return adopted
+
+        followed = store.call(adopt)
+        if followed:
+            self._say(f"following {len(followed)} working order(s) of earlier runs: "
+                      + ", ".join(followed))
+        return report
+
+    # ------------------------------------------------------------------ trade
+    def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,
+               account: str, run_id: str, report: ReconcileReport) -> LiveResult:
+        cfg = self.config
+        cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
+        broker = self.broker = JournaledIBBroker(store=store)
+        equity0 = store.get_acc_value()
+        gate = RiskGate(cfg.risk)
+        day_start = self._day_start_equity(store, journal, account, run_id, equity0)
+        if day_start:
+            gate.new_day(day_start)
+        broker.configure(journal=journal, audit=audit, gate=gate,
+                         strategy_name=strategy_cls.__name__, run_id=run_id, account=account,
+                         read_only=cfg.read_only,
+                         resend_refs={r.order_ref for r in report.resend},
+                         crash_at=self.crash_at)
+        cerebro.setbroker(broker)
+        daily = cfg.run_mode == "daily"
+        self.feeds = []
+        for sym in cfg.symbols:
+            if daily:
+                if cfg.bar_size != "1 day":
+                    raise ConfigError(f"bar_size {cfg.bar_size!r}: run_mode 'daily' trades daily "
+                                      "bars; use bar_size '1 day' or run_mode 'stream'")
+                data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
+                                         backfill_days=self.backfill_days,
+                                         keep_alive=self._keep_alive)
+                cerebro.adddata(data, name=sym)
+            else:
+                tf, comp = timeframe_of(cfg.bar_size)
+                data = IBData(dataname=sym, store=store, timeframe=tf, compression=comp,
+                              rtbar=True, backfill_start=True, backfill=True, qcheck=0.2)
+                if (tf, comp) == (bt.TimeFrame.Seconds, 5):
+                    cerebro.adddata(data, name=sym)
+                else:
+                    cerebro.resampledata(data, name=sym, timeframe=tf, compression=comp)
+            self.feeds.append(data)
+        cerebro.addstrategy(strategy_cls, **cfg.params)
+        cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
+                            is_live=self._feeds_live)
+        self.cerebro = cerebro
+        held = store.get_positions()
+        self._say(f"running {strategy_cls.__name__} on {', '.join(cfg.symbols)} "
+                  f"({cfg.run_mode}, {cfg.bar_size}{', read-only' if cfg.read_only else ''}); "
+                  f"equity {equity0:,.2f}, {sum(1 for v in held.values() if v[0])} position(s)")
+        watchdog = threading.Thread(target=self._watch, name="bt_ibkr-live-watchdog",
+                                    daemon=True)
+        watchdog.start()
+        try:
+            strat = cerebro.run()[0]
+        finally:
+            self._stop.set()
+            self.cerebro = None
+        if not self._stopped_by:
+            self._stopped_by = "finished" if daily else "data ended"
+        self._on_exit(store, broker, daily)
+        return self._result(strat, store, broker, journal, account, run_id, report)
+
+    @staticmethod
+    def _day_start_equity(store: IBStore, journal: Journal, account: str, run_id: str,
+                          equity: float) -> float | None:
+        """Return today's start-of-day equity: the first run of the (gateway's) day records
+        it in the journal, later runs that day reuse it, so a restart cannot lift the
+        daily-loss halt."""
+        try:
+            today = str(gateway_time(store).date())
+        except Exception:  # noqa: BLE001 - fall back to our clock
+            today = str(datetime.now(UTC).date())
+        for ev in journal.events("day_start"):
+            d = ev["detail"]
+            if d.get("date") == today and d.get("account") == account and d.get("equity"):
+                return float(d["equity"])
+        if not equity > 0:
+            return None
+        journal.log_event("day_start", {"date": today, "account": account, "equity": equity},
+                          run_id=run_id)
+        return equity
+
+    def _feeds_live(self) -> bool:
+        for d in self.feeds:
+            if isinstance(d, DailyDecisionData):
+                if d.last_bar_dt is None:
+                    return False
+            elif d._laststatus != d.LIVE:
+                return False
+        return True
+
+    def _keep_alive(self) -> bool:
+        """Daily mode: keep the loop turning while this run's orders are working."""
+        if self._stop.is_set():
+            return False
+        if self._timed_out():
+            self._stopped_by = "max-runtime"
+            return False
+        if not all(getattr(d, "decided", True) for d in self.feeds):
+            return True
+        broker = self.broker
+        return bool(broker is not None and broker.working_refs())
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            if self._timed_out():
+                if not self._stopped_by:
+                    self._stopped_by = "max-runtime"
+                self._say(f"max-runtime {self.max_runtime:g}s reached: stopping")
+                if self.config.run_mode == "stream":
+                    cerebro = self.cerebro
+                    if cerebro is not None:
+                        cerebro.runstop()
+                return
+
+    def _on_exit(self, store: IBStore, broker: JournaledIBBroker, daily: bool) -> None:
+        working = broker.working_refs()
+        if not working:
+            return
+        if daily or not self.config.risk.cancel_on_exit or self.config.read_only:
+            self._say(f"leaving {len(working)} order(s) working at the gateway (journaled): "
+                      + ", ".join(working))
+            return
+        self._say(f"cancel_on_exit: cancelling {len(working)} working order(s)")
+        if store.connected():
+            for ref in working:
+                store.cancel_order(ref)
+            deadline = time.monotonic() + 10.0
+            while broker.working_refs() and time.monotonic() < deadline:
+                broker.process_events()
+                time.sleep(0.05)
+        left = broker.working_refs()
+        if left:
+            self._say(f"!! could not confirm the cancel of {', '.join(left)}; check TWS")
+
+    def _result(self, strat, store: IBStore, broker: JournaledIBBroker, journal: Journal,
+                account: str, run_id: str, report: ReconcileReport) -> LiveResult:
+        cfg = self.config
+        broker.process_events()
+        orders: dict[str, dict[str, Any]] = {}
+        for rec in journal.intents():
+            if rec.run_id == run_id or rec.order_ref in broker.records:
+                orders[rec.order_ref] = {
+                    "orderRef": rec.order_ref, "symbol": rec.symbol, "side": rec.side,
+                    "quantity": rec.quantity, "status": rec.status, "filled": rec.filled,
+                    "avg_price": rec.avg_price, "order_id": rec.order_id,
+                    "decision_time": str(rec.decision_time),
+                }
+        for ref, info in broker.records.items():
+            if ref not in orders:
+                orders[ref] = {"orderRef": ref, "symbol": info.get("symbol"),
+                               "side": info.get("side"), "quantity": info.get("quantity"),
+                               "status": info.get("status")}
+            elif info.get("duplicate_skipped"):
+                orders[ref]["duplicate_skipped"] = True
+        positions: dict[str, float] = {}
+        for p in store.call(store.ib.positions) if store.connected() else []:
+            if p.account == account and p.position:
+                sym = contract_symbol(p.contract)
+                positions[sym] = positions.get(sym, 0.0) + float(p.position)
+        attention = [line for line in report.summary().splitlines() if line.startswith("!!")]
+        if broker.halt_announced and broker.gate is not None:
+            attention.append(f"!! {broker.gate.halt_reason}")
+        return LiveResult(
+            account=account, mode=cfg.mode, run_mode=cfg.run_mode, run_id=run_id,
+            orders=list(orders.values()), positions=positions,
+            equity=float(store.get_acc_value()), cash=float(store.get_acc_cash()),
+            reconcile=report.to_dict(), stopped_by=self._stopped_by,
+            read_only=cfg.read_only, journal=str(cfg.paths.journal),
+            audit=str(audit_path(cfg.paths.logs)), equity_file=str(cfg.paths.equity),
+            regime=getattr(strat, "regime", None), halted=bool(broker.halt_announced),
+            needs_attention=attention,
+        )
+
+    def _write_outputs(self, result: LiveResult) -> None:
+        if self.report_path is not None:
+            from analyzers.equity import read_equity_csv
+            from analyzers.tearsheet import write_tearsheet
+
+            try:
+                values = read_equity_csv(self.config.paths.equity)
+                out = write_tearsheet(values, self.report_path,
+                                      title=f"bt_ibkr {result.mode} run {result.account}")
+                result.report = str(out)
+                result.report_message = f"tearsheet: {out}"
+            except (ValueError, FileNotFoundError) as exc:
+                result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
+                                         "one point per traded bar across runs)")
+            self._say(result.report_message)
+        if self.json_path is not None:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+            self.json_path.write_text(json.dumps(result.to_summary(), indent=2),
+                                      encoding="utf-8")
+            self._say(f"summary: {self.json_path}")
+
+
+def run_live(config: LiveConfig, **kwargs: Any) -> LiveResult:
+    """Run one paper/live session; ``kwargs`` go to :class:`LiveRunner`. See its ``run()``."""
+    return LiveRunner(config, **kwargs).run()
+
+
+__all__ = ["CRASH_ENV", "DailyDecisionData", "LiveEquityRecorder", "LiveResult", "LiveRunner",
+           "gateway_time", "run_live", "timeframe_of"]

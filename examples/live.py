@@ -1,0 +1,145 @@
+"""Trade RegimeAwareEnsemble on an Interactive Brokers paper account (or, deliberately, live).
+
+    python -m examples.live --paper --simulate                 # no TWS needed: built-in simulator
+    python -m examples.live --paper --config live.json         # IB Gateway paper on port 4002
+    python -m examples.live --paper --mode stream --max-runtime 3600 --json run.json
+    python -m examples.live --live --i-understand-this-is-real-money --config live-real.json
+
+A thin CLI over bt_ibkr.live.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
+audit trail to logs/audit-YYYYMMDD.jsonl. Exit codes: 0 ok, 2 bad input or safety refusal (the
+message names the input), 3 gateway unreachable (the message says what to check), 4 the run
+finished but needs attention (lost order, position mismatch, daily-loss halt: see the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bt_ibkr.errors import BtIbkrError, ConfigError, ConnectionFailedError
+from bt_ibkr.logs import setup_logging
+
+EXIT_OK, EXIT_INPUT, EXIT_GATEWAY, EXIT_ATTENTION = 0, 2, 3, 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m examples.live``."""
+    p = argparse.ArgumentParser(prog="python -m examples.live",
+                                description=__doc__.split("\n\n")[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true",
+                      help="trade the paper account (the default): refuses live ports and "
+                           "non-paper (non-DU) accounts")
+    mode.add_argument("--live", action="store_true",
+                      help="trade a LIVE account; needs --i-understand-this-is-real-money")
+    p.add_argument("--i-understand-this-is-real-money", "--confirm-live", dest="confirm_live",
+                   action="store_true", help="the explicit confirmation --live requires")
+    p.add_argument("--config", type=Path, help="JSON config file (see examples/live.example.json)")
+    p.add_argument("--host", help="TWS / IB Gateway host (default 127.0.0.1)")
+    p.add_argument("--port", type=int,
+                   help="API port (default: 4002 paper, 4001 live; TWS uses 7497 / 7496)")
+    p.add_argument("--client-id", type=int, help="API client id (default 1)")
+    p.add_argument("--account", help="account to trade when the login manages several")
+    p.add_argument("--symbols", help="comma-separated symbols (default SPY)")
+    p.add_argument("--mode", choices=("daily", "stream"), dest="run_mode",
+                   help="daily: decide on the last closed bar, place, wait, exit (default); "
+                        "stream: trade every bar until stopped")
+    p.add_argument("--bar-size", help="IB bar size (default '1 day'; stream mode e.g. '5 secs')")
+    p.add_argument("--journal", type=Path, help="SQLite order journal (default state/journal.sqlite)")
+    p.add_argument("--equity", type=Path, help="equity CSV (default state/equity.csv)")
+    p.add_argument("--report", type=Path, help="write the quantstats tearsheet of the recorded "
+                                               "equity here (HTML)")
+    p.add_argument("--json", type=Path, help="write the run summary as JSON here")
+    p.add_argument("--max-runtime", type=float, metavar="S",
+                   help="stop after S seconds (daily: leave unfinished orders working)")
+    p.add_argument("--simulate", action="store_true",
+                   help="start the gateway simulator in-process and trade it (no TWS needed)")
+    p.add_argument("--read-only", action="store_true",
+                   help="decide and record the orders, send nothing")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy param (repeatable), e.g. --param band=0.05")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    symbols = None
+    if args.symbols is not None:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            raise ConfigError("--symbols is empty: give e.g. --symbols SPY,QQQ")
+    out = {
+        "mode": "live" if args.live else ("paper" if args.paper else None),
+        "run_mode": args.run_mode,
+        "symbols": symbols,
+        "bar_size": args.bar_size,
+        "connection.host": args.host,
+        "connection.port": args.port,
+        "connection.client_id": args.client_id,
+        "connection.account": args.account,
+        "paths.journal": str(args.journal) if args.journal else None,
+        "paths.equity": str(args.equity) if args.equity else None,
+        "read_only": True if args.read_only else None,
+        "confirm_live": True if args.confirm_live else None,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 2 bad input/refusal, 3 gateway, 4 attention)."""
+    args = build_parser().parse_args(argv)
+    log_path = setup_logging("live")
+    logger = logging.getLogger("bt_ibkr.live")
+
+    def say(msg: str) -> None:
+        print(f"[live] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        from bt_ibkr.config import load_config
+        from bt_ibkr.live import LiveRunner, _default_strategy
+        from bt_ibkr.params import parse_params
+
+        config = load_config(args.config, overrides=_overrides(args))
+        strategy_cls = _default_strategy(config.strategy)
+        if args.param:
+            config.params = {**config.params, **parse_params(strategy_cls, args.param)}
+        if args.max_runtime is not None and args.max_runtime <= 0:
+            raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be > 0 seconds")
+        runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
+                            max_runtime=args.max_runtime, json_path=args.json,
+                            report_path=args.report, progress=say)
+
+        def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+            name = signal.Signals(signum).name
+            say(f"{name} received: stopping cleanly")
+            runner.stop(name)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        result = runner.run()
+    except ConnectionFailedError as exc:
+        logger.info("run failed: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_GATEWAY
+    except BtIbkrError as exc:
+        logger.info("run refused: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    for order in result.orders:
+        say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "
+            f"{order['symbol']} -> {order['status']}")
+    pos = ", ".join(f"{s} {q:g}" for s, q in sorted(result.positions.items())) or "flat"
+    say(f"account {result.account}: equity {result.equity:,.2f}, positions: {pos}; "
+        f"stopped: {result.stopped_by}")
+    say(f"log: {log_path}; audit: {result.audit}")
+    if result.needs_attention:
+        for line in result.needs_attention:
+            say(line)
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``python -m examples.live``: flags, exit codes, the --simulate run on a fresh machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import live as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run main() in tmp_path with logs there; restore the signal handlers afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path / "logs"))
+    for var in ("BT_IBKR_PORT", "BT_IBKR_HOST", "BT_IBKR_MODE", "BT_IBKR_ACCOUNT",
+                "BT_IBKR_CLIENT_ID", "BT_IBKR_CRASH_AT"):
+        monkeypatch.delenv(var, raising=False)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield tmp_path
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_parser_knows_every_documented_flag():
+    args = cli.build_parser().parse_args([
+        "--paper", "--host", "127.0.0.1", "--port", "4002", "--client-id", "7",
+        "--symbols", "SPY,QQQ", "--mode", "stream", "--config", "x.json", "--journal", "j.db",
+        "--report", "r.html", "--json", "s.json", "--max-runtime", "60", "--simulate",
+        "--read-only", "--param", "band=0.05", "--account", "DU1"])
+    assert (args.paper, args.port, args.client_id, args.run_mode) == (True, 4002, 7, "stream")
+    assert args.param == ["band=0.05"] and args.read_only and args.simulate
+    live = cli.build_parser().parse_args(["--live", "--i-understand-this-is-real-money"])
+    assert live.live and live.confirm_live
+    assert cli.build_parser().parse_args(["--live", "--confirm-live"]).confirm_live
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--paper", "--live"])
+
+
+def test_paper_on_a_live_port_exits_2_naming_the_port(in_tmp, capsys):
+    assert cli.main(["--paper", "--port", "4001", "--journal", "j.sqlite"]) == 2
+    err = capsys.readouterr().err
+    assert "4001" in err and "live" in err
+
+
+def test_live_without_confirmation_exits_2(in_tmp, capsys):
+    assert cli.main(["--live", "--port", "4001"]) == 2
+    assert "--confirm-live" in capsys.readouterr().err
+
+
+def test_bad_config_key_exits_2_naming_it(in_tmp, capsys):
+    (in_tmp / "live.json").write_text(json.dumps({"risk": {"max_order_notionl": 5}}))
+    assert cli.main(["--paper", "--config", "live.json"]) == 2
+    err = capsys.readouterr().err
+    assert "max_order_notionl" in err and "max_order_notional" in err
+
+
+def test_bad_param_exits_2_naming_it(in_tmp, capsys):
+    assert cli.main(["--paper", "--param", "bandd=0.1"]) == 2
+    assert "bandd" in capsys.readouterr().err
+
+
+def test_unreachable_gateway_exits_3_saying_what_to_check(in_tmp, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert cli.main(["--paper", "--port", str(port), "--journal", "j.sqlite"]) == 3
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "API" in err and "4002" in err
+
+
+def test_paper_refuses_a_live_account_exits_2(in_tmp, capsys, gateway_sim_factory):
+    sim = gateway_sim_factory(data="sample", account="U1112223")
+    assert cli.main(["--paper", "--port", str(sim.port), "--journal", "j.sqlite"]) == 2
+    assert "U1112223" in capsys.readouterr().err
+    assert sim.requests_named("placeOrder") == []
+
+
+def test_read_only_run_writes_withheld_orders(in_tmp, gateway_sim_factory):
+    sim = gateway_sim_factory(data="sample")
+    rc = cli.main(["--paper", "--port", str(sim.port), "--read-only", "--journal", "j.sqlite",
+                   "--json", "out.json", "--max-runtime", "30"])
+    assert rc == 0
+    summary = json.loads((in_tmp / "out.json").read_text())
+    assert [(o["symbol"], o["side"], o["status"]) for o in summary["orders"]] == [
+        ("SPY", "BUY", "withheld")]
+    assert summary["positions"] == {} and sim.requests_named("placeOrder") == []
+
+
+def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["BT_IBKR_LOG_DIR"] = str(tmp_path / "logs")
+    env.pop("BT_IBKR_CRASH_AT", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.live", "--paper", "--simulate", "--json", "run.json",
+         "--max-runtime", "60"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["account"].startswith("DU")
+    (order,) = summary["orders"]
+    assert set(order) >= {"orderRef", "symbol", "side", "quantity", "status"}
+    assert order["orderRef"].startswith("bt1:RAE:SPY:") and order["status"] == "filled"
+    assert summary["positions"] == {"SPY": order["quantity"]}
+    assert 900_000 < summary["equity"] < 1_100_000
+    assert "[live] reconciling" in proc.stderr and "[live] order bt1:RAE:SPY" in proc.stderr
+    # defaults: journal and equity under state/, audit and logs under logs/
+    assert (tmp_path / "state" / "journal.sqlite").exists()
+    assert (tmp_path / "state" / "equity.csv").exists()
+    assert list((tmp_path / "logs").glob("audit-*.jsonl"))
+    assert (tmp_path / "logs" / "live.log").exists()
