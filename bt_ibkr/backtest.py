@@ -53,6 +53,9 @@ class BacktestConfig:
     preload: bool = True
     runonce: bool = True
     strategy: type | None = None  # None -> strategies.RegimeAwareEnsemble
+    ib_host: str = "127.0.0.1"  # source "ibkr": the gateway to load history from
+    ib_port: int = 4002
+    ib_client_id: int | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
@@ -134,6 +137,9 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
             csv_paths=config.csv_paths,
             use_cache=config.use_cache,
             progress=config.progress,
+            ib_host=config.ib_host,
+            ib_port=config.ib_port,
+            ib_client_id=config.ib_client_id,
         )
     )
     log.info(history.message)

@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("bt_ibkr.history")
 
-VALID_SOURCES = ("auto", "yahoo", "sample", "csv")
+VALID_SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 DEFAULT_SYMBOLS = ("SPY",)
 DEFAULT_YEARS = 10
 SPY_LIKE = frozenset({"SPY", "^GSPC", "GSPC", "SPX", "SP500", "S&P500", "VOO", "IVV"})
@@ -75,7 +75,7 @@ class HistoryRequest:
     """What to load. See load_history."""
 
     symbols: list[str] | None = None  # None -> defaults (["SPY"]) and default dates
-    source: str = "auto"  # auto | yahoo | sample | csv   (ibkr comes later)
+    source: str = "auto"  # auto | yahoo | sample | csv | ibkr
     start: date | None = None
     end: date | None = None
     csv_paths: list[Path] | None = None  # for source csv: one path per symbol (or one path)
@@ -84,6 +84,9 @@ class HistoryRequest:
     cache: BarCache | None = None  # None -> default BarCache(); use_cache flag below
     use_cache: bool = True
     progress: bool = True  # rich progress bar over symbols when > 1 symbol
+    ib_host: str = "127.0.0.1"  # for source ibkr: the gateway (TWS/IB Gateway or the simulator)
+    ib_port: int = 4002
+    ib_client_id: int | None = None  # None -> a random free id
 
 
 @dataclass
@@ -443,9 +446,8 @@ def load_history(req: HistoryRequest) -> HistoryResult:
     """
     source = str(req.source).strip().lower()
     if source not in VALID_SOURCES:
-        later = " (the IB source is not wired into this chain yet)" if source == "ibkr" else ""
         raise ConfigError(
-            f"unknown data source {req.source!r}{later}; valid sources: {', '.join(VALID_SOURCES)}"
+            f"unknown data source {req.source!r}; valid sources: {', '.join(VALID_SOURCES)}"
         )
     start = _as_date(req.start, "start")
     end = _as_date(req.end, "end")
@@ -471,6 +473,9 @@ def load_history(req: HistoryRequest) -> HistoryResult:
         frames = _serve_sample(chosen, s, e)
         tried.append(("sample", "requested"))
         return _result(frames, "sample", tried, note, own="embedded arch sample")
+
+    if source == "ibkr":
+        return _serve_ibkr(req, given, start, end)
 
     # auto / yahoo: cache -> yahoo (-> sample for auto)
     symbols = given or list(DEFAULT_SYMBOLS)
@@ -526,6 +531,27 @@ def load_history(req: HistoryRequest) -> HistoryResult:
         raise DataError(_failure_message(symbols, tried, _WHAT_TO_DO)) from exc
     tried.append(("sample", "offline fallback"))
     return _result(frames, "sample", tried, note)
+
+
+def _serve_ibkr(
+    req: HistoryRequest, given: list[str] | None, start: date | None, end: date | None
+) -> HistoryResult:
+    """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched)."""
+    from bt_ibkr.data_provider import load_ibkr_history
+
+    symbols = given or list(DEFAULT_SYMBOLS)
+    i_end = end or _today()
+    i_start = start or (pd.Timestamp(i_end) - pd.DateOffset(years=DEFAULT_YEARS)).date()
+    where = f"{req.ib_host}:{req.ib_port}"
+    log.info("history: trying ibkr at %s for %s %s..%s", where, ", ".join(symbols), i_start, i_end)
+    frames = load_ibkr_history(
+        symbols, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[req.interval],
+        host=req.ib_host, port=req.ib_port, client_id=req.ib_client_id,
+        cache=req.cache, use_cache=req.use_cache, progress=req.progress,
+    )
+    cached = all(f.attrs.get("source") == "cache" for f in frames.values())
+    own = f"gateway {where}" + (", all from the ibkr cache" if cached else "")
+    return _result(frames, "ibkr", [("ibkr", own)], own=own)
 
 
 def _failure_message(symbols: list[str], tried: list[tuple[str, str]], what_to_do: str) -> str:

@@ -3,6 +3,7 @@
     python -m examples.backtest                          # offline-capable default (SPY or ^GSPC sample)
     python -m examples.backtest --symbols SPY,QQQ --start 2015-01-01 --json out.json
     python -m examples.backtest --source sample --symbols ^GSPC,^IXIC --param band=0.05
+    python -m examples.backtest --source ibkr --port 4002 --symbols SPY,QQQ --start 2016-01-01
 
 A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input (the message names it).
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import setup_logging
 
-SOURCES = ("auto", "yahoo", "sample", "csv")
+SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
 
 def _date(flag: str):
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
     p = argparse.ArgumentParser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", help="comma-separated symbols, one portfolio (default: SPY, or the ^GSPC sample offline)")
-    p.add_argument("--source", choices=SOURCES, default="auto", help="data source (default: auto = cache, yahoo, sample)")
+    p.add_argument("--source", choices=SOURCES, default="auto", help="data source (default: auto = cache, yahoo, sample; ibkr = IB historical data via --host/--port, cached)")
+    p.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
+    p.add_argument("--client-id", type=int, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
     p.add_argument("--start", type=_date("--start"), help="first date, YYYY-MM-DD")
     p.add_argument("--end", type=_date("--end"), help="last date, YYYY-MM-DD")
@@ -116,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             json_path=args.json,
             progress=not args.no_progress,
             use_cache=not args.no_cache,
+            ib_host=args.host,
+            ib_port=args.port,
+            ib_client_id=args.client_id,
         )
         result = run_backtest(config)
     except BtIbkrError as exc:

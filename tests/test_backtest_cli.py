@@ -130,3 +130,37 @@ def test_bad_csv_rows_are_named(workdir, capsys, defect):
     code, out, err = _run(["--source", "csv", "--csv", str(path), "--no-report"], capsys)
     assert code == 2
     assert str(path.name) in err and expect in err.lower(), err
+
+
+def test_ibkr_source_through_the_gateway_simulator(workdir, capsys, gateway_sim_factory):
+    """--source ibkr loads IB history (the simulator serves SPY as the real ^GSPC / 10)."""
+    sim = gateway_sim_factory(data="sample")
+    args = ["--source", "ibkr", "--port", str(sim.port), "--symbols", "SPY", "--start", "2014-01-01",
+            "--end", "2016-12-30", "--json", "ib.json", "--no-report"]
+    code, out, err = _run(args, capsys)
+    assert code == 0, err
+    s = json.loads((workdir / "ib.json").read_text())
+    assert s["source"] == "ibkr" and s["symbols"] == ["SPY"]
+    gspc = arch.data.sp500.load().loc["2014-01-01":"2016-12-30"]
+    assert s["bars"] == len(gspc)
+    n_requests = len(sim.requests_named("reqHistoricalData"))
+    assert n_requests >= 1
+    # the second run is served by the shared parquet cache: no new history request
+    code, out, err = _run([*args[:-3], "--json", "ib2.json", "--no-report"], capsys)
+    assert code == 0, err
+    assert len(sim.requests_named("reqHistoricalData")) == n_requests
+    s2 = json.loads((workdir / "ib2.json").read_text())
+    assert s2["final_value"] == s["final_value"]
+    assert "cache" in out
+
+
+def test_ibkr_source_with_no_gateway_names_host_and_port(workdir, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connection refused
+        code, out, err = _run(["--source", "ibkr", "--port", str(port), "--symbols", "SPY",
+                               "--start", "2015-01-01", "--end", "2015-12-31", "--no-report"], capsys)
+    assert code == 2
+    assert f"127.0.0.1:{port}" in err
