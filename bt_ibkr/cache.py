@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.validation import validate_bars
+from bt_ibkr.validation import as_date, validate_bars
 
 __all__ = ["CACHE_DIR_ENV", "DEFAULT_CACHE_DIR", "BarCache", "CacheKey", "default_cache_dir"]
 
@@ -92,17 +92,6 @@ class CacheKey:
         """True for bar sizes below one day (their bars are stamped in UTC)."""
         size = self.bar_size.lower()
         return not any(unit in size for unit in ("day", "week", "month", "year"))
-
-
-def _to_date(value, what: str) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return pd.Timestamp(value).date()
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cache: {what} {value!r} is not a date ({exc})") from None
 
 
 def _merge_intervals(intervals: list[tuple[date, date]]) -> list[tuple[date, date]]:
@@ -185,7 +174,7 @@ class BarCache:
         An empty list means the cache can serve the whole range. Raises ConfigError when
         ``start`` is after ``end``.
         """
-        start_d, end_d = _to_date(start, "start"), _to_date(end, "end")
+        start_d, end_d = as_date(start, "cache: start", ConfigError), as_date(end, "cache: end", ConfigError)
         if start_d > end_d:
             raise ConfigError(f"cache: start {start_d} is after end {end_d}")
         gaps: list[tuple[date, date]] = []
@@ -227,7 +216,7 @@ class BarCache:
         """
         if not self.path_for(key).exists():
             return
-        start_d, end_d = _to_date(start, "start"), _to_date(end, "end")
+        start_d, end_d = as_date(start, "cache: start", ConfigError), as_date(end, "cache: end", ConfigError)
         self._write_coverage(key, self.coverage(key) + [(start_d, end_d)], self._read_tz(key))
 
     # -- bars ----------------------------------------------------------------------------------
@@ -254,11 +243,11 @@ class BarCache:
             return None
         index = frame.index
         if start is not None:
-            lo = pd.Timestamp(_to_date(start, "start"))
+            lo = pd.Timestamp(as_date(start, "cache: start", ConfigError))
             frame = frame.loc[index >= (lo.tz_localize("UTC") if index.tz is not None else lo)]
             index = frame.index
         if end is not None:
-            hi = pd.Timestamp(_to_date(end, "end") + timedelta(days=1))
+            hi = pd.Timestamp(as_date(end, "cache: end", ConfigError) + timedelta(days=1))
             frame = frame.loc[index < (hi.tz_localize("UTC") if index.tz is not None else hi)]
         if frame.empty:
             return None
@@ -294,10 +283,10 @@ class BarCache:
         name = f"cache store {key.source}:{key.symbol}"
         new = validate_bars(frame, name, intraday=key.intraday)
         first, last = new.index[0], new.index[-1]
-        start_d = _to_date(covered_start, "covered_start") if covered_start is not None else (
+        start_d = as_date(covered_start, "cache: covered_start", ConfigError) if covered_start is not None else (
             first.date()
         )
-        end_d = _to_date(covered_end, "covered_end") if covered_end is not None else last.date()
+        end_d = as_date(covered_end, "cache: covered_end", ConfigError) if covered_end is not None else last.date()
         if start_d > end_d:
             raise ConfigError(f"cache: covered_start {start_d} is after covered_end {end_d}")
 

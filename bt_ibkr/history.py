@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +35,7 @@ from bt_ibkr.errors import (
     SourceUnavailableError,
     UnknownSymbolError,
 )
-from bt_ibkr.validation import describe_range
+from bt_ibkr.validation import as_date, describe_range
 
 __all__ = [
     "DEFAULT_SYMBOLS",
@@ -113,19 +113,6 @@ def yahoo_cache_key(symbol: str, interval: str = "1d", auto_adjust: bool = True)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _as_date(value, what: str) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return pd.Timestamp(value).date()
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} {value!r} is not a date (expected YYYY-MM-DD): {exc}") from None
 
 
 def _today() -> date:
@@ -449,8 +436,8 @@ def load_history(req: HistoryRequest) -> HistoryResult:
         raise ConfigError(
             f"unknown data source {req.source!r}; valid sources: {', '.join(VALID_SOURCES)}"
         )
-    start = _as_date(req.start, "start")
-    end = _as_date(req.end, "end")
+    start = as_date(req.start, "start", ConfigError)
+    end = as_date(req.end, "end", ConfigError)
     if start is not None and end is not None and start > end:
         raise ConfigError(f"start {start} is after end {end}; swap them or fix one")
     if req.interval not in INTERVAL_BAR_SIZES:

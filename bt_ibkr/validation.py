@@ -28,6 +28,7 @@ volume to be read as 0 with ``fill_missing_volume=True``; the default is an erro
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -289,3 +290,21 @@ def _check_values(out: pd.DataFrame, name: str, intraday: bool, fill_missing_vol
             f"{name}: {format_stamp(out.index[pos], intraday)}: volume {_fmt(vol[pos])} is "
             f"negative or infinite (volume must be >= 0); {_FIX_HINT}"
         )
+
+
+def as_date(value: Any, what: str, error: type[Exception] = ValueError) -> date | None:
+    """Return ``value`` (date, datetime, Timestamp or date text) as a date; None stays None.
+
+    Raises ``error`` (pass the caller's error type, e.g. ConfigError) with a message that
+    starts with ``what`` and shows the bad value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return pd.Timestamp(value).date()
+    except (TypeError, ValueError) as exc:
+        raise error(f"{what} {value!r} is not a date (expected YYYY-MM-DD): {exc}") from None

@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 
 from bt_ibkr.errors import DataError, UnknownSymbolError
-from bt_ibkr.validation import describe_range, validate_bars
+from bt_ibkr.validation import as_date, describe_range, validate_bars
 
 __all__ = [
     "SAMPLE_ALIASES",
@@ -81,15 +81,6 @@ def _load_arch(symbol: str) -> pd.DataFrame:
     )
 
 
-def _as_date(value, what: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return pd.Timestamp(value).date()
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"sample: {what} {value!r} is not a date ({exc})") from None
-
-
 def load_sample(
     symbol: str = "^GSPC", start: date | str | None = None, end: date | str | None = None
 ) -> pd.DataFrame:
@@ -104,8 +95,8 @@ def load_sample(
     """
     resolved = resolve_sample_symbol(symbol)
     full = _load_arch(resolved)
-    start_d = _as_date(start, "start")
-    end_d = _as_date(end, "end")
+    start_d = as_date(start, "sample: start", DataError)
+    end_d = as_date(end, "sample: end", DataError)
     frame = full
     if start_d is not None:
         frame = frame.loc[frame.index >= pd.Timestamp(start_d)]

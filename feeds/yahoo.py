@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 
 from bt_ibkr.errors import DataError, SourceUnavailableError, UnknownSymbolError
-from bt_ibkr.validation import validate_bars
+from bt_ibkr.validation import as_date, validate_bars
 
 __all__ = ["DEFAULT_TIMEOUT", "INTRADAY_INTERVALS", "YAHOO_INTERVALS", "download_yahoo"]
 
@@ -86,19 +86,6 @@ class _Capture(logging.Handler):
             msg = str(record.msg)
         if msg.strip():
             self.messages.append(msg)
-
-
-def _as_date(value, what: str, symbol: str) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return pd.Timestamp(value).date()
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"yahoo {symbol}: {what} {value!r} is not a date ({exc})") from None
 
 
 def _call_download(symbol: str, **kwargs) -> tuple[pd.DataFrame | None, list[str]]:
@@ -218,8 +205,8 @@ def download_yahoo(
             f"yahoo {symbol}: interval {interval!r} is not one of {', '.join(YAHOO_INTERVALS)}"
         )
     intraday = interval in INTRADAY_INTERVALS
-    start_d = _as_date(start, "start", symbol)
-    end_d = _as_date(end, "end", symbol)
+    start_d = as_date(start, f"yahoo {symbol}: start", DataError)
+    end_d = as_date(end, f"yahoo {symbol}: end", DataError)
     end_excl = end_d + timedelta(days=1) if end_d is not None else None
     log.info("yahoo: downloading %s %s..%s interval %s auto_adjust=%s",
              symbol, start_d, end_d, interval, auto_adjust)
