@@ -255,6 +255,8 @@ class IBBroker(bt.BrokerBase):
                         **kwargs)
         if not order.ib_order.orderRef:
             order.ib_order.orderRef = self._order_ref(owner, data)
+        if not order.ib_order.account and self.ib.p.account:
+            order.ib_order.account = self.ib.p.account  # needed with several managed accounts
         if order.ib_order.orderRef in self.orders:
             raise ConfigError(f"orderRef {order.ib_order.orderRef!r} was already used; "
                               "every order needs a unique orderRef")

@@ -48,7 +48,7 @@ import backtrader as bt
 from analyzers.equity import EquityRecorder
 from bt_ibkr import client as ibc
 from bt_ibkr.audit import AuditLog, audit_path
-from bt_ibkr.config import LiveConfig
+from bt_ibkr.config import LiveConfig, PathsConfig
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
 from bt_ibkr.journal import (
     Journal,
@@ -264,7 +264,9 @@ class LiveRunner:
         config: the validated LiveConfig (:func:`bt_ibkr.config.load_config`).
         strategy: a Strategy class to use instead of ``config.strategy`` (by name).
         simulate: start a GatewaySim in-process (sample data, paper account DU1234567) and
-            connect to it; ``sim_options`` are extra GatewaySim keyword arguments.
+            connect to it; ``sim_options`` are extra GatewaySim keyword arguments. Default
+            journal/equity paths become ``state/simulate/...`` so simulated orders never mix
+            with the real account's journal.
         max_runtime: seconds after which the run stops (None: daily runs stop when their
             orders are finished, stream runs when :meth:`stop` is called).
         json_path / report_path: where to write the run summary / the tearsheet (optional).
@@ -366,6 +368,13 @@ class LiveRunner:
             opts["speed"] = 1.0  # a running clock: live bars arrive in real time
         opts.update(self.sim_options)
         self.sim = GatewaySim(**opts).start()
+        # never mix simulated orders into the real account's journal and equity curve
+        defaults = PathsConfig()
+        paths = self.config.paths
+        if paths.journal == defaults.journal:
+            paths.journal = Path("state/simulate/journal.sqlite")
+        if paths.equity == defaults.equity:
+            paths.equity = Path("state/simulate/equity.csv")
         self.config.connection.host = self.sim.host
         self.config.connection.port = self.sim.port
         self._say(f"simulator: gateway_sim on {self.sim.host}:{self.sim.port} "
@@ -560,7 +569,7 @@ class LiveRunner:
                                     daemon=True)
         watchdog.start()
         try:
-            strat = cerebro.run()[0]
+            strat = None if self._stop.is_set() else cerebro.run()[0]
         finally:
             self._stop.set()
             self.cerebro = None

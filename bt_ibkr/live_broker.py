@@ -166,12 +166,13 @@ class JournaledIBBroker(IBBroker):
             decision = self.gate.check(symbol, side, qty, price, position,
                                        equity if equity > 0 else None)
             if decision.newly_halted and not self.halt_announced:
+                # RiskGate logs the halt once (warning); the audit gets it once too
                 self.halt_announced = True
-                log.warning("risk: %s", self.gate.halt_reason)
                 self._audit("risk", event="daily_loss_halt", reason=self.gate.halt_reason,
                             equity=equity)
             if not decision.allowed:
-                log.warning("risk refused %s: %s", ref, decision.reason)
+                (log.info if decision.halted else log.warning)(
+                    "risk refused %s: %s", ref, decision.reason)
                 self._audit("risk", event="refused", orderRef=ref, symbol=symbol, side=side,
                             quantity=qty, price=price, reason=decision.reason,
                             halted=decision.halted)

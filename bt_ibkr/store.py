@@ -10,7 +10,7 @@ backtrader's own IBStore also makes synchronously.
 
 Drop-in with backtrader's ``IBStore`` parameters (host, port, clientId, notifyall, _debug,
 reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours (account, readonly,
-marketdatatype, pacing, connect_timeout, request_timeout). Like backtrader's singleton, the
+marketdatatype, delayed_fallback, pacing, connect_timeout, request_timeout). Like backtrader's singleton, the
 first store created becomes the *default* store that ``IBData()``/``IBBroker()`` share when
 they are not given one.
 """
@@ -80,6 +80,7 @@ STORE_PARAMS: dict[str, Any] = {
     "connect_timeout": 10.0,
     "request_timeout": 60.0,
     "backoff_max": 30.0,
+    "delayed_fallback": False,
 }
 
 
@@ -212,6 +213,7 @@ class IBStore:
         self._ever_connected = False
         self._reconnect_task: asyncio.Task | None = None
         self._fatal_connect: str | None = None
+        self._mdtype = int(self.p.marketdatatype or 1)
         self._connect_task: asyncio.Future | None = None
         self._streams: list[LiveStream] = []
         self._live_reqs: dict[int, LiveStream] = {}
@@ -472,8 +474,8 @@ class IBStore:
         self.managed_accounts = list(ib.managedAccounts())
         # never reuse an order id, even if the gateway's nextValidId rolled back
         ib.client.updateReqId(self._max_order_id + 1)
-        if self.p.marketdatatype and int(self.p.marketdatatype) != 1:
-            ib.reqMarketDataType(int(self.p.marketdatatype))
+        if self._mdtype != 1:
+            ib.reqMarketDataType(self._mdtype)
         with self._account.lock:
             for av in ib.accountValues():
                 self._account.values[(av.account, av.tag, av.currency)] = av.value
@@ -566,6 +568,8 @@ class IBStore:
             if self._connect_task is not None:
                 self._connect_task.cancel()
         stream = self._live_reqs.get(reqId)
+        if stream is not None and self._fall_back_to_delayed(stream, code, text):
+            return
         if stream is not None:
             stream.q.put(("error", (code, text)))
             if code in FEED_STOP_CODES:
@@ -581,6 +585,24 @@ class IBStore:
         key = self._key_by_oid.get(reqId)
         if key is not None:
             self.broker_q.put(("error", key, code, text))
+
+    def _fall_back_to_delayed(self, stream: LiveStream, code: int, text: str) -> bool:
+        """With ``delayed_fallback``, turn a tick stream IB refused for lack of a market-data
+        subscription (354, 10089) into a delayed one (reqMarketDataType 3); returns True if so.
+        """
+        if not (self.p.delayed_fallback and code in (354, 10089) and not stream.rtbar):
+            return False
+        self._live_reqs.pop(stream.reqId, None)
+        self._mdtype = 3
+        try:
+            self.ib.cancelMktData(stream.contract)
+        except Exception:  # noqa: BLE001 - IB already ended it
+            log.debug("cancelMktData after %s failed", code, exc_info=True)
+        self.ib.reqMarketDataType(3)
+        stream.q.put(("delayed", (code, text)))
+        stream.handle = None
+        self._start_stream(stream)
+        return True
 
     # ------------------------------------------------------------------ account, positions
     def _on_account_value(self, av) -> None:
@@ -867,10 +889,8 @@ class IBStore:
             price = _finite(td.price)
             if price <= 0:
                 continue
-            when = td.time or datetime.now(UTC)
-            dt = _to_naive_utc(when)
-            if stream.kind != "last" or delayed:
-                dt = dt + self.timeoffset()
+            # ticks carry the local receive time: move it to the gateway's clock (timeoffset)
+            dt = _to_naive_utc(td.time or datetime.now(UTC)) + self.timeoffset()
             stream.q.put(("tick", (Bar(dt, price, price, price, price,
                                        max(0.0, _finite(td.size))), delayed)))
 

@@ -113,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
             name = signal.Signals(signum).name
-            say(f"{name} received: stopping cleanly")
+            say(f"{name} received: stopping cleanly (again to exit at once)")
             runner.stop(name)
+            # a second signal ends the process at once (the journal is safe at any point)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)

@@ -20,6 +20,7 @@ IBStore, like backtrader's singleton.
 from __future__ import annotations
 
 import queue
+import time
 from datetime import datetime
 from datetime import time as dtime
 from typing import Any
@@ -188,6 +189,7 @@ class IBData(DataBase):
             tz=self._tz, sessionend=self.p.sessionend,
         )
         self._state = self._ST_HISTORBACK
+        self._hist_since = time.monotonic()
         return True
 
     def _st_start(self) -> bool:
@@ -259,13 +261,19 @@ class IBData(DataBase):
         return self.date2num(local)
 
     def _load_hist(self):
+        # historical mode blocks (cerebro preloads); live mode polls like the live queue so a
+        # long, paced backfill never stalls backtrader's loop
+        wait = self.p.hist_timeout if self.p.historical else self._qcheck
         try:
-            kind, payload = self.qhist.get(timeout=self.p.hist_timeout)
+            kind, payload = self.qhist.get(timeout=wait)
         except queue.Empty:
+            if time.monotonic() - self._hist_since < self.p.hist_timeout:
+                return None
             raise SourceUnavailableError(
                 f"IBData {self.p.dataname!r}: no historical data from IB within "
                 f"{self.p.hist_timeout:g}s"
             ) from None
+        self._hist_since = time.monotonic()
         if kind == "bar":
             if self._deliver(payload, hist=True):
                 return True
@@ -307,6 +315,10 @@ class IBData(DataBase):
                 self.put_notification(self.LIVE)
             if self._deliver(payload):
                 return True
+            return "again"
+        if kind == "delayed":  # the store switched this stream to delayed data
+            code, text = payload
+            self.put_notification(self.DELAYED, code, text)
             return "again"
         if kind == "connbroken":
             self._reconn_pending = True

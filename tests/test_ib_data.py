@@ -342,3 +342,31 @@ def test_delayed_data_warning_10167_is_reported_and_the_feed_goes_on(gateway_sim
         wait_until(lambda: len(rec["bars"]) > n, what="ticks after the warning")
     assert ("DELAYED", (10167, text)) in rec["status"]
     assert any(getattr(m, "code", None) == 10167 for m in rec["store"])
+
+
+def test_delayed_fallback_after_a_missing_subscription(gateway_sim):
+    st = IBStore(port=gateway_sim.port, clientId=33, delayed_fallback=True)
+    try:
+        rec = {}
+        cerebro = bt.Cerebro(stdstats=False)
+        data = IBData(dataname="AAPL-STK-SMART-USD", store=st, qcheck=0.05,
+                      backfill_start=False, timeframe=bt.TimeFrame.Ticks)
+        cerebro.adddata(data)
+        cerebro.addstrategy(Recorder, rec=rec)
+        with LiveRun(cerebro):
+            subscribed(gateway_sim)
+            gateway_sim.advance(minutes=16)
+            wait_until(lambda: "LIVE" in statuses(rec), what="LIVE")
+            text = "Requested market data is not subscribed."
+            gateway_sim.call(gateway_sim.server.error, None, st._streams[0].reqId, 354, text)
+            subscribed(gateway_sim, n=2)  # the same stream, requested again as delayed
+            n = len(rec["bars"])
+            gateway_sim.advance(seconds=30)
+            wait_until(lambda: len(rec["bars"]) > n, what="delayed ticks")
+        assert ("DELAYED", (354, text)) in rec["status"]
+        assert "NOTSUBSCRIBED" not in statuses(rec)
+        assert gateway_sim.requests_named("reqMarketDataType")[-1][3][-1] == "3"
+        assert rec["bars"][-1][5] == data.DELAYED
+    finally:
+        st.close()
+        IBStore.reset_default()

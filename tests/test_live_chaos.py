@@ -136,7 +136,8 @@ def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim
     cfg = load_config(None, env={}, overrides={
         "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
         "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
-        "paths.equity": str(tmp_path / "equity.csv")})
+        "paths.equity": str(tmp_path / "equity.csv"),
+        "connection.timeout": 2.0})  # a restarting gateway does not answer the handshake
     runner = LiveRunner(cfg, strategy=Flipper, max_runtime=50, reconnect_backoff_max=1.0)
     out: dict = {}
     thread = threading.Thread(target=lambda: out.setdefault("res", runner.run()), daemon=True)

@@ -114,8 +114,9 @@ def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
     assert summary["positions"] == {"SPY": order["quantity"]}
     assert 900_000 < summary["equity"] < 1_100_000
     assert "[live] reconciling" in proc.stderr and "[live] order bt1:RAE:SPY" in proc.stderr
-    # defaults: journal and equity under state/, audit and logs under logs/
-    assert (tmp_path / "state" / "journal.sqlite").exists()
-    assert (tmp_path / "state" / "equity.csv").exists()
+    # defaults: a simulator's journal and equity apart from the real ones, logs under logs/
+    assert (tmp_path / "state" / "simulate" / "journal.sqlite").exists()
+    assert (tmp_path / "state" / "simulate" / "equity.csv").exists()
+    assert not (tmp_path / "state" / "journal.sqlite").exists()
     assert list((tmp_path / "logs").glob("audit-*.jsonl"))
     assert (tmp_path / "logs" / "live.log").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import socket
 import threading
 import time
@@ -143,25 +144,36 @@ def test_read_only_decides_and_records_but_sends_nothing(gateway_sim_factory, tm
     assert [r["orderRef"] for r in withheld] == [REF]
 
 
-def test_risk_limit_refuses_the_order_and_says_why(gateway_sim_factory, tmp_path):
+@pytest.mark.parametrize("limit,value,says", [
+    ("max_order_notional", 10_000, "exceeds max_order_notional 10,000.00"),
+    ("max_position_per_symbol", 100, "above max_position_per_symbol 100"),
+    ("max_position_notional", 50_000, "above max_position_notional 50,000.00"),
+])
+def test_risk_limit_refuses_the_order_and_says_why(gateway_sim_factory, tmp_path, limit, value,
+                                                   says):
     sim = gateway_sim_factory(data="sample")
-    cfg = make_config(tmp_path, sim.port, **{"risk.max_order_notional": 10_000})
+    cfg = make_config(tmp_path, sim.port, **{f"risk.{limit}": value})
     res = run_live(cfg, max_runtime=30)
     assert [(o["orderRef"], o["status"]) for o in res.orders] == [(REF, "refused")]
-    assert sim_orders(sim) == []
+    assert sim_orders(sim) == [] and sim.requests_named("placeOrder") == []
     refusals = [r for r in audit_records(tmp_path) if r["kind"] == "risk"]
-    assert len(refusals) == 1 and "max_order_notional 10,000.00" in refusals[0]["reason"]
+    assert len(refusals) == 1 and says in refusals[0]["reason"]
     with Journal(cfg.paths.journal) as j:
         assert j.intents() == []
 
 
-def test_daily_loss_halt_stops_new_orders_and_is_announced_once(gateway_sim_factory, tmp_path):
+def test_daily_loss_halt_stops_new_orders_and_is_announced_once(gateway_sim_factory, tmp_path,
+                                                                 caplog):
     sim = gateway_sim_factory(data="sample")
     cfg = make_config(tmp_path, sim.port, **{"risk.max_daily_loss": 0.03})
     with Journal(cfg.paths.journal) as j:  # an earlier run today saw 2,000,000
         j.log_event("day_start", {"date": "2017-01-03", "account": "DU1234567",
                                   "equity": 2_000_000.0})
-    res = run_live(cfg, max_runtime=30)
+    with caplog.at_level(logging.INFO):
+        res = run_live(cfg, max_runtime=30)
+    warned = [r for r in caplog.records
+              if r.levelno >= logging.WARNING and "daily loss limit hit" in r.getMessage()]
+    assert len(warned) == 1
     assert res.halted is True
     assert [o["status"] for o in res.orders] == ["refused"]
     assert sim_orders(sim) == []
