@@ -14,7 +14,15 @@ DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra argume
   None so backtrader's live loop keeps turning.
 
 ``IBData(dataname=..., store=None, **store_params)``: without ``store`` it shares the default
-IBStore, like backtrader's singleton.
+IBStore, like backtrader's singleton. Params beyond backtrader's: ``store`` and
+``hist_timeout`` (seconds without any history reply before ``SourceUnavailableError``).
+
+Time stamps (DESIGN §5): lines hold UTC; the feed's ``tz`` defaults to the contract's
+``timeZoneId``. Intraday bars (history and 5-second bars) are stamped at their END, as
+backtrader stamps bars, so a resampled bar is delivered with its last component; daily bars
+are stamped at ``sessionend``, which defaults to the close of the contract's ``liquidHours``
+(16:00 for US stocks) instead of backtrader's 23:59:59.999989, so a live daily resample closes
+at the market close. Ticks are stamped with the receive time moved to the gateway's clock.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -16,6 +17,15 @@ from bt_ibkr.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60
+
+
+@pytest.fixture(autouse=True)
+def _no_decoder_errors(caplog):
+    """Fail the test if the IB client could not decode something the simulator sent."""
+    yield
+    bad = [r for r in caplog.records
+           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
 
 
 def wait_until(pred, timeout=HANG, what="condition"):

@@ -9,6 +9,7 @@ at a time, in lockstep with the strategy. Commission: 0.01 per share on both sid
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import date, datetime
@@ -21,6 +22,15 @@ import pytest
 from bt_ibkr.store import IBStore
 
 HANG = 120
+
+
+@pytest.fixture(autouse=True)
+def _no_decoder_errors(caplog):
+    """Fail the test if the IB client could not decode something the simulator sent."""
+    yield
+    bad = [r for r in caplog.records
+           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
 WARMUP_FROM = datetime(2023, 11, 1)
 LIVE_FROM = date(2024, 1, 2)
 LIVE_DAYS = 8
