@@ -101,6 +101,11 @@ class IBOrder(OrderBase):
         self.execids: set[str] = set()
         ib = ibc.Order()
         ib.action = action
+        if self.exectype not in _IB_ORDER_TYPES:
+            raise ConfigError(
+                f"exectype {self.ExecTypes[self.exectype]!r} has no IB order type; use Market, "
+                "Limit, Stop, StopLimit, StopTrail, StopTrailLimit or Close"
+            )
         ib.orderType = _IB_ORDER_TYPES[self.exectype]
         ib.totalQuantity = abs(self.size)
         if self.exectype == Order.Limit:

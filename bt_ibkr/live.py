@@ -125,7 +125,10 @@ class DailyDecisionData(IBData):
 
     def _download(self) -> list:
         now = gateway_time(self.ib)
-        start = now - timedelta(days=int(self.p.backfill_days))
+        # the store asks for history up to "now + 1 s": start 1 s later too, so that the range
+        # is a whole number of IB's maximum daily durations and no extra 1-second request (and
+        # its "HMDS query returned no data" error) is made
+        start = now - timedelta(days=int(self.p.backfill_days)) + timedelta(seconds=1)
         q = self.ib.request_history(self.contract, start, None, "1 day", what=self._what(),
                                     use_rth=self.p.useRTH, tz=self._tz,
                                     sessionend=self.p.sessionend)
@@ -360,6 +363,14 @@ class LiveRunner:
             raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
                               f"param; valid: {', '.join(sorted(names))}")
 
+    @staticmethod
+    def _set_aside(path: Path) -> None:
+        """Rename ``path`` (and SQLite's -wal/-shm companions) to ``*.prev``, replacing older ones."""
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(path) + suffix)
+            if p.exists():
+                p.replace(Path(str(p) + ".prev"))
+
     def _start_sim(self) -> None:
         from bt_ibkr.gateway_sim import GatewaySim
 
@@ -373,8 +384,12 @@ class LiveRunner:
         paths = self.config.paths
         if paths.journal == defaults.journal:
             paths.journal = Path("state/simulate/journal.sqlite")
+            # the in-process simulator starts fresh every run, so the previous run's simulated
+            # journal describes a gateway that no longer exists: keep it as *.prev, start anew
+            self._set_aside(paths.journal)
         if paths.equity == defaults.equity:
             paths.equity = Path("state/simulate/equity.csv")
+            self._set_aside(paths.equity)
         self.config.connection.host = self.sim.host
         self.config.connection.port = self.sim.port
         self._say(f"simulator: gateway_sim on {self.sim.host}:{self.sim.port} "
@@ -466,13 +481,11 @@ class LiveRunner:
         except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
             log.warning("reqCompletedOrders failed; reconciling without completed orders")
             done_trades = []
-        # executions since the last run (a day of margin: IB keeps about a day by default)
-        marks = [journal.last_exec_time()] + [r.started for r in journal.runs()[-2:-1]]
-        marks = [m for m in marks if m is not None]
+        # every execution the gateway still has for the account (IB keeps them from the last
+        # day up to a week, by TWS setting), deduplicated by execId in the journal. No time
+        # filter: our clock and the gateway's may differ (a simulator runs on its own clock),
+        # and a filter on ours would hide fills that happened while we were away.
         flt = ibc.ExecutionFilter(acctCode=account)
-        if marks:
-            start = min(marks) - timedelta(days=1)
-            flt.time = start.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
         fills = in_loop(lambda: ib.reqExecutionsAsync(flt))
         positions: dict[str, float] = {}
         for p in store.call(ib.positions):

@@ -9,10 +9,20 @@ network in backtrader's thread except the explicit start-up calls (connect, qual
 backtrader's own IBStore also makes synchronously.
 
 Drop-in with backtrader's ``IBStore`` parameters (host, port, clientId, notifyall, _debug,
-reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours (account, readonly,
-marketdatatype, delayed_fallback, pacing, connect_timeout, request_timeout). Like backtrader's singleton, the
-first store created becomes the *default* store that ``IBData()``/``IBBroker()`` share when
-they are not given one.
+reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours: ``account`` (the
+account to follow and to put on orders), ``readonly``, ``marketdatatype`` (3 = delayed),
+``delayed_fallback`` (switch a tick stream refused with 354/10089 to delayed data),
+``pacing`` (client-side historical pacing, DESIGN §6), ``connect_timeout``,
+``request_timeout`` and ``backoff_max`` (cap of the reconnect back-off). Like backtrader's
+singleton, the first store created becomes the *default* store that ``IBData()`` /
+``IBBroker()`` share when they are not given one.
+
+Connection life cycle: ``start()`` connects (``reconnect`` retries ``timeout`` s apart; error
+326 fails at once), a lost socket is re-dialled in the background with exponential back-off,
+then every live stream is re-subscribed, executions missed while away are handed to the
+broker (deduplicated there by execId), feeds get ``("reconnected", None)`` and backfill their
+gap, and orders submitted meanwhile (held) are sent. Order ids are never reused, even when the
+gateway's nextValidId rolls back after a restart.
 """
 
 from __future__ import annotations
