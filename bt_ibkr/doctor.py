@@ -8,7 +8,7 @@ Checks, in order, each PASS / WARN / FAIL (or SKIP when an earlier failure makes
 1. gateway reachable: a TCP connect to host:port;
 2. API handshake: the IB API session opens (a port that accepts but never answers the handshake
    means the API is disabled, the host is not trusted, or another service owns the port);
-3. account: the managed account, paper (DU...) or live, and what kind of port this is;
+3. account: the managed account, paper (DU..., or DF... for an advisor's paper master) or live, and what kind of port this is;
 4. market data, per symbol: a snapshot; live, "delayed only" (354/10089/10167/10168), or none;
 5. historical data: a 5-day daily request for the first symbol;
 6. yfinance: a tiny download with a short timeout (offline is a WARN: only the fallback is lost).
@@ -35,6 +35,7 @@ from bt_ibkr.data_provider import (
     IBKRDataProvider,
 )
 from bt_ibkr.errors import BtIbkrError, DataError, SourceUnavailableError
+from bt_ibkr.safety import is_paper_account
 
 __all__ = ["Check", "DoctorReport", "main", "run_doctor"]
 
@@ -126,8 +127,8 @@ def check_account(accounts: list[str], port: int) -> Check:
     if not accounts:
         return Check(name, WARN, "the gateway reported no managed account",
                      "log in to TWS/IB Gateway with your (paper) user")
-    paper = [a for a in accounts if a.upper().startswith("DU")]
-    live = [a for a in accounts if not a.upper().startswith("DU")]
+    paper = [a for a in accounts if is_paper_account(a)]
+    live = [a for a in accounts if not is_paper_account(a)]
     kind = _port_kind(port)
     if live:
         return Check(name, WARN, f"LIVE account {', '.join(live)} on the {kind}: orders "
