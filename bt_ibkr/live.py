@@ -111,7 +111,8 @@ class DailyDecisionData(IBData):
     ``keep_alive()`` is true, so order events and fills are processed.
     """
 
-    params = (("backfill_days", 730), ("keep_alive", None), ("history_timeout", 120.0))
+    params = (("backfill_days", 730), ("keep_alive", None), ("history_timeout", 120.0),
+              ("cache", None))
 
     def islive(self) -> bool:
         return True
@@ -125,6 +126,42 @@ class DailyDecisionData(IBData):
 
     def _download(self) -> list:
         now = gateway_time(self.ib)
+        if self.p.cache is not None:
+            try:
+                bars = self._download_cached(now)
+            except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: ask IB
+                log.warning("warm-up of %s through the bar cache failed (%s); asking the gateway "
+                            "directly", self.p.dataname, exc)
+            else:
+                if bars:
+                    return bars
+        return self._download_direct(now)
+
+    def _download_cached(self, now: datetime) -> list:
+        """Return the warm-up bars through IBKRDataProvider and the parquet cache that backtests
+        (``--source ibkr``) share: only the days the cache lacks are requested from IB."""
+        from bt_ibkr.data_provider import load_ibkr_history
+        from bt_ibkr.store import Bar, IBStore
+
+        first = (now - timedelta(days=int(self.p.backfill_days))).date()
+        frames = load_ibkr_history(
+            [self.p.dataname], first, None, bar_size="1 day", host=self.ib.p.host,
+            # regular-hours daily bars, the key under which `examples.backtest --source ibkr`
+            # caches them too, so the two share one copy
+            port=self.ib.p.port, what_to_show=self._what(), use_rth=True,
+            cache=self.p.cache, progress=False,
+        )
+        frame = next(iter(frames.values()))
+        bars = []
+        for day, row in zip(frame.index, frame.itertuples(index=False), strict=True):
+            dt = IBStore._bar_time(day.date(), True, self._tz, self.p.sessionend)
+            if dt <= now:  # a bar still forming is not a decision bar
+                bars.append(Bar(dt, float(row.open), float(row.high), float(row.low),
+                                float(row.close), float(row.volume)))
+        log.info("warm-up of %s: %d daily bars through the cache", self.p.dataname, len(bars))
+        return bars
+
+    def _download_direct(self, now: datetime) -> list:
         # the store asks for history up to "now + 1 s": start 1 s later too, so that the range
         # is a whole number of IB's maximum daily durations and no extra 1-second request (and
         # its "HMDS query returned no data" error) is made
@@ -277,6 +314,10 @@ class LiveRunner:
         crash_at: testing hook (default: ``$BT_IBKR_CRASH_AT``), see
             :mod:`bt_ibkr.live_broker`.
         reconnect_backoff_max: longest wait between reconnect attempts, seconds.
+        cache: the parquet BarCache the daily warm-up reads and extends (the one backtests
+            with ``--source ibkr`` share); None: the default cache (``$BT_IBKR_CACHE_DIR`` or
+            ``.cache/bt_ibkr/bars``), except with ``simulate`` where simulated prices get their
+            own cache under ``state/simulate/cache``; False: no cache, IB history only.
         max_intent_age: an intent journaled but never sent is resent after a restart only if
             younger than this.
     """
@@ -288,7 +329,7 @@ class LiveRunner:
                  progress: Callable[[str], None] | None = None,
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
                  max_intent_age: timedelta = timedelta(hours=12),
-                 backfill_days: int = 730) -> None:
+                 backfill_days: int = 730, cache: Any = None) -> None:
         self.config = config
         self.strategy_cls = strategy
         self.simulate = simulate
@@ -305,6 +346,7 @@ class LiveRunner:
         self.backoff_max = float(reconnect_backoff_max)
         self.max_intent_age = max_intent_age
         self.backfill_days = int(backfill_days)
+        self.cache = cache
         self.sim = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
@@ -362,6 +404,18 @@ class LiveRunner:
         if unknown:
             raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
                               f"param; valid: {', '.join(sorted(names))}")
+
+    def _bar_cache(self):
+        """Return the BarCache of the daily warm-up (None: no cache), see the ``cache`` arg."""
+        if self.cache is False:
+            return None
+        if self.cache is not None:
+            return self.cache
+        from bt_ibkr.cache import BarCache
+
+        if self.simulate:  # simulated prices must never be served as IB's to a backtest
+            return BarCache(Path(self.config.paths.journal).parent / "cache")
+        return BarCache()
 
     @staticmethod
     def _set_aside(path: Path) -> None:
@@ -559,7 +613,7 @@ class LiveRunner:
                                       "bars; use bar_size '1 day' or run_mode 'stream'")
                 data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
                                          backfill_days=self.backfill_days,
-                                         keep_alive=self._keep_alive)
+                                         keep_alive=self._keep_alive, cache=self._bar_cache())
                 cerebro.adddata(data, name=sym)
             else:
                 tf, comp = timeframe_of(cfg.bar_size)

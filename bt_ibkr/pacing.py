@@ -142,12 +142,16 @@ def chunk_range(start: datetime, end: datetime, barsize: str) -> list[Chunk]:
     if start >= end:
         raise ConfigError(f"historical range is empty: start {start} is not before end {end}")
     maxlen = timedelta(seconds=MAX_DURATION[barsize])
+    daily = BAR_SECONDS[barsize] >= DAY
     chunks = []
     cur = end
     while cur > start:
         lo = max(start, cur - maxlen)
+        if daily and lo > start:
+            # cut between days (00:00 UTC), not inside a session: no partial daily bars
+            lo = max(start, lo.replace(hour=0, minute=0, second=0, microsecond=0))
         span = (cur - lo).total_seconds()
-        if BAR_SECONDS[barsize] >= DAY:  # daily bars: whole days, at least one bar
+        if daily:  # daily bars: whole days, at least one bar
             span = max(span, DAY)
         chunks.append(Chunk(start=lo, end=cur, duration=duration_str(span)))
         cur = lo

@@ -778,8 +778,10 @@ class IBStore:
                     dt = self._bar_time(b.date, daily, tz, sessionend, BAR_SECONDS[barsize])
                     if start is not None and dt < start:
                         continue
-                    bars[dt] = Bar(dt, float(b.open), float(b.high), float(b.low),
-                                   float(b.close), max(0.0, _finite(b.volume)))
+                    # chunks come newest first: a day cut by an older chunk's end time
+                    # (a partial daily bar) never replaces the full one
+                    bars.setdefault(dt, Bar(dt, float(b.open), float(b.high), float(b.low),
+                                   float(b.close), max(0.0, _finite(b.volume))))
         except asyncio.CancelledError:
             q.put(("end", len(bars)))
             raise

@@ -65,3 +65,9 @@ def _no_network():
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
     socket.getaddrinfo = _real_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _private_bar_cache(tmp_path_factory, monkeypatch):
+    """Give every test its own parquet bar cache: no test reads another's (or the user's) bars."""
+    monkeypatch.setenv("BT_IBKR_CACHE_DIR", str(tmp_path_factory.mktemp("bar_cache")))

@@ -231,8 +231,12 @@ class GatedEnsemble(RegimeAwareEnsemble):
 
 @pytest.mark.parametrize("gateway_sim", [{"data": "synthetic", "seed": 0}], indirect=True)
 def test_regime_aware_ensemble_parity(gateway_sim):
+    # Production params. The ensemble sizes from broker.getvalue(): IB's NetLiquidation, which
+    # the simulator marks every 60 simulated seconds, so a rebalance decided at the close can
+    # differ by a share or two from BackBroker's close-marked value (seen with band=0.02:
+    # -281 vs -283 shares); with the default band the decisions here do not depend on it.
     warmup_from = datetime(2022, 1, 1)  # > 220 bars: the classifier is out of warm-up
-    kwargs = dict(band=0.02)
+    kwargs = {}
     live = run_live(gateway_sim, GatedEnsemble, warmup_from, ENSEMBLE_DAYS, client_id=52,
                     **kwargs)
     last_day = [d for d, _ in live["bars"]][-1]

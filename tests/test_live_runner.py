@@ -249,3 +249,26 @@ def test_timeframe_of_bar_sizes():
     assert timeframe_of("1 day") == (bt.TimeFrame.Days, 1)
     with pytest.raises(ConfigError, match="fortnight"):
         timeframe_of("1 fortnight")
+
+
+def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tmp_path):
+    """The warm-up reads the parquet cache backtests share; a rerun asks IB only for what is new."""
+    from bt_ibkr.cache import BarCache, CacheKey
+
+    sim = gateway_sim_factory(data="sample")
+    cache = BarCache(tmp_path / "bars")
+    first = run_live(make_config(tmp_path, sim.port, **{"connection.readonly": False}),
+                     max_runtime=60, cache=cache)
+    cached = cache.load(CacheKey("ibkr", "SPY"))
+    assert cached is not None and len(cached) >= 500  # two years of completed daily bars
+    asked_first = len(sim.requests_named("reqHistoricalData"))
+    assert asked_first >= 2
+
+    sim2 = gateway_sim_factory(data="sample")  # same prices, a fresh account
+    second = run_live(make_config(tmp_path / "again", sim2.port), max_runtime=60, cache=cache)
+    assert second.orders[0]["orderRef"] == first.orders[0]["orderRef"] == REF
+    assert second.orders[0]["quantity"] == first.orders[0]["quantity"]
+    # the cache covered the two years: no long history request the second time
+    second_requests = sim2.requests_named("reqHistoricalData")
+    assert len(second_requests) < asked_first, (asked_first, second_requests)
+    assert not any("365 D" in r[3] for r in second_requests)

@@ -125,3 +125,12 @@ def test_chunk_range_rejects_bad_input():
         chunk_range(datetime(2024, 1, 2), datetime(2024, 1, 1), "1 day")
     with pytest.raises(ConfigError, match="7 mins"):
         chunk_range(datetime(2024, 1, 1), datetime(2024, 1, 2), "7 mins")
+
+
+def test_daily_chunks_are_cut_between_days_not_inside_a_session():
+    end = datetime(2024, 1, 2, 14, 30, 1)  # mid-morning UTC: a session may be open
+    chunks = chunk_range(datetime(2021, 6, 1), end, "1 day")
+    assert chunks[0].end == end
+    for c in chunks[1:]:
+        assert c.end.time() == datetime.min.time()  # 00:00 UTC, after every US close
+    assert chunks[-1].start == datetime(2021, 6, 1)
