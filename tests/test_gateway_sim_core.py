@@ -439,10 +439,17 @@ def test_restart_rolls_next_valid_id_back(gateway_sim_factory, clients):
     ib.disconnectedEvent += lambda: dropped.append(True)
     sim.restart(rollback_ids=True, rollback_to=5, downtime=0.3)
     _wait_for_disconnect(ib, dropped)
+    # while it restarts the port is closed, like IB Gateway's: refused at once, no handshake wait
+    import socket
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((sim.host, sim.port), timeout=1).close()
     refused = IB()
     with pytest.raises((ConnectionError, OSError, TimeoutError)):
         refused.connect(sim.host, sim.port, clientId=9, timeout=1)
     refused.disconnect()
+    assert time.perf_counter() - t0 < 0.3  # refused within the downtime, not after a timeout
     time.sleep(0.35)
     fresh = clients(sim, client_id=1)
     assert fresh.client.getReqId() == 7  # ids 5 and 6 went to its two startup requests

@@ -371,6 +371,7 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Stop listening and close every connection (G14)."""
+        self._stopped = True
         if self._driver is not None:
             self._driver.cancel()
             self._driver = None
@@ -442,13 +443,31 @@ class GatewayServer:
     def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
                 downtime: float = 0.0) -> None:
         """Simulate a gateway restart: drop every connection, optionally roll nextValidId back
-        to ``rollback_to`` and refuse connections for ``downtime`` real seconds. Orders,
-        positions and executions persist."""
+        to ``rollback_to`` and be down for ``downtime`` real seconds. Orders, positions and
+        executions persist.
+
+        While down, the port is closed like a restarting IB Gateway's (clients get "connection
+        refused" at once); it listens again on the same port afterwards. Call on the server's
+        loop (GatewaySim.restart does)."""
         self.drop_all()
         if rollback_ids:
             self._next_id = int(rollback_to)
         self._refuse_until = time.monotonic() + max(downtime, 0.0)
+        if downtime > 0 and self._server is not None and self.loop is not None:
+            self._server.close()
+            self._server = None
+            self.loop.call_later(downtime, lambda: self.loop.create_task(self._relisten()))
         log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
+
+    async def _relisten(self) -> None:
+        """Listen on the same port again after a restart's downtime (not after stop())."""
+        if getattr(self, "_stopped", False):
+            return
+        try:
+            self._server = await asyncio.start_server(self._on_client, self.host, self.port)
+            log.info("gateway_sim back up on 127.0.0.1:%d", self.port)
+        except OSError as exc:  # the port was taken meanwhile: stay down, say so
+            log.error("gateway_sim cannot listen again on 127.0.0.1:%d: %s", self.port, exc)
 
     async def advance(self, seconds: float) -> datetime:
         """Advance the simulated clock by ``seconds`` and emit everything in between; return
