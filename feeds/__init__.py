@@ -7,6 +7,7 @@ client library; each name imports its module on first use.
 - feeds.yahoo       download_yahoo                     (yfinance)
 - feeds.csv_source  load_csv                           (user CSV files)
 - feeds.frame_feed  FrameFeed, make_feed, load_frames_as_feeds (frames -> backtrader feeds)
+- feeds.ibdata      IBData                             (IB historical + live, backtrader's API)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ _LAZY: dict[str, str] = {
     "FrameFeed": "feeds.frame_feed",
     "make_feed": "feeds.frame_feed",
     "load_frames_as_feeds": "feeds.frame_feed",
-    # IB feeds: add "IBData": "feeds.<module>" here (it must stay lazy: ib_async is optional
-    # for the backtest path).
+    # IB feed: lazy, so the backtest path never imports the IB client library
+    "IBData": "feeds.ibdata",
 }
 
 __all__ = sorted(_LAZY)
