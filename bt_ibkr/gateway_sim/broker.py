@@ -989,12 +989,15 @@ class SimBroker:
                 is_close = self.is_session_end(contract, bar_time)
             else:
                 is_close = local.time() >= self.session_close
-            if is_close and local.date() not in closed:
+            closing_now = is_close and local.date() not in closed
+            if closing_now:
                 closed.add(local.date())
                 self._session_close(contract, quote)
 
             last_push = self._last_revalue.get(con_id)
-            due = last_push is None or (
+            # throttled on price moves, but always at the session's close: a strategy deciding
+            # at the close reads NetLiquidation marked to the closing price
+            due = closing_now or last_push is None or (
                 (bar_time - last_push).total_seconds() >= self.revalue_interval)
             if due and con_id in self._positions and self._positions[con_id].position:
                 self._last_revalue[con_id] = bar_time
