@@ -562,26 +562,10 @@ class LiveRunner:
         ids += [e.order_id for e in execs if e.order_id]
         top = max(ids, default=0)
         if top:
-            def bump() -> None:
-                store._max_order_id = max(store._max_order_id, top)
-                ib.client.updateReqId(store._max_order_id + 1)
-
-            store.call(bump)
+            store.reserve_order_ids(top)
             log.info("order ids: next id is above %d (highest used)", top)
         # follow our orders still working at the gateway (their fills go to the journal)
-        known = {r.order_ref for r in journal.intents()}
-
-        def adopt() -> list[str]:
-            adopted = []
-            for t in ib.openTrades():
-                ref = getattr(t.order, "orderRef", "")
-                if ref and ref in known and ref not in store._trades:
-                    store._trades[ref] = t
-                    store._key_by_oid[t.order.orderId] = ref
-                    adopted.append(ref)
-            return adopted
-
-        followed = store.call(adopt)
+        followed = store.follow_trades({r.order_ref for r in journal.intents()})
         if followed:
             self._say(f"following {len(followed)} working order(s) of earlier runs: "
                       + ", ".join(followed))

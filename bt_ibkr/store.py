@@ -918,6 +918,36 @@ class IBStore:
         """
         self.post(self._place, _PendingOrder(key, contract, order, parent_key))
 
+    def reserve_order_ids(self, highest_used: int) -> None:
+        """Never hand out an order id <= ``highest_used`` (ids a journal or the gateway saw
+        before a restart rolled nextValidId back). Runs on the store's loop; returns when done."""
+
+        def bump() -> None:
+            self._max_order_id = max(self._max_order_id, int(highest_used))
+            self.ib.client.updateReqId(self._max_order_id + 1)
+
+        self.call(bump)
+
+    def follow_trades(self, refs: set[str]) -> list[str]:
+        """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
+        earlier process) to the broker under that orderRef, as if placed by this one.
+
+        Returns the refs newly followed (already followed ones are skipped). Runs on the
+        store's loop; returns when done.
+        """
+
+        def adopt() -> list[str]:
+            followed = []
+            for trade in self.ib.openTrades():
+                ref = getattr(trade.order, "orderRef", "")
+                if ref and ref in refs and ref not in self._trades:
+                    self._trades[ref] = trade
+                    self._key_by_oid[trade.order.orderId] = ref
+                    followed.append(ref)
+            return followed
+
+        return self.call(adopt)
+
     def cancel_order(self, key: str) -> None:
         """Ask IB to cancel the order with orderRef ``key`` (returns at once)."""
         self.post(self._cancel, key)
