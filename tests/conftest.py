@@ -71,3 +71,15 @@ def _no_network():
 def _private_bar_cache(tmp_path_factory, monkeypatch):
     """Give every test its own parquet bar cache: no test reads another's (or the user's) bars."""
     monkeypatch.setenv("BT_IBKR_CACHE_DIR", str(tmp_path_factory.mktemp("bar_cache")))
+
+
+@pytest.fixture(autouse=True)
+def _no_decoder_errors():
+    """Fail any test during which ib_async's or ib_insync's decoder logged an ERROR: the
+    client drops a message it cannot decode and only logs it (tws-protocol.md G3)."""
+    from sim_helpers import DecoderErrorCatcher
+
+    catcher = DecoderErrorCatcher().install()
+    yield catcher
+    catcher.remove()
+    assert not catcher.records, "client decoder errors: " + "; ".join(catcher.messages())

@@ -40,3 +40,15 @@ def wait_until(cond: Callable[[], object], pump: Callable[[float], object],
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (hang guard)")
         pump(0.01)
+
+
+def poll_until(pred: Callable[[], object], timeout: float = 120.0, what: str = "condition",
+               interval: float = 0.005) -> None:
+    """Poll ``pred()`` from this thread until truthy (for code whose own threads do the work,
+    e.g. IBStore's loop); raise AssertionError naming ``what`` after ``timeout`` (hang guard)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

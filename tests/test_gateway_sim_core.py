@@ -13,21 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 import arch.data.sp500
 import pytest
 from ib_async import IB, Contract, Forex, Future, Index, Stock
-from sim_helpers import DecoderErrorCatcher, wait_until
+from sim_helpers import wait_until
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.gateway_sim import GatewaySim
 from bt_ibkr.gateway_sim.__main__ import main as cli_main
 
 ACCOUNT = "DU1234567"
-
-
-@pytest.fixture(autouse=True)
-def no_decoder_errors():
-    catcher = DecoderErrorCatcher().install()
-    yield catcher
-    catcher.remove()
-    assert not catcher.records, "client decoder errors: " + "; ".join(catcher.messages())
 
 
 @pytest.fixture

