@@ -310,19 +310,9 @@ class OrderSnapshot:
 
 
 @dataclass
-class ExecSnapshot:
-    """An execution as the gateway reports it (``reqExecutions``), for :meth:`reconcile`."""
-
-    exec_id: str
-    order_ref: str | None
-    symbol: str
-    side: str
-    shares: float
-    price: float
-    time: datetime
-    commission: float | None = None
-    order_id: int | None = None
-    perm_id: int | None = None
+class ExecSnapshot(Fill):
+    """An execution as the gateway reports it (``reqExecutions``), for :meth:`reconcile`:
+    the same fields as a journaled :class:`Fill`."""
 
 
 @dataclass

@@ -387,6 +387,23 @@ def _dnc(contract_spec: ContractSpec | None) -> list[object]:
     return [0]
 
 
+def _scale_and_hedge(spec) -> list:
+    """The scale block (its 7 extra fields only when a price increment is set) and the hedge
+    block, as openOrder and completedOrder both carry them."""
+    f: list = []
+    increment = _opt_float(str(_ext(spec, "scalePriceIncrement")))
+    f += [_ext(spec, "scaleInitLevelSize"), _ext(spec, "scaleSubsLevelSize"), increment]
+    if increment is not None and 0 < increment < UNSET_DOUBLE:
+        f += [_ext(spec, n) for n in (
+            "scalePriceAdjustValue", "scalePriceAdjustInterval", "scaleProfitOffset",
+            "scaleAutoReset", "scaleInitPosition", "scaleInitFillQty", "scaleRandomPercent")]
+    hedge = str(_ext(spec, "hedgeType"))
+    f.append(hedge)
+    if hedge:
+        f.append(_ext(spec, "hedgeParam"))
+    return f
+
+
 def open_order_fields(
     order_id: int,
     client_id: int,
@@ -436,16 +453,7 @@ def open_order_fields(
     f += [_ext(spec, "continuousUpdate", 0), _ext(spec, "referencePriceType"),
           spec.trailStopPrice, spec.trailingPercent, "", "", ""]
     f += _combo_blocks(contract_spec, spec)
-    increment = _opt_float(str(_ext(spec, "scalePriceIncrement")))
-    f += [_ext(spec, "scaleInitLevelSize"), _ext(spec, "scaleSubsLevelSize"), increment]
-    if increment is not None and 0 < increment < UNSET_DOUBLE:
-        f += [_ext(spec, n) for n in (
-            "scalePriceAdjustValue", "scalePriceAdjustInterval", "scaleProfitOffset",
-            "scaleAutoReset", "scaleInitPosition", "scaleInitFillQty", "scaleRandomPercent")]
-    hedge = str(_ext(spec, "hedgeType"))
-    f.append(hedge)
-    if hedge:
-        f.append(_ext(spec, "hedgeParam"))
+    f += _scale_and_hedge(spec)
     f += [_ext(spec, "optOutSmartRouting", 0), _ext(spec, "clearingAccount"),
           _ext(spec, "clearingIntent"), _ext(spec, "notHeld", 0)]
     f += _dnc(contract_spec)
@@ -524,16 +532,7 @@ def completed_order_fields(
     f += [_ext(spec, "continuousUpdate", 0), _ext(spec, "referencePriceType"),
           spec.trailStopPrice, spec.trailingPercent, ""]
     f += _combo_blocks(contract_spec, spec)
-    increment = _opt_float(str(_ext(spec, "scalePriceIncrement")))
-    f += [_ext(spec, "scaleInitLevelSize"), _ext(spec, "scaleSubsLevelSize"), increment]
-    if increment is not None and 0 < increment < UNSET_DOUBLE:
-        f += [_ext(spec, n) for n in (
-            "scalePriceAdjustValue", "scalePriceAdjustInterval", "scaleProfitOffset",
-            "scaleAutoReset", "scaleInitPosition", "scaleInitFillQty", "scaleRandomPercent")]
-    hedge = str(_ext(spec, "hedgeType"))
-    f.append(hedge)
-    if hedge:
-        f.append(_ext(spec, "hedgeParam"))
+    f += _scale_and_hedge(spec)
     f += [_ext(spec, "clearingAccount"), _ext(spec, "clearingIntent"),
           _ext(spec, "notHeld", 0)]
     f += _dnc(contract_spec)
