@@ -83,3 +83,25 @@ def _no_decoder_errors():
     yield catcher
     catcher.remove()
     assert not catcher.records, "client decoder errors: " + "; ".join(catcher.messages())
+
+
+def _arch_frame(loader):
+    df = loader.load()
+    df.columns = [c.lower() for c in df.columns]
+    return df[["open", "high", "low", "close", "volume"]]
+
+
+@pytest.fixture(scope="session")
+def spx():
+    """The real S&P 500 daily bars 1999-2018 that arch ships (lowercase OHLCV columns)."""
+    import arch.data.sp500
+
+    return _arch_frame(arch.data.sp500)
+
+
+@pytest.fixture(scope="session")
+def ndx():
+    """The real NASDAQ Composite daily bars 1999-2018 that arch ships (lowercase OHLCV)."""
+    import arch.data.nasdaq
+
+    return _arch_frame(arch.data.nasdaq)

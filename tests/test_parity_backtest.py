@@ -9,26 +9,9 @@ from __future__ import annotations
 import backtrader as bt
 import pandas as pd
 import pytest
-from arch.data import nasdaq, sp500
 
 from strategies import REGIMES, RegimeAwareEnsemble
 from strategies.regime import WARMUP
-
-
-def _frame(loader) -> pd.DataFrame:
-    df = loader.load()
-    df.columns = [c.lower() for c in df.columns]
-    return df[["open", "high", "low", "close", "volume"]]
-
-
-@pytest.fixture(scope="module")
-def spx() -> pd.DataFrame:
-    return _frame(sp500)
-
-
-@pytest.fixture(scope="module")
-def ndx() -> pd.DataFrame:
-    return _frame(nasdaq)
 
 
 class Recorder(bt.Analyzer):

@@ -9,27 +9,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
-from arch.data import nasdaq, sp500
 
 from bt_ibkr.errors import ConfigError
 from strategies import DEFAULT_CAPS, REGIMES, RegimeAwareEnsemble, resolve_table
 from strategies.regime import WARMUP
-
-
-def _frame(loader) -> pd.DataFrame:
-    df = loader.load()
-    df.columns = [c.lower() for c in df.columns]
-    return df[["open", "high", "low", "close", "volume"]]
-
-
-@pytest.fixture(scope="module")
-def spx() -> pd.DataFrame:
-    return _frame(sp500)
-
-
-@pytest.fixture(scope="module")
-def ndx() -> pd.DataFrame:
-    return _frame(nasdaq)
 
 
 class Probe(RegimeAwareEnsemble):
