@@ -31,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true",
-                      help="trade the paper account (the default): refuses live ports and "
-                           "non-paper (non-DU) accounts")
+                      help="trade the paper account (the default unless the config file or "
+                           "BT_IBKR_MODE says live, which then still needs --live and its "
+                           "confirmation flag): refuses live ports and non-paper (non-DU) "
+                           "accounts")
     mode.add_argument("--live", action="store_true",
                       help="trade a LIVE account; needs --i-understand-this-is-real-money")
     p.add_argument("--i-understand-this-is-real-money", "--confirm-live", dest="confirm_live",
