@@ -101,6 +101,8 @@ def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env["BT_IBKR_LOG_DIR"] = str(tmp_path / "logs")
     env.pop("BT_IBKR_CRASH_AT", None)
+    secrets = {"TWS_PASSWORD": "s3cr3t-Pa55-word", "BT_IBKR_ALERT_TOKEN": "tok-9f8e7d6c5b"}
+    env.update(secrets)
 
     def run():
         return subprocess.run(
@@ -132,3 +134,12 @@ def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "run.json").read_text())["orders"][0]["orderRef"] == order["orderRef"]
     assert (tmp_path / "state" / "simulate" / "journal.sqlite.prev").exists()
+    # credentials come from the environment and never reach a log, the audit, the journal or
+    # the summary
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in secrets.values():
+                assert value.encode() not in data, f"secret leaked into {path}"
+    for value in secrets.values():
+        assert value not in proc.stderr + proc.stdout + again.stderr + again.stdout
