@@ -28,7 +28,14 @@ def _run(code: str, env_value: str | None) -> subprocess.CompletedProcess:
 def test_client_selection_by_environment_variable():
     code = "import bt_ibkr.client as c; print(c.CLIENT_NAME, c.IB.__module__)"
     assert _run(code, None).stdout.split() == ["ib_async", "ib_async.ib"]
-    assert _run(code, "ib_insync").stdout.split() == ["ib_insync", "ib_insync.ib"]
+    insync = _run(code, "ib_insync")
+    if __import__("importlib").util.find_spec("ib_insync") is None:
+        # not installed (README's plain test set-up): a clear error that says how to get it
+        assert insync.returncode != 0
+        assert "selects a client that is not installed" in insync.stderr
+        assert "pip install ib_insync" in insync.stderr
+    else:
+        assert insync.stdout.split() == ["ib_insync", "ib_insync.ib"]
     bad = _run(code, "ibpy")
     assert bad.returncode != 0 and "BT_IBKR_CLIENT='ibpy' is not a supported IB client" in bad.stderr
 
