@@ -387,6 +387,12 @@ def _dnc(contract_spec: ContractSpec | None) -> list[object]:
     return [0]
 
 
+def _v170_tail(spec) -> list:
+    """The five fields openOrder and completedOrder end with from server version 170."""
+    return [_ext(spec, n) for n in ("minTradeQty", "minCompeteSize", "competeAgainstBestOffset",
+                                    "midOffsetAtWhole", "midOffsetAtHalf")]
+
+
 def _scale_and_hedge(spec) -> list:
     """The scale block (its 7 extra fields only when a price increment is set) and the hedge
     block, as openOrder and completedOrder both carry them."""
@@ -482,9 +488,7 @@ def open_order_fields(
     if server_version >= 162:
         f.append(spec.autoCancelParent)
     if server_version >= 170:
-        f += [_ext(spec, "minTradeQty"), _ext(spec, "minCompeteSize"),
-              _ext(spec, "competeAgainstBestOffset"), _ext(spec, "midOffsetAtWhole"),
-              _ext(spec, "midOffsetAtHalf")]
+        f += _v170_tail(spec)
     return f
 
 
@@ -549,9 +553,7 @@ def completed_order_fields(
           "", float(filled_quantity), 0, spec.autoCancelParent, "", 0, 0, parent_perm_id,
           completed_time, completed_status]
     if server_version >= 170:
-        f += [_ext(spec, "minTradeQty"), _ext(spec, "minCompeteSize"),
-              _ext(spec, "competeAgainstBestOffset"), _ext(spec, "midOffsetAtWhole"),
-              _ext(spec, "midOffsetAtHalf")]
+        f += _v170_tail(spec)
     return f
 
 
