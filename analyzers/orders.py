@@ -32,7 +32,7 @@ class OrderLog(bt.Analyzer):
         self.rejected: list[tuple[str, str, str]] = []
 
     def notify_order(self, order: bt.Order) -> None:
-        name = order.data._name or f"data{self.strategy.datas.index(order.data)}"
+        name = order.data._name or f"data{next(i for i, d in enumerate(self.strategy.datas) if d is order.data)}"
         # Each notification carries only the execution bits that are new since the last one,
         # so partial fills are recorded once each, never as cumulative totals.
         for bit in order.executed.iterpending():

@@ -307,6 +307,7 @@ class OrderSnapshot:
     filled: float = 0.0
     perm_id: int | None = None
     avg_price: float | None = None
+    order_type: str = ""
 
 
 @dataclass
@@ -352,20 +353,22 @@ class ReconcileReport:
     missed_fills: list[Fill] = field(default_factory=list)
     foreign_fills: list[Fill] = field(default_factory=list)
     unknown_orders: list[OrderSnapshot] = field(default_factory=list)
+    recovered: list[IntentRecord] = field(default_factory=list)
     adopted_positions: dict[str, float] = field(default_factory=dict)
     position_mismatches: list[PositionMismatch] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing needs a human: no lost orders, no position mismatch, no stray orders
-        carrying this package's orderRef prefix."""
+        """True when nothing needs a human: no lost orders, no position mismatch, no order
+        carrying this package's orderRef prefix that the journal did not know (recovered)."""
         ours = [o for o in self.unknown_orders if o.order_ref.startswith(REF_PREFIX + ":")]
-        return not (self.lost or self.position_mismatches or ours)
+        return not (self.lost or self.position_mismatches or ours or self.recovered)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-able data (for the audit log and ``--json``)."""
         data = asdict(self)
         data["resend"] = [r.order_ref for r in self.resend]
+        data["recovered"] = [r.order_ref for r in self.recovered]
         data["ok"] = self.ok
         return json.loads(json.dumps(data, default=str))
 
@@ -375,6 +378,11 @@ class ReconcileReport:
         for ref in self.lost:
             lines.append(f"!! LOST order {ref}: marked sent but the gateway has no trace of it and "
                          "no fills; check TWS (Trades / Orders) before trading this symbol again")
+        for r in self.recovered:
+            lines.append(f"!! RECOVERED order {r.order_ref} ({r.side} {r.quantity:g} {r.symbol}, "
+                         f"{r.status}, {r.filled:g} filled) is at the gateway but was not in this "
+                         "journal (journal lost, replaced or a different file?): adopted so it is "
+                         "never sent again; check TWS and the position before trading it again")
         for m in self.position_mismatches:
             lines.append(f"!! POSITION MISMATCH {m.symbol}: journal {m.journal:g}, gateway "
                          f"{m.gateway:g} (difference {m.difference:+g}); trades made outside this "
@@ -434,6 +442,7 @@ def order_snapshot(trade: Any, symbol_of: Callable[[Any], str] = _contract_symbo
         filled=float(getattr(status, "filled", 0.0) or 0.0),
         perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
         avg_price=avg if avg is not None and avg < _UNSET else None,
+        order_type=getattr(order, "orderType", "") or "",
     )
 
 
@@ -877,6 +886,7 @@ class Journal:
         report = ReconcileReport()
         now = _utc(now)
         orders = list(gateway_orders)
+        gateway_executions = list(gateway_executions)
         by_ref: dict[str, OrderSnapshot] = {}
         for o in orders:
             if o.order_ref:
@@ -953,8 +963,14 @@ class Journal:
                 changed = self._set_status(db, ref, cur, status, filled, avg, perm)
                 if (changed or cur["status"] != row["status"]) and not was_unsent:
                     report.updated.append(ref)
-            # 3. gateway orders the journal does not know
+            # 3. gateway orders the journal does not know. Ours (this package's orderRef prefix)
+            # are adopted first, whatever their state: the journal was lost or replaced, and the
+            # same decision made again must find its orderRef here and never be sent twice.
+            report.recovered = self._recover(db, by_ref, gateway_executions, known_refs, now)
+            recovered = {r.order_ref for r in report.recovered}
             for o in orders:
+                if o.order_ref in recovered:
+                    continue
                 if not o.order_ref or o.order_ref not in known_refs:
                     try:
                         working = normalize_status(o.status) in OPEN_STATUSES
@@ -984,6 +1000,67 @@ class Journal:
                 "missed_fills": [f.exec_id for f in report.missed_fills],
                 "mismatches": [asdict(m) for m in report.position_mismatches]})
         return report
+
+
+    def _recover(self, db: sqlite3.Connection, by_ref: Mapping[str, OrderSnapshot],
+                 executions: list[ExecSnapshot], known_refs: set[str],
+                 now: datetime) -> list[IntentRecord]:
+        """Journal the gateway's orders and executions that carry this package's orderRef
+        prefix but are not in the journal; return them as stored (status from the gateway,
+        fills already recorded by execId)."""
+        prefix = REF_PREFIX + ":"
+        refs = {ref for ref in by_ref if ref.startswith(prefix)}
+        refs |= {e.order_ref for e in executions if e.order_ref and e.order_ref.startswith(prefix)}
+        out: list[IntentRecord] = []
+        for ref in sorted(refs - known_refs):
+            snap = by_ref.get(ref)
+            execs = [e for e in executions if e.order_ref == ref]
+            filled = float(db.execute(
+                "SELECT COALESCE(SUM(shares), 0) FROM fills WHERE order_ref = ?",
+                (ref,)).fetchone()[0])
+            if snap is not None:
+                symbol, side, qty = snap.symbol, normalize_side(snap.side), float(snap.quantity)
+                try:
+                    status = normalize_status(snap.status)
+                except ValueError:
+                    status = SUBMITTED
+                filled = max(filled, float(snap.filled or 0.0))
+                order_id, perm_id, avg = snap.order_id, snap.perm_id, snap.avg_price
+                order_type = snap.order_type or "?"
+            else:  # gone from the gateway's order lists; its executions are what is left
+                first = execs[0]
+                symbol, side, qty = first.symbol, normalize_side(first.side), filled
+                status, order_id, perm_id, avg, order_type = (FILLED, first.order_id,
+                                                              first.perm_id, None, "?")
+            if qty <= 0:
+                continue
+            if filled >= qty - 1e-9:
+                status = FILLED
+            parts = ref.split(":")
+            strategy = parts[1] if len(parts) > 1 and parts[1] else "?"
+            decided = _ref_time(parts[3]) if len(parts) > 3 else None
+            stamp = _iso(now)
+            db.execute(
+                "INSERT INTO intents (order_ref, strategy, symbol, side, quantity, order_type,"
+                " decision_time, created, status, order_id, perm_id, filled, avg_price, sent_at,"
+                " updated, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ref, strategy, symbol, side, qty, order_type, _iso(decided or now), stamp,
+                 status, order_id, perm_id, filled, avg, stamp, stamp,
+                 "recovered from the gateway: the journal did not know this order"))
+            self._event(db, "recovered", ref, {"status": status, "filled": filled,
+                                               "quantity": qty, "symbol": symbol})
+            out.append(_intent(db.execute("SELECT * FROM intents WHERE order_ref = ?",
+                                          (ref,)).fetchone()))
+        return out
+
+
+def _ref_time(text: str) -> datetime | None:
+    """Return the decision time written in an orderRef (``YYYYMMDD[THHMM[SS]]``), or None."""
+    fmt = {8: "%Y%m%d", 13: "%Y%m%dT%H%M", 15: "%Y%m%dT%H%M%S"}.get(len(text))
+    try:
+        return datetime.strptime(text, fmt).replace(tzinfo=UTC) if fmt else None
+    except ValueError:
+        return None
 
 
 def _intent(row: sqlite3.Row) -> IntentRecord:

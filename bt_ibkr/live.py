@@ -728,6 +728,10 @@ class LiveRunner:
                 sym = contract_symbol(p.contract)
                 positions[sym] = positions.get(sym, 0.0) + float(p.position)
         attention = [line for line in report.summary().splitlines() if line.startswith("!!")]
+        for rec in journal.intents():
+            if rec.filled > rec.quantity + 1e-9:
+                attention.append(f"!! OVERFILL {rec.order_ref}: {rec.filled:g} filled of "
+                                 f"{rec.quantity:g} {rec.symbol}; check the position in TWS")
         if broker.halt_announced and broker.gate is not None:
             attention.append(f"!! {broker.gate.halt_reason}")
         return LiveResult(

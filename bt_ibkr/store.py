@@ -367,7 +367,9 @@ class IBStore:
         with self._lock:
             self._refs += 1
             self._closing = False
-            if data is not None and data not in self.datas:
+            # identity, not ``in``: backtrader overloads ``==`` on data feeds (it builds a
+            # lines operation), so ``data in list`` breaks as soon as two feeds are registered.
+            if data is not None and not any(d is data for d in self.datas):
                 self.datas.append(data)
             if broker is not None:
                 self.broker = broker

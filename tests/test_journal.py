@@ -341,10 +341,33 @@ def test_gateway_orders_not_in_the_journal_are_reported(journal):
     manual = OrderSnapshot("", 10, "Submitted", "QQQ", "SELL", 5)
     done = OrderSnapshot("other", 11, "Filled", "IWM", "BUY", 1, filled=1)
     rep = reconcile(journal, orders=[ours, manual, done])
-    assert rep.unknown_orders == [ours, manual]
-    assert not rep.ok  # an order with our prefix the journal does not know: journal lost?
-    assert "!! order at the gateway not in the journal: bt1:RAE:SPY:20240104:1" in rep.summary()
-    assert rep.to_dict()["ok"] is False
+    assert rep.unknown_orders == [manual]  # a manual order is listed, never adopted
+    # ours: the journal was lost or replaced; adopted so the same decision is never resent
+    assert [r.order_ref for r in rep.recovered] == ["bt1:RAE:SPY:20240104:1"]
+    rec = journal.get("bt1:RAE:SPY:20240104:1")
+    assert (rec.status, rec.order_id, rec.quantity, rec.side) == ("submitted", 9, 10, "BUY")
+    assert rec.decision_time.date() == date(2024, 1, 4)
+    assert not journal.record_intent(Intent("bt1:RAE:SPY:20240104:1", "RAE", "SPY", "BUY", 10,
+                                            date(2024, 1, 4)))
+    assert not rep.ok
+    assert "!! RECOVERED order bt1:RAE:SPY:20240104:1" in rep.summary()
+    assert rep.to_dict()["ok"] is False and rep.to_dict()["recovered"] == [rec.order_ref]
+    # the next reconcile knows it: nothing recovered twice
+    again = reconcile(journal, orders=[ours, manual, done])
+    assert again.recovered == [] and again.unknown_orders == [manual]
+
+
+def test_a_lost_journal_recovers_our_filled_orders_from_executions_alone(journal):
+    ref = "bt1:RAE:SPY:20240104T1530:2"
+    t = datetime(2024, 1, 4, 15, 30, 5, tzinfo=UTC)
+    execs = [ExecSnapshot("e1", ref, "SPY", "BUY", 60, 470.0, t, 0.3, 12, 77),
+             ExecSnapshot("e2", ref, "SPY", "BUY", 40, 470.1, t, 0.2, 12, 77)]
+    rep = reconcile(journal, execs=execs, positions={"SPY": 100})
+    (rec,) = rep.recovered
+    assert (rec.order_ref, rec.status, rec.quantity, rec.filled) == (ref, "filled", 100, 100)
+    assert rec.decision_time == datetime(2024, 1, 4, 15, 30, tzinfo=UTC)
+    assert journal.position_from_fills("SPY") == 100
+    assert not rep.ok and not rep.position_mismatches
 
 
 def test_clean_reconcile_summary(journal):
@@ -369,7 +392,8 @@ def test_snapshots_from_the_ib_clients_objects(journal):
                            ibc.CommissionReport(execId="0000e0d5.659f.01.01", commission=1.0), t)
 
     snap = order_snapshot(trade)
-    assert snap == OrderSnapshot(ref, 31, "Filled", "SPY", "BUY", 100.0, 100.0, 555, 470.25)
+    assert snap == OrderSnapshot(ref, 31, "Filled", "SPY", "BUY", 100.0, 100.0, 555, 470.25,
+                                 "MKT")
     ex = exec_snapshot(no_report)
     assert (ex.exec_id, ex.order_ref, ex.side, ex.shares, ex.commission) == (
         "0000e0d5.659f.01.01", ref, "BUY", 100.0, None)
