@@ -855,6 +855,71 @@ class Journal:
         db.execute("INSERT INTO events (ts, run_id, kind, order_ref, detail) VALUES (?,?,?,?,?)",
                    (_iso(_now()), run_id, kind, order_ref, json.dumps(detail, default=str)))
 
+    # -- account binding and the daily-loss halt -----------------------------------------------
+
+    def bind_account(self, account: str) -> None:
+        """Bind the journal to ``account`` on first use (stored in its ``meta`` table); returns
+        None. A journal holds one account's orders: positions, fills and orderRefs of another
+        account would be wrongly matched, and its working orders marked lost.
+
+        Raises:
+            JournalError: the journal already belongs to another account (names both).
+        """
+        if not account:
+            raise ValueError("bind_account: account must be a non-empty account id")
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta (key, value) VALUES ('account', ?)", (account,))
+                self._event(db, "bound", None, {"account": account})
+            elif row[0] != account:
+                raise JournalError(
+                    f"journal {self.path} belongs to account {row[0]}, not {account}: give this "
+                    f"account its own journal (--journal / paths.journal), e.g. "
+                    f"state/{account}.sqlite")
+
+    @property
+    def account(self) -> str | None:
+        """The account this journal is bound to (:meth:`bind_account`), or None."""
+        row = self._query("SELECT value FROM meta WHERE key = 'account'")
+        return row[0][0] if row else None
+
+    def record_halt(self, day: date, account: str, reason: str,
+                    run_id: str | None = None) -> None:
+        """Record that the daily-loss halt was hit on trading day ``day`` for ``account``; it
+        holds for every later run of that day until :meth:`lift_halt`."""
+        self.log_event("halt", {"day": str(day), "account": account, "reason": reason},
+                       run_id=run_id)
+
+    def lift_halt(self, day: date, account: str, run_id: str | None = None) -> bool:
+        """Lift the halt of ``day`` for ``account`` (the operator's explicit decision); return
+        True when there was one in force."""
+        in_force = self.halt_in_force(day, account) is not None
+        if in_force:
+            self.log_event("halt_lifted", {"day": str(day), "account": account}, run_id=run_id)
+        return in_force
+
+    def halt_in_force(self, day: date, account: str) -> str | None:
+        """Return the reason of the daily-loss halt recorded for ``day`` and ``account`` and
+        not lifted since, else None."""
+        reason = None
+        for ev in self._query("SELECT kind, detail FROM events WHERE kind IN"
+                              " ('halt', 'halt_lifted') ORDER BY id"):
+            d = json.loads(ev["detail"])
+            if d.get("day") != str(day) or d.get("account") != account:
+                continue
+            reason = d.get("reason", "daily-loss halt") if ev["kind"] == "halt" else None
+        return reason
+
+    def pending_shares(self, symbol: str) -> float:
+        """Return the signed shares of ``symbol`` still to fill in open intents (journaled and
+        not yet acknowledged, sent, or working): + for buys, - for sells."""
+        rows = self._query(
+            f"SELECT side, quantity, filled FROM intents WHERE symbol = ? AND status IN"
+            f" ({','.join('?' * len(OPEN_STATUSES))})", (symbol, *OPEN_STATUSES))
+        return sum((1.0 if r["side"] == "BUY" else -1.0) * max(r["quantity"] - r["filled"], 0.0)
+                   for r in rows)
+
     # -- reconcile ----------------------------------------------------------------------------
 
     def reconcile(

@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,19 @@ import backtrader as bt
 from analyzers.equity import EquityRecorder
 from bt_ibkr import client as ibc
 from bt_ibkr.audit import AuditLog, audit_path
+from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
 from bt_ibkr.config import LiveConfig, PathsConfig
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
 from bt_ibkr.journal import (
     Journal,
+    JournalError,
     ReconcileReport,
     exec_snapshot,
     order_snapshot,
 )
 from bt_ibkr.live_broker import CRASH_POINTS, JournaledIBBroker, contract_symbol
 from bt_ibkr.risk import RiskGate
+from bt_ibkr.run_lock import RunLock
 from bt_ibkr.safety import check_launch, check_trading_mode
 from bt_ibkr.store import IBStore
 from feeds.ibdata import IBData
@@ -320,6 +323,9 @@ class LiveRunner:
             own cache under ``state/simulate/cache``; False: no cache, IB history only.
         max_intent_age: an intent journaled but never sent is resent after a restart only if
             younger than this.
+        lift_halt: lift a daily-loss halt that an earlier run of the same trading day recorded
+            in the journal (the operator's explicit decision; audited). Without it the halt
+            holds across restarts until the trading day ends.
     """
 
     def __init__(self, config: LiveConfig, *, strategy: type | None = None,
@@ -329,7 +335,7 @@ class LiveRunner:
                  progress: Callable[[str], None] | None = None,
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
                  max_intent_age: timedelta = timedelta(hours=12),
-                 backfill_days: int = 730, cache: Any = None) -> None:
+                 backfill_days: int = 730, cache: Any = None, lift_halt: bool = False) -> None:
         self.config = config
         self.strategy_cls = strategy
         self.simulate = simulate
@@ -347,6 +353,7 @@ class LiveRunner:
         self.max_intent_age = max_intent_age
         self.backfill_days = int(backfill_days)
         self.cache = cache
+        self.lift_halt = bool(lift_halt)
         self.sim = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
@@ -479,7 +486,13 @@ class LiveRunner:
     def _run(self, strategy_cls: type) -> LiveResult:
         cfg = self.config
         started = datetime.now(UTC)
-        journal = Journal(cfg.paths.journal)
+        lock = RunLock(cfg.paths.journal)
+        lock.acquire()  # one runner per journal; refused before connecting
+        try:
+            journal = Journal(cfg.paths.journal)
+        except BaseException:
+            lock.release()
+            raise
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
         store = None
         run_id = None
@@ -494,6 +507,11 @@ class LiveRunner:
                 account = check_trading_mode(cfg.mode, cfg.port, store.managed_accounts,
                                              cfg.confirm_live, cfg.connection.account)
             except ConfigError as exc:
+                audit.write("run", event="refused", reason=str(exc))
+                raise
+            try:
+                journal.bind_account(account)
+            except JournalError as exc:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
             self._say(f"account {account} ({cfg.mode}); journal {cfg.paths.journal}")
@@ -515,6 +533,7 @@ class LiveRunner:
             self.store = None
             journal.close()
             audit.close()
+            lock.release()
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, store: IBStore, journal: Journal, audit: AuditLog,
@@ -579,14 +598,26 @@ class LiveRunner:
         broker = self.broker = JournaledIBBroker(store=store)
         equity0 = store.get_acc_value()
         gate = RiskGate(cfg.risk)
-        day_start = self._day_start_equity(store, journal, account, run_id, equity0)
+        day = self._trading_day(store)
+        day_start = self._day_start_equity(journal, account, run_id, equity0, day)
         if day_start:
             gate.new_day(day_start)
+        halt = journal.halt_in_force(day, account)
+        if halt and self.lift_halt:
+            journal.lift_halt(day, account, run_id=run_id)
+            audit.write("risk", event="halt_lifted", day=str(day), reason=halt,
+                        by="--lift-halt")
+            self._say(f"daily-loss halt of {day} lifted by --lift-halt (was: {halt})")
+        elif halt:
+            gate.restore_halt(halt)
+            self._say(f"!! daily-loss halt in force for trading day {day} (recorded by an earlier "
+                      "run): only orders that reduce positions go out; --lift-halt lifts it")
         broker.configure(journal=journal, audit=audit, gate=gate,
                          strategy_name=strategy_cls.__name__, run_id=run_id, account=account,
                          read_only=cfg.read_only,
                          resend_refs={r.order_ref for r in report.resend},
-                         crash_at=self.crash_at)
+                         crash_at=self.crash_at, trading_day=day)
+        broker.halt_announced = gate.halted  # a halt restored from the journal is reported
         cerebro.setbroker(broker)
         daily = cfg.run_mode == "daily"
         self.feeds = []
@@ -629,16 +660,22 @@ class LiveRunner:
         self._on_exit(store, broker, daily)
         return self._result(strat, store, broker, journal, account, run_id, report)
 
-    @staticmethod
-    def _day_start_equity(store: IBStore, journal: Journal, account: str, run_id: str,
-                          equity: float) -> float | None:
-        """Return today's start-of-day equity: the first run of the (gateway's) day records
-        it in the journal, later runs that day reuse it, so a restart cannot lift the
-        daily-loss halt."""
+    def _trading_day(self, store: IBStore) -> date:
+        """Return the exchange session the run belongs to, on the gateway's clock (the first
+        symbol's calendar; US symbols share NYSE's sessions)."""
         try:
-            today = str(gateway_time(store).date())
+            now = gateway_time(store)
         except Exception:  # noqa: BLE001 - fall back to our clock
-            today = str(datetime.now(UTC).date())
+            now = datetime.now(UTC).replace(tzinfo=None)
+        return trading_day(now, DEFAULT_CALENDAR)
+
+    @staticmethod
+    def _day_start_equity(journal: Journal, account: str, run_id: str, equity: float,
+                          day: date) -> float | None:
+        """Return the start-of-day equity of trading day ``day``: the first run of the day
+        records it in the journal, later runs that day reuse it, so a restart cannot move the
+        daily-loss floor."""
+        today = str(day)
         for ev in journal.events("day_start"):
             d = ev["detail"]
             if d.get("date") == today and d.get("account") == account and d.get("equity"):

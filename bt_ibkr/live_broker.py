@@ -90,6 +90,7 @@ class JournaledIBBroker(IBBroker):
         self.account: str | None = None
         self.crash_at: str | None = None
         self.resend_refs: set[str] = set()
+        self.trading_day: date | None = None
         self.records: dict[str, dict[str, Any]] = {}
         self.halt_announced = False
         self.max_order_id = 0
@@ -100,8 +101,11 @@ class JournaledIBBroker(IBBroker):
     def configure(self, *, journal: Journal, audit: AuditLog | None, gate: RiskGate | None,
                   strategy_name: str, run_id: str | None, account: str | None,
                   read_only: bool = False, resend_refs: set[str] | None = None,
-                  crash_at: str | None = None) -> None:
-        """Attach the run's journal, audit log, risk gate and options; returns None."""
+                  crash_at: str | None = None, trading_day: date | None = None) -> None:
+        """Attach the run's journal, audit log, risk gate and options; returns None.
+
+        ``trading_day`` is the exchange session the run belongs to: a daily-loss halt is
+        recorded in the journal under it."""
         if crash_at and crash_at not in CRASH_POINTS:
             raise ValueError(f"BT_IBKR_CRASH_AT={crash_at!r}: expected one of {CRASH_POINTS}")
         self.journal, self.audit, self.gate = journal, audit, gate
@@ -110,6 +114,7 @@ class JournaledIBBroker(IBBroker):
         self.read_only = bool(read_only)
         self.resend_refs = set(resend_refs or ())
         self.crash_at = crash_at or None
+        self.trading_day = trading_day
 
     # ------------------------------------------------------------------ helpers
     def _audit(self, kind: str, **fields: Any) -> None:
@@ -164,12 +169,17 @@ class JournaledIBBroker(IBBroker):
         # 1. risk gate (before anything is journaled or sent)
         if self.gate is not None:
             decision = self.gate.check(symbol, side, qty, price, position,
-                                       equity if equity > 0 else None)
+                                       equity if equity > 0 else None,
+                                       pending=self.journal.pending_shares(symbol))
             if decision.newly_halted and not self.halt_announced:
-                # RiskGate logs the halt once (warning); the audit gets it once too
+                # RiskGate logs the halt once (warning); the audit gets it once too, and the
+                # journal keeps it for the trading day, so a restart cannot lift it
                 self.halt_announced = True
                 self._audit("risk", event="daily_loss_halt", reason=self.gate.halt_reason,
                             equity=equity)
+                if self.trading_day is not None and self.account:
+                    self.journal.record_halt(self.trading_day, self.account,
+                                             self.gate.halt_reason, run_id=self.run_id)
             if not decision.allowed:
                 (log.info if decision.halted else log.warning)(
                     "risk refused %s: %s", ref, decision.reason)

@@ -12,6 +12,11 @@ Rules, in the order they are checked:
 5. ``max_position_per_symbol``: absolute shares after the order.
 6. ``max_position_notional``: absolute shares after the order x price.
 
+"After the order" counts what is already committed: the position held, plus ``pending`` (the
+signed shares of working orders and of intents journaled but not yet acknowledged), plus this
+order: of three buys of 100 in one bar under a limit of 150, the first passes (0 -> 100) and
+the second is refused (100 working -> 200).
+
 Reasons are written for the person reading the log, e.g.
 ``order 500 SPY @ 450.00 = 225,000.00 exceeds max_order_notional 100,000.00``.
 """
@@ -73,6 +78,10 @@ def _qty(x: float) -> str:
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.4g}"
 
 
+def _committed(held: float, pending: float) -> str:
+    return f" (held {_qty(held)}, in working orders {_qty(pending)})" if pending else ""
+
+
 class RiskGate:
     """Checks orders against :class:`RiskLimits` and keeps the daily-loss halt state.
 
@@ -96,6 +105,12 @@ class RiskGate:
         self.halted = False
         self.halt_reason = ""
 
+    def restore_halt(self, reason: str) -> None:
+        """Put the daily-loss halt back in force (recorded by an earlier run of the same
+        trading day: a restart must not lift it); returns None."""
+        self.halted = True
+        self.halt_reason = reason or "daily-loss halt recorded earlier today"
+
     def check(
         self,
         symbol: str,
@@ -105,6 +120,7 @@ class RiskGate:
         current_position: float,
         equity: float | None,
         day_start_equity: float | None = None,
+        pending: float = 0.0,
     ) -> RiskDecision:
         """Return whether an order may be sent, and why not.
 
@@ -113,8 +129,9 @@ class RiskGate:
             side: ``"BUY"`` or ``"SELL"``.
             quantity: shares, > 0.
             price: the price used for notionals (last / limit / reference price), > 0.
-            current_position: signed shares held now (including working orders if the caller
-                wants them counted).
+            current_position: signed shares held now (filled).
+            pending: signed shares still to fill in working orders and in intents not yet
+                acknowledged (+ buys, - sells); counted with the position for every limit.
             equity: current account equity (net liquidation); needed when ``max_daily_loss``
                 is set.
             day_start_equity: overrides the value from :meth:`new_day` when given.
@@ -128,7 +145,11 @@ class RiskGate:
         if price is None or not math.isfinite(price) or price <= 0:
             return RiskDecision(False, f"order {side_u} {_qty(quantity)} {symbol}: no valid price "
                                        f"({price!r}) to check the limits against", self.halted)
-        pos = float(current_position or 0.0)
+        held = float(current_position or 0.0)
+        pending = float(pending or 0.0)
+        if not math.isfinite(pending):
+            pending = 0.0
+        pos = held + pending  # committed: filled + working + not yet acknowledged
         after = pos + quantity if side_u == "BUY" else pos - quantity
         if abs(after) <= abs(pos) and (after == 0 or math.copysign(1, after) == math.copysign(1, pos)):
             return RiskDecision(True, f"reduces {symbol} from {_qty(pos)} to {_qty(after)} shares",
@@ -170,13 +191,14 @@ class RiskGate:
             return RiskDecision(
                 False,
                 f"{side_u} {_qty(quantity)} {symbol} would take the position from {_qty(pos)} to "
-                f"{_qty(after)} shares, above max_position_per_symbol "
+                f"{_qty(after)} shares{_committed(held, pending)}, above max_position_per_symbol "
                 f"{_qty(lim.max_position_per_symbol)}", self.halted, newly)
         value = abs(after) * price
         if lim.max_position_notional is not None and value > lim.max_position_notional:
             return RiskDecision(
                 False,
                 f"{side_u} {_qty(quantity)} {symbol} would make the position {_qty(after)} x "
-                f"{_money(price)} = {_money(value)}, above max_position_notional "
+                f"{_money(price)} = {_money(value)}{_committed(held, pending)}, above "
+                f"max_position_notional "
                 f"{_money(lim.max_position_notional)}", self.halted, newly)
         return RiskDecision(True, "ok", self.halted, newly)

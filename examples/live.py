@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the gateway simulator in-process and trade it (no TWS needed)")
     p.add_argument("--read-only", action="store_true",
                    help="decide and record the orders, send nothing")
+    p.add_argument("--lift-halt", action="store_true",
+                   help="lift today's daily-loss halt that an earlier run recorded in the "
+                        "journal (it otherwise holds until the trading day ends)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable), e.g. --param band=0.05")
     return p
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be > 0 seconds")
         runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
                             max_runtime=args.max_runtime, json_path=args.json,
-                            report_path=args.report, progress=say)
+                            report_path=args.report, progress=say, lift_halt=args.lift_halt)
 
         def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
             name = signal.Signals(signum).name
