@@ -8,7 +8,12 @@ No secrets: every value passes :class:`Redactor` first. Values under keys that l
 (``password``, ``token``, ``api_key``, ``credentials`` ...) become ``"***"``, and every known
 secret value (``LiveConfig.secrets``, ``TWS_PASSWORD`` and the other variables of
 :data:`bt_ibkr.config.SECRET_ENV_VARS`, environment variables whose names look like secrets) is
-masked wherever it appears inside a string.
+masked wherever it appears inside a string. A secret shorter than :data:`MIN_SECRET_LEN` is
+not masked inside text (it would hide ordinary words: a 3-letter secret hits symbols and
+orderRefs); a warning says so once, without the value.
+
+The same :class:`Redactor` guards every other output of a run: :class:`RedactingFilter` on the
+log handlers (the log file and stderr), the status lines and the JSON summary.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 import math
 import os
 import threading
@@ -29,7 +35,10 @@ from bt_ibkr.config import SECRET_ENV_VARS, SECRET_NAME_RE
 KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error")
 """The kinds of audit records."""
 MASK = "***"
-_MIN_GUESSED_SECRET = 6  # env values found by name pattern only: shorter ones ("1", "yes") skipped
+MIN_SECRET_LEN = 6
+"""Secrets shorter than this are not masked inside text (they would hit ordinary words)."""
+
+log = logging.getLogger(__name__)
 
 
 class Redactor:
@@ -41,6 +50,10 @@ class Redactor:
             ``SECRET_ENV_VARS`` (any non-empty value) and any variable whose name matches
             ``pass|secret|token|key|credential`` (values of 6+ characters). Pass ``{}`` to
             use only ``secrets``.
+
+    Secrets shorter than :data:`MIN_SECRET_LEN` are not masked inside text (a warning is
+    logged once per such secret, naming its length only); values under secret-looking keys
+    are masked whatever their length.
     """
 
     def __init__(self, secrets: Iterable[str] = (), env: Mapping[str, str] | None = None) -> None:
@@ -51,14 +64,30 @@ class Redactor:
                 continue
             if name in SECRET_ENV_VARS:
                 found.add(value)
-            elif SECRET_NAME_RE.search(name) and len(value) >= _MIN_GUESSED_SECRET:
+            elif SECRET_NAME_RE.search(name) and len(value) >= MIN_SECRET_LEN:
                 found.add(value)
-        # longest first, so a secret that contains another is masked whole
-        self._secrets = sorted(found, key=len, reverse=True)
+        self._secrets: list[str] = []
+        self._warned: set[int] = set()
+        self.add(*found)
 
     def add(self, *secrets: str) -> None:
-        """Mask these values too from now on."""
-        self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
+        """Mask these values too from now on (too short ones: see the class docstring)."""
+        keep = set(self._secrets)
+        for secret in secrets:
+            if not isinstance(secret, str) or not secret:
+                continue
+            if len(secret) < MIN_SECRET_LEN:
+                key = hash(secret)
+                if key not in self._warned:
+                    self._warned.add(key)
+                    log.warning("a secret of %d characters is too short to mask inside logs and "
+                                "summaries without hiding ordinary words (symbols, orderRefs); "
+                                "it is masked only under secret-named keys: use a longer one",
+                                len(secret))
+                continue
+            keep.add(secret)
+        # longest first, so a secret that contains another is masked whole
+        self._secrets = sorted(keep, key=len, reverse=True)
 
     def text(self, value: str) -> str:
         """Return ``value`` with every known secret replaced by ``***``."""
@@ -107,6 +136,40 @@ class Redactor:
         if isinstance(value, BaseException):
             return self.text(f"{type(value).__name__}: {value}")
         return self.text(str(value))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks a :class:`Redactor`'s secrets in each record's message and
+    traceback; add it to a handler (:meth:`install`) so the file and stderr never show them."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string still gets logged, masked
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = self.redactor.text(message), ()
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, self.redactor.text(text)
+        elif record.exc_text:
+            record.exc_text = self.redactor.text(record.exc_text)
+        return True
+
+    def install(self, logger: logging.Logger | None = None) -> RedactingFilter:
+        """Add this filter to every handler of ``logger`` (default: the root logger)."""
+        for handler in (logger or logging.getLogger()).handlers:
+            if self not in handler.filters:
+                handler.addFilter(self)
+        return self
+
+    def remove(self, logger: logging.Logger | None = None) -> None:
+        """Take it off the handlers again."""
+        for handler in (logger or logging.getLogger()).handlers:
+            handler.removeFilter(self)
 
 
 class AuditLog:

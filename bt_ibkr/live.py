@@ -47,7 +47,7 @@ import backtrader as bt
 
 from analyzers.equity import EquityRecorder
 from bt_ibkr import client as ibc
-from bt_ibkr.audit import AuditLog, audit_path
+from bt_ibkr.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
 from bt_ibkr.config import LiveConfig, PathsConfig
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
@@ -343,7 +343,10 @@ class LiveRunner:
         self.max_runtime = max_runtime
         self.json_path = Path(json_path) if json_path else None
         self.report_path = Path(report_path) if report_path else None
-        self.progress = progress or (lambda msg: None)
+        # every output of the run (status lines, logs, summary, audit) is masked by one redactor
+        self.redactor = Redactor(config.secrets.values())
+        sink = progress or (lambda msg: None)
+        self.progress = lambda msg: sink(self.redactor.text(str(msg)))
         env_crash = os.environ.get(CRASH_ENV) or None
         self.crash_at = crash_at if crash_at is not None else env_crash
         if self.crash_at and self.crash_at not in CRASH_POINTS:
@@ -375,7 +378,7 @@ class LiveRunner:
             cerebro.runstop()
 
     def _say(self, msg: str) -> None:
-        log.info(msg)
+        log.info(msg)  # the log handlers mask secrets (RedactingFilter)
         self.progress(msg)
 
     def _timed_out(self) -> bool:
@@ -392,11 +395,12 @@ class LiveRunner:
         """
         cfg = self.config
         self._t0 = time.monotonic()
-        strategy_cls = self.strategy_cls or _default_strategy(cfg.strategy)
-        self._check_params(strategy_cls)
-        if self.simulate:
-            self._start_sim()
+        masking = RedactingFilter(self.redactor).install()
         try:
+            strategy_cls = self.strategy_cls or _default_strategy(cfg.strategy)
+            self._check_params(strategy_cls)
+            if self.simulate:
+                self._start_sim()
             # 1. before connecting: mode vs port, live confirmation
             check_launch(cfg.mode, cfg.port, cfg.confirm_live)
             return self._run(strategy_cls)
@@ -404,6 +408,7 @@ class LiveRunner:
             if self.sim is not None:
                 self.sim.stop()
                 self.sim = None
+            masking.remove()
 
     def _check_params(self, strategy_cls: type) -> None:
         names = set(strategy_cls.params._getkeys())
@@ -799,7 +804,7 @@ class LiveRunner:
             self._say(result.report_message)
         if self.json_path is not None:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)
-            self.json_path.write_text(json.dumps(result.to_summary(), indent=2),
+            self.json_path.write_text(json.dumps(self.redactor(result.to_summary()), indent=2),
                                       encoding="utf-8")
             self._say(f"summary: {self.json_path}")
 

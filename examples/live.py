@@ -97,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log_path = setup_logging("live")
     logger = logging.getLogger("bt_ibkr.live")
+    from bt_ibkr.audit import RedactingFilter, Redactor
+
+    redactor = Redactor()  # the environment's secrets; the config's are added once loaded
+    RedactingFilter(redactor).install()
 
     def say(msg: str) -> None:
-        print(f"[live] {msg}", file=sys.stderr, flush=True)
+        print(f"[live] {redactor.text(str(msg))}", file=sys.stderr, flush=True)
+
+    def error(exc: BaseException) -> None:
+        print(f"error: {redactor.text(str(exc))}", file=sys.stderr, flush=True)
 
     try:
         from bt_ibkr.config import load_config
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         from bt_ibkr.params import parse_params
 
         config = load_config(args.config, overrides=_overrides(args))
+        redactor.add(*config.secrets.values())
         strategy_cls = _default_strategy(config.strategy)
         if args.param:
             config.params = {**config.params, **parse_params(strategy_cls, args.param)}
@@ -129,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         result = runner.run()
     except ConnectionFailedError as exc:
         logger.info("run failed: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        error(exc)
         return EXIT_GATEWAY
     except BtIbkrError as exc:
         logger.info("run refused: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        error(exc)
         return EXIT_INPUT
     for order in result.orders:
         say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "

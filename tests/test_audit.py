@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.audit import AuditLog, Redactor, audit_path, read_audit
+from bt_ibkr.audit import AuditLog, RedactingFilter, Redactor, audit_path, read_audit
 from bt_ibkr.config import load_config
 from bt_ibkr.journal import Fill
 
@@ -72,10 +73,42 @@ def test_secret_from_the_environment_never_reaches_the_file(tmp_path):
 
 
 def test_redactor_masks_the_longest_secret_whole():
-    r = Redactor(["abc", "abcdef"], env={})
-    assert r("xx abcdef yy abc") == "xx *** yy ***"
-    assert r({"passphrase": None, "note": b"abc"}) == {"passphrase": None, "note": "***"}
-    assert r(float("nan")) == "nan" and r(Path("/tmp/abc")) == "/tmp/***"
+    r = Redactor(["secret", "secret-longer"], env={})
+    assert r("xx secret-longer yy secret") == "xx *** yy ***"
+    assert r({"passphrase": None, "note": b"secret"}) == {"passphrase": None, "note": "***"}
+    assert r(float("nan")) == "nan" and r(Path("/tmp/secret")) == "/tmp/***"
+
+
+def test_a_short_secret_never_masks_ordinary_words_and_is_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="bt_ibkr.audit"):
+        r = Redactor(["SPY", "abc"], env={"TWS_PASSWORD": "RAE"})
+    ref = "bt1:RAE:SPY:20161230:1"
+    assert r({"symbol": "SPY", "orderRef": ref, "note": "abc"}) == {
+        "symbol": "SPY", "orderRef": ref, "note": "abc"}
+    assert r({"password": "RAE"}) == {"password": "***"}  # under a secret-named key: masked
+    warned = [rec.getMessage() for rec in caplog.records]
+    assert len(warned) == 3 and all("3 characters is too short" in m for m in warned)
+    assert not any(word in m for m in warned for word in ("SPY", "abc", "RAE"))
+
+
+def test_redacting_filter_masks_log_file_and_stderr_records(tmp_path, capsys):
+    logger = logging.getLogger("bt_ibkr.test_redaction")
+    handler = logging.FileHandler(tmp_path / "x.log")
+    logger.addHandler(handler)
+    flt = RedactingFilter(Redactor(["hunter2-secret"], env={})).install(logger)
+    try:
+        logger.warning("account %s connected", "hunter2-secret")
+        try:
+            raise RuntimeError("bad hunter2-secret")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        flt.remove(logger)
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "x.log").read_text()
+    assert "hunter2-secret" not in text
+    assert "account *** connected" in text and "RuntimeError: bad ***" in text
 
 
 def test_dataclass_fields_hidden_from_repr_stay_hidden():

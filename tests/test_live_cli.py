@@ -143,3 +143,25 @@ def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
                 assert value.encode() not in data, f"secret leaked into {path}"
     for value in secrets.values():
         assert value not in proc.stderr + proc.stdout + again.stderr + again.stdout
+
+
+def test_a_secret_that_is_also_a_config_value_is_masked_in_every_output(tmp_path):
+    """The account id doubles as the secret here: stderr, live.log, the audit and the JSON
+    summary must all mask it (the journal, a data store bound to the account, keeps it)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["BT_IBKR_LOG_DIR"] = str(tmp_path / "logs")
+    env.pop("BT_IBKR_CRASH_AT", None)
+    env["TWS_PASSWORD"] = "DU1234567"  # the simulator's account id
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.live", "--paper", "--simulate", "--json", "run.json",
+         "--max-runtime", "60"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DU1234567" not in proc.stderr + proc.stdout
+    assert "account *** (paper)" in proc.stderr
+    outputs = [tmp_path / "run.json", tmp_path / "logs" / "live.log",
+               *(tmp_path / "logs").glob("audit-*.jsonl")]
+    for path in outputs:
+        assert "DU1234567" not in path.read_text(), f"secret in clear in {path.name}"
+    assert json.loads((tmp_path / "run.json").read_text())["account"] == "***"
