@@ -521,6 +521,9 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            storage = _storage_error(self.path, exc)
+            if storage is not None:
+                raise storage from None
             raise JournalError(
                 f"journal {self.path}: cannot open ({exc}); move the file aside and restart "
                 "(the runner will adopt the gateway's positions and orders)"
@@ -532,14 +535,21 @@ class Journal:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers queue."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                else:
+                    self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                storage = _storage_error(self.path, exc)
+                if storage is None:
+                    raise
+                raise storage from None
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -1117,6 +1127,23 @@ class Journal:
             out.append(_intent(db.execute("SELECT * FROM intents WHERE order_ref = ?",
                                           (ref,)).fetchone()))
         return out
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> JournalError | None:
+    """Return a JournalError that says what is wrong with the journal's storage (disk full,
+    read-only, cannot open), or None when ``exc`` is about something else."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    where = path.resolve().parent if str(path) != ":memory:" else path
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
+        return JournalError(f"journal {path}: the disk is full ({where}); free space there, then "
+                            "run again (nothing was sent after the last journaled intent)")
+    if name.startswith("SQLITE_READONLY") or "readonly" in str(exc):
+        return JournalError(f"journal {path}: the file or its folder {where} is read-only; make "
+                            "it writable or pass --journal on a writable disk")
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
+        return JournalError(f"journal {path}: cannot write it ({exc}); check the disk and the "
+                            f"permissions of {where}")
+    return None
 
 
 def _ref_time(text: str) -> datetime | None:

@@ -293,9 +293,13 @@ def _default_strategy(name: str) -> type:
 
         mod, _, cls = name.partition(":")
         try:
-            return getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError) as exc:
+            found = getattr(importlib.import_module(mod), cls)
+        except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
+        if not (isinstance(found, type) and issubclass(found, bt.Strategy)):
+            raise ConfigError(f"strategy.name {name!r}: {type(found).__name__} is not a "
+                              "backtrader Strategy class; name a bt.Strategy subclass")
+        return found
     raise ConfigError(f"strategy.name {name!r}: expected 'RegimeAwareEnsemble' or "
                       "'package.module:ClassName'")
 
@@ -530,6 +534,10 @@ class LiveRunner:
                         equity=result.equity)
             self._write_outputs(result)
             return result
+        except BaseException as exc:
+            audit.write("run", event="end", stopped_by="error",
+                        error=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             if run_id is not None:
                 journal.end_run(run_id)

@@ -7,14 +7,16 @@
 
 A thin CLI over bt_ibkr.live.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
 audit trail to logs/audit-YYYYMMDD.jsonl. Exit codes: 0 ok, 2 bad input or safety refusal (the
-message names the input), 3 gateway unreachable (the message says what to check), 4 the run
-finished but needs attention (lost order, position mismatch, daily-loss halt: see the output).
+message names the input; also a journal or file that cannot be written), 3 gateway unreachable
+or not answering (the message says what to check), 4 needs attention (lost, recovered or
+rejected order, position mismatch, daily-loss halt, an internal error: see the output).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
@@ -118,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         strategy_cls = _default_strategy(config.strategy)
         if args.param:
             config.params = {**config.params, **parse_params(strategy_cls, args.param)}
-        if args.max_runtime is not None and args.max_runtime <= 0:
-            raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be > 0 seconds")
+        if args.max_runtime is not None and not (math.isfinite(args.max_runtime)
+                                                 and args.max_runtime > 0):
+            raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be a finite number of "
+                              "seconds > 0")
         runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
                             max_runtime=args.max_runtime, json_path=args.json,
                             report_path=args.report, progress=say, lift_halt=args.lift_halt)
@@ -143,6 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("run refused: %s", exc)
         error(exc)
         return EXIT_INPUT
+    except TimeoutError as exc:
+        logger.warning("gateway timeout: %s", exc)
+        error(f"the gateway stopped answering ({exc or 'no reply in time'}); check that it is "
+              "running and logged in, then run again (the journal is safe)")
+        return EXIT_GATEWAY
+    except OSError as exc:
+        logger.warning("file error: %s", exc)
+        where = exc.filename or "a file"
+        error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
+              "mount) and the permissions, then run again (the journal is safe)")
+        return EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001 - one line, exit 4, details in the log
+        logger.exception("internal error")
+        error(f"internal error {type(exc).__name__}: {exc} (details in {log_path}); the journal "
+              "is safe: check TWS and the output above before running again")
+        return EXIT_ATTENTION
     for order in result.orders:
         say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "
             f"{order['symbol']} -> {order['status']}")

@@ -560,3 +560,15 @@ def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match="cannot open .*move the file aside"):
         Journal(bad)
+
+
+def test_a_full_disk_is_named_as_such_not_as_a_damaged_journal(tmp_path):
+    """SQLite's own page limit makes the same SQLITE_FULL error a full disk does."""
+    with Journal(tmp_path / "j.sqlite") as j:
+        pages = j._db.execute("PRAGMA page_count").fetchone()[0]
+        j._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(JournalError, match="the disk is full") as err:
+            for i in range(1, 10_000):
+                j.record_intent(intent(seq=i, note="x" * 2000))
+        assert "move the file aside" not in str(err.value)
+        assert j.integrity_check() == "ok"  # the failed transaction was rolled back

@@ -165,3 +165,37 @@ def test_a_secret_that_is_also_a_config_value_is_masked_in_every_output(tmp_path
     for path in outputs:
         assert "DU1234567" not in path.read_text(), f"secret in clear in {path.name}"
     assert json.loads((tmp_path / "run.json").read_text())["account"] == "***"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_max_runtime_must_be_a_finite_positive_number(in_tmp, capsys, value):
+    assert cli.main(["--paper", "--port", "4002", f"--max-runtime={value}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--max-runtime {float(value):g}" in err and "finite" in err
+
+
+@pytest.mark.parametrize("name,says", [
+    ("os:system", "is not a backtrader Strategy class"),
+    ("no_such_module_xyz:Thing", "cannot import"),
+    ("strategies:NoSuchStrategy", "cannot import"),
+])
+def test_a_strategy_name_that_is_not_a_strategy_exits_2(in_tmp, capsys, name, says):
+    (in_tmp / "c.json").write_text(json.dumps({"strategy": {"name": name}}))
+    assert cli.main(["--paper", "--port", "4002", "--config", "c.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and name in err and says in err
+
+
+def test_a_gateway_that_accepts_but_never_answers_exits_3_within_the_timeout(in_tmp, capsys):
+    """A socket that accepts and says nothing (a hung gateway): one line, exit 3, no traceback."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+        (in_tmp / "c.json").write_text(json.dumps({"connection": {"timeout": 1.0}}))
+        code = cli.main(["--paper", "--port", str(port), "--config", "c.json",
+                         "--max-runtime", "30"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ")
