@@ -33,3 +33,12 @@ class SourceUnavailableError(DataError):
 
 class ConnectionFailedError(BtIbkrError, ConnectionError):
     """The IB gateway could not be reached or refused the session."""
+
+
+class AttentionError(BtIbkrError):
+    """A run stopped on something a person must look at before trading again (exit code 4):
+    stale or mis-stamped data, an order the gateway rejected, and the like."""
+
+
+class StaleDataError(AttentionError, DataError):
+    """The newest bar is older than the last completed session, or stamped in the future."""
