@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bt_ibkr.errors import BtIbkrError, ConfigError, ConnectionFailedError
+from bt_ibkr.errors import AttentionError, BtIbkrError, ConfigError, ConnectionFailedError
 from bt_ibkr.logs import setup_logging
 
 EXIT_OK, EXIT_INPUT, EXIT_GATEWAY, EXIT_ATTENTION = 0, 2, 3, 4
@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("run failed: %s", exc)
         error(exc)
         return EXIT_GATEWAY
+    except AttentionError as exc:
+        logger.warning("run stopped: %s", exc)
+        say(f"!! {redactor.text(str(exc))}")
+        return EXIT_ATTENTION
     except BtIbkrError as exc:
         logger.info("run refused: %s", exc)
         error(exc)
