@@ -51,6 +51,9 @@ warm-up) trades Y; the stitched out-of-sample years are compared with the same y
 buy-and-hold scaled to the stitched curve's volatility and of each fixed variant. Switching
 between candidates at a year end is taken as free (the runs are separate).
 
+Cost sensitivity (``cost_sensitivity``): ``ensemble`` and ``trend`` over the full window of the
+sample assets at 0, 3 and 10 bp per side.
+
 Each result: sharpe, cagr, max_drawdown, vol (annualised, metrics as in the backtest summary)
 and ``bh_same_vol`` = buy-and-hold of the same asset over the same dates scaled to the
 variant's volatility in that window (its Sharpe equals buy-and-hold's).
@@ -80,6 +83,7 @@ WINDOWS = {
 DECISION_ASSET = "^GSPC"
 DECISION_WINDOW = "train"
 CANDIDATES = ("bear_cash", "bear_rebound", "bear_hold")
+COST_LEVELS = (0.0, 3.0, 10.0)
 DECISION_RULE = (
     "highest Sharpe on ^GSPC 1999-2008 at the stated costs; when the best two are within 0.05 "
     "Sharpe, the one with the shallower max drawdown"
@@ -259,8 +263,12 @@ def _window(r: pd.Series, name: str, first: pd.Timestamp) -> pd.Series:
     return r.loc[lo:hi]
 
 
-def decide(results: dict) -> dict:
-    """Apply DECISION_RULE to the candidates' ^GSPC train results; return the decision record."""
+def decide(results: dict, delayed: dict | None = None) -> dict:
+    """Apply DECISION_RULE to the candidates' ^GSPC train results; return the decision record.
+
+    ``delayed`` (candidate -> stats with ``decision_delay=1`` on the same window) is recorded
+    as a robustness check; the rule does not look at it.
+    """
     block = results[DECISION_ASSET][DECISION_WINDOW]
     cands = {c: block[c] for c in CANDIDATES if c in block}
     ranked = sorted(cands, key=lambda c: -cands[c]["sharpe"])
@@ -276,7 +284,58 @@ def decide(results: dict) -> dict:
         "candidates": {c: {k: cands[c][k] for k in ("sharpe", "max_drawdown", "cagr")}
                        for c in ranked},
         "chosen": chosen,
+        "robustness_delay_1": delayed or {},
     }
+
+
+def stale_open_fraction(asset: str, csvs: dict[str, Path], index: pd.DatetimeIndex) -> dict:
+    """Share of bars whose open equals the previous close, per window (after warm-up).
+
+    Where it is near 1 (^GSPC 1999-2005 in this sample) the "next open" fill is really the
+    decision bar's close: no overnight gap is paid, which flatters short-horizon sleeves.
+    """
+    from bt_ibkr.history import HistoryRequest, load_history
+
+    hist = load_history(HistoryRequest(symbols=[asset], use_cache=False, progress=False,
+                                       **_source(asset, csvs)))
+    frame = next(iter(hist.frames.values()))
+    prev = frame["close"].shift(1)
+    stale = ((frame["open"] - prev).abs() <= 1e-9 * prev).astype(float)
+    stale.index = pd.DatetimeIndex(stale.index).tz_localize(None).normalize()
+    out = {}
+    for w in WINDOWS:
+        part = _window(stale, w, index[_warmup()])
+        out[w] = round(float(part.mean()), 3) if len(part) else None
+    return out
+
+
+def cost_sensitivity(assets: list[str], csvs: dict[str, Path], all_variants: dict) -> dict:
+    """Full-window Sharpe / max drawdown of ``ensemble`` and ``trend`` at 0, 3 and 10 bp a side.
+
+    Costs go in as commission only (what the broker charges per side, slippage included).
+    """
+    out: dict = {}
+    for asset in assets:
+        if asset not in SAMPLE_ASSETS:
+            continue
+        bh = None
+        for bps in COST_LEVELS:
+            for v in ("ensemble", "trend"):
+                r, _ = run_one(asset, all_variants[v], {"commission_bps": bps}, csvs)
+                first = r.index[_warmup()]
+                if bh is None:
+                    bh = buy_hold(asset, csvs).reindex(r.index).fillna(0.0)
+                st = _stats(_window(r, "full", first))
+                st["bh_same_vol"] = _bh_same_vol(_window(bh, "full", first), st["vol"])
+                out.setdefault(asset, {}).setdefault(f"{bps:g}bp", {})[v] = st
+    return out
+
+
+def _warmup() -> int:
+    """Bars the Strategy spends in warm-up with its default params."""
+    from strategies import warmup_bars
+
+    return warmup_bars()
 
 
 def walk_forward(rets: dict[str, pd.Series], bh: pd.Series, warmup_end: pd.Timestamp) -> dict:
@@ -320,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.progress import Progress
 
-    from strategies import warmup_bars
 
     all_variants = variants()
     if args.decision_only:
@@ -341,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     runs: dict = {}
     wf: dict = {}
+    stale: dict = {}
+    costs_table: dict = {}
+    delayed: dict = {}
     with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as progress:
         csvs = write_csvs(Path(tmp), assets)
         task = progress.add_task("backtests", total=len(assets) * len(names))
@@ -357,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             index = rets[names[0]].index
             bh = buy_hold(asset, csvs).reindex(index).fillna(0.0)
             # windows start after the warm-up (the bars the Strategy must hold cash)
-            first = index[warmup_bars()]
+            first = index[_warmup()]
             per = {}
             for w in windows:
                 bhw = _window(bh, w, first)
@@ -369,17 +430,29 @@ def main(argv: list[str] | None = None) -> int:
                     block[v] = st
                 per[w] = block
             results[asset] = per
+            stale[asset] = stale_open_fraction(asset, csvs, index)
+            if asset == DECISION_ASSET:
+                for c in CANDIDATES:
+                    progress.update(task, description=f"{asset} {c} decision_delay=1")
+                    r1, _ = run_one(asset, {**all_variants[c], "decision_delay": 1}, costs, csvs)
+                    st = _stats(_window(r1, DECISION_WINDOW, first))
+                    delayed[c] = {k: st[k] for k in ("sharpe", "max_drawdown", "cagr")}
             if not args.decision_only and all(c in rets for c in CANDIDATES):
                 wf[asset] = walk_forward(rets, bh, first)
+        if not args.decision_only:
+            progress.update(task, description="cost sensitivity")
+            costs_table = cost_sensitivity(assets, csvs, all_variants)
     out = {
         "command": "python -m bench.evaluate_strategy " + " ".join(argv or sys.argv[1:]),
         "costs": cost_note,
         "fills": "market orders at the next bar's open (BackBroker); WTI: next close",
         "windows": {k: list(v) for k, v in WINDOWS.items() if k in windows},
-        "decision": decide(results),
+        "decision": decide(results, delayed),
+        "stale_open_fraction": stale,
         "results": results,
         "runs": runs,
         "walk_forward": wf,
+        "cost_sensitivity": costs_table,
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
     text = json.dumps(out, indent=1, default=str)

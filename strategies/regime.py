@@ -28,13 +28,17 @@ Rules (every number is a field of :class:`RegimeParams` and a param of the Strat
   hysteresis: the overlay turns **on** when P rises above ``hmm_promote_above``=0.8 and **off**
   only when it falls below ``hmm_release_below``=0.5. While on, a quiet regime is promoted to its
   volatile twin (bull_quiet -> bull_volatile, bear_quiet -> crisis); range and the volatile
-  regimes are left alone. Before the first fit (1,260 returns) there is no promotion.
+  regimes are left alone. Before the first fit (1,260 returns, five years) there is no
+  promotion - a daily live session warms up on ~500 bars, so there the overlay stays off.
 * Minimum dwell: a regime, once entered, is held for at least ``min_dwell``=5 bars; after that
   the label follows the rules above on the bar they change (no confirmation lag). Crisis is no
   exception to the hold, so EVERY regime run lasts at least ``min_dwell`` bars (tested on both
   indices and on synthetic data); it needs no confirmation either, so crisis is entered on the
   first crisis bar once the current regime has served its dwell - at most ``min_dwell - 1``
-  bars late, and only right after another switch.
+  bars late, and only right after another switch (on the 1999-2018 sample 4 of 15 crisis
+  entries on ^GSPC were 1-4 bars late, 5 of 15 on ^IXIC 2-3 bars). DESIGN's "crisis may enter
+  at once" read as "crisis may cut a dwell short" would break the minimum-dwell guarantee; the
+  volatility targeting already cuts exposure the day realized vol jumps, so the hold wins.
 * Warm-up: until the SMA exists with its slope (``sma_long + slope_lookback`` bars) and the
   vol rank has ``vol_rank_min`` realized-vol values (``vol_window + vol_rank_min`` bars), the
   label is ``"warmup"`` (the Strategy holds cash): 271 bars with the defaults (the first
