@@ -263,14 +263,17 @@ def _window(r: pd.Series, name: str, first: pd.Timestamp) -> pd.Series:
     return r.loc[lo:hi]
 
 
-def decide(results: dict, delayed: dict | None = None) -> dict:
-    """Apply DECISION_RULE to the candidates' ^GSPC train results; return the decision record.
+def decide(results: dict, delayed: dict | None = None) -> dict | None:
+    """Apply DECISION_RULE to the candidates' ^GSPC train results; return the decision record
+    (None when the candidates were not run).
 
     ``delayed`` (candidate -> stats with ``decision_delay=1`` on the same window) is recorded
     as a robustness check; the rule does not look at it.
     """
     block = results[DECISION_ASSET][DECISION_WINDOW]
     cands = {c: block[c] for c in CANDIDATES if c in block}
+    if not cands:
+        return None
     ranked = sorted(cands, key=lambda c: -cands[c]["sharpe"])
     chosen = ranked[0]
     if len(ranked) > 1:
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "costs": cost_note,
         "fills": "market orders at the next bar's open (BackBroker); WTI: next close",
         "windows": {k: list(v) for k, v in WINDOWS.items() if k in windows},
-        "decision": decide(results, delayed),
+        "decision": decide(results, delayed) if DECISION_ASSET in results else None,
         "stale_open_fraction": stale,
         "results": results,
         "runs": runs,
