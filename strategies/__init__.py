@@ -4,7 +4,14 @@
 ``label_series`` runs the regime classifier over a list of closes (tests, notebooks).
 """
 
-from .ensemble import DEFAULT_CAPS, DEFAULT_WEIGHTS, RegimeAwareEnsemble, resolve_table
+from .allocation import (
+    DEFAULT_CAPS,
+    DEFAULT_WEIGHTS,
+    AllocationTable,
+    parse_sleeves,
+    resolve_table,
+)
+from .ensemble import RegimeAwareEnsemble
 from .hmm import HMMFit, HMMOverlay, HMMParams, fit_hmm, forward_filter
 from .regime import (
     REGIMES,
@@ -14,10 +21,12 @@ from .regime import (
     RegimeParams,
     label_series,
     vol_high_next,
+    warmup_bars,
 )
 from .sleeves import SLEEVES, SleeveParams, Sleeves
 
 __all__ = [
+    "AllocationTable",
     "DEFAULT_CAPS",
     "DEFAULT_WEIGHTS",
     "REGIMES",
@@ -35,6 +44,8 @@ __all__ = [
     "fit_hmm",
     "forward_filter",
     "label_series",
+    "parse_sleeves",
     "resolve_table",
     "vol_high_next",
+    "warmup_bars",
 ]

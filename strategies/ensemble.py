@@ -6,45 +6,58 @@ Per data feed, every bar, at the close (in ``next()``):
    are advanced by one bar with their own O(1)/O(log n) state - no backtrader indicators, so a
    run with ``preload``/``runonce`` on and a run with them off (and live trading) compute the
    same floats in the same order;
-2. raw target = ``caps[regime] * sum_s weights[regime][s] * signal_s`` (0 in warm-up);
-3. volatility targeting: raw * ``target_vol`` / realized vol(20d), capped at ``max_leverage``,
-   times 1/N for N feeds (equal risk budget per symbol), times (1 - ``cash_buffer``);
-4. the feed is rebalanced with a market order (filled at the next open, backtrader's default)
+2. blend = ``sum_s weights[regime][s] * signal_s`` (:mod:`strategies.allocation`; 0 in warm-up);
+3. volatility targeting: blend * ``target_vol`` / realized vol(20d), at most ``max_leverage``,
+   times (1 - ``cash_buffer``);
+4. the regime's cap is a CEILING on that final number: target = 1/N * min(cap, step 3), for N
+   feeds (equal risk budget per symbol). So the target never exceeds ``cap * 1/N`` (tested on
+   every bar);
+5. with ``decision_delay`` = k > 0 the feed acts on the (regime, target) it computed k bars
+   earlier (a test of how much the next-open fill relies on acting at once);
+6. the feed is rebalanced with a market order (filled at the next open, backtrader's default)
    to an integer number of shares only when |target - current weight| > ``band``, or when the
    target is 0 and a position is open. Sells are submitted before buys.
 
-Default weight table (a priori, not fitted; ``weights``/``caps`` params override per regime):
+Ablation switches (params; ``python -m examples.backtest --param sleeves=trend``):
 
-    regime          trend  breakout  meanrev   cap
-    bull_quiet       0.5     0.3      0.2     1.0
-    bull_volatile    0.4     0.3      0.3     0.8
-    range            0.2     0.2      0.6     0.6
-    bear_quiet       0.5     0.3      0.2     0.4
-    crisis           0.0     0.0      1.0     0.2
+* ``sleeves``: ``"all"`` (default), a comma-separated string or a tuple of names from
+  :attr:`RegimeAwareEnsemble.SLEEVES`. Each regime's row keeps only those sleeves, rescaled to
+  the row's original sum; a row with none of them holds cash. An unknown name raises
+  ConfigError (a ValueError) naming it and the valid ones.
+* ``use_regimes``: False replaces the table by one static row (the average of the five rows,
+  restricted to ``sleeves``, summing to 1) with no regime cap: regimes are still computed and
+  reported but change nothing. ``sleeves="trend", use_regimes=False`` is the trend sleeve alone
+  with the same volatility targeting; ``sleeves="hold", use_regimes=False`` a volatility-managed
+  buy-and-hold.
+* ``decision_delay``: see step 5.
 
-Warm-up (``"warmup"`` regime, ~220 bars with the defaults): the strategy holds cash.
+Warm-up (``"warmup"`` regime, 271 bars with the defaults): the strategy holds cash.
 Live feeds (``data.islive()``): state is updated on every bar, including backfilled history,
 but orders are only sent while the feed's last ``notify_data`` status is ``LIVE``; a bar with
 an unusable close (<= 0, NaN) is skipped with a warning instead of stopping the session.
-Commission is the broker's business (``cerebro.broker.setcommission``), not the strategy's.
+Commission and slippage are the broker's business (``cerebro.broker.setcommission``), not the
+strategy's.
 
 Attributes read by analyzers after every ``next()``: ``regime`` (primary feed, ``datas[0]``),
 ``regimes`` (data name -> regime), ``targets`` (data name -> target weight of portfolio value,
-after vol targeting, 1/N and the cash buffer), ``hmm_p_high`` (primary feed's P(high-variance
-HMM state), None without ``use_hmm`` or before the first fit). ``regimes``/``targets`` are new
-dicts every bar (never mutated afterwards). Data names are ``data._name`` (``data<i>`` when
-empty, ``name#<i>`` when two feeds share a name).
+final: after vol targeting, cap, 1/N and the cash buffer), ``hmm_p_high`` (primary feed's
+P(high-variance HMM state), None without ``use_hmm`` or before the first fit). With a
+``decision_delay`` the regime and target are the ones being acted on. ``regimes``/``targets``
+are new dicts every bar (never mutated afterwards). Data names are ``data._name`` (``data<i>``
+when empty, ``name#<i>`` when two feeds share a name).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 
 import backtrader as bt
 
 from bt_ibkr.errors import ConfigError, DataError
 
+from .allocation import DEFAULT_CAPS, DEFAULT_WEIGHTS, AllocationTable, resolve_table
 from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams
 from .sleeves import SLEEVES, SleeveParams, Sleeves
 
@@ -52,20 +65,7 @@ __all__ = ["DEFAULT_CAPS", "DEFAULT_WEIGHTS", "RegimeAwareEnsemble", "resolve_ta
 
 log = logging.getLogger("bt_ibkr.strategy")
 
-DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    "bull_quiet": {"trend": 0.5, "breakout": 0.3, "meanrev": 0.2},
-    "bull_volatile": {"trend": 0.4, "breakout": 0.3, "meanrev": 0.3},
-    "range": {"trend": 0.2, "breakout": 0.2, "meanrev": 0.6},
-    "bear_quiet": {"trend": 0.5, "breakout": 0.3, "meanrev": 0.2},
-    "crisis": {"trend": 0.0, "breakout": 0.0, "meanrev": 1.0},
-}
-DEFAULT_CAPS: dict[str, float] = {
-    "bull_quiet": 1.0,
-    "bull_volatile": 0.8,
-    "range": 0.6,
-    "bear_quiet": 0.4,
-    "crisis": 0.2,
-}
+_IDLE = (WARMUP, 0.0)
 
 
 def _number(what: str, v) -> float:
@@ -74,65 +74,15 @@ def _number(what: str, v) -> float:
     return float(v)
 
 
-def resolve_table(
-    weights: dict | None, caps: dict | None
-) -> dict[str, tuple[float, float, float, float]]:
-    """Merge user overrides into the default tables.
-
-    ``weights`` maps regime -> {sleeve: weight} (sleeves: trend, breakout, meanrev; missing
-    sleeves keep their default), ``caps`` maps regime -> gross cap. Returns
-    regime -> (cap * w_trend, cap * w_breakout, cap * w_meanrev, cap), plus ``"warmup"`` -> all 0.
-    Raises :class:`ConfigError` naming an unknown regime or sleeve, or a negative/non-numeric
-    value.
-    """
-    w = {r: dict(v) for r, v in DEFAULT_WEIGHTS.items()}
-    c = dict(DEFAULT_CAPS)
-    if weights:
-        if not isinstance(weights, dict):
-            raise ConfigError(
-                f"weights must be a dict regime -> {{sleeve: weight}}, got {weights!r}"
-            )
-        for regime, row in weights.items():
-            if regime not in REGIMES:
-                raise ConfigError(f"weights: unknown regime {regime!r}; valid: {list(REGIMES)}")
-            if not isinstance(row, dict):
-                raise ConfigError(
-                    f"weights[{regime!r}] must be a dict sleeve -> weight, got {row!r}"
-                )
-            for sleeve, val in row.items():
-                if sleeve not in SLEEVES:
-                    raise ConfigError(
-                        f"weights[{regime!r}]: unknown sleeve {sleeve!r}; valid: {list(SLEEVES)}"
-                    )
-                w[regime][sleeve] = _number(f"weights[{regime!r}][{sleeve!r}]", val)
-    if caps:
-        if not isinstance(caps, dict):
-            raise ConfigError(f"caps must be a dict regime -> gross cap, got {caps!r}")
-        for regime, val in caps.items():
-            if regime not in REGIMES:
-                raise ConfigError(f"caps: unknown regime {regime!r}; valid: {list(REGIMES)}")
-            c[regime] = _number(f"caps[{regime!r}]", val)
-    table = {
-        r: (
-            c[r] * w[r]["trend"],
-            c[r] * w[r]["breakout"],
-            c[r] * w[r]["meanrev"],
-            c[r],
-        )
-        for r in REGIMES
-    }
-    table[WARMUP] = (0.0, 0.0, 0.0, 0.0)
-    return table
-
-
 class _Feed:
-    """Per-data-feed state: classifier, sleeves, last bar seen, pending order."""
+    """Per-data-feed state: classifier, sleeves, decision queue, last bar seen, pending order."""
 
     __slots__ = (
         "data",
         "name",
         "clf",
         "sleeves",
+        "queue",
         "seen",
         "pending",
         "tradable",
@@ -141,11 +91,13 @@ class _Feed:
         "low",
     )
 
-    def __init__(self, data, name: str, rp: RegimeParams, sp: SleeveParams):
+    def __init__(self, data, name: str, rp: RegimeParams, sp: SleeveParams, delay: int):
         self.data = data
         self.name = name
         self.clf = RegimeClassifier(rp)
         self.sleeves = Sleeves(sp)
+        # (regime, target) of the last delay+1 bars; queue[0] is the one acted on once full
+        self.queue: deque[tuple[str, float]] = deque(maxlen=delay + 1)
         self.seen = 0
         self.pending = None
         # a live feed replays backfill bars first: trade only once it reports LIVE
@@ -156,9 +108,10 @@ class _Feed:
 
 
 class RegimeAwareEnsemble(bt.Strategy):
-    """Regime-aware ensemble of trend, breakout and mean-reversion sleeves (DESIGN §8).
+    """Regime-aware ensemble of trend, breakout, mean-reversion and rebound sleeves (DESIGN §8).
 
-    See the module docstring for the rules. All numbers are params::
+    See the module docstring for the rules and :mod:`strategies.allocation` for the weight
+    table. All numbers are params::
 
         cerebro.addstrategy(RegimeAwareEnsemble, band=0.05, use_hmm=True)
 
@@ -166,26 +119,26 @@ class RegimeAwareEnsemble(bt.Strategy):
     """
 
     REGIMES = REGIMES
+    SLEEVES = SLEEVES
 
     params = (
         # regime classifier (strategies.regime.RegimeParams)
         ("sma_long", 200),
         ("slope_lookback", 20),
-        ("slope_threshold", 0.002),
+        ("slope_threshold", 0.0),
         ("vol_window", 20),
         ("vol_rank_window", 504),
-        ("vol_rank_min", 60),
+        ("vol_rank_min", 252),
         ("vol_high_enter", 0.80),
         ("vol_high_exit", 0.60),
         ("min_dwell", 5),
-        ("crisis_below_sma", True),
         ("annualization", 252.0),
-        # HMM overlay (strategies.hmm.HMMOverlay)
+        # HMM overlay (strategies.hmm.HMMOverlay): first fit once hmm_window returns exist
         ("use_hmm", False),
         ("hmm_window", 1260),
         ("hmm_refit_every", 21),
-        ("hmm_min_history", 252),
         ("hmm_promote_above", 0.8),
+        ("hmm_release_below", 0.5),
         ("hmm_max_iter", 50),
         # sleeves (strategies.sleeves.SleeveParams)
         ("sma_fast", 50),
@@ -194,11 +147,14 @@ class RegimeAwareEnsemble(bt.Strategy):
         ("rsi_period", 2),
         ("rsi_entry", 10.0),
         ("meanrev_exit_sma", 5),
-        # allocation
-        # dict regime -> {sleeve: weight} / regime -> gross cap; a partial dict overrides
-        # only the entries it names (e.g. weights={"crisis": {"meanrev": 0.0}})
+        # allocation (strategies.allocation)
+        # dict regime -> {sleeve: weight} / regime -> cap; a partial dict overrides
+        # only the entries it names (e.g. weights={"crisis": {"rebound": 0.0}})
         ("weights", {r: dict(w) for r, w in DEFAULT_WEIGHTS.items()}),
         ("caps", dict(DEFAULT_CAPS)),
+        ("sleeves", "all"),
+        ("use_regimes", True),
+        ("decision_delay", 0),
         ("target_vol", 0.12),
         ("max_leverage", 1.0),
         ("band", 0.10),
@@ -221,13 +177,17 @@ class RegimeAwareEnsemble(bt.Strategy):
         values = {k: getattr(p, k) for k in self.param_names()}
         rp = RegimeParams.from_mapping(values)
         sp = SleeveParams.from_mapping(values)
-        self._table = resolve_table(p.weights, p.caps)
+        self.table: AllocationTable = resolve_table(p.weights, p.caps, p.sleeves, p.use_regimes)
+        self._rows = self.table.rows
         self._target_vol = _number("target_vol", p.target_vol)
         self._max_lev = _number("max_leverage", p.max_leverage)
         self._band = _number("band", p.band)
         self._buffer = _number("cash_buffer", p.cash_buffer)
         if self._buffer >= 1.0:
             raise ConfigError(f"cash_buffer must be < 1, got {p.cash_buffer!r}")
+        delay = p.decision_delay
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ConfigError(f"decision_delay must be an int >= 0 (bars), got {delay!r}")
         if not self.datas:
             raise ConfigError("RegimeAwareEnsemble needs at least one data feed (cerebro.adddata)")
         self._feeds: list[_Feed] = []
@@ -237,7 +197,7 @@ class RegimeAwareEnsemble(bt.Strategy):
             if name in used:  # two feeds with one name: keep both visible in regimes/targets
                 name = f"{name}#{i}"
             used.add(name)
-            self._feeds.append(_Feed(d, name, rp, sp))
+            self._feeds.append(_Feed(d, name, rp, sp, delay))
         self._by_data = {id(f.data): f for f in self._feeds}
         self._share = 1.0 / len(self._feeds)
         self.regime: str = WARMUP
@@ -259,13 +219,31 @@ class RegimeAwareEnsemble(bt.Strategy):
         # feeds that start later than others: advance the ones that already have bars
         self.next()
 
+    def decide(self, f: _Feed, regime: str, signals: tuple[float, ...]) -> float:
+        """Return the final target weight of feed ``f`` for ``regime`` and sleeve ``signals``.
+
+        target = 1/N * min(cap, (1 - cash_buffer) * min(max_leverage, blend * tv / rv)), where
+        blend is the regime row's weighted sum of the signals; 0 when the blend is 0.
+        """
+        weights, cap = self._rows[regime]
+        blend = 0.0
+        for w, s in zip(weights, signals, strict=True):
+            if w and s:
+                blend += w * s
+        if not blend > 0.0:
+            return 0.0
+        rv = f.clf.realized_vol
+        lev = blend * self._target_vol / rv if rv else self._max_lev
+        if lev > self._max_lev:
+            lev = self._max_lev
+        lev *= 1.0 - self._buffer
+        if lev > cap:
+            lev = cap
+        return lev * self._share
+
     def next(self):
         broker = self.broker
         value = broker.getvalue()
-        table = self._table
-        tv = self._target_vol
-        max_lev = self._max_lev
-        scale_out = self._share * (1.0 - self._buffer)
         # fresh dicts every bar: an analyzer may keep last bar's dict without copying it
         self.regimes = regimes = dict(self.regimes)
         self.targets = targets = dict(self.targets)
@@ -277,23 +255,15 @@ class RegimeAwareEnsemble(bt.Strategy):
                 continue  # no new bar on this feed (other calendars / prenext)
             f.seen = n
             close = f.close[0]
-            clf = f.clf
             try:
-                regime = clf.update(close)
+                fresh = f.clf.update(close)
             except DataError as exc:  # a bad bar must not kill a live session: skip it
                 self.log("%s: bar skipped: %s", f.name, exc, level=logging.WARNING)
                 continue
-            trend, breakout, meanrev = f.sleeves.update(close, f.high[0], f.low[0], clf.sma)
-            wt, wb, wm, _cap = table[regime]
-            raw = wt * trend + wb * breakout + wm * meanrev
-            if raw > 0.0:
-                rv = clf.realized_vol
-                lev = raw * tv / rv if rv else max_lev
-                if lev > max_lev:
-                    lev = max_lev
-                target = lev * scale_out
-            else:
-                target = 0.0
+            signals = f.sleeves.update(close, f.high[0], f.low[0], f.clf.sma)
+            q = f.queue
+            q.append((fresh, self.decide(f, fresh, signals)))
+            regime, target = q[0] if len(q) == q.maxlen else _IDLE
             regimes[f.name] = regime
             targets[f.name] = target
             if f.pending is not None or not f.tradable or not value > 0.0:

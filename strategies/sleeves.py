@@ -1,14 +1,22 @@
-"""The three signal sleeves of the ensemble, computed incrementally per data feed.
+"""The signal sleeves of the ensemble, computed incrementally per data feed.
 
 Each sleeve is a signal in {0.0, 1.0} (long or flat), updated once per bar from that bar's
-close/high/low and the long SMA the regime classifier already computes:
+close/high/low and the long SMA the regime classifier already computes. :data:`SLEEVES` lists
+them in the order :meth:`Sleeves.update` returns them:
 
 * **trend**: 1 while SMA(``sma_fast``=50) > SMA(``sma_long``=200), else 0.
 * **breakout** (Donchian): enters 1 when the close exceeds the highest high of the PREVIOUS
   ``breakout_entry``=55 bars; exits to 0 when the close falls below the lowest low of the
   PREVIOUS ``breakout_exit``=20 bars; otherwise keeps its state.
-* **mean reversion**: enters 1 when Wilder RSI(``rsi_period``=2) < ``rsi_entry``=10 and the close
-  is above the long SMA; exits to 0 when the close is above SMA(``meanrev_exit_sma``=5).
+* **meanrev** (mean reversion): enters 1 when Wilder RSI(``rsi_period``=2) < ``rsi_entry``=10
+  and the close is above the long SMA; exits to 0 when the close is above
+  SMA(``meanrev_exit_sma``=5).
+* **rebound** (the defensive sleeve): the same rule mirrored below the long SMA - enters 1 when
+  RSI(2) < 10 and the close is BELOW the long SMA (a short-term oversold bar in a down market);
+  exits to 0 when the close is above SMA(5). It is the only sleeve that can be long while the
+  price is under its 200-day average, where bear_quiet and crisis live.
+* **hold**: 1 on every bar once the long SMA exists. On its own with volatility targeting it is
+  a volatility-managed buy-and-hold (Moreira & Muir 2017), the ablation's baseline sleeve.
 
 A sleeve is 0 until its inputs exist (warm-up).
 """
@@ -23,7 +31,7 @@ from .rolling import RollingMax, RollingMean, RollingMin, WilderRSI
 
 __all__ = ["SLEEVES", "SleeveParams", "SleeveSignals", "Sleeves"]
 
-SLEEVES = ("trend", "breakout", "meanrev")
+SLEEVES = ("trend", "breakout", "meanrev", "rebound", "hold")
 
 
 @dataclass(frozen=True)
@@ -70,17 +78,31 @@ class SleeveSignals:
     trend: float
     breakout: float
     meanrev: float
+    rebound: float
+    hold: float
 
 
 class Sleeves:
-    """Incremental state of the three sleeves for one feed.
+    """Incremental state of the sleeves for one feed.
 
-    ``update(close, high, low, sma_long)`` returns ``(trend, breakout, meanrev)`` as floats in
-    {0.0, 1.0}; ``sma_long`` is the long SMA after this bar (None during its warm-up).
-    The latest values are also in the attributes ``trend``, ``breakout``, ``meanrev``.
+    ``update(close, high, low, sma_long)`` returns ``(trend, breakout, meanrev, rebound, hold)``
+    (the order of :data:`SLEEVES`) as floats in {0.0, 1.0}; ``sma_long`` is the long SMA after
+    this bar (None during its warm-up). The latest values are also attributes of those names.
     """
 
-    __slots__ = ("p", "_fast", "_exit_sma", "_hi", "_lo", "_rsi", "trend", "breakout", "meanrev")
+    __slots__ = (
+        "p",
+        "_fast",
+        "_exit_sma",
+        "_hi",
+        "_lo",
+        "_rsi",
+        "trend",
+        "breakout",
+        "meanrev",
+        "rebound",
+        "hold",
+    )
 
     def __init__(self, params: SleeveParams | None = None):
         p = params if params is not None else SleeveParams()
@@ -93,11 +115,13 @@ class Sleeves:
         self.trend = 0.0
         self.breakout = 0.0
         self.meanrev = 0.0
+        self.rebound = 0.0
+        self.hold = 0.0
 
     def update(
         self, close: float, high: float, low: float, sma_long: float | None
-    ) -> tuple[float, float, float]:
-        """Feed one bar; return (trend, breakout, meanrev) after it."""
+    ) -> tuple[float, float, float, float, float]:
+        """Feed one bar; return (trend, breakout, meanrev, rebound, hold) after it."""
         # breakout: compare with the channel of the PREVIOUS bars, then add today's bar
         hi, lo = self._hi, self._lo
         if self.breakout == 0.0:
@@ -109,19 +133,26 @@ class Sleeves:
         lo.update(low)
 
         fast = self._fast.update(close)
-        self.trend = 1.0 if (fast is not None and sma_long is not None and fast > sma_long) else 0.0
+        warm = sma_long is not None
+        self.trend = 1.0 if (fast is not None and warm and fast > sma_long) else 0.0
+        self.hold = 1.0 if warm else 0.0
 
         rsi = self._rsi.update(close)
         exit_sma = self._exit_sma.update(close)
+        oversold = rsi is not None and rsi < self.p.rsi_entry and warm
+        exit_now = exit_sma is not None and close > exit_sma
         if self.meanrev == 1.0:
-            if exit_sma is not None and close > exit_sma:
+            if exit_now:
                 self.meanrev = 0.0
-        elif (
-            rsi is not None and rsi < self.p.rsi_entry and sma_long is not None and close > sma_long
-        ):
+        elif oversold and close > sma_long:
             self.meanrev = 1.0
-        return self.trend, self.breakout, self.meanrev
+        if self.rebound == 1.0:
+            if exit_now:
+                self.rebound = 0.0
+        elif oversold and close < sma_long:
+            self.rebound = 1.0
+        return self.trend, self.breakout, self.meanrev, self.rebound, self.hold
 
     def signals(self) -> SleeveSignals:
         """The latest signals as a :class:`SleeveSignals`."""
-        return SleeveSignals(self.trend, self.breakout, self.meanrev)
+        return SleeveSignals(self.trend, self.breakout, self.meanrev, self.rebound, self.hold)

@@ -1,15 +1,20 @@
 """Golden backtest on the real S&P 500 sample, 2007-01-01..2009-12-31 (the financial crisis).
 
-Recorded with (offline, any folder):
+Recorded with (offline, any folder, the worktree on PYTHONPATH):
 
     python -m examples.backtest --source sample --symbols ^GSPC --start 2007-01-01 \
         --end 2009-12-31 --json golden.json --no-report --no-progress
 
-which printed final value 105,482.94, total return 5.48%, max drawdown -3.18%, 17 fills,
-regimes crisis 324 / warmup 219 / bull_quiet 92 / bear_quiet 67 / range 54, and buy & hold
+which printed final value 109,641.94, total return 9.64%, max drawdown -5.20%, 56 fills,
+regimes warmup 271 / crisis 255 / bull_quiet 98 / bear_quiet 90 / range 42, and buy & hold
 -21.28% with a -56.78% max drawdown. Checked by hand: the buy-and-hold numbers are the index's
 own (1416.60 on 2007-01-03 to 1115.10 on 2009-12-31; peak 1565.15 on 2007-10-09 to 676.53 on
-2009-03-09), and each fill's commission is 1 bp of its value (7 x 1408.36 -> 0.99).
+2009-03-09). The warm-up is 271 bars (2007-01-03..2008-01-30), so the first regime is on
+2008-01-31: crisis (close far under a falling SMA200, 20-day vol in its top quintile). The first
+fill is the rebound sleeve: on 2008-02-06 RSI(2) was 9.71 (< 10) with the close 1326.45 under the
+SMA200 1482.27; the crisis cap 0.25 is below the vol-targeted 0.98 * 0.12 / 0.2565 = 0.458, so
+the target is 0.25 and the order floor(0.25 * 100,000 / 1326.45) = 18 shares, filled at the
+next open, 1324.01 on 2008-02-07, with a commission of 1 bp (18 x 1324.01 x 1e-4 = 2.38).
 A change to the strategy, its defaults, the data path or the broker set-up moves these numbers:
 re-record them with the command above only when the change is intended, and say so.
 """
@@ -37,11 +42,12 @@ def test_golden_summary(golden):
     s = golden.summary
     assert s["bars"] == 756
     assert (s["start"], s["end"]) == ("2007-01-03", "2009-12-31")
-    assert s["final_value"] == pytest.approx(105482.94250121468, rel=1e-9)
-    assert s["total_return"] == pytest.approx(0.05482942501214705, rel=1e-9)
-    assert s["max_drawdown"] == pytest.approx(-0.03180005030169131, rel=1e-9)
-    assert s["trades"] == 17
-    assert s["regime_counts"] == {"warmup": 219, "crisis": 324, "bear_quiet": 67, "range": 54, "bull_quiet": 92}
+    assert s["final_value"] == pytest.approx(109641.94396275331, rel=1e-9)
+    assert s["total_return"] == pytest.approx(0.0964194396275353, rel=1e-9)
+    assert s["max_drawdown"] == pytest.approx(-0.05198261882575661, rel=1e-9)
+    assert s["trades"] == 56
+    assert s["regime_counts"] == {
+        "warmup": 271, "crisis": 255, "bear_quiet": 90, "range": 42, "bull_quiet": 98}
 
 
 def test_golden_benchmark_is_the_index(golden):
@@ -52,6 +58,9 @@ def test_golden_benchmark_is_the_index(golden):
 
 def test_golden_fills(golden):
     first = golden.fills[0]
-    assert (first.dt[:10], first.side, first.size) == ("2008-05-15", "BUY", 7.0)
-    assert first.price == pytest.approx(1408.359985, rel=1e-9)
-    assert first.commission == pytest.approx(7 * 1408.359985 * 1e-4, rel=1e-9)
+    assert (first.dt[:10], first.side, first.size) == ("2008-02-07", "BUY", 18.0)
+    assert first.size == int(0.25 * 100_000 / 1326.449951)  # crisis cap x value / decision close
+    assert first.price == pytest.approx(1324.01001, rel=1e-9)
+    assert first.commission == pytest.approx(18 * 1324.01001 * 1e-4, rel=1e-9)
+    exit_ = golden.fills[1]  # rebound's exit: the first close above SMA(5)
+    assert (exit_.dt[:10], exit_.side, exit_.size) == ("2008-02-12", "SELL", -18.0)

@@ -125,3 +125,32 @@ def test_errors_name_the_problem():
         fit_hmm(np.arange(20.0), max_iter=0)
     with pytest.raises(ConfigError, match="hmm_min_history"):
         HMMOverlay(window=100, min_history=200)
+
+
+def test_overlay_fits_a_fixed_trailing_window():
+    """Every refit uses exactly the last ``window`` returns (not a growing history)."""
+    x, _ = _simulate(700, 10)
+    ov = HMMOverlay(window=300, refit_every=21, min_history=300)
+    fits_at = []
+    for t, r in enumerate(x, start=1):
+        before = ov.fits
+        ov.update(float(r))
+        if ov.fits != before:
+            fits_at.append(t)
+            assert ov.params == fit_hmm(x[t - 300 : t]).params, t
+            assert ov.p_high == pytest.approx(fit_hmm(x[t - 300 : t]).filtered_last[1])
+    assert fits_at == list(range(300, 701, 21))
+
+
+def test_strategy_overlay_waits_for_the_full_window():
+    from strategies.regime import RegimeClassifier, RegimeParams
+
+    clf = RegimeClassifier(RegimeParams(use_hmm=True, hmm_window=400, hmm_refit_every=21))
+    assert clf._hmm.window == clf._hmm.min_history == 400
+    x, _ = _simulate(500, 11)
+    close = 100.0
+    clf.update(close)
+    for t, r in enumerate(x, start=1):
+        close *= float(np.exp(r))
+        clf.update(close)
+        assert (clf.p_high is None) == (t < 400), t

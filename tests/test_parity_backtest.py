@@ -93,7 +93,24 @@ def test_parity_with_hmm_overlay(spx):
     bars_off, fills_off, value_off = run({"SPX": frame}, preload=False, use_hmm=True)
     assert fills_on == fills_off and value_on == value_off and bars_on == bars_off
     p = [b[4] for b in bars_on]
-    assert p[250] is None and p[252] is not None  # first fit after 252 returns (bar 253)
+    assert p[1259] is None and p[1260] is not None  # first fit on 1,260 returns (bar 1,261)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"decision_delay": 2},
+        {"sleeves": "trend,rebound"},
+        {"use_regimes": False},
+        {"sleeves": "trend", "use_regimes": False},
+    ],
+)
+def test_parity_of_the_ablation_modes(spx, params):
+    frame = spx.iloc[:2500]
+    on = run({"SPX": frame}, preload=True, **params)
+    off = run({"SPX": frame}, preload=False, **params)
+    assert on == off
+    assert len(on[1]) > 5  # it trades
 
 
 @pytest.mark.parametrize("use_hmm, cuts", [(False, (600, 1500, 3000)), (True, (1500,))])
