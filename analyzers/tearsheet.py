@@ -186,8 +186,12 @@ class QuantStatsTearsheet(bt.Analyzer):
         benchmark: ``"buyhold"`` (equal-weight buy-and-hold of the strategy's feeds), a Series of
             daily returns, or None.
         regimes: add the regime section (reads ``strategy.regime`` each bar).
+        warmup_bars: bars before the reporting period (e.g.
+            ``bt_ibkr.backtest.warmup_bars(RegimeAwareEnsemble)``); the report, its benchmark
+            and its regime section start at the close of the next bar. Default 0: all bars.
 
-    ``get_analysis()`` returns ``{"output": Path | None, "values": Series, "benchmark": Series}``.
+    ``get_analysis()`` returns ``{"output": Path | None, "values": Series, "benchmark": Series,
+    "regimes": RegimeReport | None}`` (values: every bar; benchmark and regimes: the period).
     """
 
     params = (
@@ -195,6 +199,7 @@ class QuantStatsTearsheet(bt.Analyzer):
         ("title", "bt_ibkr tearsheet"),
         ("benchmark", "buyhold"),
         ("regimes", True),
+        ("warmup_bars", 0),
     )
 
     def start(self) -> None:
@@ -217,18 +222,22 @@ class QuantStatsTearsheet(bt.Analyzer):
     def stop(self) -> None:
         idx = pd.DatetimeIndex(self._dts)
         values = pd.Series(self._values, index=idx, dtype="float64")
+        w = max(0, int(self.p.warmup_bars))
         bench = None
         if isinstance(self.p.benchmark, pd.Series):
             bench = self.p.benchmark
-        elif self.p.benchmark == "buyhold" and len(values):
-            bench = buy_and_hold_returns({k: pd.Series(v, index=idx) for k, v in self._closes.items()})
+        elif self.p.benchmark == "buyhold" and len(values) > w:
+            bench = buy_and_hold_returns(
+                {k: pd.Series(v[w:], index=idx[w:]) for k, v in self._closes.items()}
+            )
         report = None
-        if self.p.regimes and self._labels:
-            report = build_report(self._dts, self._labels, self._values, self._exposure)
+        if self.p.regimes and len(self._labels) > w:
+            report = build_report(self._dts[w:], self._labels[w:], self._values[w:], self._exposure[w:])
         self.result = {"output": None, "values": values, "benchmark": bench, "regimes": report}
-        if self.p.output and len(values) >= 2:
+        if self.p.output and len(values) - w >= 2:
             self.result["output"] = write_tearsheet(
-                values, self.p.output, benchmark=bench, title=self.p.title, regime_report=report
+                values, self.p.output, benchmark=bench, title=self.p.title, regime_report=report,
+                warmup_bars=w,
             )
 
     def get_analysis(self) -> dict:

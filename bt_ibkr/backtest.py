@@ -530,20 +530,24 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
         report = config.report or Path("reports") / (
             f"backtest-{_slug(','.join(symbols))}-{summary['start']}-{summary['end']}.html"
         )
-        report = write_tearsheet(
-            values,
-            report,
-            benchmark=bench,
-            benchmark_title="Buy & hold",
-            title=f"{strategy_cls.__name__} on {', '.join(symbols)}",
-            regime_report=perf.regimes,
-            warmup_bars=warmup,
-            summary_rows=summary_rows(summary),
-            ablation=summary.get("ablation"),
-            ablation_note="; ".join(summary.get("ablation_skipped", [])),
-            parameters={"Costs": costs_text(summary)},
-        )
-        summary["report"] = str(report)
+        try:
+            report = write_tearsheet(
+                values,
+                report,
+                benchmark=bench,
+                benchmark_title="Buy & hold",
+                title=f"{strategy_cls.__name__} on {', '.join(symbols)}",
+                regime_report=perf.regimes,
+                warmup_bars=warmup,
+                summary_rows=summary_rows(summary),
+                ablation=summary.get("ablation"),
+                ablation_note="; ".join(summary.get("ablation_skipped", [])),
+                parameters={"Costs": costs_text(summary)},
+            )
+            summary["report"] = str(report)
+        except ValueError as exc:  # e.g. intraday bars spanning fewer than 2 days
+            log.warning("no tearsheet written to %s: %s", report, exc)
+            report = None
     if config.json_path:
         path = Path(config.json_path)
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
