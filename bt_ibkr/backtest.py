@@ -97,8 +97,9 @@ class BacktestConfig:
         if self.start and self.end and self.end < self.start:
             raise ConfigError(f"--end {self.end} is before --start {self.start}: swap them")
         for key, value in self.params.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"--param {key}={value}: must be a finite number")
+            bad = _non_finite(value)
+            if bad is not None:
+                raise ConfigError(f"--param {key}={value}: {bad} is not a finite number")
 
     def strategy_class(self) -> type:
         """Return the Strategy class to run (``strategy`` or RegimeAwareEnsemble)."""
@@ -170,6 +171,18 @@ class BacktestResult:
     returns: pd.Series | None = None  # the reporting period's daily returns
     benchmark: pd.Series | None = None  # buy-and-hold daily returns over the same days
     ablation: Any = None  # bt_ibkr.research.ablation.AblationReport when config.ablation
+
+
+def _non_finite(value: Any) -> float | None:
+    """Return the first NaN/infinite float in ``value`` (nested dicts/lists too), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        bad = _non_finite(item)
+        if bad is not None:
+            return bad
+    return None
 
 
 def _finite(value: Any) -> bool:

@@ -111,6 +111,7 @@ def test_decision_delay_without_the_param_is_a_named_error():
         ("slippage_bps", -0.1, "--slippage-bps"), ("slippage_bps", math.inf, "--slippage-bps"),
         ("slippage_bps", 1000.0, "--slippage-bps"), ("decision_delay", -1, "--decision-delay"),
         ("params", {"band": math.nan}, "--param band=nan"),
+        ("params", {"weights": {"crisis": {"meanrev": math.inf}}}, "--param weights="),
     ],
 )
 def test_bad_config_values_are_named(field, value, flag):
