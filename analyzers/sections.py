@@ -89,7 +89,7 @@ def eoy_chart(returns: pd.Series, benchmark: pd.Series | None = None, *,
                label=benchmark_title)
         ax.bar(x + 0.2, years.to_numpy() * 100, width=0.4, color=STRATEGY_COLOR,
                label=strategy_title)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.legend(loc="upper left", fontsize=11, frameon=False)
     else:
         ax.bar(x, years.to_numpy() * 100, width=0.6, color=STRATEGY_COLOR, label=strategy_title)
     mean = float(years.mean()) * 100 if len(years) else 0.0
@@ -98,12 +98,12 @@ def eoy_chart(returns: pd.Series, benchmark: pd.Series | None = None, *,
     step = max(1, int(np.ceil(len(years) / 25)))
     ax.set_xticks(x[::step])
     ax.set_xticklabels([str(y) for y in years.index[::step]], rotation=45, ha="right",
-                       fontsize=8)
+                       fontsize=10)
     ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0f}%")
-    ax.tick_params(axis="y", labelsize=8)
+    ax.tick_params(axis="y", labelsize=11)
     ax.set_xlim(-0.7, len(years) - 0.3)
     ax.set_title("EOY Returns" + ("  vs Benchmark" if benchmark is not None else ""),
-                 fontsize=11, fontweight="bold")
+                 fontsize=14, fontweight="bold")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(axis="y", alpha=0.3)

@@ -156,8 +156,9 @@ def _print_summary(summary: dict, message: str) -> None:
 def _print_ablation(console, rows: list[dict], skipped: list[str]) -> None:
     from rich.table import Table
 
-    t = Table(title="Ablation (same period and costs)")
-    for col in ("variant", "Sharpe", "CAGR", "max DD", "volatility", "exposure", "turnover"):
+    t = Table(title="Ablation (same period and costs)",
+              caption="vol: annualised; exp.: mean gross exposure; turn./yr: traded value per year / mean equity")
+    for col in ("variant", "Sharpe", "CAGR", "max DD", "vol", "exp.", "turn./yr"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for r in rows:
         t.add_row(r["name"], f"{r['sharpe']:.2f}", f"{r['cagr']:.2%}", f"{r['max_drawdown']:.2%}",
