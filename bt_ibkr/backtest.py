@@ -116,9 +116,17 @@ class BacktestConfig:
         """
         cls = self.strategy_class()
         params = dict(self.params)
+        if not self.decision_delay:
+            return params
         if "decision_delay" in param_defaults(cls):
-            params.setdefault("decision_delay", self.decision_delay)
-        elif self.decision_delay:
+            given = params.get("decision_delay", self.decision_delay)
+            if given != self.decision_delay:
+                raise ConfigError(
+                    f"--decision-delay {self.decision_delay} and --param decision_delay={given} "
+                    f"disagree: give one of them"
+                )
+            params["decision_delay"] = self.decision_delay
+        else:
             raise ConfigError(
                 f"--decision-delay {self.decision_delay}: {cls.__name__} has no decision_delay "
                 f"param, so it cannot delay its decisions; drop the flag"
@@ -510,7 +518,7 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
         "cash": config.cash,
         "commission_bps": config.commission_bps,
         "slippage_bps": config.slippage_bps,
-        "decision_delay": config.decision_delay,
+        "decision_delay": int(params.get("decision_delay", config.decision_delay) or 0),
         "fill_price": "next bar open",
         "final_value": float(values.iloc[-1]),
         **perf.stats.to_dict(),

@@ -101,6 +101,8 @@ def test_decision_delay_without_the_param_is_a_named_error():
     with pytest.raises(ConfigError, match=r"--decision-delay 1: NoDelay has no decision_delay param"):
         _config(decision_delay=1, strategy=NoDelay).strategy_params()
     assert "decision_delay" not in _config(strategy=NoDelay).strategy_params()
+    with pytest.raises(ConfigError, match=r"--decision-delay 1 and --param decision_delay=2 disagree"):
+        _config(decision_delay=1, strategy=Scripted, params={"decision_delay": 2}).strategy_params()
 
 
 @pytest.mark.parametrize(
