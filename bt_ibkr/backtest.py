@@ -9,8 +9,9 @@ Fills and costs: market orders decided at a bar's close fill at the next bar's o
 cheat-on-close, no cheat-on-open); every fill pays ``commission_bps`` of its traded value and
 ``slippage_bps`` of its price (buys higher, sells lower, the open included, never capped at the
 bar's high/low). Defaults: 1 bp commission + 2 bp slippage, a conservative all-in cost for
-liquid US index ETFs (IB's per-share commission on an index ETF is well under 1 bp; their
-spread is about 0.3-1 bp; the rest allows for opening-auction and market-impact costs).
+liquid US index ETFs: IB's per-share commission on an index ETF is well under 1 bp (its $1
+minimum makes it 1 bp on a $10,000 order), their bid-ask spread is a fraction of a basis point
+to about 1 bp, and the rest allows for opening-auction and market-impact costs.
 
 Reporting period (bt_ibkr.metrics): from the close of the first bar on which the strategy can
 act (after :func:`warmup_bars` bars) to the last bar. The summary, the terminal table, the
