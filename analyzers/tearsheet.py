@@ -7,11 +7,10 @@ quantstats is imported lazily and its font/pandas warnings are kept off the term
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import io
 import logging
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +20,18 @@ import pandas as pd
 
 from analyzers.equity import gross_exposure
 from analyzers.regime import RegimeReport, build_report
-from bt_ibkr.metrics import buy_and_hold_returns, to_daily_returns
+from analyzers.sections import (
+    REGIME_COLORS,
+    ablation_section,
+    eoy_chart_svg,
+    regime_section,
+    summary_table,
+)
+from bt_ibkr.metrics import buy_and_hold_returns, period_returns
+
+__all__ = ["REGIME_COLORS", "QuantStatsTearsheet", "quiet_reporting", "write_tearsheet"]
 
 log = logging.getLogger("bt_ibkr.tearsheet")
-
-REGIME_COLORS = {
-    "bull_quiet": "#2e7d32",
-    "bull_volatile": "#9ccc65",
-    "range": "#bdbdbd",
-    "bear_quiet": "#ffb74d",
-    "crisis": "#c62828",
-    "warmup": "#eceff1",
-}
 
 
 @contextlib.contextmanager
@@ -59,59 +58,32 @@ def _naive_daily(returns: pd.Series) -> pd.Series:
     return out.groupby(level=0).sum() if out.index.has_duplicates else out
 
 
-def _regime_section(report: RegimeReport, values: pd.Series) -> str:
-    """Return the HTML of the regime section: timeline chart and performance-by-regime table."""
-    import matplotlib
+_EOY_MARK = "<!--bt_ibkr:eoy-->"
+_SUMMARY_MARK = "<!--bt_ibkr:summary-->"
+_SECTIONS_MARK = "<!--bt_ibkr:sections-->"
+_SECTIONS_CSS = (
+    "<style>#bt-sections{clear:both;padding-top:10px}#bt-sections h3{margin-top:20px}"
+    "#bt-sections p{color:#555}#regime-chart svg,#eoy_returns svg{margin:0}"
+    "#bt-sections table{margin-bottom:20px}</style>"
+)
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
-    vals = values.copy()
-    vals.index = pd.DatetimeIndex(vals.index)
-    ax.plot(vals.index, vals.to_numpy(), color="#263238", linewidth=1.0)
-    seen: set[str] = set()
-    for start, end, label in report.segments:
-        ax.axvspan(
-            pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1),
-            color=REGIME_COLORS.get(label, "#90a4ae"), alpha=0.35, linewidth=0,
-            label=label if label not in seen else None,
-        )
-        seen.add(label)
-    ax.set_title("Portfolio value by regime")
-    ax.legend(loc="upper left", fontsize=7, ncol=6, frameon=False)
-    ax.grid(alpha=0.2)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    img = base64.b64encode(buf.getvalue()).decode()
+def _template() -> str:
+    """Return quantstats' report template with bt_ibkr's markers in its layout.
 
-    rows = []
-    for label, st in sorted(report.by_regime.items(), key=lambda kv: -kv[1].bars):
-        rows.append(
-            "<tr>"
-            f"<td><span style='color:{REGIME_COLORS.get(label, '#90a4ae')}'>&#9632;</span> "
-            f"{html.escape(label)}</td>"
-            f"<td>{st.bars}</td><td>{st.time_pct:.1%}</td><td>{st.avg_exposure:.2f}</td>"
-            f"<td>{st.total_return:.2%}</td><td>{st.ann_return:.2%}</td>"
-            f"<td>{st.ann_volatility:.2%}</td><td>{st.sharpe:.2f}</td><td>{st.max_drawdown:.2%}</td>"
-            "</tr>"
-        )
-    table = (
-        "<table id='regime-table' style='width:100%'><thead><tr><th>Regime</th><th>Bars</th>"
-        "<th>Time</th><th>Avg exposure</th><th>Return</th><th>Ann. return</th><th>Ann. vol</th>"
-        "<th>Sharpe</th><th>Max DD</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-    )
-    return (
-        "<div id='regimes' style='clear:both;padding:20px 0'>"
-        "<h4>Regimes</h4>"
-        f"<img alt='Regime timeline' style='width:100%' src='data:image/png;base64,{img}'/>"
-        "<h4>Performance by regime</h4>"
-        "<p style='font-size:11px'>The return from one bar to the next is attributed to the "
-        "regime in force when the positions were decided.</p>"
-        f"{table}</div>"
-    )
+    The EOY chart slot gets our chart; the run summary opens the right column; extra sections
+    (regimes, ablation) go full-width inside the page container, below both columns.
+    """
+    import quantstats as qs
+
+    tpl = (Path(qs.__file__).parent / "report.html").read_text(encoding="utf-8")
+    tpl = tpl.replace("{{eoy_returns}}", _EOY_MARK)
+    tpl = tpl.replace('<div id="right">', '<div id="right">' + _SUMMARY_MARK, 1)
+    body = tpl.rfind("</body>")
+    container_end = tpl.rfind("</div>", 0, body)
+    if container_end < 0:  # unknown template: still inside a container, not loose in <body>
+        return tpl[:body] + f"<div class='container'>{_SECTIONS_MARK}</div>" + tpl[body:]
+    return tpl[:container_end] + _SECTIONS_MARK + tpl[container_end:]
 
 
 def write_tearsheet(
@@ -122,20 +94,35 @@ def write_tearsheet(
     benchmark_title: str = "Buy & hold",
     title: str = "bt_ibkr tearsheet",
     regime_report: RegimeReport | None = None,
+    warmup_bars: int = 0,
+    summary_rows: list[tuple[str, str, str]] | None = None,
+    ablation: list[dict] | None = None,
+    ablation_note: str = "",
+    parameters: dict[str, str] | None = None,
 ) -> Path:
     """Write a quantstats HTML tearsheet of an equity curve and return its path.
 
+    The report covers the reporting period (bt_ibkr.metrics): ``values`` without its first
+    ``warmup_bars`` bars, reduced to daily returns by :func:`bt_ibkr.metrics.period_returns`,
+    the same call the backtest's summary uses, so the page and the terminal agree.
+
     Args:
-        values: portfolio value per bar (any DatetimeIndex; reduced to daily returns).
+        values: portfolio value per bar (any DatetimeIndex).
         output: HTML file to write (parent folders are created).
-        benchmark: benchmark daily returns (a Series, never a ticker: nothing is downloaded).
-        regime_report: when given, a section with the regime timeline and the performance by
-            regime is added to the report.
+        benchmark: benchmark daily returns (a Series, never a ticker: nothing is downloaded),
+            reindexed to the period's days.
+        regime_report: adds a section with the regime timeline and performance by regime.
+        warmup_bars: bars before the reporting period (the strategy's warm-up).
+        summary_rows: (metric, strategy, benchmark) rows shown as "Run summary" at the top of
+            the right column (the terminal's table).
+        ablation: rows of an ablation report (name, sharpe, cagr, max_drawdown, volatility,
+            exposure, turnover) shown as a section; ``ablation_note`` is printed above it.
+        parameters: shown in the report's subtitle (e.g. costs).
 
     Raises:
-        ValueError: the curve is empty or has fewer than two days.
+        ValueError: the period has fewer than two days of equity.
     """
-    returns = to_daily_returns(values)
+    returns = period_returns(values, warmup_bars)
     if len(returns) < 2:
         raise ValueError(f"cannot build a tearsheet from {len(returns)} day(s) of equity: need at least 2")
     returns = _naive_daily(returns).rename("Strategy")
@@ -149,9 +136,11 @@ def write_tearsheet(
         # write the report without the comparison rather than no report at all.
         log.warning("strategy returns are flat (no trades?): tearsheet written without benchmark")
         bench = None
-    with quiet_reporting():
+    with quiet_reporting(), tempfile.TemporaryDirectory() as tmp:
         import quantstats as qs
 
+        template = Path(tmp) / "report.html"
+        template.write_text(_template(), encoding="utf-8")
         qs.reports.html(
             returns,
             benchmark=bench,
@@ -159,14 +148,31 @@ def write_tearsheet(
             title=title,
             strategy_title="Strategy",
             benchmark_title=benchmark_title,
+            template_path=str(template),
+            match_dates=False,  # the period is ours: quantstats must not trim leading zeros
+            parameters=parameters or {},
         )
+        sections = ""
         if regime_report is not None and regime_report.segments:
-            section = _regime_section(regime_report, values)
-            text = output.read_text(encoding="utf-8")
-            marker = "</body>"
-            pos = text.rfind(marker)
-            text = text[:pos] + section + text[pos:] if pos >= 0 else text + section
-            output.write_text(text, encoding="utf-8")
+            kept = pd.Series(values).iloc[warmup_bars:]
+            sections += regime_section(regime_report, kept)
+        if ablation:
+            sections += ablation_section(ablation, ablation_note)
+        text = output.read_text(encoding="utf-8")
+        text = text.replace("\ufe6a", "%")  # quantstats' "CAGR\ufe6a" (small percent sign)
+        text = text.replace(
+            _EOY_MARK,
+            eoy_chart_svg(returns, bench, strategy_title="Strategy",
+                          benchmark_title=benchmark_title),
+        )
+        text = text.replace(
+            _SUMMARY_MARK,
+            summary_table(summary_rows, benchmark_title=benchmark_title) if summary_rows else "",
+        )
+        text = text.replace(
+            _SECTIONS_MARK, f"{_SECTIONS_CSS}<div id='bt-sections'>{sections}</div>" if sections else ""
+        )
+        output.write_text(text, encoding="utf-8")
     log.info("tearsheet written to %s", output)
     return output
 
@@ -180,8 +186,12 @@ class QuantStatsTearsheet(bt.Analyzer):
         benchmark: ``"buyhold"`` (equal-weight buy-and-hold of the strategy's feeds), a Series of
             daily returns, or None.
         regimes: add the regime section (reads ``strategy.regime`` each bar).
+        warmup_bars: bars before the reporting period (e.g.
+            ``bt_ibkr.backtest.warmup_bars(RegimeAwareEnsemble)``); the report, its benchmark
+            and its regime section start at the close of the next bar. Default 0: all bars.
 
-    ``get_analysis()`` returns ``{"output": Path | None, "values": Series, "benchmark": Series}``.
+    ``get_analysis()`` returns ``{"output": Path | None, "values": Series, "benchmark": Series,
+    "regimes": RegimeReport | None}`` (values: every bar; benchmark and regimes: the period).
     """
 
     params = (
@@ -189,6 +199,7 @@ class QuantStatsTearsheet(bt.Analyzer):
         ("title", "bt_ibkr tearsheet"),
         ("benchmark", "buyhold"),
         ("regimes", True),
+        ("warmup_bars", 0),
     )
 
     def start(self) -> None:
@@ -211,18 +222,22 @@ class QuantStatsTearsheet(bt.Analyzer):
     def stop(self) -> None:
         idx = pd.DatetimeIndex(self._dts)
         values = pd.Series(self._values, index=idx, dtype="float64")
+        w = max(0, int(self.p.warmup_bars))
         bench = None
         if isinstance(self.p.benchmark, pd.Series):
             bench = self.p.benchmark
-        elif self.p.benchmark == "buyhold" and len(values):
-            bench = buy_and_hold_returns({k: pd.Series(v, index=idx) for k, v in self._closes.items()})
+        elif self.p.benchmark == "buyhold" and len(values) > w:
+            bench = buy_and_hold_returns(
+                {k: pd.Series(v[w:], index=idx[w:]) for k, v in self._closes.items()}
+            )
         report = None
-        if self.p.regimes and self._labels:
-            report = build_report(self._dts, self._labels, self._values, self._exposure)
+        if self.p.regimes and len(self._labels) > w:
+            report = build_report(self._dts[w:], self._labels[w:], self._values[w:], self._exposure[w:])
         self.result = {"output": None, "values": values, "benchmark": bench, "regimes": report}
-        if self.p.output and len(values) >= 2:
+        if self.p.output and len(values) - w >= 2:
             self.result["output"] = write_tearsheet(
-                values, self.p.output, benchmark=bench, title=self.p.title, regime_report=report
+                values, self.p.output, benchmark=bench, title=self.p.title, regime_report=report,
+                warmup_bars=w,
             )
 
     def get_analysis(self) -> dict:

@@ -357,9 +357,10 @@ def _sample_plan(
     start = max(req.start or SAMPLE_START, SAMPLE_START)
     end = min(req.end or SAMPLE_END, SAMPLE_END)
     if start > end:
+        asked = (f"{req.start}..{req.end}" if req.start and req.end
+                 else f"from {req.start}" if req.start else f"up to {req.end}")
         raise DataError(
-            f"covers {SAMPLE_START}..{SAMPLE_END} only, outside the requested "
-            f"{req.start or '...'}..{req.end or '...'}"
+            f"covers {SAMPLE_START}..{SAMPLE_END} only, outside the requested range ({asked})"
         )
     return chosen, start, end, note
 
@@ -456,7 +457,13 @@ def load_history(req: HistoryRequest) -> HistoryResult:
         return _result(frames, "csv", tried, own=f"from {files}")
 
     if source == "sample":
-        chosen, s, e, note = _sample_plan(req, given or ["^GSPC"], explicit=given is not None)
+        try:
+            chosen, s, e, note = _sample_plan(req, given or ["^GSPC"], explicit=given is not None)
+        except DataError as exc:  # its messages leave out the subject: "has no AAPL ..."
+            text = str(exc)
+            if not text.startswith("the "):
+                text = f"the embedded sample (--source sample) {text}"
+            raise type(exc)(text) from None
         frames = _serve_sample(chosen, s, e)
         tried.append(("sample", "requested"))
         return _result(frames, "sample", tried, note, own="embedded arch sample")

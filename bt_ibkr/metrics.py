@@ -3,6 +3,12 @@
 Conventions (the same as quantstats' defaults, so the summary and the tearsheet agree):
 252 periods a year, risk-free rate 0, sample standard deviation, CAGR over trading time
 (observations / 252), max drawdown as a negative fraction of the running peak.
+
+The *reporting period* of a run (what the terminal, the JSON and the tearsheet all describe)
+starts at the close of the first bar on which the strategy can act: the bars before it are the
+strategy's warm-up, when it can only hold cash. :func:`period_returns` cuts an equity curve to
+that period; its first daily return is 0 (the close of the base bar is the starting capital),
+so a buy-and-hold benchmark over the same period buys at that same close.
 """
 
 from __future__ import annotations
@@ -47,6 +53,63 @@ def to_daily_returns(values: pd.Series) -> pd.Series:
     s.index = idx.normalize()
     s = s.groupby(level=0).last()
     return s.pct_change().fillna(0.0)
+
+
+def period_returns(values: pd.Series, warmup_bars: int = 0) -> pd.Series:
+    """Return the daily returns of ``values`` over the reporting period.
+
+    The first ``warmup_bars`` bars are dropped; the next bar is the base (its return is 0) and
+    the series runs to the last bar. Raises ValueError when nothing is left.
+    """
+    if warmup_bars < 0:
+        raise ValueError(f"warmup_bars must be >= 0, got {warmup_bars}")
+    if values is not None and warmup_bars >= len(values) > 0:
+        raise ValueError(
+            f"equity curve has {len(values)} bars, all inside the {warmup_bars}-bar warm-up"
+        )
+    return to_daily_returns(values.iloc[warmup_bars:] if values is not None else values)
+
+
+def yearly_returns(returns: pd.Series) -> pd.Series:
+    """Return the compounded return of each calendar year of a daily return series.
+
+    The index holds the years as ints, in order (only years that have observations).
+    """
+    r = pd.Series(returns, dtype="float64")
+    years = pd.DatetimeIndex(r.index).year
+    return (1.0 + r).groupby(years).prod() - 1.0
+
+
+def turnover(traded_value: float, values: pd.Series, periods: int) -> float:
+    """Return annualised turnover: ``traded_value`` / mean of ``values`` / (``periods`` / 252).
+
+    ``traded_value`` is the sum of |size x price| of every fill in the period, ``values`` the
+    portfolio value per bar over the same period and ``periods`` its number of daily returns.
+    A turnover of 2.0 means the portfolio traded twice its average value per year.
+    """
+    mean_value = float(pd.Series(values, dtype="float64").mean()) if len(values) else 0.0
+    years = periods / PERIODS_PER_YEAR
+    if mean_value <= 0 or years <= 0:
+        return 0.0
+    return float(traded_value) / mean_value / years
+
+
+def constant_exposure_turnover(asset_returns: pd.Series, exposure: float) -> float:
+    """Return the annualised turnover of holding ``exposure`` x an asset, rebalanced daily.
+
+    The initial purchase counts as traded value, as for a strategy's first fill; each day the
+    weight drifts to ``e(1+r)/(1+e r)`` and is traded back to ``e``. Same units as
+    :func:`turnover` (traded value / mean portfolio value per year).
+    """
+    r = pd.Series(asset_returns, dtype="float64").fillna(0.0).to_numpy()
+    if len(r) == 0 or exposure == 0:
+        return 0.0
+    e = float(exposure)
+    port = 1.0 + e * r
+    wealth = np.cumprod(port)
+    drifted = e * (1.0 + r) / np.where(port == 0, np.nan, port)
+    traded = np.nansum(np.abs(drifted - e) * wealth) + abs(e)
+    return turnover(traded, pd.Series(wealth), len(r))
 
 
 def max_drawdown(returns: pd.Series) -> float:

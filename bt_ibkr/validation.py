@@ -20,6 +20,8 @@ Every data source in bt_ibkr (cache, yahoo, sample, csv, ibkr) hands out bars in
 
 Validation rules (a bad row is an error naming the input and the row's date, never dropped):
 not empty; monotonic, unique timestamps; no NaN (or infinite) open/high/low/close;
+open/high/low/close > 0 (returns, drawdowns and share counts need positive prices: a zero or
+negative price is a data error, e.g. a bad back-adjustment);
 ``high >= max(open, close)`` and ``low <= min(open, close)`` with a relative tolerance of 1e-9;
 ``volume >= 0`` and not NaN. Sources that have no volume at all (indices, forex) may ask for NaN
 volume to be read as 0 with ``fill_missing_volume=True``; the default is an error.
@@ -248,6 +250,23 @@ def _check_values(out: pd.DataFrame, name: str, intraday: bool, fill_missing_vol
         raise DataValidationError(
             f"{name}: {format_stamp(out.index[pos], intraday)}: {', '.join(cols)} is "
             f"missing (NaN or infinite){more if count > 1 else ''}; {_FIX_HINT}"
+        )
+
+    non_positive = prices <= 0
+    bad_rows = non_positive.any(axis=1)
+    if bad_rows.any():
+        pos = int(np.flatnonzero(bad_rows)[0])
+        cols = [
+            f"{col} {_fmt(prices[pos, i])}"
+            for i, col in enumerate(PRICE_COLUMNS)
+            if non_positive[pos, i]
+        ]
+        count = int(bad_rows.sum())
+        more = f" ({count} rows in all: {_list_stamps(out.index[bad_rows], intraday)})"
+        raise DataValidationError(
+            f"{name}: {format_stamp(out.index[pos], intraday)}: {', '.join(cols)} is not a "
+            f"positive price (open/high/low/close must be > 0){more if count > 1 else ''}; "
+            f"{_FIX_HINT}"
         )
 
     o, h, low, c = (out[k].to_numpy() for k in PRICE_COLUMNS)

@@ -4,14 +4,17 @@
     python -m examples.backtest --symbols SPY,QQQ --start 2015-01-01 --json out.json
     python -m examples.backtest --source sample --symbols ^GSPC,^IXIC --param band=0.05
     python -m examples.backtest --source ibkr --port 4002 --symbols SPY,QQQ --start 2016-01-01
+    python -m examples.backtest --source sample --ablation      # each sleeve, static weights, B&H
 
-A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input (the message names it).
+A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input, with one line that
+names it, before any work is done.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from datetime import date
 from pathlib import Path
@@ -22,29 +25,96 @@ from bt_ibkr.logs import setup_logging
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
 
-def _date(flag: str):
-    def parse(text: str) -> date:
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: argument --cash: 'inf' is not ... (see --help)``."""
+
+    def error(self, message: str):  # noqa: D102  (argparse API)
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-01-31") from None
+
+
+def _number(low: float, *, low_open: bool = False, high: float | None = None):
+    """Return an argparse type: a finite float >= ``low`` (> when ``low_open``), < ``high``."""
+
+    def parse(text: str) -> float:
         try:
-            return date.fromisoformat(text)
+            value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a date like 2015-01-31") from None
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if ok and high is not None:
+            ok = value < high
+        if not ok:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            if high is not None:
+                bound += f" and < {high:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number {bound}")
+        return value
 
     return parse
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
-    p = argparse.ArgumentParser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
+    from bt_ibkr.backtest import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, MAX_BPS
+
+    p = _Parser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", help="comma-separated symbols, one portfolio (default: SPY, or the ^GSPC sample offline)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="data source (default: auto = cache, yahoo, sample; ibkr = IB historical data via --host/--port, cached)")
     p.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
-    p.add_argument("--client-id", type=int, default=None, help="--source ibkr: API client id (default: a random free one)")
+    p.add_argument("--port", type=_port, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
+    p.add_argument("--client-id", type=_count, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
-    p.add_argument("--start", type=_date("--start"), help="first date, YYYY-MM-DD")
-    p.add_argument("--end", type=_date("--end"), help="last date, YYYY-MM-DD")
-    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
-    p.add_argument("--commission-bps", type=float, default=1.0, help="commission in basis points of traded value (default 1)")
+    p.add_argument("--start", type=_date, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", type=_date, help="last date, YYYY-MM-DD")
+    p.add_argument("--cash", type=_number(0, low_open=True), default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument(
+        "--commission-bps", type=_number(0, high=MAX_BPS), default=DEFAULT_COMMISSION_BPS,
+        help=f"commission per fill in basis points of traded value (default {DEFAULT_COMMISSION_BPS:g}: "
+        "IB's per-share commission on a liquid index ETF is well under 1 bp)",
+    )
+    p.add_argument(
+        "--slippage-bps", type=_number(0, high=MAX_BPS), default=DEFAULT_SLIPPAGE_BPS,
+        help=f"slippage per fill in basis points of price, buys up and sells down, applied to the "
+        f"next-open fill (default {DEFAULT_SLIPPAGE_BPS:g}: about a liquid index ETF's spread plus "
+        "opening-auction and impact costs; raise it for less liquid symbols)",
+    )
+    p.add_argument(
+        "--decision-delay", type=_count, default=0, metavar="BARS",
+        help="act BARS bars after each decision (strategy param decision_delay; default 0: "
+        "decide at the close, fill at the next open)",
+    )
+    p.add_argument(
+        "--ablation", action="store_true",
+        help="also run each sleeve alone, the sleeves with static weights (no regimes) and "
+        "buy-and-hold at the ensemble's volatility; one table in the terminal, JSON and tearsheet",
+    )
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy param (repeatable), e.g. --param band=0.05")
     p.add_argument("--report", type=Path, help="tearsheet HTML path (default reports/backtest-<symbols>-<dates>.html)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML tearsheet")
@@ -58,40 +128,57 @@ def _print_summary(summary: dict, message: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from bt_ibkr.backtest import costs_text, summary_rows
+
     console = Console()
     console.print(message)
-    t = Table(title=f"{summary['strategy']} — {', '.join(summary['symbols'])} {summary['start']}..{summary['end']}")
+    title = f"{summary['strategy']} — {', '.join(summary['symbols'])} {summary['start']}..{summary['end']}"
+    t = Table(title=title)
     t.add_column("metric")
     t.add_column("strategy", justify="right")
     t.add_column("buy & hold", justify="right")
-    b = summary["benchmark"]
-    rows = [
-        ("final value", f"{summary['final_value']:,.2f}", ""),
-        ("total return", f"{summary['total_return']:.2%}", f"{b['total_return']:.2%}"),
-        ("CAGR", f"{summary['cagr']:.2%}", f"{b['cagr']:.2%}"),
-        ("Sharpe", f"{summary['sharpe']:.2f}", f"{b['sharpe']:.2f}"),
-        ("Sortino", f"{summary['sortino']:.2f}", ""),
-        ("max drawdown", f"{summary['max_drawdown']:.2%}", f"{b['max_drawdown']:.2%}"),
-        ("volatility", f"{summary['volatility']:.2%}", f"{b['volatility']:.2%}"),
-        ("CAGR at equal vol", "", f"{b['equal_volatility']['cagr']:.2%}"),
-        ("max DD at equal vol", "", f"{b['equal_volatility']['max_drawdown']:.2%}"),
-        ("fills", str(summary["trades"]), ""),
-        ("avg exposure", f"{summary['exposure']:.2f}", "1.00"),
-        ("bars", str(summary["bars"]), ""),
-    ]
-    for row in rows:
+    for row in summary_rows(summary):
         t.add_row(*row)
     console.print(t)
+    console.print(
+        f"period: {summary['start']}..{summary['end']}, after {summary['warmup_bars']} warm-up bars "
+        f"from {summary['data_start']} (the tearsheet and the JSON use the same period)"
+    )
+    console.print(f"costs: {costs_text(summary)}")
     regimes = ", ".join(f"{k} {v}" for k, v in sorted(summary["regime_counts"].items(), key=lambda kv: -kv[1]))
     console.print(f"regimes (bars): {regimes}")
+    if summary.get("ablation"):
+        _print_ablation(console, summary["ablation"], summary.get("ablation_skipped", []))
     if summary.get("report"):
         console.print(f"tearsheet: {summary['report']}")
 
 
+def _print_ablation(console, rows: list[dict], skipped: list[str]) -> None:
+    from rich.table import Table
+
+    t = Table(title="Ablation (same period and costs)",
+              caption="vol: annualised; exp.: mean gross exposure; turn./yr: traded value per year / mean equity")
+    for col in ("variant", "Sharpe", "CAGR", "max DD", "vol", "exp.", "turn./yr"):
+        t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["name"], f"{r['sharpe']:.2f}", f"{r['cagr']:.2%}", f"{r['max_drawdown']:.2%}",
+                  f"{r['volatility']:.2%}", f"{r['exposure']:.2f}", f"{r['turnover']:.2f}")
+    console.print(t)
+    for why in skipped:
+        console.print(f"ablation skipped {why}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 2 bad input or no data)."""
-    args = build_parser().parse_args(argv)
-    log_path = setup_logging("backtest")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line printed) or --help
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        log_path = setup_logging("backtest")
+    except OSError as exc:
+        print(f"error: log folder (BT_IBKR_LOG_DIR or ./logs): {exc}", file=sys.stderr)
+        return 2
     try:
         from bt_ibkr.backtest import BacktestConfig, run_backtest
         from bt_ibkr.params import parse_params
@@ -114,10 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             end=args.end,
             cash=args.cash,
             commission_bps=args.commission_bps,
+            slippage_bps=args.slippage_bps,
+            decision_delay=args.decision_delay,
             params=parse_params(RegimeAwareEnsemble, args.param),
             report=args.report,
             write_report=not args.no_report,
             json_path=args.json,
+            ablation=args.ablation,
             progress=not args.no_progress,
             use_cache=not args.no_cache,
             ib_host=args.host,

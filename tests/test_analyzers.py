@@ -113,3 +113,16 @@ def test_tearsheet_of_flat_run_still_written(tmp_path):
     strat = cerebro.run()[0]
     assert (tmp_path / "flat.html").stat().st_size > 10_000
     assert strat.analyzers.ts.get_analysis()["regimes"].counts() == {"range": 250}
+
+
+def test_tearsheet_analyzer_reports_after_the_warmup(tmp_path):
+    frame = _frame("2010-01-01", "2010-12-31")
+    strat = _run(tmp_path, frame, warmup_bars=30)
+    result = strat.analyzers.ts.get_analysis()
+    assert result["regimes"].counts() == {"a": 9, "b": len(frame) - 39}  # bars 31.. only
+    bench = result["benchmark"]
+    assert bench.index[0] == frame.index[30] and bench.iloc[0] == 0.0
+    assert bench.iloc[1] == pytest.approx(frame["close"].iloc[31] / frame["close"].iloc[30] - 1)
+    html = result["output"].read_text(encoding="utf-8")
+    first, last = (d.strftime("%e %b, %Y").strip() for d in (frame.index[30], frame.index[-1]))
+    assert f"{first} - {last}</dt>" in html  # quantstats' date range: the period's

@@ -12,9 +12,13 @@ import pytest
 from bt_ibkr.metrics import (
     buy_and_hold_returns,
     compute_stats,
+    constant_exposure_turnover,
     max_drawdown,
+    period_returns,
     scale_to_volatility,
     to_daily_returns,
+    turnover,
+    yearly_returns,
 )
 
 
@@ -75,3 +79,42 @@ def test_empty_curve_is_a_clear_error():
     with pytest.raises(ValueError, match="empty"):
         to_daily_returns(pd.Series([], dtype=float))
     assert math.isfinite(compute_stats(pd.Series([0.0, 0.0], index=pd.bdate_range("2020-01-01", periods=2))).sharpe)
+
+
+def test_period_returns_start_at_the_base_bar():
+    idx = pd.bdate_range("2020-01-01", periods=6)
+    values = pd.Series([100.0, 100.0, 100.0, 110.0, 99.0, 108.9], index=idx)
+    r = period_returns(values, 2)
+    # base = third bar (its return is 0); then 110/100, 99/110, 108.9/99
+    assert list(r.index) == list(idx[2:])
+    assert r.to_numpy() == pytest.approx([0.0, 0.1, -0.1, 0.1])
+    assert compute_stats(r).total_return == pytest.approx(108.9 / 100.0 - 1.0)
+    with pytest.raises(ValueError, match="warm-up"):
+        period_returns(values, 6)
+
+
+def test_yearly_returns_compound_within_each_year():
+    idx = pd.DatetimeIndex(["2019-12-30", "2019-12-31", "2020-01-02", "2020-06-01", "2021-03-01"])
+    r = pd.Series([0.1, 0.1, 0.5, -0.5, 0.2], index=idx)
+    y = yearly_returns(r)
+    assert list(y.index) == [2019, 2020, 2021]
+    assert y.to_numpy() == pytest.approx([1.1 * 1.1 - 1, 1.5 * 0.5 - 1, 0.2])
+
+
+def test_turnover_is_traded_value_per_year_over_mean_equity():
+    values = pd.Series([100.0, 102.0, 98.0, 100.0])
+    # 504 daily returns = 2 years; 400 traded over a mean equity of 100 -> 2x a year
+    assert turnover(400.0, values, 504) == pytest.approx(2.0)
+    assert turnover(400.0, values, 0) == 0.0
+
+
+def test_constant_exposure_turnover_counts_the_daily_rebalance():
+    r = pd.Series([0.0, 0.10, -0.10])
+    e = 0.5
+    # day 1: weight drifts to 0.5*1.1/1.05; traded back to 0.5 at wealth 1.05; same on day 2
+    w1 = 1.05
+    w2 = w1 * 0.95
+    traded = e + abs(e * 1.1 / 1.05 - e) * w1 + abs(e * 0.9 / 0.95 - e) * w2
+    expected = traded / np.mean([1.0, w1, w2]) / (3 / 252)
+    assert constant_exposure_turnover(r, e) == pytest.approx(expected)
+    assert constant_exposure_turnover(r, 1.0) == pytest.approx(1.0 / np.mean([1.0, 1.1, 0.99]) / (3 / 252))

@@ -124,3 +124,22 @@ def test_daily_with_time_of_day_is_rejected():
     frame.index = frame.index + pd.Timedelta(hours=16)
     with pytest.raises(DataValidationError, match="daily bars must be dates at 00:00"):
         validate_bars(frame, "SPY", intraday=False)
+
+
+@pytest.mark.parametrize("column, value", [("close", 0.0), ("open", -2.5), ("low", 0.0)])
+def test_non_positive_price_names_symbol_date_and_column(column, value):
+    overrides = {(column, 1): value}
+    if column in ("open", "close"):
+        overrides[("low", 1)] = value  # keep low <= open/close: only the sign is wrong
+    frame = bars(overrides=overrides)
+    with pytest.raises(DataValidationError) as err:
+        validate_bars(frame, "SPY")
+    msg = str(err.value)
+    assert msg.startswith("SPY: 2020-01-03: ")
+    assert f"{column} {value:g}" in msg and "positive" in msg
+
+
+def test_non_positive_prices_count_every_bad_row():
+    frame = bars(overrides={("low", 0): 0.0, ("low", 2): -1.0})
+    with pytest.raises(DataValidationError, match=r"SPY: 2020-01-02: low 0 .*2 rows in all: 2020-01-02, 2020-01-06"):
+        validate_bars(frame, "SPY")
