@@ -226,7 +226,7 @@ def warmup_bars(strategy_cls: type, params: dict[str, Any] | None = None) -> int
 
     A Strategy declares it with a classmethod ``warmup_bars(params: dict) -> int``. Without one,
     RegimeAwareEnsemble's params give it: its regime classifier labels its first bar after
-    ``max(sma_long + slope_lookback, vol_window + vol_rank_min) - 1`` bars (219 with the
+    ``max(sma_long + slope_lookback, vol_window + vol_rank_min) - 1`` bars (271 with the
     defaults). A ``decision_delay`` param adds its bars. Other strategies: 0.
     """
     merged = {**param_defaults(strategy_cls), **(params or {})}

@@ -58,7 +58,7 @@ import backtrader as bt
 from bt_ibkr.errors import ConfigError, DataError
 
 from .allocation import DEFAULT_CAPS, DEFAULT_WEIGHTS, AllocationTable, resolve_table
-from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams
+from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams, warmup_bars
 from .sleeves import SLEEVES, SleeveParams, Sleeves
 
 __all__ = ["DEFAULT_CAPS", "DEFAULT_WEIGHTS", "RegimeAwareEnsemble", "resolve_table"]
@@ -172,6 +172,15 @@ class RegimeAwareEnsemble(bt.Strategy):
         return tuple(cls.params._getkeys())
 
     # --------------------------------------------------------------------------------------
+    @classmethod
+    def warmup_bars(cls, params: dict | None = None) -> int:
+        """Return how many bars pass before the first bar the strategy can act on, for
+        ``params`` (defaults where missing): the regime warm-up plus ``decision_delay``."""
+        merged = {**dict(cls.params._getitems()), **(params or {})}
+        delay = merged.get("decision_delay", 0)
+        return warmup_bars(RegimeParams.from_mapping(merged)) + (
+            delay if isinstance(delay, int) and not isinstance(delay, bool) else 0)
+
     def __init__(self):
         p = self.p
         values = {k: getattr(p, k) for k in self.param_names()}

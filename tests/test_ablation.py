@@ -86,8 +86,8 @@ def test_variants_follow_the_strategy_interface():
     assert variants == [
         ("ensemble", {"band": 0.1}),
         ("static_weights", {"band": 0.1, "use_regimes": False}),
-        ("trend", {"band": 0.1, "sleeves": "trend"}),
-        ("hold", {"band": 0.1, "sleeves": "hold"}),
+        ("trend", {"band": 0.1, "sleeves": "trend", "use_regimes": False}),
+        ("hold", {"band": 0.1, "sleeves": "hold", "use_regimes": False}),
     ]
     assert skipped == []
 
@@ -179,8 +179,6 @@ def test_cli_ablation_rows_match_the_summary(tmp_path, monkeypatch):
     assert "Ablation" in out and "buy_hold_same_vol" in out
 
 
-@pytest.mark.skipif(not hasattr(RegimeAwareEnsemble, "SLEEVES"),
-                    reason="RegimeAwareEnsemble has no SLEEVES yet (the strategy branch adds it)")
 def test_regime_aware_ensemble_ablation(tmp_path, monkeypatch):
     summary, _ = _cli_ablation(tmp_path, monkeypatch)
     names = [r["name"] for r in summary["ablation"]]

@@ -49,9 +49,9 @@ def test_default_run_is_offline_and_writes_a_tearsheet(workdir, capsys):
     assert summary["source"] == "sample" and summary["symbols"] == ["^GSPC"]
     sp500 = arch.data.sp500.load()
     assert summary["bars"] == len(sp500) == 5031
-    # the reporting period starts at the close of the first bar after the 219-bar warm-up
-    assert summary["warmup_bars"] == 219 and summary["period_bars"] == 5031 - 219
-    assert summary["start"] == pd.Timestamp(sp500.index[219]).date().isoformat()
+    # the reporting period starts at the close of the first bar after the 271-bar warm-up
+    assert summary["warmup_bars"] == 271 and summary["period_bars"] == 5031 - 271
+    assert summary["start"] == pd.Timestamp(sp500.index[271]).date().isoformat()
     assert summary["data_start"] == "1999-01-04" and summary["end"] == "2018-12-31"
     assert sum(summary["regime_counts"].values()) == summary["period_bars"]
     assert "warmup" not in summary["regime_counts"]
@@ -109,7 +109,7 @@ def test_param_changes_the_strategy(workdir, capsys):
         (["--source", "sample", "--param", "max_leverage=inf"], ["max_leverage", "inf"]),
         (["--source", "sample", "--param", "target_vol=nan"], ["target_vol", "nan"]),
         # data shorter than the warm-up: symbol, bars available, bars needed
-        (["--source", "sample", "--start", "2018-06-01"], ["^GSPC", "147 bars", "221", "219 warm-up"]),
+        (["--source", "sample", "--start", "2018-06-01"], ["^GSPC", "147 bars", "273", "271 warm-up"]),
     ],
 )
 def test_bad_input_is_named(workdir, capsys, args, fragments):
@@ -147,9 +147,13 @@ def test_unwritable_outputs_fail_before_any_work(workdir, capsys):
 
 
 def test_repeated_margin_warnings_are_counted(workdir, capsys):
-    """--param max_leverage=100 gets hundreds of margin rejections: one console line, counted."""
+    """Leverage 100 with caps lifted gets hundreds of margin rejections: one console line,
+    counted."""
+    caps = json.dumps(dict.fromkeys(("bull_quiet", "bull_volatile", "range", "bear_quiet",
+                                     "crisis"), 5.0))
     args = ["--source", "sample", "--start", "2002-01-01", "--end", "2007-12-31", "--no-report",
-            "--param", "max_leverage=100", "--json", "m.json"]
+            "--param", "max_leverage=100", "--param", f"caps={caps}", "--param", "cash_buffer=0",
+            "--param", "target_vol=2", "--json", "m.json"]
     code, out, err = _run(args, capsys)
     assert code == 0, err
     s = json.loads((workdir / "m.json").read_text())

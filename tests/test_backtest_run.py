@@ -132,7 +132,7 @@ def test_warmup_of_the_ensemble_equals_its_warmup_labels():
         labels = label_series(closes, **params)
         first = labels.index(next(lb for lb in labels if lb != "warmup"))
         assert warmup_bars(RegimeAwareEnsemble, params) == first
-    assert warmup_bars(RegimeAwareEnsemble) == 219
+    assert warmup_bars(RegimeAwareEnsemble) == 271  # max(200 + 20, 20 + 252) - 1
 
 
 def test_a_strategy_can_declare_its_warmup():

@@ -5,7 +5,9 @@ returns an :class:`AblationReport` with one row per variant:
 
 - ``ensemble``: the strategy as configured;
 - ``static_weights``: the same sleeves with static weights, no regimes (``use_regimes=False``);
-- one row per sleeve in ``Strategy.SLEEVES``, that sleeve alone (``sleeves="<name>"``);
+- one row per sleeve in ``Strategy.SLEEVES``, that sleeve alone with the same volatility
+  targeting and no regime layer (``sleeves="<name>", use_regimes=False`` where the strategy has
+  ``use_regimes``: with regimes on, a sleeve's weight in each regime row would still apply);
 - ``buy_hold_same_vol``: equal-weight buy-and-hold scaled (daily rebalanced) to the ensemble's
   realized volatility over the period.
 
@@ -95,7 +97,8 @@ def ablation_variants(
         skipped.append(f"static_weights: {name} has no use_regimes param")
     sleeves = tuple(getattr(strategy_cls, "SLEEVES", ()) or ())
     if sleeves and "sleeves" in defaults:
-        variants.extend((s, {**params, "sleeves": s}) for s in sleeves)
+        alone = {"use_regimes": False} if "use_regimes" in defaults else {}
+        variants.extend((s, {**params, "sleeves": s, **alone}) for s in sleeves)
     else:
         skipped.append(f"single sleeves: {name} has no SLEEVES attribute with a sleeves param")
     return variants, skipped
