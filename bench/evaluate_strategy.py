@@ -9,8 +9,8 @@ whole history, whose daily returns are then cut into windows. The Strategy is ca
 1999-2008 slice of a 1999-2018 run is the run a 1999-2008 backtest would give (tested in
 tests/test_parity_backtest.py), and a later window starts with the state earlier bars built.
 
-Costs: when ``BacktestConfig`` has no slippage field (this branch) the slippage is added to the
-commission: 1 bp commission + 2 bp slippage are evaluated as ``commission_bps=3`` per side.
+Costs: ``--commission-bps`` and ``--slippage-bps`` (default 1 + 2 bp per side, the backtest's
+defaults), applied by the backtest broker to every fill at the next open.
 
 Assets:
   ^GSPC, ^IXIC  the offline sample (1999-2018).
@@ -67,7 +67,6 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -205,19 +204,9 @@ def _bh_same_vol(bh: pd.Series, vol: float) -> dict[str, float]:
 
 def cost_config(commission_bps: float, slippage_bps: float) -> tuple[dict, str]:
     """BacktestConfig cost fields and a sentence saying how the costs were applied."""
-    from bt_ibkr.backtest import BacktestConfig
-
-    names = {f.name for f in fields(BacktestConfig)}
-    if "slippage_bps" in names:
-        return (
-            {"commission_bps": commission_bps, "slippage_bps": slippage_bps},
-            f"commission {commission_bps} bp + slippage {slippage_bps} bp per side",
-        )
-    total = commission_bps + slippage_bps
     return (
-        {"commission_bps": total},
-        f"BacktestConfig has no slippage field: commission_bps={total:g} stands in for "
-        f"{commission_bps:g} bp commission + {slippage_bps:g} bp slippage per side",
+        {"commission_bps": commission_bps, "slippage_bps": slippage_bps},
+        f"commission {commission_bps:g} bp + slippage {slippage_bps:g} bp per side",
     )
 
 

@@ -34,7 +34,8 @@ def test_synthetic_series_are_seeded():
 def test_prints_variants_windows_and_same_vol_benchmark(capsys):
     assert ev.main(["--assets", "SYN_WALK", "--variants", "ensemble,trend"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["decision"] is None and "commission_bps=3" in out["costs"]
+    assert out["decision"] is None
+    assert out["costs"] == "commission 1 bp + slippage 2 bp per side"
     res = out["results"]["SYN_WALK"]
     assert set(res) == {"full", "train", "test"}
     for block in res.values():
