@@ -28,9 +28,9 @@ import time
 
 import backtrader as bt
 
-from bt_ibkr import client as ibc
 from bt_ibkr.gateway_sim import GatewaySim
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.store import IBStore
 
 ORDER_REF_FIELD = 26  # placeOrder: [3, orderId, contract x12, secIdType, secId, action, qty,
 #                       orderType, lmtPrice, auxPrice, tif, ocaGroup, account, openClose,

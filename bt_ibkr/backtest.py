@@ -1,6 +1,6 @@
 """Run a backtest the way ``python -m examples.backtest`` does, from Python.
 
-``run_backtest(BacktestConfig(...))`` loads validated history (bt_ibkr.history), runs the
+``run_backtest(BacktestConfig(...))`` loads validated history (bt_ibkr.data.history), runs the
 strategy (RegimeAwareEnsemble by default) in Cerebro with backtrader's BackBroker, and returns a
 BacktestResult with the JSON summary, the fills, the regime report and the tearsheet path.
 """
@@ -123,7 +123,7 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
         ConfigError: a bad config value (dates, cash, params).
         DataError: no source could serve the symbols (the message names each source tried).
     """
-    from bt_ibkr.history import HistoryRequest, load_history
+    from bt_ibkr.data.history import HistoryRequest, load_history
     from feeds.frame_feed import make_feed
 
     config.validate()

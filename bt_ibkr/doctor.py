@@ -28,14 +28,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bt_ibkr.data_provider import (
+from bt_ibkr.data.provider import (
     LIVE_PORTS,
     PAPER_PORTS,
     PORT_HINT,
     IBKRDataProvider,
 )
 from bt_ibkr.errors import BtIbkrError, DataError, SourceUnavailableError
-from bt_ibkr.safety import is_paper_account
+from bt_ibkr.live.safety import is_paper_account
 
 __all__ = ["Check", "DoctorReport", "main", "run_doctor"]
 

@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[live] {msg}", file=sys.stderr, flush=True)
 
     try:
-        from bt_ibkr.config import load_config
-        from bt_ibkr.live import LiveRunner, _default_strategy
+        from bt_ibkr.live.config import load_config
+        from bt_ibkr.live.runner import LiveRunner, _default_strategy
         from bt_ibkr.params import parse_params
 
         config = load_config(args.config, overrides=_overrides(args))

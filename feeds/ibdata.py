@@ -1,7 +1,7 @@
 """IBData: backtrader's Interactive Brokers data feed, on bt_ibkr's IBStore (ib_async).
 
 Same parameters and ``dataname`` grammar as ``backtrader.feeds.IBData`` (see
-:mod:`bt_ibkr.contracts`), same notifications (CONNECTED, DELAYED, LIVE, CONNBROKEN,
+:mod:`bt_ibkr.ib.contracts`), same notifications (CONNECTED, DELAYED, LIVE, CONNBROKEN,
 DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra arguments to
 ``notify_data``).
 
@@ -37,10 +37,10 @@ from backtrader import TimeFrame, date2num, num2date
 from backtrader.feed import DataBase
 from backtrader.utils.dateintern import tzparse
 
-from bt_ibkr.contracts import parse_dataname
 from bt_ibkr.errors import ConfigError, SourceUnavailableError
-from bt_ibkr.pacing import bar_size
-from bt_ibkr.store import DELAYED_CODES, NOTSUBSCRIBED_CODES, STORE_PARAMS, IBStore
+from bt_ibkr.ib.contracts import parse_dataname
+from bt_ibkr.ib.pacing import bar_size
+from bt_ibkr.ib.store import DELAYED_CODES, NOTSUBSCRIBED_CODES, STORE_PARAMS, IBStore
 
 _DEFAULT_SESSIONEND = dtime(23, 59, 59, 999990)  # backtrader's DataBase default
 

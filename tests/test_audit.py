@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.audit import AuditLog, Redactor, audit_path, read_audit
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Fill
+from bt_ibkr.live.audit import AuditLog, Redactor, audit_path, read_audit
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Fill
 
 
 def test_records_are_json_lines_with_utc_timestamps(tmp_path):

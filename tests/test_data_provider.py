@@ -18,7 +18,7 @@ import yfinance
 
 from bench.data import add_symbols
 from bt_ibkr.cache import BarCache
-from bt_ibkr.data_provider import (
+from bt_ibkr.data.provider import (
     IBKRDataProvider,
     aligned_chunks,
     duration_delta,

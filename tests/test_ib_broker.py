@@ -10,9 +10,9 @@ import backtrader as bt
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.broker import IBBroker, tif_for
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.broker import IBBroker, tif_for
+from bt_ibkr.ib.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60

@@ -13,7 +13,7 @@ import pytz
 from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.errors import UnknownSymbolError
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.store import IBStore
 from strategies.ensemble import RegimeAwareEnsemble
 
 HANG = 120

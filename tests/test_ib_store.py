@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.client import Contract
-from bt_ibkr.contracts import AmbiguousContractError, make_contract
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, UnknownSymbolError
-from bt_ibkr.pacing import HistoricalPacer
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.client import Contract
+from bt_ibkr.ib.contracts import AmbiguousContractError, make_contract
+from bt_ibkr.ib.pacing import HistoricalPacer
+from bt_ibkr.ib.store import IBStore
 
 HANG = 60  # hang guard for waits, seconds
 
@@ -95,7 +95,7 @@ def test_default_store_is_shared_like_backtraders_singleton(gateway_sim, make_st
     assert IBStore.default() is store
     data = store.getdata(dataname="AAPL-STK-SMART-USD")
     assert data.ib is store
-    from bt_ibkr.broker import IBBroker
+    from bt_ibkr.ib.broker import IBBroker
     from feeds.ibdata import IBData
 
     assert IBData(dataname="MSFT").ib is store
@@ -195,7 +195,7 @@ def test_run_refuses_to_deadlock_from_the_loop_thread(gateway_sim, make_store):
 
 
 def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, make_store):
-    from bt_ibkr.client import Order
+    from bt_ibkr.ib.client import Order
 
     store = make_store(gateway_sim, reconnect=-1, connect_timeout=2)
     cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))

@@ -12,12 +12,12 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
-from bt_ibkr.audit import read_audit
-from bt_ibkr.config import load_config
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
-from bt_ibkr.journal import Journal
-from bt_ibkr.live import LiveRunner, run_live, timeframe_of
-from bt_ibkr.safety import SafetyError
+from bt_ibkr.live.audit import read_audit
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.runner import LiveRunner, run_live, timeframe_of
+from bt_ibkr.live.safety import SafetyError
 
 REF = "bt1:RAE:SPY:20161230:1"  # RegimeAwareEnsemble's decision on the sample's 2016-12-30 bar
 

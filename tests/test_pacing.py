@@ -9,7 +9,7 @@ import backtrader as bt
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.pacing import (
+from bt_ibkr.ib.pacing import (
     MAX_DURATION,
     HistoricalPacer,
     HistRequest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.safety import (
+from bt_ibkr.live.safety import (
     ReadOnlyGuard,
     SafetyError,
     check_launch,

@@ -2,15 +2,15 @@
 
 ``run_live(config)`` / ``LiveRunner(config).run()`` does what ``python -m examples.live`` does:
 
-1. validate the :class:`~bt_ibkr.config.LiveConfig` and refuse a live port in paper mode (or
+1. validate the :class:`~bt_ibkr.live.config.LiveConfig` and refuse a live port in paper mode (or
    live mode without the explicit confirmation) BEFORE connecting (:func:`safety.check_launch`);
 2. optionally start the gateway simulator in-process (``simulate=True``);
-3. connect (:class:`~bt_ibkr.store.IBStore`), refuse accounts that do not match the mode
+3. connect (:class:`~bt_ibkr.ib.store.IBStore`), refuse accounts that do not match the mode
    (:func:`safety.check_trading_mode`);
 4. reconcile the SQLite journal with the gateway: open and completed orders, executions
    (``reqExecutions``), positions; adopt what it finds (working orders of ours are followed,
    their fills journaled), bump the client's order-id sequence past every id ever used;
-5. run Cerebro with the strategy, :class:`~bt_ibkr.live_broker.JournaledIBBroker` (risk gate,
+5. run Cerebro with the strategy, :class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker` (risk gate,
    journal-before-send, read-only) and the equity recorder (appended across runs):
 
    * ``run_mode="daily"``: backfill completed daily bars, let the strategy decide on the last
@@ -46,20 +46,20 @@ from typing import Any
 import backtrader as bt
 
 from analyzers.equity import EquityRecorder
-from bt_ibkr import client as ibc
-from bt_ibkr.audit import AuditLog, audit_path
-from bt_ibkr.config import LiveConfig, PathsConfig
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
-from bt_ibkr.journal import (
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.store import IBStore
+from bt_ibkr.live.audit import AuditLog, audit_path
+from bt_ibkr.live.config import LiveConfig, PathsConfig
+from bt_ibkr.live.journal import (
     Journal,
     ReconcileReport,
     exec_snapshot,
     order_snapshot,
 )
-from bt_ibkr.live_broker import CRASH_POINTS, JournaledIBBroker, contract_symbol
-from bt_ibkr.risk import RiskGate
-from bt_ibkr.safety import check_launch, check_trading_mode
-from bt_ibkr.store import IBStore
+from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker, contract_symbol
+from bt_ibkr.live.risk import RiskGate
+from bt_ibkr.live.safety import check_launch, check_trading_mode
 from feeds.ibdata import IBData
 
 log = logging.getLogger("bt_ibkr.live")
@@ -140,8 +140,8 @@ class DailyDecisionData(IBData):
     def _download_cached(self, now: datetime) -> list:
         """Return the warm-up bars through IBKRDataProvider and the parquet cache that backtests
         (``--source ibkr``) share: only the days the cache lacks are requested from IB."""
-        from bt_ibkr.data_provider import load_ibkr_history
-        from bt_ibkr.store import Bar, IBStore
+        from bt_ibkr.data.provider import load_ibkr_history
+        from bt_ibkr.ib.store import Bar, IBStore
 
         first = (now - timedelta(days=int(self.p.backfill_days))).date()
         frames = load_ibkr_history(
@@ -301,7 +301,7 @@ class LiveRunner:
     """One paper/live run (see the module docstring).
 
     Args:
-        config: the validated LiveConfig (:func:`bt_ibkr.config.load_config`).
+        config: the validated LiveConfig (:func:`bt_ibkr.live.config.load_config`).
         strategy: a Strategy class to use instead of ``config.strategy`` (by name).
         simulate: start a GatewaySim in-process (sample data, paper account DU1234567) and
             connect to it; ``sim_options`` are extra GatewaySim keyword arguments. Default
@@ -312,7 +312,7 @@ class LiveRunner:
         json_path / report_path: where to write the run summary / the tearsheet (optional).
         progress: called with one status line at each step (the CLI prints them on stderr).
         crash_at: testing hook (default: ``$BT_IBKR_CRASH_AT``), see
-            :mod:`bt_ibkr.live_broker`.
+            :mod:`bt_ibkr.live.journaled_broker`.
         reconnect_backoff_max: longest wait between reconnect attempts, seconds.
         cache: the parquet BarCache the daily warm-up reads and extends (the one backtests
             with ``--source ibkr`` share); None: the default cache (``$BT_IBKR_CACHE_DIR`` or

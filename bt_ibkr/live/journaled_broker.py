@@ -3,12 +3,12 @@
 For every order the strategy submits, in this order:
 
 1. the decision is written to the audit log;
-2. :class:`~bt_ibkr.risk.RiskGate` checks it (max position, max order notional, daily-loss
+2. :class:`~bt_ibkr.live.risk.RiskGate` checks it (max position, max order notional, daily-loss
    halt); a refusal rejects the backtrader order (``order.info.reason``) and is audited, the
    daily-loss halt is announced once (log warning + audit record);
 3. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
    cancelled in backtrader, nothing leaves the process;
-4. the order gets its deterministic orderRef (:func:`bt_ibkr.journal.make_order_ref` from the
+4. the order gets its deterministic orderRef (:func:`bt_ibkr.live.journal.make_order_ref` from the
    strategy, symbol, decision bar and the order's number within that decision) and the intent
    is committed to the SQLite journal BEFORE it is sent. If the journal already holds that
    orderRef (the same decision made again after a restart) nothing is sent: the backtrader order
@@ -38,9 +38,9 @@ from typing import Any
 
 import backtrader as bt
 
-from bt_ibkr.audit import AuditLog
-from bt_ibkr.broker import IBBroker, IBOrder
-from bt_ibkr.journal import (
+from bt_ibkr.ib.broker import IBBroker, IBOrder
+from bt_ibkr.live.audit import AuditLog
+from bt_ibkr.live.journal import (
     INTENT,
     OPEN_STATUSES,
     Fill,
@@ -48,7 +48,7 @@ from bt_ibkr.journal import (
     Journal,
     make_order_ref,
 )
-from bt_ibkr.risk import RiskGate
+from bt_ibkr.live.risk import RiskGate
 
 log = logging.getLogger("bt_ibkr.live")
 

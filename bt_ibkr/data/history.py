@@ -49,7 +49,7 @@ __all__ = [
     "yahoo_cache_key",
 ]
 
-log = logging.getLogger("bt_ibkr.history")
+log = logging.getLogger("bt_ibkr.data.history")
 
 VALID_SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 DEFAULT_SYMBOLS = ("SPY",)
@@ -524,7 +524,7 @@ def _serve_ibkr(
     req: HistoryRequest, given: list[str] | None, start: date | None, end: date | None
 ) -> HistoryResult:
     """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched)."""
-    from bt_ibkr.data_provider import load_ibkr_history
+    from bt_ibkr.data.provider import load_ibkr_history
 
     symbols = given or list(DEFAULT_SYMBOLS)
     i_end = end or _today()

@@ -3,7 +3,7 @@
 For research notebooks, CLIs, checks and the live warm-up: code that is not running inside
 backtrader and wants bars now::
 
-    from bt_ibkr.data_provider import IBKRDataProvider
+    from bt_ibkr.data.provider import IBKRDataProvider
 
     with IBKRDataProvider(port=4002) as p:
         spy = p.get_historical_data("SPY", "1 Y", "1 day")        # canonical bar frame
@@ -17,7 +17,7 @@ fail, a :class:`~bt_ibkr.errors.DataError` names every source tried and why it d
 
 IB history is fetched "the way IB wants it": ranges are split by IB's maximum duration per bar
 size (chunks aligned to UTC midnights, so chunk edges never cut a bar), every request is paced
-by :class:`~bt_ibkr.pacing.HistoricalPacer` (60 requests / 10 min, no identical request within
+by :class:`~bt_ibkr.ib.pacing.HistoricalPacer` (60 requests / 10 min, no identical request within
 15 s, 6 per contract per 2 s), transient failures (error 162 pacing violation, 1100 connectivity
 lost, a dropped socket, a timeout) are retried with exponential backoff, and several symbols are
 fetched concurrently on one connection with one shared pacer.
@@ -63,7 +63,7 @@ from bt_ibkr.errors import (
     SourceUnavailableError,
     UnknownSymbolError,
 )
-from bt_ibkr.pacing import (
+from bt_ibkr.ib.pacing import (
     BAR_SECONDS,
     DAY,
     MAX_DURATION,
@@ -92,7 +92,7 @@ __all__ = [
     "yahoo_period",
 ]
 
-log = logging.getLogger("bt_ibkr.data_provider")
+log = logging.getLogger("bt_ibkr.data.provider")
 
 T = TypeVar("T")
 
@@ -244,7 +244,7 @@ def yahoo_plan(duration: str | None, bar_size: str, start: date, end: date,
 def aligned_chunks(start: datetime, end: datetime, bar_size: str) -> list[Chunk]:
     """Split ``[start, end)`` into IB requests of at most IB's max duration for ``bar_size``.
 
-    Unlike :func:`bt_ibkr.pacing.chunk_range` (which counts back from ``end``), the boundaries
+    Unlike :func:`bt_ibkr.ib.pacing.chunk_range` (which counts back from ``end``), the boundaries
     are ``start + k * max_duration``; with ``start`` at a UTC midnight every boundary is a
     midnight (or a multiple of the bar length), so no bar is split between two requests even
     when ``end`` is "now" in the middle of a session. Returns chunks newest first.
@@ -617,7 +617,7 @@ class IBKRDataProvider:
                 self.stats.reconnects += 1
                 _safe_disconnect(self._ib)
                 self._ib = None
-            from bt_ibkr import client as ibc
+            from bt_ibkr.ib import client as ibc
 
             last_reason = ""
             for attempt in range(3):
@@ -663,8 +663,8 @@ class IBKRDataProvider:
 
     async def _qualify(self, symbol: str) -> tuple[Any, str]:
         """Return ``(contract, time zone)`` for a dataname; raises UnknownSymbolError."""
-        from bt_ibkr import client as ibc
-        from bt_ibkr.contracts import parse_dataname, select_single
+        from bt_ibkr.ib import client as ibc
+        from bt_ibkr.ib.contracts import parse_dataname, select_single
 
         hit = self._contracts.get((self.host, symbol))
         if hit is not None:
@@ -702,7 +702,7 @@ class IBKRDataProvider:
         The request ends at ``chunk.end`` (explicit UTC), or "now" (``endDateTime=""``) when
         ``end_now``.
         """
-        from bt_ibkr import client as ibc
+        from bt_ibkr.ib import client as ibc
 
         end_at = "" if end_now else chunk.end
         req = HistRequest(str(contract.conId or symbol), "" if end_now else chunk.end.isoformat(),
@@ -1234,7 +1234,7 @@ class IBKRDataProvider:
 
     async def _snapshot(self, symbol: str) -> tuple[float, bool]:
         """Return ``(price, delayed)`` from one snapshot; falls back to delayed data."""
-        from bt_ibkr import client as ibc
+        from bt_ibkr.ib import client as ibc
 
         ib = await self._connect()
         contract, _tz = await self._qualify(symbol)

@@ -9,8 +9,8 @@ Two checks, both raising :class:`SafetyError` with a message that says what to d
 IB's conventions these rely on:
 
 * API ports (defaults, changeable in TWS / Gateway settings): TWS paper 7497, TWS live 7496,
-  IB Gateway paper 4002, IB Gateway live 4001 (:data:`~bt_ibkr.config.PAPER_PORTS`,
-  :data:`~bt_ibkr.config.LIVE_PORTS`). A port is only a hint, since users can change it;
+  IB Gateway paper 4002, IB Gateway live 4001 (:data:`~bt_ibkr.live.config.PAPER_PORTS`,
+  :data:`~bt_ibkr.live.config.LIVE_PORTS`). A port is only a hint, since users can change it;
   the account id is the proof.
 * Account ids: a paper (simulated) account's id starts with ``D``: ``DU1234567`` for an
   individual or client paper account and ``DF1234567`` for a financial-advisor paper master
@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bt_ibkr.config import LIVE_PORTS, MODES, PAPER_PORTS
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.live.config import LIVE_PORTS, MODES, PAPER_PORTS
 
 PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
 """Account-id prefixes of IB paper accounts: DU (individual/client), DF (advisor master)."""

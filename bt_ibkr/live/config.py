@@ -105,7 +105,7 @@ class ConnectionConfig:
 
 @dataclass
 class RiskConfig:
-    """Risk limits checked before every order (see :mod:`bt_ibkr.risk`); ``None`` = no limit.
+    """Risk limits checked before every order (see :mod:`bt_ibkr.live.risk`); ``None`` = no limit.
 
     ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
     account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).

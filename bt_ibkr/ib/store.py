@@ -40,15 +40,15 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
-from bt_ibkr import client as ibc
-from bt_ibkr.contracts import contract_to_dataname, select_single
 from bt_ibkr.errors import (
     ConfigError,
     ConnectionFailedError,
     SourceUnavailableError,
     UnknownSymbolError,
 )
-from bt_ibkr.pacing import (
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.contracts import contract_to_dataname, select_single
+from bt_ibkr.ib.pacing import (
     BAR_SECONDS,
     MAX_DURATION,
     Chunk,
@@ -58,7 +58,7 @@ from bt_ibkr.pacing import (
     duration_str,
 )
 
-log = logging.getLogger("bt_ibkr.store")
+log = logging.getLogger("bt_ibkr.ib.store")
 
 
 #: IB error codes that end a data request (routed to the feed that made it)
@@ -269,7 +269,7 @@ class IBStore:
     @_Hybrid
     def getbroker(self, *args: Any, **kwargs: Any):
         """Return an ``IBBroker`` bound to this store."""
-        from bt_ibkr.broker import IBBroker
+        from bt_ibkr.ib.broker import IBBroker
 
         return IBBroker(*args, store=self, **kwargs)
 

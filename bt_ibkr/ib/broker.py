@@ -30,8 +30,8 @@ from backtrader.comminfo import CommInfoBase
 from backtrader.order import Order, OrderBase
 from backtrader.position import Position
 
-from bt_ibkr import client as ibc
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib import client as ibc
 
 
 class IBCommInfo(CommInfoBase):
@@ -161,7 +161,7 @@ class IBBroker(bt.BrokerBase):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        from bt_ibkr.store import STORE_PARAMS, IBStore
+        from bt_ibkr.ib.store import STORE_PARAMS, IBStore
 
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:

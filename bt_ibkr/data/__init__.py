@@ -1,0 +1,1 @@
+"""Historical bars for research and backtests: IBKRDataProvider and the backtest source chain."""

@@ -1,0 +1,1 @@
+"""Paper and live trading: config, safety rails, risk gate, audit, journal, runner."""
