@@ -38,11 +38,11 @@ from backtrader.feed import DataBase
 from backtrader.utils.dateintern import tzparse
 
 from bt_ibkr.errors import ConfigError, SourceUnavailableError
+from bt_ibkr.ib.bars import bar_size
+from bt_ibkr.ib.codes import DELAYED_DATA, NOT_SUBSCRIBED
 from bt_ibkr.ib.contracts import parse_dataname
-from bt_ibkr.ib.pacing import bar_size
-from bt_ibkr.ib.store import DELAYED_CODES, NOTSUBSCRIBED_CODES, STORE_PARAMS, IBStore
-
-_DEFAULT_SESSIONEND = dtime(23, 59, 59, 999990)  # backtrader's DataBase default
+from bt_ibkr.ib.parsing import DEFAULT_SESSIONEND as _DEFAULT_SESSIONEND
+from bt_ibkr.ib.store import STORE_PARAMS, IBStore
 
 
 class IBData(DataBase):
@@ -194,7 +194,7 @@ class IBData(DataBase):
             return False
         self.qhist = self.ib.request_history(
             self.contract, start, end, barsize, what=self._what(), use_rth=self.p.useRTH,
-            tz=self._tz, sessionend=self.p.sessionend,
+            tz=self._tz, sessionend=self.p.sessionend, name=self.p.dataname,
         )
         self._state = self._ST_HISTORBACK
         self._hist_since = time.monotonic()
@@ -294,7 +294,7 @@ class IBData(DataBase):
                 return "again"
             if code == 162 and not self.p.historical:
                 return "again"  # no history to backfill: go on with the live stream
-            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
+            status = self.NOTSUBSCRIBED if code in NOT_SUBSCRIBED else self.DISCONNECTED
             self.put_notification(status, code, text)
             self._state = self._ST_OVER
             return False
@@ -351,10 +351,10 @@ class IBData(DataBase):
             return "again"
         if kind == "error":
             code, text = payload
-            if code in DELAYED_CODES:
+            if code in DELAYED_DATA:
                 self.put_notification(self.DELAYED, code, text)
                 return "again"
-            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
+            status = self.NOTSUBSCRIBED if code in NOT_SUBSCRIBED else self.DISCONNECTED
             self.put_notification(status, code, text)
             self._state = self._ST_OVER
             return False
@@ -383,3 +383,5 @@ class IBData(DataBase):
         lines.openinterest[0] = bar.openinterest
         return True
 
+
+IBStore.DataCls = IBData

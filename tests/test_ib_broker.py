@@ -326,7 +326,7 @@ def test_gateway_restart_never_reuses_an_order_id_and_holds_orders(gateway_sim):
         live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
         first_id = gateway_sim.broker.executions()[0].order_id
         gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=0.3)
-        wait_until(lambda: live.store.connected() and live.store._ready, what="reconnect")
+        wait_until(lambda: live.store.ready, what="reconnect")
         live.step(3)
         live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
     ids = [e.order_id for e in gateway_sim.broker.executions()]
@@ -369,10 +369,10 @@ def test_executions_missed_while_away_are_recovered_once(gateway_sim):
         live.step(2)
         wait_until(lambda: gateway_sim.broker.open_orders(), what="MOC resting at IB")
         gateway_sim.restart(rollback_ids=False, downtime=1.5)
-        wait_until(lambda: not live.store._ready, what="disconnect")
+        wait_until(lambda: not live.store.ready, what="disconnect")
         gateway_sim.advance(hours=6.5)  # the session closes: MOC fills while we are away
         assert gateway_sim.broker.executions(), "the MOC should have filled at the close"
-        wait_until(lambda: live.store._ready, what="reconnect")
+        wait_until(lambda: live.store.ready, what="reconnect")
         gateway_sim.advance(hours=17.5)  # next morning
         live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"),
                    what="recovered fill")

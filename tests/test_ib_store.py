@@ -52,7 +52,7 @@ def test_connects_reports_and_stops_cleanly(gateway_sim, make_store):
     msgs = [str(m) for m, _, _ in store.get_notifications()]
     assert any("connected to 127.0.0.1" in m and "clientId 21" in m for m in msgs)
     assert any("2104" in m for m in msgs)  # the gateway's farm notices reach notify_store
-    thread = store._thread
+    thread = store.session.loop_thread
     assert thread.is_alive() and thread is not threading.current_thread()
     store.stop()
     assert not store.connected()
@@ -124,7 +124,7 @@ def test_time_offset_follows_the_gateway_clock(gateway_sim, make_store):
 
     expected = gateway_sim.now() - datetime.now(UTC)
     assert abs((store.timeoffset() - expected).total_seconds()) < 5
-    assert abs((store.reqCurrentTime() - gateway_sim.now()).total_seconds()) < 5
+    assert abs((store.server_time() - gateway_sim.now()).total_seconds()) < 5
 
 
 def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
@@ -137,7 +137,7 @@ def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
     items = drain(store.request_history(cd.contract, start, end, "5 secs"))
     reqs = gateway_sim.requests_named("reqHistoricalData")[before:]
     durations = [r[3][list(r[3]).index("5 secs") + 1] for r in reqs]
-    assert durations == ["7200 S", "7200 S", "1800 S"]
+    assert durations == ["1800 S", "7200 S", "7200 S"]  # newest first, 2 h at most each
     bars = [p for k, p in items if k == "bar"]
     stamps = [b.dt for b in bars]
     assert stamps == sorted(set(stamps))  # ascending, no duplicates across chunk seams
@@ -161,12 +161,17 @@ def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_stor
         return errors
 
     # IB's windows scaled like the simulator's (x0.05): 6 per contract per 0.1 s, 0.75 s twins
-    store.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
+    history = store.history
+    history.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
+    history.backoff = 0.1
     assert burst() == []
+    assert history.stats.pacing_violations == 0 and history.stats.retries == 0
     time.sleep(0.2)
-    store.p.pacing = False
-    errors = burst()
-    assert errors and all(code == 162 and "pacing" in text.lower() for code, text in errors)
+    history.pacing = False
+    # unpaced, the gateway answers 162 "pacing violation": the request is retried, not lost
+    assert burst() == []
+    assert history.stats.pacing_violations > 0
+    assert history.stats.retries == history.stats.pacing_violations
 
 
 def test_connectivity_notices_reach_notify_store(gateway_sim, make_store):
@@ -200,12 +205,12 @@ def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, m
     store = make_store(gateway_sim, reconnect=-1, connect_timeout=2)
     cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
     gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=1.0)
-    wait_until(lambda: not store._ready, what="disconnect seen")
+    wait_until(lambda: not store.ready, what="disconnect seen")
     order = Order(action="BUY", orderType="MKT", totalQuantity=5, orderRef="held-1")
     store.place_order("held-1", cd.contract, order)  # returns at once, no exception
-    wait_until(lambda: store._held, what="order held")
+    wait_until(lambda: store.routes.held, what="order held")
     assert not gateway_sim.requests_named("placeOrder")
-    wait_until(lambda: store._ready, what="reconnect")
+    wait_until(lambda: store.ready, what="reconnect")
     events = []
     wait_until(lambda: events.extend(drain_nowait(store.broker_q)) or any(
         e[0] == "placed" for e in events), what="held order placed")

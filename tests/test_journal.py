@@ -15,6 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from bt_ibkr.ib.parsing import (
+    ExecSnapshot,
+    Fill,
+    OrderSnapshot,
+    exec_snapshot,
+    normalize_side,
+    order_snapshot,
+)
 from bt_ibkr.live.journal import (
     CANCELLED,
     EXPIRED,
@@ -24,18 +32,12 @@ from bt_ibkr.live.journal import (
     PARTIAL,
     SENT,
     SUBMITTED,
-    ExecSnapshot,
-    Fill,
     Intent,
     Journal,
     JournalError,
-    OrderSnapshot,
-    exec_snapshot,
     fill_from_exec,
     make_order_ref,
-    normalize_side,
     normalize_status,
-    order_snapshot,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,6 +32,7 @@ from backtrader.position import Position
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.store import STORE_PARAMS, IBStore
 
 
 class IBCommInfo(CommInfoBase):
@@ -161,8 +162,6 @@ class IBBroker(bt.BrokerBase):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        from bt_ibkr.ib.store import STORE_PARAMS, IBStore
-
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:
             raise ConfigError(f"unknown IBBroker parameter(s) {unknown}")
@@ -442,3 +441,6 @@ class IBBroker(bt.BrokerBase):
             if not self._pending_exec_for(order.orderRef):
                 order.cancel()
                 self.notify(order)
+
+
+IBStore.BrokerCls = IBBroker

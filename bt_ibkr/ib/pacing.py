@@ -1,4 +1,4 @@
-"""Historical-data pacing and range chunking for IB (DESIGN §6).
+"""Historical-data pacing: IB's request limits, kept on the client side.
 
 IB's historical-data farm disconnects or answers error 162 ("pacing violation") when a client
 makes
@@ -9,153 +9,18 @@ makes
 
 :class:`HistoricalPacer` keeps a client-side record of the requests sent and says how long the
 next one must wait (``delay``), or waits for it (``acquire`` in the event loop). It never
-sleeps in backtrader's thread: the store awaits it on its own loop.
-
-IB also limits the duration of one request by bar size. :data:`MAX_DURATION` holds that table
-(the one of backtrader's ``IBStore._durations``) and :func:`chunk_range` splits a
-``[start, end]`` range into requests ``(end_datetime, duration_str)`` that each fit, newest
-first (IB serves history backwards from ``endDateTime``).
+sleeps in backtrader's thread: :mod:`bt_ibkr.ib.historical` awaits it on the session's loop.
+IB also limits the duration of one request by bar size: that table is
+:data:`bt_ibkr.ib.bars.MAX_DURATION`, the chunking :func:`bt_ibkr.ib.historical.chunk_range`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from bt_ibkr.errors import ConfigError
-
-DAY = 86400
-
-#: IB's maximum request duration per bar size, in seconds (from IB's historical data
-#: limitations table; months are counted as 30 days and years as 365 days).
-MAX_DURATION: dict[str, int] = {
-    "1 secs": 1800,
-    "5 secs": 7200,
-    "10 secs": 10800,
-    "15 secs": 14400,
-    "30 secs": 28800,
-    "1 min": DAY,
-    "2 mins": 2 * DAY,
-    "3 mins": 7 * DAY,
-    "5 mins": 7 * DAY,
-    "10 mins": 7 * DAY,
-    "15 mins": 14 * DAY,
-    "20 mins": 14 * DAY,
-    "30 mins": 30 * DAY,
-    "1 hour": 30 * DAY,
-    "2 hours": 30 * DAY,
-    "3 hours": 30 * DAY,
-    "4 hours": 30 * DAY,
-    "8 hours": 30 * DAY,
-    "1 day": 365 * DAY,
-    "1 week": 365 * DAY,
-    "1 month": 365 * DAY,
-}
-
-#: bar size string -> bar length in seconds (months as 30 days)
-BAR_SECONDS: dict[str, int] = {
-    "1 secs": 1,
-    "5 secs": 5,
-    "10 secs": 10,
-    "15 secs": 15,
-    "30 secs": 30,
-    "1 min": 60,
-    "2 mins": 120,
-    "3 mins": 180,
-    "5 mins": 300,
-    "10 mins": 600,
-    "15 mins": 900,
-    "20 mins": 1200,
-    "30 mins": 1800,
-    "1 hour": 3600,
-    "2 hours": 7200,
-    "3 hours": 10800,
-    "4 hours": 14400,
-    "8 hours": 28800,
-    "1 day": DAY,
-    "1 week": 7 * DAY,
-    "1 month": 30 * DAY,
-}
-
-
-def bar_size(timeframe: int, compression: int) -> str:
-    """Return IB's ``barSizeSetting`` for a backtrader ``(timeframe, compression)``.
-
-    Raises :class:`ConfigError` when IB has no such bar size (e.g. 7 minutes, ticks).
-    """
-    import backtrader as bt
-
-    tf = bt.TimeFrame
-    name = None
-    if timeframe == tf.Seconds:
-        name = f"{compression} secs"
-    elif timeframe == tf.Minutes:
-        if compression % 60 == 0:
-            hours = compression // 60
-            name = f"{hours} hour" + ("s" if hours > 1 else "")
-        else:
-            name = f"{compression} min" + ("s" if compression > 1 else "")
-    elif timeframe == tf.Days:
-        name = "1 week" if compression == 7 else f"{compression} day"
-    elif timeframe == tf.Weeks:
-        name = f"{compression} week"
-    elif timeframe == tf.Months:
-        name = f"{compression} month"
-    if name not in MAX_DURATION:
-        raise ConfigError(
-            f"IB has no historical bar size for timeframe {tf.getname(timeframe, compression)} "
-            f"x{compression}; use one of: {', '.join(MAX_DURATION)}"
-        )
-    return name
-
-
-def duration_str(seconds: float) -> str:
-    """Return the shortest IB ``durationStr`` covering ``seconds``: 'N S' up to a day, else 'N D'."""
-    if seconds <= DAY:
-        return f"{max(60, math.ceil(seconds))} S"
-    return f"{math.ceil(seconds / DAY)} D"
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One historical request: bars in ``(start, end]`` via ``endDateTime=end``, ``duration``."""
-
-    start: datetime
-    end: datetime
-    duration: str
-
-
-def chunk_range(start: datetime, end: datetime, barsize: str) -> list[Chunk]:
-    """Split ``[start, end]`` into requests that each respect IB's max duration for ``barsize``.
-
-    Returns chunks newest first; consecutive chunks touch (``chunks[i].start ==
-    chunks[i+1].end``) and together cover the range exactly. Raises :class:`ConfigError` for an
-    unknown bar size or ``start >= end``.
-    """
-    if barsize not in MAX_DURATION:
-        raise ConfigError(f"unknown IB bar size {barsize!r}; use one of {', '.join(MAX_DURATION)}")
-    if start >= end:
-        raise ConfigError(f"historical range is empty: start {start} is not before end {end}")
-    maxlen = timedelta(seconds=MAX_DURATION[barsize])
-    daily = BAR_SECONDS[barsize] >= DAY
-    chunks = []
-    cur = end
-    while cur > start:
-        lo = max(start, cur - maxlen)
-        if daily and lo > start:
-            # cut between days (00:00 UTC), not inside a session: no partial daily bars
-            lo = max(start, lo.replace(hour=0, minute=0, second=0, microsecond=0))
-        span = (cur - lo).total_seconds()
-        if daily:  # daily bars: whole days, at least one bar
-            span = max(span, DAY)
-        chunks.append(Chunk(start=lo, end=cur, duration=duration_str(span)))
-        cur = lo
-    return chunks
 
 
 @dataclass(frozen=True)
@@ -196,6 +61,20 @@ class HistoricalPacer:
         self.clock = clock
         self._sent: deque[tuple[float, HistRequest]] = deque()
         self.total_wait = 0.0
+
+    @classmethod
+    def for_gateway(cls, scale: float = 1.0) -> HistoricalPacer:
+        """Return a pacer for IB's windows multiplied by ``scale`` (1.0 for a real gateway; a
+        simulator enforcing ``pacing_scale=0.01`` needs the same value here).
+
+        Margins: the client library throttles its own sends (45 messages/s), so a burst reaches
+        the gateway up to ~1 s after the pacer booked it; the 10-minute window gets that second
+        on top, the shorter ones 2% and 50 ms.
+        """
+        margin = 1.02
+        return cls(window=600.0 * scale * margin + 1.0,
+                   identical_gap=15.0 * scale * margin + 0.05,
+                   per_contract_window=2.0 * scale * margin + 0.05)
 
     def _prune(self, now: float) -> None:
         horizon = max(self.window, self.identical_gap, self.per_contract_window)

@@ -29,7 +29,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import BtIbkrError
+from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
 
 REF_PREFIX = "bt1"
 """Version tag at the start of every orderRef this package makes."""
@@ -160,16 +161,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def normalize_side(side: str) -> str:
-    """Return ``"BUY"`` or ``"SELL"`` for BUY/SELL/BOT/SLD (any case); raise ValueError otherwise."""
-    s = str(side).strip().upper()
-    if s in ("BUY", "BOT", "B"):
-        return "BUY"
-    if s in ("SELL", "SLD", "S", "SSHORT"):
-        return "SELL"
-    raise ValueError(f"side {side!r}: expected BUY or SELL (or IB's BOT / SLD)")
-
-
 def normalize_status(status: str) -> str:
     """Return the journal status for an IB order status (``Submitted`` -> ``submitted``...).
 
@@ -279,44 +270,6 @@ class IntentRecord(Intent):
 
 
 @dataclass
-class Fill:
-    """One execution (``execDetails``), identified by IB's ``execId``."""
-
-    exec_id: str
-    order_ref: str | None
-    symbol: str
-    side: str
-    shares: float
-    price: float
-    time: datetime
-    commission: float | None = None
-    order_id: int | None = None
-    perm_id: int | None = None
-
-
-@dataclass
-class OrderSnapshot:
-    """An order as the gateway reports it (open or completed orders), for :meth:`reconcile`."""
-
-    order_ref: str
-    order_id: int | None
-    status: str
-    symbol: str
-    side: str
-    quantity: float
-    filled: float = 0.0
-    perm_id: int | None = None
-    avg_price: float | None = None
-    order_type: str = ""
-
-
-@dataclass
-class ExecSnapshot(Fill):
-    """An execution as the gateway reports it (``reqExecutions``), for :meth:`reconcile`:
-    the same fields as a journaled :class:`Fill`."""
-
-
-@dataclass
 class PositionMismatch:
     """A symbol whose journal position differs from the gateway's."""
 
@@ -414,58 +367,7 @@ class ReconcileReport:
 
 
 # --------------------------------------------------------------------------------------------
-# from the IB client's objects (ib_async / ib_insync, duck-typed: no import here)
-
-_UNSET = 1e300  # IB sends 1.7976931348623157E308 (UNSET_DOUBLE) for "no value"
-
-
-def _contract_symbol(contract: Any) -> str:
-    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "")
-
-
-def order_snapshot(trade: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> OrderSnapshot:
-    """Return the :class:`OrderSnapshot` of an ib_async/ib_insync ``Trade``
-    (``ib.openTrades()``, ``reqAllOpenOrders()``, ``reqCompletedOrders()``).
-
-    ``symbol_of(contract)`` names the symbol the way the runner's intents do (default:
-    ``contract.symbol``).
-    """
-    order, status = trade.order, trade.orderStatus
-    avg = getattr(status, "avgFillPrice", 0.0) or None
-    return OrderSnapshot(
-        order_ref=getattr(order, "orderRef", "") or "",
-        order_id=getattr(order, "orderId", None) or getattr(status, "orderId", None) or None,
-        status=getattr(status, "status", "") or "",
-        symbol=symbol_of(trade.contract),
-        side=order.action,
-        quantity=float(order.totalQuantity),
-        filled=float(getattr(status, "filled", 0.0) or 0.0),
-        perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
-        avg_price=avg if avg is not None and avg < _UNSET else None,
-        order_type=getattr(order, "orderType", "") or "",
-    )
-
-
-def exec_snapshot(fill: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> ExecSnapshot:
-    """Return the :class:`ExecSnapshot` of an ib_async/ib_insync ``Fill`` (``ib.fills()``,
-    ``reqExecutions()``); the commission is None until IB's commission report has arrived."""
-    ex = fill.execution
-    report = getattr(fill, "commissionReport", None)
-    commission = None
-    if report is not None and getattr(report, "execId", "") and report.commission < _UNSET:
-        commission = float(report.commission)
-    return ExecSnapshot(
-        exec_id=ex.execId,
-        order_ref=getattr(ex, "orderRef", "") or None,
-        symbol=symbol_of(fill.contract),
-        side=normalize_side(ex.side),
-        shares=float(ex.shares),
-        price=float(ex.price),
-        time=getattr(ex, "time", None) or fill.time,
-        commission=commission,
-        order_id=getattr(ex, "orderId", None) or None,
-        perm_id=getattr(ex, "permId", None) or None,
-    )
+# from the gateway's executions
 
 
 def fill_from_exec(snap: ExecSnapshot) -> Fill:

@@ -39,6 +39,7 @@ from typing import Any
 import backtrader as bt
 
 from bt_ibkr.ib.broker import IBBroker, IBOrder
+from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
 from bt_ibkr.live.journal import (
     INTENT,
@@ -64,11 +65,6 @@ def _crash(point: str) -> None:  # pragma: no cover - the process dies here
         except Exception:  # noqa: BLE001
             pass
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def contract_symbol(contract: Any) -> str:
-    """Return the symbol the journal uses for ``contract`` (``contract.symbol``)."""
-    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "") or "?"
 
 
 class JournaledIBBroker(IBBroker):
