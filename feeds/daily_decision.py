@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta
 
 from bt_ibkr.errors import DataError, SourceUnavailableError
-from bt_ibkr.ib.events import Bar
+from bt_ibkr.ib.events import Bar, BarReceived, RequestFailed
 from bt_ibkr.utc import naive_utc
 from feeds.ibdata import IBData
 
@@ -47,29 +47,29 @@ class DailyDecisionData(IBData):
     def _download(self) -> list[Bar]:
         """Return the completed daily bars (ascending); raises DataError when there are none,
         SourceUnavailableError when the gateway does not answer within ``history_timeout``."""
-        now = naive_utc(self.ib.server_time())
+        now = naive_utc(self.store.server_time())
         start = now - timedelta(days=int(self.p.backfill_days))
-        q = self.ib.request_history(self.contract, start, None, "1 day", what=self._what(),
+        q = self.store.request_history(self.contract, start, None, "1 day", what=self._what(),
                                     use_rth=self.p.useRTH, tz=self._tz,
                                     sessionend=self.p.sessionend, name=self.p.dataname)
         bars, error = [], None
         deadline = time.monotonic() + float(self.p.history_timeout)
         while True:
             try:
-                kind, payload = q.get(timeout=max(0.1, deadline - time.monotonic()))
+                event = q.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
                 raise SourceUnavailableError(
                     f"daily history of {self.p.dataname!r}: no answer from the gateway within "
                     f"{self.p.history_timeout:g}s") from None
-            if kind == "bar":
-                if payload.dt <= now:  # a bar still forming is not a decision bar
-                    bars.append(payload)
-            elif kind == "error":
-                error = payload
-            else:
+            if isinstance(event, BarReceived):
+                if event.bar.dt <= now:  # a bar still forming is not a decision bar
+                    bars.append(event.bar)
+            elif isinstance(event, RequestFailed):
+                error = event
+            else:  # HistoryEnded
                 break
         if not bars:
-            detail = f" (IB error {error[0]}: {error[1]})" if error else ""
+            detail = f" (IB error {error.code}: {error.text})" if error else ""
             raise DataError(f"no completed daily bars for {self.p.dataname!r} from the gateway"
                             f"{detail}; check the market-data permissions of the account")
         return bars

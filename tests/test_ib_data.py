@@ -13,6 +13,7 @@ import pytz
 from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.errors import UnknownSymbolError
+from bt_ibkr.ib.events import BarReceived, HistoryEnded
 from bt_ibkr.ib.store import IBStore
 from feeds.ibdata import IBData
 
@@ -149,11 +150,11 @@ def test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars(gateway_sim, 
                               None, "1 min", tz=data._tz)
     ib_bars = {}
     while True:
-        kind, payload = q.get(timeout=HANG)
-        if kind == "end":
+        event = q.get(timeout=HANG)
+        if isinstance(event, HistoryEnded):
             break
-        if kind == "bar":
-            ib_bars[payload.dt] = payload
+        if isinstance(event, BarReceived):
+            ib_bars[event.bar.dt] = event.bar
     for dt, o, h, lo, c, _ in rec["bars"]:
         utc = data._tz.localize(dt).astimezone(pytz.utc).replace(tzinfo=None)
         ref = ib_bars[utc]

@@ -13,18 +13,26 @@ from sim_helpers import poll_until as wait_until
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, UnknownSymbolError
 from bt_ibkr.ib.client import Contract
 from bt_ibkr.ib.contracts import AmbiguousContractError, make_contract
+from bt_ibkr.ib.events import (
+    BarReceived,
+    ConnectionLost,
+    ConnectionRestored,
+    HistoryEnded,
+    OrderPlaced,
+    RequestFailed,
+)
 from bt_ibkr.ib.pacing import HistoricalPacer
 from bt_ibkr.ib.store import IBStore
 
 HANG = 60  # hang guard for waits, seconds
 
 
-def drain(q, until="end", timeout=HANG):
+def drain(q, until=HistoryEnded, timeout=HANG):
     items = []
     while True:
-        kind, payload = q.get(timeout=timeout)
-        items.append((kind, payload))
-        if kind == until:
+        event = q.get(timeout=timeout)
+        items.append(event)
+        if isinstance(event, until):
             return items
 
 
@@ -138,13 +146,13 @@ def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
     reqs = gateway_sim.requests_named("reqHistoricalData")[before:]
     durations = [r[3][list(r[3]).index("5 secs") + 1] for r in reqs]
     assert durations == ["1800 S", "7200 S", "7200 S"]  # newest first, 2 h at most each
-    bars = [p for k, p in items if k == "bar"]
+    bars = [e.bar for e in items if isinstance(e, BarReceived)]
     stamps = [b.dt for b in bars]
     assert stamps == sorted(set(stamps))  # ascending, no duplicates across chunk seams
     assert all(b - a == timedelta(seconds=5) for a, b in zip(stamps, stamps[1:], strict=False))
     assert stamps[0] > start and stamps[-1] <= end
     assert len(bars) == 4 * 720 + 360  # every 5-second bar of 4.5 hours of session
-    assert items[-1] == ("end", len(bars))
+    assert items[-1] == HistoryEnded(len(bars))
 
 
 @pytest.mark.parametrize("gateway_sim", [{"pacing": True, "pacing_scale": 0.05}], indirect=True)
@@ -157,7 +165,7 @@ def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_stor
         errors = []
         for i in range(8):
             q = store.request_history(cd.contract, end - timedelta(days=30 + i), end, "1 day")
-            errors += [p for k, p in drain(q) if k == "error"]
+            errors += [e for e in drain(q) if isinstance(e, RequestFailed)]
         return errors
 
     # IB's windows scaled like the simulator's (x0.05): 6 per contract per 0.1 s, 0.75 s twins
@@ -213,15 +221,15 @@ def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, m
     wait_until(lambda: store.ready, what="reconnect")
     events = []
     wait_until(lambda: events.extend(drain_nowait(store.broker_q)) or any(
-        e[0] == "placed" for e in events), what="held order placed")
-    placed = [e for e in events if e[0] == "placed"][0]
-    assert placed[1] == "held-1"
+        isinstance(e, OrderPlaced) for e in events), what="held order placed")
+    placed = [e for e in events if isinstance(e, OrderPlaced)][0]
+    assert placed.ref == "held-1"
     wait_until(lambda: gateway_sim.requests_named("placeOrder"), what="order at the gateway")
     sent = gateway_sim.requests_named("placeOrder")
     assert len(sent) == 1 and sent[0][3][26] == "held-1"
-    kinds = [e[0] for e in events]
-    assert "connbroken" in kinds and "reconnected" in kinds
-    assert kinds.index("reconnected") < kinds.index("placed")  # state synced first
+    kinds = [type(e) for e in events]
+    assert ConnectionLost in kinds and ConnectionRestored in kinds
+    assert kinds.index(ConnectionRestored) < kinds.index(OrderPlaced)  # state synced first
 
 
 def drain_nowait(q):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bt_ibkr.ib.order_refs import make_order_ref
 from bt_ibkr.ib.parsing import (
     ExecSnapshot,
     Fill,
@@ -36,7 +37,6 @@ from bt_ibkr.live.journal import (
     Journal,
     JournalError,
     fill_from_exec,
-    make_order_ref,
     normalize_status,
 )
 
@@ -512,7 +512,8 @@ def test_two_journal_objects_on_one_file_do_not_corrupt(tmp_path):
 CRASH_WRITER = textwrap.dedent("""
     import sys
     from datetime import datetime, timezone
-    from bt_ibkr.live.journal import Fill, Intent, Journal, make_order_ref
+    from bt_ibkr.ib.order_refs import make_order_ref
+    from bt_ibkr.live.journal import Fill, Intent, Journal
     j = Journal(sys.argv[1])
     day = datetime(2024, 1, 5)
     i = 0

@@ -18,6 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bt_ibkr.ib.events import (
+    CommissionReceived,
+    ExecutionReceived,
+    OrderError,
+    OrderPlaced,
+    OrderStatusChanged,
+)
 from bt_ibkr.ib.parsing import finite
 from bt_ibkr.ib.session import IBSession
 
@@ -72,27 +79,27 @@ class OrderRoutes:
         if pending.parent_key is not None:
             parent = self.trades.get(pending.parent_key)
             if parent is None:
-                self.broker_q.put(("error", pending.key, 0,
-                                   f"parent order {pending.parent_key} was never placed"))
+                self.broker_q.put(OrderError(pending.key, 0,
+                                             f"parent order {pending.parent_key} was never placed"))
                 return
             order.parentId = parent.order.orderId
         try:
             trade = self.session.ib.placeOrder(pending.contract, order)
         except Exception as exc:  # noqa: BLE001 - reported as a rejection
-            self.broker_q.put(("error", pending.key, 0, f"placeOrder failed: {exc}"))
+            self.broker_q.put(OrderError(pending.key, 0, f"placeOrder failed: {exc}"))
             return
         oid = trade.order.orderId
         self.max_order_id = max(self.max_order_id, oid)
         self.trades[pending.key] = trade
         self.key_by_oid[oid] = pending.key
-        self.broker_q.put(("placed", pending.key, oid))
+        self.broker_q.put(OrderPlaced(pending.key, oid))
 
     def cancel(self, key: str) -> None:
         """Cancel the order ``key``: a held one at once, a placed one at IB."""
         for i, pending in enumerate(self.held):
             if pending.key == key:
                 del self.held[i]
-                self.broker_q.put(("status", key, "Cancelled", 0.0, 0.0, 0.0, None, ""))
+                self.broker_q.put(OrderStatusChanged(key, "Cancelled", 0.0, 0.0, 0.0))
                 return
         trade = self.trades.get(key)
         if trade is None or not self.session.connected or trade.isDone():
@@ -142,7 +149,7 @@ class OrderRoutes:
         key = self.key_by_oid.get(req_id)
         if key is None:
             return False
-        self.broker_q.put(("error", key, code, text))
+        self.broker_q.put(OrderError(key, code, text))
         return True
 
     def _on_order_status(self, trade: Any) -> None:
@@ -155,8 +162,9 @@ class OrderRoutes:
             last = trade.log[-1]
             code = getattr(last, "errorCode", 0) or None
             reason = last.message
-        self.broker_q.put(("status", key, st.status, float(st.filled), float(st.remaining),
-                           float(st.avgFillPrice or 0.0), code, reason))
+        self.broker_q.put(OrderStatusChanged(key, st.status, float(st.filled),
+                                             float(st.remaining), float(st.avgFillPrice or 0.0),
+                                             code, reason))
         if self.notifyall:
             self.notify(f"order {key}: {st.status}", trade.order.orderId, "event")
 
@@ -170,20 +178,20 @@ class OrderRoutes:
         shares = float(ex.shares)
         signed = shares if ex.side in ("BOT", "BUY") else -shares
         when = ex.time if isinstance(ex.time, datetime) else fill.time
-        self.broker_q.put(("exec", key, ex.execId, signed, float(ex.price), when))
+        self.broker_q.put(ExecutionReceived(key, ex.execId, signed, float(ex.price), when))
         if with_commission:
             cr = fill.commissionReport
             if cr is not None and cr.execId:
-                self.broker_q.put(("comm", key, ex.execId, finite(cr.commission),
-                                   finite(cr.realizedPNL)))
+                self.broker_q.put(CommissionReceived(key, ex.execId, finite(cr.commission),
+                                                     finite(cr.realizedPNL)))
         if self.notifyall:
             self.notify(f"execution {ex.execId}: {signed:g} @ {ex.price}", ex.orderId, "event")
 
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
         key = self._key_of(trade)
         if key is not None:
-            self.broker_q.put(("comm", key, report.execId, finite(report.commission),
-                               finite(report.realizedPNL)))
+            self.broker_q.put(CommissionReceived(key, report.execId, finite(report.commission),
+                                                 finite(report.realizedPNL)))
 
     def recover_executions(self) -> None:
         """Hand the broker every execution of ours the client knows (it dedupes by execId)."""

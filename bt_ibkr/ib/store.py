@@ -24,8 +24,8 @@ backtrader's singleton, the first store created becomes the *default* store that
 Connection life cycle: ``start()`` connects (``reconnect`` retries ``timeout`` s apart; error
 326 fails at once), a lost socket is re-dialled in the background with exponential back-off,
 then every live stream is re-subscribed, executions missed while away are handed to the
-broker (deduplicated there by execId), feeds get ``("reconnected", None)`` and backfill their
-gap, and orders submitted meanwhile (held) are sent. Order ids are never reused, even when the
+broker (deduplicated there by execId), feeds get :class:`~bt_ibkr.ib.events.ConnectionRestored`
+and backfill their gap, and orders submitted meanwhile (held) are sent. Order ids are never reused, even when the
 gateway's nextValidId rolls back after a restart.
 """
 
@@ -48,6 +48,16 @@ from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolErr
 from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.contracts import contract_to_dataname
+from bt_ibkr.ib.events import (
+    BarReceived,
+    ConnectionGaveUp,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectivityNotice,
+    HistoryEnded,
+    RequestFailed,
+    StoreClosed,
+)
 from bt_ibkr.ib.historical import HistoricalData
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import (
@@ -274,7 +284,7 @@ class IBStore:
             self._refs = 0
             self._closing = True
             self.session.close()
-            self.streams.broadcast(("closed", None))
+            self.streams.broadcast(StoreClosed())
             with IBStore._default_lock:
                 if IBStore._default is self:
                     IBStore._default = None
@@ -300,25 +310,25 @@ class IBStore:
             return
         self.streams.resubscribe_all()
         self.routes.recover_executions()
-        self.streams.broadcast(("reconnected", None))
-        self.broker_q.put(("reconnected",))
+        self.streams.broadcast(ConnectionRestored())
+        self.broker_q.put(ConnectionRestored())
         self.routes.flush_held()
 
     def _on_lost(self) -> None:
-        self.streams.broadcast(("connbroken", None))
-        self.broker_q.put(("connbroken",))
+        self.streams.broadcast(ConnectionLost())
+        self.broker_q.put(ConnectionLost())
 
     def _on_gave_up(self, reason: str) -> None:
-        self.streams.broadcast(("disconnected", None))
-        self.broker_q.put(("disconnected",))
+        self.streams.broadcast(ConnectionGaveUp())
+        self.broker_q.put(ConnectionGaveUp())
 
     def _on_error(self, req_id: int, code: int, text: str) -> None:
         self._notify(code, text, reqId=req_id)
         if self.streams.on_error(req_id, code, text):
             return
         if code in CONNECTIVITY:
-            self.streams.broadcast(("status", (code, text)))
-            self.broker_q.put(("status", code, text))
+            self.streams.broadcast(ConnectivityNotice(code, text))
+            self.broker_q.put(ConnectivityNotice(code, text))
             if code == CONNECTIVITY_RESTORED_DATA_LOST:  # restored, subscriptions lost
                 self.streams.resubscribe_all()
             return
@@ -416,10 +426,10 @@ class IBStore:
         gateway's clock, None start: IB's max duration) through the historical path: chunked,
         paced, retried, and through the store's ``cache`` filed under ``name`` (the dataname).
 
-        Returns at once with the queue that receives ``("bar", Bar)`` items in ascending time
-        (intraday: bars starting at or after ``start``; daily: sessions from ``start``'s date),
-        then ``("end", n_bars)``; an IB error arrives as ``("error", (code, text))`` before the
-        end. Bars are stamped at their close: daily bars at ``sessionend`` in ``tz``.
+        Returns at once with the queue that receives :class:`BarReceived` events in ascending
+        time (intraday: bars starting at or after ``start``; daily: sessions from ``start``'s
+        date), then :class:`HistoryEnded`; an IB error arrives as :class:`RequestFailed` before
+        the end. Bars are stamped at their close: daily bars at ``sessionend`` in ``tz``.
         """
         q = q if q is not None else queue.Queue()
         name = name or contract_to_dataname(contract)
@@ -436,7 +446,7 @@ class IBStore:
             since = to_utc(start) if start is not None else \
                 until - timedelta(seconds=MAX_DURATION[barsize])
             if since >= until:
-                q.put(("end", 0))
+                q.put(HistoryEnded(0))
                 return
             zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
             frame = await self.history.bars(name, since, until, barsize, what, use_rth,
@@ -444,7 +454,7 @@ class IBStore:
             floor = naive_utc(since)
             for bar in frame_bars(frame, barsize, tz, sessionend):
                 if is_intraday(barsize) or bar.dt >= floor:
-                    q.put(("bar", bar))
+                    q.put(BarReceived(bar))
                     n += 1
         except asyncio.CancelledError:
             pass
@@ -452,17 +462,18 @@ class IBStore:
             code = getattr(exc, "code", 0)
             if not code:
                 log.exception("historical request failed")
-            q.put(("error", (code, str(exc) if code else f"historical request failed: {exc}")))
-        q.put(("end", n))
+            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}"))
+        q.put(HistoryEnded(n))
 
     # ------------------------------------------------------------------ live data
     def subscribe_live(self, contract, rtbar: bool, what: str | None, use_rth: bool,
                        q: queue.Queue) -> LiveStream:
-        """Start a live stream into ``q`` (returns at once): ``("bar", Bar)`` items.
+        """Start a live stream into ``q`` (returns at once): :class:`BarReceived` events.
 
         ``rtbar=True``: IB's 5-second real-time bars; else ticks (last trade; bid for CASH,
-        ask with ``what='ASK'``). Errors arrive as ``("error", (code, text))``, connection
-        events as ``("connbroken"|"reconnected"|"status", ...)``.
+        ask with ``what='ASK'``). Errors arrive as :class:`RequestFailed` (or
+        :class:`SwitchedToDelayed`), connection changes as the events of
+        :data:`bt_ibkr.ib.events.ConnectionEvent`.
         """
         return self.streams.subscribe(contract, rtbar, what, use_rth, q)
 
@@ -474,11 +485,10 @@ class IBStore:
     def place_order(self, key: str, contract, order, parent_key: str | None = None) -> None:
         """Send ``order`` for ``contract`` (returns at once). ``key`` is the unique orderRef.
 
-        Events come back on :attr:`broker_q`: ``("placed", key, orderId)``, ``("status", key,
-        status, filled, remaining, avgFillPrice, errorCode, reason)``, ``("exec", key,
-        execId, signed_shares, price, time)``, ``("comm", key, execId, commission, pnl)``,
-        ``("error", key, code, text)``. While disconnected the order is held and sent after
-        the reconnect has re-synced state.
+        Events come back on :attr:`broker_q` (:data:`bt_ibkr.ib.events.BrokerEvent`):
+        OrderPlaced, OrderStatusChanged, ExecutionReceived, CommissionReceived, OrderError, all
+        keyed by ``key``. While disconnected the order is held and sent after the reconnect
+        has re-synced state.
         """
         self.post(self.routes.place, PendingOrder(key, contract, order, parent_key))
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bt_ibkr.ib.codes import DELAYED_AVAILABLE, FEED_STOP
+from bt_ibkr.ib.events import BarReceived, RequestFailed, SwitchedToDelayed
 from bt_ibkr.ib.parsing import finite, realtime_bar, tick_bar
 from bt_ibkr.ib.session import IBSession
 from bt_ibkr.utc import utc_now
@@ -80,10 +81,10 @@ class LiveStreams:
         if self.session.running:
             self.session.post(self._cancel, stream)
 
-    def broadcast(self, item: Any) -> None:
-        """Put ``item`` on every stream's queue (connection events)."""
+    def broadcast(self, event: Any) -> None:
+        """Put ``event`` on every stream's queue (connection events)."""
         for stream in self.streams:
-            stream.q.put(item)
+            stream.q.put(event)
 
     # ------------------------------------------------------------------ loop thread
     def _start(self, stream: LiveStream) -> None:
@@ -125,7 +126,7 @@ class LiveStreams:
     def _on_rtbar(self, stream: LiveStream, bars: Any, has_new_bar: bool) -> None:
         if not has_new_bar or not stream.active or bars is not stream.handle:
             return
-        stream.q.put(("bar", realtime_bar(bars[-1])))
+        stream.q.put(BarReceived(realtime_bar(bars[-1])))
 
     def _on_ticker(self, stream: LiveStream, ticker: Any) -> None:
         if not stream.active or ticker is not stream.handle:
@@ -140,7 +141,7 @@ class LiveStreams:
                 continue
             # ticks carry the local receive time: move it to the gateway's clock (timeoffset)
             when: datetime = (td.time or utc_now()) + self.session.timeoffset()
-            stream.q.put(("tick", (tick_bar(td, when, price), delayed)))
+            stream.q.put(BarReceived(tick_bar(td, when, price), delayed))
 
     def on_error(self, req_id: int, code: int, text: str) -> bool:
         """Route an IB error to the stream it belongs to; return True when one did."""
@@ -150,7 +151,7 @@ class LiveStreams:
         if self.delayed_fallback and code in DELAYED_AVAILABLE and not stream.rtbar:
             self._fall_back_to_delayed(stream, code, text)
             return True
-        stream.q.put(("error", (code, text)))
+        stream.q.put(RequestFailed(code, text))
         if code in FEED_STOP:
             self._by_req.pop(req_id, None)
         return True
@@ -162,6 +163,6 @@ class LiveStreams:
         except Exception:  # noqa: BLE001 - IB already ended it
             log.debug("cancelMktData after %s failed", code, exc_info=True)
         self.session.set_market_data_type(3)
-        stream.q.put(("delayed", (code, text)))
+        stream.q.put(SwitchedToDelayed(code, text))
         stream.handle = None
         self._start(stream)

@@ -1,8 +1,8 @@
 """SQLite order/fill journal: every order intent is written before it is sent, never sent twice.
 
 The rule that makes restarts safe: an order's identity is its deterministic ``orderRef``
-(:func:`make_order_ref`), written and committed to the journal (:meth:`Journal.record_intent`)
-*before* the order goes to the gateway. IB echoes ``orderRef`` back in ``openOrder``,
+(:func:`bt_ibkr.ib.order_refs.make_order_ref`), written and committed to the journal
+(:meth:`Journal.record_intent`) *before* the order goes to the gateway. IB echoes ``orderRef`` back in ``openOrder``,
 ``execDetails`` and ``completedOrder``, so after a crash or a gateway restart
 :meth:`Journal.reconcile` can match what the journal meant to do against what the gateway did:
 
@@ -22,26 +22,24 @@ Times are stored as UTC ISO-8601 strings; naive datetimes are taken to be UTC.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import BtIbkrError
+from bt_ibkr.ib.order_refs import MAX_REF_LEN, REF_PREFIX
+from bt_ibkr.ib.order_refs import ref_time as _ref_time
 from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
-
-REF_PREFIX = "bt1"
-"""Version tag at the start of every orderRef this package makes."""
-MAX_REF_LEN = 40
+from bt_ibkr.utc import to_utc as _utc
+from bt_ibkr.utc import utc_now as _now
 
 # intent statuses (journal's own vocabulary; IB's statuses map onto it via normalize_status)
 INTENT = "intent"          # journaled, not (known to be) sent
@@ -143,22 +141,12 @@ class JournalError(BtIbkrError):
 # helpers
 
 
-def _utc(ts: datetime | date) -> datetime:
-    if not isinstance(ts, datetime):
-        ts = datetime(ts.year, ts.month, ts.day)
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else _utc(ts).isoformat()
 
 
 def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def normalize_status(status: str) -> str:
@@ -173,58 +161,6 @@ def normalize_status(status: str) -> str:
     if mapped is None:
         raise ValueError(f"order status {status!r}: not an IB status nor one of {', '.join(STATUSES)}")
     return mapped
-
-
-def _strategy_tag(strategy: str) -> str:
-    capitals = "".join(ch for ch in strategy if ch.isupper())
-    if len(capitals) >= 2 and not strategy.isupper():
-        tag = capitals  # RegimeAwareEnsemble -> RAE
-    else:
-        tag = re.sub(r"[^A-Za-z0-9]", "", strategy)
-    return (tag or "S")[:8]
-
-
-def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, seq: int) -> str:
-    """Return the deterministic orderRef of one order decision (at most 40 characters).
-
-    ``bt1:<strategy tag>:<symbol>:<decision time>:<seq>``, e.g. ``bt1:RAE:SPY:20240105:1``:
-    the tag is the strategy's capitals (``RegimeAwareEnsemble`` -> ``RAE``), the time is the
-    date when ``decision_time`` is a ``date`` or a midnight datetime, and ``YYYYMMDDTHHMM[SS]``
-    otherwise (tz-aware times are converted to UTC first, microseconds dropped; pass the bar's
-    session date for daily bars, since backtrader stamps them at the session end),
-    ``seq`` numbers the orders of one decision (1, 2, ...).
-    Long symbols are shortened with a hash so the whole stays unique and <= 40 characters.
-    The same inputs always give the same ref; that is what makes a resend after a restart
-    recognisable.
-
-    Raises:
-        ValueError: ``seq`` is negative, ``symbol`` or ``strategy`` is empty.
-    """
-    if not strategy or not str(strategy).strip():
-        raise ValueError("make_order_ref: strategy must be a non-empty name")
-    if not symbol or not str(symbol).strip():
-        raise ValueError("make_order_ref: symbol must be a non-empty string")
-    if int(seq) < 0:
-        raise ValueError(f"make_order_ref: seq must be >= 0, got {seq}")
-    if not isinstance(decision_time, datetime):
-        ts = datetime(decision_time.year, decision_time.month, decision_time.day)
-    else:
-        ts = _utc(decision_time) if decision_time.tzinfo is not None else decision_time
-    if (ts.hour, ts.minute, ts.second) == (0, 0, 0):
-        when = ts.strftime("%Y%m%d")
-    elif ts.second == 0:
-        when = ts.strftime("%Y%m%dT%H%M")
-    else:
-        when = ts.strftime("%Y%m%dT%H%M%S")
-    tag = _strategy_tag(str(strategy).strip())
-    sym = re.sub(r"[^A-Za-z0-9.\-]", "", str(symbol).strip().upper()) or "X"
-    fixed = f"{REF_PREFIX}:{tag}::{when}:{int(seq)}"
-    room = MAX_REF_LEN - len(fixed)
-    if len(sym) > room:
-        digest = hashlib.sha1(str(symbol).encode()).hexdigest()[:6]
-        sym = sym[: max(room - 7, 1)] + "~" + digest
-    ref = f"{REF_PREFIX}:{tag}:{sym}:{when}:{int(seq)}"
-    return ref[:MAX_REF_LEN]
 
 
 # --------------------------------------------------------------------------------------------
@@ -954,15 +890,6 @@ class Journal:
             out.append(_intent(db.execute("SELECT * FROM intents WHERE order_ref = ?",
                                           (ref,)).fetchone()))
         return out
-
-
-def _ref_time(text: str) -> datetime | None:
-    """Return the decision time written in an orderRef (``YYYYMMDD[THHMM[SS]]``), or None."""
-    fmt = {8: "%Y%m%d", 13: "%Y%m%dT%H%M", 15: "%Y%m%dT%H%M%S"}.get(len(text))
-    try:
-        return datetime.strptime(text, fmt).replace(tzinfo=UTC) if fmt else None
-    except ValueError:
-        return None
 
 
 def _intent(row: sqlite3.Row) -> IntentRecord:
