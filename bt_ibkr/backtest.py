@@ -7,6 +7,7 @@ BacktestResult with the JSON summary, the fills, the regime report and the tears
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -29,6 +30,8 @@ from bt_ibkr.metrics import (
     scale_to_volatility,
     to_daily_returns,
 )
+from bt_ibkr.params import resolve_strategy
+from bt_ibkr.progress import progress
 
 log = logging.getLogger("bt_ibkr.backtest")
 
@@ -85,35 +88,23 @@ class _Progress(bt.Analyzer):
     params = (("total", 0), ("label", "backtest"))
 
     def start(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._progress = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(self.p.label, total=self.p.total or None)
+        self._bar = contextlib.ExitStack()
+        self._advance = self._bar.enter_context(progress(self.p.total or None, self.p.label,
+                                                         minimum=0))
         self._n = 0
 
     def next(self) -> None:
         self._n += 1
         if self._n % 50 == 0:
-            self._progress.update(self._task, completed=self._n)
+            self._advance(steps=50)
 
     def stop(self) -> None:
-        self._progress.update(self._task, completed=self._n)
-        self._progress.stop()
+        self._advance(steps=self._n % 50)
+        self._bar.close()
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"
-
-
-def _default_strategy() -> type:
-    from strategies import RegimeAwareEnsemble
-
-    return RegimeAwareEnsemble
 
 
 def run_backtest(config: BacktestConfig) -> BacktestResult:
@@ -127,7 +118,7 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
     from feeds.frame_feed import make_feed
 
     config.validate()
-    strategy_cls = config.strategy or _default_strategy()
+    strategy_cls = config.strategy or resolve_strategy()
     history = load_history(
         HistoryRequest(
             symbols=config.symbols,

@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from bt_ibkr.live.config import load_config
-        from bt_ibkr.live.runner import LiveRunner, _default_strategy
-        from bt_ibkr.params import parse_params
+        from bt_ibkr.live.runner import LiveRunner
+        from bt_ibkr.params import parse_params, resolve_strategy
 
         config = load_config(args.config, overrides=_overrides(args))
-        strategy_cls = _default_strategy(config.strategy)
+        strategy_cls = resolve_strategy(config.strategy)
         if args.param:
             config.params = {**config.params, **parse_params(strategy_cls, args.param)}
         if args.max_runtime is not None and args.max_runtime <= 0:

@@ -6,7 +6,7 @@ DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra argume
 ``notify_data``).
 
 * ``historical=True``: downloads ``fromdate``..``todate`` at the feed's timeframe/compression,
-  split by IB's maximum duration per bar size and paced (DESIGN §6), then ends.
+  through the store's historical path (chunked, paced, retried, cached), then ends.
 * live (default): subscribes to 5-second real-time bars (``rtbar=True``) or ticks, backfills
   from ``backfill_from`` and/or IB history from ``fromdate`` (``backfill_start``), then
   streams. After a reconnect (or IB's 1101/1102) the gap is backfilled (``backfill``) with
@@ -14,10 +14,12 @@ DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra argume
   None so backtrader's live loop keeps turning.
 
 ``IBData(dataname=..., store=None, **store_params)``: without ``store`` it shares the default
-IBStore, like backtrader's singleton; ``data.store`` is it (``data.ib`` too, backtrader's name). Params beyond backtrader's: ``store`` and
-``hist_timeout`` (seconds without any history reply before ``SourceUnavailableError``).
+IBStore, like backtrader's singleton; ``data.store`` is it (``data.ib`` too, backtrader's
+name). Params beyond backtrader's: ``store`` and ``hist_timeout`` (seconds without any history
+reply before ``SourceUnavailableError``). History goes through the store's ``cache`` when it
+has one, filed under ``dataname``.
 
-Time stamps (DESIGN §5): lines hold UTC; the feed's ``tz`` defaults to the contract's
+Time stamps: lines hold UTC; the feed's ``tz`` defaults to the contract's
 ``timeZoneId``. Intraday bars (history and 5-second bars) are stamped at their END, as
 backtrader stamps bars, so a resampled bar is delivered with its last component; daily bars
 are stamped at ``sessionend``, which defaults to the close of the contract's ``liquidHours``

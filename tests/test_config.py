@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.live.config import (
-    LIVE_PORTS,
-    PAPER_PORTS,
-    ConnectionConfig,
-    LiveConfig,
-    load_config,
-)
+from bt_ibkr.ib.codes import LIVE_PORTS, PAPER_PORTS
+from bt_ibkr.live.config import ConnectionConfig, LiveConfig, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "live.example.json"
 

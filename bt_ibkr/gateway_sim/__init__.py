@@ -1,4 +1,4 @@
-"""Protocol-level IB Gateway simulator (DESIGN §7).
+"""Protocol-level IB Gateway simulator: tests, benchmarks and dry runs without an IB account.
 
 Speaks the real TWS socket protocol on 127.0.0.1 so the unmodified ib_async / ib_insync
 clients connect to it: contract details, historical/real-time bars, ticks, orders (through the

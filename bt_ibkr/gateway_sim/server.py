@@ -86,6 +86,7 @@ from bt_ibkr.gateway_sim.marketdata import (
     Bar,
     HistoricalDataError,
     MarketData,
+    bar_step,
     format_bar_time,
     parse_end_datetime,
     transform_bar,
@@ -818,9 +819,8 @@ class GatewayServer:
         session.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
                                            end))
         if keep_up:
-            from bt_ibkr.gateway_sim.marketdata import BAR_SIZES
             session.hist_subs[req_id] = HistSub(req_id, contract, bar_size,
-                                                BAR_SIZES[bar_size], what, format_date)
+                                                bar_step(bar_size), what, format_date)
 
     def _on_cancel_historical(self, session: Session, reader: FieldReader) -> None:
         reader.skip()

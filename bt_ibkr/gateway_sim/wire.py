@@ -1,7 +1,7 @@
 """TWS socket framing and field encoding, as the real ib_async/ib_insync clients speak it.
 
 Every message after the raw ``API\\0`` prefix is a 4-byte big-endian length followed by
-NUL-terminated fields (see ../shared/reference/tws-protocol.md §2). Server->client field
+NUL-terminated fields. Server->client field
 encoding follows what the clients' decoders accept: bools as ``1``/``0``, ``None`` and the
 UNSET sentinels as ``""``.
 """
@@ -44,12 +44,6 @@ def fmt(value: object) -> str:
 def frame(fields: Iterable[object]) -> bytes:
     """Return the framed message: 4-byte big-endian length + each field NUL-terminated."""
     payload = "".join(fmt(f) + "\0" for f in fields).encode("utf-8", errors="backslashreplace")
-    return struct.pack(">I", len(payload)) + payload
-
-
-def frame_raw(text: str) -> bytes:
-    """Frame a payload that is not NUL-field encoded (the client's version string)."""
-    payload = text.encode()
     return struct.pack(">I", len(payload)) + payload
 
 

@@ -18,7 +18,8 @@ through the store.
 * The parquet cache (:meth:`HistoricalData.bars`): the dates the cache covers are read from it,
   only the gaps are requested, and what arrives is stored. A date is recorded as covered only
   once it is complete on the gateway's clock (before its current UTC date); a gap on a complete
-  date is fetched whole so that it can be covered, today's is fetched from the requested start.
+  date is fetched whole so that it can be covered (bars of a minute and longer: a whole day of
+  seconds bars would cost 4 to 48 requests), today's is fetched from the requested start.
 
 Frames are the canonical bar frames of :mod:`bt_ibkr.validation` (intraday: indexed by the bar's
 start in UTC; daily and longer: by session date).
@@ -40,7 +41,14 @@ import pandas as pd
 
 from bt_ibkr.cache import BarCache, CacheKey
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
-from bt_ibkr.ib.bars import DAY, MAX_DURATION, duration_str, is_intraday, normalize_bar_size
+from bt_ibkr.ib.bars import (
+    BAR_SECONDS,
+    DAY,
+    MAX_DURATION,
+    duration_str,
+    is_intraday,
+    normalize_bar_size,
+)
 from bt_ibkr.ib.codes import (
     CONNECTIVITY_LOST,
     HISTORICAL_DATA_ERROR,
@@ -305,6 +313,11 @@ class HistoricalData:
         frame = _trim(frame, rng.start, rng.end, intraday) if intraday else frame
         return frame if not frame.empty else None
 
+    @staticmethod
+    def _whole_days(cached: bool, bar_size: str) -> bool:
+        """Fetch partly requested complete days whole (to cover them in the cache)?"""
+        return cached and BAR_SECONDS[bar_size] >= 60
+
     def _gaps(self, missing: list[tuple[date, date]], rng: _Range, intraday: bool,
               now: datetime, whole_days: bool) -> list[_Gap]:
         last_complete = (now - timedelta(days=1)).date()
@@ -338,7 +351,8 @@ class HistoricalData:
         if self.cache is not None and what != ADJUSTED:
             missing = self.cache.missing(self.cache_key(name, size, what, use_rth),
                                          rng.start_d, rng.end_d)
-        gaps = self._gaps(missing, rng, is_intraday(size), to_utc(now), self.cache is not None)
+        gaps = self._gaps(missing, rng, is_intraday(size), to_utc(now),
+                          self._whole_days(self.cache is not None, size))
         return [c for g in gaps for c in self._chunks_for(g, size, what, to_utc(now))]
 
     async def _io(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -393,7 +407,7 @@ class HistoricalData:
             contract, tz = await self.session.qualify_dataname(name)
             attrs["tz"] = tz
         intraday = is_intraday(size)
-        gaps = self._gaps(missing, rng, intraday, now, key is not None)
+        gaps = self._gaps(missing, rng, intraday, now, self._whole_days(key is not None, size))
         parts: list[tuple[_Gap, pd.DataFrame]] = []
         for gap in gaps:
             got = []

@@ -56,6 +56,7 @@ from bt_ibkr.live.journal import Journal, ReconcileReport
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.safety import check_launch, check_trading_mode
+from bt_ibkr.params import resolve_strategy
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
@@ -98,23 +99,6 @@ class LiveResult:
 
 
 # ------------------------------------------------------------------------------------- runner
-def _default_strategy(name: str) -> type:
-    if name in ("RegimeAwareEnsemble", "strategies.RegimeAwareEnsemble"):
-        from strategies import RegimeAwareEnsemble
-
-        return RegimeAwareEnsemble
-    if ":" in name:
-        import importlib
-
-        mod, _, cls = name.partition(":")
-        try:
-            return getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
-    raise ConfigError(f"strategy.name {name!r}: expected 'RegimeAwareEnsemble' or "
-                      "'package.module:ClassName'")
-
-
 class LiveRunner:
     """One paper/live run (see the module docstring).
 
@@ -204,7 +188,7 @@ class LiveRunner:
         """
         cfg = self.config
         self._t0 = time.monotonic()
-        strategy_cls = self.strategy_cls or _default_strategy(cfg.strategy)
+        strategy_cls = self.strategy_cls or resolve_strategy(cfg.strategy)
         self._check_params(strategy_cls)
         if self.simulate:
             self._start_sim()
