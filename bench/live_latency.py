@@ -67,7 +67,7 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
     server = sim.server
     sent: dict[int, float] = {}
     arrived: dict[int, float] = {}
-    orig_send = server._send_rt_bar
+    orig_send = server.market_data.send_rt_bar
     orig_dispatch = server._dispatch
 
     def send_rt_bar(session, sub, t):
@@ -82,7 +82,7 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
                 arrived.setdefault(int(ref.split("-", 1)[1]), now)
         return await orig_dispatch(session, fields)
 
-    server._send_rt_bar = send_rt_bar
+    server.market_data.send_rt_bar = send_rt_bar
     server._dispatch = dispatch
     return sent, arrived
 

@@ -23,16 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .broker import (
-    AccountChanged,
-    Executed,
-    OrderError,
-    OrderUpdated,
-    PortfolioRevalued,
-    PositionChanged,
-    SimBroker,
-    SimOrder,
-)
+from .broker import SimBroker
 from .order_codec import (
     account_download_end_fields,
     account_summary_fields,
@@ -50,6 +41,15 @@ from .order_codec import (
     pnl_single_fields,
     portfolio_value_fields,
     position_fields,
+)
+from .records import (
+    AccountChanged,
+    Executed,
+    OrderError,
+    OrderUpdated,
+    PortfolioRevalued,
+    PositionChanged,
+    SimOrder,
 )
 from .wire import FieldReader
 

@@ -12,6 +12,25 @@ import math
 import struct
 from collections.abc import Iterable
 
+#: client -> server message names (for the request log)
+MSG_NAMES: dict[int, str] = {
+    1: "reqMktData", 2: "cancelMktData", 3: "placeOrder", 4: "cancelOrder",
+    5: "reqOpenOrders", 6: "reqAccountUpdates", 7: "reqExecutions", 8: "reqIds",
+    9: "reqContractDetails", 10: "reqMktDepth", 11: "cancelMktDepth",
+    12: "reqNewsBulletins", 13: "cancelNewsBulletins", 14: "setServerLogLevel",
+    15: "reqAutoOpenOrders", 16: "reqAllOpenOrders", 17: "reqManagedAccts",
+    20: "reqHistoricalData", 25: "cancelHistoricalData", 49: "reqCurrentTime",
+    50: "reqRealTimeBars", 51: "cancelRealTimeBars", 52: "reqFundamentalData",
+    58: "reqGlobalCancel", 59: "reqMarketDataType", 61: "reqPositions",
+    62: "reqAccountSummary", 63: "cancelAccountSummary", 64: "cancelPositions",
+    71: "startApi", 74: "reqPositionsMulti", 75: "cancelPositionsMulti",
+    76: "reqAccountUpdatesMulti", 77: "cancelAccountUpdatesMulti", 78: "reqSecDefOptParams",
+    81: "reqMatchingSymbols", 87: "reqHeadTimeStamp", 90: "cancelHeadTimeStamp",
+    91: "reqMarketRule", 92: "reqPnL", 93: "cancelPnL", 94: "reqPnLSingle",
+    95: "cancelPnLSingle", 96: "reqHistoricalTicks", 97: "reqTickByTickData",
+    98: "cancelTickByTickData", 99: "reqCompletedOrders", 104: "reqUserInfo",
+}
+
 UNSET_INTEGER = 2**31 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
 #: What commissionReport sends for an unset realizedPNL/yield (the clients map it to 0/unset).
