@@ -5,7 +5,7 @@
     python -m examples.live --paper --mode stream --max-runtime 3600 --json run.json
     python -m examples.live --live --i-understand-this-is-real-money --config live-real.json
 
-A thin CLI over bt_ibkr.live.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
+A thin CLI over bt_ibkr.live.runner.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
 audit trail to logs/audit-YYYYMMDD.jsonl. Exit codes: 0 ok, 2 bad input or safety refusal (the
 message names the input), 3 gateway unreachable (the message says what to check), 4 the run
 finished but needs attention (lost order, position mismatch, daily-loss halt: see the output).

@@ -49,7 +49,13 @@ from bt_ibkr.cache import BarCache
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
 from bt_ibkr.ib.bars import duration_delta, is_intraday, normalize_bar_size, parse_duration
 from bt_ibkr.ib.codes import PORT_HINT
-from bt_ibkr.ib.historical import ADJUSTED, Chunk, HistoricalData, HistoryStats
+from bt_ibkr.ib.historical import (
+    ADJUSTED,
+    Chunk,
+    HistoricalData,
+    HistoryStats,
+    normalize_request,
+)
 from bt_ibkr.ib.pacing import HistoricalPacer
 from bt_ibkr.ib.parsing import bars_frame
 from bt_ibkr.ib.session import ConnectFailed, IBSession
@@ -252,12 +258,8 @@ class IBKRDataProvider:
         bad = [s for s in symbols if not isinstance(s, str) or not s.strip()]
         if bad:
             raise ConfigError(f"symbols must be non-empty strings, got {bad!r}")
-        bar_size = normalize_bar_size(bar_size)
-        what = str(what).upper()
+        bar_size, what = normalize_request(bar_size, what)
         intraday = is_intraday(bar_size)
-        if what == ADJUSTED and intraday:
-            raise ConfigError(f"IB serves ADJUSTED_LAST for daily and longer bars only, not "
-                              f"{bar_size!r}; use TRADES for intraday bars")
         end_dt = _parse_end(end)
         span = duration_delta(duration) if duration is not None else None
 

@@ -63,7 +63,8 @@ from bt_ibkr.ib.session import ConnectFailed, IBSession
 from bt_ibkr.utc import midnight, to_utc
 from bt_ibkr.validation import validate_bars
 
-__all__ = ["ADJUSTED", "Chunk", "HistoricalData", "HistoryStats", "chunk_range", "coded"]
+__all__ = ["ADJUSTED", "Chunk", "HistoricalData", "HistoryStats", "chunk_range", "coded",
+           "normalize_request"]
 
 log = logging.getLogger("bt_ibkr.ib.historical")
 
@@ -104,6 +105,17 @@ def chunk_range(start: datetime, end: datetime, bar_size: str) -> list[Chunk]:
         chunks.append(Chunk(start=lo, end=hi, duration=text))
         lo = hi
     return chunks[::-1]
+
+
+def normalize_request(bar_size: str, what: str) -> tuple[str, str]:
+    """Return ``(bar size, what to show)`` in IB's spelling; ConfigError for a bar size IB has
+    not, or ADJUSTED_LAST with intraday bars (IB serves it for daily and longer only)."""
+    size = normalize_bar_size(bar_size)
+    what = str(what).upper()
+    if what == ADJUSTED and is_intraday(size):
+        raise ConfigError(f"IB serves ADJUSTED_LAST for daily and longer bars only, not "
+                          f"{size!r}; use TRADES for intraday bars")
+    return size, what
 
 
 def coded(cls: type[Exception], code: int, message: str) -> Exception:
@@ -373,12 +385,8 @@ class HistoricalData:
         "ibkr"), ``tz``, ``adjusted``; it is empty when IB has no bars in the range. Raises
         like :meth:`request`, ConfigError for a bad bar size or an empty range.
         """
-        size = normalize_bar_size(bar_size)
-        what = str(what).upper()
+        size, what = normalize_request(bar_size, what)
         intraday = is_intraday(size)
-        if what == ADJUSTED and intraday:
-            raise ConfigError(f"IB serves ADJUSTED_LAST for daily and longer bars only, not "
-                              f"{size!r}; use TRADES for intraday bars")
         now = to_utc(now) if now is not None else await self.session.server_time()
         rng = self._range(start, min(to_utc(end), now) if end is not None else now)
         attrs = {"symbol": name, "source": "ibkr", "tz": tz, "adjusted": what == ADJUSTED}
