@@ -73,13 +73,14 @@ from .records import (
 log = logging.getLogger("bt_ibkr.gateway_sim.broker")
 
 
-
 class SimBroker:
-    """Deterministic IB-like order engine and single-account ledger.
+    """Deterministic IB-like order book over one account's ledger (:attr:`ledger`, a
+    :class:`~bt_ibkr.gateway_sim.account.SimAccount`: cash, commission, margin settings).
 
     ``clock()`` returns the simulated now (aware UTC); ``quote(contract)`` the current Quote
-    or None; ``is_open(contract)`` (optional) whether its market is open now. Subscribe a callback to receive every event, in order. All public methods are
-    thread-safe (one re-entrant lock); events are delivered while it is held.
+    or None; ``is_open(contract)`` (optional) whether its market is open now. Subscribe a
+    callback to receive every event, in order. All public methods are thread-safe (one
+    re-entrant lock); events are delivered while it is held.
     """
 
     def __init__(
