@@ -1,6 +1,7 @@
 """backtrader analyzers of bt_ibkr: equity, orders, regime attribution, quantstats tearsheet."""
 
 from analyzers.equity import EquityCurve, EquityRecorder, read_equity_csv
+from analyzers.live_equity import LiveEquityRecorder
 from analyzers.orders import Fill, OrderLog
 from analyzers.regime import (
     RegimeAttribution,
@@ -15,6 +16,7 @@ __all__ = [
     "EquityCurve",
     "EquityRecorder",
     "Fill",
+    "LiveEquityRecorder",
     "OrderLog",
     "QuantStatsTearsheet",
     "RegimeAttribution",

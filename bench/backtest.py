@@ -16,7 +16,7 @@ shared machine do not inflate it the way they inflate wall time; feed loading in
     hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms)
 
 A ratio is (time of the ensemble) / (time of the baseline) on the same bars: machine noise
-largely cancels. Target (DESIGN §10 / brief): ratio_vs_empty <= 2.0 with the HMM off.
+largely cancels. Target: ratio_vs_empty <= 2.0 with the HMM off.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import time
 from datetime import date
 
 from bt_ibkr.cache import BarCache
-from bt_ibkr.data_provider import IBKRDataProvider
+from bt_ibkr.data.provider import IBKRDataProvider
 from bt_ibkr.gateway_sim import GatewaySim
 
 KNOWN = ("SPY", "AAPL", "MSFT", "QQQ", "IWM", "NVDA", "TLT", "GLD")

@@ -218,7 +218,7 @@ def _source(asset: str, csvs: dict[str, Path]) -> dict:
 
 def buy_hold(asset: str, csvs: dict[str, Path]) -> pd.Series:
     """Daily returns of buying and holding ``asset`` (its whole history)."""
-    from bt_ibkr.history import HistoryRequest, load_history
+    from bt_ibkr.data.history import HistoryRequest, load_history
     from bt_ibkr.metrics import buy_and_hold_returns
 
     hist = load_history(HistoryRequest(symbols=[asset], use_cache=False, progress=False,
@@ -286,7 +286,7 @@ def stale_open_fraction(asset: str, csvs: dict[str, Path], index: pd.DatetimeInd
     Where it is near 1 (^GSPC 1999-2005 in this sample) the "next open" fill is really the
     decision bar's close: no overnight gap is paid, which flatters short-horizon sleeves.
     """
-    from bt_ibkr.history import HistoryRequest, load_history
+    from bt_ibkr.data.history import HistoryRequest, load_history
 
     hist = load_history(HistoryRequest(symbols=[asset], use_cache=False, progress=False,
                                        **_source(asset, csvs)))

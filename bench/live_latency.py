@@ -7,8 +7,8 @@
   Strategy placed on that bar arrives back at the simulator (a timestamp where it dispatches
   the placeOrder message), over ``bars`` bars. The path crosses the real ib_async client, the
   store's event-loop thread, the feed queue, backtrader's live loop, IBBroker and the socket.
-* ``baseline_p50_ms``: round trip of a bare ib_async ``reqCurrentTime`` on the same connection,
-  in the same run (the ratio ``p50_over_baseline`` is what to compare across machines).
+* ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the session's ``server_time``) on
+  the same connection, in the same run (the ratio ``p50_over_baseline`` is what to compare across machines).
 * ``bars``, ``client`` (ib_async or ib_insync), ``target_p99_ms`` (20).
 
 The simulator is driven one bar at a time (advance 5 s, wait for that bar's order), so every
@@ -28,9 +28,9 @@ import time
 
 import backtrader as bt
 
-from bt_ibkr import client as ibc
 from bt_ibkr.gateway_sim import GatewaySim
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.store import IBStore
 
 ORDER_REF_FIELD = 26  # placeOrder: [3, orderId, contract x12, secIdType, secId, action, qty,
 #                       orderType, lmtPrice, auxPrice, tif, ocaGroup, account, openClose,
@@ -67,7 +67,7 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
     server = sim.server
     sent: dict[int, float] = {}
     arrived: dict[int, float] = {}
-    orig_send = server._send_rt_bar
+    orig_send = server.market_data.send_rt_bar
     orig_dispatch = server._dispatch
 
     def send_rt_bar(session, sub, t):
@@ -82,7 +82,7 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
                 arrived.setdefault(int(ref.split("-", 1)[1]), now)
         return await orig_dispatch(session, fields)
 
-    server._send_rt_bar = send_rt_bar
+    server.market_data.send_rt_bar = send_rt_bar
     server._dispatch = dispatch
     return sent, arrived
 
@@ -94,7 +94,7 @@ def _baseline(store: IBStore, n: int = 100) -> list[float]:
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
-            await store.ib.reqCurrentTimeAsync()
+            await store.session.server_time()
             out.append((time.perf_counter() - t0) * 1000.0)
             await asyncio.sleep(PACE)  # stay under the client's 45 requests/s throttle
         return out

@@ -1,10 +1,16 @@
 """bt_ibkr: Interactive Brokers for backtrader, on ib_async.
 
-The store/broker triad is imported lazily so that the backtest path does not need an IB
-client library to be importable.
+``IBStore``, ``IBBroker`` and ``IBKRDataProvider`` are imported lazily, so that the backtest
+path never needs an IB client library to be importable. The packages, each importing only
+downward: ``ib`` (everything that speaks to IB), ``data`` (the provider and the backtest's
+source chain), ``live`` (paper/live trading), ``gateway_sim`` (the protocol-level simulator);
+at the top the ground every floor stands on (errors, validation, cache, params, logs, utc,
+progress) and the two entry points ``backtest`` and ``doctor``.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from bt_ibkr.errors import (
     BtIbkrError,
@@ -18,6 +24,12 @@ from bt_ibkr.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "IBStore": "bt_ibkr.ib.store",
+    "IBBroker": "bt_ibkr.ib.broker",
+    "IBKRDataProvider": "bt_ibkr.data.provider",
+}
+
 __all__ = [
     "BtIbkrError",
     "ConfigError",
@@ -26,18 +38,12 @@ __all__ = [
     "DataValidationError",
     "SourceUnavailableError",
     "UnknownSymbolError",
-    "IBStore",
-    "IBBroker",
+    *_LAZY,
 ]
 
 
 def __getattr__(name: str):
-    if name == "IBStore":
-        from bt_ibkr.store import IBStore
-
-        return IBStore
-    if name == "IBBroker":
-        from bt_ibkr.broker import IBBroker
-
-        return IBBroker
-    raise AttributeError(f"module 'bt_ibkr' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bt_ibkr' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,7 +1,7 @@
 """Run a backtest the way ``python -m examples.backtest`` does, from Python.
 
 ``run_backtest(BacktestConfig(...))`` checks the config and the output paths, loads validated
-history (bt_ibkr.history), checks that every symbol covers the strategy's warm-up, runs the
+history (bt_ibkr.data.history), checks that every symbol covers the strategy's warm-up, runs the
 strategy (RegimeAwareEnsemble by default) in Cerebro with backtrader's BackBroker, and returns
 a BacktestResult with the JSON summary, the fills, the regime report and the tearsheet path.
 
@@ -48,7 +48,8 @@ from bt_ibkr.metrics import (
     scale_to_volatility,
     turnover,
 )
-from bt_ibkr.params import param_defaults
+from bt_ibkr.params import param_defaults, resolve_strategy
+from bt_ibkr.progress import progress
 
 log = logging.getLogger("bt_ibkr.backtest")
 
@@ -104,11 +105,7 @@ class BacktestConfig:
 
     def strategy_class(self) -> type:
         """Return the Strategy class to run (``strategy`` or RegimeAwareEnsemble)."""
-        if self.strategy is not None:
-            return self.strategy
-        from strategies import RegimeAwareEnsemble
-
-        return RegimeAwareEnsemble
+        return self.strategy if self.strategy is not None else resolve_strategy()
 
     def strategy_params(self) -> dict[str, Any]:
         """Return the params passed to the Strategy: ``params`` plus ``decision_delay``.
@@ -266,25 +263,19 @@ class _Progress(bt.Analyzer):
     params = (("total", 0), ("label", "backtest"))
 
     def start(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._progress = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(self.p.label, total=self.p.total or None)
+        self._bar = contextlib.ExitStack()
+        self._advance = self._bar.enter_context(progress(self.p.total or None, self.p.label,
+                                                         minimum=0))
         self._n = 0
 
     def next(self) -> None:
         self._n += 1
         if self._n % 50 == 0:
-            self._progress.update(self._task, completed=self._n)
+            self._advance(steps=50)
 
     def stop(self) -> None:
-        self._progress.update(self._task, completed=self._n)
-        self._progress.stop()
+        self._advance(steps=self._n % 50)
+        self._bar.close()
 
 
 class _HeldWarnings(logging.Filter):
@@ -457,7 +448,7 @@ def _slug(text: str) -> str:
 def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
     """Run one backtest and return its BacktestResult (also writes the report/JSON if asked).
 
-    ``history`` (a bt_ibkr.history.HistoryResult) skips loading; by default the bars are
+    ``history`` (a bt_ibkr.data.history.HistoryResult) skips loading; by default the bars are
     loaded as ``config`` says. Everything that can be checked without running is checked
     first: config values, output paths, then bar counts against the strategy's warm-up.
 
@@ -466,7 +457,7 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
         DataError: no source could serve the symbols (the message names each source tried), or
             a symbol has fewer bars than the strategy's warm-up needs.
     """
-    from bt_ibkr.history import HistoryRequest, load_history
+    from bt_ibkr.data.history import HistoryRequest, load_history
 
     config.validate()
     for flag, path in config.output_paths():

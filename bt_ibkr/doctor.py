@@ -28,14 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bt_ibkr.data_provider import (
-    LIVE_PORTS,
-    PAPER_PORTS,
-    PORT_HINT,
-    IBKRDataProvider,
-)
+from bt_ibkr.data.provider import IBKRDataProvider
 from bt_ibkr.errors import BtIbkrError, DataError, SourceUnavailableError
-from bt_ibkr.safety import is_paper_account
+from bt_ibkr.ib.codes import LIVE_PORTS, PORT_HINT, PORT_NAMES
+from bt_ibkr.live.safety import is_paper_account
 
 __all__ = ["Check", "DoctorReport", "main", "run_doctor"]
 
@@ -96,11 +92,7 @@ class DoctorReport:
 
 
 def _port_kind(port: int) -> str:
-    if port in PAPER_PORTS:
-        return f"{PAPER_PORTS[port]} port"
-    if port in LIVE_PORTS:
-        return f"{LIVE_PORTS[port]} port"
-    return "non-standard port"
+    return f"{PORT_NAMES[port]} port" if port in PORT_NAMES else "non-standard port"
 
 
 def check_tcp(host: str, port: int, timeout: float) -> Check:

@@ -1,8 +1,10 @@
-"""Turning ``key=value`` strings into typed backtrader strategy params, with clear errors."""
+"""Which strategy, with which params: names and ``key=value`` strings into a Strategy class and
+typed backtrader params, with clear errors."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 from typing import Any
 
@@ -76,3 +78,34 @@ def parse_params(strategy_cls: type, items: list[str] | None) -> dict[str, Any]:
             )
         out[name] = _convert(name, text, defaults[name])
     return out
+
+
+DEFAULT_STRATEGY = "RegimeAwareEnsemble"
+"""The strategy backtests and live runs use when none is named."""
+
+
+def resolve_strategy(name: str | None = None) -> type:
+    """Return the Strategy class ``name`` stands for: ``"RegimeAwareEnsemble"`` (the default,
+    also ``"strategies.RegimeAwareEnsemble"``) or ``"package.module:ClassName"``.
+
+    Raises ConfigError naming ``name`` when it cannot be imported or has neither form.
+    """
+    name = (name or DEFAULT_STRATEGY).strip()
+    if name in (DEFAULT_STRATEGY, f"strategies.{DEFAULT_STRATEGY}"):
+        from strategies import RegimeAwareEnsemble
+
+        return RegimeAwareEnsemble
+    if ":" in name:
+        mod, _, cls = name.partition(":")
+        try:
+            found = getattr(importlib.import_module(mod), cls)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
+        import backtrader as bt
+
+        if not (isinstance(found, type) and issubclass(found, bt.Strategy)):
+            raise ConfigError(f"strategy.name {name!r}: {type(found).__name__} is not a "
+                              "backtrader Strategy class; name a bt.Strategy subclass")
+        return found
+    raise ConfigError(f"strategy.name {name!r}: expected {DEFAULT_STRATEGY!r} or "
+                      "'package.module:ClassName'")

@@ -5,7 +5,7 @@
     python -m examples.live --paper --mode stream --max-runtime 3600 --json run.json
     python -m examples.live --live --i-understand-this-is-real-money --config live-real.json
 
-A thin CLI over bt_ibkr.live.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
+A thin CLI over bt_ibkr.live.runner.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
 audit trail to logs/audit-YYYYMMDD.jsonl. Exit codes: 0 ok, 2 bad input or safety refusal (the
 message names the input; also a journal or file that cannot be written), 3 gateway unreachable
 or not answering (the message says what to check), 4 needs attention (lost, recovered or
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log_path = setup_logging("live")
     logger = logging.getLogger("bt_ibkr.live")
-    from bt_ibkr.audit import RedactingFilter, Redactor
+    from bt_ibkr.live.audit import RedactingFilter, Redactor
 
     redactor = Redactor()  # the environment's secrets; the config's are added once loaded
     RedactingFilter(redactor).install()
@@ -111,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redactor.text(str(exc))}", file=sys.stderr, flush=True)
 
     try:
-        from bt_ibkr.config import load_config
-        from bt_ibkr.live import LiveRunner, _default_strategy
-        from bt_ibkr.params import parse_params
+        from bt_ibkr.live.config import load_config
+        from bt_ibkr.live.runner import LiveRunner
+        from bt_ibkr.params import parse_params, resolve_strategy
 
         config = load_config(args.config, overrides=_overrides(args))
         redactor.add(*config.secrets.values())
-        strategy_cls = _default_strategy(config.strategy)
+        strategy_cls = resolve_strategy(config.strategy)
         if args.param:
             config.params = {**config.params, **parse_params(strategy_cls, args.param)}
         if args.max_runtime is not None and not (math.isfinite(args.max_runtime)

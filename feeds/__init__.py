@@ -8,6 +8,7 @@ client library; each name imports its module on first use.
 - feeds.csv_source  load_csv                           (user CSV files)
 - feeds.frame_feed  FrameFeed, make_feed, load_frames_as_feeds (frames -> backtrader feeds)
 - feeds.ibdata      IBData                             (IB historical + live, backtrader's API)
+- feeds.daily_decision DailyDecisionData               (IB daily bars: warm up, decide once)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _LAZY: dict[str, str] = {
     "load_frames_as_feeds": "feeds.frame_feed",
     # IB feed: lazy, so the backtest path never imports the IB client library
     "IBData": "feeds.ibdata",
+    "DailyDecisionData": "feeds.daily_decision",
 }
 
 __all__ = sorted(_LAZY)

@@ -21,7 +21,7 @@ from bt_ibkr.errors import DataValidationError
 from bt_ibkr.validation import BAR_COLUMNS, is_intraday_frame
 
 if TYPE_CHECKING:
-    from bt_ibkr.history import HistoryResult
+    from bt_ibkr.data.history import HistoryResult
 
 __all__ = ["FrameFeed", "infer_timeframe", "load_frames_as_feeds", "make_feed"]
 

@@ -1,12 +1,12 @@
 """IBData: backtrader's Interactive Brokers data feed, on bt_ibkr's IBStore (ib_async).
 
 Same parameters and ``dataname`` grammar as ``backtrader.feeds.IBData`` (see
-:mod:`bt_ibkr.contracts`), same notifications (CONNECTED, DELAYED, LIVE, CONNBROKEN,
+:mod:`bt_ibkr.ib.contracts`), same notifications (CONNECTED, DELAYED, LIVE, CONNBROKEN,
 DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra arguments to
 ``notify_data``).
 
 * ``historical=True``: downloads ``fromdate``..``todate`` at the feed's timeframe/compression,
-  split by IB's maximum duration per bar size and paced (DESIGN §6), then ends.
+  through the store's historical path (chunked, paced, retried, cached), then ends.
 * live (default): subscribes to 5-second real-time bars (``rtbar=True``) or ticks, backfills
   from ``backfill_from`` and/or IB history from ``fromdate`` (``backfill_start``), then
   streams. After a reconnect (or IB's 1101/1102) the gap is backfilled (``backfill``) with
@@ -14,10 +14,12 @@ DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra argume
   None so backtrader's live loop keeps turning.
 
 ``IBData(dataname=..., store=None, **store_params)``: without ``store`` it shares the default
-IBStore, like backtrader's singleton. Params beyond backtrader's: ``store`` and
-``hist_timeout`` (seconds without any history reply before ``SourceUnavailableError``).
+IBStore, like backtrader's singleton; ``data.store`` is it (``data.ib`` too, backtrader's
+name). Params beyond backtrader's: ``store`` and ``hist_timeout`` (seconds without any history
+reply before ``SourceUnavailableError``). History goes through the store's ``cache`` when it
+has one, filed under ``dataname``.
 
-Time stamps (DESIGN §5): lines hold UTC; the feed's ``tz`` defaults to the contract's
+Time stamps: lines hold UTC; the feed's ``tz`` defaults to the contract's
 ``timeZoneId``. Intraday bars (history and 5-second bars) are stamped at their END, as
 backtrader stamps bars, so a resampled bar is delivered with its last component; daily bars
 are stamped at ``sessionend``, which defaults to the close of the contract's ``liquidHours``
@@ -37,12 +39,29 @@ from backtrader import TimeFrame, date2num, num2date
 from backtrader.feed import DataBase
 from backtrader.utils.dateintern import tzparse
 
-from bt_ibkr.contracts import parse_dataname
 from bt_ibkr.errors import ConfigError, SourceUnavailableError
-from bt_ibkr.pacing import bar_size
-from bt_ibkr.store import DELAYED_CODES, NOTSUBSCRIBED_CODES, STORE_PARAMS, IBStore
-
-_DEFAULT_SESSIONEND = dtime(23, 59, 59, 999990)  # backtrader's DataBase default
+from bt_ibkr.ib.bars import bar_size
+from bt_ibkr.ib.codes import (
+    CONNECTIVITY_LOST,
+    CONNECTIVITY_RESTORED,
+    CONNECTIVITY_RESTORED_DATA_LOST,
+    DELAYED_DATA,
+    HISTORICAL_DATA_ERROR,
+    NOT_SUBSCRIBED,
+)
+from bt_ibkr.ib.contracts import parse_dataname
+from bt_ibkr.ib.events import (
+    BarReceived,
+    ConnectionGaveUp,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectivityNotice,
+    RequestFailed,
+    StoreClosed,
+    SwitchedToDelayed,
+)
+from bt_ibkr.ib.parsing import DEFAULT_SESSIONEND as _DEFAULT_SESSIONEND
+from bt_ibkr.ib.store import STORE_PARAMS, IBStore
 
 
 class IBData(DataBase):
@@ -73,7 +92,7 @@ class IBData(DataBase):
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:
             raise ConfigError(f"unknown IBData parameter(s) {unknown}")
-        self.ib = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
+        self.store = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
         self.precontract = parse_dataname(
             self.p.dataname, self.p.sectype, self.p.exchange, self.p.currency
         )
@@ -90,10 +109,15 @@ class IBData(DataBase):
         self.qhist: queue.Queue | None = None
         self._state = self._ST_OVER
 
+    @property
+    def ib(self) -> IBStore:
+        """The store (backtrader's attribute name for it)."""
+        return self.store
+
     # ------------------------------------------------------------------ backtrader hooks
     def setenvironment(self, env) -> None:
         super().setenvironment(env)
-        env.addstore(self.ib)
+        env.addstore(self.store)
 
     def islive(self) -> bool:
         return not self.p.historical
@@ -109,7 +133,7 @@ class IBData(DataBase):
         return tzparse(self.contractdetails.timeZoneId)
 
     def _timeoffset(self):
-        return self.ib.timeoffset()
+        return self.store.timeoffset()
 
     def start(self) -> None:
         """Connect through the store, qualify the contract(s) and prepare the first request.
@@ -125,16 +149,16 @@ class IBData(DataBase):
         self._reconn_pending = False
         tfcomp = (self._timeframe, self._compression)
         self._usertvol = (not self.p.rtbar) or tfcomp < self.RTBAR_MINSIZE
-        self.ib.start(data=self)
+        self.store.start(data=self)
         self._store_started = True
         self.notifs.append((self.CONNECTED, (), {}))
         name = self.p.dataname
-        cd = self.ib.qualify(self.precontract.to_contract(), name)
+        cd = self.store.qualify(self.precontract.to_contract(), name)
         self.contract, self.contractdetails = cd.contract, cd
         if self.pretradecontract is None:
             self.tradecontract, self.tradecontractdetails = self.contract, self.contractdetails
         else:
-            tcd = self.ib.qualify(self.pretradecontract.to_contract(), self.p.tradename)
+            tcd = self.store.qualify(self.pretradecontract.to_contract(), self.p.tradename)
             self.tradecontract, self.tradecontractdetails = tcd.contract, tcd
         self._derive_sessionend()
         self._start_finish()
@@ -167,11 +191,11 @@ class IBData(DataBase):
         """Cancel the live stream and release the store."""
         super().stop()
         if self._stream is not None:
-            self.ib.cancel_live(self._stream)
+            self.store.cancel_live(self._stream)
             self._stream = None
         if self._store_started:
             self._store_started = False
-            self.ib.stop()
+            self.store.stop()
         self._state = self._ST_OVER
 
     # ------------------------------------------------------------------ requests
@@ -192,9 +216,9 @@ class IBData(DataBase):
         barsize = self._barsize()
         if barsize is None:
             return False
-        self.qhist = self.ib.request_history(
+        self.qhist = self.store.request_history(
             self.contract, start, end, barsize, what=self._what(), use_rth=self.p.useRTH,
-            tz=self._tz, sessionend=self.p.sessionend,
+            tz=self._tz, sessionend=self.p.sessionend, name=self.p.dataname,
         )
         self._state = self._ST_HISTORBACK
         self._hist_since = time.monotonic()
@@ -213,7 +237,7 @@ class IBData(DataBase):
                     f"{TimeFrame.getname(self._timeframe, self._compression)} x{self._compression}"
                 )
             return True
-        self._stream = self.ib.subscribe_live(
+        self._stream = self.store.subscribe_live(
             self.contract, rtbar=not self._usertvol, what=self.p.what, use_rth=self.p.useRTH,
             q=self.qlive,
         )
@@ -273,7 +297,7 @@ class IBData(DataBase):
         # long, paced backfill never stalls backtrader's loop
         wait = self.p.hist_timeout if self.p.historical else self._qcheck
         try:
-            kind, payload = self.qhist.get(timeout=wait)
+            event = self.qhist.get(timeout=wait)
         except queue.Empty:
             if time.monotonic() - self._hist_since < self.p.hist_timeout:
                 return None
@@ -282,23 +306,21 @@ class IBData(DataBase):
                 f"{self.p.hist_timeout:g}s"
             ) from None
         self._hist_since = time.monotonic()
-        if kind == "bar":
-            if self._deliver(payload, hist=True):
-                return True
-            return "again"
-        if kind == "error":
-            code, text = payload
-            if code == 1100 and not self.p.historical:
+        if isinstance(event, BarReceived):
+            return True if self._deliver(event.bar, hist=True) else "again"
+        if isinstance(event, RequestFailed):
+            code, text = event.code, event.text
+            if code == CONNECTIVITY_LOST and not self.p.historical:
                 self._state = self._ST_LIVE  # wait for the reconnect, then backfill again
                 self._reconn_pending = True
                 return "again"
-            if code == 162 and not self.p.historical:
+            if code == HISTORICAL_DATA_ERROR and not self.p.historical:
                 return "again"  # no history to backfill: go on with the live stream
-            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
+            status = self.NOTSUBSCRIBED if code in NOT_SUBSCRIBED else self.DISCONNECTED
             self.put_notification(status, code, text)
             self._state = self._ST_OVER
             return False
-        # "end"
+        # HistoryEnded
         if self.p.historical:
             self.put_notification(self.DISCONNECTED)
             self._state = self._ST_OVER
@@ -306,62 +328,52 @@ class IBData(DataBase):
         self._state = self._ST_LIVE
         return "again"
 
+    def _backfill_gap(self, *notice) -> None:
+        """After a reconnect: ask for the bars missed since the last one (``backfill``)."""
+        self._reconn_pending = False
+        if self.p.backfill and self._lastdt > float("-inf"):
+            if self._request_history(num2date(self._lastdt), None):
+                self.put_notification(self.DELAYED, *notice)
+
     def _load_live(self):
         try:
-            kind, payload = self.qlive.get(timeout=self._qcheck)
+            event = self.qlive.get(timeout=self._qcheck)
         except queue.Empty:
             return None
-        if kind in ("bar", "tick"):
-            delayed = False
-            if kind == "tick":
-                payload, delayed = payload
-            if self._reconn_pending:
-                return "again"  # wait for "reconnected" and the gap backfill
-            if delayed:
-                self.put_notification(self.DELAYED)
-            elif self._laststatus != self.LIVE and self.qlive.qsize() <= 1:
-                self.put_notification(self.LIVE)
-            if self._deliver(payload):
-                return True
-            return "again"
-        if kind == "delayed":  # the store switched this stream to delayed data
-            code, text = payload
-            self.put_notification(self.DELAYED, code, text)
-            return "again"
-        if kind == "connbroken":
-            self._reconn_pending = True
-            self.put_notification(self.CONNBROKEN)
-            return "again"
-        if kind == "reconnected":
-            self._reconn_pending = False
-            if self.p.backfill and self._lastdt > float("-inf"):
-                if self._request_history(num2date(self._lastdt), None):
+        match event:
+            case BarReceived(bar=bar, delayed=delayed):
+                if self._reconn_pending:
+                    return "again"  # wait for the reconnect and the gap backfill
+                if delayed:
                     self.put_notification(self.DELAYED)
-            return "again"
-        if kind == "status":
-            code, text = payload
-            if code == 1100:
-                self._reconn_pending = True
-                self.put_notification(self.CONNBROKEN, code, text)
-            elif code in (1101, 1102):
-                self._reconn_pending = False
-                if self.p.backfill and self._lastdt > float("-inf"):
-                    if self._request_history(num2date(self._lastdt), None):
-                        self.put_notification(self.DELAYED, code, text)
-            return "again"
-        if kind == "error":
-            code, text = payload
-            if code in DELAYED_CODES:
+                elif self._laststatus != self.LIVE and self.qlive.qsize() <= 1:
+                    self.put_notification(self.LIVE)
+                return True if self._deliver(bar) else "again"
+            case SwitchedToDelayed(code=code, text=text):
                 self.put_notification(self.DELAYED, code, text)
-                return "again"
-            status = self.NOTSUBSCRIBED if code in NOTSUBSCRIBED_CODES else self.DISCONNECTED
-            self.put_notification(status, code, text)
-            self._state = self._ST_OVER
-            return False
-        if kind in ("disconnected", "closed"):
-            self.put_notification(self.DISCONNECTED)
-            self._state = self._ST_OVER
-            return False
+            case ConnectionLost():
+                self._reconn_pending = True
+                self.put_notification(self.CONNBROKEN)
+            case ConnectionRestored():
+                self._backfill_gap()
+            case ConnectivityNotice(code=code, text=text):
+                if code == CONNECTIVITY_LOST:
+                    self._reconn_pending = True
+                    self.put_notification(self.CONNBROKEN, code, text)
+                elif code in (CONNECTIVITY_RESTORED, CONNECTIVITY_RESTORED_DATA_LOST):
+                    self._backfill_gap(code, text)
+            case RequestFailed(code=code, text=text):
+                if code in DELAYED_DATA:
+                    self.put_notification(self.DELAYED, code, text)
+                    return "again"
+                status = self.NOTSUBSCRIBED if code in NOT_SUBSCRIBED else self.DISCONNECTED
+                self.put_notification(status, code, text)
+                self._state = self._ST_OVER
+                return False
+            case ConnectionGaveUp() | StoreClosed():
+                self.put_notification(self.DISCONNECTED)
+                self._state = self._ST_OVER
+                return False
         return "again"
 
     def _deliver(self, bar, hist: bool = False) -> bool:
@@ -383,3 +395,5 @@ class IBData(DataBase):
         lines.openinterest[0] = bar.openinterest
         return True
 
+
+IBStore.DataCls = IBData

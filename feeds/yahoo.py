@@ -13,16 +13,20 @@ HTTP request gives up after ``timeout`` seconds (default here 5 s, yfinance's ow
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from bt_ibkr.errors import DataError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.ib.bars import DAY, YF_INTERVALS, normalize_bar_size, parse_duration
 from bt_ibkr.validation import as_date, validate_bars
 
-__all__ = ["DEFAULT_TIMEOUT", "INTRADAY_INTERVALS", "YAHOO_INTERVALS", "download_yahoo"]
+__all__ = ["DEFAULT_TIMEOUT", "INTRADAY_INTERVALS", "YAHOO_INTERVALS", "YahooPlan",
+           "download_yahoo", "yahoo_period", "yahoo_plan"]
 
 log = logging.getLogger("bt_ibkr.yahoo")
 
@@ -243,3 +247,73 @@ def download_yahoo(
         intraday=intraday,
         attrs={"symbol": symbol, "source": "yahoo", "tz": tz, "adjusted": bool(auto_adjust)},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# IB-style requests mapped onto yfinance (the fallback of IBKRDataProvider)
+
+#: yfinance's intraday limits: interval -> how many days back it serves at all
+YF_LOOKBACK_DAYS: dict[str, int] = {"1m": 30, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "1h": 730}
+#: yfinance serves at most this many days of 1-minute bars per request
+YF_1M_PER_REQUEST_DAYS = 7
+#: yfinance ``period`` values and the days each covers
+YF_PERIODS: tuple[tuple[str, float], ...] = (
+    ("1d", 1), ("5d", 5), ("1mo", 31), ("3mo", 92), ("6mo", 183), ("1y", 366), ("2y", 731),
+    ("5y", 1827), ("10y", 3653), ("max", math.inf),
+)  # fmt: skip
+
+
+def yahoo_period(duration: str) -> str:
+    """Return the shortest yfinance ``period`` that covers the IB ``duration`` ("1 Y" -> "1y")."""
+    n, unit = parse_duration(duration)
+    days = {"S": n / DAY, "D": n, "W": 7 * n, "M": 30.4 * n, "Y": 365.25 * n}[unit]
+    return next(name for name, span in YF_PERIODS if days <= span)
+
+
+@dataclass(frozen=True)
+class YahooPlan:
+    """How the fallback asks yfinance for an IB-style request.
+
+    ``interval`` the yfinance interval, ``start``/``end`` inclusive dates, ``period`` the
+    equivalent yfinance period (informational), ``pieces`` the (start, end) date ranges of the
+    downloads (1-minute bars come at most 7 days per request).
+    """
+
+    interval: str
+    start: date
+    end: date
+    period: str
+    pieces: tuple[tuple[date, date], ...]
+
+
+def yahoo_plan(duration: str | None, bar_size: str, start: date, end: date,
+               today: date | None = None) -> YahooPlan:
+    """Map an IB request (bar size, date range) onto yfinance, checking yfinance's limits.
+
+    Raises ConfigError when yfinance has no such interval (e.g. "10 mins", "4 hours", seconds)
+    or does not serve that much intraday history (1m: 30 days, 2m..30m: 60 days, 1h: 730 days).
+    """
+    size = normalize_bar_size(bar_size)
+    interval = YF_INTERVALS.get(size)
+    if interval is None:
+        raise ConfigError(
+            f"yfinance has no {size!r} bars (it offers {', '.join(YF_INTERVALS)}); pick one of "
+            f"those bar sizes or get the data from IB"
+        )
+    today = today or datetime.now(UTC).date()
+    limit = YF_LOOKBACK_DAYS.get(interval)
+    if limit is not None and start < today - timedelta(days=limit - 1):
+        raise ConfigError(
+            f"yfinance serves {interval} bars for the last {limit} days only, but the request "
+            f"starts {start}; ask for at most '{limit} D' of {size!r} bars, use a coarser bar "
+            f"size, or get the data from IB"
+        )
+    pieces: list[tuple[date, date]] = [(start, end)]
+    if interval == "1m":
+        pieces, cur = [], start
+        while cur <= end:
+            hi = min(end, cur + timedelta(days=YF_1M_PER_REQUEST_DAYS - 1))
+            pieces.append((cur, hi))
+            cur = hi + timedelta(days=1)
+    period = yahoo_period(duration) if duration else yahoo_period(f"{(end - start).days + 1} D")
+    return YahooPlan(interval, start, end, period, tuple(pieces))

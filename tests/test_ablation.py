@@ -16,7 +16,7 @@ import backtrader as bt
 import pytest
 
 from bt_ibkr.backtest import BacktestConfig, run_backtest
-from bt_ibkr.history import HistoryResult
+from bt_ibkr.data.history import HistoryResult
 from bt_ibkr.metrics import compute_stats
 from bt_ibkr.research.ablation import ABLATION_COLUMNS, ablation_variants, run_ablation
 from feeds.sample import load_sample

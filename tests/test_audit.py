@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.audit import AuditLog, RedactingFilter, Redactor, audit_path, read_audit
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Fill
+from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path, read_audit
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Fill
 
 
 def test_records_are_json_lines_with_utc_timestamps(tmp_path):
@@ -80,7 +80,7 @@ def test_redactor_masks_the_longest_secret_whole():
 
 
 def test_a_short_secret_never_masks_ordinary_words_and_is_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="bt_ibkr.audit"):
+    with caplog.at_level(logging.WARNING, logger="bt_ibkr.live.audit"):
         r = Redactor(["SPY", "abc"], env={"TWS_PASSWORD": "RAE"})
     ref = "bt1:RAE:SPY:20161230:1"
     assert r({"symbol": "SPY", "orderRef": ref, "note": "abc"}) == {

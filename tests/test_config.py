@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.config import (
-    LIVE_PORTS,
-    PAPER_PORTS,
-    ConnectionConfig,
-    LiveConfig,
-    load_config,
-)
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib.codes import LIVE_PORTS, PAPER_PORTS
+from bt_ibkr.live.config import ConnectionConfig, LiveConfig, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "live.example.json"
 
@@ -218,7 +213,7 @@ def test_setup_guide_shows_the_example_file_and_documents_every_key():
     import re
     from dataclasses import fields
 
-    from bt_ibkr.config import ConnectionConfig, PathsConfig, RiskConfig
+    from bt_ibkr.live.config import ConnectionConfig, PathsConfig, RiskConfig
 
     guide = (EXAMPLE.parents[1] / "docs" / "SETUP.md").read_text()
     block = re.search(r"```json\n(.*?)```", guide, re.S).group(1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bt_ibkr.contracts import (
+from bt_ibkr.errors import ConfigError, UnknownSymbolError
+from bt_ibkr.ib.contracts import (
     AmbiguousContractError,
     contract_to_dataname,
     make_contract,
     parse_dataname,
     select_single,
 )
-from bt_ibkr.errors import ConfigError, UnknownSymbolError
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_contract_to_dataname_round_trips(dataname):
 
 
 def test_select_single_errors_name_the_input():
-    from bt_ibkr.client import Contract, ContractDetails
+    from bt_ibkr.ib.client import Contract, ContractDetails
 
     with pytest.raises(UnknownSymbolError, match="'NOPE-STK-SMART-USD'"):
         select_single("NOPE-STK-SMART-USD", [])

@@ -18,18 +18,12 @@ import yfinance
 
 from bench.data import add_symbols
 from bt_ibkr.cache import BarCache
-from bt_ibkr.data_provider import (
-    IBKRDataProvider,
-    aligned_chunks,
-    duration_delta,
-    load_ibkr_history,
-    normalize_bar_size,
-    parse_duration,
-    yahoo_period,
-    yahoo_plan,
-)
+from bt_ibkr.data.provider import IBKRDataProvider, load_ibkr_history
 from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.ib.bars import duration_delta, normalize_bar_size, parse_duration
+from bt_ibkr.ib.historical import chunk_range
 from bt_ibkr.validation import validate_bars
+from feeds.yahoo import yahoo_period, yahoo_plan
 
 
 def hist_requests(sim) -> list[tuple[str, ...]]:
@@ -114,7 +108,7 @@ def test_yfinance_mapping_and_intraday_limits():
 def test_aligned_chunks_touch_at_midnights_and_respect_max_duration():
     start = datetime(2014, 1, 1, tzinfo=UTC)
     end = datetime(2024, 1, 2, 14, 30, tzinfo=start.tzinfo)
-    chunks = aligned_chunks(start, end, "1 day")
+    chunks = chunk_range(start, end, "1 day")
     assert chunks[0].end == end and chunks[-1].start == start
     for newer, older in zip(chunks, chunks[1:], strict=False):
         assert older.end == newer.start
@@ -122,7 +116,7 @@ def test_aligned_chunks_touch_at_midnights_and_respect_max_duration():
     assert {c.duration for c in chunks[1:]} == {"365 D"}
     # 10 x 365 days from 2014-01-01 end on 2023-12-30; the last chunk runs to "now"
     assert chunks[0].start == datetime(2023, 12, 30, tzinfo=UTC) and chunks[0].duration == "4 D"
-    hourly = aligned_chunks(start, datetime(2014, 3, 2, tzinfo=start.tzinfo), "1 hour")
+    hourly = chunk_range(start, datetime(2014, 3, 2, tzinfo=start.tzinfo), "1 hour")
     assert [c.duration for c in hourly] == ["30 D", "30 D"]
     assert hourly[0].start == datetime(2014, 1, 31, tzinfo=start.tzinfo)
 

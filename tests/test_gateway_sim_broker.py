@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from bt_ibkr.gateway_sim.broker import (
+from bt_ibkr.gateway_sim.broker import SimBroker
+from bt_ibkr.gateway_sim.model import Quote, SimContract
+from bt_ibkr.gateway_sim.order_codec import OrderSpec
+from bt_ibkr.gateway_sim.records import (
     AccountChanged,
     Executed,
     OrderError,
     OrderUpdated,
     PositionChanged,
-    SimBroker,
 )
-from bt_ibkr.gateway_sim.model import Quote, SimContract
-from bt_ibkr.gateway_sim.order_codec import OrderSpec
 
 AAPL = SimContract(conId=265598, symbol="AAPL", secType="STK", primaryExchange="NASDAQ",
                    localSymbol="AAPL", tradingClass="NMS")

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yfinance
 
-import bt_ibkr.history as history
+import bt_ibkr.data.history as history
 from bt_ibkr.cache import BarCache
+from bt_ibkr.data.history import HistoryRequest, load_history, yahoo_cache_key
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError
-from bt_ibkr.history import HistoryRequest, load_history, yahoo_cache_key
 
 DATA = Path(__file__).parent / "data"
 TODAY = date(2024, 1, 10)  # a Wednesday

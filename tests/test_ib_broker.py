@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -10,9 +11,9 @@ import backtrader as bt
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.broker import IBBroker, tif_for
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.broker import IBBroker, tif_for
+from bt_ibkr.ib.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60
@@ -28,9 +29,12 @@ class Scripted(bt.Strategy):
 
     def __init__(self):
         self.rec = self.p.rec
-        self.rec.update(n=0, orders=[], trades=[], store=[], first_position=None, handles={})
+        self.rec.update(n=0, orders=[], refs=[], trades=[], store=[], first_position=None,
+                        handles={})
 
     def notify_order(self, order):
+        if order.orderRef not in self.rec["refs"]:
+            self.rec["refs"].append(order.orderRef)  # in the order the orders were made
         self.rec["orders"].append(dict(
             ref=order.orderRef, status=order.getstatusname(), size=order.executed.size,
             price=order.executed.price, comm=order.executed.comm,
@@ -124,26 +128,32 @@ class Live:
         if self.error is not None and exc[0] is None:
             raise self.error
 
+    def ref(self, n):
+        """The orderRef of the ``n``-th order the strategy made (None before it exists)."""
+        refs = self.rec.get("refs", [])
+        return refs[n - 1] if len(refs) >= n else None
+
     def statuses(self, ref):
-        return [o["status"] for o in self.rec["orders"] if o["ref"] == ref]
+        return [o["status"] for o in self.rec["orders"] if ref is not None and o["ref"] == ref]
 
 
 def test_market_order_fills_with_ibs_price_and_commission(gateway_sim):
     script = {2: lambda s: s.buy(size=100), 6: lambda s: s.sell(size=100)}
     with Live(gateway_sim, script) as live:
         live.step(4)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)))
         live.step(4)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(2)))
         live.settle()
     execs = gateway_sim.broker.executions()
-    assert [e.order_ref for e in execs] == ["bt-Scripted-AAPL-STK-SMART-USD-1",
-                                            "bt-Scripted-AAPL-STK-SMART-USD-2"]
+    assert [e.order_ref for e in execs] == [live.ref(1), live.ref(2)]
+    # one format, from the decision: strategy, symbol, the bar's close (UTC), number in the bar
+    assert re.fullmatch(r"bt1:Scripted:AAPL:20240102T\d{4,6}:1", live.ref(1))
     done = [o for o in live.rec["orders"] if o["status"] == "Completed"]
     assert [(o["size"], o["price"]) for o in done] == [(e.shares if e.side == "BOT" else -e.shares,
                                                         e.price) for e in execs]
     assert [o["comm"] for o in done] == pytest.approx([e.commission for e in execs])
-    assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1") == ["Submitted", "Accepted",
+    assert live.statuses(live.ref(1)) == ["Submitted", "Accepted",
                                                                   "Completed"]
     # the round trip's P&L is IB's prices with IB's commission
     pnl, pnlcomm = live.rec["trades"][0]
@@ -164,9 +174,9 @@ def test_resting_limit_does_not_stall_next_and_cancels(gateway_sim):
     with Live(gateway_sim, script) as live:
         live.step(6)  # next() keeps running while the order rests at IB
         assert live.rec["n"] == 6
-        assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1") == ["Submitted", "Accepted"]
+        assert live.statuses(live.ref(1)) == ["Submitted", "Accepted"]
         live.step(2)
-        live.until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Canceled" in live.statuses(live.ref(1)))
     assert max(live.rec["action_seconds"]) < 1.0  # submitting/cancelling never waited on IB
     assert gateway_sim.broker.completed_orders()[0].status == "Cancelled"
 
@@ -201,7 +211,9 @@ def test_order_types_tif_and_extra_fields_reach_ib(gateway_sim):
     assert (specs[6].orderType, specs[6].outsideRth, specs[6].orderRef) == ("MOC", True,
                                                                             "my-own-ref")
     refs = sorted(s.orderRef for s in specs.values())
-    assert refs[:5] == [f"bt-Scripted-AAPL-STK-SMART-USD-{i}" for i in range(1, 6)]
+    decision = refs[0].rsplit(":", 1)[0]  # five orders of one decision, numbered 1..5
+    assert re.fullmatch(r"bt1:Scripted:AAPL:20240102T\d{4,6}", decision)
+    assert refs[:5] == [f"{decision}:{i}" for i in range(1, 6)]
     assert all(o["status"] != "Rejected" for o in live.rec["orders"])
 
 
@@ -225,7 +237,7 @@ def test_bracket_orders_link_to_parent_and_last_child_transmits(gateway_sim):
         live.step(2)
         wait_until(lambda: len(gateway_sim.requests_named("placeOrder")) == 3, what="3 orders")
         live.step(3)
-        parent_ref = "bt-Scripted-AAPL-STK-SMART-USD-1"
+        parent_ref = live.ref(1)
         live.until(lambda: "Completed" in live.statuses(parent_ref), what="parent fill")
         live.settle()
     sim_orders = sorted(gateway_sim.broker.open_orders() + gateway_sim.broker.completed_orders(),
@@ -251,11 +263,11 @@ def test_oco_orders_share_an_oca_group_and_one_fill_cancels_the_other(gateway_si
 
     with Live(gateway_sim, {1: place}) as live:
         live.step(3)
-        live.until(lambda: "Canceled" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"),
+        live.until(lambda: "Canceled" in live.statuses(live.ref(1)),
                    what="the other OCA member cancelled")
     groups = {o.spec.ocaGroup for o in gateway_sim.broker.completed_orders()}
     assert groups == {"grp-1"}
-    assert live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2")[-1] == "Completed"
+    assert live.statuses(live.ref(2))[-1] == "Completed"
 
 
 def test_oco_without_a_group_on_the_first_order_is_a_clear_error(gateway_sim):
@@ -276,9 +288,9 @@ def test_partial_fills_are_reported_then_completed(gateway_sim):
     gateway_sim.broker.partial_fill_qty = 40
     with Live(gateway_sim, {1: lambda s: s.buy(size=100)}) as live:
         live.step(4)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)))
         live.settle()
-    rows = [o for o in live.rec["orders"] if o["ref"] == "bt-Scripted-AAPL-STK-SMART-USD-1"]
+    rows = [o for o in live.rec["orders"] if o["ref"] == live.ref(1)]
     assert [r["status"] for r in rows] == ["Submitted", "Accepted", "Partial", "Partial",
                                           "Completed"]
     assert [r["size"] for r in rows[2:]] == [40, 80, 100]
@@ -291,7 +303,7 @@ def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):
     gateway_sim.reject_next_order(201, "Order rejected - reason:simulated margin check")
     with Live(gateway_sim, {1: lambda s: s.buy(size=10)}) as live:
         live.step(2)
-        live.until(lambda: "Rejected" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Rejected" in live.statuses(live.ref(1)))
         live.settle()
     row = [o for o in live.rec["orders"] if o["status"] == "Rejected"][0]
     assert "simulated margin check" in row["reason"] and row["code"] == 201
@@ -301,7 +313,7 @@ def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):
 def test_existing_positions_are_adopted_from_the_first_bar(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=70)}) as live:
         live.step(3)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)))
     fill = gateway_sim.broker.executions()[0]
     with Live(gateway_sim, {}, client_id=CLIENT + 1) as live2:
         live2.step(1)
@@ -315,7 +327,7 @@ def test_existing_positions_are_adopted_from_the_first_bar(gateway_sim):
 def test_tradename_routes_orders_to_the_trading_contract(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=3)}, tradename="MSFT-STK-SMART-USD") as live:
         live.step(3)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)))
     assert gateway_sim.broker.executions()[0].contract.symbol == "MSFT"
 
 
@@ -323,12 +335,12 @@ def test_gateway_restart_never_reuses_an_order_id_and_holds_orders(gateway_sim):
     script = {1: lambda s: s.buy(size=1), 4: lambda s: s.buy(size=2)}
     with Live(gateway_sim, script) as live:
         live.step(3)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)))
         first_id = gateway_sim.broker.executions()[0].order_id
         gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=0.3)
-        wait_until(lambda: live.store.connected() and live.store._ready, what="reconnect")
+        wait_until(lambda: live.store.ready, what="reconnect")
         live.step(3)
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-2"))
+        live.until(lambda: "Completed" in live.statuses(live.ref(2)))
     ids = [e.order_id for e in gateway_sim.broker.executions()]
     assert ids[0] == first_id and ids[1] > first_id
     assert len({e.order_ref for e in gateway_sim.broker.executions()}) == 2
@@ -369,12 +381,12 @@ def test_executions_missed_while_away_are_recovered_once(gateway_sim):
         live.step(2)
         wait_until(lambda: gateway_sim.broker.open_orders(), what="MOC resting at IB")
         gateway_sim.restart(rollback_ids=False, downtime=1.5)
-        wait_until(lambda: not live.store._ready, what="disconnect")
+        wait_until(lambda: not live.store.ready, what="disconnect")
         gateway_sim.advance(hours=6.5)  # the session closes: MOC fills while we are away
         assert gateway_sim.broker.executions(), "the MOC should have filled at the close"
-        wait_until(lambda: live.store._ready, what="reconnect")
+        wait_until(lambda: live.store.ready, what="reconnect")
         gateway_sim.advance(hours=17.5)  # next morning
-        live.until(lambda: "Completed" in live.statuses("bt-Scripted-AAPL-STK-SMART-USD-1"),
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)),
                    what="recovered fill")
         live.step(3)
         pos = live.cerebro.runningstrats[0].getposition().size

@@ -13,7 +13,8 @@ import pytz
 from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.errors import UnknownSymbolError
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.events import BarReceived, HistoryEnded
+from bt_ibkr.ib.store import IBStore
 from feeds.ibdata import IBData
 
 HANG = 60
@@ -149,11 +150,11 @@ def test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars(gateway_sim, 
                               None, "1 min", tz=data._tz)
     ib_bars = {}
     while True:
-        kind, payload = q.get(timeout=HANG)
-        if kind == "end":
+        event = q.get(timeout=HANG)
+        if isinstance(event, HistoryEnded):
             break
-        if kind == "bar":
-            ib_bars[payload.dt] = payload
+        if isinstance(event, BarReceived):
+            ib_bars[event.bar.dt] = event.bar
     for dt, o, h, lo, c, _ in rec["bars"]:
         utc = data._tz.localize(dt).astimezone(pytz.utc).replace(tzinfo=None)
         ref = ib_bars[utc]
@@ -176,7 +177,7 @@ def test_reconnect_backfills_the_gap_without_duplicates_or_holes(gateway_sim, st
         gateway_sim.restart(rollback_ids=False, downtime=0.5)  # disconnect, refuse for 0.5 s
         gateway_sim.advance(seconds=60)  # 12 bars nobody receives
         wait_until(lambda: "CONNBROKEN" in statuses(rec), what="CONNBROKEN")
-        wait_until(lambda: store.connected() and store._ready, what="reconnect")
+        wait_until(lambda: store.ready, what="reconnect")
         time.sleep(0.2)
         for _ in range(12):
             gateway_sim.advance(seconds=5)
@@ -213,7 +214,7 @@ def test_errors_that_stop_a_feed_reach_notify_data_with_their_code(gateway_sim, 
         subscribed(gateway_sim)
         gateway_sim.advance(seconds=10)
         wait_until(lambda: rec.get("bars"), what="ticks")
-        req_id = store._streams[0].reqId
+        req_id = store.streams.streams[0].reqId
         gateway_sim.call(gateway_sim.server.error, None, req_id, code, f"simulated {code}")
         run.thread.join(HANG)  # the feed ends, so cerebro ends by itself
         assert not run.thread.is_alive()
@@ -325,7 +326,7 @@ def test_delayed_data_warning_10167_is_reported_and_the_feed_goes_on(gateway_sim
         subscribed(gateway_sim)
         gateway_sim.advance(seconds=10)
         wait_until(lambda: "LIVE" in statuses(rec), what="LIVE")
-        req_id = store._streams[0].reqId
+        req_id = store.streams.streams[0].reqId
         text = "Requested market data is not subscribed. Displaying delayed market data."
         gateway_sim.call(gateway_sim.server.error, None, req_id, 10167, text)
         wait_until(lambda: "DELAYED" in statuses(rec), what="DELAYED")
@@ -350,7 +351,7 @@ def test_delayed_fallback_after_a_missing_subscription(gateway_sim):
             gateway_sim.advance(minutes=16)
             wait_until(lambda: "LIVE" in statuses(rec), what="LIVE")
             text = "Requested market data is not subscribed."
-            gateway_sim.call(gateway_sim.server.error, None, st._streams[0].reqId, 354, text)
+            gateway_sim.call(gateway_sim.server.error, None, st.streams.streams[0].reqId, 354, text)
             subscribed(gateway_sim, n=2)  # the same stream, requested again as delayed
             n = len(rec["bars"])
             gateway_sim.advance(seconds=30)
@@ -362,3 +363,44 @@ def test_delayed_fallback_after_a_missing_subscription(gateway_sim):
     finally:
         st.close()
         IBStore.reset_default()
+
+
+def test_live_backfill_reads_and_fills_the_shared_bar_cache(gateway_sim, tmp_path):
+    """The stream backfill goes through the store's historical path and its parquet cache:
+    complete days are fetched whole and cached, so a second run asks IB for today only."""
+    from bt_ibkr.cache import BarCache, CacheKey
+
+    gateway_sim.advance(minutes=10)  # today's session (2024-01-02) has ten minutes
+    cache = BarCache(tmp_path / "bars")
+
+    def backfill(client_id):
+        st = IBStore(port=gateway_sim.port, clientId=client_id, cache=cache)
+        rec = {}
+        cerebro = bt.Cerebro(stdstats=False)
+        data = IBData(dataname="AAPL-STK-SMART-USD", store=st, rtbar=True, qcheck=0.05,
+                      timeframe=bt.TimeFrame.Minutes, compression=1,
+                      fromdate=datetime(2023, 12, 29, 15, 0))
+        cerebro.adddata(data)
+        cerebro.addstrategy(Recorder, rec=rec)
+        before = len(gateway_sim.requests_named("reqHistoricalData"))
+        try:
+            with LiveRun(cerebro):
+                wait_until(lambda: len(rec.get("bars", [])) >= 70, what="backfilled minutes")
+        finally:
+            st.close()
+            IBStore.reset_default()
+        return rec["bars"], gateway_sim.requests_named("reqHistoricalData")[before:]
+
+    first, asked_first = backfill(34)
+    stamps = [b[0] for b in first]
+    # 15:01..16:00 New York on Friday 2023-12-29, then 09:31..09:40 today: no gap, no repeat
+    assert stamps[0] == datetime(2023, 12, 29, 15, 1) and stamps[59] == datetime(2023, 12, 29, 16)
+    assert stamps[60:] == [datetime(2024, 1, 2, 9, 31) + timedelta(minutes=i) for i in range(10)]
+    key = CacheKey("ibkr", "AAPL-STK-SMART-USD", "1 min", "TRADES", use_rth=False)
+    assert cache.coverage(key) == [(date(2023, 12, 29), date(2024, 1, 1))]  # today: not yet
+    assert len(asked_first) == 5  # one day per request: Friday, the weekend, New Year, today
+
+    second, asked_second = backfill(35)
+    assert second == first
+    assert len(asked_second) == 1  # today only; Friday came from the cache
+    assert asked_second[0][3][15] == asked_first[0][3][15]  # the same request: ending now

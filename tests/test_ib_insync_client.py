@@ -1,6 +1,6 @@
 """The same store/broker/feed tests pass with ib_insync selected (BT_IBKR_CLIENT=ib_insync).
 
-The client library is chosen once per process when bt_ibkr.client is imported, so the
+The client library is chosen once per process when bt_ibkr.ib.client is imported, so the
 ib_insync run is a pytest subprocess over a subset of the IB tests.
 """
 
@@ -26,7 +26,7 @@ def _run(code: str, env_value: str | None) -> subprocess.CompletedProcess:
 
 
 def test_client_selection_by_environment_variable():
-    code = "import bt_ibkr.client as c; print(c.CLIENT_NAME, c.IB.__module__)"
+    code = "import bt_ibkr.ib.client as c; print(c.CLIENT_NAME, c.IB.__module__)"
     assert _run(code, None).stdout.split() == ["ib_async", "ib_async.ib"]
     insync = _run(code, "ib_insync")
     if __import__("importlib").util.find_spec("ib_insync") is None:
@@ -53,7 +53,7 @@ def test_store_broker_and_feed_tests_pass_with_ib_insync():
         "tests/test_ib_data.py::test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars",
         "tests/test_ib_data.py::test_errors_that_stop_a_feed_reach_notify_data_with_their_code",
     ]
-    probe = "import bt_ibkr.client as c; assert c.CLIENT_NAME == 'ib_insync'"
+    probe = "import bt_ibkr.ib.client as c; assert c.CLIENT_NAME == 'ib_insync'"
     proc = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=120,

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.store import IBStore
 from strategies.ensemble import RegimeAwareEnsemble
 
 HANG = 120
@@ -88,8 +88,8 @@ def run_live(sim, strategy, warmup_from, live_days, client_id, **kwargs) -> dict
     """Run ``strategy`` on IBData (5-second bars resampled to days) + IBBroker, one simulated
     trading day at a time; return its record plus the broker's final cash/value/position."""
     sim.broker.fill_mode = "next_bar"
-    sim.broker.commission_per_share = PER_SHARE
-    sim.broker.min_commission = 0.0
+    sim.broker.ledger.commission_per_share = PER_SHARE
+    sim.broker.ledger.min_commission = 0.0
     store = IBStore(port=sim.port, clientId=client_id, timeout=0.2)
     rec = {}
     cerebro = bt.Cerebro(stdstats=False)

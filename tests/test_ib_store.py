@@ -10,21 +10,29 @@ from datetime import timedelta
 import pytest
 from sim_helpers import poll_until as wait_until
 
-from bt_ibkr.client import Contract
-from bt_ibkr.contracts import AmbiguousContractError, make_contract
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, UnknownSymbolError
-from bt_ibkr.pacing import HistoricalPacer
-from bt_ibkr.store import IBStore
+from bt_ibkr.ib.client import Contract
+from bt_ibkr.ib.contracts import AmbiguousContractError, make_contract
+from bt_ibkr.ib.events import (
+    BarReceived,
+    ConnectionLost,
+    ConnectionRestored,
+    HistoryEnded,
+    OrderPlaced,
+    RequestFailed,
+)
+from bt_ibkr.ib.pacing import HistoricalPacer
+from bt_ibkr.ib.store import IBStore
 
 HANG = 60  # hang guard for waits, seconds
 
 
-def drain(q, until="end", timeout=HANG):
+def drain(q, until=HistoryEnded, timeout=HANG):
     items = []
     while True:
-        kind, payload = q.get(timeout=timeout)
-        items.append((kind, payload))
-        if kind == until:
+        event = q.get(timeout=timeout)
+        items.append(event)
+        if isinstance(event, until):
             return items
 
 
@@ -52,7 +60,7 @@ def test_connects_reports_and_stops_cleanly(gateway_sim, make_store):
     msgs = [str(m) for m, _, _ in store.get_notifications()]
     assert any("connected to 127.0.0.1" in m and "clientId 21" in m for m in msgs)
     assert any("2104" in m for m in msgs)  # the gateway's farm notices reach notify_store
-    thread = store._thread
+    thread = store.session.loop_thread
     assert thread.is_alive() and thread is not threading.current_thread()
     store.stop()
     assert not store.connected()
@@ -95,7 +103,7 @@ def test_default_store_is_shared_like_backtraders_singleton(gateway_sim, make_st
     assert IBStore.default() is store
     data = store.getdata(dataname="AAPL-STK-SMART-USD")
     assert data.ib is store
-    from bt_ibkr.broker import IBBroker
+    from bt_ibkr.ib.broker import IBBroker
     from feeds.ibdata import IBData
 
     assert IBData(dataname="MSFT").ib is store
@@ -124,7 +132,7 @@ def test_time_offset_follows_the_gateway_clock(gateway_sim, make_store):
 
     expected = gateway_sim.now() - datetime.now(UTC)
     assert abs((store.timeoffset() - expected).total_seconds()) < 5
-    assert abs((store.reqCurrentTime() - gateway_sim.now()).total_seconds()) < 5
+    assert abs((store.server_time() - gateway_sim.now()).total_seconds()) < 5
 
 
 def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
@@ -137,14 +145,14 @@ def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
     items = drain(store.request_history(cd.contract, start, end, "5 secs"))
     reqs = gateway_sim.requests_named("reqHistoricalData")[before:]
     durations = [r[3][list(r[3]).index("5 secs") + 1] for r in reqs]
-    assert durations == ["7200 S", "7200 S", "1800 S"]
-    bars = [p for k, p in items if k == "bar"]
+    assert durations == ["1800 S", "7200 S", "7200 S"]  # newest first, 2 h at most each
+    bars = [e.bar for e in items if isinstance(e, BarReceived)]
     stamps = [b.dt for b in bars]
     assert stamps == sorted(set(stamps))  # ascending, no duplicates across chunk seams
     assert all(b - a == timedelta(seconds=5) for a, b in zip(stamps, stamps[1:], strict=False))
     assert stamps[0] > start and stamps[-1] <= end
     assert len(bars) == 4 * 720 + 360  # every 5-second bar of 4.5 hours of session
-    assert items[-1] == ("end", len(bars))
+    assert items[-1] == HistoryEnded(len(bars))
 
 
 @pytest.mark.parametrize("gateway_sim", [{"pacing": True, "pacing_scale": 0.05}], indirect=True)
@@ -157,16 +165,21 @@ def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_stor
         errors = []
         for i in range(8):
             q = store.request_history(cd.contract, end - timedelta(days=30 + i), end, "1 day")
-            errors += [p for k, p in drain(q) if k == "error"]
+            errors += [e for e in drain(q) if isinstance(e, RequestFailed)]
         return errors
 
     # IB's windows scaled like the simulator's (x0.05): 6 per contract per 0.1 s, 0.75 s twins
-    store.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
+    history = store.history
+    history.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
+    history.backoff = 0.1
     assert burst() == []
+    assert history.stats.pacing_violations == 0 and history.stats.retries == 0
     time.sleep(0.2)
-    store.p.pacing = False
-    errors = burst()
-    assert errors and all(code == 162 and "pacing" in text.lower() for code, text in errors)
+    history.pacing = False
+    # unpaced, the gateway answers 162 "pacing violation": the request is retried, not lost
+    assert burst() == []
+    assert history.stats.pacing_violations > 0
+    assert history.stats.retries == history.stats.pacing_violations
 
 
 def test_connectivity_notices_reach_notify_store(gateway_sim, make_store):
@@ -195,28 +208,28 @@ def test_run_refuses_to_deadlock_from_the_loop_thread(gateway_sim, make_store):
 
 
 def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, make_store):
-    from bt_ibkr.client import Order
+    from bt_ibkr.ib.client import Order
 
     store = make_store(gateway_sim, reconnect=-1, connect_timeout=2)
     cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
     gateway_sim.restart(rollback_ids=True, rollback_to=1, downtime=1.0)
-    wait_until(lambda: not store._ready, what="disconnect seen")
+    wait_until(lambda: not store.ready, what="disconnect seen")
     order = Order(action="BUY", orderType="MKT", totalQuantity=5, orderRef="held-1")
     store.place_order("held-1", cd.contract, order)  # returns at once, no exception
-    wait_until(lambda: store._held, what="order held")
+    wait_until(lambda: store.routes.held, what="order held")
     assert not gateway_sim.requests_named("placeOrder")
-    wait_until(lambda: store._ready, what="reconnect")
+    wait_until(lambda: store.ready, what="reconnect")
     events = []
     wait_until(lambda: events.extend(drain_nowait(store.broker_q)) or any(
-        e[0] == "placed" for e in events), what="held order placed")
-    placed = [e for e in events if e[0] == "placed"][0]
-    assert placed[1] == "held-1"
+        isinstance(e, OrderPlaced) for e in events), what="held order placed")
+    placed = [e for e in events if isinstance(e, OrderPlaced)][0]
+    assert placed.ref == "held-1"
     wait_until(lambda: gateway_sim.requests_named("placeOrder"), what="order at the gateway")
     sent = gateway_sim.requests_named("placeOrder")
     assert len(sent) == 1 and sent[0][3][26] == "held-1"
-    kinds = [e[0] for e in events]
-    assert "connbroken" in kinds and "reconnected" in kinds
-    assert kinds.index("reconnected") < kinds.index("placed")  # state synced first
+    kinds = [type(e) for e in events]
+    assert ConnectionLost in kinds and ConnectionRestored in kinds
+    assert kinds.index(ConnectionRestored) < kinds.index(OrderPlaced)  # state synced first
 
 
 def drain_nowait(q):

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.journal import (
+from bt_ibkr.ib.order_refs import make_order_ref
+from bt_ibkr.ib.parsing import (
+    ExecSnapshot,
+    Fill,
+    OrderSnapshot,
+    exec_snapshot,
+    normalize_side,
+    order_snapshot,
+)
+from bt_ibkr.live.journal import (
     CANCELLED,
     EXPIRED,
     FILLED,
@@ -24,18 +33,11 @@ from bt_ibkr.journal import (
     PARTIAL,
     SENT,
     SUBMITTED,
-    ExecSnapshot,
-    Fill,
     Intent,
     Journal,
     JournalError,
-    OrderSnapshot,
-    exec_snapshot,
     fill_from_exec,
-    make_order_ref,
-    normalize_side,
     normalize_status,
-    order_snapshot,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -375,7 +377,7 @@ def test_clean_reconcile_summary(journal):
 
 
 def test_snapshots_from_the_ib_clients_objects(journal):
-    from bt_ibkr import client as ibc
+    from bt_ibkr.ib import client as ibc
 
     ref = "bt1:RAE:SPY:20240105:1"
     contract = ibc.Stock("SPY", "SMART", "USD")
@@ -418,7 +420,7 @@ def _gateway_state(ib, account):
 
 def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
     """End to end with the real IB client: two crashes, no duplicate order, no lost fill."""
-    from bt_ibkr import client as ibc
+    from bt_ibkr.ib import client as ibc
 
     path = tmp_path / "journal.sqlite"
     day = date(2024, 1, 2)
@@ -510,7 +512,8 @@ def test_two_journal_objects_on_one_file_do_not_corrupt(tmp_path):
 CRASH_WRITER = textwrap.dedent("""
     import sys
     from datetime import datetime, timezone
-    from bt_ibkr.journal import Fill, Intent, Journal, make_order_ref
+    from bt_ibkr.ib.order_refs import make_order_ref
+    from bt_ibkr.live.journal import Fill, Intent, Journal
     j = Journal(sys.argv[1])
     day = datetime(2024, 1, 5)
     i = 0

@@ -24,10 +24,10 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
-from bt_ibkr.audit import read_audit
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Journal
-from bt_ibkr.live import LiveRunner
+from bt_ibkr.live.audit import read_audit
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.runner import LiveRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = "bt1:RAE:SPY:20161230:1"

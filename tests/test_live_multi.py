@@ -13,9 +13,9 @@ import backtrader as bt
 import pytest
 from sim_helpers import poll_until
 
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Journal
-from bt_ibkr.live import LiveRunner, run_live
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.runner import LiveRunner, run_live
 
 FIVE = ["SPY", "QQQ", "AAPL", "MSFT", "IWM"]
 

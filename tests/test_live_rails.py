@@ -16,10 +16,10 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Journal, JournalError
-from bt_ibkr.live import run_live
-from bt_ibkr.run_lock import JournalLockedError, RunLock
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal, JournalError
+from bt_ibkr.live.run_lock import JournalLockedError, RunLock
+from bt_ibkr.live.runner import run_live
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = "bt1:RAE:SPY:20161230:1"

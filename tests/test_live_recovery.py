@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_ibkr.config import load_config
-from bt_ibkr.journal import Journal
-from bt_ibkr.live import run_live
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.runner import run_live
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = "bt1:RAE:SPY:20161230:1"  # RegimeAwareEnsemble's decision on the sample's 2016-12-30 bar

@@ -12,12 +12,13 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
-from bt_ibkr.audit import read_audit
-from bt_ibkr.config import load_config
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
-from bt_ibkr.journal import Journal
-from bt_ibkr.live import LiveRunner, run_live, timeframe_of
-from bt_ibkr.safety import SafetyError
+from bt_ibkr.ib.bars import timeframe_of
+from bt_ibkr.live.audit import read_audit
+from bt_ibkr.live.config import load_config
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.runner import LiveRunner, run_live
+from bt_ibkr.live.safety import SafetyError
 
 REF = "bt1:RAE:SPY:20161230:1"  # RegimeAwareEnsemble's decision on the sample's 2016-12-30 bar
 
@@ -263,6 +264,9 @@ def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tm
     assert cached is not None and len(cached) >= 500  # two years of completed daily bars
     asked_first = len(sim.requests_named("reqHistoricalData"))
     assert asked_first >= 2
+    # the warm-up asks on the run's own connection: no second session with the gateway
+    assert {r[0] for r in sim.requests_named("reqHistoricalData")} == {1}
+    assert len(sim.requests_named("startApi")) == 1
 
     sim2 = gateway_sim_factory(data="sample")  # same prices, a fresh account
     second = run_live(make_config(tmp_path / "again", sim2.port), max_runtime=60, cache=cache)

@@ -9,13 +9,9 @@ import backtrader as bt
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.pacing import (
-    MAX_DURATION,
-    HistoricalPacer,
-    HistRequest,
-    bar_size,
-    chunk_range,
-)
+from bt_ibkr.ib.bars import MAX_DURATION, bar_size
+from bt_ibkr.ib.historical import chunk_range
+from bt_ibkr.ib.pacing import HistoricalPacer, HistRequest
 
 
 class FakeClock:
@@ -108,16 +104,16 @@ def test_chunks_respect_max_duration_and_cover_the_range():
         assert a.start == b.end
     for c in chunks:
         assert (c.end - c.start).total_seconds() <= MAX_DURATION["1 day"]
-    assert len(chunks) == 4  # 3.5 years in <= 365-day chunks
-    assert chunks[0].duration == "365 D"
+    assert len(chunks) == 4  # 3.5 years in <= 365-day chunks, counted from the start
+    assert [c.duration for c in chunks[1:]] == ["365 D"] * 3 and chunks[0].duration == "182 D"
 
 
 def test_intraday_chunks_use_seconds_and_days():
     end = datetime(2024, 1, 10, 16)
     chunks = chunk_range(end - timedelta(hours=5), end, "5 secs")
-    assert [c.duration for c in chunks] == ["7200 S", "7200 S", "3600 S"]
+    assert [c.duration for c in chunks] == ["3600 S", "7200 S", "7200 S"]  # newest first
     chunks = chunk_range(end - timedelta(days=3, hours=1), end, "1 min")
-    assert [c.duration for c in chunks] == ["86400 S"] * 3 + ["3600 S"]
+    assert [c.duration for c in chunks] == ["3600 S"] + ["86400 S"] * 3
 
 
 def test_chunk_range_rejects_bad_input():

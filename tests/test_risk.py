@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from bt_ibkr.config import RiskConfig
-from bt_ibkr.risk import RiskGate, RiskLimits
+from bt_ibkr.live.config import RiskConfig
+from bt_ibkr.live.risk import RiskGate, RiskLimits
 
 
 def gate(**limits) -> RiskGate:
@@ -67,7 +67,7 @@ def test_reducing_orders_always_pass():
 def test_daily_loss_halts_new_exposure_once_and_allows_reducing(caplog):
     g = gate(max_daily_loss=0.03)
     assert g.check("SPY", "BUY", 10, 450.0, 0, equity=97_500).allowed  # -2.5%: fine
-    with caplog.at_level(logging.WARNING, logger="bt_ibkr.risk"):
+    with caplog.at_level(logging.WARNING, logger="bt_ibkr.live.risk"):
         first = g.check("SPY", "BUY", 10, 450.0, 0, equity=96_500)  # -3.5%
         second = g.check("QQQ", "BUY", 10, 400.0, 0, equity=99_000)  # recovered: still halted
     assert not first.allowed and first.halted and first.newly_halted

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.safety import (
-    ReadOnlyGuard,
+from bt_ibkr.live.safety import (
     SafetyError,
     check_launch,
     check_trading_mode,
@@ -95,12 +94,3 @@ def test_no_accounts_means_not_logged_in():
 def test_unknown_mode():
     with pytest.raises(SafetyError, match="mode 'demo'"):
         check_launch("demo", 4002, False)
-
-
-def test_read_only_guard_withholds_orders():
-    guard = ReadOnlyGuard(read_only=True)
-    assert guard.may_send(order_ref="bt1:RAE:SPY:20240105:1", side="BUY", quantity=10) is False
-    assert guard.withheld == [{"order_ref": "bt1:RAE:SPY:20240105:1", "side": "BUY", "quantity": 10}]
-    normal = ReadOnlyGuard()
-    assert normal.may_send(order_ref="x") is True
-    assert normal.withheld == []

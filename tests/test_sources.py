@@ -205,3 +205,23 @@ def test_feeds_package_imports_lazily():
                          cwd=Path(__file__).parent.parent, check=True).stdout.split("\n")
     assert out[0] == "[]"  # nothing heavy (and no IB client) on `import feeds`
     assert out[1] == "^IXIC"
+
+
+def test_public_names_and_a_backtest_path_without_the_ib_client():
+    """The names users import stay where the README says; the backtest path never loads the
+    IB client library (it is imported lazily, only when a store, broker or provider is used)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bt_ibkr.backtest, bt_ibkr.data.history, feeds.yahoo; "
+        "print(any(m in sys.modules for m in ('ib_async', 'ib_insync'))); "
+        "from bt_ibkr import IBStore, IBBroker, IBKRDataProvider; from feeds import IBData; "
+        "print(IBStore.__module__, IBBroker.__module__, IBKRDataProvider.__module__, "
+        "IBData.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "False"
+    assert out[1:] == ["bt_ibkr.ib.store", "bt_ibkr.ib.broker", "bt_ibkr.data.provider",
+                       "feeds.ibdata"]

@@ -1,4 +1,4 @@
-"""Protocol-level IB Gateway simulator (DESIGN §7).
+"""Protocol-level IB Gateway simulator: tests, benchmarks and dry runs without an IB account.
 
 Speaks the real TWS socket protocol on 127.0.0.1 so the unmodified ib_async / ib_insync
 clients connect to it: contract details, historical/real-time bars, ticks, orders (through the
@@ -9,6 +9,7 @@ order engine), faults. Start it from Python with ``GatewaySim`` or from a shell 
 from __future__ import annotations
 
 from bt_ibkr.gateway_sim.harness import GatewaySim
-from bt_ibkr.gateway_sim.server import FaultPlan, GatewayServer, Session
+from bt_ibkr.gateway_sim.server import GatewayServer
+from bt_ibkr.gateway_sim.session import FaultPlan, Session
 
 __all__ = ["FaultPlan", "GatewayServer", "GatewaySim", "Session"]

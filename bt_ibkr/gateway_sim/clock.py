@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-
-def to_utc(value: datetime) -> datetime:
-    """Return ``value`` as a tz-aware UTC datetime (naive values are taken as UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+from bt_ibkr.utc import to_utc
 
 
 class SimClock:

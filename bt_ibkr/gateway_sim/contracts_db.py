@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from bt_ibkr.gateway_sim.model import SimContract
 
@@ -259,8 +258,3 @@ def _exchange_ok(contract: SimContract, exchange: str) -> bool:
     if contract.secType == "FUT" and exchange == "GLOBEX":
         return True
     return exchange in contract.validExchanges.split(",")
-
-
-def exchange_tz(contract: SimContract) -> ZoneInfo:
-    """Return the contract's exchange time zone."""
-    return ZoneInfo(contract.timeZoneId or NEW_YORK)

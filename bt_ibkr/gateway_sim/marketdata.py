@@ -37,17 +37,19 @@ import pandas as pd
 from bt_ibkr.gateway_sim.clock import SimClock
 from bt_ibkr.gateway_sim.contracts_db import SessionSpec, session_for
 from bt_ibkr.gateway_sim.model import Quote, SimContract
+from bt_ibkr.ib.bars import BAR_SECONDS, DAY
 
 HMDS = "Historical Market Data Service error message:"
 
-#: bar size text -> seconds (0 for day/week/month bars, handled separately)
-BAR_SIZES: dict[str, int] = {
-    "1 secs": 1, "5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30,
-    "1 min": 60, "2 mins": 120, "3 mins": 180, "5 mins": 300, "10 mins": 600,
-    "15 mins": 900, "20 mins": 1200, "30 mins": 1800,
-    "1 hour": 3600, "2 hours": 7200, "3 hours": 10800, "4 hours": 14400, "8 hours": 28800,
-    "1 day": 0, "1 week": 0, "1 month": 0,
-}
+
+
+def bar_step(bar_size: str) -> int:
+    """Return the seconds of an intraday IB bar size, 0 for day/week/month bars (handled by
+    session); KeyError when IB has no such bar size."""
+    seconds = BAR_SECONDS[bar_size]
+    return seconds if seconds < DAY else 0
+
+
 WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK", "ADJUSTED_LAST")
 
 #: synthetic series parameters: anchor price on 2024-01-02, annual vol, typical daily volume
@@ -353,7 +355,7 @@ class MarketData:
         Raises HistoricalDataError (code 321 for a bad duration/bar size, 162 for no data).
         """
         bar_size = " ".join(bar_size.split())
-        if bar_size not in BAR_SIZES:
+        if bar_size not in BAR_SECONDS:
             raise HistoricalDataError(
                 321, f"Error validating request.-'bP' : cause - Historical data bar size "
                      f"setting is invalid: {bar_size!r}. Use e.g. '1 min', '5 mins', '1 day'.")
@@ -372,7 +374,7 @@ class MarketData:
         cut = min(end, now)
         num, unit = _parse_duration(duration)
         start = _duration_start(s, cut, num, unit)
-        step = BAR_SIZES[bar_size]
+        step = bar_step(bar_size)
         if step:
             bars = self._intraday(contract, s, start, cut, step)
         else:

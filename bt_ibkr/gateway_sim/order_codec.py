@@ -5,8 +5,9 @@
 conditions and the server-version gates 158/160/162/166/169/170/177).
 
 Every ``*_fields`` encoder returns the field list (message id first) for ``wire.frame()``.
-Field lists follow the installed clients' decoders (ib_async 2.1.0, ib_insync 0.9.86);
-see ../shared/reference/tws-protocol.md §6-§8.
+Field lists follow the installed clients' decoders (ib_async 2.1.0, ib_insync 0.9.86). About 700
+lines in one module because the placeOrder parser and the openOrder/completedOrder encoders
+walk the same ~150 order fields in the same order: a field the protocol adds is added here once.
 """
 
 from __future__ import annotations
@@ -117,16 +118,6 @@ def _opt_float(text: str) -> float | None:
         return math.inf
     value = float(text)
     return None if value == UNSET_DOUBLE else value
-
-
-def _tag_values(text: str) -> list[tuple[str, str]]:
-    """Parse the client's ``tag=value;tag2=value2;`` list encoding."""
-    out = []
-    for part in text.split(";"):
-        if part:
-            tag, _, value = part.partition("=")
-            out.append((tag, value))
-    return out
 
 
 def parse_place_order(reader: FieldReader, server_version: int) -> PlaceOrder:
@@ -659,7 +650,7 @@ def account_value_fields(key: str, value: str, currency: str, account: str) -> l
 
 
 def account_time_fields(when: datetime) -> list[object]:
-    """Return an accountUpdateTime (msg 8) ``HH:MM``."""
+    """Return an accountUpdateTime (msg 8) ``HH:MM`` of ``when`` (in the zone it carries)."""
     return [8, 1, when.strftime("%H:%M")]
 
 

@@ -23,18 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .broker import (
-    AccountChanged,
-    Executed,
-    OrderError,
-    OrderUpdated,
-    PortfolioRevalued,
-    PositionChanged,
-    SimBroker,
-    SimOrder,
-)
+from .broker import SimBroker
 from .order_codec import (
+    account_download_end_fields,
     account_summary_fields,
+    account_time_fields,
     account_update_multi_fields,
     account_value_fields,
     commission_report_fields,
@@ -48,6 +41,15 @@ from .order_codec import (
     pnl_single_fields,
     portfolio_value_fields,
     position_fields,
+)
+from .records import (
+    AccountChanged,
+    Executed,
+    OrderError,
+    OrderUpdated,
+    PortfolioRevalued,
+    PositionChanged,
+    SimOrder,
 )
 from .wire import FieldReader
 
@@ -162,7 +164,7 @@ class OrderRouter:
         from zoneinfo import ZoneInfo
 
         now = self.server.clock.now().astimezone(ZoneInfo("America/New_York"))
-        session.send([8, 1, now.strftime("%H:%M")])
+        session.send(account_time_fields(now))
 
     def _send_multi(self, session: Any, req_id: int, model: str,
                     rows: list[tuple[str, str, str]]) -> None:
@@ -358,7 +360,7 @@ class OrderRouter:
             if item.position:
                 self._send_portfolio(session, item.contract)
         self._send_account_time(session)
-        session.send([54, 1, account])
+        session.send(account_download_end_fields(account))
 
     def on_account_summary(self, session: Any, reader: FieldReader) -> None:
         """62 reqAccountSummary [62, 1, reqId, group, tags] -> 63*, 64; then pushes."""

@@ -23,10 +23,11 @@ it; with ``speed > 0`` a background task catches up every few real milliseconds.
 happen inside sessions (gaps between sessions are skipped in one jump).
 
 Served requests (besides startApi): 8 reqIds, 49 reqCurrentTime (the SIMULATED clock),
-17 reqManagedAccts, 59 reqMarketDataType, 9 reqContractDetails (10/52, version-correct; unknown
--> error 200 only), 20/25 reqHistoricalData/cancel (17, keepUpToDate -> 90), 50/51 real-time
-bars, 1/2 reqMktData/cancel (58 + ticks 1/2, delayed ids 66-76 in market data type 3/4,
-RTVolume tickString 48 for generic tick 233, snapshots end with 57), 87 reqHeadTimeStamp.
+17 reqManagedAccts; the market-data side (``marketdata_handlers``): 59 reqMarketDataType,
+9 reqContractDetails (10/52, version-correct; unknown -> error 200 only), 20/25
+reqHistoricalData/cancel (17, keepUpToDate -> 90), 50/51 real-time bars, 1/2 reqMktData/cancel
+(58 + ticks 1/2, delayed ids 66-76 in market data type 3/4, RTVolume tickString 48 for generic
+tick 233, snapshots end with 57), 87 reqHeadTimeStamp. Clients and faults: ``session``.
 Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 5, 16, 99, 6,
 76, 62, 7, 15) get empty but valid replies and placeOrder is rejected with 201.
 
@@ -64,7 +65,6 @@ Everything runs on the server's event loop; handlers must not block.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import importlib
 import importlib.util
 import inspect
@@ -74,7 +74,6 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -82,17 +81,14 @@ from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.gateway_sim.clock import SimClock
 from bt_ibkr.gateway_sim.contracts_db import ContractDB
 from bt_ibkr.gateway_sim.marketdata import (
-    HMDS,
-    Bar,
-    HistoricalDataError,
     MarketData,
-    format_bar_time,
-    parse_end_datetime,
-    transform_bar,
 )
+from bt_ibkr.gateway_sim.marketdata_handlers import MarketDataRouter
 from bt_ibkr.gateway_sim.model import SimContract
-from bt_ibkr.gateway_sim.pacing import PACING_TEXT, PacingGuard
-from bt_ibkr.gateway_sim.wire import FieldReader, frame, split_fields
+from bt_ibkr.gateway_sim.order_codec import account_download_end_fields, account_time_fields
+from bt_ibkr.gateway_sim.pacing import PacingGuard
+from bt_ibkr.gateway_sim.session import FaultPlan, Session, reply_context
+from bt_ibkr.gateway_sim.wire import MSG_NAMES, FieldReader, split_fields
 
 log = logging.getLogger("bt_ibkr.gateway_sim")
 
@@ -100,25 +96,6 @@ MIN_SERVER_VERSION = 157
 MAX_SERVER_VERSION = 178
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-#: client -> server message names (for the request log)
-MSG_NAMES: dict[int, str] = {
-    1: "reqMktData", 2: "cancelMktData", 3: "placeOrder", 4: "cancelOrder",
-    5: "reqOpenOrders", 6: "reqAccountUpdates", 7: "reqExecutions", 8: "reqIds",
-    9: "reqContractDetails", 10: "reqMktDepth", 11: "cancelMktDepth",
-    12: "reqNewsBulletins", 13: "cancelNewsBulletins", 14: "setServerLogLevel",
-    15: "reqAutoOpenOrders", 16: "reqAllOpenOrders", 17: "reqManagedAccts",
-    20: "reqHistoricalData", 25: "cancelHistoricalData", 49: "reqCurrentTime",
-    50: "reqRealTimeBars", 51: "cancelRealTimeBars", 52: "reqFundamentalData",
-    58: "reqGlobalCancel", 59: "reqMarketDataType", 61: "reqPositions",
-    62: "reqAccountSummary", 63: "cancelAccountSummary", 64: "cancelPositions",
-    71: "startApi", 74: "reqPositionsMulti", 75: "cancelPositionsMulti",
-    76: "reqAccountUpdatesMulti", 77: "cancelAccountUpdatesMulti", 78: "reqSecDefOptParams",
-    81: "reqMatchingSymbols", 87: "reqHeadTimeStamp", 90: "cancelHeadTimeStamp",
-    91: "reqMarketRule", 92: "reqPnL", 93: "cancelPnL", 94: "reqPnLSingle",
-    95: "cancelPnLSingle", 96: "reqHistoricalTicks", 97: "reqTickByTickData",
-    98: "cancelTickByTickData", 99: "reqCompletedOrders", 104: "reqUserInfo",
-}
 
 NOTICES: dict[int, str] = {
     1100: "Connectivity between IB and Trader Workstation has been lost.",
@@ -130,132 +107,8 @@ NOTICES: dict[int, str] = {
     2106: "HMDS data farm connection is OK:ushmds",
     2158: "Sec-def data farm connection is OK:secdefnj",
 }
-NO_SECDEF = "No security definition has been found for the request"
 
 Handler = Callable[["Session", FieldReader], "None | Awaitable[None]"]
-
-# (request msg id, drop this request's replies?) while a handler runs
-_reply_ctx: contextvars.ContextVar[tuple[int, bool] | None] = contextvars.ContextVar(
-    "gateway_sim_reply_ctx", default=None)
-
-
-@dataclass
-class FaultPlan:
-    """Faults the test API schedules; handlers read them.
-
-    ``reject_next_order``: ``(code, reason)`` -> the next placeOrder is rejected (consumed by
-    the order handlers). ``delays``: request msg id -> seconds to hold every reply to it.
-    ``drops``: request msg id -> how many further requests of that id get no reply at all.
-    """
-
-    reject_next_order: tuple[int, str] | None = None
-    delays: dict[int, float] = field(default_factory=dict)
-    drops: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class MarketSub:
-    """One reqMktData streaming subscription."""
-
-    req_id: int
-    contract: SimContract
-    delayed: bool
-    last: dict[int, float] = field(default_factory=dict)
-    rt_volume: bool = False  # generic tick 233: RTVolume strings (tickString 48)
-
-
-@dataclass
-class RealTimeSub:
-    """One reqRealTimeBars subscription."""
-
-    req_id: int
-    contract: SimContract
-    what: str
-
-
-@dataclass
-class HistSub:
-    """One keepUpToDate historical subscription."""
-
-    req_id: int
-    contract: SimContract
-    bar_size: str
-    step: int  # bar seconds, 0 for day/week/month
-    what: str
-    format_date: int
-
-
-class Session:
-    """One connected client (see the module docstring for the handler-facing interface)."""
-
-    def __init__(self, server: GatewayServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
-        self.server = server
-        self.reader = reader
-        self.writer = writer
-        self.client_id: int = -1
-        self.server_version: int = 0
-        self.started = False
-        self.closed = False
-        self.subscriptions: dict = {}
-        self.market_data_type = 1
-        self.market_subs: dict[int, MarketSub] = {}
-        self.rt_subs: dict[int, RealTimeSub] = {}
-        self.hist_subs: dict[int, HistSub] = {}
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-
-    def __repr__(self) -> str:
-        return f"Session(client_id={self.client_id}, v{self.server_version}, {self.peer})"
-
-    def send(self, fields: list) -> None:
-        """Frame ``fields`` and write them to the client (non-blocking; thread-safe).
-
-        While a request whose msg id has a delay/drop fault is being handled, its replies are
-        delayed/dropped.
-        """
-        if self.closed:
-            return
-        loop = self.server.loop
-        if loop is not None and threading.get_ident() != self.server.loop_thread_id:
-            loop.call_soon_threadsafe(self.send, list(fields))
-            return
-        data = frame(fields)
-        ctx = _reply_ctx.get()
-        if ctx is not None:
-            msg_id, drop = ctx
-            if drop:
-                log.info("fault: dropped reply %s to msg %d for client %d",
-                         fields[0] if fields else "?", msg_id, self.client_id)
-                return
-            delay = self.server.faults.delays.get(msg_id, 0.0)
-            if delay > 0 and loop is not None:
-                loop.call_later(delay, self._write, data)
-                return
-        self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self.writer.write(data)
-        except (ConnectionError, RuntimeError) as exc:  # transport already gone
-            log.debug("write to %r failed: %s", self, exc)
-            self.close()
-
-    def close(self) -> None:
-        """Close the socket (the client sees a disconnect) and forget its subscriptions."""
-        if self.closed:
-            return
-        self.closed = True
-        self.market_subs.clear()
-        self.rt_subs.clear()
-        self.hist_subs.clear()
-        try:
-            self.writer.close()
-        except RuntimeError:
-            pass
-
 
 class GatewayServer:
     """The simulated gateway (see the module docstring). Create, then ``await start()``.
@@ -304,6 +157,7 @@ class GatewayServer:
         self.sessions: list[Session] = []
         self._pending: list[Session] = []
         self.handlers: dict[int, Handler] = {}
+        self.market_data = MarketDataRouter(self)
         self.broker = None
         #: keyword arguments order_handlers.register() passes to SimBroker (fill_mode, cash, ...)
         self.broker_options: dict = dict(broker_options or {})
@@ -533,15 +387,7 @@ class GatewayServer:
 
     async def _step(self, contract: SimContract, t: int) -> None:
         for s in list(self.sessions):
-            for rt in list(s.rt_subs.values()):
-                if rt.contract.conId == contract.conId:
-                    self._send_rt_bar(s, rt, t)
-            for hs in list(s.hist_subs.values()):
-                if hs.contract.conId == contract.conId:
-                    self._send_hist_update(s, hs, t)
-            for ms in list(s.market_subs.values()):
-                if ms.contract.conId == contract.conId:
-                    self._send_ticks(s, ms, t)
+            self.market_data.step(s, contract, t)
         if self.broker is not None:
             active = getattr(self.broker, "active_conids", None)
             if not callable(active) or contract.conId in active():
@@ -661,7 +507,7 @@ class GatewayServer:
         if self.faults.drops.get(msg_id, 0) > 0:
             self.faults.drops[msg_id] -= 1
             drop = True
-        token = _reply_ctx.set((msg_id, drop) if (drop or msg_id in self.faults.delays)
+        token = reply_context.set((msg_id, drop) if (drop or msg_id in self.faults.delays)
                                else None)
         try:
             reader = FieldReader(fields, name)
@@ -672,7 +518,7 @@ class GatewayServer:
         except Exception:
             log.exception("gateway_sim: handler for %s failed on %s", name, fields)
         finally:
-            _reply_ctx.reset(token)
+            reply_context.reset(token)
 
     # ------------------------------------------------------------ default handlers
     def _install_defaults(self) -> None:
@@ -680,15 +526,7 @@ class GatewayServer:
         h[8] = lambda s, r: s.send([9, 1, self._next_id])
         h[49] = lambda s, r: s.send([49, 1, int(self.clock.now().timestamp())])
         h[17] = lambda s, r: s.send([15, 1, self.account])
-        h[59] = self._on_market_data_type
-        h[9] = self._on_contract_details
-        h[20] = self._on_historical
-        h[25] = self._on_cancel_historical
-        h[50] = self._on_realtime_bars
-        h[51] = lambda s, r: (r.skip(), s.rt_subs.pop(r.int(), None))
-        h[1] = self._on_mkt_data
-        h[2] = lambda s, r: (r.skip(), s.market_subs.pop(r.int(), None))
-        h[87] = self._on_head_timestamp
+        self.market_data.install()
         # empty-but-valid startup sync, replaced by order_handlers.register()
         h[61] = lambda s, r: s.send([62, 1])
         h[64] = lambda s, r: None
@@ -723,276 +561,8 @@ class GatewayServer:
         account = reader.str() or self.account
         if subscribe:
             now = self.clock.now().astimezone(ZoneInfo("America/New_York"))
-            session.send([8, 1, now.strftime("%H:%M")])
-            session.send([54, 1, account])
-
-    def _on_market_data_type(self, session: Session, reader: FieldReader) -> None:
-        reader.skip()
-        session.market_data_type = reader.int(1)
-
-    def _read_contract(self, reader: FieldReader) -> dict[str, object]:
-        keys = ("conId", "symbol", "secType", "lastTradeDateOrContractMonth", "strike",
-                "right", "multiplier", "exchange", "primaryExchange", "currency",
-                "localSymbol", "tradingClass")
-        return {k: reader.str() for k in keys}
-
-    def _resolve(self, spec: dict[str, object]) -> SimContract | None:
-        con_id = int(float(spec["conId"] or 0))
-        return self.contracts.resolve(
-            conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
-            exchange=str(spec["exchange"]), currency=str(spec["currency"]),
-            lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
-            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
-
-    def _on_contract_details(self, session: Session, reader: FieldReader) -> None:
-        reader.skip()  # version 8
-        req_id = reader.int()
-        spec = self._read_contract(reader)
-        con_id = int(float(spec["conId"] or 0))
-        found = self.contracts.matches(
-            conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
-            exchange=str(spec["exchange"]), currency=str(spec["currency"]),
-            lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
-            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
-        if not found:
-            self.error(session, req_id, 200, NO_SECDEF)
-            return
-        today = self.clock.now().date()
-        for c in found:
-            view = self.contracts.details_view(c, str(spec["exchange"]), today)
-            session.send(contract_details_fields(view, req_id, session.server_version))
-        session.send([52, 1, req_id])
-
-    def _on_head_timestamp(self, session: Session, reader: FieldReader) -> None:
-        req_id = reader.int()
-        contract = self._resolve(self._read_contract(reader))
-        if contract is None:
-            self.error(session, req_id, 200, NO_SECDEF)
-            return
-        reader.skip(3)  # includeExpired, useRTH, whatToShow
-        fmt_date = reader.int(1)
-        series = self.market.series(contract)
-        if series is None or not len(series.opens):
-            self.error(session, req_id, 162, f"{HMDS}HMDS query returned no data")
-            return
-        first = int(series.opens[0])
-        text = str(first) if fmt_date == 2 else datetime.fromtimestamp(
-            first, ZoneInfo("UTC")).strftime("%Y%m%d-%H:%M:%S")
-        session.send([88, req_id, text])
-
-    def _on_historical(self, session: Session, reader: FieldReader) -> None:
-        req_id = reader.int()
-        spec = self._read_contract(reader)
-        reader.skip()  # includeExpired
-        end_text = reader.str()
-        bar_size = " ".join(reader.str().split())
-        duration = reader.str()
-        reader.bool()  # useRTH: no extended-hours data in the simulator
-        what = reader.str().upper()
-        format_date = reader.int(1)
-        if spec["secType"] == "BAG":
-            reader.skip(4 * reader.int())
-        keep_up = reader.bool()
-        contract = self._resolve(spec)
-        if contract is None:
-            self.error(session, req_id, 200, NO_SECDEF)
-            return
-        if self.pacing is not None:
-            identical = (contract.conId, end_text, bar_size, duration, what, format_date)
-            reason = self.pacing.check(identical, (contract.conId, contract.exchange, what))
-            if reason is not None:
-                log.info("pacing: request %d refused (%s)", req_id, reason)
-                self.error(session, req_id, 162, PACING_TEXT)
-                return
-        if keep_up and end_text.strip():
-            self.error(session, req_id, 321, "Error validating request.-'bX' : cause - End "
-                       "date not supported with live updates: pass endDateTime=''")
-            return
-        now = int(math.floor(self.clock.now().timestamp()))
-        try:
-            end = min(parse_end_datetime(end_text, contract.timeZoneId, now), now)
-            bars = self.market.historical(contract, end, duration, bar_size, what, now)
-        except HistoricalDataError as exc:
-            self.error(session, req_id, exc.code, exc.message)
-            return
-        session.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
-                                           end))
-        if keep_up:
-            from bt_ibkr.gateway_sim.marketdata import BAR_SIZES
-            session.hist_subs[req_id] = HistSub(req_id, contract, bar_size,
-                                                BAR_SIZES[bar_size], what, format_date)
-
-    def _on_cancel_historical(self, session: Session, reader: FieldReader) -> None:
-        reader.skip()
-        session.hist_subs.pop(reader.int(), None)
-
-    def _on_realtime_bars(self, session: Session, reader: FieldReader) -> None:
-        reader.skip()  # version 3
-        req_id = reader.int()
-        contract = self._resolve(self._read_contract(reader))
-        reader.skip()  # bar size (always 5)
-        what = reader.str().upper() or "TRADES"
-        if contract is None:
-            self.error(session, req_id, 200, NO_SECDEF)
-            return
-        if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
-            self.error(session, req_id, 420, f"Invalid Real-time Query:whatToShow {what!r} "
-                       "is not supported; use TRADES, MIDPOINT, BID or ASK")
-            return
-        session.rt_subs[req_id] = RealTimeSub(req_id, contract, what)
-
-    def _on_mkt_data(self, session: Session, reader: FieldReader) -> None:
-        reader.skip()  # version 11
-        req_id = reader.int()
-        spec = self._read_contract(reader)
-        if spec["secType"] == "BAG":
-            reader.skip(4 * reader.int())
-        if reader.bool():
-            reader.skip(3)
-        generic = reader.str()
-        snapshot = reader.bool()
-        regulatory = reader.bool()
-        contract = self._resolve(spec)
-        if contract is None:
-            self.error(session, req_id, 200, NO_SECDEF)
-            return
-        delayed = session.market_data_type in (3, 4)
-        if not self.live_data:
-            listing = f"{contract.symbol} {contract.primaryExchange or contract.exchange}/TOP/ALL"
-            if not delayed:
-                self.error(session, req_id, 10089, "Requested market data requires additional "
-                           "subscription for API. See link in 'Market Data Connections dialog' "
-                           f"for more details.Delayed market data is available.{listing}")
-                return
-            self.error(session, req_id, 10167, "Requested market data is not subscribed. "
-                       f"Displaying delayed market data.{listing}")
-        sub = MarketSub(req_id, contract, delayed,
-                        rt_volume="233" in generic.replace(" ", "").split(","))
-        session.send([58, 1, req_id, 3 if delayed else 1])
-        now = int(math.floor(self.clock.now().timestamp()))
-        self._send_ticks(session, sub, now, full=True)
-        if snapshot or regulatory:
-            session.send([57, 1, req_id])
-        else:
-            session.market_subs[req_id] = sub
-
-    # ------------------------------------------------------------ streaming encoders
-    def _send_rt_bar(self, session: Session, sub: RealTimeSub, t: int) -> None:
-        bar = self.market.window(sub.contract, t - 5, t)
-        if bar is None:
-            return
-        series = self.market.series(sub.contract)
-        bar = transform_bar(bar, sub.what, sub.contract, series)
-        volume = max(bar.volume, 0.0)
-        session.send([50, 3, sub.req_id, t - 5, bar.open, bar.high, bar.low, bar.close,
-                      volume, bar.wap if bar.wap > 0 else bar.close, max(bar.count, 0)])
-
-    def _send_hist_update(self, session: Session, sub: HistSub, t: int) -> None:
-        c = sub.contract
-        bar: Bar | None
-        if sub.step:
-            s = self.market.series(c)
-            if s is None:
-                return
-            i, elapsed = s.locate(t - 1)
-            if i < 0 or elapsed is None:
-                return
-            opened = int(s.opens[i])
-            align = s.spec.open_seconds
-            bucket = (elapsed + align) // sub.step
-            start = opened + max(bucket * sub.step - align, 0)
-            bar = self.market.window(c, start, t)
-            if bar is None:
-                return
-            bar = transform_bar(bar, sub.what, c, s)
-        else:
-            duration = {"1 day": "1 D", "1 week": "1 M", "1 month": "2 M"}[sub.bar_size]
-            try:
-                bars = self.market.historical(c, t, duration, sub.bar_size, sub.what, t)
-            except HistoricalDataError:
-                return
-            bar = bars[-1]
-        session.send([90, sub.req_id, bar.count,
-                      format_bar_time(bar, c.timeZoneId, sub.format_date),
-                      bar.open, bar.close, bar.high, bar.low, bar.wap, bar.volume])
-
-    def _send_ticks(self, session: Session, sub: MarketSub, t: int, full: bool = False) -> None:
-        at = t - 900 if sub.delayed else t  # delayed data is 15 minutes old
-        quote = self.market.quote_at(sub.contract, at)
-        if quote is None:
-            return
-        d = sub.delayed
-        is_index = sub.contract.secType == "IND"
-        prices: list[tuple[int, float, float]] = []
-        if not is_index:
-            prices += [(66 if d else 1, quote.bid, 100.0), (67 if d else 2, quote.ask, 100.0)]
-        prices.append((68 if d else 4, quote.last, max(quote.volume / 50.0, 1.0) // 1))
-        stats = self.market.day_stats(sub.contract, at)
-        if stats is not None:
-            prices += [(72 if d else 6, stats["high"], 0.0), (73 if d else 7, stats["low"], 0.0)]
-            if full:
-                prices += [(75 if d else 9, stats["close"], 0.0),
-                           (76 if d else 14, stats["open"], 0.0)]
-        for tick_type, price, size in prices:
-            key = tick_type
-            if not full and sub.last.get(key) == price:
-                continue
-            sub.last[key] = price
-            session.send([1, 6, sub.req_id, tick_type, price, size, 0])
-        if stats is not None:
-            vol = stats["volume"]
-            if full or sub.last.get(-1) != vol:
-                sub.last[-1] = vol
-                session.send([2, 6, sub.req_id, 74 if d else 8, vol])
-                if sub.rt_volume and not d and quote.volume > 0:
-                    vwap = round((stats["high"] + stats["low"] + quote.last) / 3.0, 6)
-                    text = (f"{quote.last};{int(quote.volume)};{at * 1000};{int(vol)};{vwap};"
-                            "false")
-                    session.send([46, 6, sub.req_id, 48, text])
-
-
-# ---------------------------------------------------------------- encoders
-def contract_details_fields(c: SimContract, req_id: int, version: int) -> list:
-    """Return contractDetails (10) for ``c`` in the shape the client decodes at ``version``.
-
-    < 164: a version field after the id and mdSizeMultiplier after minTick; 163 adds
-    suggestedSizeIncrement; >= 164: minSize, sizeIncrement, suggestedSizeIncrement.
-    """
-    fields: list = [10]
-    if version < 164:
-        fields.append(8)
-    fields += [req_id, c.symbol, c.secType, c.lastTradeDateOrContractMonth, c.strike, c.right,
-               c.exchange, c.currency, c.localSymbol, c.tradingClass, c.tradingClass, c.conId,
-               c.minTick]
-    if version < 164:
-        fields.append("")  # mdSizeMultiplier
-    contract_month = c.lastTradeDateOrContractMonth[:6] if c.secType == "FUT" else ""
-    fields += [c.multiplier, c.orderTypes, c.validExchanges, 1, 0, c.longName,
-               c.primaryExchange, contract_month, c.industry, c.category, c.subcategory,
-               c.timeZoneId, c.tradingHours, c.liquidHours, "", "", 0,
-               1, "", "", "26" if c.secType == "STK" else "", c.lastTradeDateOrContractMonth,
-               c.stockType]
-    if version == 163:
-        fields.append(1.0)
-    if version >= 164:
-        increment = 1.0 if c.secType != "CASH" else 1.0
-        fields += [1.0, increment, 100.0 if c.secType == "STK" else 1.0]
-    return fields
-
-
-def historical_data_fields(req_id: int, bars: list[Bar], tz_name: str, format_date: int,
-                           end: int) -> list:
-    """Return historicalData (17): start/end text, bar count and 8 fields per bar."""
-    tz = ZoneInfo(tz_name)
-    start_text = (datetime.fromtimestamp(bars[0].start, tz).strftime("%Y%m%d %H:%M:%S")
-                  if bars else "")
-    end_text = datetime.fromtimestamp(end, tz).strftime("%Y%m%d %H:%M:%S")
-    fields: list = [17, req_id, start_text, end_text, len(bars)]
-    for b in bars:
-        fields += [format_bar_time(b, tz_name, format_date), b.open, b.high, b.low, b.close,
-                   b.volume, b.wap, b.count]
-    return fields
-
+            session.send(account_time_fields(now))
+            session.send(account_download_end_fields(account))
 
 def default_start(data: str) -> datetime:
     """Return the default clock start: 2017-01-03 09:30 New York (sample) or

@@ -1,7 +1,7 @@
 """TWS socket framing and field encoding, as the real ib_async/ib_insync clients speak it.
 
 Every message after the raw ``API\\0`` prefix is a 4-byte big-endian length followed by
-NUL-terminated fields (see ../shared/reference/tws-protocol.md §2). Server->client field
+NUL-terminated fields. Server->client field
 encoding follows what the clients' decoders accept: bools as ``1``/``0``, ``None`` and the
 UNSET sentinels as ``""``.
 """
@@ -11,6 +11,25 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable
+
+#: client -> server message names (for the request log)
+MSG_NAMES: dict[int, str] = {
+    1: "reqMktData", 2: "cancelMktData", 3: "placeOrder", 4: "cancelOrder",
+    5: "reqOpenOrders", 6: "reqAccountUpdates", 7: "reqExecutions", 8: "reqIds",
+    9: "reqContractDetails", 10: "reqMktDepth", 11: "cancelMktDepth",
+    12: "reqNewsBulletins", 13: "cancelNewsBulletins", 14: "setServerLogLevel",
+    15: "reqAutoOpenOrders", 16: "reqAllOpenOrders", 17: "reqManagedAccts",
+    20: "reqHistoricalData", 25: "cancelHistoricalData", 49: "reqCurrentTime",
+    50: "reqRealTimeBars", 51: "cancelRealTimeBars", 52: "reqFundamentalData",
+    58: "reqGlobalCancel", 59: "reqMarketDataType", 61: "reqPositions",
+    62: "reqAccountSummary", 63: "cancelAccountSummary", 64: "cancelPositions",
+    71: "startApi", 74: "reqPositionsMulti", 75: "cancelPositionsMulti",
+    76: "reqAccountUpdatesMulti", 77: "cancelAccountUpdatesMulti", 78: "reqSecDefOptParams",
+    81: "reqMatchingSymbols", 87: "reqHeadTimeStamp", 90: "cancelHeadTimeStamp",
+    91: "reqMarketRule", 92: "reqPnL", 93: "cancelPnL", 94: "reqPnLSingle",
+    95: "cancelPnLSingle", 96: "reqHistoricalTicks", 97: "reqTickByTickData",
+    98: "cancelTickByTickData", 99: "reqCompletedOrders", 104: "reqUserInfo",
+}
 
 UNSET_INTEGER = 2**31 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
@@ -44,12 +63,6 @@ def fmt(value: object) -> str:
 def frame(fields: Iterable[object]) -> bytes:
     """Return the framed message: 4-byte big-endian length + each field NUL-terminated."""
     payload = "".join(fmt(f) + "\0" for f in fields).encode("utf-8", errors="backslashreplace")
-    return struct.pack(">I", len(payload)) + payload
-
-
-def frame_raw(text: str) -> bytes:
-    """Frame a payload that is not NUL-field encoded (the client's version string)."""
-    payload = text.encode()
     return struct.pack(">I", len(payload)) + payload
 
 

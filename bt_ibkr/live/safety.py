@@ -9,8 +9,8 @@ Two checks, both raising :class:`SafetyError` with a message that says what to d
 IB's conventions these rely on:
 
 * API ports (defaults, changeable in TWS / Gateway settings): TWS paper 7497, TWS live 7496,
-  IB Gateway paper 4002, IB Gateway live 4001 (:data:`~bt_ibkr.config.PAPER_PORTS`,
-  :data:`~bt_ibkr.config.LIVE_PORTS`). A port is only a hint, since users can change it;
+  IB Gateway paper 4002, IB Gateway live 4001 (:data:`~bt_ibkr.ib.codes.PAPER_PORTS`,
+  :data:`~bt_ibkr.ib.codes.LIVE_PORTS`). A port is only a hint, since users can change it;
   the account id is the proof.
 * Account ids: a paper (simulated) account's id starts with ``D``: ``DU1234567`` for an
   individual or client paper account and ``DF1234567`` for a financial-advisor paper master
@@ -19,24 +19,21 @@ IB's conventions these rely on:
   that something is off. Only ``DU`` and ``DF`` are accepted as paper
   (:data:`PAPER_ACCOUNT_PREFIXES`).
 
-:class:`ReadOnlyGuard` implements read-only mode: the strategy decides, the decision is
-recorded, and nothing is sent.
+Read-only mode (decide, record, send nothing) is the journaled broker's
+(:class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
-from bt_ibkr.config import LIVE_PORTS, MODES, PAPER_PORTS
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib.codes import LIVE_PORTS, PAPER_PORTS, PORT_NAMES
+from bt_ibkr.live.config import MODES
 
 PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
 """Account-id prefixes of IB paper accounts: DU (individual/client), DF (advisor master)."""
 
-_PORT_NAMES = {7497: "TWS paper", 7496: "TWS live", 4002: "IB Gateway paper",
-               4001: "IB Gateway live"}
 
 
 class SafetyError(ConfigError):
@@ -58,7 +55,7 @@ def port_kind(port: int) -> str:
 
 
 def _port_label(port: int) -> str:
-    name = _PORT_NAMES.get(port)
+    name = PORT_NAMES.get(port)
     return f"port {port} ({name})" if name else f"port {port}"
 
 
@@ -153,26 +150,3 @@ def check_trading_mode(
             "with connection.account in the config, BT_IBKR_ACCOUNT or --account"
         )
     return managed[0]
-
-
-@dataclass
-class ReadOnlyGuard:
-    """Read-only mode: the strategy decides as usual, but no order leaves the process.
-
-    The runner asks :meth:`may_send` right before sending each order (after the risk check and
-    after journaling the intent). In read-only mode it returns False and keeps the decision in
-    :attr:`withheld`, so the run's report and audit log show what *would* have been sent.
-    Nothing is sent, cancelled or modified at the gateway. In read-only mode intents should not
-    be journaled as sendable (the runner records them as decisions only), so a later normal run
-    does not resend them.
-    """
-
-    read_only: bool = False
-    withheld: list[dict[str, Any]] = field(default_factory=list)
-
-    def may_send(self, **order: Any) -> bool:
-        """Return True when the order may be sent; in read-only mode record it and return False."""
-        if self.read_only:
-            self.withheld.append(dict(order))
-            return False
-        return True

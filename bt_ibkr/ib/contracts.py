@@ -55,7 +55,7 @@ class ContractSpec:
 
     def to_contract(self):
         """Return an unqualified ``Contract`` of the selected IB client library."""
-        from bt_ibkr.client import Contract
+        from bt_ibkr.ib.client import Contract
 
         kwargs = dict(
             symbol=self.symbol,

@@ -1,8 +1,8 @@
 """SQLite order/fill journal: every order intent is written before it is sent, never sent twice.
 
 The rule that makes restarts safe: an order's identity is its deterministic ``orderRef``
-(:func:`make_order_ref`), written and committed to the journal (:meth:`Journal.record_intent`)
-*before* the order goes to the gateway. IB echoes ``orderRef`` back in ``openOrder``,
+(:func:`bt_ibkr.ib.order_refs.make_order_ref`), written and committed to the journal
+(:meth:`Journal.record_intent`) *before* the order goes to the gateway. IB echoes ``orderRef`` back in ``openOrder``,
 ``execDetails`` and ``completedOrder``, so after a crash or a gateway restart
 :meth:`Journal.reconcile` can match what the journal meant to do against what the gateway did:
 
@@ -18,29 +18,34 @@ One file, WAL mode, ``synchronous=FULL``: a committed row survives a process kil
 and several processes/threads may open the same file (writers wait for each other).
 
 Times are stored as UTC ISO-8601 strings; naive datetimes are taken to be UTC.
+
+About 900 lines in one module on purpose: :meth:`Journal.reconcile` works inside one SQLite
+transaction with the same private helpers (``_tx``, ``_record_fill``, ``_set_status``,
+``_adopt_position``) that keep the tables consistent for every other write; a separate module
+would have to reach into them. The IB client objects are parsed elsewhere
+(:mod:`bt_ibkr.ib.parsing`), the orderRef is built elsewhere (:mod:`bt_ibkr.ib.order_refs`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import BtIbkrError
-
-REF_PREFIX = "bt1"
-"""Version tag at the start of every orderRef this package makes."""
-MAX_REF_LEN = 40
+from bt_ibkr.ib.order_refs import MAX_REF_LEN, REF_PREFIX
+from bt_ibkr.ib.order_refs import ref_time as _ref_time
+from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
+from bt_ibkr.utc import to_utc as _utc
+from bt_ibkr.utc import utc_now as _now
 
 # intent statuses (journal's own vocabulary; IB's statuses map onto it via normalize_status)
 INTENT = "intent"          # journaled, not (known to be) sent
@@ -142,32 +147,12 @@ class JournalError(BtIbkrError):
 # helpers
 
 
-def _utc(ts: datetime | date) -> datetime:
-    if not isinstance(ts, datetime):
-        ts = datetime(ts.year, ts.month, ts.day)
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else _utc(ts).isoformat()
 
 
 def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def normalize_side(side: str) -> str:
-    """Return ``"BUY"`` or ``"SELL"`` for BUY/SELL/BOT/SLD (any case); raise ValueError otherwise."""
-    s = str(side).strip().upper()
-    if s in ("BUY", "BOT", "B"):
-        return "BUY"
-    if s in ("SELL", "SLD", "S", "SSHORT"):
-        return "SELL"
-    raise ValueError(f"side {side!r}: expected BUY or SELL (or IB's BOT / SLD)")
 
 
 def normalize_status(status: str) -> str:
@@ -182,58 +167,6 @@ def normalize_status(status: str) -> str:
     if mapped is None:
         raise ValueError(f"order status {status!r}: not an IB status nor one of {', '.join(STATUSES)}")
     return mapped
-
-
-def _strategy_tag(strategy: str) -> str:
-    capitals = "".join(ch for ch in strategy if ch.isupper())
-    if len(capitals) >= 2 and not strategy.isupper():
-        tag = capitals  # RegimeAwareEnsemble -> RAE
-    else:
-        tag = re.sub(r"[^A-Za-z0-9]", "", strategy)
-    return (tag or "S")[:8]
-
-
-def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, seq: int) -> str:
-    """Return the deterministic orderRef of one order decision (at most 40 characters).
-
-    ``bt1:<strategy tag>:<symbol>:<decision time>:<seq>``, e.g. ``bt1:RAE:SPY:20240105:1``:
-    the tag is the strategy's capitals (``RegimeAwareEnsemble`` -> ``RAE``), the time is the
-    date when ``decision_time`` is a ``date`` or a midnight datetime, and ``YYYYMMDDTHHMM[SS]``
-    otherwise (tz-aware times are converted to UTC first, microseconds dropped; pass the bar's
-    session date for daily bars, since backtrader stamps them at the session end),
-    ``seq`` numbers the orders of one decision (1, 2, ...).
-    Long symbols are shortened with a hash so the whole stays unique and <= 40 characters.
-    The same inputs always give the same ref; that is what makes a resend after a restart
-    recognisable.
-
-    Raises:
-        ValueError: ``seq`` is negative, ``symbol`` or ``strategy`` is empty.
-    """
-    if not strategy or not str(strategy).strip():
-        raise ValueError("make_order_ref: strategy must be a non-empty name")
-    if not symbol or not str(symbol).strip():
-        raise ValueError("make_order_ref: symbol must be a non-empty string")
-    if int(seq) < 0:
-        raise ValueError(f"make_order_ref: seq must be >= 0, got {seq}")
-    if not isinstance(decision_time, datetime):
-        ts = datetime(decision_time.year, decision_time.month, decision_time.day)
-    else:
-        ts = _utc(decision_time) if decision_time.tzinfo is not None else decision_time
-    if (ts.hour, ts.minute, ts.second) == (0, 0, 0):
-        when = ts.strftime("%Y%m%d")
-    elif ts.second == 0:
-        when = ts.strftime("%Y%m%dT%H%M")
-    else:
-        when = ts.strftime("%Y%m%dT%H%M%S")
-    tag = _strategy_tag(str(strategy).strip())
-    sym = re.sub(r"[^A-Za-z0-9.\-]", "", str(symbol).strip().upper()) or "X"
-    fixed = f"{REF_PREFIX}:{tag}::{when}:{int(seq)}"
-    room = MAX_REF_LEN - len(fixed)
-    if len(sym) > room:
-        digest = hashlib.sha1(str(symbol).encode()).hexdigest()[:6]
-        sym = sym[: max(room - 7, 1)] + "~" + digest
-    ref = f"{REF_PREFIX}:{tag}:{sym}:{when}:{int(seq)}"
-    return ref[:MAX_REF_LEN]
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,44 +209,6 @@ class IntentRecord(Intent):
     def remaining(self) -> float:
         """Shares still to fill."""
         return max(self.quantity - self.filled, 0.0)
-
-
-@dataclass
-class Fill:
-    """One execution (``execDetails``), identified by IB's ``execId``."""
-
-    exec_id: str
-    order_ref: str | None
-    symbol: str
-    side: str
-    shares: float
-    price: float
-    time: datetime
-    commission: float | None = None
-    order_id: int | None = None
-    perm_id: int | None = None
-
-
-@dataclass
-class OrderSnapshot:
-    """An order as the gateway reports it (open or completed orders), for :meth:`reconcile`."""
-
-    order_ref: str
-    order_id: int | None
-    status: str
-    symbol: str
-    side: str
-    quantity: float
-    filled: float = 0.0
-    perm_id: int | None = None
-    avg_price: float | None = None
-    order_type: str = ""
-
-
-@dataclass
-class ExecSnapshot(Fill):
-    """An execution as the gateway reports it (``reqExecutions``), for :meth:`reconcile`:
-    the same fields as a journaled :class:`Fill`."""
 
 
 @dataclass
@@ -414,58 +309,7 @@ class ReconcileReport:
 
 
 # --------------------------------------------------------------------------------------------
-# from the IB client's objects (ib_async / ib_insync, duck-typed: no import here)
-
-_UNSET = 1e300  # IB sends 1.7976931348623157E308 (UNSET_DOUBLE) for "no value"
-
-
-def _contract_symbol(contract: Any) -> str:
-    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "")
-
-
-def order_snapshot(trade: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> OrderSnapshot:
-    """Return the :class:`OrderSnapshot` of an ib_async/ib_insync ``Trade``
-    (``ib.openTrades()``, ``reqAllOpenOrders()``, ``reqCompletedOrders()``).
-
-    ``symbol_of(contract)`` names the symbol the way the runner's intents do (default:
-    ``contract.symbol``).
-    """
-    order, status = trade.order, trade.orderStatus
-    avg = getattr(status, "avgFillPrice", 0.0) or None
-    return OrderSnapshot(
-        order_ref=getattr(order, "orderRef", "") or "",
-        order_id=getattr(order, "orderId", None) or getattr(status, "orderId", None) or None,
-        status=getattr(status, "status", "") or "",
-        symbol=symbol_of(trade.contract),
-        side=order.action,
-        quantity=float(order.totalQuantity),
-        filled=float(getattr(status, "filled", 0.0) or 0.0),
-        perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
-        avg_price=avg if avg is not None and avg < _UNSET else None,
-        order_type=getattr(order, "orderType", "") or "",
-    )
-
-
-def exec_snapshot(fill: Any, symbol_of: Callable[[Any], str] = _contract_symbol) -> ExecSnapshot:
-    """Return the :class:`ExecSnapshot` of an ib_async/ib_insync ``Fill`` (``ib.fills()``,
-    ``reqExecutions()``); the commission is None until IB's commission report has arrived."""
-    ex = fill.execution
-    report = getattr(fill, "commissionReport", None)
-    commission = None
-    if report is not None and getattr(report, "execId", "") and report.commission < _UNSET:
-        commission = float(report.commission)
-    return ExecSnapshot(
-        exec_id=ex.execId,
-        order_ref=getattr(ex, "orderRef", "") or None,
-        symbol=symbol_of(fill.contract),
-        side=normalize_side(ex.side),
-        shares=float(ex.shares),
-        price=float(ex.price),
-        time=getattr(ex, "time", None) or fill.time,
-        commission=commission,
-        order_id=getattr(ex, "orderId", None) or None,
-        perm_id=getattr(ex, "permId", None) or None,
-    )
+# from the gateway's executions
 
 
 def fill_from_exec(snap: ExecSnapshot) -> Fill:
@@ -1144,15 +988,6 @@ def _storage_error(path: Path, exc: sqlite3.Error) -> JournalError | None:
         return JournalError(f"journal {path}: cannot write it ({exc}); check the disk and the "
                             f"permissions of {where}")
     return None
-
-
-def _ref_time(text: str) -> datetime | None:
-    """Return the decision time written in an orderRef (``YYYYMMDD[THHMM[SS]]``), or None."""
-    fmt = {8: "%Y%m%d", 13: "%Y%m%dT%H%M", 15: "%Y%m%dT%H%M%S"}.get(len(text))
-    try:
-        return datetime.strptime(text, fmt).replace(tzinfo=UTC) if fmt else None
-    except ValueError:
-        return None
 
 
 def _intent(row: sqlite3.Row) -> IntentRecord:

@@ -3,20 +3,21 @@
 For every order the strategy submits, in this order:
 
 1. the decision is written to the audit log;
-2. :class:`~bt_ibkr.risk.RiskGate` checks it (max position, max order notional, daily-loss
+2. :class:`~bt_ibkr.live.risk.RiskGate` checks it (max position, max order notional, daily-loss
    halt); a refusal rejects the backtrader order (``order.info.reason``) and is audited, the
    daily-loss halt is announced once (log warning + audit record);
 3. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
    cancelled in backtrader, nothing leaves the process;
-4. the order gets its deterministic orderRef (:func:`bt_ibkr.journal.make_order_ref` from the
-   strategy, symbol, decision bar and the order's number within that decision) and the intent
-   is committed to the SQLite journal BEFORE it is sent. If the journal already holds that
+4. the order's deterministic orderRef (given by IBBroker, :mod:`bt_ibkr.ib.order_refs`: the
+   strategy, symbol, decision bar and the order's number within that decision) and its intent
+   are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
    orderRef (the same decision made again after a restart) nothing is sent: the backtrader order
    is attached to the gateway's order (adopted) or cancelled when the journaled one is finished;
    only an intent that :meth:`Journal.reconcile` listed under ``resend`` is sent again, with the
    same orderRef;
 5. the order is sent through the store; ids, statuses and fills (deduplicated by execId) are
-   written to the journal and the audit log as they come back.
+   written to the journal and the audit log as they come back: the broker subscribes its
+   :meth:`JournaledIBBroker.on_event` to its own events (:meth:`IBBroker.subscribe`).
 
 Testing hook: ``crash_at="after_journal"`` SIGKILLs the process right after the intent is
 committed (before sending); ``crash_at="after_send"`` SIGKILLs it when the gateway has
@@ -31,24 +32,30 @@ import logging
 import math
 import os
 import signal
-from collections import Counter
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-import backtrader as bt
-
-from bt_ibkr.audit import AuditLog
-from bt_ibkr.broker import IBBroker, IBOrder
-from bt_ibkr.journal import (
-    INTENT,
-    OPEN_STATUSES,
-    Fill,
-    Intent,
-    Journal,
-    make_order_ref,
+from bt_ibkr.ib.broker import IBBroker, IBOrder
+from bt_ibkr.ib.codes import DUPLICATE_ORDER_ID, is_warning
+from bt_ibkr.ib.events import (
+    BrokerEvent,
+    CommissionReceived,
+    ConnectionGaveUp,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectivityNotice,
+    ExecutionReceived,
+    OrderError,
+    OrderPlaced,
+    OrderStatusChanged,
 )
-from bt_ibkr.risk import RiskGate
+from bt_ibkr.ib.order_refs import decision_time
+from bt_ibkr.ib.parsing import contract_symbol
+from bt_ibkr.live.audit import AuditLog
+from bt_ibkr.live.journal import INTENT, OPEN_STATUSES, Fill, Intent, Journal
+from bt_ibkr.live.risk import RiskGate
+from bt_ibkr.utc import utc_now
 
 log = logging.getLogger("bt_ibkr.live")
 
@@ -64,11 +71,6 @@ def _crash(point: str) -> None:  # pragma: no cover - the process dies here
         except Exception:  # noqa: BLE001
             pass
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def contract_symbol(contract: Any) -> str:
-    """Return the symbol the journal uses for ``contract`` (``contract.symbol``)."""
-    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "") or "?"
 
 
 class JournaledIBBroker(IBBroker):
@@ -93,10 +95,10 @@ class JournaledIBBroker(IBBroker):
         self.trading_day: date | None = None
         self.records: dict[str, dict[str, Any]] = {}
         self.halt_announced = False
-        self.max_order_id = 0
-        self._decision_seq: Counter = Counter()
         self._fills: dict[str, Fill] = {}
+        self._early_commission: dict[str, float] = {}
         self._crashed_after_send = False
+        self.subscribe(self.on_event)
 
     def configure(self, *, journal: Journal, audit: AuditLog | None, gate: RiskGate | None,
                   strategy_name: str, run_id: str | None, account: str | None,
@@ -128,15 +130,6 @@ class JournaledIBBroker(IBBroker):
         rec = self.records.setdefault(ref, {"orderRef": ref})
         rec.update(fields)
 
-    @staticmethod
-    def decision_time(data) -> date | datetime:
-        """Return the decision bar's time for the orderRef: the session date for daily and
-        longer bars, the bar's naive-UTC close time for intraday bars."""
-        dt = bt.num2date(data.datetime[0])  # naive UTC
-        if data._timeframe >= bt.TimeFrame.Days:
-            return data.datetime.date(0)  # in the data's (exchange) time zone
-        return dt.replace(microsecond=0)
-
     def _refuse(self, order: IBOrder, reason: str) -> IBOrder:
         order.submit(self)
         order.info.reason = reason
@@ -157,10 +150,8 @@ class JournaledIBBroker(IBBroker):
             price = float(order.price) if order.price else float(data.close[0])
         except (IndexError, TypeError, ValueError):
             price = float("nan")
-        when = self.decision_time(data)
-        key = (symbol, str(when))
-        self._decision_seq[key] += 1
-        ref = make_order_ref(self.strategy_name, symbol, when, self._decision_seq[key])
+        when = decision_time(data)
+        ref = order.ib_order.orderRef
         position = self.getposition(data).size
         equity = self.getvalue()
         self._audit("decision", orderRef=ref, symbol=symbol, side=side, quantity=qty,
@@ -205,7 +196,6 @@ class JournaledIBBroker(IBBroker):
             return order
 
         # 3. journal the intent BEFORE sending
-        order.ib_order.orderRef = ref
         ib = order.ib_order
         created = self.journal.record_intent(Intent(
             order_ref=ref, strategy=self.strategy_name, symbol=symbol, side=side,
@@ -249,95 +239,95 @@ class JournaledIBBroker(IBBroker):
         return order
 
     # ------------------------------------------------------------------ events
-    def _ev_placed(self, key: str, oid: int) -> None:
-        super()._ev_placed(key, oid)
-        self.max_order_id = max(self.max_order_id, int(oid))
-        if self.journal is not None and self.journal.get(key) is not None:
-            self.journal.mark_sent(key, oid)
-            self._record(key, orderId=oid)
-
-    def _ev_status(self, *args) -> None:
-        super()._ev_status(*args)
-        if len(args) < 7 or self.journal is None:
-            if len(args) >= 2:
-                self._audit("connection", event="status", code=args[0], text=args[1])
+    def on_event(self, event: BrokerEvent) -> None:
+        """Write what an applied broker event means to the journal and the audit log (called
+        by :meth:`IBBroker.process_events` for every event; does nothing before
+        :meth:`configure`)."""
+        if self.journal is None:
             return
-        key, status, filled, remaining, avg, code, reason = args
-        rec = self.journal.get(key)
+        match event:
+            case OrderPlaced(ref=ref, order_id=oid):
+                if self.journal.get(ref) is not None:
+                    self.journal.mark_sent(ref, oid)
+                    self._record(ref, orderId=oid)
+            case OrderStatusChanged():
+                self._journal_status(event)
+            case OrderError(ref=ref, code=code, text=text):
+                if not is_warning(code):
+                    if code == DUPLICATE_ORDER_ID:
+                        log.error("IB error 103 (duplicate order id) for %s: %s", ref, text)
+                    self._audit("error", orderRef=ref, code=code, text=text)
+            case ExecutionReceived():
+                self._journal_fill(event)
+            case CommissionReceived(exec_id=exec_id, commission=commission):
+                self._journal_commission(exec_id, commission)
+            case ConnectivityNotice(code=code, text=text):
+                self._audit("connection", event="status", code=code, text=text)
+            case ConnectionLost():
+                log.warning("connection to the gateway lost; new orders are held until it is back")
+                self._audit("connection", event="lost")
+            case ConnectionRestored():
+                log.info("reconnected to the gateway; orders and executions re-synced")
+                self._audit("connection", event="reconnected")
+            case ConnectionGaveUp():
+                log.error("gave up reconnecting to the gateway")
+                self._audit("connection", event="gave_up")
+
+    def _journal_status(self, ev: OrderStatusChanged) -> None:
+        rec = self.journal.get(ev.ref)
         if rec is None:
             return
         try:
-            self.journal.update_status(key, status, filled=filled,
-                                       avg_price=avg if avg and filled else None)
+            self.journal.update_status(ev.ref, ev.status, filled=ev.filled,
+                                       avg_price=ev.avg_price if ev.avg_price and ev.filled
+                                       else None)
         except ValueError:
-            log.debug("unknown IB status %r for %s", status, key)
-        new = self.journal.get(key)
+            log.debug("unknown IB status %r for %s", ev.status, ev.ref)
+        new = self.journal.get(ev.ref)
         if new is not None and new.status != rec.status:
-            self._audit("order", orderRef=key, status=new.status, ib_status=status,
-                        filled=filled, remaining=remaining, code=code, reason=reason)
-            self._record(key, status=new.status, filled=new.filled)
+            self._audit("order", orderRef=ev.ref, status=new.status, ib_status=ev.status,
+                        filled=ev.filled, remaining=ev.remaining, code=ev.error_code,
+                        reason=ev.reason)
+            self._record(ev.ref, status=new.status, filled=new.filled)
         if (self.crash_at == "after_send" and not self._crashed_after_send
-                and status in ("Submitted", "PreSubmitted") and not filled):
+                and ev.status in ("Submitted", "PreSubmitted") and not ev.filled):
             self._crashed_after_send = True
             _crash("after_send")
 
-    def _ev_error(self, key: str, code: int, text: str) -> None:
-        super()._ev_error(key, code, text)
-        if code in (399, 404, 2109, 10167) or 2100 <= code < 2200:
+    def _journal_fill(self, ev: ExecutionReceived) -> None:
+        if ev.exec_id in self._fills:
             return
-        if code == 103:
-            log.error("IB error 103 (duplicate order id) for %s: %s", key, text)
-        self._audit("error", orderRef=key, code=code, text=text)
+        order = self.orders.get(ev.ref)
+        rec = self.journal.get(ev.ref)
+        if order is not None:
+            symbol = contract_symbol(order.data.tradecontract)
+        else:
+            symbol = rec.symbol if rec is not None else "?"
+        t = ev.time if isinstance(ev.time, datetime) else utc_now()
+        fill = Fill(exec_id=ev.exec_id, order_ref=ev.ref, symbol=symbol,
+                    side="BUY" if ev.shares > 0 else "SELL", shares=abs(float(ev.shares)),
+                    price=float(ev.price), time=t,
+                    commission=self._early_commission.pop(ev.exec_id, None),
+                    order_id=order.orderId if order is not None else None)
+        self._fills[ev.exec_id] = fill
+        if fill.shares > 0 and self.journal.record_fill(fill):
+            self._audit("fill", orderRef=ev.ref, execId=ev.exec_id, symbol=symbol,
+                        side=fill.side, shares=fill.shares, price=fill.price,
+                        time=t.isoformat())
+            rec = self.journal.get(ev.ref)
+            if rec is not None:
+                self._record(ev.ref, status=rec.status, filled=rec.filled,
+                             symbol=rec.symbol, side=rec.side, quantity=rec.quantity)
 
-    def _ev_exec(self, key: str, execid: str, signed: float, price: float, when) -> None:
-        if self.journal is not None and execid not in self._fills:
-            order = self.orders.get(key)
-            rec = self.journal.get(key)
-            if order is not None:
-                symbol = contract_symbol(order.data.tradecontract)
-            elif rec is not None:
-                symbol = rec.symbol
-            else:
-                symbol = "?"
-            t = when if isinstance(when, datetime) else datetime.now(UTC)
-            fill = Fill(exec_id=execid, order_ref=key, symbol=symbol,
-                        side="BUY" if signed > 0 else "SELL", shares=abs(float(signed)),
-                        price=float(price), time=t,
-                        order_id=order.orderId if order is not None else None)
-            self._fills[execid] = fill
-            if fill.shares > 0 and self.journal.record_fill(fill):
-                self._audit("fill", orderRef=key, execId=execid, symbol=symbol,
-                            side=fill.side, shares=fill.shares, price=fill.price,
-                            time=t.isoformat())
-                rec = self.journal.get(key)
-                if rec is not None:
-                    self._record(key, status=rec.status, filled=rec.filled,
-                                 symbol=rec.symbol, side=rec.side, quantity=rec.quantity)
-        super()._ev_exec(key, execid, signed, price, when)
-
-    def _ev_comm(self, key: str, execid: str, commission: float, pnl: float) -> None:
-        fill = self._fills.get(execid)
-        if self.journal is not None and fill is not None and fill.commission is None \
-                and math.isfinite(commission):
-            fill = replace(fill, commission=float(commission))
-            self._fills[execid] = fill
+    def _journal_commission(self, exec_id: str, commission: float) -> None:
+        if not math.isfinite(commission):
+            return
+        fill = self._fills.get(exec_id)
+        if fill is None:  # IB's report came before the execution: keep it for the fill
+            self._early_commission[exec_id] = float(commission)
+        elif fill.commission is None:
+            self._fills[exec_id] = fill = replace(fill, commission=float(commission))
             self.journal.record_fill(fill)
-        super()._ev_comm(key, execid, commission, pnl)
-
-    def _ev_connbroken(self) -> None:
-        super()._ev_connbroken()
-        log.warning("connection to the gateway lost; new orders are held until it is back")
-        self._audit("connection", event="lost")
-
-    def _ev_reconnected(self) -> None:
-        super()._ev_reconnected()
-        log.info("reconnected to the gateway; orders and executions re-synced")
-        self._audit("connection", event="reconnected")
-
-    def _ev_disconnected(self) -> None:
-        super()._ev_disconnected()
-        log.error("gave up reconnecting to the gateway")
-        self._audit("connection", event="gave_up")
 
     # ------------------------------------------------------------------ queries
     def working_refs(self) -> list[str]:

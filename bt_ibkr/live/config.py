@@ -45,23 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib.bars import BAR_SIZES
 
-PAPER_PORTS: frozenset[int] = frozenset({7497, 4002})
-"""Default API ports of paper sessions: TWS 7497, IB Gateway 4002."""
-LIVE_PORTS: frozenset[int] = frozenset({7496, 4001})
-"""Default API ports of live sessions: TWS 7496, IB Gateway 4001."""
 DEFAULT_PORT_BY_MODE: dict[str, int] = {"paper": 4002, "live": 4001}
 """Port used when none is configured: IB Gateway's paper or live port."""
 
 MODES = ("paper", "live")
 RUN_MODES = ("daily", "stream")
-BAR_SIZES = (
-    "1 secs", "5 secs", "10 secs", "15 secs", "30 secs",
-    "1 min", "2 mins", "3 mins", "5 mins", "10 mins", "15 mins", "20 mins", "30 mins",
-    "1 hour", "2 hours", "3 hours", "4 hours", "8 hours",
-    "1 day", "1 week", "1 month",
-)
-"""Bar sizes IB's historical-data API accepts (``barSizeSetting``)."""
 
 ENV_CONNECTION = {
     "BT_IBKR_HOST": "connection.host",
@@ -105,7 +95,7 @@ class ConnectionConfig:
 
 @dataclass
 class RiskConfig:
-    """Risk limits checked before every order (see :mod:`bt_ibkr.risk`); ``None`` = no limit.
+    """Risk limits checked before every order (see :mod:`bt_ibkr.live.risk`); ``None`` = no limit.
 
     ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
     account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).

@@ -19,9 +19,7 @@ different instrument.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,6 +33,8 @@ from bt_ibkr.errors import (
     SourceUnavailableError,
     UnknownSymbolError,
 )
+from bt_ibkr.ib.bars import INTERVAL_BAR_SIZES
+from bt_ibkr.progress import progress
 from bt_ibkr.validation import as_date, describe_range
 
 __all__ = [
@@ -49,20 +49,13 @@ __all__ = [
     "yahoo_cache_key",
 ]
 
-log = logging.getLogger("bt_ibkr.history")
+log = logging.getLogger("bt_ibkr.data.history")
 
 VALID_SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 DEFAULT_SYMBOLS = ("SPY",)
 DEFAULT_YEARS = 10
 SPY_LIKE = frozenset({"SPY", "^GSPC", "GSPC", "SPX", "SP500", "S&P500", "VOO", "IVV"})
 """Symbols the ^GSPC sample may stand in for (S&P 500 index and its large ETFs)."""
-
-INTERVAL_BAR_SIZES = {
-    "1m": "1 min", "2m": "2 mins", "5m": "5 mins", "15m": "15 mins", "30m": "30 mins",
-    "60m": "1 hour", "1h": "1 hour", "90m": "90 mins", "1d": "1 day", "5d": "5 days",
-    "1wk": "1 week", "1mo": "1 month", "3mo": "3 months",
-}  # fmt: skip
-"""yfinance interval -> IB bar size spelling (used in cache keys)."""
 
 _WHAT_TO_DO = (
     "check your network and retry, use --source csv with one file per symbol, or "
@@ -130,30 +123,6 @@ def _strip_source(text: str, source: str) -> str:
     text = " ".join(str(text).split())
     prefix = f"{source} "
     return text[len(prefix):] if text.lower().startswith(prefix) else text
-
-
-@contextlib.contextmanager
-def _progress(symbols: list[str], enabled: bool, what: str) -> Iterator[Callable[[str], None]]:
-    """Yield ``advance(symbol)``; shows a rich progress bar on stderr when > 1 symbol."""
-    if not enabled or len(symbols) < 2:
-        yield lambda _sym: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(what, total=len(symbols))
-
-        def advance(sym: str) -> None:
-            bar.update(task, advance=1, description=f"{what} ({sym})")
-
-        yield advance
 
 
 def _check_overlap(frames: dict[str, pd.DataFrame]) -> None:
@@ -303,7 +272,7 @@ def _serve_yahoo(
     """All symbols from yahoo (through the cache) or raise the first failure (DataError)."""
     frames: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
-    with _progress(symbols, req.progress, "yahoo") as advance:
+    with progress(len(symbols), "yahoo", req.progress) as advance:
         for i, sym in enumerate(symbols):
             try:
                 frame, note = _fetch_yahoo_symbol(sym, req, cache, start, end)
@@ -385,7 +354,7 @@ def _serve_csv(req: HistoryRequest) -> dict[str, pd.DataFrame]:
         )
     names = symbols or [p.stem for p in paths]
     frames: dict[str, pd.DataFrame] = {}
-    with _progress(names, req.progress, "csv") as advance:
+    with progress(len(names), "csv", req.progress) as advance:
         for sym, path in zip(names, paths, strict=True):
             frame = load_csv(path, sym)
             full = describe_range(frame)
@@ -531,7 +500,7 @@ def _serve_ibkr(
     req: HistoryRequest, given: list[str] | None, start: date | None, end: date | None
 ) -> HistoryResult:
     """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched)."""
-    from bt_ibkr.data_provider import load_ibkr_history
+    from bt_ibkr.data.provider import load_ibkr_history
 
     symbols = given or list(DEFAULT_SYMBOLS)
     i_end = end or _today()

@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from bt_ibkr.config import RiskConfig
+from bt_ibkr.live.config import RiskConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class RiskLimits:
 
     @classmethod
     def from_config(cls, risk: RiskConfig) -> RiskLimits:
-        """Return the limits of a :class:`~bt_ibkr.config.RiskConfig`."""
+        """Return the limits of a :class:`~bt_ibkr.live.config.RiskConfig`."""
         return cls(
             max_position_per_symbol=risk.max_position_per_symbol,
             max_position_notional=risk.max_position_notional,

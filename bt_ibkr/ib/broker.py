@@ -13,16 +13,18 @@ usual notifications (Submitted, Accepted, Partial, Completed, Canceled, Rejected
 reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``); cash and value
 come from the account updates; positions open at start are adopted.
 
-Every order carries a deterministic ``orderRef`` ``bt-{strategy}-{data}-{seq}`` unless the
-user gave one: the key a journal can record before sending.
+Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`: strategy,
+symbol, decision bar, number within the decision) unless the user gave one: the key a journal
+records before sending. Code that must see every event the broker applies (a journal, an
+audit) subscribes with :meth:`IBBroker.subscribe`.
 """
 
 from __future__ import annotations
 
 import collections
 import queue
-import threading
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import backtrader as bt
@@ -30,8 +32,28 @@ from backtrader.comminfo import CommInfoBase
 from backtrader.order import Order, OrderBase
 from backtrader.position import Position
 
-from bt_ibkr import client as ibc
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.codes import (
+    CANCEL_CONFIRMATIONS,
+    CANCELLED_STATUSES,
+    INACTIVE,
+    ORDER_CANCELLED,
+    WORKING_STATUSES,
+    is_warning,
+)
+from bt_ibkr.ib.events import (
+    BrokerEvent,
+    CommissionReceived,
+    ExecutionReceived,
+    OrderError,
+    OrderPlaced,
+    OrderStatusChanged,
+)
+from bt_ibkr.ib.order_refs import OrderRefs, decision_time
+from bt_ibkr.ib.parsing import contract_symbol
+from bt_ibkr.ib.store import STORE_PARAMS, IBStore
+from bt_ibkr.utc import naive_utc, utc_now
 
 
 class IBCommInfo(CommInfoBase):
@@ -69,9 +91,9 @@ def tif_for(valid) -> tuple[str, str]:
     if isinstance(valid, timedelta):
         if valid == timedelta(0):
             return "DAY", ""
-        when = datetime.now(UTC).replace(tzinfo=None) + valid
+        when = naive_utc(utc_now()) + valid
     elif isinstance(valid, datetime):
-        when = valid.astimezone(UTC).replace(tzinfo=None) if valid.tzinfo else valid
+        when = naive_utc(valid)
     elif isinstance(valid, date):
         when = datetime.combine(valid, datetime.max.time()).replace(microsecond=0)
     elif valid == 0:
@@ -155,55 +177,58 @@ class IBBroker(bt.BrokerBase):
 
     ``IBBroker(store=None, **store_params)``: without ``store`` it shares the default IBStore
     (created from ``store_params`` if none exists), like backtrader's singleton store.
+    ``broker.store`` is that store (``broker.ib`` too: backtrader's name for it).
     """
 
     params = (("store", None),)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        from bt_ibkr.store import STORE_PARAMS, IBStore
-
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:
             raise ConfigError(f"unknown IBBroker parameter(s) {unknown}")
-        self.ib = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
+        self.store = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
         self.startingcash = self.cash = 0.0
         self.startingvalue = self.value = 0.0
         self.orders: dict[str, IBOrder] = {}
         self.notifs: collections.deque = collections.deque()
         self.positions: dict[int, Position] = {}
-        self._seq = collections.Counter()
-        self._pending_exec: dict[str, tuple] = {}
-        self._early_comm: dict[str, tuple] = {}
+        self.refs = OrderRefs()
+        self._subscribers: list[Callable[[BrokerEvent], None]] = []
+        self._pending_exec: dict[str, ExecutionReceived] = {}
+        self._early_comm: dict[str, CommissionReceived] = {}
         self._applied: set[str] = set()
-        self._lock = threading.Lock()
         self._started = False
-        self.connection_ok = True
+
+    @property
+    def ib(self) -> IBStore:
+        """The store (backtrader's attribute name for it)."""
+        return self.store
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         super().start()
-        self.ib.start(broker=self)
+        self.store.start(broker=self)
         self._started = True
-        self.startingcash = self.cash = self.ib.get_acc_cash()
-        self.startingvalue = self.value = self.ib.get_acc_value()
+        self.startingcash = self.cash = self.store.get_acc_cash()
+        self.startingvalue = self.value = self.store.get_acc_value()
 
     def stop(self) -> None:
         super().stop()
         if self._started:
             self._started = False
             self.process_events()
-            self.ib.stop()
+            self.store.stop()
 
     # ------------------------------------------------------------------ account
     def getcash(self) -> float:
         """Return the account cash from the latest account update (never blocks)."""
-        self.cash = self.ib.get_acc_cash()
+        self.cash = self.store.get_acc_cash()
         return self.cash
 
     def getvalue(self, datas=None) -> float:
         """Return the net liquidation value from the latest account update (never blocks)."""
-        self.value = self.ib.get_acc_value()
+        self.value = self.store.get_acc_value()
         return self.value
 
     def get_notification(self):
@@ -226,7 +251,7 @@ class IBBroker(bt.BrokerBase):
         conid = self._conid(data)
         pos = self.positions.get(conid)
         if pos is None:
-            size, avgcost = self.ib.get_positions().get(conid, (0.0, 0.0))
+            size, avgcost = self.store.get_positions().get(conid, (0.0, 0.0))
             mult = self._multiplier(data)
             pos = Position(size, (avgcost / mult) if size else 0.0)
             self.positions[conid] = pos
@@ -247,11 +272,8 @@ class IBBroker(bt.BrokerBase):
 
     # ------------------------------------------------------------------ orders
     def _order_ref(self, owner, data) -> str:
-        strat = type(owner).__name__ if owner is not None else "user"
-        dname = getattr(data, "_name", "") or str(getattr(data.p, "dataname", "data"))
-        base = f"bt-{strat}-{dname}"
-        self._seq[base] += 1
-        return f"{base}-{self._seq[base]}"
+        strategy = type(owner).__name__ if owner is not None else "user"
+        return self.refs.next(strategy, contract_symbol(data.tradecontract), decision_time(data))
 
     def _makeorder(self, action, owner, data, size, price=None, plimit=None, exectype=None,
                    valid=None, tradeid=0, **kwargs) -> IBOrder:
@@ -260,8 +282,8 @@ class IBBroker(bt.BrokerBase):
                         **kwargs)
         if not order.ib_order.orderRef:
             order.ib_order.orderRef = self._order_ref(owner, data)
-        if not order.ib_order.account and self.ib.p.account:
-            order.ib_order.account = self.ib.p.account  # needed with several managed accounts
+        if not order.ib_order.account and self.store.p.account:
+            order.ib_order.account = self.store.p.account  # needed with several managed accounts
         if order.ib_order.orderRef in self.orders:
             raise ConfigError(f"orderRef {order.ib_order.orderRef!r} was already used; "
                               "every order needs a unique orderRef")
@@ -297,7 +319,7 @@ class IBBroker(bt.BrokerBase):
         order.submit(self)
         self.orders[ib.orderRef] = order
         contract = order.data.tradecontract
-        self.ib.place_order(ib.orderRef, contract, ib, parent_key)
+        self.store.place_order(ib.orderRef, contract, ib, parent_key)
         self.notify(order)
         return order
 
@@ -305,72 +327,68 @@ class IBBroker(bt.BrokerBase):
         """Ask IB to cancel ``order``; returns False if it is no longer alive (never blocks)."""
         if not order.alive():
             return False
-        self.ib.cancel_order(order.orderRef)
+        self.store.cancel_order(order.orderRef)
         return True
 
     def orderstatus(self, order: IBOrder) -> int:
         return self.orders.get(order.orderRef, order).status
 
     # ------------------------------------------------------------------ events
+    def subscribe(self, callback: Callable[[BrokerEvent], None]) -> None:
+        """Call ``callback(event)`` for every event this broker takes from the store, after
+        applying it (backtrader's thread): order events and connection events alike."""
+        self._subscribers.append(callback)
+
     def next(self) -> None:
         """Apply every event the store queued since the last call (cerebro calls it per bar)."""
         self.process_events()
 
     def process_events(self) -> int:
-        """Apply queued IB events to the orders; returns how many were handled."""
+        """Apply queued IB events to the orders, then pass each to the subscribers; returns
+        how many were handled."""
         n = 0
-        q = self.ib.broker_q
+        q = self.store.broker_q
         while True:
             try:
-                ev = q.get_nowait()
+                event = q.get_nowait()
             except queue.Empty:
                 return n
             n += 1
-            handler = getattr(self, f"_ev_{ev[0]}", None)
+            handler = self._HANDLERS.get(type(event))
             if handler is not None:
-                handler(*ev[1:])
+                handler(self, event)
+            for callback in self._subscribers:
+                callback(event)
 
-    def _ev_placed(self, key: str, oid: int) -> None:
-        order = self.orders.get(key)
+    def _on_placed(self, ev: OrderPlaced) -> None:
+        order = self.orders.get(ev.ref)
         if order is not None:
-            order.orderId = oid
+            order.orderId = ev.order_id
 
-    def _ev_connbroken(self) -> None:
-        self.connection_ok = False
-
-    def _ev_reconnected(self) -> None:
-        self.connection_ok = True
-
-    def _ev_disconnected(self) -> None:
-        self.connection_ok = False
-
-    def _ev_status(self, *args) -> None:
-        if len(args) < 7:
-            return  # connectivity status (code, text): nothing to do for orders
-        key, status, filled, remaining, avg, code, reason = args
-        order = self.orders.get(key)
+    def _on_status(self, ev: OrderStatusChanged) -> None:
+        order = self.orders.get(ev.ref)
         if order is None:
             return
-        if status in ("Submitted", "PreSubmitted") and order.status == Order.Submitted:
+        if ev.status in WORKING_STATUSES and order.status == Order.Submitted:
             order.accept(self)
             self.notify(order)
-        elif status in ("Cancelled", "ApiCancelled"):
+        elif ev.status in CANCELLED_STATUSES:
             if not order.alive():
                 return
-            if code and code not in (202, 10148):
-                self._reject(order, code, reason)
+            if ev.error_code and ev.error_code not in CANCEL_CONFIRMATIONS:
+                self._reject(order, ev.error_code, ev.reason)
                 return
-            if self._pending_exec_for(key):
+            if self._pending_exec_for(ev.ref):
                 order._cancel_after_fills = True  # executions still on their way
                 return
             order.cancel()
             self.notify(order)
-        elif status == "Inactive":
+        elif ev.status == INACTIVE:
             if order.alive():
-                self._reject(order, code, reason or "order inactive at IB")
+                self._reject(order, ev.error_code, ev.reason or "order inactive at IB")
 
     def _pending_exec_for(self, key: str) -> bool:
-        return any(v[0] == key for v in self._pending_exec.values())
+        return any(ex.ref == key for ex in self._pending_exec.values())
 
     def _reject(self, order: IBOrder, code, reason: str) -> None:
         order.info.reason = reason
@@ -378,38 +396,42 @@ class IBBroker(bt.BrokerBase):
         order.reject(self)
         self.notify(order)
 
-    def _ev_error(self, key: str, code: int, text: str) -> None:
-        order = self.orders.get(key)
+    def _on_error(self, ev: OrderError) -> None:
+        order = self.orders.get(ev.ref)
         if order is None or not order.alive():
             return
-        if code == 202:  # cancelled: the status event does it
-            return
-        if code in (399, 404, 2109, 10167) or 2100 <= code < 2200:
-            return  # warnings
+        if ev.code == ORDER_CANCELLED or is_warning(ev.code):
+            return  # cancelled: the status event does it; warnings change nothing
         if order.status in (Order.Submitted, Order.Accepted) and not order.executed.size:
-            self._reject(order, code, text)
+            self._reject(order, ev.code, ev.text)
 
-    def _ev_exec(self, key: str, execid: str, signed: float, price: float, when) -> None:
-        if execid in self._applied or execid in self._pending_exec:
+    def _on_exec(self, ev: ExecutionReceived) -> None:
+        if ev.exec_id in self._applied or ev.exec_id in self._pending_exec:
             return
-        self._pending_exec[execid] = (key, signed, price, when)
-        early = self._early_comm.pop(execid, None)
+        self._pending_exec[ev.exec_id] = ev
+        early = self._early_comm.pop(ev.exec_id, None)
         if early is not None:
-            self._ev_comm(*early)
+            self._on_comm(early)
 
-    def _ev_comm(self, key: str, execid: str, commission: float, pnl: float) -> None:
-        if execid in self._applied:
+    def _on_comm(self, ev: CommissionReceived) -> None:
+        if ev.exec_id in self._applied:
             return
-        pending = self._pending_exec.pop(execid, None)
-        if pending is None:
-            self._early_comm[execid] = (key, execid, commission, pnl)
+        ex = self._pending_exec.pop(ev.exec_id, None)
+        if ex is None:
+            self._early_comm[ev.exec_id] = ev
             return
-        self._applied.add(execid)
-        key, signed, price, when = pending
-        order = self.orders.get(key)
-        if order is None:
-            return
-        self._execute(order, execid, signed, price, when, commission)
+        self._applied.add(ev.exec_id)
+        order = self.orders.get(ex.ref)
+        if order is not None:
+            self._execute(order, ex.exec_id, ex.shares, ex.price, ex.time, ev.commission)
+
+    _HANDLERS: dict[type, Callable[[IBBroker, Any], None]] = {
+        OrderPlaced: _on_placed,
+        OrderStatusChanged: _on_status,
+        OrderError: _on_error,
+        ExecutionReceived: _on_exec,
+        CommissionReceived: _on_comm,
+    }
 
     def _execute(self, order: IBOrder, execid: str, size: float, price: float, when,
                  comm: float) -> None:
@@ -428,7 +450,7 @@ class IBBroker(bt.BrokerBase):
         pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
         margin = comminfo.getvaluesize(size, price)
         if isinstance(when, datetime):
-            dt = bt.date2num(when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when)
+            dt = bt.date2num(naive_utc(when))
         else:
             dt = order.data.datetime[0] if len(order.data) else 0.0
         order.execute(dt, size, price, closed, closedvalue, closedcomm, opened, openedvalue,
@@ -442,3 +464,6 @@ class IBBroker(bt.BrokerBase):
             if not self._pending_exec_for(order.orderRef):
                 order.cancel()
                 self.notify(order)
+
+
+IBStore.BrokerCls = IBBroker

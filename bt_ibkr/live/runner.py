@@ -2,19 +2,21 @@
 
 ``run_live(config)`` / ``LiveRunner(config).run()`` does what ``python -m examples.live`` does:
 
-1. validate the :class:`~bt_ibkr.config.LiveConfig` and refuse a live port in paper mode (or
+1. validate the :class:`~bt_ibkr.live.config.LiveConfig` and refuse a live port in paper mode (or
    live mode without the explicit confirmation) BEFORE connecting (:func:`safety.check_launch`);
 2. optionally start the gateway simulator in-process (``simulate=True``);
-3. connect (:class:`~bt_ibkr.store.IBStore`), refuse accounts that do not match the mode
+3. connect (:class:`~bt_ibkr.ib.store.IBStore`), refuse accounts that do not match the mode
    (:func:`safety.check_trading_mode`);
 4. reconcile the SQLite journal with the gateway: open and completed orders, executions
    (``reqExecutions``), positions; adopt what it finds (working orders of ours are followed,
    their fills journaled), bump the client's order-id sequence past every id ever used;
-5. run Cerebro with the strategy, :class:`~bt_ibkr.live_broker.JournaledIBBroker` (risk gate,
-   journal-before-send, read-only) and the equity recorder (appended across runs):
+5. run Cerebro with the strategy, :class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`
+   (risk gate, journal-before-send, read-only) and the equity recorder (appended across runs).
+   Warm-up and backfill go through the store's historical path and the shared bar cache, on
+   the store's one connection:
 
-   * ``run_mode="daily"``: backfill completed daily bars, let the strategy decide on the last
-     one, place the orders, wait until they are finished (or ``max_runtime``; unfinished ones
+   * ``run_mode="daily"``: backfill completed daily bars (:class:`~feeds.daily_decision.
+     DailyDecisionData`), let the strategy decide on the last one, place the orders, wait until they are finished (or ``max_runtime``; unfinished ones
      stay working and journaled) and return;
    * ``run_mode="stream"``: backfill, then trade every live bar until :meth:`LiveRunner.stop`
      (SIGINT/SIGTERM in the CLI) or ``max_runtime``; on stop this run's working orders are
@@ -34,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -45,209 +46,26 @@ from typing import Any
 
 import backtrader as bt
 
-from analyzers.equity import EquityRecorder
-from bt_ibkr import client as ibc
-from bt_ibkr.audit import AuditLog, RedactingFilter, Redactor, audit_path
+from analyzers.live_equity import LiveEquityRecorder
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
-from bt_ibkr.config import LiveConfig, PathsConfig
-from bt_ibkr.errors import ConfigError, ConnectionFailedError, DataError, SourceUnavailableError
-from bt_ibkr.journal import (
-    Journal,
-    JournalError,
-    ReconcileReport,
-    exec_snapshot,
-    order_snapshot,
-)
-from bt_ibkr.live_broker import CRASH_POINTS, JournaledIBBroker, contract_symbol
-from bt_ibkr.risk import RiskGate
-from bt_ibkr.run_lock import RunLock
-from bt_ibkr.safety import check_launch, check_trading_mode
-from bt_ibkr.store import IBStore
+from bt_ibkr.errors import ConfigError, ConnectionFailedError
+from bt_ibkr.ib.bars import timeframe_of
+from bt_ibkr.ib.store import IBStore
+from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
+from bt_ibkr.live.config import LiveConfig, PathsConfig
+from bt_ibkr.live.journal import Journal, JournalError, ReconcileReport
+from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
+from bt_ibkr.live.risk import RiskGate
+from bt_ibkr.live.run_lock import RunLock
+from bt_ibkr.live.safety import check_launch, check_trading_mode
+from bt_ibkr.params import resolve_strategy
+from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
 log = logging.getLogger("bt_ibkr.live")
 
 CRASH_ENV = "BT_IBKR_CRASH_AT"
 """Testing hook: ``after_journal`` / ``after_send`` make the runner SIGKILL itself there."""
-
-_TIMEFRAMES = {
-    "secs": (bt.TimeFrame.Seconds, 1), "min": (bt.TimeFrame.Minutes, 1),
-    "mins": (bt.TimeFrame.Minutes, 1), "hour": (bt.TimeFrame.Minutes, 60),
-    "hours": (bt.TimeFrame.Minutes, 60), "day": (bt.TimeFrame.Days, 1),
-    "week": (bt.TimeFrame.Weeks, 1), "month": (bt.TimeFrame.Months, 1),
-}
-
-
-def timeframe_of(bar_size: str) -> tuple[int, int]:
-    """Return backtrader's ``(timeframe, compression)`` for an IB bar size like ``"5 mins"``.
-
-    Raises ConfigError naming ``bar_size`` when it is not an IB bar size.
-    """
-    try:
-        n, unit = bar_size.split()
-        tf, mult = _TIMEFRAMES[unit]
-        return tf, int(n) * mult
-    except (ValueError, KeyError):
-        raise ConfigError(f"bar_size {bar_size!r}: expected an IB bar size like '1 day' or "
-                          "'5 secs'") from None
-
-
-def gateway_time(store: IBStore, timeout: float = 10.0) -> datetime:
-    """Return the gateway's clock as a naive-UTC datetime (a blocking round trip)."""
-    ib = store.ib
-
-    async def ask():  # the client's future must be created on the store's loop
-        return await ib.reqCurrentTimeAsync()
-
-    now = store.run(ask(), timeout=timeout)
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-
-
-# ------------------------------------------------------------------------------------- feeds
-class DailyDecisionData(IBData):
-    """A daily feed for ``run_mode="daily"``: completed daily bars, then the decision.
-
-    Downloads the completed daily bars of the last ``backfill_days`` (a bar still forming on
-    the gateway's clock is left out), replays them with status DELAYED (the strategy warms up
-    and does not trade), reports LIVE right before the last completed bar (the strategy decides
-    and trades on it), then keeps cerebro's loop turning (returns "no bar yet") while
-    ``keep_alive()`` is true, so order events and fills are processed.
-    """
-
-    params = (("backfill_days", 730), ("keep_alive", None), ("history_timeout", 120.0),
-              ("cache", None))
-
-    def islive(self) -> bool:
-        return True
-
-    def start(self) -> None:
-        super().start()
-        self._bars: list | None = None
-        self._i = 0
-        self.decided = False
-        self.last_bar_dt: datetime | None = None
-
-    def _download(self) -> list:
-        now = gateway_time(self.ib)
-        if self.p.cache is not None:
-            try:
-                bars = self._download_cached(now)
-            except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: ask IB
-                log.warning("warm-up of %s through the bar cache failed (%s); asking the gateway "
-                            "directly", self.p.dataname, exc)
-            else:
-                if bars:
-                    return bars
-        return self._download_direct(now)
-
-    def _download_cached(self, now: datetime) -> list:
-        """Return the warm-up bars through IBKRDataProvider and the parquet cache that backtests
-        (``--source ibkr``) share: only the days the cache lacks are requested from IB."""
-        from bt_ibkr.data_provider import load_ibkr_history
-        from bt_ibkr.store import Bar, IBStore
-
-        first = (now - timedelta(days=int(self.p.backfill_days))).date()
-        frames = load_ibkr_history(
-            [self.p.dataname], first, None, bar_size="1 day", host=self.ib.p.host,
-            # regular-hours daily bars, the key under which `examples.backtest --source ibkr`
-            # caches them too, so the two share one copy
-            port=self.ib.p.port, what_to_show=self._what(), use_rth=True,
-            cache=self.p.cache, progress=False,
-        )
-        frame = next(iter(frames.values()))
-        bars = []
-        for day, row in zip(frame.index, frame.itertuples(index=False), strict=True):
-            dt = IBStore._bar_time(day.date(), True, self._tz, self.p.sessionend)
-            if dt <= now:  # a bar still forming is not a decision bar
-                bars.append(Bar(dt, float(row.open), float(row.high), float(row.low),
-                                float(row.close), float(row.volume)))
-        log.info("warm-up of %s: %d daily bars through the cache", self.p.dataname, len(bars))
-        return bars
-
-    def _download_direct(self, now: datetime) -> list:
-        # the store asks for history up to "now + 1 s": start 1 s later too, so that the range
-        # is a whole number of IB's maximum daily durations and no extra 1-second request (and
-        # its "HMDS query returned no data" error) is made
-        start = now - timedelta(days=int(self.p.backfill_days)) + timedelta(seconds=1)
-        q = self.ib.request_history(self.contract, start, None, "1 day", what=self._what(),
-                                    use_rth=self.p.useRTH, tz=self._tz,
-                                    sessionend=self.p.sessionend)
-        bars, error = [], None
-        deadline = time.monotonic() + float(self.p.history_timeout)
-        while True:
-            try:
-                kind, payload = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise SourceUnavailableError(
-                    f"daily history of {self.p.dataname!r}: no answer from the gateway within "
-                    f"{self.p.history_timeout:g}s") from None
-            if kind == "bar":
-                if payload.dt <= now:  # a bar still forming is not a decision bar
-                    bars.append(payload)
-            elif kind == "error":
-                error = payload
-            else:
-                break
-        if not bars:
-            detail = f" (IB error {error[0]}: {error[1]})" if error else ""
-            raise DataError(f"no completed daily bars for {self.p.dataname!r} from the gateway"
-                            f"{detail}; check the market-data permissions of the account")
-        return bars
-
-    def _load(self):
-        if self.contract is None:
-            return False
-        if self._bars is None:
-            self._bars = self._download()
-            self.put_notification(self.DELAYED)
-        if self._i < len(self._bars):
-            bar = self._bars[self._i]
-            self._i += 1
-            if self._i == len(self._bars):
-                self.put_notification(self.LIVE)  # the decision bar
-                self.last_bar_dt = bar.dt
-            self._deliver(bar, hist=True)
-            return True
-        self.decided = True
-        keep = self.p.keep_alive
-        if keep is not None and keep():
-            time.sleep(0.05)
-            return None
-        return False
-
-
-class LiveEquityRecorder(EquityRecorder):
-    """EquityRecorder that appends only bars traded live, and each bar time only once.
-
-    The backfilled history a live run replays is not equity the account had, so it is not
-    recorded; a bar whose time is not after the CSV's last row (a rerun of the same day) is
-    skipped, so the file grows by one row per traded bar across runs.
-    """
-
-    params = (("is_live", None),)
-
-    def start(self) -> None:
-        self._last_dt = None
-        if self.p.path and Path(self.p.path).exists():
-            try:
-                from analyzers.equity import read_equity_csv
-
-                series = read_equity_csv(self.p.path)
-                if len(series):
-                    self._last_dt = series.index[-1].to_pydatetime()
-            except Exception:  # noqa: BLE001 - a damaged file is appended to, not trusted
-                log.warning("equity file %s could not be read; appending", self.p.path)
-        super().start()
-
-    def next(self) -> None:
-        is_live = self.p.is_live
-        if is_live is not None and not is_live():
-            return
-        dt = self.strategy.datetime.datetime(0)
-        if self._last_dt is not None and dt <= self._last_dt:
-            return
-        self._last_dt = dt
-        super().next()
 
 
 # ------------------------------------------------------------------------------------- result
@@ -283,32 +101,11 @@ class LiveResult:
 
 
 # ------------------------------------------------------------------------------------- runner
-def _default_strategy(name: str) -> type:
-    if name in ("RegimeAwareEnsemble", "strategies.RegimeAwareEnsemble"):
-        from strategies import RegimeAwareEnsemble
-
-        return RegimeAwareEnsemble
-    if ":" in name:
-        import importlib
-
-        mod, _, cls = name.partition(":")
-        try:
-            found = getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
-        if not (isinstance(found, type) and issubclass(found, bt.Strategy)):
-            raise ConfigError(f"strategy.name {name!r}: {type(found).__name__} is not a "
-                              "backtrader Strategy class; name a bt.Strategy subclass")
-        return found
-    raise ConfigError(f"strategy.name {name!r}: expected 'RegimeAwareEnsemble' or "
-                      "'package.module:ClassName'")
-
-
 class LiveRunner:
     """One paper/live run (see the module docstring).
 
     Args:
-        config: the validated LiveConfig (:func:`bt_ibkr.config.load_config`).
+        config: the validated LiveConfig (:func:`bt_ibkr.live.config.load_config`).
         strategy: a Strategy class to use instead of ``config.strategy`` (by name).
         simulate: start a GatewaySim in-process (sample data, paper account DU1234567) and
             connect to it; ``sim_options`` are extra GatewaySim keyword arguments. Default
@@ -319,10 +116,11 @@ class LiveRunner:
         json_path / report_path: where to write the run summary / the tearsheet (optional).
         progress: called with one status line at each step (the CLI prints them on stderr).
         crash_at: testing hook (default: ``$BT_IBKR_CRASH_AT``), see
-            :mod:`bt_ibkr.live_broker`.
+            :mod:`bt_ibkr.live.journaled_broker`.
         reconnect_backoff_max: longest wait between reconnect attempts, seconds.
-        cache: the parquet BarCache the daily warm-up reads and extends (the one backtests
-            with ``--source ibkr`` share); None: the default cache (``$BT_IBKR_CACHE_DIR`` or
+        cache: the parquet BarCache the warm-up and the stream backfill read and extend (the
+            one backtests with ``--source ibkr`` share; the store passes it to the historical
+            path, on its own connection); None: the default cache (``$BT_IBKR_CACHE_DIR`` or
             ``.cache/bt_ibkr/bars``), except with ``simulate`` where simulated prices get their
             own cache under ``state/simulate/cache``; False: no cache, IB history only.
         max_intent_age: an intent journaled but never sent is resent after a restart only if
@@ -401,7 +199,7 @@ class LiveRunner:
         self._t0 = time.monotonic()
         masking = RedactingFilter(self.redactor).install()
         try:
-            strategy_cls = self.strategy_cls or _default_strategy(cfg.strategy)
+            strategy_cls = self.strategy_cls or resolve_strategy(cfg.strategy)
             self._check_params(strategy_cls)
             if self.simulate:
                 self._start_sim()
@@ -422,7 +220,7 @@ class LiveRunner:
                               f"param; valid: {', '.join(sorted(names))}")
 
     def _bar_cache(self):
-        """Return the BarCache of the daily warm-up (None: no cache), see the ``cache`` arg."""
+        """Return the store's BarCache (None: no cache), see the ``cache`` arg."""
         if self.cache is False:
             return None
         if self.cache is not None:
@@ -474,13 +272,14 @@ class LiveRunner:
         store = IBStore(host=host, port=port, clientId=cfg.connection.client_id,
                         account=cfg.connection.account or "", readonly=cfg.connection.readonly,
                         connect_timeout=cfg.connection.timeout, reconnect=1, timeout=0.5,
-                        backoff_max=self.backoff_max, timerefresh=0)
+                        backoff_max=self.backoff_max, timerefresh=0, cache=self._bar_cache())
         try:
             store.start()
         except ConnectionFailedError as exc:
             store.close()
+            why = getattr(exc, "reason", None) or str(exc)  # the session's one-line reason
             raise ConnectionFailedError(
-                f"cannot reach the IB gateway at {host}:{port} ({exc}). Check: TWS or IB "
+                f"cannot reach the IB gateway at {host}:{port}: {why}. Check: TWS or IB "
                 "Gateway is running and logged in; host and port (paper: IB Gateway 4002, TWS "
                 "7497; live: 4001 / 7496); the API is enabled (TWS: Global Configuration -> API "
                 "-> Settings -> Enable ActiveX and Socket Clients) and 127.0.0.1 is a trusted "
@@ -553,35 +352,9 @@ class LiveRunner:
                    account: str) -> ReconcileReport:
         """Match the journal against the gateway; adopt our working orders; bump order ids."""
         self._say("reconciling the journal with the gateway (orders, executions, positions)")
-        ib = store.ib
-
-        def in_loop(make):  # the client's futures must be created on the store's loop
-            async def call():
-                return await make()
-
-            return store.run(call(), timeout=30)
-
-        open_trades = in_loop(ib.reqAllOpenOrdersAsync)
-        try:
-            done_trades = in_loop(lambda: ib.reqCompletedOrdersAsync(True))
-        except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
-            log.warning("reqCompletedOrders failed; reconciling without completed orders")
-            done_trades = []
-        # every execution the gateway still has for the account (IB keeps them from the last
-        # day up to a week, by TWS setting), deduplicated by execId in the journal. No time
-        # filter: our clock and the gateway's may differ (a simulator runs on its own clock),
-        # and a filter on ours would hide fills that happened while we were away.
-        flt = ibc.ExecutionFilter(acctCode=account)
-        fills = in_loop(lambda: ib.reqExecutionsAsync(flt))
-        positions: dict[str, float] = {}
-        for p in store.call(ib.positions):
-            if p.account == account and p.position:
-                sym = contract_symbol(p.contract)
-                positions[sym] = positions.get(sym, 0.0) + float(p.position)
-        snaps = [order_snapshot(t) for t in list(open_trades) + list(done_trades)
-                 if not getattr(t.order, "account", "") or t.order.account == account]
-        execs = [exec_snapshot(f) for f in fills
-                 if not getattr(f.execution, "acctNumber", "") or f.execution.acctNumber == account]
+        snaps = store.order_snapshots(account)
+        execs = store.exec_snapshots(account)
+        positions = store.holdings(account)
         report = journal.reconcile(snaps, execs, positions, datetime.now(UTC),
                                    self.max_intent_age)
         audit.write("reconcile", **report.to_dict())
@@ -641,7 +414,7 @@ class LiveRunner:
                                       "bars; use bar_size '1 day' or run_mode 'stream'")
                 data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
                                          backfill_days=self.backfill_days,
-                                         keep_alive=self._keep_alive, cache=self._bar_cache())
+                                         keep_alive=self._keep_alive)
                 cerebro.adddata(data, name=sym)
             else:
                 tf, comp = timeframe_of(cfg.bar_size)
@@ -677,7 +450,7 @@ class LiveRunner:
         """Return the exchange session the run belongs to, on the gateway's clock (the first
         symbol's calendar; US symbols share NYSE's sessions)."""
         try:
-            now = gateway_time(store)
+            now = store.server_time()
         except Exception:  # noqa: BLE001 - fall back to our clock
             now = datetime.now(UTC).replace(tzinfo=None)
         return trading_day(now, DEFAULT_CALENDAR)
@@ -772,11 +545,7 @@ class LiveRunner:
                                "status": info.get("status")}
             elif info.get("duplicate_skipped"):
                 orders[ref]["duplicate_skipped"] = True
-        positions: dict[str, float] = {}
-        for p in store.call(store.ib.positions) if store.connected() else []:
-            if p.account == account and p.position:
-                sym = contract_symbol(p.contract)
-                positions[sym] = positions.get(sym, 0.0) + float(p.position)
+        positions = store.holdings(account) if store.connected() else {}
         attention = [line for line in report.summary().splitlines() if line.startswith("!!")]
         for rec in journal.intents():
             if rec.filled > rec.quantity + 1e-9:
@@ -822,5 +591,4 @@ def run_live(config: LiveConfig, **kwargs: Any) -> LiveResult:
     return LiveRunner(config, **kwargs).run()
 
 
-__all__ = ["CRASH_ENV", "DailyDecisionData", "LiveEquityRecorder", "LiveResult", "LiveRunner",
-           "gateway_time", "run_live", "timeframe_of"]
+__all__ = ["CRASH_ENV", "LiveResult", "LiveRunner", "run_live"]

@@ -7,7 +7,7 @@ fsync'd before :meth:`AuditLog.write` returns, so a crash loses at most the line
 No secrets: every value passes :class:`Redactor` first. Values under keys that look like secrets
 (``password``, ``token``, ``api_key``, ``credentials`` ...) become ``"***"``, and every known
 secret value (``LiveConfig.secrets``, ``TWS_PASSWORD`` and the other variables of
-:data:`bt_ibkr.config.SECRET_ENV_VARS`, environment variables whose names look like secrets) is
+:data:`bt_ibkr.live.config.SECRET_ENV_VARS`, environment variables whose names look like secrets) is
 masked wherever it appears inside a string. A secret shorter than :data:`MIN_SECRET_LEN` is
 not masked inside text (it would hide ordinary words: a 3-letter secret hits symbols and
 orderRefs); a warning says so once, without the value.
@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bt_ibkr.config import SECRET_ENV_VARS, SECRET_NAME_RE
+from bt_ibkr.live.config import SECRET_ENV_VARS, SECRET_NAME_RE
 
 KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error")
 """The kinds of audit records."""

@@ -1,0 +1,271 @@
+"""SimAccount: the simulator's single-account ledger: cash, positions, commission, margin, PnL.
+
+* Commission (IB tiered-like): per order, ``min(max(cumQty * per_share, min_commission),
+  max_commission_pct * cumValue)``; each execution is charged the increase of that amount.
+  Position avgCost includes commissions (as IB reports it), times the multiplier.
+* Margin (whatIf and account values): initial = maintenance = ``margin_rate`` (0.25) of the
+  gross position value; BuyingPower = AvailableFunds / margin_rate.
+* Positions are marked at the last price ``price_of(contract)`` reports (the last trade, else
+  the close), or at their average cost when there is none.
+
+Not thread-safe on its own: :class:`~bt_ibkr.gateway_sim.broker.SimBroker` calls it under its
+lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+
+from .model import Quote, SimContract
+from .order_codec import OrderSpec, OrderStateInfo
+from .records import PortfolioItem, SimPosition
+
+
+class SimAccount:
+    """The ledger of ``account`` (see the module docstring)."""
+
+    def __init__(self, account: str, price_of: Callable[[SimContract], Quote | None],
+                 cash: float = 1_000_000.0, commission_per_share: float = 0.005,
+                 min_commission: float = 1.0, max_commission_pct: float = 0.01,
+                 margin_rate: float = 0.25, currency: str = "USD") -> None:
+        self.account = account
+        self.price_of = price_of
+        self.cash = float(cash)
+        self.commission_per_share = commission_per_share
+        self.min_commission = min_commission
+        self.max_commission_pct = max_commission_pct
+        self.margin_rate = margin_rate
+        self.currency = currency
+        #: conId -> position (closed ones stay, with position 0)
+        self.positions: dict[int, SimPosition] = {}
+        self.realized_total = 0.0
+        self._day_start: tuple[date, float] | None = None
+
+    # ------------------------------------------------------------------ trading
+    def commission(self, qty: float, value: float) -> float:
+        """Return the commission of an order with ``qty`` shares filled worth ``value``."""
+        fee = max(qty * self.commission_per_share, self.min_commission)
+        if self.max_commission_pct:
+            fee = min(fee, self.max_commission_pct * value)
+        return fee
+
+    def apply_fill(self, contract: SimContract, signed: float, price: float,
+                   commission: float) -> float | None:
+        """Book a fill of ``signed`` shares at ``price``: cash and position; return the
+        realized PnL (None when nothing was closed)."""
+        mult = multiplier(contract)
+        self.cash -= signed * price * mult + commission
+        pos = self.positions.setdefault(contract.conId, SimPosition(contract))
+        old = pos.position
+        if old == 0 or (old > 0) == (signed > 0):
+            total_cost = old * pos.avg_cost + signed * price * mult + commission
+            pos.position = old + signed
+            pos.avg_cost = total_cost / pos.position if pos.position else 0.0
+            return None
+        closing = min(abs(signed), abs(old)) * _sign(signed)
+        opening = signed - closing
+        comm_close = commission * abs(closing) / abs(signed)
+        comm_open = commission - comm_close
+        # closing a long: sell proceeds - cost basis; closing a short: basis - buy cost
+        realized = (-closing) * (price * mult - pos.avg_cost) - comm_close
+        pos.position = old + closing
+        pos.realized_pnl += realized
+        self.realized_total += realized
+        if abs(pos.position) < 1e-12:
+            pos.position = 0.0
+            pos.avg_cost = 0.0
+        if opening:
+            pos.position = opening
+            pos.avg_cost = (opening * price * mult + comm_open) / opening
+        return realized
+
+    def what_if(self, contract: SimContract, spec: OrderSpec, q: Quote | None) -> OrderStateInfo:
+        """Return the margin and commission a whatIf order reports: priced at its limit (LMT)
+        or the quote ``q``'s last price; nothing is booked."""
+        price = spec.lmtPrice or spec.auxPrice or 0.0
+        if q is not None:
+            last = q.last if q.last and q.last > 0 else q.close
+            price = spec.lmtPrice if spec.orderType.upper() == "LMT" and spec.lmtPrice else last
+        mult = multiplier(contract)
+        nums = self.numbers()
+        held = self.held(contract.conId)
+        signed = spec.totalQuantity if spec.action.upper() == "BUY" else -spec.totalQuantity
+        gross_change = (abs(held + signed) - abs(held)) * price * mult
+        margin_change = gross_change * self.margin_rate
+        commission = self.commission(spec.totalQuantity, spec.totalQuantity * price * mult)
+        init_before = nums["InitMarginReq"]
+        ewl_before = nums["EquityWithLoanValue"]
+        return OrderStateInfo(
+            status="PreSubmitted",
+            initMarginBefore=_money(init_before),
+            maintMarginBefore=_money(nums["MaintMarginReq"]),
+            equityWithLoanBefore=_money(ewl_before),
+            initMarginChange=_money(margin_change),
+            maintMarginChange=_money(margin_change),
+            equityWithLoanChange=_money(-commission),
+            initMarginAfter=_money(init_before + margin_change),
+            maintMarginAfter=_money(nums["MaintMarginReq"] + margin_change),
+            equityWithLoanAfter=_money(ewl_before - commission),
+            commission=commission,
+            minCommission=commission,
+            maxCommission=commission,
+            commissionCurrency=self.currency,
+        )
+
+    def held(self, con_id: int) -> float:
+        """Return the position in ``con_id`` (0.0 when none)."""
+        pos = self.positions.get(con_id)
+        return pos.position if pos else 0.0
+
+    # ------------------------------------------------------------------ reports
+    def position_list(self) -> list[SimPosition]:
+        """Return copies of every position ever held (closed ones with position 0), by conId."""
+        return [replace(p) for _, p in sorted(self.positions.items())]
+
+    def _mark(self, contract: SimContract) -> float:
+        q = self.price_of(contract)
+        if q is None:
+            pos = self.positions.get(contract.conId)
+            return pos.avg_cost / multiplier(contract) if pos and pos.position else 0.0
+        return q.last if q.last and q.last > 0 else q.close
+
+    def portfolio_item(self, pos: SimPosition) -> PortfolioItem:
+        """Return what a portfolioValue message reports for ``pos``."""
+        mult = multiplier(pos.contract)
+        price = self._mark(pos.contract)
+        value = pos.position * price * mult
+        unreal = value - pos.position * pos.avg_cost if pos.position else 0.0
+        return PortfolioItem(pos.contract, pos.position, price, value, pos.avg_cost,
+                             unreal, pos.realized_pnl)
+
+    def portfolio(self) -> list[PortfolioItem]:
+        """Return one PortfolioItem per position ever held (closed ones report 0)."""
+        return [self.portfolio_item(p) for _, p in sorted(self.positions.items())]
+
+    def numbers(self) -> dict[str, float]:
+        """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
+        items = [self.portfolio_item(p) for p in self.positions.values()]
+        gross = sum(abs(i.market_value) for i in items)
+        market = sum(i.market_value for i in items)
+        unreal = sum(i.unrealized_pnl for i in items)
+        net = self.cash + market
+        margin = gross * self.margin_rate
+        available = net - margin
+        return {
+            "NetLiquidation": net,
+            "TotalCashValue": self.cash,
+            "SettledCash": self.cash,
+            "CashBalance": self.cash,
+            "AccruedCash": 0.0,
+            "GrossPositionValue": gross,
+            "StockMarketValue": market,
+            "EquityWithLoanValue": net,
+            "InitMarginReq": margin,
+            "MaintMarginReq": margin,
+            "FullInitMarginReq": margin,
+            "FullMaintMarginReq": margin,
+            "AvailableFunds": available,
+            "FullAvailableFunds": available,
+            "ExcessLiquidity": available,
+            "FullExcessLiquidity": available,
+            "BuyingPower": available / self.margin_rate if self.margin_rate else available,
+            "UnrealizedPnL": unreal,
+            "RealizedPnL": self.realized_total,
+            "Leverage-S": gross / net if net else 0.0,
+        }
+
+    def values(self) -> list[tuple[str, str, str]]:
+        """Return (key, value, currency) rows as reqAccountUpdates reports them.
+
+        Money values come twice, with currency USD and BASE; a few are currency-less.
+        """
+        nums = self.numbers()
+        rows: list[tuple[str, str, str]] = [
+            ("AccountCode", self.account, ""),
+            ("AccountType", "INDIVIDUAL", ""),
+            ("AccountReady", "true", ""),
+            ("Currency", self.currency, self.currency),
+            ("Currency", "BASE", "BASE"),
+            ("ExchangeRate", "1.00", self.currency),
+            ("ExchangeRate", "1.00", "BASE"),
+            ("DayTradesRemaining", "-1", ""),
+        ]
+        for key, value in nums.items():
+            if key == "Leverage-S":
+                rows.append((key, f"{value:.2f}", ""))
+                continue
+            for ccy in (self.currency, "BASE"):
+                rows.append((key, f"{value:.2f}", ccy))
+        return rows
+
+    def summary(self, tags: str) -> list[tuple[str, str, str]]:
+        """Return (tag, value, currency) for a reqAccountSummary ``tags`` string.
+
+        Unknown tags are skipped; "$LEDGER"/"$LEDGER:ALL"/"$LEDGER:USD" give the ledger rows.
+        """
+        nums = self.numbers()
+        out: list[tuple[str, str, str]] = []
+        for tag in [t.strip() for t in tags.split(",") if t.strip()]:
+            if tag.startswith("$LEDGER"):
+                for key in ("CashBalance", "TotalCashValue", "NetLiquidation",
+                            "UnrealizedPnL", "RealizedPnL", "StockMarketValue"):
+                    out.append((key, f"{nums[key]:.2f}", self.currency))
+            elif tag == "AccountType":
+                out.append((tag, "INDIVIDUAL", ""))
+            elif tag == "Cushion":
+                net = nums["NetLiquidation"]
+                out.append((tag, f"{nums['ExcessLiquidity'] / net if net else 0:.4f}", ""))
+            elif tag in ("DayTradesRemaining",):
+                out.append((tag, "-1", ""))
+            elif tag == "Leverage":
+                out.append((tag, f"{nums['Leverage-S']:.2f}", ""))
+            elif tag in ("LookAheadNextChange", "HighestSeverity", "SegmentTitle"):
+                out.append((tag, "0", ""))
+            else:
+                key = tag
+                if tag.startswith("LookAhead"):
+                    key = tag[len("LookAhead"):]
+                if key in nums:
+                    out.append((tag, f"{nums[key]:.2f}", self.currency))
+        return out
+
+    def touch_day(self, today: date, current: float | None = None) -> None:
+        """Record the NetLiquidation at the first event of each UTC day (for dailyPnL)."""
+        if self._day_start is None or self._day_start[0] != today:
+            if current is None:
+                current = self.numbers()["NetLiquidation"]
+            self._day_start = (today, current)
+
+    def pnl(self, today: date) -> tuple[float, float, float]:
+        """Return (dailyPnL, unrealizedPnL, realizedPnL) for the account."""
+        nums = self.numbers()
+        self.touch_day(today, nums["NetLiquidation"])
+        daily = nums["NetLiquidation"] - self._day_start[1]  # type: ignore[index]
+        return daily, nums["UnrealizedPnL"], nums["RealizedPnL"]
+
+    def pnl_single(self, con_id: int) -> tuple[float, float, float, float, float]:
+        """Return (position, dailyPnL, unrealizedPnL, realizedPnL, value) for one conId."""
+        pos = self.positions.get(con_id)
+        if pos is None:
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        item = self.portfolio_item(pos)
+        return (item.position, item.unrealized_pnl, item.unrealized_pnl,
+                item.realized_pnl, item.market_value)
+
+
+def multiplier(contract: SimContract) -> float:
+    """Return the contract's multiplier as a number (1.0 when it has none)."""
+    try:
+        return float(contract.multiplier) if contract.multiplier else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _sign(x: float) -> float:
+    return 1.0 if x > 0 else -1.0 if x < 0 else 0.0
+
+
+def _money(x: float) -> str:
+    return f"{x:.2f}"

@@ -1,0 +1,151 @@
+"""What the store hands to backtrader's thread: bars and the events of orders and connections.
+
+The store's loop thread puts these frozen dataclasses on ``queue.Queue`` objects; feeds and the
+broker take them off in backtrader's thread. One class per happening, named for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One OHLCV bar (or a tick: o=h=l=c) as handed to a feed; ``dt`` is naive UTC, the bar's
+    END for intraday bars and the session end for daily bars (backtrader's stamping)."""
+
+    dt: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    openinterest: float = 0.0
+
+
+# ------------------------------------------------------------------ feeds
+@dataclass(frozen=True)
+class BarReceived:
+    """A bar for a feed: a 5-second real-time bar, a tick (o=h=l=c) or a historical bar;
+    ``delayed`` when IB marked the data as delayed."""
+
+    bar: Bar
+    delayed: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryEnded:
+    """A historical request is complete: ``count`` bars were delivered before this event."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """IB ended a data request (historical or live) with error ``code``: ``text``."""
+
+    code: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SwitchedToDelayed:
+    """IB refused live data (``code``, ``text``); the stream now asks for delayed data."""
+
+    code: int
+    text: str
+
+
+@dataclass(frozen=True)
+class StoreClosed:
+    """The store was closed: no more events will come."""
+
+
+# ------------------------------------------------------------------ connection (feeds and broker)
+@dataclass(frozen=True)
+class ConnectionLost:
+    """The socket to the gateway dropped; the store is re-dialling (orders are held)."""
+
+
+@dataclass(frozen=True)
+class ConnectionRestored:
+    """The store reconnected and re-synced: streams renewed, missed executions handed over,
+    held orders sent. Feeds backfill their gap."""
+
+
+@dataclass(frozen=True)
+class ConnectionGaveUp:
+    """Re-dialling the gateway stopped after the configured retries: the session is over."""
+
+
+@dataclass(frozen=True)
+class ConnectivityNotice:
+    """The gateway's own link to IB changed: 1100 lost, 1101 restored (data lost), 1102
+    restored, 2110 broken (see :data:`bt_ibkr.ib.codes.CONNECTIVITY`)."""
+
+    code: int
+    text: str
+
+
+# ------------------------------------------------------------------ orders (broker)
+@dataclass(frozen=True)
+class OrderPlaced:
+    """The order keyed ``ref`` (its orderRef) went to the gateway as IB order ``order_id``."""
+
+    ref: str
+    order_id: int
+
+
+@dataclass(frozen=True)
+class OrderStatusChanged:
+    """IB's status of order ``ref`` (``Submitted``, ``Filled``, ``Cancelled`` ...), its filled
+    and remaining quantity, average fill price, and the last error code/reason IB gave."""
+
+    ref: str
+    status: str
+    filled: float
+    remaining: float
+    avg_price: float
+    error_code: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionReceived:
+    """An execution of order ``ref``: ``shares`` signed (+ bought, - sold) at ``price``."""
+
+    ref: str
+    exec_id: str
+    shares: float
+    price: float
+    time: datetime | None
+
+
+@dataclass(frozen=True)
+class CommissionReceived:
+    """IB's commission report for execution ``exec_id`` of order ``ref``."""
+
+    ref: str
+    exec_id: str
+    commission: float
+    realized_pnl: float
+
+
+@dataclass(frozen=True)
+class OrderError:
+    """An IB error or warning about order ``ref`` (see :func:`bt_ibkr.ib.codes.is_warning`)."""
+
+    ref: str
+    code: int
+    text: str
+
+
+ConnectionEvent = ConnectionLost | ConnectionRestored | ConnectionGaveUp | ConnectivityNotice
+"""Events put on every feed's queue and on the broker's."""
+FeedEvent = BarReceived | HistoryEnded | RequestFailed | SwitchedToDelayed | StoreClosed \
+    | ConnectionEvent
+"""What a feed's queue carries."""
+BrokerEvent = OrderPlaced | OrderStatusChanged | ExecutionReceived | CommissionReceived \
+    | OrderError | ConnectionEvent
+"""What the broker's queue carries."""

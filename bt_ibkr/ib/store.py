@@ -1,0 +1,548 @@
+"""IBStore: backtrader's Store for Interactive Brokers, on one :class:`~bt_ibkr.ib.session.IBSession`.
+
+The store is the face the feeds (:class:`~feeds.ibdata.IBData`) and the broker
+(:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one session (one client object on one
+asyncio loop in one background thread) and three parts that run on that loop: the live streams
+(:mod:`bt_ibkr.ib.streams`), the order routes (:mod:`bt_ibkr.ib.orders`) and the historical
+path (:mod:`bt_ibkr.ib.historical`). backtrader's thread calls in through methods that return
+at once (subscribe, place, cancel, request history) and receives through ``queue.Queue``
+objects: one per data feed (bars, errors, connection events) and :attr:`IBStore.broker_q`
+(order status, executions, commission reports). Nothing here waits on the network in
+backtrader's thread except the explicit start-up calls (connect, qualify, reconcile queries)
+that backtrader's own IBStore also makes synchronously.
+
+Drop-in with backtrader's ``IBStore`` parameters (host, port, clientId, notifyall, _debug,
+reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours: ``account`` (the
+account to follow and to put on orders), ``readonly``, ``marketdatatype`` (3 = delayed),
+``delayed_fallback`` (switch a tick stream refused with 354/10089 to delayed data),
+``pacing`` (client-side historical pacing), ``connect_timeout``, ``request_timeout``,
+``backoff_max`` (cap of the reconnect back-off) and ``cache`` (a
+:class:`~bt_ibkr.cache.BarCache` that history requests read and extend; None: none). Like
+backtrader's singleton, the first store created becomes the *default* store that ``IBData()`` /
+``IBBroker()`` share when they are not given one.
+
+Connection life cycle: ``start()`` connects (``reconnect`` retries ``timeout`` s apart; error
+326 fails at once), a lost socket is re-dialled in the background with exponential back-off,
+then every live stream is re-subscribed, executions missed while away are handed to the
+broker (deduplicated there by execId), feeds get :class:`~bt_ibkr.ib.events.ConnectionRestored`
+and backfill their gap, and orders submitted meanwhile (held) are sent. Order ids are never reused, even when the
+gateway's nextValidId rolls back after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
+from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
+from bt_ibkr.ib.contracts import contract_to_dataname
+from bt_ibkr.ib.events import (
+    BarReceived,
+    ConnectionGaveUp,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectivityNotice,
+    HistoryEnded,
+    RequestFailed,
+    StoreClosed,
+)
+from bt_ibkr.ib.historical import HistoricalData
+from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
+from bt_ibkr.ib.parsing import (
+    ExecSnapshot,
+    OrderSnapshot,
+    contract_symbol,
+    exec_snapshot,
+    frame_bars,
+    order_snapshot,
+)
+from bt_ibkr.ib.session import IBSession
+from bt_ibkr.ib.streams import LiveStream, LiveStreams
+from bt_ibkr.utc import naive_utc, to_utc
+
+__all__ = ["STORE_PARAMS", "IBStore", "StoreMessage"]
+
+log = logging.getLogger("bt_ibkr.ib.store")
+
+STORE_PARAMS: dict[str, Any] = {
+    # backtrader's IBStore params
+    "host": "127.0.0.1",
+    "port": 7496,
+    "clientId": None,
+    "notifyall": False,
+    "_debug": False,
+    "reconnect": 3,
+    "timeout": 3.0,
+    "timeoffset": True,
+    "timerefresh": 60.0,
+    "indcash": True,
+    # ours
+    "account": "",
+    "readonly": False,
+    "marketdatatype": 1,
+    "pacing": True,
+    "connect_timeout": 10.0,
+    "request_timeout": 60.0,
+    "backoff_max": 30.0,
+    "delayed_fallback": False,
+    "cache": None,
+}
+
+
+@dataclass(frozen=True)
+class StoreMessage:
+    """What ``notify_store`` receives: an IB error/warning or a connection event.
+
+    ``code`` is IB's error code (None for connection events), ``reqId`` the request or order
+    id it refers to (-1 for none), ``kind`` one of "error", "connection", "event".
+    """
+
+    code: int | None
+    text: str
+    reqId: int = -1
+    kind: str = "error"
+
+    def __str__(self) -> str:
+        if self.code is None:
+            return f"[{self.kind}] {self.text}"
+        return f"[IB {self.code}] reqId {self.reqId}: {self.text}"
+
+
+class _Hybrid:
+    """A method callable on the class (uses the default store) or on an instance."""
+
+    def __init__(self, func):
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj, cls):
+        if obj is not None:
+            return functools.partial(self.func, obj)
+
+        @functools.wraps(self.func)
+        def bound(*args, **kwargs):
+            return self.func(cls.default(), *args, **kwargs)
+
+        return bound
+
+
+class IBStore:
+    """Owns the IB session; see the module docstring. ``IBStore(**params)``.
+
+    Raises :class:`ConfigError` for an unknown parameter name.
+    """
+
+    params = tuple(STORE_PARAMS.items())
+    #: the feed and broker classes ``getdata``/``getbroker`` make. Their modules register them
+    #: when imported (as backtrader's do); until then the modules named here are imported by
+    #: name, so the store never imports the layers above it.
+    DataCls: type | None = None
+    BrokerCls: type | None = None
+    DATA_MODULE = "feeds.ibdata"
+    BROKER_MODULE = "bt_ibkr.ib.broker"
+    _default: IBStore | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(STORE_PARAMS))
+        if unknown:
+            raise ConfigError(
+                f"unknown IBStore parameter(s) {unknown}; known: {', '.join(STORE_PARAMS)}"
+            )
+        values = dict(STORE_PARAMS, **kwargs)
+        self.p = type("IBStoreParams", (), values)()
+        p = self.p
+        self.clientId = int(p.clientId) if p.clientId is not None else random.randint(1, 65535)
+        self.notifs: queue.Queue = queue.Queue()
+        self.broker_q: queue.Queue = queue.Queue()
+        self.broker = None
+        self.datas: list = []
+        self.session = IBSession(
+            p.host, p.port, self.clientId, account=p.account, readonly=p.readonly,
+            connect_timeout=p.connect_timeout, request_timeout=p.request_timeout,
+            market_data_type=p.marketdatatype,
+            clock_refresh=float(p.timerefresh or 0) if p.timeoffset else None,
+            reconnect_policy=lambda: (int(self.p.reconnect), float(self.p.timeout),
+                                      float(self.p.backoff_max)),
+            name="bt_ibkr-ib")
+        self.streams = LiveStreams(self.session, delayed_fallback=bool(p.delayed_fallback))
+        self.routes = OrderRoutes(self.session, self.broker_q, self._route_notice,
+                                  notifyall=bool(p.notifyall))
+        self.history = HistoricalData(self.session, cache=p.cache or None, pacing=p.pacing,
+                                      timeout=p.request_timeout)
+        s = self.session
+        s.on_client.append(self.routes.attach)
+        s.on_error.append(self._on_error)
+        s.on_connected.append(self._on_connected)
+        s.on_lost.append(self._on_lost)
+        s.on_gave_up.append(self._on_gave_up)
+        s.on_notice.append(lambda text: self._notify(None, text, kind="connection"))
+        self._refs = 0
+        self._closing = False
+        self._lock = threading.RLock()
+        with IBStore._default_lock:
+            if IBStore._default is None or IBStore._default._closing:
+                IBStore._default = self
+
+    # ------------------------------------------------------------------ defaults, factories
+    @classmethod
+    def default(cls, **kwargs: Any) -> IBStore:
+        """Return the shared default store, creating it with ``kwargs`` if there is none."""
+        with cls._default_lock:
+            store = cls._default
+            if store is not None and not store._closing:
+                return store
+        return cls(**kwargs)
+
+    @classmethod
+    def reset_default(cls) -> None:
+        """Forget the default store (it is not stopped); the next ``default()`` makes a new one."""
+        with cls._default_lock:
+            cls._default = None
+
+    @_Hybrid
+    def getdata(self, *args: Any, **kwargs: Any):
+        """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``)."""
+        if IBStore.DataCls is None:
+            importlib.import_module(IBStore.DATA_MODULE)  # registers IBData
+        return IBStore.DataCls(*args, store=self, **kwargs)
+
+    @_Hybrid
+    def getbroker(self, *args: Any, **kwargs: Any):
+        """Return an ``IBBroker`` bound to this store."""
+        if IBStore.BrokerCls is None:
+            importlib.import_module(IBStore.BROKER_MODULE)  # registers IBBroker
+        return IBStore.BrokerCls(*args, store=self, **kwargs)
+
+    # ------------------------------------------------------------------ loop thread
+    def in_loop_thread(self) -> bool:
+        """Return True when called from the store's event-loop thread."""
+        return self.session.in_loop_thread()
+
+    def run(self, coro, timeout: float | None = None):
+        """Run ``coro`` on the store's loop and return its result (blocks the caller).
+
+        Meant for start-up calls and tests, never for backtrader's per-bar path. Raises
+        ``TimeoutError`` after ``timeout`` seconds and whatever the coroutine raises.
+        """
+        return self.session.run(coro, timeout)
+
+    def call(self, fn: Callable, *args: Any, timeout: float | None = 30.0):
+        """Call the plain function ``fn(*args)`` in the loop thread and return its result."""
+        return self.session.call(fn, *args, timeout=timeout)
+
+    def post(self, fn: Callable, *args: Any) -> None:
+        """Schedule ``fn(*args)`` in the loop thread and return at once (fire and forget)."""
+        self.session.post(fn, *args)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, data=None, broker=None):
+        """Connect (once) and register ``data`` or ``broker``; returns None.
+
+        Called by cerebro (no argument), by each IBData and by IBBroker; every ``start`` must
+        be matched by a ``stop``. Raises :class:`ConnectionFailedError` when the gateway
+        cannot be reached after ``reconnect`` retries.
+        """
+        with self._lock:
+            self._refs += 1
+            self._closing = False
+            # identity, not ``in``: backtrader overloads ``==`` on data feeds (it builds a
+            # lines operation), so ``data in list`` breaks as soon as two feeds are registered.
+            if data is not None and not any(d is data for d in self.datas):
+                self.datas.append(data)
+            if broker is not None:
+                self.broker = broker
+            if not self.connected():
+                try:
+                    self.session.connect(int(self.p.reconnect), float(self.p.timeout))
+                except BaseException:
+                    self._refs -= 1
+                    raise
+
+    def stop(self) -> None:
+        """Release one ``start``; the last release disconnects and ends the loop thread."""
+        with self._lock:
+            self._refs = max(0, self._refs - 1)
+            if self._refs == 0:
+                self.close()
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread now, whatever the start count (idempotent)."""
+        with self._lock:
+            self._refs = 0
+            self._closing = True
+            self.session.close()
+            self.streams.broadcast(StoreClosed())
+            with IBStore._default_lock:
+                if IBStore._default is self:
+                    IBStore._default = None
+
+    def connected(self) -> bool:
+        """Return True when the socket to the gateway is up."""
+        return self.session.connected
+
+    @property
+    def ready(self) -> bool:
+        """True when connected and re-synced after the last (re)connect: orders go out."""
+        return self.session.ready
+
+    @property
+    def managed_accounts(self) -> list[str]:
+        """The accounts the gateway said this login manages."""
+        return list(self.session.managed_accounts)
+
+    # ------------------------------------------------------------------ session hooks (loop)
+    def _on_connected(self, first: bool) -> None:
+        self.routes.floor_ids()  # never reuse an order id, even after an id rollback
+        if first:
+            return
+        self.streams.resubscribe_all()
+        self.routes.recover_executions()
+        self.streams.broadcast(ConnectionRestored())
+        self.broker_q.put(ConnectionRestored())
+        self.routes.flush_held()
+
+    def _on_lost(self) -> None:
+        self.streams.broadcast(ConnectionLost())
+        self.broker_q.put(ConnectionLost())
+
+    def _on_gave_up(self, reason: str) -> None:
+        self.streams.broadcast(ConnectionGaveUp())
+        self.broker_q.put(ConnectionGaveUp())
+
+    def _on_error(self, req_id: int, code: int, text: str) -> None:
+        self._notify(code, text, reqId=req_id)
+        if self.streams.on_error(req_id, code, text):
+            return
+        if code in CONNECTIVITY:
+            self.streams.broadcast(ConnectivityNotice(code, text))
+            self.broker_q.put(ConnectivityNotice(code, text))
+            if code == CONNECTIVITY_RESTORED_DATA_LOST:  # restored, subscriptions lost
+                self.streams.resubscribe_all()
+            return
+        self.routes.on_error(req_id, code, text)
+
+    # ------------------------------------------------------------------ notifications
+    def _notify(self, code: int | None, text: str, reqId: int = -1, kind: str = "error") -> None:
+        msg = StoreMessage(code=code, text=text, reqId=reqId, kind=kind)
+        if self.p._debug:
+            print(f"bt_ibkr IBStore: {msg}")
+        self.notifs.put((msg, (), {}))
+
+    def _route_notice(self, text: str, req_id: int, kind: str) -> None:
+        self._notify(None, text, reqId=req_id, kind=kind)
+
+    def get_notifications(self) -> list:
+        """Return the pending store notifications as ``(msg, args, kwargs)`` (backtrader's form)."""
+        out = []
+        while True:
+            try:
+                out.append(self.notifs.get_nowait())
+            except queue.Empty:
+                return out
+
+    # ------------------------------------------------------------------ clock, account
+    def timeoffset(self) -> timedelta:
+        """Return the gateway-minus-local clock offset (zero with ``timeoffset=False``)."""
+        return self.session.timeoffset() if self.p.timeoffset else timedelta()
+
+    def server_time(self, timeout: float = 10.0) -> datetime:
+        """Return the gateway's clock, tz-aware UTC (a blocking round trip; for start-up code
+        and tools, not per-bar code)."""
+        return self.run(self.session.server_time(timeout), timeout=timeout + 5)
+
+    def get_acc_cash(self, account: str | None = None) -> float:
+        """Return the account's cash (TotalCashBalance in BASE), 0.0 before the first download."""
+        return self.session.account.number(
+            ("TotalCashBalance", "CashBalance", "TotalCashValue", "AvailableFunds"), account)
+
+    def get_acc_value(self, account: str | None = None) -> float:
+        """Return the account's net liquidation value, 0.0 before the first download."""
+        return self.session.account.number(("NetLiquidation", "NetLiquidationByCurrency"),
+                                           account)
+
+    def get_acc_values(self, account: str | None = None) -> dict:
+        """Return every account value as ``{(account, tag, currency): value}``."""
+        return self.session.account.values(account)
+
+    def get_positions(self) -> dict[int, tuple[float, float]]:
+        """Return the gateway's positions as ``{conId: (size, avgCost)}`` (a copy)."""
+        return self.session.account.positions()
+
+    def holdings(self, account: str | None = None) -> dict[str, float]:
+        """Return ``{symbol: size}`` of the non-zero positions (of ``account`` when given)."""
+        out: dict[str, float] = {}
+        for contract, size in self.session.account.holdings(account):
+            sym = contract_symbol(contract)
+            out[sym] = out.get(sym, 0.0) + float(size)
+        return out
+
+    # ------------------------------------------------------------------ contracts
+    def qualify(self, contract, dataname: str = "", timeout: float | None = None):
+        """Return the one ``ContractDetails`` IB has for ``contract`` (blocking, start-up only).
+
+        Raises :class:`UnknownSymbolError` for no match, ``AmbiguousContractError`` for several
+        (messages name ``dataname``), :class:`SourceUnavailableError` on timeout.
+        """
+        name = dataname or contract_to_dataname(contract)
+        timeout = timeout or self.p.request_timeout
+        try:
+            return self.run(self.session.qualify(contract, name), timeout=timeout + 5)
+        except TimeoutError:
+            raise SourceUnavailableError(
+                f"contract lookup for dataname {name!r} got no answer in {timeout:g}s"
+            ) from None
+        except UnknownSymbolError as exc:
+            self._notify(200, str(exc))
+            raise
+
+    # ------------------------------------------------------------------ historical data
+    def request_history(
+        self,
+        contract,
+        start: datetime | None,
+        end: datetime | None,
+        barsize: str,
+        what: str = "TRADES",
+        use_rth: bool = False,
+        tz=None,
+        sessionend: dtime | None = None,
+        q: queue.Queue | None = None,
+        name: str | None = None,
+    ) -> queue.Queue:
+        """Fetch ``contract``'s bars from ``start`` to ``end`` (naive UTC; None end: now on the
+        gateway's clock, None start: IB's max duration) through the historical path: chunked,
+        paced, retried, and through the store's ``cache`` filed under ``name`` (the dataname).
+
+        Returns at once with the queue that receives :class:`BarReceived` events in ascending
+        time (intraday: bars starting at or after ``start``; daily: sessions from ``start``'s
+        date), then :class:`HistoryEnded`; an IB error arrives as :class:`RequestFailed` before
+        the end. Bars are stamped at their close: daily bars at ``sessionend`` in ``tz``.
+        """
+        q = q if q is not None else queue.Queue()
+        name = name or contract_to_dataname(contract)
+        self.post(lambda: asyncio.ensure_future(
+            self._history(contract, start, end, barsize, what, use_rth, tz, sessionend, q, name)))
+        return q
+
+    async def _history(self, contract, start, end, barsize, what, use_rth, tz, sessionend, q,
+                       name) -> None:
+        n = 0
+        try:
+            now = await self.session.server_time()
+            until = to_utc(end) if end is not None else now
+            since = to_utc(start) if start is not None else \
+                until - timedelta(seconds=MAX_DURATION[barsize])
+            if since >= until:
+                q.put(HistoryEnded(0))
+                return
+            zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
+            frame = await self.history.bars(name, since, until, barsize, what, use_rth,
+                                            contract=contract, tz=zone, now=now)
+            floor = naive_utc(since)
+            for bar in frame_bars(frame, barsize, tz, sessionend):
+                if is_intraday(barsize) or bar.dt >= floor:
+                    q.put(BarReceived(bar))
+                    n += 1
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
+            code = getattr(exc, "code", 0)
+            if not code:
+                log.exception("historical request failed")
+            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}"))
+        q.put(HistoryEnded(n))
+
+    # ------------------------------------------------------------------ live data
+    def subscribe_live(self, contract, rtbar: bool, what: str | None, use_rth: bool,
+                       q: queue.Queue) -> LiveStream:
+        """Start a live stream into ``q`` (returns at once): :class:`BarReceived` events.
+
+        ``rtbar=True``: IB's 5-second real-time bars; else ticks (last trade; bid for CASH,
+        ask with ``what='ASK'``). Errors arrive as :class:`RequestFailed` (or
+        :class:`SwitchedToDelayed`), connection changes as the events of
+        :data:`bt_ibkr.ib.events.ConnectionEvent`.
+        """
+        return self.streams.subscribe(contract, rtbar, what, use_rth, q)
+
+    def cancel_live(self, stream: LiveStream) -> None:
+        """Stop ``stream`` (returns at once)."""
+        self.streams.cancel(stream)
+
+    # ------------------------------------------------------------------ orders
+    def place_order(self, key: str, contract, order, parent_key: str | None = None) -> None:
+        """Send ``order`` for ``contract`` (returns at once). ``key`` is the unique orderRef.
+
+        Events come back on :attr:`broker_q` (:data:`bt_ibkr.ib.events.BrokerEvent`):
+        OrderPlaced, OrderStatusChanged, ExecutionReceived, CommissionReceived, OrderError, all
+        keyed by ``key``. While disconnected the order is held and sent after the reconnect
+        has re-synced state.
+        """
+        self.post(self.routes.place, PendingOrder(key, contract, order, parent_key))
+
+    def cancel_order(self, key: str) -> None:
+        """Ask IB to cancel the order with orderRef ``key`` (returns at once)."""
+        self.post(self.routes.cancel, key)
+
+    def reserve_order_ids(self, highest_used: int) -> None:
+        """Never hand out an order id <= ``highest_used`` (ids a journal or the gateway saw
+        before a restart rolled nextValidId back). Runs on the store's loop; returns when done."""
+        self.call(self.routes.reserve_ids, highest_used)
+
+    def follow_trades(self, refs: set[str]) -> list[str]:
+        """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
+        earlier process) to the broker under that orderRef, as if placed by this one.
+
+        Returns the refs newly followed (already followed ones are skipped). Runs on the
+        store's loop; returns when done.
+        """
+        return self.call(self.routes.follow, refs)
+
+    # ------------------------------------------------------------------ reconciling (start-up)
+    def order_snapshots(self, account: str, timeout: float = 30.0) -> list[OrderSnapshot]:
+        """Return the gateway's open and completed orders of ``account`` (blocking, start-up).
+
+        Completed orders are left out (with a warning) when the gateway cannot list them.
+        """
+        ib = self.session.ib
+
+        async def ask() -> list:
+            trades = list(await ib.reqAllOpenOrdersAsync())
+            try:
+                trades += list(await ib.reqCompletedOrdersAsync(True))
+            except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
+                log.warning("reqCompletedOrders failed; reconciling without completed orders")
+            return trades
+
+        return [order_snapshot(t) for t in self.run(ask(), timeout=timeout)
+                if not getattr(t.order, "account", "") or t.order.account == account]
+
+    def exec_snapshots(self, account: str, timeout: float = 30.0) -> list[ExecSnapshot]:
+        """Return every execution the gateway still has for ``account`` (blocking, start-up).
+
+        IB keeps them from the last day up to a week (a TWS setting). No time filter: our clock
+        and the gateway's may differ, and a filter on ours would hide fills made while away.
+        """
+        from bt_ibkr.ib import client as ibc
+
+        ib = self.session.ib
+        flt = ibc.ExecutionFilter(acctCode=account)
+
+        async def ask() -> list:
+            return list(await ib.reqExecutionsAsync(flt))
+
+        return [exec_snapshot(f) for f in self.run(ask(), timeout=timeout)
+                if not getattr(f.execution, "acctNumber", "")
+                or f.execution.acctNumber == account]
