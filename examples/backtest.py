@@ -82,7 +82,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
-    from bt_ibkr.backtest import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, MAX_BPS
+    from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, MAX_BPS
 
     p = _Parser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", help="comma-separated symbols, one portfolio (default: SPY, or the ^GSPC sample offline)")

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from bt_ibkr.backtest import (
+from bt_ibkr.engine import (
     BacktestConfig,
     RunRecord,
     measure,
