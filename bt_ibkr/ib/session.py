@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from bt_ibkr.errors import ConnectionFailedError, SourceUnavailableError
+from bt_ibkr.errors import ConnectionFailedError, GatewayTimeoutError, SourceUnavailableError
 from bt_ibkr.ib.account import AccountState
 from bt_ibkr.ib.codes import (
     CLIENT_ID_IN_USE,
@@ -440,15 +440,22 @@ class IBSession:
             self._ib.reqMarketDataType(self.market_data_type)
 
     # ------------------------------------------------------------------ the gateway's clock
-    async def server_time(self, timeout: float = 10.0) -> datetime:
+    async def server_time(self, timeout: float = 10.0, strict: bool = False) -> datetime:
         """Return the gateway's clock (tz-aware UTC) and refresh :meth:`timeoffset`; falls back
-        to this machine's clock plus the last offset when the gateway does not answer."""
+        to this machine's clock plus the last offset when the gateway does not answer, unless
+        ``strict`` (then raises :class:`GatewayTimeoutError`: a decision needs the gateway's
+        own clock)."""
         try:
             t0 = time.time()
             server = await asyncio.wait_for(self._ib.reqCurrentTimeAsync(), timeout)
             t1 = time.time()
-        except Exception:  # noqa: BLE001 - the local clock is the next best thing
+        except Exception as exc:  # noqa: BLE001 - the local clock is the next best thing
             log.debug("reqCurrentTime failed", exc_info=True)
+            if strict:
+                raise GatewayTimeoutError(
+                    f"the gateway did not answer the time request (reqCurrentTime) within "
+                    f"{timeout:g}s ({type(exc).__name__}); check that it is running and logged "
+                    "in, then run again") from None
             return utc_now() + self.timeoffset()
         server = to_utc(server)
         with self._offset_lock:

@@ -183,6 +183,12 @@ class LiveRunner:
         log.info(msg)  # the log handlers mask secrets (RedactingFilter)
         self.progress(msg)
 
+    def _left(self) -> float:
+        """Return the seconds left until ``max_runtime`` (inf without one)."""
+        if self.max_runtime is None:
+            return float("inf")
+        return self.max_runtime - (time.monotonic() - self._t0)
+
     def _timed_out(self) -> bool:
         return self.max_runtime is not None and time.monotonic() - self._t0 >= self.max_runtime
 
@@ -269,10 +275,15 @@ class LiveRunner:
         self._say(f"connecting to {host}:{port} as clientId {cfg.connection.client_id} "
                   f"({cfg.mode} mode)")
         IBStore.reset_default()
+        connect_timeout = float(cfg.connection.timeout)
+        if self.max_runtime is not None:  # every wait of the run ends by its deadline
+            connect_timeout = max(0.5, min(connect_timeout, self._left()))
         store = IBStore(host=host, port=port, clientId=cfg.connection.client_id,
                         account=cfg.connection.account or "", readonly=cfg.connection.readonly,
-                        connect_timeout=cfg.connection.timeout, reconnect=1, timeout=0.5,
+                        connect_timeout=connect_timeout, reconnect=1, timeout=0.5,
                         backoff_max=self.backoff_max, timerefresh=0, cache=self._bar_cache())
+        if self.max_runtime is not None:
+            store.deadline = self._t0 + self.max_runtime
         try:
             store.start()
         except ConnectionFailedError as exc:
@@ -414,7 +425,8 @@ class LiveRunner:
                                       "bars; use bar_size '1 day' or run_mode 'stream'")
                 data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
                                          backfill_days=self.backfill_days,
-                                         keep_alive=self._keep_alive)
+                                         keep_alive=self._keep_alive,
+                                         report=lambda note: self._note(audit, note))
                 cerebro.adddata(data, name=sym)
             else:
                 tf, comp = timeframe_of(cfg.bar_size)
@@ -448,12 +460,9 @@ class LiveRunner:
 
     def _trading_day(self, store: IBStore) -> date:
         """Return the exchange session the run belongs to, on the gateway's clock (the first
-        symbol's calendar; US symbols share NYSE's sessions)."""
-        try:
-            now = store.server_time()
-        except Exception:  # noqa: BLE001 - fall back to our clock
-            now = datetime.now(UTC).replace(tzinfo=None)
-        return trading_day(now, DEFAULT_CALENDAR)
+        symbol's calendar; US symbols share NYSE's sessions). Raises GatewayTimeoutError when
+        the gateway does not tell its time: the run's bookkeeping and decision need it."""
+        return trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
 
     @staticmethod
     def _day_start_equity(journal: Journal, account: str, run_id: str, equity: float,
@@ -471,6 +480,12 @@ class LiveRunner:
         journal.log_event("day_start", {"date": today, "account": account, "equity": equity},
                           run_id=run_id)
         return equity
+
+    def _note(self, audit: AuditLog, note: str) -> None:
+        """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
+        log.warning("data: %s", note)
+        audit.write("data", event="note", note=note)
+        self.progress(f"data: {note}")
 
     def _feeds_live(self) -> bool:
         for d in self.feeds:
