@@ -53,7 +53,7 @@ from bt_ibkr.ib.bars import timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.live.config import LiveConfig, PathsConfig
-from bt_ibkr.live.journal import Journal, JournalError, ReconcileReport
+from bt_ibkr.live.journal import REJECTED, Journal, JournalError, ReconcileReport
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
@@ -554,6 +554,8 @@ class LiveRunner:
                     "decision_time": str(rec.decision_time),
                 }
         for ref, info in broker.records.items():
+            if ref in orders and info.get("reason"):
+                orders[ref]["reason"] = info["reason"]
             if ref not in orders:
                 orders[ref] = {"orderRef": ref, "symbol": info.get("symbol"),
                                "side": info.get("side"), "quantity": info.get("quantity"),
@@ -562,6 +564,12 @@ class LiveRunner:
                 orders[ref]["duplicate_skipped"] = True
         positions = store.holdings(account) if store.connected() else {}
         attention = [line for line in report.summary().splitlines() if line.startswith("!!")]
+        for order in orders.values():
+            if order.get("status") == REJECTED:
+                attention.append(f"!! REJECTED order {order['orderRef']}: "
+                                 f"{order.get('reason') or 'rejected by the gateway'}; check "
+                                 "the order in TWS (permissions, margin, price) before the "
+                                 "next run")
         for rec in journal.intents():
             if rec.filled > rec.quantity + 1e-9:
                 attention.append(f"!! OVERFILL {rec.order_ref}: {rec.filled:g} filled of "
