@@ -468,7 +468,7 @@ class IBSession:
             return self._offset
 
     async def _refresh_clock(self) -> None:
-        await self.server_time()
+        await self.server_time(min(10.0, self.connect_timeout))
         if self.clock_refresh and self.running and not self._closing:
             self._clock_handle = asyncio.get_running_loop().call_later(
                 float(self.clock_refresh), lambda: asyncio.ensure_future(self._refresh_clock()))
