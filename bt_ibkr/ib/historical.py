@@ -297,8 +297,10 @@ class HistoricalData:
 
     # ------------------------------------------------------------------ a range, through the cache
     def cache_key(self, name: str, bar_size: str, what: str, use_rth: bool) -> CacheKey:
-        """Return the CacheKey of ``name``'s IB bars (source "ibkr")."""
-        return CacheKey(source="ibkr", symbol=name, bar_size=bar_size, what_to_show=what,
+        """Return the CacheKey of ``name``'s IB bars: source "ibkr", or "ibkr-sim" when the
+        session talks to bt_ibkr's gateway simulator (simulated prices are never IB's)."""
+        source = SIM_SOURCE if getattr(self.session, "simulated", False) else "ibkr"
+        return CacheKey(source=source, symbol=name, bar_size=bar_size, what_to_show=what,
                         use_rth=bool(use_rth), adjusted=what == ADJUSTED)
 
     @staticmethod
@@ -467,6 +469,10 @@ class HistoricalData:
                 replace = False
             elif cover:
                 self.cache.mark_covered(key, first, last)
+
+
+SIM_SOURCE = "ibkr-sim"
+"""The cache source of bars fetched from bt_ibkr's gateway simulator."""
 
 
 def _refuse_future(frame: pd.DataFrame, name: str, now: datetime, intraday: bool) -> None:

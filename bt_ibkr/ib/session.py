@@ -50,12 +50,15 @@ from bt_ibkr.ib.codes import (
     CONNECTIVITY_RESTORED_DATA_LOST,
     NO_SECURITY_DEFINITION,
     PORT_HINT,
+    SIMULATOR_BRAND,
 )
 from bt_ibkr.ib.contracts import parse_dataname, select_single
 from bt_ibkr.ib.loop import LoopThread
 from bt_ibkr.utc import to_utc, utc_now
 
-__all__ = ["ConnectFailed", "IBSession", "classify_connect_error", "safe_disconnect"]
+__all__ = ["SIMULATOR_BRAND", "ConnectFailed", "IBSession", "classify_connect_error",
+           "safe_disconnect"]
+
 
 log = logging.getLogger("bt_ibkr.ib.session")
 
@@ -134,6 +137,8 @@ class IBSession:
         self.name = name
         self.account = AccountState(account)
         self.managed_accounts: list[str] = []
+        #: True when the gateway identified itself as bt_ibkr's simulator (reqUserInfo)
+        self.simulated = False
         #: successful connects so far (the first one included)
         self.connects = 0
         self.on_client: list[Callable[[Any], None]] = []
@@ -347,6 +352,7 @@ class IBSession:
         self._connectivity.set()
         if self.clock_refresh is not None:
             await self._refresh_clock()
+        self.simulated = await self._is_simulator()
         first = self.connects == 0
         self.connects += 1
         self._ready = True
@@ -356,6 +362,37 @@ class IBSession:
                      f"({ibc.CLIENT_NAME} {ibc.CLIENT_VERSION})")
         for hook in self.on_connected:
             hook(first)
+
+    async def _is_simulator(self) -> bool:
+        """Ask the gateway who it is (reqUserInfo, once per connect): True when it answers
+        :data:`SIMULATOR_BRAND`. A gateway that does not answer within 2 s (older servers
+        ignore the request) counts as a real one.
+
+        ib_async and ib_insync both drop the answer's ``whiteBrandingId`` (their
+        ``reqUserInfoAsync`` resolves to None), so the session reads it off the client's
+        ``wrapper.userInfo`` call for the length of the request."""
+        wrapper = self._ib.wrapper
+        brands: list[str] = []
+        library_user_info = wrapper.userInfo
+
+        def user_info(req_id: int, white_branding_id: str) -> None:
+            brands.append(str(white_branding_id or ""))
+            library_user_info(req_id, white_branding_id)
+
+        wrapper.userInfo = user_info
+        try:
+            await asyncio.wait_for(self._ib.reqUserInfoAsync(), min(2.0, self.connect_timeout))
+        except Exception:  # noqa: BLE001 - no answer: a real gateway
+            log.debug("reqUserInfo got no answer; treating the gateway as IB's", exc_info=True)
+        finally:
+            del wrapper.userInfo  # back to the library's method
+        return SIMULATOR_BRAND in brands
+
+    def describe(self) -> str:
+        """Return where data comes from: "IB gateway simulator at host:port" or "IB gateway
+        at host:port"."""
+        kind = "IB gateway simulator" if self.simulated else "IB gateway"
+        return f"{kind} at {self.host}:{self.port}"
 
     async def ensure_connected(self, timeout: float | None = None) -> bool:
         """Connect if needed (waiting for a reconnect already under way); return True when

@@ -321,7 +321,11 @@ class LiveRunner:
                         simulate=self.simulate)
             store = self.store = self._connect()
             audit.write("connection", event="connected", host=cfg.connection.host,
-                        port=cfg.port, accounts=store.managed_accounts)
+                        port=cfg.port, accounts=store.managed_accounts,
+                        simulator=store.session.simulated)
+            if store.session.simulated:
+                self._say(f"the gateway at {cfg.connection.host}:{cfg.port} is bt_ibkr's "
+                          "simulator: simulated prices and fills (bars cached as ibkr-sim)")
             try:
                 account = check_trading_mode(cfg.mode, cfg.port, store.managed_accounts,
                                              cfg.confirm_live, cfg.connection.account)
