@@ -130,3 +130,24 @@ def test_a_rejected_order_is_journaled_audited_and_needs_attention(gateway_sim_f
     rejected = [r for r in audit(tmp_path) if r.get("kind") == "order"
                 and r.get("status") == "rejected"]
     assert rejected and rejected[0]["code"] == 201 and "MARGIN" in rejected[0]["reason"]
+
+
+def test_console_log_lines_carry_no_traceback_the_log_file_does(tmp_path, monkeypatch, capsys):
+    import logging
+
+    from bt_ibkr.logs import setup_logging
+
+    monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path / "logs"))
+    path = setup_logging("faults")
+    try:
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            logging.getLogger("bt_ibkr.test").exception("internal error")
+    finally:
+        for h in [h for h in logging.getLogger().handlers if getattr(h, "_bt_ibkr", None)]:
+            logging.getLogger().removeHandler(h)
+            h.close()
+    err = capsys.readouterr().err
+    assert err == "ERROR bt_ibkr.test: internal error\n"
+    assert "Traceback" in path.read_text() and "ZeroDivisionError: boom" in path.read_text()
