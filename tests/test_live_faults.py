@@ -151,3 +151,13 @@ def test_console_log_lines_carry_no_traceback_the_log_file_does(tmp_path, monkey
     err = capsys.readouterr().err
     assert err == "ERROR bt_ibkr.test: internal error\n"
     assert "Traceback" in path.read_text() and "ZeroDivisionError: boom" in path.read_text()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -5.0])
+def test_the_runner_refuses_a_non_finite_or_non_positive_max_runtime(tmp_path, value):
+    from bt_ibkr.errors import ConfigError
+    from bt_ibkr.live.config import load_config
+    from bt_ibkr.live.runner import LiveRunner
+
+    with pytest.raises(ConfigError, match="max_runtime"):
+        LiveRunner(load_config(None, overrides={"mode": "paper"}), max_runtime=value)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -142,6 +143,9 @@ class LiveRunner:
         self.strategy_cls = strategy
         self.simulate = simulate
         self.sim_options = dict(sim_options or {})
+        if max_runtime is not None and not (math.isfinite(max_runtime) and max_runtime > 0):
+            raise ConfigError(f"max_runtime {max_runtime!r}: must be a finite number of seconds "
+                              "> 0 (or None: no limit)")
         self.max_runtime = max_runtime
         self.json_path = Path(json_path) if json_path else None
         self.report_path = Path(report_path) if report_path else None
@@ -536,7 +540,8 @@ class LiveRunner:
         if store.connected():
             for ref in working:
                 store.cancel_order(ref)
-            deadline = time.monotonic() + 10.0
+            # the cancels get 10 s, cut to 5 s past the run's max-runtime
+            deadline = time.monotonic() + min(10.0, max(1.0, self._left() + 5.0))
             while broker.working_refs() and time.monotonic() < deadline:
                 broker.process_events()
                 time.sleep(0.05)
