@@ -35,6 +35,11 @@ class ConnectionFailedError(BtIbkrError, ConnectionError):
     """The IB gateway could not be reached or refused the session."""
 
 
+class GatewayTimeoutError(ConnectionFailedError, SourceUnavailableError):
+    """The gateway is connected but did not answer a request in time (or before the run's
+    deadline); the message names the request. The live CLI exits 3 on it."""
+
+
 class AttentionError(BtIbkrError):
     """A run stopped on something a person must look at before trading again (exit code 4):
     stale or mis-stamped data, an order the gateway rejected, and the like."""
@@ -42,3 +47,8 @@ class AttentionError(BtIbkrError):
 
 class StaleDataError(AttentionError, DataError):
     """The newest bar is older than the last completed session, or stamped in the future."""
+
+
+class BadBarsError(AttentionError, DataError):
+    """The gateway sent bars that cannot be traded on (NaN or non-positive prices, negative
+    volume); the message names the symbol and the bar's time."""

@@ -16,8 +16,18 @@ def log_dir() -> Path:
     return path
 
 
+class OneLineFormatter(logging.Formatter):
+    """A formatter for the console: the message only, never a traceback or stack (those go
+    to the log file), so a failing command still ends in one clear line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        return self.formatMessage(record)
+
+
 def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
-    """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up) and stderr (``console_level``).
+    """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up, with tracebacks) and stderr
+    (``console_level``, one line per record, no tracebacks).
 
     Returns the log file's path. A second call replaces the handlers of the first.
     """
@@ -34,7 +44,7 @@ def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     root.addHandler(fh)
     sh = logging.StreamHandler()
     sh.setLevel(console_level)
-    sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    sh.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     sh._bt_ibkr = "console"  # type: ignore[attr-defined]
     root.addHandler(sh)
     for noisy in ("matplotlib", "matplotlib.font_manager", "yfinance", "peewee", "urllib3"):

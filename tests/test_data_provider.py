@@ -7,6 +7,7 @@ patched at ``yfinance.download`` only. The synthetic simulator's clock stands at
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -17,7 +18,7 @@ import pytest
 import yfinance
 
 from bench.data import add_symbols
-from bt_ibkr.cache import BarCache
+from bt_ibkr.cache import BarCache, CacheKey
 from bt_ibkr.data.provider import IBKRDataProvider, load_ibkr_history
 from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolError
 from bt_ibkr.ib.bars import duration_delta, normalize_bar_size, parse_duration
@@ -130,15 +131,19 @@ def test_ten_years_daily_equal_the_simulator_series_without_gaps_or_duplicates(
         frame = p.get_historical_data("SPY", "10 Y", "1 day", end="2023-12-29")
     truth = sim_daily(gateway_sim, "SPY")
     truth = truth.loc["2013-12-30":"2023-12-29"]  # 10 calendar years back from 2023-12-30
-    assert len(frame) == len(truth) == 2589
+    # the NYSE sessions: len(exchange_calendars.get_calendar("XNYS")
+    #                        .sessions_in_range("2013-12-30", "2023-12-29")) == 2518
+    assert len(frame) == len(truth) == 2518
     assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
     np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
     np.testing.assert_allclose(frame["volume"].to_numpy(), truth["volume"].to_numpy())
     assert frame.attrs == {"symbol": "SPY", "source": "ibkr", "tz": "America/New_York",
-                           "adjusted": False}
+                           "adjusted": False, "simulated": True,
+                           "gateway": f"IB gateway simulator at 127.0.0.1:{gateway_sim.port}"}
     validate_bars(frame, "spy", intraday=False)  # canonical
     assert frame.index.tz is None and frame.index.name == "datetime"
-    assert frame.loc["2023-12-29", "close"] == pytest.approx(475.57)
+    # the synthetic SPY series on XNYS sessions (seed 0): sim_daily(gateway_sim, "SPY")
+    assert frame.loc["2023-12-29", "close"] == pytest.approx(464.48)
     # chunks of IB's 365-day maximum counted from the start, newest first, explicit UTC ends
     reqs = [(r[15], r[17]) for r in hist_requests(gateway_sim)]
     assert len(reqs) == 11
@@ -172,14 +177,27 @@ def test_intraday_bars_across_chunk_boundaries_are_complete(gateway_sim, tmp_pat
 
 
 def test_second_call_is_served_by_the_cache_without_any_request(gateway_sim, tmp_path):
+    """The simulator's bars are filed as ibkr-sim, which the provider reads once connected
+    (it must learn that the gateway is the simulator); IB's ("ibkr") are read before."""
     with provider(gateway_sim, tmp_path) as p:
         first = p.get_historical_data("AAPL", "1 Y", "1 day", end="2023-12-29")
-    before = len(gateway_sim.requests)
+    before = len(hist_requests(gateway_sim))
     with provider(gateway_sim, tmp_path, client_id=12) as p:
         second = p.get_historical_data("AAPL", "1 Y", "1 day", end="2023-12-29")
         assert p.last_sources == {"AAPL": "cache"}
+    assert len(hist_requests(gateway_sim)) == before  # no historical request
+    cache = BarCache(tmp_path / "cache")
+    sim_key, ibkr_key = CacheKey("ibkr-sim", "AAPL"), CacheKey("ibkr", "AAPL")
+    (lo, _), *_, (_, hi) = cache.coverage(sim_key) * 2
+    cache.store(ibkr_key, cache.load(sim_key), lo, hi)
+    shutil.rmtree(tmp_path / "cache" / "ibkr-sim")
+    requests = len(gateway_sim.requests)
+    with provider(gateway_sim, tmp_path, client_id=13) as p:  # bars filed as IB's
+        third = p.get_historical_data("AAPL", "1 Y", "1 day", end="2023-12-29")
+        assert p.last_sources == {"AAPL": "cache"}
         assert not p.connected
-    assert len(gateway_sim.requests) == before  # not even a connection
+    assert len(gateway_sim.requests) == requests  # not even a connection
+    pd.testing.assert_frame_equal(first, third, check_like=False)
     assert second.attrs["source"] == "cache"
     pd.testing.assert_frame_equal(first, second, check_like=False)
 
@@ -206,7 +224,7 @@ def test_several_symbols_concurrently_on_one_connection(gateway_sim, tmp_path):
     assert p.last_sources == {"SPY": "ibkr", "AAPL": "ibkr", "NVDA": "ibkr"}
     for sym, frame in frames.items():
         truth = sim_daily(gateway_sim, sym).loc["2020-12-30":"2023-12-29"]
-        assert len(frame) == len(truth) == 779
+        assert len(frame) == len(truth) == 755  # XNYS sessions 2020-12-30..2023-12-29
         np.testing.assert_allclose(frame["close"].to_numpy(), truth["close"].to_numpy())
     reqs = gateway_sim.requests_named("reqHistoricalData")
     assert {r[0] for r in reqs} == {11}  # one connection
@@ -240,7 +258,7 @@ def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_f
     assert elapsed >= 3.0 and stats.pacing_wait > 0
     for sym in symbols:
         truth = sim_daily(sim, sym).loc["2016-01-04":"2023-12-29"]
-        assert len(frames[sym]) == len(truth) == 2070
+        assert len(frames[sym]) == len(truth) == 2012  # XNYS sessions 2016-01-04..2023-12-29
 
 
 def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_path):
@@ -316,7 +334,9 @@ def test_load_ibkr_history_for_the_backtest_chain(gateway_sim, tmp_path):
     frames = load_ibkr_history(["SPY", "QQQ"], "2023-01-03", "2023-12-29",
                                port=gateway_sim.port, client_id=21,
                                cache=BarCache(tmp_path / "c"), progress=False)
-    assert {k: len(v) for k, v in frames.items()} == {"SPY": 257, "QQQ": 257}
+    # len(exchange_calendars.get_calendar("XNYS").sessions_in_range("2023-01-03",
+    #                                                                  "2023-12-29")) == 250
+    assert {k: len(v) for k, v in frames.items()} == {"SPY": 250, "QQQ": 250}
     assert frames["QQQ"].index[0] == pd.Timestamp("2023-01-03")
     assert frames["SPY"].attrs["source"] == "ibkr"
     with pytest.raises(SourceUnavailableError, match=r"nothing listens on 127\.0\.0\.1:\d+"):

@@ -87,7 +87,7 @@ def test_doctor_passes_against_the_simulator(gateway_sim, monkeypatch):
     assert "paper account DU1234567" in report.by_name("account").detail
     # IB's "5 D" = the last 5 sessions before 2024-01-02 09:30 New York
     assert report.by_name("historical data").detail == (
-        "5 daily bars of SPY, last 2023-12-29 close 475.57")
+        "5 daily bars of SPY, last 2023-12-29 close 464.48")  # synthetic SPY on XNYS sessions
     assert report.by_name("market data SPY").detail.startswith("live data: ")
     assert "last close 2.5" in report.by_name("yfinance").detail
 

@@ -626,3 +626,20 @@ def test_api_port_in_use_raises_connection_failed(gateway_sim):
 
     with pytest.raises(ConnectionFailedError, match=str(gateway_sim.port)):
         GatewaySim(port=gateway_sim.port).start()
+
+
+def test_synthetic_and_sample_series_share_the_nyse_sessions(gateway_sim_factory):
+    """Synthetic symbols trade on exchange_calendars' XNYS sessions, like the sample's real
+    prices: no bar on 2017-01-02 (New Year observed), 2017-01-16 (MLK day) or 2012-10-29
+    (Hurricane Sandy); the two series have identical session dates where both exist."""
+    import numpy as np
+
+    sim = gateway_sim_factory(data="sample")
+    spy = sim.market.series(sim.contracts.by_symbol("SPY", "STK"))  # arch's S&P 500 / 10
+    qqq = sim.market.series(sim.contracts.by_symbol("QQQ", "STK"))  # synthetic
+    for closed in ("2017-01-02", "2017-01-16", "2012-10-29"):
+        assert np.datetime64(closed) not in qqq.dates
+    lo, hi = np.datetime64("2005-01-01"), np.datetime64("2018-12-31")
+    both = [s.dates[(s.dates >= lo) & (s.dates <= hi)] for s in (spy, qqq)]
+    assert len(both[0]) > 3000
+    assert np.array_equal(both[0], both[1])

@@ -396,7 +396,8 @@ def test_live_backfill_reads_and_fills_the_shared_bar_cache(gateway_sim, tmp_pat
     # 15:01..16:00 New York on Friday 2023-12-29, then 09:31..09:40 today: no gap, no repeat
     assert stamps[0] == datetime(2023, 12, 29, 15, 1) and stamps[59] == datetime(2023, 12, 29, 16)
     assert stamps[60:] == [datetime(2024, 1, 2, 9, 31) + timedelta(minutes=i) for i in range(10)]
-    key = CacheKey("ibkr", "AAPL-STK-SMART-USD", "1 min", "TRADES", use_rth=False)
+    # the simulator's bars are filed as "ibkr-sim", never as IB's
+    key = CacheKey("ibkr-sim", "AAPL-STK-SMART-USD", "1 min", "TRADES", use_rth=False)
     assert cache.coverage(key) == [(date(2023, 12, 29), date(2024, 1, 1))]  # today: not yet
     assert len(asked_first) == 5  # one day per request: Friday, the weekend, New Year, today
 

@@ -260,7 +260,9 @@ def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tm
     cache = BarCache(tmp_path / "bars")
     first = run_live(make_config(tmp_path, sim.port, **{"connection.readonly": False}),
                      max_runtime=60, cache=cache)
-    cached = cache.load(CacheKey("ibkr", "SPY"))
+    # the simulator's bars are filed as "ibkr-sim", never as IB's
+    assert cache.load(CacheKey("ibkr", "SPY")) is None
+    cached = cache.load(CacheKey("ibkr-sim", "SPY"))
     assert cached is not None and len(cached) >= 500  # two years of completed daily bars
     asked_first = len(sim.requests_named("reqHistoricalData"))
     assert asked_first >= 2

@@ -507,14 +507,44 @@ def _serve_ibkr(
     i_start = start or (pd.Timestamp(i_end) - pd.DateOffset(years=DEFAULT_YEARS)).date()
     where = f"{req.ib_host}:{req.ib_port}"
     log.info("history: trying ibkr at %s for %s %s..%s", where, ", ".join(symbols), i_start, i_end)
-    frames = load_ibkr_history(
-        symbols, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[req.interval],
-        host=req.ib_host, port=req.ib_port, client_id=req.ib_client_id,
-        cache=req.cache, use_cache=req.use_cache, progress=req.progress,
-    )
+    try:
+        frames = load_ibkr_history(
+            symbols, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[req.interval],
+            host=req.ib_host, port=req.ib_port, client_id=req.ib_client_id,
+            cache=req.cache, use_cache=req.use_cache, progress=req.progress,
+        )
+    except SourceUnavailableError as exc:
+        held = _simulator_bars(req.cache, symbols) if req.use_cache else []
+        if not held:
+            raise
+        raise type(exc)(
+            f"{exc} (the cache also holds bars of {', '.join(held)} fetched from bt_ibkr's "
+            "gateway simulator, filed as ibkr-sim: simulated prices, never used as IB's; to "
+            "backtest on them start the simulator, python -m bt_ibkr.gateway_sim --port "
+            f"{req.ib_port}, and run again)") from None
     cached = all(f.attrs.get("source") == "cache" for f in frames.values())
-    own = f"gateway {where}" + (", all from the ibkr cache" if cached else "")
+    if any(f.attrs.get("simulated") for f in frames.values()):
+        own = (f"IB gateway simulator at {where}: simulated prices, not IB's, cached as "
+               f"ibkr-sim" + (", all from that cache" if cached else ""))
+    else:
+        own = f"IB gateway at {where}" + (", all from the ibkr cache" if cached else "")
     return _result(frames, "ibkr", [("ibkr", own)], own=own)
+
+
+def _simulator_bars(cache: BarCache | None, symbols: list[str]) -> list[str]:
+    """Return the symbols of which ``cache`` (default: the default cache) holds bars from the
+    gateway simulator (cache source "ibkr-sim")."""
+    from bt_ibkr.ib.historical import SIM_SOURCE
+
+    cache = cache if cache is not None else BarCache()
+    held = []
+    for sym in symbols:
+        path = cache.path_for(CacheKey(source=SIM_SOURCE, symbol=sym))
+        prefix = path.name.split("__", 1)[0] + "__"
+        if path.parent.is_dir() and any(p.name.startswith(prefix)
+                                        for p in path.parent.glob("*.parquet")):
+            held.append(sym)
+    return held
 
 
 def _failure_message(symbols: list[str], tried: list[tuple[str, str]], what_to_do: str) -> str:

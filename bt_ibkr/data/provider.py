@@ -364,6 +364,9 @@ class IBKRDataProvider:
                     f"(weekend/holiday?) and the contract"))
             else:
                 frames[sym] = res
+                # where the bars come from: a real gateway or bt_ibkr's simulator
+                res.attrs["gateway"] = self.session.describe()
+                res.attrs["simulated"] = bool(self.session.simulated)
                 if res.attrs.get("source") == "cache":
                     attempts[sym].append(Attempt("cache", True, f"{len(res)} bars"))
 

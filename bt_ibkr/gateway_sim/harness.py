@@ -14,6 +14,8 @@ Every method is thread-safe: it runs the work on the simulator's loop and waits 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -288,6 +290,33 @@ class GatewaySim:
             self.server.faults.delays.pop(msg_id, None)
         else:
             self.server.faults.delays[msg_id] = seconds
+
+    def edit_bars(self, symbol: str, edit: Callable[[list], list]) -> None:
+        """Pass every later historical reply for ``symbol`` through ``edit(bars) -> bars``
+        (bars are :class:`~bt_ibkr.gateway_sim.marketdata.Bar`, oldest first)."""
+        self.server.faults.bar_edits.setdefault(symbol, []).append(edit)
+
+    def corrupt_newest_bar(self, symbol: str, **values: float) -> None:
+        """Serve the newest bar of ``symbol``'s historical replies with ``values`` (e.g.
+        ``close=float("nan")`` or ``low=-1.0``): bad data from the gateway. A NaN goes on the
+        wire as the text ``NaN`` (how a Java double prints it), not as an empty field."""
+        values = {k: ("NaN" if isinstance(v, float) and math.isnan(v) else v)
+                  for k, v in values.items()}
+
+        def edit(bars: list) -> list:
+            return bars[:-1] + [dataclasses.replace(bars[-1], **values)] if bars else bars
+        self.edit_bars(symbol, edit)
+
+    def add_future_bar(self, symbol: str, days: int = 7) -> None:
+        """Append to ``symbol``'s daily historical replies a copy of the newest bar stamped
+        ``days`` calendar days later (a bar from the future: a clock or time-zone error)."""
+        def edit(bars: list) -> list:
+            if not bars or bars[-1].day is None:
+                return bars
+            last = bars[-1]
+            return bars + [dataclasses.replace(last, start=last.start + days * 86400,
+                                               day=last.day + timedelta(days=days))]
+        self.edit_bars(symbol, edit)
 
     def drop_replies(self, msg_id: int, n: int = 1) -> None:
         """Send no reply at all to the next ``n`` requests with ``msg_id``."""

@@ -8,7 +8,9 @@ Data modes
   futures as ^GSPC, so an ETF strategy has real prices. Every other symbol is synthetic.
   Outside the sample's range those series have no data.
 * ``synthetic``: every symbol is a seeded GBM-like daily series, deterministic per
-  ``(seed, symbol)``, on a weekday calendar (1 Jan, 4 Jul and 25 Dec closed) from 2000 to 2035,
+  ``(seed, symbol)``, on the New York Stock Exchange's sessions (exchange_calendars XNYS:
+  weekends, holidays and special closures closed; the sample's real prices share them) from 2000
+  to 2035,
   anchored at a typical price on 2024-01-02; prices are rounded to the contract's minTick.
 
 Intraday
@@ -134,12 +136,15 @@ def _arch_frame(name: str) -> pd.DataFrame:
     return ds.load()
 
 
-def _weekday_calendar(first: date, last: date) -> np.ndarray:
-    days = np.arange(np.datetime64(first), np.datetime64(last) + 1, dtype="datetime64[D]")
-    weekday = (days.astype("int64") + 3) % 7  # 1970-01-01 was a Thursday (3)
-    md = pd.DatetimeIndex(days).strftime("%m%d").to_numpy()
-    closed = np.isin(md, ["0101", "0704", "1225"])
-    return days[(weekday < 5) & ~closed]
+@lru_cache(maxsize=2)
+def _exchange_sessions(first: date, last: date, calendar: str = "XNYS") -> np.ndarray:
+    """Return the sessions of the exchange_calendars ``calendar`` from ``first`` to ``last``
+    (datetime64[D]): NYSE's real trading days, holidays and special closures included, so
+    synthetic series share their sessions with the sample's real prices."""
+    import exchange_calendars as xcals
+
+    cal = xcals.get_calendar(calendar, start=str(first), end=str(last))
+    return cal.sessions.to_numpy().astype("datetime64[D]")
 
 
 def _seed_for(*parts: object) -> list[int]:
@@ -194,7 +199,7 @@ class MarketData:
     def _synthetic(self, key: str, contract: SimContract, spec: SessionSpec) -> DailySeries:
         price, vol, volume = SYNTHETIC_PARAMS.get(key, (100.0, 0.25, 1e6))
         tick = contract.minTick or 0.01
-        dates = _weekday_calendar(SYNTHETIC_FIRST, SYNTHETIC_LAST)
+        dates = _exchange_sessions(SYNTHETIC_FIRST, SYNTHETIC_LAST)
         n = len(dates)
         rng = np.random.default_rng(_seed_for(self.seed, key, "daily"))
         sig = vol / math.sqrt(252.0)

@@ -201,6 +201,8 @@ class MarketDataRouter:
         except HistoricalDataError as exc:
             self.server.error(session, req_id, exc.code, exc.message)
             return
+        for edit in self.server.faults.bar_edits.get(contract.symbol, ()):
+            bars = edit(list(bars))
         session.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
                                            end))
         if keep_up:

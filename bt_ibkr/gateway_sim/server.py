@@ -89,6 +89,7 @@ from bt_ibkr.gateway_sim.order_codec import account_download_end_fields, account
 from bt_ibkr.gateway_sim.pacing import PacingGuard
 from bt_ibkr.gateway_sim.session import FaultPlan, Session, reply_context
 from bt_ibkr.gateway_sim.wire import MSG_NAMES, FieldReader, split_fields
+from bt_ibkr.ib.codes import SIMULATOR_BRAND
 
 log = logging.getLogger("bt_ibkr.gateway_sim")
 
@@ -534,6 +535,7 @@ class GatewayServer:
         h[16] = lambda s, r: s.send([53, 1])
         h[15] = lambda s, r: None
         h[99] = lambda s, r: s.send([102])
+        h[104] = lambda s, r: s.send([107, r.int(), SIMULATOR_BRAND])  # reqUserInfo -> userInfo
         h[6] = self._on_account_updates
         h[76] = lambda s, r: (r.skip(), s.send([74, 1, r.int()]))
         h[77] = lambda s, r: None

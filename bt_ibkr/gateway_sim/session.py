@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,14 @@ class FaultPlan:
     ``reject_next_order``: ``(code, reason)`` -> the next placeOrder is rejected (consumed by
     the order handlers). ``delays``: request msg id -> seconds to hold every reply to it.
     ``drops``: request msg id -> how many further requests of that id get no reply at all.
+    ``bar_edits``: symbol -> functions ``f(bars) -> bars`` applied, in order, to every
+    historical reply for that symbol (bad data: a NaN price, a future time stamp).
     """
 
     reject_next_order: tuple[int, str] | None = None
     delays: dict[int, float] = field(default_factory=dict)
     drops: dict[int, int] = field(default_factory=dict)
+    bar_edits: dict[str, list[Callable[[list], list]]] = field(default_factory=dict)
 
 
 class Session:

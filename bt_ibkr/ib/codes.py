@@ -77,3 +77,7 @@ WORKING_STATUSES = frozenset({"PreSubmitted", "Submitted"})
 CANCELLED_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
 #: rejected or held by the gateway
 INACTIVE = "Inactive"
+
+SIMULATOR_BRAND = "bt_ibkr-gateway_sim"
+"""What bt_ibkr's gateway simulator answers to reqUserInfo (its white-branding id): a session
+tells the simulator from a real gateway by it, so simulated prices are never filed as IB's."""

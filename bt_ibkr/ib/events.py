@@ -43,10 +43,12 @@ class HistoryEnded:
 
 @dataclass(frozen=True)
 class RequestFailed:
-    """IB ended a data request (historical or live) with error ``code``: ``text``."""
+    """IB ended a data request (historical or live) with error ``code``: ``text``;
+    ``bad_data``: the gateway answered with bars that failed validation (NaN, negative)."""
 
     code: int
     text: str
+    bad_data: bool = False
 
 
 @dataclass(frozen=True)

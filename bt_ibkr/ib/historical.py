@@ -40,7 +40,13 @@ from typing import Any
 import pandas as pd
 
 from bt_ibkr.cache import BarCache, CacheKey
-from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.errors import (
+    ConfigError,
+    DataError,
+    DataValidationError,
+    SourceUnavailableError,
+    UnknownSymbolError,
+)
 from bt_ibkr.ib.bars import (
     BAR_SECONDS,
     DAY,
@@ -291,8 +297,10 @@ class HistoricalData:
 
     # ------------------------------------------------------------------ a range, through the cache
     def cache_key(self, name: str, bar_size: str, what: str, use_rth: bool) -> CacheKey:
-        """Return the CacheKey of ``name``'s IB bars (source "ibkr")."""
-        return CacheKey(source="ibkr", symbol=name, bar_size=bar_size, what_to_show=what,
+        """Return the CacheKey of ``name``'s IB bars: source "ibkr", or "ibkr-sim" when the
+        session talks to bt_ibkr's gateway simulator (simulated prices are never IB's)."""
+        source = SIM_SOURCE if getattr(self.session, "simulated", False) else "ibkr"
+        return CacheKey(source=source, symbol=name, bar_size=bar_size, what_to_show=what,
                         use_rth=bool(use_rth), adjusted=what == ADJUSTED)
 
     @staticmethod
@@ -422,7 +430,9 @@ class HistoricalData:
             for chunk in self._chunks_for(gap, size, what, now):
                 bars = await self.request(contract, chunk, size, what, use_rth, name=name,
                                           end_now=what == ADJUSTED)
-                got.append(_trim(bars_frame(bars, intraday), chunk.start, chunk.end, intraday))
+                frame = bars_frame(bars, intraday)
+                _refuse_future(frame, name, now, intraday)
+                got.append(_trim(frame, chunk.start, chunk.end, intraday))
                 if tick is not None:
                     tick(name)
             nonempty = [g for g in got if not g.empty]
@@ -459,6 +469,28 @@ class HistoricalData:
                 replace = False
             elif cover:
                 self.cache.mark_covered(key, first, last)
+
+
+SIM_SOURCE = "ibkr-sim"
+"""The cache source of bars fetched from bt_ibkr's gateway simulator."""
+
+
+def _refuse_future(frame: pd.DataFrame, name: str, now: datetime, intraday: bool) -> None:
+    """Raise DataValidationError when IB sent a bar stamped after ``now`` (the gateway's
+    clock; daily bars: a session date after tomorrow's UTC date, which leaves room for
+    exchanges east of UTC): a clock or time-zone error is reported, never dropped quietly."""
+    if frame.empty:
+        return
+    newest = frame.index.max()
+    if intraday:
+        future = newest > pd.Timestamp(to_utc(now)) + pd.Timedelta(minutes=1)
+    else:
+        future = newest.date() > (to_utc(now) + timedelta(days=1)).date()
+    if future:
+        raise DataValidationError(
+            f"ibkr {name}: IB sent a bar stamped {newest if intraday else newest.date()} after the gateway's clock "
+            f"{to_utc(now):%Y-%m-%d %H:%M} UTC: a clock or time-zone error; check the "
+            "gateway's clock and time zone")
 
 
 def _trim(frame: pd.DataFrame, lo: datetime, hi: datetime, intraday: bool) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from bt_ibkr.errors import ConnectionFailedError, SourceUnavailableError
+from bt_ibkr.errors import ConnectionFailedError, GatewayTimeoutError, SourceUnavailableError
 from bt_ibkr.ib.account import AccountState
 from bt_ibkr.ib.codes import (
     CLIENT_ID_IN_USE,
@@ -50,12 +50,15 @@ from bt_ibkr.ib.codes import (
     CONNECTIVITY_RESTORED_DATA_LOST,
     NO_SECURITY_DEFINITION,
     PORT_HINT,
+    SIMULATOR_BRAND,
 )
 from bt_ibkr.ib.contracts import parse_dataname, select_single
 from bt_ibkr.ib.loop import LoopThread
 from bt_ibkr.utc import to_utc, utc_now
 
-__all__ = ["ConnectFailed", "IBSession", "classify_connect_error", "safe_disconnect"]
+__all__ = ["SIMULATOR_BRAND", "ConnectFailed", "IBSession", "classify_connect_error",
+           "safe_disconnect"]
+
 
 log = logging.getLogger("bt_ibkr.ib.session")
 
@@ -134,6 +137,8 @@ class IBSession:
         self.name = name
         self.account = AccountState(account)
         self.managed_accounts: list[str] = []
+        #: True when the gateway identified itself as bt_ibkr's simulator (reqUserInfo)
+        self.simulated = False
         #: successful connects so far (the first one included)
         self.connects = 0
         self.on_client: list[Callable[[Any], None]] = []
@@ -347,6 +352,7 @@ class IBSession:
         self._connectivity.set()
         if self.clock_refresh is not None:
             await self._refresh_clock()
+        self.simulated = await self._is_simulator()
         first = self.connects == 0
         self.connects += 1
         self._ready = True
@@ -356,6 +362,37 @@ class IBSession:
                      f"({ibc.CLIENT_NAME} {ibc.CLIENT_VERSION})")
         for hook in self.on_connected:
             hook(first)
+
+    async def _is_simulator(self) -> bool:
+        """Ask the gateway who it is (reqUserInfo, once per connect): True when it answers
+        :data:`SIMULATOR_BRAND`. A gateway that does not answer within 2 s (older servers
+        ignore the request) counts as a real one.
+
+        ib_async and ib_insync both drop the answer's ``whiteBrandingId`` (their
+        ``reqUserInfoAsync`` resolves to None), so the session reads it off the client's
+        ``wrapper.userInfo`` call for the length of the request."""
+        wrapper = self._ib.wrapper
+        brands: list[str] = []
+        library_user_info = wrapper.userInfo
+
+        def user_info(req_id: int, white_branding_id: str) -> None:
+            brands.append(str(white_branding_id or ""))
+            library_user_info(req_id, white_branding_id)
+
+        wrapper.userInfo = user_info
+        try:
+            await asyncio.wait_for(self._ib.reqUserInfoAsync(), min(2.0, self.connect_timeout))
+        except Exception:  # noqa: BLE001 - no answer: a real gateway
+            log.debug("reqUserInfo got no answer; treating the gateway as IB's", exc_info=True)
+        finally:
+            del wrapper.userInfo  # back to the library's method
+        return SIMULATOR_BRAND in brands
+
+    def describe(self) -> str:
+        """Return where data comes from: "IB gateway simulator at host:port" or "IB gateway
+        at host:port"."""
+        kind = "IB gateway simulator" if self.simulated else "IB gateway"
+        return f"{kind} at {self.host}:{self.port}"
 
     async def ensure_connected(self, timeout: float | None = None) -> bool:
         """Connect if needed (waiting for a reconnect already under way); return True when
@@ -440,15 +477,22 @@ class IBSession:
             self._ib.reqMarketDataType(self.market_data_type)
 
     # ------------------------------------------------------------------ the gateway's clock
-    async def server_time(self, timeout: float = 10.0) -> datetime:
+    async def server_time(self, timeout: float = 10.0, strict: bool = False) -> datetime:
         """Return the gateway's clock (tz-aware UTC) and refresh :meth:`timeoffset`; falls back
-        to this machine's clock plus the last offset when the gateway does not answer."""
+        to this machine's clock plus the last offset when the gateway does not answer, unless
+        ``strict`` (then raises :class:`GatewayTimeoutError`: a decision needs the gateway's
+        own clock)."""
         try:
             t0 = time.time()
             server = await asyncio.wait_for(self._ib.reqCurrentTimeAsync(), timeout)
             t1 = time.time()
-        except Exception:  # noqa: BLE001 - the local clock is the next best thing
+        except Exception as exc:  # noqa: BLE001 - the local clock is the next best thing
             log.debug("reqCurrentTime failed", exc_info=True)
+            if strict:
+                raise GatewayTimeoutError(
+                    f"the gateway did not answer the time request (reqCurrentTime) within "
+                    f"{timeout:g}s ({type(exc).__name__}); check that it is running and logged "
+                    "in, then run again") from None
             return utc_now() + self.timeoffset()
         server = to_utc(server)
         with self._offset_lock:
@@ -461,7 +505,7 @@ class IBSession:
             return self._offset
 
     async def _refresh_clock(self) -> None:
-        await self.server_time()
+        await self.server_time(min(10.0, self.connect_timeout))
         if self.clock_refresh and self.running and not self._closing:
             self._clock_handle = asyncio.get_running_loop().call_later(
                 float(self.clock_refresh), lambda: asyncio.ensure_future(self._refresh_clock()))

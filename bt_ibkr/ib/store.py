@@ -38,13 +38,19 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
-from bt_ibkr.errors import ConfigError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.errors import (
+    ConfigError,
+    DataError,
+    GatewayTimeoutError,
+    UnknownSymbolError,
+)
 from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.contracts import contract_to_dataname
@@ -192,6 +198,8 @@ class IBStore:
         self._refs = 0
         self._closing = False
         self._lock = threading.RLock()
+        #: monotonic time after which blocking waits give up (a run's max-runtime); None: none
+        self.deadline: float | None = None
         with IBStore._default_lock:
             if IBStore._default is None or IBStore._default._closing:
                 IBStore._default = self
@@ -358,10 +366,30 @@ class IBStore:
         """Return the gateway-minus-local clock offset (zero with ``timeoffset=False``)."""
         return self.session.timeoffset() if self.p.timeoffset else timedelta()
 
-    def server_time(self, timeout: float = 10.0) -> datetime:
+    def server_time(self, timeout: float = 10.0, strict: bool = False) -> datetime:
         """Return the gateway's clock, tz-aware UTC (a blocking round trip; for start-up code
-        and tools, not per-bar code)."""
-        return self.run(self.session.server_time(timeout), timeout=timeout + 5)
+        and tools, not per-bar code). Without an answer: this machine's clock plus the last
+        measured offset, or with ``strict`` :class:`GatewayTimeoutError`."""
+        timeout = self.remaining(timeout)
+        try:
+            return self.run(self.session.server_time(timeout, strict), timeout=timeout + 5)
+        except TimeoutError:
+            if strict:
+                raise GatewayTimeoutError(
+                    f"the gateway did not answer the time request within {timeout:g}s") from None
+            raise
+
+    def remaining(self, timeout: float) -> float:
+        """Return ``timeout`` capped by the seconds left until :attr:`deadline` (a monotonic
+        time the owner of a run sets; None: no cap), at least 0.01 s."""
+        deadline = self.deadline
+        if deadline is None:
+            return float(timeout)
+        return max(0.01, min(float(timeout), deadline - time.monotonic()))
+
+    def past_deadline(self) -> bool:
+        """Return True when :attr:`deadline` is set and has passed."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def get_acc_cash(self, account: str | None = None) -> float:
         """Return the account's cash (TotalCashBalance in BASE), 0.0 before the first download."""
@@ -397,11 +425,11 @@ class IBStore:
         (messages name ``dataname``), :class:`SourceUnavailableError` on timeout.
         """
         name = dataname or contract_to_dataname(contract)
-        timeout = timeout or self.p.request_timeout
+        timeout = self.remaining(timeout or self.p.request_timeout)
         try:
             return self.run(self.session.qualify(contract, name), timeout=timeout + 5)
         except TimeoutError:
-            raise SourceUnavailableError(
+            raise GatewayTimeoutError(
                 f"contract lookup for dataname {name!r} got no answer in {timeout:g}s"
             ) from None
         except UnknownSymbolError as exc:
@@ -460,9 +488,12 @@ class IBStore:
             pass
         except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
             code = getattr(exc, "code", 0)
-            if not code:
+            if isinstance(exc, DataError) and not code:  # bad bars: the message says which
+                log.warning("historical request failed: %s", exc)
+            elif not code:
                 log.exception("historical request failed")
-            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}"))
+            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}",
+                                bad_data=isinstance(exc, DataError) and not code))
         q.put(HistoryEnded(n))
 
     # ------------------------------------------------------------------ live data
@@ -511,6 +542,18 @@ class IBStore:
         return self.call(self.routes.follow, refs)
 
     # ------------------------------------------------------------------ reconciling (start-up)
+    def _answer(self, coro, timeout: float, what: str):
+        """Run ``coro`` within ``timeout`` (capped by :attr:`deadline`); raises
+        :class:`GatewayTimeoutError` naming ``what`` when the gateway does not answer."""
+        timeout = self.remaining(timeout)
+        try:
+            return self.run(coro, timeout=timeout)
+        except TimeoutError:
+            raise GatewayTimeoutError(
+                f"the gateway did not answer {what} within {timeout:g}s; check that it is "
+                "running and logged in, then run again (the journal is safe)") from None
+
+
     def order_snapshots(self, account: str, timeout: float = 30.0) -> list[OrderSnapshot]:
         """Return the gateway's open and completed orders of ``account`` (blocking, start-up).
 
@@ -526,7 +569,9 @@ class IBStore:
                 log.warning("reqCompletedOrders failed; reconciling without completed orders")
             return trades
 
-        return [order_snapshot(t) for t in self.run(ask(), timeout=timeout)
+        trades = self._answer(ask(), timeout, "the open and completed orders request "
+                              "(reqAllOpenOrders / reqCompletedOrders)")
+        return [order_snapshot(t) for t in trades
                 if not getattr(t.order, "account", "") or t.order.account == account]
 
     def exec_snapshots(self, account: str, timeout: float = 30.0) -> list[ExecSnapshot]:
@@ -543,6 +588,7 @@ class IBStore:
         async def ask() -> list:
             return list(await ib.reqExecutionsAsync(flt))
 
-        return [exec_snapshot(f) for f in self.run(ask(), timeout=timeout)
+        fills = self._answer(ask(), timeout, "the executions request (reqExecutions)")
+        return [exec_snapshot(f) for f in fills
                 if not getattr(f.execution, "acctNumber", "")
                 or f.execution.acctNumber == account]

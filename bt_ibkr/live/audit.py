@@ -32,7 +32,7 @@ from typing import Any
 
 from bt_ibkr.live.config import SECRET_ENV_VARS, SECRET_NAME_RE
 
-KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error")
+KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error", "data")
 """The kinds of audit records."""
 MASK = "***"
 MIN_SECRET_LEN = 6

@@ -55,10 +55,11 @@ PARTIAL = "partial"        # working, partly filled
 FILLED = "filled"
 CANCELLED = "cancelled"
 INACTIVE = "inactive"      # IB "Inactive": rejected or held by the gateway
+REJECTED = "rejected"      # the gateway refused it with an error (e.g. 201); reason in the event
 EXPIRED = "expired"        # journaled, never sent, too old to send after a restart
 LOST = "lost"              # marked sent, but the gateway has no trace and there are no fills
 OPEN_STATUSES = (INTENT, SENT, SUBMITTED, PARTIAL)
-TERMINAL_STATUSES = (FILLED, CANCELLED, INACTIVE, EXPIRED, LOST)
+TERMINAL_STATUSES = (FILLED, CANCELLED, INACTIVE, REJECTED, EXPIRED, LOST)
 STATUSES = OPEN_STATUSES + TERMINAL_STATUSES
 
 _IB_STATUS = {
@@ -474,9 +475,10 @@ class Journal:
 
     def update_status(
         self, order_ref: str, status: str, filled: float | None = None,
-        avg_price: float | None = None, perm_id: int | None = None,
+        avg_price: float | None = None, perm_id: int | None = None, reason: str | None = None,
     ) -> None:
-        """Record the order's status (IB's ``Submitted``/``Filled``/... or a journal status).
+        """Record the order's status (IB's ``Submitted``/``Filled``/... or a journal status);
+        ``reason`` (IB's text of a rejection) goes into the status event.
 
         A working order with ``0 < filled < quantity`` becomes ``partial``. A terminal status is
         never moved back to a working one (late, out-of-order status events are ignored).
@@ -490,9 +492,10 @@ class Journal:
                              (order_ref,)).fetchone()
             if row is None:
                 raise KeyError(f"no journaled intent {order_ref!r}")
-            self._set_status(db, order_ref, row, new, filled, avg_price, perm_id)
+            self._set_status(db, order_ref, row, new, filled, avg_price, perm_id, reason)
 
-    def _set_status(self, db, order_ref, row, new, filled, avg_price, perm_id) -> bool:
+    def _set_status(self, db, order_ref, row, new, filled, avg_price, perm_id,
+                    reason: str | None = None) -> bool:
         old = row["status"]
         qty = row["quantity"]
         filled_now = row["filled"] if filled is None else float(filled)
@@ -511,7 +514,10 @@ class Journal:
             (new, filled_now, avg_price, perm_id, _iso(_now()), order_ref),
         )
         if new != old:
-            self._event(db, "status", order_ref, {"from": old, "to": new, "filled": filled_now})
+            detail = {"from": old, "to": new, "filled": filled_now}
+            if reason:
+                detail["reason"] = reason
+            self._event(db, "status", order_ref, detail)
         return changed
 
     def get(self, order_ref: str) -> IntentRecord | None:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from bt_ibkr.ib.broker import IBBroker, IBOrder
-from bt_ibkr.ib.codes import DUPLICATE_ORDER_ID, is_warning
+from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
 from bt_ibkr.ib.events import (
     BrokerEvent,
     CommissionReceived,
@@ -53,7 +54,16 @@ from bt_ibkr.ib.events import (
 from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
-from bt_ibkr.live.journal import INTENT, OPEN_STATUSES, Fill, Intent, Journal
+from bt_ibkr.live.journal import (
+    CANCELLED,
+    INACTIVE,
+    INTENT,
+    OPEN_STATUSES,
+    REJECTED,
+    Fill,
+    Intent,
+    Journal,
+)
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.utc import utc_now
 
@@ -71,6 +81,17 @@ def _crash(point: str) -> None:  # pragma: no cover - the process dies here
         except Exception:  # noqa: BLE001
             pass
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def is_rejection(code: int | None) -> bool:
+    """Return True when IB error ``code`` on an order refuses it (201 order rejected, 202's
+    kin excluded: a cancel confirmation or an informational warning is no rejection)."""
+    return (bool(code) and code not in CANCEL_CONFIRMATIONS and code not in _CANCEL_REPLIES
+            and not is_warning(code))
+
+
+#: answers to a cancel request (order not found, not cancellable): about the cancel, not the order
+_CANCEL_REPLIES = frozenset({161, 10147})
 
 
 class JournaledIBBroker(IBBroker):
@@ -97,6 +118,7 @@ class JournaledIBBroker(IBBroker):
         self.halt_announced = False
         self._fills: dict[str, Fill] = {}
         self._early_commission: dict[str, float] = {}
+        self._rejections: dict[str, tuple[int, str]] = {}  # orderRef -> IB's (code, text)
         self._crashed_after_send = False
         self.subscribe(self.on_event)
 
@@ -257,6 +279,8 @@ class JournaledIBBroker(IBBroker):
                     if code == DUPLICATE_ORDER_ID:
                         log.error("IB error 103 (duplicate order id) for %s: %s", ref, text)
                     self._audit("error", orderRef=ref, code=code, text=text)
+                    if is_rejection(code):
+                        self._on_rejection(ref, code, text)
             case ExecutionReceived():
                 self._journal_fill(event)
             case CommissionReceived(exec_id=exec_id, commission=commission):
@@ -273,9 +297,35 @@ class JournaledIBBroker(IBBroker):
                 log.error("gave up reconnecting to the gateway")
                 self._audit("connection", event="gave_up")
 
+    def _on_rejection(self, ref: str, code: int, text: str) -> None:
+        """IB refused order ``ref`` (error ``code``): once its status is terminal without a
+        fill, the journal says ``rejected`` with IB's reason."""
+        self._rejections[ref] = (code, text)
+        rec = self.journal.get(ref) if self.journal is not None else None
+        if rec is not None and rec.status in (CANCELLED, INACTIVE) and not rec.filled:
+            self._mark_rejected(ref, rec.status, None, code, text)
+
+    def _mark_rejected(self, ref: str, ib_status: str | None, ev: OrderStatusChanged | None,
+                       code: int, text: str) -> None:
+        text = re.sub(r"^Error -?\d+, reqId -?\d+: ", "", text or "").strip()
+        self.journal.update_status(ref, REJECTED, reason=f"IB error {code}: {text}")
+        log.warning("order %s rejected by the gateway: IB error %d: %s", ref, code, text)
+        self._audit("order", orderRef=ref, status=REJECTED, ib_status=ib_status,
+                    filled=0.0, remaining=ev.remaining if ev is not None else None,
+                    code=code, reason=text)
+        self._record(ref, status=REJECTED, filled=0.0, reason=f"IB error {code}: {text}")
+
     def _journal_status(self, ev: OrderStatusChanged) -> None:
         rec = self.journal.get(ev.ref)
         if rec is None:
+            return
+        code = ev.error_code if is_rejection(ev.error_code) else None
+        text = ev.reason
+        if code is None and ev.ref in self._rejections:
+            code, text = self._rejections[ev.ref]
+        if (code is not None and not ev.filled and rec.status != REJECTED
+                and ev.status in ("Cancelled", "ApiCancelled", "Inactive")):
+            self._mark_rejected(ev.ref, ev.status, ev, code, text or "")
             return
         try:
             self.journal.update_status(ev.ref, ev.status, filled=ev.filled,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -53,7 +54,7 @@ from bt_ibkr.ib.bars import timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.live.config import LiveConfig, PathsConfig
-from bt_ibkr.live.journal import Journal, JournalError, ReconcileReport
+from bt_ibkr.live.journal import REJECTED, Journal, JournalError, ReconcileReport
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
@@ -142,6 +143,9 @@ class LiveRunner:
         self.strategy_cls = strategy
         self.simulate = simulate
         self.sim_options = dict(sim_options or {})
+        if max_runtime is not None and not (math.isfinite(max_runtime) and max_runtime > 0):
+            raise ConfigError(f"max_runtime {max_runtime!r}: must be a finite number of seconds "
+                              "> 0 (or None: no limit)")
         self.max_runtime = max_runtime
         self.json_path = Path(json_path) if json_path else None
         self.report_path = Path(report_path) if report_path else None
@@ -182,6 +186,12 @@ class LiveRunner:
     def _say(self, msg: str) -> None:
         log.info(msg)  # the log handlers mask secrets (RedactingFilter)
         self.progress(msg)
+
+    def _left(self) -> float:
+        """Return the seconds left until ``max_runtime`` (inf without one)."""
+        if self.max_runtime is None:
+            return float("inf")
+        return self.max_runtime - (time.monotonic() - self._t0)
 
     def _timed_out(self) -> bool:
         return self.max_runtime is not None and time.monotonic() - self._t0 >= self.max_runtime
@@ -269,10 +279,15 @@ class LiveRunner:
         self._say(f"connecting to {host}:{port} as clientId {cfg.connection.client_id} "
                   f"({cfg.mode} mode)")
         IBStore.reset_default()
+        connect_timeout = float(cfg.connection.timeout)
+        if self.max_runtime is not None:  # every wait of the run ends by its deadline
+            connect_timeout = max(0.5, min(connect_timeout, self._left()))
         store = IBStore(host=host, port=port, clientId=cfg.connection.client_id,
                         account=cfg.connection.account or "", readonly=cfg.connection.readonly,
-                        connect_timeout=cfg.connection.timeout, reconnect=1, timeout=0.5,
+                        connect_timeout=connect_timeout, reconnect=1, timeout=0.5,
                         backoff_max=self.backoff_max, timerefresh=0, cache=self._bar_cache())
+        if self.max_runtime is not None:
+            store.deadline = self._t0 + self.max_runtime
         try:
             store.start()
         except ConnectionFailedError as exc:
@@ -310,7 +325,11 @@ class LiveRunner:
                         simulate=self.simulate)
             store = self.store = self._connect()
             audit.write("connection", event="connected", host=cfg.connection.host,
-                        port=cfg.port, accounts=store.managed_accounts)
+                        port=cfg.port, accounts=store.managed_accounts,
+                        simulator=store.session.simulated)
+            if store.session.simulated:
+                self._say(f"the gateway at {cfg.connection.host}:{cfg.port} is bt_ibkr's "
+                          "simulator: simulated prices and fills (bars cached as ibkr-sim)")
             try:
                 account = check_trading_mode(cfg.mode, cfg.port, store.managed_accounts,
                                              cfg.confirm_live, cfg.connection.account)
@@ -414,7 +433,8 @@ class LiveRunner:
                                       "bars; use bar_size '1 day' or run_mode 'stream'")
                 data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
                                          backfill_days=self.backfill_days,
-                                         keep_alive=self._keep_alive)
+                                         keep_alive=self._keep_alive,
+                                         report=lambda note: self._note(audit, note))
                 cerebro.adddata(data, name=sym)
             else:
                 tf, comp = timeframe_of(cfg.bar_size)
@@ -448,12 +468,9 @@ class LiveRunner:
 
     def _trading_day(self, store: IBStore) -> date:
         """Return the exchange session the run belongs to, on the gateway's clock (the first
-        symbol's calendar; US symbols share NYSE's sessions)."""
-        try:
-            now = store.server_time()
-        except Exception:  # noqa: BLE001 - fall back to our clock
-            now = datetime.now(UTC).replace(tzinfo=None)
-        return trading_day(now, DEFAULT_CALENDAR)
+        symbol's calendar; US symbols share NYSE's sessions). Raises GatewayTimeoutError when
+        the gateway does not tell its time: the run's bookkeeping and decision need it."""
+        return trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
 
     @staticmethod
     def _day_start_equity(journal: Journal, account: str, run_id: str, equity: float,
@@ -471,6 +488,12 @@ class LiveRunner:
         journal.log_event("day_start", {"date": today, "account": account, "equity": equity},
                           run_id=run_id)
         return equity
+
+    def _note(self, audit: AuditLog, note: str) -> None:
+        """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
+        log.warning("data: %s", note)
+        audit.write("data", event="note", note=note)
+        self.progress(f"data: {note}")
 
     def _feeds_live(self) -> bool:
         for d in self.feeds:
@@ -517,7 +540,8 @@ class LiveRunner:
         if store.connected():
             for ref in working:
                 store.cancel_order(ref)
-            deadline = time.monotonic() + 10.0
+            # the cancels get 10 s, cut to 5 s past the run's max-runtime
+            deadline = time.monotonic() + min(10.0, max(1.0, self._left() + 5.0))
             while broker.working_refs() and time.monotonic() < deadline:
                 broker.process_events()
                 time.sleep(0.05)
@@ -539,6 +563,8 @@ class LiveRunner:
                     "decision_time": str(rec.decision_time),
                 }
         for ref, info in broker.records.items():
+            if ref in orders and info.get("reason"):
+                orders[ref]["reason"] = info["reason"]
             if ref not in orders:
                 orders[ref] = {"orderRef": ref, "symbol": info.get("symbol"),
                                "side": info.get("side"), "quantity": info.get("quantity"),
@@ -547,6 +573,12 @@ class LiveRunner:
                 orders[ref]["duplicate_skipped"] = True
         positions = store.holdings(account) if store.connected() else {}
         attention = [line for line in report.summary().splitlines() if line.startswith("!!")]
+        for order in orders.values():
+            if order.get("status") == REJECTED:
+                attention.append(f"!! REJECTED order {order['orderRef']}: "
+                                 f"{order.get('reason') or 'rejected by the gateway'}; check "
+                                 "the order in TWS (permissions, margin, price) before the "
+                                 "next run")
         for rec in journal.intents():
             if rec.filled > rec.quantity + 1e-9:
                 attention.append(f"!! OVERFILL {rec.order_ref}: {rec.filled:g} filled of "
