@@ -152,6 +152,8 @@ class GatewayServer:
         self._started_once = False
         self.contracts = ContractDB(self.clock.now())
         self.market = MarketData(self.clock, data=data, seed=seed)
+        #: True: at each step fill orders first, then send the bars (gateway_sim.frames)
+        self.fills_first = False
         self.faults = FaultPlan()
         self.pacing: PacingGuard | None = PacingGuard(scale=pacing_scale) if pacing else None
         self.sessions: list[Session] = []
@@ -361,8 +363,15 @@ class GatewayServer:
                     continue
                 if until is not None:
                     self.clock.set(datetime.fromtimestamp(t, UTC))
-                for c in active:
-                    await self._step(c, t)
+                if self.fills_first:  # see frames.py: a session compressed to one step
+                    for c in active:
+                        await self._step_broker(c, t)
+                    for c in active:
+                        for s in list(self.sessions):
+                            self.market_data.step(s, c, t)
+                else:
+                    for c in active:
+                        await self._step(c, t)
                 t += 5
                 steps += 1
                 if steps % 100 == 0:
@@ -388,6 +397,9 @@ class GatewayServer:
     async def _step(self, contract: SimContract, t: int) -> None:
         for s in list(self.sessions):
             self.market_data.step(s, contract, t)
+        await self._step_broker(contract, t)
+
+    async def _step_broker(self, contract: SimContract, t: int) -> None:
         if self.broker is not None:
             active = getattr(self.broker, "active_conids", None)
             if not callable(active) or contract.conId in active():
