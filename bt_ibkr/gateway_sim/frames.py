@@ -20,7 +20,10 @@ as with BackBroker.
 
 Fill model: ``fill_mode="next_bar"`` (market orders fill at the next bar's open) and a
 commission of ``commission_bps`` of the traded value (set through the ledger's per-share fee
-capped at a percentage of value), which is BackBroker's model without slippage.
+capped at a percentage of value), which is BackBroker's model without slippage. With
+``partial_fill_qty`` an order fills in pieces of at most that many shares, all at the open of
+the session it fills in (the order engine gets up to 1,000 price events per step), so the
+executions are split but their total is BackBroker's single fill.
 
 Returns a :class:`FramesServed` with the contract per name and each session's step time.
 """
@@ -134,6 +137,8 @@ def serve_frames(sim, frames: dict[str, pd.DataFrame], commission_bps: float = 0
     broker = sim.broker
     broker.fill_mode = "next_bar"
     broker.partial_fill_qty = partial_fill_qty
+    # partial fills: several executions at the session's open price, all before the bar
+    server.fill_rounds = 1 if partial_fill_qty is None else 1000
     ledger = broker.ledger
     if commission_bps:
         ledger.commission_per_share = 1e12  # capped below at commission_bps of the value

@@ -154,6 +154,8 @@ class GatewayServer:
         self.market = MarketData(self.clock, data=data, seed=seed)
         #: True: at each step fill orders first, then send the bars (gateway_sim.frames)
         self.fills_first = False
+        #: price events per step for the order engine (>1: partial fills at one price)
+        self.fill_rounds = 1
         self.faults = FaultPlan()
         self.pacing: PacingGuard | None = PacingGuard(scale=pacing_scale) if pacing else None
         self.sessions: list[Session] = []
@@ -400,6 +402,15 @@ class GatewayServer:
         await self._step_broker(contract, t)
 
     async def _step_broker(self, contract: SimContract, t: int) -> None:
+        await self._broker_bar(contract, t)
+        if self.fill_rounds > 1 and self.broker is not None:
+            for _ in range(self.fill_rounds - 1):  # more executions while orders keep filling
+                before = len(self.broker.executions())
+                await self._broker_bar(contract, t)
+                if len(self.broker.executions()) == before:
+                    break
+
+    async def _broker_bar(self, contract: SimContract, t: int) -> None:
         if self.broker is not None:
             active = getattr(self.broker, "active_conids", None)
             if not callable(active) or contract.conId in active():

@@ -8,7 +8,7 @@ session's time, the backtest at midnight). Per bar:
 * the bars themselves (OHLCV) must match exactly (a bar diff means the paths saw different
   data, and is counted as a decision diff: nothing after it is comparable);
 * orders (side, size, type, price), fills (price, size, commission), position, cash and
-  value are compared with ``tolerance`` (relative; 0 = exact to 1e-9): a fill price or
+  value are compared with ``tolerance`` (relative; 0 = exact to 1e-9 relative or 1e-6 absolute): a fill price or
   commission outside it is a fill diff, an order outside it an order diff, a position
   difference a position diff.
 
@@ -24,6 +24,9 @@ from typing import Any
 from bt_ibkr.parity.recorder import BarRecord, Recording
 
 EPS = 1e-9
+#: absolute slack for money amounts: IB reports commissions to 1e-8 per execution, so a fill
+#: split in pieces sums to the whole within a few 1e-8
+ABS = 1e-6
 
 
 @dataclass
@@ -63,7 +66,7 @@ class ParityReport:
 
 def _close(a: Any, b: Any, tol: float) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return abs(a - b) <= max(tol * max(abs(a), abs(b)), EPS * max(1.0, abs(a), abs(b)))
+        return abs(a - b) <= max(tol * max(abs(a), abs(b)), EPS * max(abs(a), abs(b)), ABS)
     return a == b
 
 

@@ -122,7 +122,6 @@ def run_ib_path(frames: dict[str, pd.DataFrame], strategy_cls: type, params: dic
     """
     from bt_ibkr.gateway_sim.frames import serve_frames
     from bt_ibkr.gateway_sim.harness import GatewaySim
-    from bt_ibkr.ib.store import IBStore
 
     cfg.validate()
     own = sim is None
@@ -131,60 +130,74 @@ def run_ib_path(frames: dict[str, pd.DataFrame], strategy_cls: type, params: dic
     try:
         served = serve_frames(sim, frames, cfg.commission_bps, cfg.partial_fill_qty,
                               cash=cfg.cash)
-        store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
-        gate = _Gate()
-        cerebro = bt.Cerebro(stdstats=False)
-        for name in frames:
-            data = store.getdata(dataname=served.dataname(name), rtbar=True,
-                                 timeframe=bt.TimeFrame.Seconds, compression=5,
-                                 backfill_start=False, qcheck=cfg.qcheck)
-            cerebro.adddata(data, name=name)
-        cerebro.setbroker(store.getbroker())
-        cerebro.addstrategy(strategy_cls, **params)
-        cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
-        errors: list[BaseException] = []
-        result: list = []
-
-        def run() -> None:
-            try:
-                result.extend(cerebro.run())
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
-        thread.start()
-        try:
-            _drive(sim, store, served, gate, cfg, errors, on_step)
-        finally:
-            cerebro.runstop()
-            thread.join(cfg.hang)
-            store.close()
-            IBStore.reset_default()
-        if errors:
-            raise errors[0]
-        rec = result[0].analyzers.parity.get_analysis()
-        rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()))
-        return rec
+        datanames = {name: served.dataname(name) for name in frames}
+        return run_ib_feeds(sim, datanames, served.steps, strategy_cls, params, cfg,
+                            on_step=on_step)
     finally:
         if own:
             sim.stop()
 
 
-def _drive(sim, store, served, gate: _Gate, cfg: ParityConfig, errors: list,
-           on_step) -> None:
-    n_feeds = len(served.contracts)
+def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls: type,
+                 params: dict[str, Any], cfg: ParityConfig,
+                 on_step: Callable[[int, Any, Any], None] | None = None,
+                 data_kwargs: dict[str, Any] | None = None) -> Recording:
+    """Run the Strategy on IBData 5-second real-time bars of ``datanames`` (feed name ->
+    IBData dataname) and IBBroker against ``sim``, advancing the simulator to each epoch
+    second of ``steps`` in lockstep with the Strategy (one decision per step); return the
+    Recording. ``data_kwargs`` go to every IBData (default: no backfill)."""
+    from bt_ibkr.ib.store import IBStore
+
+    store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
+    gate = _Gate()
+    cerebro = bt.Cerebro(stdstats=False)
+    kwargs = {"backfill_start": False, **(data_kwargs or {})}
+    for name, dataname in datanames.items():
+        data = store.getdata(dataname=dataname, rtbar=True, timeframe=bt.TimeFrame.Seconds,
+                             compression=5, qcheck=cfg.qcheck, **kwargs)
+        cerebro.adddata(data, name=name)
+    cerebro.setbroker(store.getbroker())
+    cerebro.addstrategy(strategy_cls, **params)
+    cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
+    errors: list[BaseException] = []
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.extend(cerebro.run())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
+    thread.start()
+    try:
+        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step)
+    finally:
+        cerebro.runstop()
+        thread.join(cfg.hang)
+        store.close()
+        IBStore.reset_default()
+    if errors:
+        raise errors[0]
+    rec = result[0].analyzers.parity.get_analysis()
+    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()))
+    return rec
+
+
+def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
+           errors: list, on_step) -> None:
     deadline = time.monotonic() + cfg.hang
     while len(sim.requests_named("reqRealTimeBars")) < n_feeds:
         if errors or time.monotonic() > deadline:
             raise RuntimeError(f"the IB path did not subscribe its feeds: {errors}")
         time.sleep(0.002)
-    for k, t in enumerate(served.steps):
+    for k, t in enumerate(steps):
         if on_step is not None:
             on_step(k, sim, store)
         now = sim.now().timestamp()
         sim.advance(seconds=max(t - now, 0.0))
         if not gate.wait(k + 1, cfg.hang, lambda: bool(errors)):
-            raise RuntimeError(f"the IB path stopped at bar {k} of {len(served.steps)} "
+            raise RuntimeError(f"the IB path stopped at bar {k} of {len(steps)} "
                                f"({errors or 'no decision within the hang guard'})")
         end = time.monotonic() + cfg.hang
         while len(sim.requests_named("placeOrder")) < gate.orders:
