@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: log folder (BT_IBKR_LOG_DIR or ./logs): {exc}", file=sys.stderr)
         return 2
     try:
+        from bt_ibkr.params import parse_params, resolve_strategy
         from bt_ibkr.parity.paths import ParityConfig
         from bt_ibkr.parity.report import write_html
         from bt_ibkr.parity.run import run_parity, write_json
-        from bt_ibkr.params import parse_params, resolve_strategy
 
         cfg = ParityConfig(cash=args.cash, commission_bps=args.commission_bps,
                            slippage_bps=args.slippage_bps, tolerance=args.tolerance,
