@@ -133,6 +133,17 @@ def serve_frames(sim, frames: dict[str, pd.DataFrame], commission_bps: float = 0
     server = sim.server
     server.clock.set(pd.Timestamp(start, unit="s", tz="UTC").to_pydatetime())
     server._emitted = start - start % STEP
+    fill_like_backbroker(sim, commission_bps, partial_fill_qty, cash)
+    return FramesServed(contracts=contracts, steps=ordered, start=start)
+
+
+def fill_like_backbroker(sim, commission_bps: float = 0.0,
+                         partial_fill_qty: float | None = None,
+                         cash: float | None = None) -> None:
+    """Set ``sim``'s order engine to BackBroker's fill model: market orders at the next bar's
+    open, reported before that bar (``fills_first``), commission ``commission_bps`` of value,
+    optionally split in pieces of ``partial_fill_qty`` at that open; ``cash`` the account's."""
+    server = sim.server
     server.fills_first = True
     broker = sim.broker
     broker.fill_mode = "next_bar"
@@ -149,7 +160,7 @@ def serve_frames(sim, frames: dict[str, pd.DataFrame], commission_bps: float = 0
     ledger.min_commission = 0.0
     if cash is not None:
         ledger.cash = float(cash)
-    return FramesServed(contracts=contracts, steps=ordered, start=start)
 
 
-__all__ = ["FramesServed", "STEP", "ib_symbol", "serve_frames", "series_from_frame"]
+__all__ = ["FramesServed", "STEP", "fill_like_backbroker", "ib_symbol", "serve_frames",
+           "series_from_frame"]

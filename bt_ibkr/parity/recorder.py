@@ -45,6 +45,8 @@ class BarRecord:
     position: dict[str, float]
     cash: float
     value: float
+    #: per feed: the time of its current bar and whether it was LIVE (not compared)
+    feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -87,7 +89,11 @@ class ParityRecorder(bt.Analyzer):
     params = (("on_bar", None),)
 
     def start(self) -> None:
-        self.rec = Recording(meta={"strategy": type(self.strategy).__name__})
+        cls = type(self.strategy)
+        broker = self.strategy.broker
+        self.rec = Recording(meta={
+            "strategy": cls.__name__, "strategy_path": f"{cls.__module__}:{cls.__qualname__}",
+            "start_cash": broker.getcash(), "start_value": broker.getvalue()})
         self._seen_orders = 0
         self._exbits: dict[int, int] = {}
         self._fills: list[dict[str, Any]] = []
@@ -118,11 +124,14 @@ class ParityRecorder(bt.Analyzer):
         broker = s.broker
         bars = {}
         position = {}
+        feeds = {}
         for d in self.datas:
             name = self._names[id(d)]
             bars[name] = [_r(d.open[0]), _r(d.high[0]), _r(d.low[0]), _r(d.close[0]),
                           _r(d.volume[0], 4)]
             position[name] = _r(broker.getposition(d).size, 8)
+            feeds[name] = {"dt": bt.num2date(d.datetime[0]).isoformat() if len(d) else None,
+                           "live": (not d.islive()) or d._laststatus == d.LIVE}
         orders = []
         intents = []
         for o in self._new_orders():
@@ -142,7 +151,7 @@ class ParityRecorder(bt.Analyzer):
         record = BarRecord(i=len(self.rec.bars), dt=dt.isoformat(), bars=bars,
                            decision=decision, orders=orders, fills=self._fills,
                            position=position, cash=_r(broker.getcash(), 6),
-                           value=_r(broker.getvalue(), 6))
+                           value=_r(broker.getvalue(), 6), feeds=feeds)
         self._fills = []
         with self.cond:
             self.rec.bars.append(record)
