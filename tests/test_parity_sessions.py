@@ -95,3 +95,24 @@ def test_one_session_of_five_second_bars_through_ib_replays_identically(gateway_
     assert report.order_diffs == report.fill_diffs == report.position_diffs == 0
     assert report.orders_backtest == report.orders_ib
     assert report.max_value_diff < 1e-4
+
+
+def test_simulate_report_is_a_tearsheet_from_the_sessions_and_grows_across_runs(in_tmp):
+    from bt_ibkr.parity.live_tearsheet import session_equity
+
+    args = ["--paper", "--simulate", "--json", "run.json", "--report", "r.html",
+            "--max-runtime", "60"]
+    assert live_cli.main(args) == 0
+    summary = json.loads((in_tmp / "run.json").read_text())
+    assert summary["report"] == "r.html"
+    page = (in_tmp / "r.html").read_text()
+    assert "quantstats" in page.lower() or "Cumulative Returns" in page
+    values, closes = session_equity(in_tmp / "state" / "simulate" / "sessions")
+    # start (before the decision bar), the decision bar, and IB's value after the fill
+    assert len(values) == 3 and values.iloc[0] == values.iloc[1] == 1_000_000.0
+    assert values.iloc[-1] == pytest.approx(summary["equity"], abs=0.01)
+    assert len(closes) == 1
+    # a second run adds its session instead of resetting the curve
+    assert live_cli.main(args) == 0
+    assert len(list((in_tmp / "state" / "simulate" / "sessions").iterdir())) == 2
+    assert (in_tmp / "r.html").exists()

@@ -582,18 +582,19 @@ class LiveRunner:
 
     def _write_outputs(self, result: LiveResult) -> None:
         if self.report_path is not None:
-            from analyzers.equity import read_equity_csv
-            from analyzers.tearsheet import write_tearsheet
+            # parity: the tearsheet is built from the recorded sessions of this journal
+            from bt_ibkr.errors import ConfigError as _NoSessions
+            from bt_ibkr.parity.live_tearsheet import write_live_tearsheet
 
             try:
-                values = read_equity_csv(self.config.paths.equity)
-                out = write_tearsheet(values, self.report_path,
-                                      title=f"bt_ibkr {result.mode} run {result.account}")
+                out = write_live_tearsheet(Path(self.config.paths.journal).parent / "sessions",
+                                           self.report_path,
+                                           title=f"bt_ibkr {result.mode} run {result.account}")
                 result.report = str(out)
                 result.report_message = f"tearsheet: {out}"
-            except (ValueError, FileNotFoundError) as exc:
+            except (ValueError, FileNotFoundError, _NoSessions) as exc:
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
-                                         "one point per traded bar across runs)")
+                                         "one point per live bar across runs)")
             self._say(result.report_message)
         if self.json_path is not None:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)

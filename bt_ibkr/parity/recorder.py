@@ -109,7 +109,8 @@ class ParityRecorder(bt.Analyzer):
             self._fills.append({
                 "data": self._names.get(id(order.data), "?"), "ref": order.ref,
                 "side": SIDES[order.isbuy()], "size": _r(bit.size, 8),
-                "price": _r(bit.price), "commission": _r(bit.closedcomm + bit.openedcomm, 8)})
+                "price": _r(bit.price), "commission": _r(bit.closedcomm + bit.openedcomm, 8),
+                "time": bt.num2date(bit.dt).isoformat() if bit.dt else None})
         self._exbits[order.ref] = len(bits)
 
     def _new_orders(self) -> list:

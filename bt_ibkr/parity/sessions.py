@@ -4,7 +4,8 @@ A session directory ``<state>/sessions/<run_id>/`` (``<state>`` is the journal's
 ``state/`` for real runs, ``state/simulate/`` for ``--simulate``) holds:
 
 * ``meta.json``: run id, mode, run mode, symbols, bar size, the Strategy (``module:Class``)
-  and its params, the broker's cash/value when the Strategy started;
+  and its params, the broker's cash/value when the Strategy started and (``end``) when it
+  stopped, with the fills that arrived after its last bar;
 * ``bars.jsonl``: one :class:`~bt_ibkr.parity.recorder.BarRecord` per bar the Strategy saw
   (history backfill and live bars alike: bars, decision, orders, fills, position, cash,
   value, and per feed whether it was LIVE), appended and flushed as each bar is decided, so a
@@ -81,6 +82,14 @@ class SessionRecorder(ParityRecorder):
         self.p.writer.started(self.rec.meta)
 
     def stop(self) -> None:
+        broker = self.strategy.broker
+        store = getattr(broker, "store", None)
+        account_value = store.get_acc_value() if store is not None else None
+        self.p.writer.started({"end": {
+            "value": broker.getvalue(), "cash": broker.getcash(),
+            "account_value": account_value,
+            "positions": {self._names[id(d)]: broker.getposition(d).size for d in self.datas},
+            "fills_after_last_bar": self._fills}})
         self.p.writer.close()
 
 
