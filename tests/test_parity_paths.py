@@ -132,3 +132,23 @@ def test_backtest_slippage_shows_as_fill_diffs_not_decision_diffs(gateway_sim, s
     r = run_parity(frames, RegimeAwareEnsemble, {}, cfg, sim=gateway_sim).report
     assert r.fill_diffs > 0
     assert r.decision_diffs == 0
+
+
+def test_process_kill_and_restart_mid_run(gateway_sim, spx):
+    from bt_ibkr.parity.paths import run_backtest_path, run_ib_path_killed
+
+    frames = {"^GSPC": spx.iloc[-500:]}
+    cfg = ParityConfig(client_id=87)
+    back = run_backtest_path(frames, RegimeAwareEnsemble, {}, cfg)
+    # kill before a session whose previous bar sent no order (nothing working at the gateway)
+    kill_at = next(i for i in range(330, 500) if not back.bars[i - 1].orders
+                   and any(b.orders for b in back.bars[i:i + 40]))
+    ib = run_ib_path_killed(frames, RegimeAwareEnsemble, {}, cfg, gateway_sim, kill_at)
+    r = compare(back, ib)
+    assert r.decision_diffs == 0, r.first_divergence
+    assert r.order_diffs == r.fill_diffs == r.position_diffs == 0
+    # the restarted ledger starts from IB's reported cash, which the account message rounds
+    assert r.bars == 500 and r.max_value_diff < 0.01
+    # the restarted process traded: orders after the kill, adopted position kept
+    assert any(b.orders for b in ib.bars[kill_at:])
+    assert ib.meta["killed_at"] == kill_at and ib.meta["replayed_in_restart"] == kill_at
