@@ -215,10 +215,9 @@ class GatedEnsemble(RegimeAwareEnsemble):
 
 @pytest.mark.parametrize("gateway_sim", [{"data": "synthetic", "seed": 0}], indirect=True)
 def test_regime_aware_ensemble_parity(gateway_sim):
-    # Production params. The ensemble sizes from broker.getvalue(): IB's NetLiquidation, which
-    # the simulator marks every 60 simulated seconds, so a rebalance decided at the close can
-    # differ by a share or two from BackBroker's close-marked value (seen with band=0.02:
-    # -281 vs -283 shares); with the default band the decisions here do not depend on it.
+    # Production params. The ensemble sizes from broker.getvalue(), which IBBroker marks at the
+    # decision bar's close from its own fills, as BackBroker does (it used to be IB's
+    # NetLiquidation, marked every 60 simulated seconds: -281 vs -283 shares with band=0.02).
     warmup_from = datetime(2022, 1, 1)  # > 220 bars: the classifier is out of warm-up
     kwargs = {}
     live = run_live(gateway_sim, GatedEnsemble, warmup_from, ENSEMBLE_DAYS, client_id=52,

@@ -35,6 +35,7 @@ audit) subscribes with :meth:`IBBroker.subscribe`.
 from __future__ import annotations
 
 import collections
+import math
 import queue
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -217,6 +218,7 @@ class IBBroker(bt.BrokerBase):
         self._started = False
         self._ledger_cash = 0.0
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
+        self._marks: dict[int, float] = {}  # conId -> the last finite close seen
 
     @property
     def ib(self) -> IBStore:
@@ -262,7 +264,11 @@ class IBBroker(bt.BrokerBase):
                 continue
             data = self._feeds.get(conid)
             mult = self._multiplier(data) if data is not None else 1.0
-            price = data.close[0] if data is not None and len(data) else pos.price
+            price = data.close[0] if data is not None and len(data) else math.nan
+            if math.isfinite(price):
+                self._marks[conid] = price
+            else:  # no bar yet, or a live line between bars (read from another thread)
+                price = self._marks.get(conid, pos.price)
             if data is not None and not self.getcommissioninfo(data).stocklike:
                 total += pos.size * (price - pos.price) * mult  # futures: open PnL only
             else:
