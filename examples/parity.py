@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
             report = replay(args.replay, cfg)
         else:
-            strategy_cls = resolve_strategy(args.strategy)
+            try:
+                strategy_cls = resolve_strategy(args.strategy)
+            except ConfigError as exc:  # name the flag the user typed
+                raise ConfigError(str(exc).replace("strategy.name", "--strategy", 1)) from None
             params = parse_params(strategy_cls, args.param)
             report = run_parity(_frames(args), strategy_cls, params, cfg).report
     except BtIbkrError as exc:
