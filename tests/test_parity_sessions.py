@@ -116,3 +116,16 @@ def test_simulate_report_is_a_tearsheet_from_the_sessions_and_grows_across_runs(
     assert live_cli.main(args) == 0
     assert len(list((in_tmp / "state" / "simulate" / "sessions").iterdir())) == 2
     assert (in_tmp / "r.html").exists()
+
+
+def test_parity_cli_side_by_side_writes_json_and_report(in_tmp, capsys):
+    rc = parity_cli.main(["--symbols", "^GSPC", "--start", "2016-06-01", "--end", "2018-06-30",
+                          "--json", "p.json", "--report", "p.html"])
+    assert rc == 0, capsys.readouterr().err
+    out = json.loads((in_tmp / "p.json").read_text())
+    assert {"bars", "orders_backtest", "orders_ib", "decision_diffs", "fill_diffs",
+            "max_value_diff", "first_divergence"} <= set(out)
+    assert out["bars"] == 525 and out["decision_diffs"] == 0 and out["fill_diffs"] == 0
+    assert out["orders_backtest"] == out["orders_ib"] > 0 and out["first_divergence"] is None
+    assert "decisions match" in (in_tmp / "p.html").read_text()
+    assert "first divergence: none" in capsys.readouterr().out

@@ -49,8 +49,9 @@ def session_equity(path: Path) -> tuple[pd.Series, pd.Series]:
         for b in live:
             day = _day(b.dt)
             points[day] = b.value
-            name = next(iter(b.bars))
-            closes[day] = b.bars[name][3]
+            first_bar = next(iter(b.bars.values()))
+            if first_bar is not None:
+                closes[day] = first_bar[3]
         end = meta.get("end") or {}
         fills = end.get("fills_after_last_bar") or []
         if fills and end.get("account_value"):

@@ -128,8 +128,9 @@ class ParityRecorder(bt.Analyzer):
         feeds = {}
         for d in self.datas:
             name = self._names[id(d)]
+            # a feed with no bar yet (several live feeds start apart) records None
             bars[name] = [_r(d.open[0]), _r(d.high[0]), _r(d.low[0]), _r(d.close[0]),
-                          _r(d.volume[0], 4)]
+                          _r(d.volume[0], 4)] if len(d) else None
             position[name] = _r(broker.getposition(d).size, 8)
             feeds[name] = {"dt": bt.num2date(d.datetime[0]).isoformat() if len(d) else None,
                            "live": (not d.islive()) or d._laststatus == d.LIVE}
@@ -148,7 +149,7 @@ class ParityRecorder(bt.Analyzer):
             if isinstance(val, dict):
                 decision[attr] = {k: (_r(v) if isinstance(v, float) else v)
                                   for k, v in val.items()}
-        dt = bt.num2date(self.datas[0].datetime[0])
+        dt = bt.num2date(max(d.datetime[0] for d in self.datas if len(d)))
         record = BarRecord(i=len(self.rec.bars), dt=dt.isoformat(), bars=bars,
                            decision=decision, orders=orders, fills=self._fills,
                            position=position, cash=_r(broker.getcash(), 6),

@@ -148,6 +148,8 @@ def recorded_frames(rec: Recording) -> tuple[dict[str, pd.DataFrame], dict[str, 
     live_at: dict[str, int] = {}
     for b in rec.bars:
         for name, ohlcv in b.bars.items():
+            if ohlcv is None:
+                continue  # the feed had no bar yet
             info = b.feeds.get(name, {})
             dt = info.get("dt") or b.dt
             acc = rows.setdefault(name, {"dt": [], "rows": []})
