@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,36 @@ def test_parity_cli_side_by_side_writes_json_and_report(in_tmp, capsys):
     assert out["orders_backtest"] == out["orders_ib"] > 0 and out["first_divergence"] is None
     assert "decisions match" in (in_tmp / "p.html").read_text()
     assert "first divergence: none" in capsys.readouterr().out
+
+
+def test_daily_paper_runs_accumulate_and_replay_with_their_adopted_positions(
+        gateway_sim_factory, tmp_path):
+    """Three daily runs on one paper account (the simulator's sample SPY), a trading day
+    apart: the first buys, the later ones start holding it; --replay of the sessions folder
+    replays each with the position it adopted and finds no decision diff."""
+    from bt_ibkr.live.config import load_config
+    from bt_ibkr.live.runner import run_live
+
+    sim = gateway_sim_factory(data="sample")
+    cfg = load_config(None, env={}, overrides={
+        "connection.port": sim.port, "symbols": "SPY",
+        "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
+        "paths.equity": str(tmp_path / "equity.csv")})
+    results = []
+    for day in range(3):
+        if day:
+            sim.advance_days(1)
+        results.append(run_live(cfg, max_runtime=60))
+    assert results[0].orders and results[0].positions["SPY"] > 0
+    sessions = tmp_path / "sessions"
+    dirs = sorted(p for p in sessions.iterdir())
+    assert [str(p) for p in dirs] == sorted(r.session_dir for r in results)
+    later = load_session(Path(results[2].session_dir))
+    assert later.meta["start_positions"]["SPY"][0] == results[0].positions["SPY"]
+    report = replay(sessions)
+    assert len(report.meta["sessions"]) == 3
+    assert report.decision_diffs == 0, report.first_divergence
+    assert report.position_diffs == 0
+    # without the adopted position the replay would start flat and decide differently
+    later.meta["start_positions"] = {}
+    assert replay_recording(later).decision_diffs > 0

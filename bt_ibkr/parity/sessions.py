@@ -12,7 +12,8 @@ A session directory ``<state>/sessions/<run_id>/`` (``<state>`` is the journal's
   killed process loses at most the bar being decided.
 
 :func:`replay` feeds a session's recorded bars through the backtest path (BackBroker, the
-recorded starting cash) with the same Strategy and params, delivering them the way the live
+recorded starting cash and the positions the session adopted from IB) with the same Strategy
+and params, delivering them the way the live
 feed did (the Strategy is told LIVE at the bar the session went live, so it does not trade on
 warm-up bars in the replay either), and compares the two bar by bar. Given a folder of
 sessions (``state/sessions``) it replays each one and adds up the differences, so many daily
@@ -79,6 +80,13 @@ class SessionRecorder(ParityRecorder):
     def start(self) -> None:
         super().start()
         self.p.on_bar = self.p.writer
+        broker = self.strategy.broker
+        held = {}
+        for d in self.datas:
+            pos = broker.getposition(d)
+            if pos.size:
+                held[self._names[id(d)]] = [pos.size, pos.price]
+        self.rec.meta["start_positions"] = held
         self.p.writer.started(self.rec.meta)
 
     def stop(self) -> None:
@@ -168,6 +176,20 @@ def recorded_frames(rec: Recording) -> tuple[dict[str, pd.DataFrame], dict[str, 
     return frames, live_at
 
 
+class _AdoptPositions(bt.Analyzer):
+    """Gives BackBroker the positions the session started with (param ``held``:
+    ``{feed name: [size, price]}``), as IBBroker adopted them from IB."""
+
+    params = (("held", None),)
+
+    def start(self) -> None:
+        broker = self.strategy.broker
+        for d in self.datas:
+            size_price = (self.p.held or {}).get(d._name)
+            if size_price:
+                broker.positions[d].set(*size_price)
+
+
 class ReplayFeed(bt.feeds.PandasData):
     """A recorded feed replayed as the live feed delivered it: a live feed (``islive``) that
     reports DELAYED while it replays history and LIVE at bar ``live_at``."""
@@ -213,6 +235,9 @@ def replay_recording(rec: Recording, cfg: ParityConfig | None = None) -> ParityR
     for name, frame in frames.items():
         cerebro.adddata(ReplayFeed(dataname=frame, live_at=live_at[name]), name=name)
     cerebro.addstrategy(strategy_cls, **params)
+    held = meta.get("start_positions") or {}
+    if held:
+        cerebro.addanalyzer(_AdoptPositions, held=held)  # before the recorder reads them
     cerebro.addanalyzer(ParityRecorder, _name="parity")
     back = cerebro.run()[0].analyzers.parity.get_analysis()
     back.meta.update(path="replay", broker="BackBroker")
