@@ -583,7 +583,6 @@ class LiveRunner:
     def _write_outputs(self, result: LiveResult) -> None:
         if self.report_path is not None:
             # parity: the tearsheet is built from the recorded sessions of this journal
-            from bt_ibkr.errors import ConfigError as _NoSessions
             from bt_ibkr.parity.live_tearsheet import write_live_tearsheet
 
             try:
@@ -592,7 +591,7 @@ class LiveRunner:
                                            title=f"bt_ibkr {result.mode} run {result.account}")
                 result.report = str(out)
                 result.report_message = f"tearsheet: {out}"
-            except (ValueError, FileNotFoundError, _NoSessions) as exc:
+            except (ValueError, FileNotFoundError, ConfigError) as exc:  # ConfigError: none yet
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
                                          "one point per live bar across runs)")
             self._say(result.report_message)
