@@ -138,6 +138,22 @@ def run_ib_path(frames: dict[str, pd.DataFrame], strategy_cls: type, params: dic
             sim.stop()
 
 
+def _wait_for_all_feeds_cls():
+    from feeds.ibdata import IBData
+
+    class WaitForAllFeeds(IBData):
+        """IBData that never tells Cerebro it has a bar queued, so Cerebro waits up to
+        ``qcheck`` on every feed each turn: the bars of one session, sent together, reach the
+        Strategy together. (backtrader stops waiting for the other feeds as soon as one has a
+        bar queued, so a feed whose bar is a few microseconds behind would be decided on
+        stale; in lockstep the session's bars are all on their way, so the wait is short.)"""
+
+        def haslivedata(self) -> bool:
+            return False
+
+    return WaitForAllFeeds
+
+
 def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls: type,
                  params: dict[str, Any], cfg: ParityConfig,
                  on_step: Callable[[int, Any, Any], None] | None = None,
@@ -150,6 +166,7 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
     per feed, bars (index: UTC bar times) the feed replays first (``backfill_from``), as a
     restarted process warms up from its session record."""
     from bt_ibkr.ib.store import IBStore
+    from feeds.ibdata import IBData
 
     store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
     gate = _Gate()
@@ -162,8 +179,9 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
             frame = backfill[name]
             warm = max(warm, len(frame))
             extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
-        data = store.getdata(dataname=dataname, rtbar=True, timeframe=bt.TimeFrame.Seconds,
-                             compression=5, qcheck=cfg.qcheck, **extra)
+        cls = _wait_for_all_feeds_cls() if len(datanames) > 1 else IBData
+        data = cls(dataname=dataname, store=store, rtbar=True,
+                   timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck, **extra)
         cerebro.adddata(data, name=name)
     cerebro.setbroker(store.getbroker())
     cerebro.addstrategy(strategy_cls, **params)
