@@ -180,6 +180,12 @@ class MarketData:
             self._series[contract.conId] = self._build(contract)
         return self._series[contract.conId]
 
+    def serve(self, contract: SimContract, series: DailySeries) -> None:
+        """Serve ``series`` for ``contract`` from now on (see gateway_sim.frames)."""
+        self._series[contract.conId] = series
+        for ck in [k for k in self._paths if k[0] == series.key]:
+            del self._paths[ck]
+
     def _build(self, contract: SimContract) -> DailySeries | None:
         key = contract.series or contract.symbol
         spec = session_for(contract)

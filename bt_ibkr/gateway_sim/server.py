@@ -153,6 +153,10 @@ class GatewayServer:
         self._started_once = False
         self.contracts = ContractDB(self.clock.now())
         self.market = MarketData(self.clock, data=data, seed=seed)
+        #: True: at each step fill orders first, then send the bars (gateway_sim.frames)
+        self.fills_first = False
+        #: price events per step for the order engine (>1: partial fills at one price)
+        self.fill_rounds = 1
         self.faults = FaultPlan()
         self.pacing: PacingGuard | None = PacingGuard(scale=pacing_scale) if pacing else None
         self.sessions: list[Session] = []
@@ -362,8 +366,15 @@ class GatewayServer:
                     continue
                 if until is not None:
                     self.clock.set(datetime.fromtimestamp(t, UTC))
-                for c in active:
-                    await self._step(c, t)
+                if self.fills_first:  # see frames.py: a session compressed to one step
+                    for c in active:
+                        await self._step_broker(c, t)
+                    for c in active:
+                        for s in list(self.sessions):
+                            self.market_data.step(s, c, t)
+                else:
+                    for c in active:
+                        await self._step(c, t)
                 t += 5
                 steps += 1
                 if steps % 100 == 0:
@@ -389,6 +400,18 @@ class GatewayServer:
     async def _step(self, contract: SimContract, t: int) -> None:
         for s in list(self.sessions):
             self.market_data.step(s, contract, t)
+        await self._step_broker(contract, t)
+
+    async def _step_broker(self, contract: SimContract, t: int) -> None:
+        await self._broker_bar(contract, t)
+        if self.fill_rounds > 1 and self.broker is not None:
+            for _ in range(self.fill_rounds - 1):  # more executions while orders keep filling
+                before = len(self.broker.executions())
+                await self._broker_bar(contract, t)
+                if len(self.broker.executions()) == before:
+                    break
+
+    async def _broker_bar(self, contract: SimContract, t: int) -> None:
         if self.broker is not None:
             active = getattr(self.broker, "active_conids", None)
             if not callable(active) or contract.conId in active():

@@ -10,8 +10,21 @@ Submitting never waits on the network: the order goes to the store's loop thread
 call returns. Order status, executions and commission reports come back on the store's
 broker queue and are applied in backtrader's thread in :meth:`IBBroker.next`, producing the
 usual notifications (Submitted, Accepted, Partial, Completed, Canceled, Rejected with IB's
-reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``); cash and value
-come from the account updates; positions open at start are adopted.
+reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``); positions open
+at start are adopted.
+
+What a Strategy reads at a decision (``mark="close"``, the default): ``getcash()`` is the
+account's cash at start minus what this broker's own fills cost (price x size x multiplier plus
+IB's commission); ``getposition()`` is the position adopted at start plus those fills;
+``getvalue()`` is that cash plus every position marked at its feed's current close (the
+decision bar's close; a position whose feed has no bar yet at its average cost). That is what
+backtrader's BackBroker means by the same calls, so a Strategy that sizes from them makes the
+same decision on both brokers. IB's own NetLiquidation is no substitute: it is recomputed on
+IB's schedule (about every few minutes on a real gateway), so at a close it lags the bar the
+Strategy is deciding on and sizes came out a share or two apart. The account is still the
+truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is from IB's
+numbers and :meth:`IBBroker.reconcile` adopts IB's cash (call it when no order is working).
+``mark="account"`` restores the old reading (IB's TotalCashBalance and NetLiquidation).
 
 Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`: strategy,
 symbol, decision bar, number within the decision) unless the user gave one: the key a journal
@@ -22,6 +35,7 @@ audit) subscribes with :meth:`IBBroker.subscribe`.
 from __future__ import annotations
 
 import collections
+import math
 import queue
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -180,10 +194,13 @@ class IBBroker(bt.BrokerBase):
     ``broker.store`` is that store (``broker.ib`` too: backtrader's name for it).
     """
 
-    params = (("store", None),)
+    params = (("store", None), ("mark", "close"))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
+        if self.p.mark not in ("close", "account"):
+            raise ConfigError(f"IBBroker mark={self.p.mark!r}: use 'close' (value marked at "
+                              "the decision bar's close) or 'account' (IB's NetLiquidation)")
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:
             raise ConfigError(f"unknown IBBroker parameter(s) {unknown}")
@@ -199,6 +216,9 @@ class IBBroker(bt.BrokerBase):
         self._early_comm: dict[str, CommissionReceived] = {}
         self._applied: set[str] = set()
         self._started = False
+        self._ledger_cash = 0.0
+        self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
+        self._marks: dict[int, float] = {}  # conId -> the last finite close seen
 
     @property
     def ib(self) -> IBStore:
@@ -210,7 +230,7 @@ class IBBroker(bt.BrokerBase):
         super().start()
         self.store.start(broker=self)
         self._started = True
-        self.startingcash = self.cash = self.store.get_acc_cash()
+        self.startingcash = self.cash = self._ledger_cash = self.store.get_acc_cash()
         self.startingvalue = self.value = self.store.get_acc_value()
 
     def stop(self) -> None:
@@ -222,14 +242,51 @@ class IBBroker(bt.BrokerBase):
 
     # ------------------------------------------------------------------ account
     def getcash(self) -> float:
-        """Return the account cash from the latest account update (never blocks)."""
-        self.cash = self.store.get_acc_cash()
+        """Return the cash: the ledger's (start cash minus own fills) with ``mark="close"``,
+        else IB's latest TotalCashBalance (never blocks)."""
+        if self.p.mark == "account":
+            self.cash = self.store.get_acc_cash()
+        else:
+            self.cash = self._ledger_cash
         return self.cash
 
     def getvalue(self, datas=None) -> float:
-        """Return the net liquidation value from the latest account update (never blocks)."""
-        self.value = self.store.get_acc_value()
-        return self.value
+        """Return the value: ledger cash plus positions marked at their feeds' current close
+        (``mark="close"``), else IB's latest NetLiquidation (never blocks). ``datas``: only
+        those feeds' positions (backtrader's meaning)."""
+        if self.p.mark == "account":
+            self.value = self.store.get_acc_value()
+            return self.value
+        wanted = None if datas is None else {self._conid(d) for d in datas}
+        total = 0.0 if wanted is not None else self._ledger_cash
+        for conid, pos in self.positions.items():
+            if not pos.size or (wanted is not None and conid not in wanted):
+                continue
+            data = self._feeds.get(conid)
+            mult = self._multiplier(data) if data is not None else 1.0
+            price = data.close[0] if data is not None and len(data) else math.nan
+            if math.isfinite(price):
+                self._marks[conid] = price
+            else:  # no bar yet, or a live line between bars (read from another thread)
+                price = self._marks.get(conid, pos.price)
+            if data is not None and not self.getcommissioninfo(data).stocklike:
+                total += pos.size * (price - pos.price) * mult  # futures: open PnL only
+            else:
+                total += pos.size * price * mult
+        if wanted is None:
+            self.value = total
+        return total
+
+    def account_drift(self) -> dict[str, float]:
+        """Return ``{"cash": ledger - IB cash, "value": ledger value - NetLiquidation}``."""
+        return {"cash": self._ledger_cash - self.store.get_acc_cash(),
+                "value": self.getvalue() - self.store.get_acc_value()}
+
+    def reconcile(self) -> float:
+        """Adopt IB's cash as the ledger's (when no order is working); return the change."""
+        change = self.store.get_acc_cash() - self._ledger_cash
+        self._ledger_cash += change
+        return change
 
     def get_notification(self):
         try:
@@ -249,6 +306,7 @@ class IBBroker(bt.BrokerBase):
     def getposition(self, data, clone: bool = True) -> Position:
         """Return the position of ``data``'s trade contract (adopted from IB at start)."""
         conid = self._conid(data)
+        self._feeds.setdefault(conid, data)
         pos = self.positions.get(conid)
         if pos is None:
             size, avgcost = self.store.get_positions().get(conid, (0.0, 0.0))
@@ -449,6 +507,10 @@ class IBBroker(bt.BrokerBase):
         openedcomm = comm - closedcomm
         pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
         margin = comminfo.getvaluesize(size, price)
+        if comminfo.stocklike:
+            self._ledger_cash -= size * price * comminfo.p.mult + comm
+        else:
+            self._ledger_cash += pnl - comm
         if isinstance(when, datetime):
             dt = bt.date2num(naive_utc(when))
         else:

@@ -95,6 +95,7 @@ class LiveResult:
     needs_attention: list[str] = field(default_factory=list)
     started: str = ""
     ended: str = ""
+    session_dir: str | None = None  # the session record (bt_ibkr.parity.sessions)
 
     def to_summary(self) -> dict[str, Any]:
         """Return the JSON-able run summary (account, orders, positions, equity, ...)."""
@@ -448,6 +449,7 @@ class LiveRunner:
         cerebro.addstrategy(strategy_cls, **cfg.params)
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
+        self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls)
         self.cerebro = cerebro
         held = store.get_positions()
         self._say(f"running {strategy_cls.__name__} on {', '.join(cfg.symbols)} "
@@ -465,6 +467,19 @@ class LiveRunner:
             self._stopped_by = "finished" if daily else "data ended"
         self._on_exit(store, broker, daily)
         return self._result(strat, store, broker, journal, account, run_id, report)
+
+    # ------------------------------------------------------------------ session record (parity)
+    def _record_session(self, cerebro, run_id: str, account: str, strategy_cls: type) -> Path:
+        """Record what the Strategy sees and does under <journal dir>/sessions/<run_id>/
+        (bt_ibkr.parity.sessions; ``python -m examples.parity --replay`` replays it)."""
+        from bt_ibkr.parity import sessions
+
+        cfg = self.config
+        directory = sessions.session_dir(Path(cfg.paths.journal).parent, run_id)
+        return sessions.attach(cerebro, directory, {
+            "run_id": run_id, "account": account, "mode": cfg.mode, "run_mode": cfg.run_mode,
+            "symbols": list(cfg.symbols), "bar_size": cfg.bar_size, "params": cfg.params,
+            "simulate": self.simulate, "started": datetime.now(UTC).isoformat()})
 
     def _trading_day(self, store: IBStore) -> date:
         """Return the exchange session the run belongs to, on the gateway's clock (the first
@@ -594,22 +609,23 @@ class LiveRunner:
             audit=str(audit_path(cfg.paths.logs)), equity_file=str(cfg.paths.equity),
             regime=getattr(strat, "regime", None), halted=bool(broker.halt_announced),
             needs_attention=attention,
+            session_dir=str(getattr(self, "session_dir", None) or "") or None,
         )
 
     def _write_outputs(self, result: LiveResult) -> None:
         if self.report_path is not None:
-            from analyzers.equity import read_equity_csv
-            from analyzers.tearsheet import write_tearsheet
+            # parity: the tearsheet is built from the recorded sessions of this journal
+            from bt_ibkr.parity.live_tearsheet import write_live_tearsheet
 
             try:
-                values = read_equity_csv(self.config.paths.equity)
-                out = write_tearsheet(values, self.report_path,
-                                      title=f"bt_ibkr {result.mode} run {result.account}")
+                out = write_live_tearsheet(Path(self.config.paths.journal).parent / "sessions",
+                                           self.report_path,
+                                           title=f"bt_ibkr {result.mode} run {result.account}")
                 result.report = str(out)
                 result.report_message = f"tearsheet: {out}"
-            except (ValueError, FileNotFoundError) as exc:
+            except (ValueError, FileNotFoundError, ConfigError) as exc:  # ConfigError: none yet
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
-                                         "one point per traded bar across runs)")
+                                         "one point per live bar across runs)")
             self._say(result.report_message)
         if self.json_path is not None:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,266 @@
+"""The two paths of a parity run: one Strategy over the same bars through BackBroker and
+through IBStore/IBBroker/IBData against the gateway simulator.
+
+* :func:`run_backtest_path`: Cerebro + frame feeds + BackBroker configured as
+  :func:`bt_ibkr.backtest.simulate` configures it (cash, ``commission_bps`` of the value,
+  ``slippage_bps`` on the next open, market orders at the next bar's open).
+* :func:`run_ib_path`: the simulator serves exactly the same frames, one session per
+  5-second step (:mod:`bt_ibkr.gateway_sim.frames` says why that is faithful for daily bars);
+  IBData subscribes to real-time bars (no backfill: every bar arrives live), IBBroker sends
+  the orders, the simulator fills them at the next open with the same commission. The driver
+  advances the simulator one session at a time and waits until the Strategy decided on that
+  bar and its orders reached the gateway, so the run is a pure function of the bars.
+  ``on_step(k, sim, store)`` is called before session ``k`` is sent (fault scenarios).
+
+Both return a :class:`~bt_ibkr.parity.recorder.Recording`. Raises ConfigError for bad input
+and RuntimeError when the IB path stops making progress (``hang`` seconds, a hang guard).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import backtrader as bt
+import pandas as pd
+
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.parity.recorder import ParityRecorder, Recording
+
+
+@dataclass
+class ParityConfig:
+    """Costs and run settings shared by both paths.
+
+    ``slippage_bps`` applies to the backtest only (the simulator does not slip), so a
+    non-zero value shows up as fill diffs; ``tolerance`` is the largest fill-price difference
+    (relative) reported as a match; ``partial_fill_qty`` makes the simulator fill at most that
+    many shares per bar; ``client_id`` the IB client id of the IB path.
+    """
+
+    cash: float = 100_000.0
+    commission_bps: float = 1.0
+    slippage_bps: float = 0.0
+    tolerance: float = 0.0
+    partial_fill_qty: float | None = None
+    client_id: int = 71
+    qcheck: float = 0.5
+    hang: float = 120.0
+    preload: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field (as its CLI flag)."""
+        if not self.cash > 0:
+            raise ConfigError(f"--cash {self.cash}: must be > 0")
+        for flag, bps in (("--commission-bps", self.commission_bps),
+                          ("--slippage-bps", self.slippage_bps)):
+            if not 0 <= bps < 1000:
+                raise ConfigError(f"{flag} {bps}: must be basis points in [0, 1000)")
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"--tolerance {self.tolerance}: must be a fraction in [0, 1)")
+
+
+def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,
+                      params: dict[str, Any], cfg: ParityConfig) -> Recording:
+    """Run the Strategy over ``frames`` with BackBroker; return its Recording."""
+    from feeds.frame_feed import make_feed
+
+    cfg.validate()
+    cerebro = bt.Cerebro(preload=cfg.preload, runonce=cfg.preload, stdstats=False)
+    broker = cerebro.broker
+    broker.setcash(cfg.cash)
+    broker.setcommission(commission=cfg.commission_bps / 10_000.0)
+    broker.set_coc(False)
+    broker.set_coo(False)
+    broker.set_slippage_perc(cfg.slippage_bps / 10_000.0, slip_open=True, slip_limit=True,
+                             slip_match=True, slip_out=True)
+    for name, frame in frames.items():
+        cerebro.adddata(make_feed(frame, name=name), name=name)
+    cerebro.addstrategy(strategy_cls, **params)
+    cerebro.addanalyzer(ParityRecorder, _name="parity")
+    strat = cerebro.run()[0]
+    rec = strat.analyzers.parity.get_analysis()
+    rec.meta.update(path="backtest", broker="BackBroker")
+    return rec
+
+
+class _Gate:
+    """Counts recorded bars for the driver (called in backtrader's thread)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.bars = 0
+        self.orders = 0
+
+    def __call__(self, record) -> None:
+        with self.cond:
+            self.bars += 1
+            self.orders += len(record.orders)
+            self.cond.notify_all()
+
+    def wait(self, n: int, timeout: float, failed: Callable[[], bool]) -> bool:
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.bars < n:
+                if failed() or time.monotonic() > end:
+                    return False
+                self.cond.wait(0.05)
+        return True
+
+
+def run_ib_path(frames: dict[str, pd.DataFrame], strategy_cls: type, params: dict[str, Any],
+                cfg: ParityConfig, sim=None,
+                on_step: Callable[[int, Any, Any], None] | None = None) -> Recording:
+    """Run the Strategy over ``frames`` through IB (the simulator); return its Recording.
+
+    ``sim``: a started GatewaySim nobody has connected to yet (None: one is started and
+    stopped here).
+    """
+    from bt_ibkr.gateway_sim.frames import serve_frames
+    from bt_ibkr.gateway_sim.harness import GatewaySim
+
+    cfg.validate()
+    own = sim is None
+    if own:
+        sim = GatewaySim(data="synthetic").start()
+    try:
+        served = serve_frames(sim, frames, cfg.commission_bps, cfg.partial_fill_qty,
+                              cash=cfg.cash)
+        datanames = {name: served.dataname(name) for name in frames}
+        return run_ib_feeds(sim, datanames, served.steps, strategy_cls, params, cfg,
+                            on_step=on_step)
+    finally:
+        if own:
+            sim.stop()
+
+
+def _wait_for_all_feeds_cls():
+    from feeds.ibdata import IBData
+
+    class WaitForAllFeeds(IBData):
+        """IBData that never tells Cerebro it has a bar queued, so Cerebro waits up to
+        ``qcheck`` on every feed each turn: the bars of one session, sent together, reach the
+        Strategy together. (backtrader stops waiting for the other feeds as soon as one has a
+        bar queued, so a feed whose bar is a few microseconds behind would be decided on
+        stale; in lockstep the session's bars are all on their way, so the wait is short.)"""
+
+        def haslivedata(self) -> bool:
+            return False
+
+    return WaitForAllFeeds
+
+
+def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls: type,
+                 params: dict[str, Any], cfg: ParityConfig,
+                 on_step: Callable[[int, Any, Any], None] | None = None,
+                 data_kwargs: dict[str, Any] | None = None,
+                 backfill: dict[str, pd.DataFrame] | None = None) -> Recording:
+    """Run the Strategy on IBData 5-second real-time bars of ``datanames`` (feed name ->
+    IBData dataname) and IBBroker against ``sim``, advancing the simulator to each epoch
+    second of ``steps`` in lockstep with the Strategy (one decision per step); return the
+    Recording. ``data_kwargs`` go to every IBData (default: no backfill). ``backfill``:
+    per feed, bars (index: UTC bar times) the feed replays first (``backfill_from``), as a
+    restarted process warms up from its session record."""
+    from bt_ibkr.ib.store import IBStore
+    from feeds.ibdata import IBData
+
+    store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
+    gate = _Gate()
+    cerebro = bt.Cerebro(stdstats=False)
+    kwargs = {"backfill_start": False, **(data_kwargs or {})}
+    warm = 0
+    for name, dataname in datanames.items():
+        extra = dict(kwargs)
+        if backfill is not None:
+            frame = backfill[name]
+            warm = max(warm, len(frame))
+            extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
+        cls = _wait_for_all_feeds_cls() if len(datanames) > 1 else IBData
+        data = cls(dataname=dataname, store=store, rtbar=True,
+                   timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck, **extra)
+        cerebro.adddata(data, name=name)
+    cerebro.setbroker(store.getbroker())
+    cerebro.addstrategy(strategy_cls, **params)
+    cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
+    errors: list[BaseException] = []
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.extend(cerebro.run())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
+    thread.start()
+    try:
+        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm)
+    finally:
+        cerebro.runstop()
+        thread.join(cfg.hang)
+        store.close()
+        IBStore.reset_default()
+    if errors:
+        raise errors[0]
+    rec = result[0].analyzers.parity.get_analysis()
+    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()))
+    return rec
+
+
+def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
+           errors: list, on_step, warm: int = 0) -> None:
+    subs = len(sim.requests_named("reqRealTimeBars"))
+    placed = len(sim.requests_named("placeOrder"))
+    deadline = time.monotonic() + cfg.hang
+    while len(sim.requests_named("reqRealTimeBars")) < subs + n_feeds or gate.bars < warm:
+        if errors or time.monotonic() > deadline:
+            raise RuntimeError(f"the IB path did not subscribe its feeds: {errors}")
+        time.sleep(0.002)
+    gate.orders += placed  # orders placed at the gateway by an earlier process
+    for k, t in enumerate(steps):
+        if on_step is not None:
+            on_step(k, sim, store)
+        now = sim.now().timestamp()
+        sim.advance(seconds=max(t - now, 0.0))
+        if not gate.wait(warm + k + 1, cfg.hang, lambda: bool(errors)):
+            raise RuntimeError(f"the IB path stopped at bar {k} of {len(steps)} "
+                               f"({errors or 'no decision within the hang guard'})")
+        end = time.monotonic() + cfg.hang
+        while len(sim.requests_named("placeOrder")) < gate.orders:
+            if errors or time.monotonic() > end:
+                raise RuntimeError(f"orders of bar {k} never reached the gateway: {errors}")
+            time.sleep(0.0005)
+
+
+def run_ib_path_killed(frames: dict[str, pd.DataFrame], strategy_cls: type,
+                       params: dict[str, Any], cfg: ParityConfig, sim, kill_at: int
+                       ) -> Recording:
+    """The IB path with its process killed before session ``kill_at`` and started again.
+
+    The first process runs sessions ``0 .. kill_at-1`` and is dropped without a clean stop
+    (its connection closes, as a killed process's does). The second, on the same client id,
+    warms up from the first one's recorded bars (its session record) through IBData's
+    ``backfill_from``, adopts the position and cash IB reports, and trades on from session
+    ``kill_at``. Returns the first process's bars then the second's from ``kill_at`` on.
+    ``kill_at`` must be a session with no order working at the gateway (the journal's
+    recovery of in-flight orders is the live runner's, tested with it).
+    """
+    from bt_ibkr.gateway_sim.frames import serve_frames
+    from bt_ibkr.parity.sessions import recorded_frames
+
+    served = serve_frames(sim, frames, cfg.commission_bps, cfg.partial_fill_qty, cash=cfg.cash)
+    names = {name: served.dataname(name) for name in frames}
+    first = run_ib_feeds(sim, names, served.steps[:kill_at], strategy_cls, params, cfg)
+    if first.bars and first.bars[-1].orders:
+        raise ConfigError(f"kill_at {kill_at}: an order is working at that point; pick a "
+                          "session after a bar without orders")
+    history, _ = recorded_frames(first)
+    second = run_ib_feeds(sim, names, served.steps[kill_at:], strategy_cls, params, cfg,
+                          backfill=history)
+    rec = Recording(bars=first.bars + second.bars[kill_at:], meta=dict(second.meta))
+    rec.meta.update(killed_at=kill_at, replayed_in_restart=len(second.bars[:kill_at]))
+    return rec

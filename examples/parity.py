@@ -1,0 +1,161 @@
+"""Parity: run one Strategy over the same bars through the backtest and through IB (the
+gateway simulator), compare them bar by bar; or replay recorded live sessions.
+
+    python -m examples.parity                                    # ^GSPC sample, last 5 years
+    python -m examples.parity --symbols ^GSPC,^IXIC --start 2014-01-01 --end 2018-12-31 \\
+        --json parity.json --report parity.html
+    python -m examples.parity --strategy mypkg.mod:MyStrategy --param fast=10
+    python -m examples.parity --replay state/sessions            # every recorded session
+
+A thin CLI over bt_ibkr.parity. Exit codes: 0 decisions match, 4 they diverge, 2 bad input
+(one line naming it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.logs import setup_logging
+
+DIVERGED = 4
+SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102  (argparse API)
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-01-31") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1), e.g. 0.001")
+    return value
+
+
+def _bps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not basis points in [0, 1000)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m examples.parity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--symbols", default="^GSPC", help="comma-separated symbols (default ^GSPC)")
+    p.add_argument("--source", choices=SOURCES, default="sample",
+                   help="data source (default sample: offline)")
+    p.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (default: 5 years "
+                   "before --end)")
+    p.add_argument("--end", type=_date, help="last date, YYYY-MM-DD (default: the data's last)")
+    p.add_argument("--strategy", help="module:Class (default RegimeAwareEnsemble)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy param (repeatable)")
+    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--commission-bps", type=_bps, default=1.0,
+                   help="commission in bp of traded value, both paths (default 1)")
+    p.add_argument("--slippage-bps", type=_bps, default=0.0,
+                   help="backtest slippage in bp (the simulator has none: shows as fill diffs)")
+    p.add_argument("--tolerance", type=_fraction, default=0.0,
+                   help="relative fill/order/value difference reported as a match (default 0)")
+    p.add_argument("--partial-fill-qty", type=float, default=None,
+                   help="the simulator fills at most this many shares per bar")
+    p.add_argument("--replay", type=Path, metavar="DIR",
+                   help="replay recorded session(s) (a session dir or state/sessions)")
+    p.add_argument("--report", type=Path, help="write the HTML diff report here")
+    p.add_argument("--json", type=Path, help="write the JSON summary here")
+    return p
+
+
+def _frames(args):
+    from bt_ibkr.parity.run import load_frames
+
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError("--symbols is empty: give e.g. --symbols ^GSPC,^IXIC")
+    frames = load_frames(symbols, args.source, args.start, args.end)
+    if args.start is None:
+        import pandas as pd
+
+        last = max(f.index[-1] for f in frames.values())
+        first = last - pd.DateOffset(years=5)
+        frames = {k: f.loc[f.index > first] for k, f in frames.items()}
+    return frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        log_path = setup_logging("parity")
+    except OSError as exc:
+        print(f"error: log folder (BT_IBKR_LOG_DIR or ./logs): {exc}", file=sys.stderr)
+        return 2
+    try:
+        from bt_ibkr.params import parse_params, resolve_strategy
+        from bt_ibkr.parity.paths import ParityConfig
+        from bt_ibkr.parity.report import write_html
+        from bt_ibkr.parity.run import run_parity, write_json
+
+        cfg = ParityConfig(cash=args.cash, commission_bps=args.commission_bps,
+                           slippage_bps=args.slippage_bps, tolerance=args.tolerance,
+                           partial_fill_qty=args.partial_fill_qty)
+        cfg.validate()
+        if args.replay is not None:
+            from bt_ibkr.parity.sessions import replay
+
+            report = replay(args.replay, cfg)
+        else:
+            try:
+                strategy_cls = resolve_strategy(args.strategy)
+            except ConfigError as exc:  # name the flag the user typed
+                raise ConfigError(str(exc).replace("strategy.name", "--strategy", 1)) from None
+            params = parse_params(strategy_cls, args.param)
+            report = run_parity(_frames(args), strategy_cls, params, cfg).report
+    except BtIbkrError as exc:
+        logging.getLogger("bt_ibkr.parity").info("parity failed: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = report.to_dict()
+    summary.pop("diffs")
+    if args.json:
+        write_json(report.to_dict(), args.json)
+    if args.report:
+        write_html(report, args.report)
+    first = report.first_divergence
+    print(f"bars {report.bars}  orders backtest {report.orders_backtest} / ib {report.orders_ib}"
+          f"  decision diffs {report.decision_diffs}  fill diffs {report.fill_diffs}"
+          f"  max value diff {report.max_value_diff:g}")
+    print("first divergence: " + ("none" if first is None else
+                                  f"bar {first['bar']} ({first['dt']}) {first['field']}: "
+                                  f"backtest {first['backtest']} vs ib {first['ib']}"))
+    for flag, path in (("json", args.json), ("report", args.report)):
+        if path:
+            print(f"{flag}: {path}")
+    print(f"log: {log_path}")
+    return 0 if report.decisions_match else DIVERGED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
