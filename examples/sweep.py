@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to run")
     g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...", help="a Strategy param and its values (repeatable); every combination is one task")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a Strategy param fixed for every task (repeatable)")
+    g.add_argument("--strategy", default="strategies:RegimeAwareEnsemble", metavar="MODULE:CLASS", help="the backtrader Strategy to run (default strategies:RegimeAwareEnsemble); Dask workers must be able to import it")
     g.add_argument("--per-symbol", action="store_true", help="one task per symbol and combination (default: all symbols as one portfolio)")
     g.add_argument("--walk-forward", metavar="train=5y,test=1y[,anchored]", help="walk-forward test instead of a plain sweep (lengths in y, m, w or d)")
     g.add_argument("--select", choices=SELECT_METRICS, default="sharpe", help="walk-forward: metric that picks the params on each train window (default sharpe)")
@@ -95,6 +96,24 @@ def check_param_names(strategy: type, names: list[str], flag: str) -> None:
             )
 
 
+def load_strategy(text: str) -> type:
+    """Return the Strategy class named ``module:Class``; ConfigError naming ``--strategy`` if not."""
+    import importlib
+
+    import backtrader as bt
+
+    module_name, sep, name = text.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"--strategy {text!r}: expected MODULE:CLASS, e.g. strategies:RegimeAwareEnsemble")
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--strategy {text!r}: cannot import it ({exc})") from None
+    if not (isinstance(obj, type) and issubclass(obj, bt.Strategy)):
+        raise ConfigError(f"--strategy {text!r}: not a backtrader Strategy class")
+    return obj
+
+
 def _configs(args):
     """Parse and check every input; return (kind, config). Raises ConfigError."""
     from bt_ibkr.params import parse_params
@@ -107,12 +126,12 @@ def _configs(args):
         parse_walk_forward,
     )
     from bt_ibkr.research.walkforward import DEFAULT_WARMUP_BARS
-    from strategies import RegimeAwareEnsemble
 
     grid = parse_grid(args.grid)
     spec = parse_walk_forward(args.walk_forward) if args.walk_forward is not None else None
-    check_param_names(RegimeAwareEnsemble, list(grid), "--grid")
-    fixed = parse_params(RegimeAwareEnsemble, args.param)
+    strategy = load_strategy(args.strategy)
+    check_param_names(strategy, list(grid), "--grid")
+    fixed = parse_params(strategy, args.param)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
     if args.symbols is not None and not symbols:
         raise ConfigError("--symbols is empty: give e.g. --symbols ^GSPC,^IXIC")
@@ -137,13 +156,12 @@ def _configs(args):
     common = dict(
         grid=grid, data=data, cluster=cluster, fixed_params=fixed, cash=args.cash,
         commission_bps=args.commission_bps, json_path=args.json, report_path=args.report,
-        write_report=not args.no_report, progress=not args.no_progress,
+        write_report=not args.no_report, progress=not args.no_progress, strategy=strategy,
     )
     if spec is not None:
         warmup = DEFAULT_WARMUP_BARS if args.warmup_bars is None else args.warmup_bars
-        out = args.out
         config = WalkForwardConfig(spec=spec, select=args.select, warmup_bars=warmup,
-                                   out_dir=out, **common)
+                                   out_dir=args.out, **common)
         config.validate()
         return "walk-forward", config
     config = SweepConfig(per_symbol=args.per_symbol, out_dir=args.out, metric=args.metric,

@@ -128,6 +128,8 @@ def open_cluster(config: ClusterConfig) -> Iterator[object | None]:
                 n_workers=config.workers or available_cores(),
                 threads_per_worker=config.threads_per_worker,
                 processes=config.processes,
+                host="127.0.0.1",  # a local cluster listens on loopback only
+                protocol="tcp://",
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )

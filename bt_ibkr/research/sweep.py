@@ -29,7 +29,7 @@ from bt_ibkr.research.results import (
     write_json,
     write_results_parquet,
 )
-from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec
+from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
 
 __all__ = ["SweepConfig", "SweepOutcome", "check_costs", "plan_sweep", "run_sweep"]
 
@@ -165,6 +165,7 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
     first, last = bars.span()
     summary = summary_json(
         results,
+        strategy=(config.strategy or default_strategy()).__name__,
         grid=config.grid,
         fixed_params=config.fixed_params,
         metric=config.metric,

@@ -40,7 +40,14 @@ from bt_ibkr.research.results import (
     write_results_parquet,
 )
 from bt_ibkr.research.sweep import check_costs
-from bt_ibkr.research.tasks import METRICS, SELECT_METRICS, BarSet, TaskResult, TaskSpec
+from bt_ibkr.research.tasks import (
+    METRICS,
+    SELECT_METRICS,
+    BarSet,
+    TaskResult,
+    TaskSpec,
+    default_strategy,
+)
 
 __all__ = [
     "DEFAULT_WARMUP_BARS",
@@ -338,6 +345,7 @@ def run_walk_forward(config: WalkForwardConfig, *, bars: BarSet | None = None,
         walk_forward={"spec": str(config.spec), "train": str(config.spec.train),
                       "test": str(config.spec.test), "anchored": config.spec.anchored,
                       "select": config.select, "warmup_bars": config.warmup_bars},
+        strategy=(config.strategy or default_strategy()).__name__,
         grid=config.grid, fixed_params=config.fixed_params, symbols=list(symbols),
         data={"source": bars.source, "message": bars.message,
               "start": first.isoformat(), "end": last.isoformat()},
