@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pandas as pd
 import pytest
 from sim_helpers import poll_until
 
-from bt_ibkr.research import BarSet, TaskSpec, run_task
+from bt_ibkr.research import BarSet, ClusterConfig, TaskSpec, open_cluster, run_task, run_tasks
 from feeds.sample import load_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +143,45 @@ def test_worker_killed_mid_sweep_costs_only_a_rerun(cluster, tmp_path):
     assert sorted(r["task_id"] for r in summary["results"]) == list(range(6))
     assert {tuple(sorted(r["params"].items())) for r in summary["results"]} == {
         (("band", b), ("target_vol", v)) for b in GRID["band"] for v in GRID["target_vol"]}
+
+
+def test_bars_lost_with_the_only_worker_are_sent_again(caplog):
+    """The one worker of a LocalCluster dies mid-task (its nanny starts a new one): the
+    scattered bars died with it, so they are scattered again and every task still finishes,
+    equal to serial."""
+    from distributed import Event
+    from research_gate import GATE, GatedEnsemble
+
+    frame = load_sample("^GSPC", date(2011, 1, 1), date(2012, 12, 31))
+    bars = BarSet({"^GSPC": frame})
+    first, last = bars.span()
+    specs = [TaskSpec(i, {"band": b}, ("^GSPC",), first, last) for i, b in enumerate((0.02, 0.1, 0.2))]
+    with open_cluster(ClusterConfig(workers=1)) as client:
+        gate = Event(GATE, client=client)
+        gate.clear()
+        (old_addr, old_pid), = client.run(os.getpid).items()
+        errors: list[BaseException] = []
+
+        def kill_then_open_gate():
+            try:
+                poll_until(lambda: any(_executing(client).values()), timeout=120,
+                           what="a task executing", interval=0.02)
+                os.kill(old_pid, signal.SIGKILL)
+                poll_until(lambda: set(client.scheduler_info()["workers"]) - {old_addr},
+                           timeout=120, what="the nanny's new worker", interval=0.05)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+            finally:
+                gate.set()
+
+        helper = threading.Thread(target=kill_then_open_gate, daemon=True)
+        helper.start()
+        with caplog.at_level("WARNING", logger="bt_ibkr.research"):
+            results = run_tasks(specs, bars, client=client, strategy=GatedEnsemble, progress=False)
+        helper.join(timeout=120)
+    assert not errors, errors
+    assert "the bars were lost with a worker; sending them again" in caplog.text
+    assert all(r.ok for r in results) and all(not r.worker.endswith(f":{old_pid}") for r in results)
+    for r in results:
+        serial = run_task(specs[r.task_id], bars)
+        assert r.record() == serial.record() and r.returns.equals(serial.returns)

@@ -135,3 +135,18 @@ def test_results_go_to_parquet_and_json(tmp_path, bars):
     assert all(keys <= set(r) for r in summary["results"])
     assert summary["results"][1]["symbols"] == ["^IXIC"]
     assert summary["results"][0]["sharpe"] == results[0].sharpe
+
+
+def test_an_unreachable_scheduler_is_a_clear_error():
+    import socket
+
+    from bt_ibkr.research import ClusterError
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ClusterError) as err:
+        with open_cluster(ClusterConfig(scheduler=f"tcp://127.0.0.1:{port}", timeout=1)):
+            pass
+    msg = str(err.value)
+    assert f"tcp://127.0.0.1:{port}" in msg and "dask scheduler" in msg and "\n" not in msg

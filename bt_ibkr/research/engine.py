@@ -197,38 +197,35 @@ def _run_dask(client, specs, bars, strategy, done: Callable[[TaskSpec, TaskResul
 
     token = uuid.uuid4().hex[:8]
     state = {"bars": client.scatter(bars, broadcast=True, hash=False), "rescatters": 0}
+    pending: dict[str, tuple[TaskSpec, int, object]] = {}  # key -> (spec, attempt, bars used)
 
     def submit(spec: TaskSpec, attempt: int = 0):
-        return client.submit(
+        fut = client.submit(
             run_task, spec, state["bars"], strategy, pure=False,
             key=f"bt-task-{token}-{spec.task_id}-{attempt}",
         )
+        pending[fut.key] = (spec, attempt, state["bars"])
+        return fut
 
-    pending = {}
-    futures = []
-    for spec in specs:
-        fut = submit(spec)
-        pending[fut.key] = spec
-        futures.append(fut)
-    queue = as_completed(futures)
-    del futures  # as_completed holds them until they are done; then they are released
+    queue = as_completed([submit(spec) for spec in specs])
     for fut in queue:
-        spec = pending.pop(fut.key)
+        spec, attempt, used = pending.pop(fut.key)
         if fut.status == "finished":
             result = fut.result()
         else:
             exc = _exception(fut)
-            # The scattered bars died with every worker holding them: send them again and
-            # re-run the task (the scheduler re-runs the tasks of dead workers by itself).
-            if state["bars"].status != "finished" and state["rescatters"] < MAX_RESCATTERS:
-                state["rescatters"] += 1
-                log.warning("research: bars lost with a worker; scattering them again")
-                state["bars"] = client.scatter(bars, broadcast=True, hash=False)
-                new = submit(spec, state["rescatters"])
-                pending[new.key] = spec
-                queue.add(new)
-                fut.release()
-                continue
+            # The scattered bars died with every worker holding them (the scheduler re-runs
+            # the tasks of a dead worker by itself, but cannot rebuild scattered data): scatter
+            # them again, once for all such tasks, and re-run the task.
+            if used.status != "finished" and attempt < MAX_RESCATTERS:
+                if state["bars"].status != "finished" and state["rescatters"] < MAX_RESCATTERS:
+                    state["rescatters"] += 1
+                    log.warning("research: the bars were lost with a worker; sending them again")
+                    state["bars"] = client.scatter(bars, broadcast=True, hash=False)
+                if state["bars"].status == "finished":
+                    queue.add(submit(spec, attempt + 1))
+                    fut.release()
+                    continue
             result = _infrastructure_failure(spec, exc)
         fut.release()
         done(spec, result)
