@@ -27,7 +27,13 @@ __all__ = ["FrameFeed", "infer_timeframe", "load_frames_as_feeds", "make_feed"]
 
 
 class FrameFeed(bt.feeds.PandasData):
-    """PandasData over a canonical bar frame: lowercase OHLCV columns, no open interest."""
+    """PandasData over a canonical bar frame: lowercase OHLCV columns, no open interest.
+
+    The same values as PandasData, read faster: ``start()`` turns the columns into lists of
+    floats and the index into backtrader date numbers once, so ``_load()`` indexes lists
+    instead of calling ``DataFrame.iloc`` five times per bar (which dominated a backtest's run
+    time with pandas 3).
+    """
 
     params = (
         ("datetime", None),
@@ -38,6 +44,26 @@ class FrameFeed(bt.feeds.PandasData):
         ("volume", "volume"),
         ("openinterest", -1),
     )
+
+    def start(self) -> None:
+        super().start()  # resolves self._colmapping to column positions
+        frame = self.p.dataname
+        self._columns = [
+            (getattr(self.lines, field), frame.iloc[:, pos].to_numpy(dtype="float64").tolist())
+            for field, pos in self._colmapping.items()
+            if field != "datetime" and pos is not None
+        ]
+        self._dtnums = [bt.date2num(ts.to_pydatetime()) for ts in frame.index]
+
+    def _load(self) -> bool:
+        self._idx += 1
+        i = self._idx
+        if i >= len(self._dtnums):
+            return False
+        for line, values in self._columns:
+            line[0] = values[i]
+        self.lines.datetime[0] = self._dtnums[i]
+        return True
 
 
 def infer_timeframe(frame: pd.DataFrame) -> tuple[int, int]:
