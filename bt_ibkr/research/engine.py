@@ -89,7 +89,12 @@ class ClusterConfig:
 
 
 def route_dask_logs(path: Path | str) -> None:
-    """Send Dask's (distributed, tornado, ...) log records to ``path`` only, not to the console."""
+    """Send Dask's (distributed, tornado, ...) log records to ``path`` only, not to the console.
+
+    Imports distributed first: its import installs a console handler of its own.
+    """
+    import distributed  # noqa: F401
+
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in DASK_LOGGERS:
@@ -233,9 +238,10 @@ def _run_dask(client, specs, bars, strategy, done: Callable[[TaskSpec, TaskResul
 
 
 def _exception(fut) -> BaseException:
+    """The exception of a failed or cancelled future (a cancelled one raises it)."""
     try:
         return fut.exception(timeout=5) or RuntimeError(f"task {fut.key} {fut.status}")
-    except BaseException as exc:  # noqa: BLE001 - a cancelled future raises here
+    except Exception as exc:  # noqa: BLE001 - FutureCancelledError, TimeoutError
         return exc
 
 

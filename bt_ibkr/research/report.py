@@ -205,6 +205,8 @@ def write_sweep_report(
         if x is not None and ranked:
             table = heatmap_table(results, grid, metric, x, y)
             others = [k for k in varying if k not in (x, y)]
+            if len({r.symbols for r in ranked}) > 1:
+                others.append("symbols")
             note = f" (mean over {', '.join(others)})" if others else ""
             parts.append(f"<h2>{html.escape(metric)} heatmap{html.escape(note)}</h2>")
             parts.append(f"<img id='heatmap' alt='heatmap' src='data:image/png;base64,"

@@ -339,7 +339,7 @@ def run_walk_forward(config: WalkForwardConfig, *, bars: BarSet | None = None,
             "final_value": float(config.cash * (1.0 + oos).prod()),
         }
         if config.write_report:
-            report_path = _write_tearsheet(config, bars, rows, oos, out_dir)
+            report_path = _write_tearsheet(config, bars, oos, out_dir)
     summary = summary_json(
         results,
         walk_forward={"spec": str(config.spec), "train": str(config.spec.train),
@@ -363,12 +363,13 @@ def run_walk_forward(config: WalkForwardConfig, *, bars: BarSet | None = None,
     )
 
 
-def _write_tearsheet(config: WalkForwardConfig, bars: BarSet, rows: list[WindowResult],
-                     oos: pd.Series, out_dir: Path) -> Path:
+def _write_tearsheet(config: WalkForwardConfig, bars: BarSet, oos: pd.Series,
+                     out_dir: Path) -> Path:
     """The quantstats tearsheet of the stitched out-of-sample curve vs buy & hold."""
     from analyzers.tearsheet import write_tearsheet
 
-    base = pd.Timestamp(next(w.window.train_end for w in rows if w.test is not None))
+    days = bars.trading_days()
+    base = days[days < oos.index[0]][-1]  # the session before the first out-of-sample day
     values = pd.concat([pd.Series([config.cash], index=[base]),
                         config.cash * (1.0 + oos).cumprod()])
     closes = {}
