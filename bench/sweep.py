@@ -1,11 +1,12 @@
 """A parameter sweep on Dask vs the same tasks serially vs backtrader's optstrategy, in one run.
 
-    python -m bench.sweep [--feeds 50] [--years 2] [--rss-feeds 5] [--quick]
+    python -m bench.sweep [--feeds 50] [--years 2] [--repeats 3] [--rss-feeds 5] [--quick]
 
 Data: ``--feeds`` seeded synthetic daily stocks (geometric random walks with their own drift
 and volatility, seed 0; validated canonical frames), ``--years`` x 252 sessions each. Grid: 20
 combinations (band 0.02..0.2 x target_vol 0.08..0.15) of RegimeAwareEnsemble, every task one
-portfolio of all the feeds. Measured, wall clock (parallel work cannot be measured in CPU time):
+portfolio of all the feeds. Measured in wall-clock seconds (parallel work cannot be measured in
+CPU time), each of 1-3 ``--repeats`` times, interleaved, the median reported:
 
 1. ``serial_s``: bt_ibkr.research.run_tasks in this process (imports warmed first);
 2. ``dask_s``: the same tasks on a LocalCluster of 2 single-threaded worker processes: scatter
@@ -15,13 +16,13 @@ portfolio of all the feeds. Measured, wall clock (parallel work cannot be measur
 3. ``optstrategy_s``: ``cerebro.optstrategy`` over the same grid and feeds, ``maxcpus=2``, with
    the same analyzers (equity, orders) - pool start included, as backtrader runs it;
    ``optstrategy_matches``: its final values equal ours; target dask_s <= optstrategy_s;
-4. ``peak_rss_mb``: a fresh process runs a sweep of 20 and then of 200 tasks (``--rss-feeds``
-   feeds, 2 years: smaller tasks, same path: LocalCluster of 2, returns streamed to parquet)
-   and reports the peak RSS of the client and of the largest worker; memory must not grow
-   with the number of tasks.
+4. ``peak_rss_mb``: one fresh process per size runs a sweep of 20, then of 200 tasks
+   (``--rss-feeds`` feeds x 2 years: smaller tasks, the same path: LocalCluster of 2, returns
+   streamed to parquet) and reports the peak RSS of the client and of the largest worker;
+   memory must not grow with the number of tasks.
 
-Prints ONE JSON object: tasks, feeds, bars, serial_s, dask_startup_s, dask_s, speedup,
-identical, optstrategy_s, optstrategy_matches, dask_vs_optstrategy, peak_rss_mb, cores.
+Prints ONE JSON object: tasks, feeds, bars, cores, repeats, serial_s, dask_startup_s, dask_s,
+speedup, identical, optstrategy_s, optstrategy_matches, dask_vs_optstrategy, peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--feeds", type=int, default=50, help="synthetic feeds per task (default 50)")
     ap.add_argument("--years", type=int, default=2, help="years of daily bars (default 2)")
     ap.add_argument("--rss-feeds", type=int, default=5, help="feeds per task in the memory runs")
-    ap.add_argument("--quick", action="store_true", help="10 feeds, no memory runs")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats, median taken (default 3)")
+    ap.add_argument("--quick", action="store_true", help="10 feeds, 1 repeat, no memory runs")
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.rss_child:
@@ -139,27 +142,35 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(out))
         return out
     feeds = 10 if args.quick else args.feeds
+    repeats = 1 if args.quick else args.repeats
     bars = synthetic_bars(feeds, args.years * 252)
     specs = _specs(bars, expand_grid(GRID))
     _warm_imports()
 
-    t0 = time.perf_counter()
-    serial = run_tasks(specs, bars, progress=False)
-    serial_s = time.perf_counter() - t0
-
+    times: dict[str, list[float]] = {"serial": [], "dask": [], "optstrategy": []}
+    identical = matches = True
     t0 = time.perf_counter()
     with open_cluster(ClusterConfig(workers=2)) as client:
         client.run(_warm_imports)
         startup_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        dask = run_tasks(specs, bars, client=client, progress=False)
-        dask_s = time.perf_counter() - t1
-    identical = all(a.record() == b.record() and a.returns.equals(b.returns)
-                    for a, b in zip(serial, dask, strict=True))
+        for _ in range(repeats):  # interleaved: machine noise hits every variant alike
+            t0 = time.perf_counter()
+            serial = run_tasks(specs, bars, progress=False)
+            times["serial"].append(time.perf_counter() - t0)
 
-    opt_s, opt_values = _optstrategy(bars)
-    matches = all(opt_values[(r.params["band"], r.params["target_vol"])] == r.final_value
-                  for r in serial)
+            t0 = time.perf_counter()
+            dask = run_tasks(specs, bars, client=client, progress=False)
+            times["dask"].append(time.perf_counter() - t0)
+            identical = identical and all(
+                a.record() == b.record() and a.returns.equals(b.returns)
+                for a, b in zip(serial, dask, strict=True))
+
+            opt_s, opt_values = _optstrategy(bars)
+            times["optstrategy"].append(opt_s)
+            matches = matches and all(
+                opt_values[(r.params["band"], r.params["target_vol"])] == r.final_value
+                for r in serial)
+    serial_s, dask_s, opt_s = (statistics.median(times[k]) for k in ("serial", "dask", "optstrategy"))
 
     rss = {}
     if not args.quick:
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "feeds": feeds,
         "bars": args.years * 252,
         "cores": available_cores(),
+        "repeats": repeats,
         "serial_s": round(serial_s, 2),
         "dask_startup_s": round(startup_s, 2),
         "dask_s": round(dask_s, 2),
