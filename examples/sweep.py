@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.sweep``."""
     from bt_ibkr.research.tasks import METRICS, SELECT_METRICS
 
-    p = argparse.ArgumentParser(prog="python -m examples.sweep", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m examples.sweep", description=__doc__.split("\n\n")[0],
+        epilog=" ".join(__doc__.split("\n\n")[-1].split()),
+    )
     g = p.add_argument_group("what to run")
     g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...", help="a Strategy param and its values (repeatable); every combination is one task")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a Strategy param fixed for every task (repeatable)")
