@@ -150,10 +150,12 @@ def make_feed(frame: pd.DataFrame, name: str | None = None, **kw) -> FrameFeed:
             f"columns {', '.join(BAR_COLUMNS)}); missing: {', '.join(missing) or 'none'}, "
             f"rows: {len(frame)}; build it with bt_ibkr.validation.validate_bars"
         )
-    timeframe, compression = infer_timeframe(frame)
-    kw.setdefault("timeframe", timeframe)
-    kw.setdefault("compression", compression)
-    data = frame[list(BAR_COLUMNS)]
+    if "timeframe" not in kw or "compression" not in kw:
+        timeframe, compression = infer_timeframe(frame)
+        kw.setdefault("timeframe", timeframe)
+        kw.setdefault("compression", compression)
+    # the feed only reads the frame: no copy when it already is exactly the bar columns
+    data = frame if tuple(frame.columns) == BAR_COLUMNS else frame[list(BAR_COLUMNS)]
     if data.index.tz is not None:
         data = data.copy()
         data.index = data.index.tz_convert("UTC").tz_localize(None)

@@ -4,6 +4,7 @@ warm-up, per-task errors, bit-identical results serially and on Dask, results on
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import date
 
 import numpy as np
@@ -100,6 +101,8 @@ def test_serial_and_dask_give_bit_identical_results(bars):
     specs = [TaskSpec(i, {"band": b, "target_vol": v}, ("^GSPC", "^IXIC"), first, last)
              for i, (b, v) in enumerate([(0.02, 0.1), (0.1, 0.1), (0.2, 0.14), (-1, 0.1)])]
     serial = run_tasks(specs, bars, progress=False)
+    assert bars._windows  # the tasks' shared window was sliced once and kept...
+    assert pickle.loads(pickle.dumps(bars))._windows == {}  # ...but is never sent to workers
     seen = []
     with open_cluster(ClusterConfig(workers=2, processes=False)) as client:
         dask = run_tasks(specs, bars, client=client, progress=False, on_result=seen.append)

@@ -47,11 +47,21 @@ SELECT_METRICS = ("sharpe", "calmar", "sortino")
 
 @dataclass
 class BarSet:
-    """Validated bar frames shared by every task of a run (scattered to workers once)."""
+    """Validated bar frames shared by every task of a run (scattered to workers once).
+
+    ``feed_input()`` keeps the rows and feed settings of each window it was asked for, so the
+    tasks that share a window (every task of a sweep) slice the frames once per process.
+    """
 
     frames: dict[str, pd.DataFrame]
     source: str = ""
     message: str = ""
+    _windows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_windows"] = {}  # a cache: never shipped to workers
+        return state
 
     def span(self) -> tuple[date, date]:
         """Return (first, last) session date over all frames."""
@@ -65,6 +75,35 @@ class BarSet:
         for f in self.frames.values():
             idx = idx.union(_days(f.index))
         return idx.unique().sort_values()
+
+    def feed_input(self, symbol: str, start: date, end: date, warmup_bars: int) -> tuple[pd.DataFrame, dict]:
+        """Return (rows, make_feed keywords) of ``symbol`` for a window (see TaskSpec).
+
+        Rows run from ``warmup_bars`` sessions before ``start`` through ``end``. Raises
+        DataError when the symbol has no bar in the window.
+        """
+        key = (symbol, start, end, warmup_bars)
+        if key not in self._windows:
+            from feeds.frame_feed import infer_timeframe
+
+            frame = self.frames[symbol]
+            days = _days(frame.index).to_numpy()
+            lo = int(days.searchsorted(np.datetime64(start, "ns"), side="left"))
+            hi = int(days.searchsorted(np.datetime64(end, "ns"), side="right"))
+            if hi <= lo:
+                raise DataError(
+                    f"{symbol} has no bars between {start} and {end} (it covers "
+                    f"{pd.Timestamp(days[0]):%Y-%m-%d}..{pd.Timestamp(days[-1]):%Y-%m-%d})"
+                )
+            rows = frame.iloc[max(0, lo - warmup_bars):hi]
+            timeframe, compression = infer_timeframe(frame)  # of the whole frame, as examples.backtest
+            if len(self._windows) >= _MAX_WINDOWS:
+                self._windows.clear()
+            self._windows[key] = (rows, {"timeframe": timeframe, "compression": compression})
+        return self._windows[key]
+
+
+_MAX_WINDOWS = 512
 
 
 @dataclass(frozen=True)
@@ -156,7 +195,7 @@ def _days(index: pd.Index) -> pd.DatetimeIndex:
     idx = pd.DatetimeIndex(index)
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
-    return idx.normalize()
+    return pd.DatetimeIndex(idx.to_numpy().astype("datetime64[D]").astype("datetime64[ns]"))
 
 
 def _strategy_params(strategy: type, params: dict[str, Any]) -> dict[str, Any]:
@@ -180,19 +219,6 @@ def _strategy_params(strategy: type, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _slice(symbol: str, frame: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
-    """Rows of ``frame`` from ``warmup_bars`` before ``spec.start`` through ``spec.end``."""
-    days = _days(frame.index)
-    lo = int(days.searchsorted(pd.Timestamp(spec.start), side="left"))
-    hi = int(days.searchsorted(pd.Timestamp(spec.end), side="right"))
-    if hi <= lo:
-        raise DataError(
-            f"{symbol} has no bars between {spec.start} and {spec.end} (it covers "
-            f"{days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d})"
-        )
-    return frame.iloc[max(0, lo - spec.warmup_bars):hi]
-
-
 def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
     import backtrader as bt
 
@@ -210,7 +236,8 @@ def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
     cerebro.broker.setcash(spec.cash)
     cerebro.broker.setcommission(commission=spec.commission_bps / 10_000.0)
     for symbol in spec.symbols:
-        cerebro.adddata(make_feed(_slice(symbol, bars.frames[symbol], spec), name=symbol), name=symbol)
+        rows, feed_kw = bars.feed_input(symbol, spec.start, spec.end, spec.warmup_bars)
+        cerebro.adddata(make_feed(rows, name=symbol, **feed_kw), name=symbol)
     cerebro.addstrategy(strategy, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")
     cerebro.addanalyzer(OrderLog, _name="orders")
