@@ -254,11 +254,13 @@ class _Progress(bt.Analyzer):
 
 def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
              strategy_cls: type | None = None, params: dict[str, Any] | None = None,
-             *, label: str = "backtest") -> RunRecord:
+             *, label: str = "backtest", feed_kw: dict[str, dict] | None = None) -> RunRecord:
     """Run ``strategy_cls`` once over in-memory canonical bar frames and return its RunRecord.
 
     ``config`` gives cash, costs, preload/runonce and progress; ``params`` default to
-    ``config.strategy_params()``. Raises ConfigError for a bad strategy param.
+    ``config.strategy_params()``; ``feed_kw`` gives per-symbol keywords for
+    :func:`feeds.frame_feed.make_feed` (e.g. a known timeframe). Raises ConfigError for a bad
+    strategy param.
     """
     from feeds.frame_feed import make_feed
 
@@ -276,7 +278,8 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
                              slip_match=True, slip_out=True)
     bars = 0
     for symbol, frame in frames.items():
-        cerebro.adddata(make_feed(frame, name=symbol), name=symbol)
+        cerebro.adddata(make_feed(frame, name=symbol, **(feed_kw or {}).get(symbol, {})),
+                        name=symbol)
         bars = max(bars, len(frame))
     cerebro.addstrategy(strategy_cls, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")

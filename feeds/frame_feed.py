@@ -27,7 +27,14 @@ __all__ = ["FrameFeed", "infer_timeframe", "load_frames_as_feeds", "make_feed"]
 
 
 class FrameFeed(bt.feeds.PandasData):
-    """PandasData over a canonical bar frame: lowercase OHLCV columns, no open interest."""
+    """PandasData over a canonical bar frame: lowercase OHLCV columns, no open interest.
+
+    The same values as PandasData, read faster: ``start()`` turns the columns into lists of
+    floats and the index into backtrader date numbers once, so ``_load()`` indexes lists
+    instead of calling ``DataFrame.iloc`` five times per bar (which dominated a backtest's run
+    time with pandas 3), and ``preload()`` fills every line in one step when nothing (filters,
+    an input time zone, fromdate/todate) needs backtrader's bar-by-bar path.
+    """
 
     params = (
         ("datetime", None),
@@ -38,6 +45,70 @@ class FrameFeed(bt.feeds.PandasData):
         ("volume", "volume"),
         ("openinterest", -1),
     )
+
+    def start(self) -> None:
+        super().start()  # resolves self._colmapping to column positions
+        frame = self.p.dataname
+        self._columns = [
+            (getattr(self.lines, field), frame.iloc[:, pos].to_numpy(dtype="float64").tolist())
+            for field, pos in self._colmapping.items()
+            if field != "datetime" and pos is not None
+        ]
+        self._dtnums = _date_numbers(frame.index)
+
+    def _load(self) -> bool:
+        self._idx += 1
+        i = self._idx
+        if i >= len(self._dtnums):
+            return False
+        for line, values in self._columns:
+            line[0] = values[i]
+        self.lines.datetime[0] = self._dtnums[i]
+        return True
+
+    def _bulk_preload_ok(self) -> bool:
+        """True when preload() would only copy every bar: no filters, stacks, input tz or
+        date limits, and empty unbounded line buffers."""
+        if self._filters or self._ffilters or self._barstack or self._barstash:
+            return False
+        if self._tzinput is not None or self.fromdate != float("-inf") or self.todate != float("inf"):
+            return False
+        return all(line.mode == line.UnBounded and line.lencount == 0 and not len(line.array)
+                   for line in self.lines)
+
+    def preload(self) -> None:
+        if not self._bulk_preload_ok():
+            super().preload()
+            return
+        # What load() leaves after the last bar, every line at once: each line holds one value
+        # per bar (NaN where the frame has no column), the index on the last bar.
+        n = len(self._dtnums)
+        given = {id(line): values for line, values in self._columns}
+        given[id(self.lines.datetime)] = self._dtnums
+        nan = [float("nan")] * n
+        for line in self.lines:
+            line.array.extend(given.get(id(line), nan))
+            line.idx = n - 1
+            line.lencount = n
+        self._idx = n  # as after the load() that found no more rows
+        self._last()
+        self.home()
+
+
+_ORDINAL_1970 = 719163  # datetime(1970, 1, 1).toordinal()
+
+
+def _date_numbers(index: pd.Index) -> list[float]:
+    """backtrader date numbers (bt.date2num) of a bar index.
+
+    Naive midnight stamps (daily bars) are their proleptic ordinal, computed for the whole index
+    at once; anything else goes through bt.date2num stamp by stamp.
+    """
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is None and len(idx) and (idx == idx.normalize()).all():
+        days = idx.to_numpy().astype("datetime64[D]").astype("int64") + _ORDINAL_1970
+        return days.astype("float64").tolist()
+    return [bt.date2num(ts.to_pydatetime()) for ts in idx]
 
 
 def infer_timeframe(frame: pd.DataFrame) -> tuple[int, int]:
@@ -79,10 +150,12 @@ def make_feed(frame: pd.DataFrame, name: str | None = None, **kw) -> FrameFeed:
             f"columns {', '.join(BAR_COLUMNS)}); missing: {', '.join(missing) or 'none'}, "
             f"rows: {len(frame)}; build it with bt_ibkr.validation.validate_bars"
         )
-    timeframe, compression = infer_timeframe(frame)
-    kw.setdefault("timeframe", timeframe)
-    kw.setdefault("compression", compression)
-    data = frame[list(BAR_COLUMNS)]
+    if "timeframe" not in kw or "compression" not in kw:
+        timeframe, compression = infer_timeframe(frame)
+        kw.setdefault("timeframe", timeframe)
+        kw.setdefault("compression", compression)
+    # the feed only reads the frame: no copy when it already is exactly the bar columns
+    data = frame if tuple(frame.columns) == BAR_COLUMNS else frame[list(BAR_COLUMNS)]
     if data.index.tz is not None:
         data = data.copy()
         data.index = data.index.tz_convert("UTC").tz_localize(None)

@@ -1,0 +1,49 @@
+"""Loading the bars of a research run once, in the client, through the backtest's source chain."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from bt_ibkr.research.tasks import BarSet
+
+__all__ = ["DataConfig", "load_bars", "slug"]
+
+
+@dataclass
+class DataConfig:
+    """Which bars to load: the same fields and sources as ``python -m examples.backtest``."""
+
+    symbols: list[str] | None = None
+    source: str = "auto"  # auto | yahoo | sample | csv | ibkr
+    csv_paths: list[Path] | None = None
+    start: date | None = None
+    end: date | None = None
+    use_cache: bool = True
+    progress: bool = True
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 4002
+    ib_client_id: int | None = None
+
+
+def load_bars(config: DataConfig) -> BarSet:
+    """Return a BarSet of validated frames from bt_ibkr.data.history.load_history.
+
+    Raises ConfigError / DataError exactly as load_history does (the message names the source
+    and the input).
+    """
+    from bt_ibkr.data.history import HistoryRequest, load_history
+
+    history = load_history(HistoryRequest(
+        symbols=config.symbols, source=config.source, start=config.start, end=config.end,
+        csv_paths=config.csv_paths, use_cache=config.use_cache, progress=config.progress,
+        ib_host=config.ib_host, ib_port=config.ib_port, ib_client_id=config.ib_client_id,
+    ))
+    return BarSet(frames=dict(history.frames), source=history.source, message=history.message)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text`` (``^GSPC,^IXIC`` -> ``GSPC_IXIC``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"

@@ -1,0 +1,197 @@
+"""Parameter sweeps: every combination of a grid, one Cerebro backtest each, on Dask or serially.
+
+    from bt_ibkr.research import DataConfig, SweepConfig, parse_grid, run_sweep
+    outcome = run_sweep(SweepConfig(
+        grid=parse_grid(["band=0.05,0.1,0.2", "target_vol=0.08,0.12"]),
+        data=DataConfig(symbols=["^GSPC", "^IXIC"], source="sample"),
+    ))
+    print(outcome.summary["results"][0])
+
+The bars are loaded once (the backtest's source chain) and scattered to the workers; each task
+returns metrics and daily returns only. Outputs (under ``out_dir``): ``results.parquet``,
+``returns.parquet``, ``sweep.json`` and the HTML summary ``sweep.html``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, BacktestConfig
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.research.data import DataConfig, load_bars, slug
+from bt_ibkr.research.engine import ClusterConfig, open_cluster, run_tasks
+from bt_ibkr.research.grid import expand_grid
+from bt_ibkr.research.results import (
+    ReturnsWriter,
+    summary_json,
+    write_json,
+    write_results_parquet,
+)
+from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
+
+__all__ = ["SweepConfig", "SweepOutcome", "check_costs", "plan_sweep", "run_sweep"]
+
+log = logging.getLogger("bt_ibkr.research")
+
+
+def check_costs(cash: float, commission_bps: float, slippage_bps: float = 0.0) -> None:
+    """Raise ConfigError naming ``--cash``/``--commission-bps``/``--slippage-bps`` when out of
+    range (the same rules as ``python -m examples.backtest``)."""
+    BacktestConfig(cash=cash, commission_bps=commission_bps, slippage_bps=slippage_bps).validate()
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: the grid, the data, where it runs and what it writes."""
+
+    grid: dict[str, list[Any]]
+    data: DataConfig = field(default_factory=DataConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    fixed_params: dict[str, Any] = field(default_factory=dict)  # same for every task
+    per_symbol: bool = False  # one symbol per task instead of one portfolio of all symbols
+    cash: float = 100_000.0
+    commission_bps: float = DEFAULT_COMMISSION_BPS
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    out_dir: Path | None = None  # None -> reports/sweep-<symbols>-<start>-<end>
+    json_path: Path | None = None  # None -> <out_dir>/sweep.json
+    report_path: Path | None = None  # None -> <out_dir>/sweep.html
+    write_report: bool = True
+    metric: str = "sharpe"  # heatmap / ranking metric
+    top: int = 10
+    strategy: type | None = None  # None -> strategies.RegimeAwareEnsemble
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field."""
+        if self.metric not in METRICS:
+            raise ConfigError(f"--metric {self.metric}: expected one of {', '.join(METRICS)}")
+        if self.top < 1:
+            raise ConfigError(f"--top {self.top}: must be >= 1")
+        check_costs(self.cash, self.commission_bps, self.slippage_bps)
+        both = sorted(set(self.grid) & set(self.fixed_params))
+        if both:
+            raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
+        self.cluster.validate()
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep produced (results hold metrics; returns are in ``returns_path``)."""
+
+    results: list[TaskResult]
+    summary: dict[str, Any]
+    out_dir: Path
+    json_path: Path
+    parquet_path: Path
+    returns_path: Path
+    report_path: Path | None
+    message: str
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        """The tasks that failed, in task order."""
+        return [r for r in self.results if not r.ok]
+
+
+def plan_sweep(
+    grid: dict[str, list[Any]],
+    bars: BarSet,
+    *,
+    fixed_params: dict[str, Any] | None = None,
+    per_symbol: bool = False,
+    cash: float = 100_000.0,
+    commission_bps: float = DEFAULT_COMMISSION_BPS,
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
+) -> list[TaskSpec]:
+    """Return one TaskSpec per grid combination (x symbol when ``per_symbol``), ids 0..n-1.
+
+    Every task covers the whole loaded span of its symbols, with no extra warm-up: it is the
+    backtest ``python -m examples.backtest`` would run with those params.
+    """
+    sets = [(s,) for s in bars.frames] if per_symbol else [tuple(bars.frames)]
+    specs: list[TaskSpec] = []
+    for combo in expand_grid(grid):
+        params = {**(fixed_params or {}), **combo}
+        for symbols in sets:
+            first, last = BarSet({s: bars.frames[s] for s in symbols}).span()
+            specs.append(TaskSpec(
+                task_id=len(specs), params=params, symbols=symbols, start=first, end=last,
+                cash=cash, commission_bps=commission_bps, slippage_bps=slippage_bps,
+            ))
+    return specs
+
+
+def _default_dir(kind: str, bars: BarSet) -> Path:
+    first, last = bars.span()
+    return Path("reports") / f"{kind}-{slug(','.join(bars.frames))}-{first}-{last}"
+
+
+def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -> SweepOutcome:
+    """Run the sweep and write its outputs; return a SweepOutcome.
+
+    ``bars`` skips loading (use these frames); ``client`` reuses a connected Dask client
+    instead of opening ``config.cluster``. Failed tasks are in the outcome and the JSON's
+    ``failed`` list; this call does not raise for them.
+
+    Raises:
+        ConfigError: a bad config value (metric, cash, commission, cluster settings).
+        DataError: no source could serve the symbols.
+        ClusterError: the Dask scheduler could not be reached.
+    """
+    config.validate()
+    bars = bars if bars is not None else load_bars(config.data)
+    specs = plan_sweep(
+        config.grid, bars, fixed_params=config.fixed_params, per_symbol=config.per_symbol,
+        cash=config.cash, commission_bps=config.commission_bps, slippage_bps=config.slippage_bps,
+    )
+    out_dir = Path(config.out_dir) if config.out_dir else _default_dir("sweep", bars)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    returns_path = out_dir / "returns.parquet"
+    where = "the given Dask client" if client is not None else config.cluster.describe()
+    log.info("sweep: %d tasks on %s; %s", len(specs), where, bars.message)
+    with ReturnsWriter(returns_path) as writer:
+        if client is not None:
+            results = run_tasks(specs, bars, client=client, strategy=config.strategy,
+                                on_result=writer.add, keep_returns=False,
+                                progress=config.progress, label="sweep")
+        else:
+            with open_cluster(config.cluster) as opened:
+                results = run_tasks(specs, bars, client=opened, strategy=config.strategy,
+                                    on_result=writer.add, keep_returns=False,
+                                    progress=config.progress, label="sweep")
+    parquet_path = write_results_parquet(results, out_dir / "results.parquet")
+    first, last = bars.span()
+    summary = summary_json(
+        results,
+        strategy=(config.strategy or default_strategy()).__name__,
+        grid=config.grid,
+        fixed_params=config.fixed_params,
+        metric=config.metric,
+        symbols=list(bars.frames),
+        data={"source": bars.source, "message": bars.message,
+              "start": first.isoformat(), "end": last.isoformat()},
+        ran_on=where,
+        files={"results": str(parquet_path), "returns": str(returns_path)},
+    )
+    report_path = None
+    if config.write_report:
+        from bt_ibkr.research.report import write_sweep_report
+
+        report_path = config.report_path or out_dir / "sweep.html"
+        ok = [r for r in results if r.ok]
+        report_path = write_sweep_report(
+            results, returns_path, report_path, grid=config.grid, metric=config.metric,
+            top=config.top, title=f"Sweep on {', '.join(bars.frames)}",
+            subtitle=f"{first}..{last}, {len(results)} tasks ({len(ok)} ok), {where}",
+        )
+        summary["files"]["report"] = str(report_path)
+    json_path = write_json(summary, config.json_path or out_dir / "sweep.json")
+    return SweepOutcome(
+        results=results, summary=summary, out_dir=out_dir, json_path=json_path,
+        parquet_path=parquet_path, returns_path=returns_path, report_path=report_path,
+        message=bars.message,
+    )
+

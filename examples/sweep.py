@@ -1,0 +1,262 @@
+"""Parameter sweeps and walk-forward tests of RegimeAwareEnsemble on Dask.
+
+    python -m examples.sweep --grid band=0.05,0.1,0.2 --grid target_vol=0.08,0.12 --symbols ^GSPC,^IXIC
+    python -m examples.sweep --source sample --symbols ^GSPC --grid band=0.05,0.1 --serial
+    python -m examples.sweep --scheduler tcp://10.0.0.5:8786 --grid band=0.05,0.1,0.2 --out reports/s1
+    python -m examples.sweep --source sample --grid band=0.05,0.1,0.2 --walk-forward train=5y,test=1y --select sharpe
+
+One task = one full Cerebro backtest of one parameter set on the symbols (one portfolio, or each
+symbol alone with --per-symbol). Tasks run on a local Dask cluster (--workers N, default: the
+cores), on an existing Dask cluster (--scheduler), or in this process (--serial).
+
+Exit codes: 0 every task ran; 2 bad input (a malformed --grid/--walk-forward spec, an unknown
+param, no data, an unreachable scheduler), nothing run; 4 some tasks failed (they are listed,
+with their errors, under "failed" in the JSON; all outputs are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.logs import log_dir, setup_logging
+
+SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
+EXIT_OK, EXIT_BAD_INPUT, EXIT_TASKS_FAILED = 0, 2, 4
+
+
+def _date(flag: str):
+    def parse(text: str) -> date:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a date like 2015-01-31") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m examples.sweep``."""
+    from bt_ibkr.research.tasks import METRICS, SELECT_METRICS
+
+    p = argparse.ArgumentParser(
+        prog="python -m examples.sweep", description=__doc__.split("\n\n")[0],
+        epilog=" ".join(__doc__.split("\n\n")[-1].split()),
+    )
+    g = p.add_argument_group("what to run")
+    g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...", help="a Strategy param and its values (repeatable); every combination is one task")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a Strategy param fixed for every task (repeatable)")
+    g.add_argument("--strategy", default="strategies:RegimeAwareEnsemble", metavar="MODULE:CLASS", help="the backtrader Strategy to run (default strategies:RegimeAwareEnsemble); Dask workers must be able to import it")
+    g.add_argument("--per-symbol", action="store_true", help="one task per symbol and combination (default: all symbols as one portfolio)")
+    g.add_argument("--walk-forward", metavar="train=5y,test=1y[,anchored]", help="walk-forward test instead of a plain sweep (lengths in y, m, w or d)")
+    g.add_argument("--select", choices=SELECT_METRICS, default="sharpe", help="walk-forward: metric that picks the params on each train window (default sharpe)")
+    g.add_argument("--warmup-bars", type=int, default=None, help="walk-forward: sessions fed before each window as warm-up (default: the Strategy's own warm-up, the most any grid point needs)")
+    d = p.add_argument_group("data (as in examples.backtest)")
+    d.add_argument("--symbols", help="comma-separated symbols (default: SPY, or the ^GSPC sample offline)")
+    d.add_argument("--source", choices=SOURCES, default="auto", help="data source (default auto = cache, yahoo, sample)")
+    d.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
+    d.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host")
+    d.add_argument("--port", type=int, default=4002, help="--source ibkr: gateway port (default 4002)")
+    d.add_argument("--client-id", type=int, default=None, help="--source ibkr: API client id")
+    d.add_argument("--start", type=_date("--start"), help="first date, YYYY-MM-DD")
+    d.add_argument("--end", type=_date("--end"), help="last date, YYYY-MM-DD")
+    d.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
+    d.add_argument("--commission-bps", type=float, default=1.0, help="commission in basis points of traded value (default 1, as examples.backtest)")
+    d.add_argument("--slippage-bps", type=float, default=2.0, help="slippage in basis points of price on every fill, the next open included (default 2, as examples.backtest)")
+    d.add_argument("--no-cache", action="store_true", help="do not read or write the local price cache")
+    c = p.add_argument_group("where it runs")
+    c.add_argument("--workers", type=int, default=None, help="local cluster worker processes (default: the cores)")
+    c.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask cluster (address or scheduler file)")
+    c.add_argument("--serial", action="store_true", help="run every task in this process (debugging)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", type=Path, help="output folder (default reports/sweep-<symbols>-<dates>/)")
+    o.add_argument("--json", type=Path, help="JSON summary path (default <out>/sweep.json)")
+    o.add_argument("--report", type=Path, help="HTML path (default <out>/sweep.html; walk-forward: the tearsheet)")
+    o.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    o.add_argument("--metric", choices=METRICS, default="sharpe", help="heatmap and ranking metric (default sharpe)")
+    o.add_argument("--top", type=int, default=10, help="rows of the top table (default 10)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def check_param_names(strategy: type, names: list[str], flag: str) -> None:
+    """Raise ConfigError when a --grid/--param name is not a param of ``strategy``."""
+    import difflib
+
+    from bt_ibkr.params import param_defaults
+
+    known = param_defaults(strategy)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"{flag} {name}: {strategy.__name__} has no such param.{hint} "
+                f"Valid params: {', '.join(sorted(known))}"
+            )
+
+
+def load_strategy(text: str) -> type:
+    """Return the Strategy class named ``module:Class``; ConfigError naming ``--strategy`` if not."""
+    import importlib
+
+    import backtrader as bt
+
+    module_name, sep, name = text.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"--strategy {text!r}: expected MODULE:CLASS, e.g. strategies:RegimeAwareEnsemble")
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--strategy {text!r}: cannot import it ({exc})") from None
+    if not (isinstance(obj, type) and issubclass(obj, bt.Strategy)):
+        raise ConfigError(f"--strategy {text!r}: not a backtrader Strategy class")
+    return obj
+
+
+def _configs(args):
+    """Parse and check every input; return (kind, config). Raises ConfigError."""
+    from bt_ibkr.params import parse_params
+    from bt_ibkr.research import (
+        ClusterConfig,
+        DataConfig,
+        SweepConfig,
+        WalkForwardConfig,
+        parse_grid,
+        parse_walk_forward,
+    )
+
+    grid = parse_grid(args.grid)
+    spec = parse_walk_forward(args.walk_forward) if args.walk_forward is not None else None
+    strategy = load_strategy(args.strategy)
+    check_param_names(strategy, list(grid), "--grid")
+    fixed = parse_params(strategy, args.param)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+    if args.symbols is not None and not symbols:
+        raise ConfigError("--symbols is empty: give e.g. --symbols ^GSPC,^IXIC")
+    csv_paths = [Path(x.strip()) for x in args.csv.split(",")] if args.csv else None
+    if args.source == "csv" and not csv_paths:
+        raise ConfigError("--source csv needs --csv PATH (a file with date,open,high,low,close,volume)")
+    if csv_paths and args.source not in ("csv", "auto"):
+        raise ConfigError(f"--csv is only used with --source csv (got --source {args.source})")
+    if args.start and args.end and args.end < args.start:
+        raise ConfigError(f"--end {args.end} is before --start {args.start}: swap them")
+    if spec is None and args.warmup_bars is not None:
+        raise ConfigError("--warmup-bars applies to --walk-forward only")
+    if spec is not None and args.per_symbol:
+        raise ConfigError("--per-symbol is for sweeps; a walk-forward trades all symbols as one portfolio")
+    data = DataConfig(
+        symbols=symbols, source="csv" if csv_paths else args.source, csv_paths=csv_paths,
+        start=args.start, end=args.end, use_cache=not args.no_cache,
+        progress=not args.no_progress, ib_host=args.host, ib_port=args.port,
+        ib_client_id=args.client_id,
+    )
+    cluster = ClusterConfig(scheduler=args.scheduler, workers=args.workers, serial=args.serial)
+    common = dict(
+        grid=grid, data=data, cluster=cluster, fixed_params=fixed, cash=args.cash,
+        commission_bps=args.commission_bps, slippage_bps=args.slippage_bps, json_path=args.json, report_path=args.report,
+        write_report=not args.no_report, progress=not args.no_progress, strategy=strategy,
+    )
+    if spec is not None:
+        config = WalkForwardConfig(spec=spec, select=args.select, warmup_bars=args.warmup_bars,
+                                   out_dir=args.out, **common)
+        config.validate()
+        return "walk-forward", config
+    config = SweepConfig(per_symbol=args.per_symbol, out_dir=args.out, metric=args.metric,
+                         top=args.top, **common)
+    config.validate()
+    return "sweep", config
+
+
+def _print_sweep(outcome, metric: str, console) -> None:
+    from rich.table import Table
+
+    from bt_ibkr.research.report import rank
+
+    best = rank(outcome.results, metric)[:5]
+    if best:
+        t = Table(title=f"best by {metric}")
+        for col in ("task", "params", "symbols", "Sharpe", "CAGR", "max DD", "trades", "final value"):
+            t.add_column(col, justify="left" if col in ("params", "symbols") else "right")
+        for r in best:
+            t.add_row(str(r.task_id), ", ".join(f"{k}={v}" for k, v in r.params.items()),
+                      ",".join(r.symbols), f"{r.sharpe:.3f}", f"{r.cagr:.2%}",
+                      f"{r.max_drawdown:.2%}", str(r.trades), f"{r.final_value:,.2f}")
+        console.print(t)
+
+
+def _print_walk_forward(outcome, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"walk-forward {outcome.summary['walk_forward']['spec']} "
+                    f"(select {outcome.summary['walk_forward']['select']})")
+    for col in ("window", "train", "test", "params", "IS Sharpe", "OOS Sharpe", "OOS return"):
+        t.add_column(col, justify="left" if col in ("train", "test", "params") else "right")
+    for w in outcome.windows:
+        rec = w.record()
+        ins, oos = rec["in_sample"], rec["out_of_sample"]
+        t.add_row(
+            str(w.window.index), f"{w.window.train_start}..{w.window.train_end}",
+            f"{w.window.test_start}..{w.window.test_end}",
+            ", ".join(f"{k}={v}" for k, v in (w.params or {}).items()) or (rec["error"] or ""),
+            f"{ins['sharpe']:.3f}" if ins else "-", f"{oos['sharpe']:.3f}" if oos else "-",
+            f"{oos['total_return']:.2%}" if oos else "-",
+        )
+    console.print(t)
+    s = outcome.summary.get("out_of_sample")
+    if s:
+        console.print(
+            f"out-of-sample {s['start']}..{s['end']}: Sharpe {s['sharpe']:.3f}, CAGR "
+            f"{s['cagr']:.2%}, max drawdown {s['max_drawdown']:.2%}, volatility {s['volatility']:.2%}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 2 bad input, 4 some tasks failed)."""
+    args = build_parser().parse_args(argv)
+    log_path = setup_logging("sweep")
+    from bt_ibkr.research.engine import route_dask_logs
+
+    route_dask_logs(log_dir() / "sweep-dask.log")
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    try:
+        kind, config = _configs(args)
+        if kind == "walk-forward":
+            from bt_ibkr.research import run_walk_forward
+
+            outcome = run_walk_forward(config)
+        else:
+            from bt_ibkr.research import run_sweep
+
+            outcome = run_sweep(config)
+    except BtIbkrError as exc:
+        logging.getLogger("bt_ibkr.research").info("run failed: %s", exc)  # file only
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    console.print(outcome.message)
+    summary = outcome.summary
+    console.print(f"{summary['tasks']} tasks on {summary['ran_on']}, {len(summary['failed'])} failed")
+    if kind == "walk-forward":
+        _print_walk_forward(outcome, console)
+    else:
+        _print_sweep(outcome, config.metric, console)
+    for r in outcome.failed:
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+        console.print(f"[red]failed[/red] task {r.task_id} ({escape(params)}): {escape(r.error or '')}",
+                      highlight=False)
+    for name, path in summary["files"].items():
+        console.print(f"{name}: {path}", highlight=False)
+    console.print(f"json: {outcome.json_path}", highlight=False)
+    console.print(f"log: {log_path}", highlight=False)
+    return EXIT_TASKS_FAILED if outcome.failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""`python -m examples.sweep` end to end (serial, in-process): outputs, a failing task, exit
+codes, and bad specs rejected before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from examples.sweep import EXIT_BAD_INPUT, EXIT_OK, EXIT_TASKS_FAILED, main
+
+DATA = ["--source", "sample", "--symbols", "^GSPC,^IXIC", "--start", "2010-01-01",
+        "--end", "2011-12-31", "--no-progress"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_sweep_writes_json_parquet_and_html_and_reports_a_failed_task(workdir, capsys):
+    code, out, err = _run([*DATA, "--serial", "--grid", "band=0.05,0.1,-0.5",
+                           "--grid", "target_vol=0.08,0.12", "--out", "s", "--top", "3"], capsys)
+    assert code == EXIT_TASKS_FAILED, err
+    assert "6 tasks on serial (in this process), 2 failed" in out
+    assert "failed task 4 (band=-0.5, target_vol=0.08): ConfigError: band must be" in out
+    summary = json.loads((workdir / "s" / "sweep.json").read_text())
+    assert summary["tasks"] == 6 and len(summary["results"]) == 4
+    assert [f["params"] for f in summary["failed"]] == [
+        {"band": -0.5, "target_vol": 0.08}, {"band": -0.5, "target_vol": 0.12}]
+    assert all("band must be a finite number >= 0" in f["error"] for f in summary["failed"])
+    first = summary["results"][0]
+    assert first["symbols"] == ["^GSPC", "^IXIC"] and first["start"] == "2010-01-04"
+    assert first["end"] == "2011-12-30" and first["params"] == {"band": 0.05, "target_vol": 0.08}
+    assert summary["strategy"] == "RegimeAwareEnsemble"
+    table = pd.read_parquet(workdir / "s" / "results.parquet")
+    assert len(table) == 6 and table["error"].notna().sum() == 2
+    returns = pd.read_parquet(workdir / "s" / "returns.parquet")
+    assert sorted(returns["task_id"].unique()) == [0, 1, 2, 3]
+    page = (workdir / "s" / "sweep.html").read_text()
+    assert "id='heatmap'" in page and "id='curves'" in page and "id='failed'" in page
+    best = max(summary["results"], key=lambda r: r["sharpe"])
+    top_rows = page.split("<table id='top'>")[1].split("</table>")[0].count("<tr>") - 1
+    assert top_rows == 3 and f"<td>{best['task_id']}</td>" in page
+    assert (workdir / "logs" / "sweep.log").exists()
+
+
+def test_all_tasks_ok_exits_0_and_per_symbol_splits_the_portfolio(workdir, capsys):
+    code, out, err = _run([*DATA, "--serial", "--grid", "band=0.05,0.1", "--per-symbol",
+                           "--no-report", "--json", "one.json"], capsys)
+    assert code == EXIT_OK, err
+    summary = json.loads((workdir / "one.json").read_text())
+    assert [(r["params"]["band"], r["symbols"]) for r in summary["results"]] == [
+        (0.05, ["^GSPC"]), (0.05, ["^IXIC"]), (0.1, ["^GSPC"]), (0.1, ["^IXIC"])]
+    assert "report" not in summary["files"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--grid", "band"], "--grid 'band': expected name=v1,v2"),
+    (["--grid", "band=0.1,,0.2"], "--grid 'band=0.1,,0.2': empty value"),
+    (["--grid", "band=0.1,0.1"], "listed twice"),
+    (["--grid", "vol_target=0.08,0.12"], "--grid vol_target: RegimeAwareEnsemble has no such param. Did you mean"),
+    (["--grid", "band=0.1", "--walk-forward", "train=5y"], "--walk-forward 'train=5y': no test= length"),
+    (["--grid", "band=0.1", "--walk-forward", "train=5q,test=1y"], "not a length"),
+    (["--grid", "band=0.1", "--param", "band=0.2"], "band is given both in --grid and --param"),
+    (["--grid", "band=0.1", "--serial", "--scheduler", "tcp://127.0.0.1:1"], "--serial and --scheduler"),
+    (["--grid", "band=0.1", "--strategy", "nowhere:Thing"], "--strategy 'nowhere:Thing': cannot import"),
+    (["--grid", "band=0.1", "--warmup-bars", "100"], "--warmup-bars applies to --walk-forward only"),
+])
+def test_bad_input_is_exit_2_with_one_line_before_any_work(workdir, capsys, args, words):
+    code, out, err = _run([*DATA, "--out", "never", *args], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert words in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert not (workdir / "never").exists() and out == ""
+
+
+def test_walk_forward_cli_writes_windows_and_a_tearsheet(workdir, capsys):
+    # the default warm-up is the Strategy's own (271 sessions): 2008 warms up, 2010 trains
+    code, out, err = _run(["--source", "sample", "--symbols", "^GSPC", "--start", "2008-01-01",
+                           "--end", "2012-12-31", "--no-progress", "--serial",
+                           "--grid", "band=0.02,0.1", "--walk-forward", "train=1y,test=1y",
+                           "--select", "sortino", "--out", "wf"], capsys)
+    assert code == EXIT_OK, err
+    assert "walk-forward train=1y,test=1y (select sortino)" in out
+    data = json.loads((workdir / "wf" / "walkforward.json").read_text())
+    assert [w["test_start"] for w in data["windows"]] == ["2011-01-03", "2012-01-03"]
+    for w in data["windows"]:
+        assert set(w["in_sample"]) >= {"sharpe", "sortino", "calmar", "cagr", "max_drawdown"}
+        assert w["out_of_sample"]["bars"] > 240 and w["params"]["band"] in (0.02, 0.1)
+    assert data["out_of_sample"]["start"] == "2011-01-03"
+    sheet = workdir / data["files"]["tearsheet"]
+    assert sheet.exists() and sheet.stat().st_size > 100_000
