@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yfinance
+from sim_helpers import VirtualClock, history_settled, use_virtual_clock
 
 from bench.data import add_symbols
 from bt_ibkr.cache import BarCache
@@ -225,33 +226,43 @@ def test_a_client_id_in_use_is_replaced(gateway_sim, tmp_path):
         assert first.connected and second.connected
 
 
-def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_factory,
+def test_no_pacing_violation_under_enforcement_on_a_virtual_clock(gateway_sim_factory,
                                                                    tmp_path):
-    scale = 0.005  # 60 requests per 3 s, identical 75 ms, 6 per contract per 10 ms
-    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=scale)
+    """IB's real windows (60 requests per 10 min, ...) enforced by the simulator on a clock
+    that moves only when the client waits: 72 requests must wait out the 10-minute window."""
+    clock = VirtualClock()
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_clock=clock)
     symbols = add_symbols(sim, 9)
-    t0 = time.monotonic()
-    with provider(sim, tmp_path, pacing_scale=scale, max_retries=0) as p:
+    with provider(sim, tmp_path, max_retries=0) as p:
+        use_virtual_clock(p.history, clock)
+        clock.settled = history_settled(sim, p.history)
         frames = p.get_range_data(symbols, "2016-01-04", "2023-12-29")
         stats = p.stats
-    elapsed = time.monotonic() - t0
     assert stats.pacing_violations == 0 and stats.retries == 0
     assert len(hist_requests(sim)) == 9 * 8 == stats.requests  # > 60: the window was waited
-    assert elapsed >= 3.0 and stats.pacing_wait > 0
+    window = 600 * 1.02 + 1.0  # for_gateway(1.0)'s 10-minute window with its margin
+    assert window <= clock() < 2 * window and stats.pacing_wait >= window - 3 * 2.09
     for sym in symbols:
         truth = sim_daily(sim, sym).loc["2016-01-04":"2023-12-29"]
         assert len(frames[sym]) == len(truth) == 2070
 
 
 def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_path):
-    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=0.1)
-    # client-side pacer 1000x too loose: the 7th request within 0.2 s breaks the per-contract
-    with provider(sim, tmp_path, pacing_scale=0.0001, backoff=0.1) as p:
+    clock = VirtualClock()
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_clock=clock)
+    with provider(sim, tmp_path, backoff=1.0) as p:
+        # IB's windows at the gateway, a client-side pacer 1000x too loose (6 per contract per
+        # 52 ms): 6 requests at t=0, the 7th at 0.052 s breaks IB's 6 per contract per 2 s and
+        # gets 162, again after the 1 s back-off, and is accepted after 2 s more (t=3.052)
+        use_virtual_clock(p.history, clock, scale=0.001)
+        clock.settled = history_settled(sim, p.history)
         frame = p.get_range_data(["SPY"], "2014-01-02", "2023-12-29")["SPY"]
         stats = p.stats
-    assert stats.pacing_violations >= 1
-    assert stats.retries == stats.pacing_violations
-    assert len(hist_requests(sim)) == 10 + stats.retries
+    gap = 2.0 * 0.001 * 1.02 + 0.05  # the loose pacer's per-contract window
+    assert clock.sleeps == pytest.approx([gap, 1.0, 2.0])
+    assert clock() == pytest.approx(gap + 3.0)
+    assert stats.pacing_violations == 2 and stats.retries == 2
+    assert len(hist_requests(sim)) == 10 + 2 == stats.requests
     truth = sim_daily(sim, "SPY").loc["2014-01-02":"2023-12-29"]
     assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
 

@@ -32,7 +32,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -175,12 +175,15 @@ class HistoricalData:
         max_retries: retries per request on transient errors.
         backoff: first retry delay in seconds (doubles per retry, capped at 60 s).
         max_concurrent: requests in flight at once (over all symbols).
+        sleep: the awaitable sleep of the retry back-off (default ``asyncio.sleep``; a test
+            passes its controlled clock's, together with a pacer on that clock).
     """
 
     def __init__(self, session: IBSession, *, cache: BarCache | None = None,
                  pacer: HistoricalPacer | None = None, pacing: bool = True,
                  timeout: float | None = None, max_retries: int = 4, backoff: float = 1.0,
-                 max_concurrent: int = 6) -> None:
+                 max_concurrent: int = 6,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.session = session
         self.cache = cache
         self.pacer = pacer if pacer is not None else HistoricalPacer.for_gateway()
@@ -189,6 +192,7 @@ class HistoricalData:
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_concurrent = max(1, int(max_concurrent))
+        self.sleep = sleep
         self.stats = HistoryStats()
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
@@ -228,7 +232,7 @@ class HistoricalData:
                 delay = min(self.backoff * 2 ** (attempt - 1), 60.0)
                 log.info("history: retry %d for %s %s in %.2f s (%s)", attempt, name,
                          chunk.duration, delay, last)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             try:
                 if await self.session.ensure_connected(self.timeout) and self.session.connects > 1:
                     self.stats.reconnects += 1
