@@ -8,14 +8,13 @@ patched at ``yfinance.download`` only. The synthetic simulator's clock stands at
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 import yfinance
-from sim_helpers import VirtualClock, history_settled, use_virtual_clock
+from sim_helpers import VirtualClock, history_settled, poll_until, use_virtual_clock
 
 from bench.data import add_symbols
 from bt_ibkr.cache import BarCache
@@ -25,6 +24,8 @@ from bt_ibkr.ib.bars import duration_delta, normalize_bar_size, parse_duration
 from bt_ibkr.ib.historical import chunk_range
 from bt_ibkr.validation import validate_bars
 from feeds.yahoo import yahoo_period, yahoo_plan
+
+HANG = 60  # hang guard for waits, seconds
 
 
 def hist_requests(sim) -> list[tuple[str, ...]]:
@@ -278,31 +279,34 @@ def test_a_request_without_answer_is_retried_after_the_timeout(gateway_sim, tmp_
 
 
 def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
-    gateway_sim.delay_replies(20, 1.0)
+    gateway_sim.drop_replies(20, 1)  # the first request stays unanswered: in flight at the loss
+    seen = []
 
     def lose_and_restore():
-        time.sleep(0.3)
-        gateway_sim.delay_replies(20, 0)
+        gateway_sim.wait_for_request("reqHistoricalData", timeout=HANG)
         gateway_sim.connectivity_lost()
-        time.sleep(0.3)
+        poll_until(lambda: 1100 in seen, HANG, "the client to see 1100")
+        held.append(len(hist_requests(gateway_sim)))
         gateway_sim.connectivity_restored()
 
+    held: list[int] = []
     t = threading.Thread(target=lose_and_restore)
     with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
+        p.session.on_error.append(lambda req_id, code, text: seen.append(code))
         t.start()
         frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
-        t.join()
-        assert p.stats.retries >= 1
+        t.join(HANG)
+        assert p.stats.retries == 1 and p.stats.requests == 2
+    assert held == [1]  # nothing was sent while the gateway had lost IB
     assert len(frame) == 21
-    assert len(hist_requests(gateway_sim)) >= 2
+    assert len(hist_requests(gateway_sim)) == 2
 
 
 def test_a_dropped_socket_reconnects_once_and_completes_every_symbol(gateway_sim, tmp_path):
-    gateway_sim.delay_replies(20, 1.0)
+    gateway_sim.drop_replies(20, 3)  # the three first requests stay in flight until the drop
 
     def drop():
-        time.sleep(0.3)
-        gateway_sim.delay_replies(20, 0)
+        gateway_sim.wait_for_request("reqHistoricalData", 3, timeout=HANG)
         gateway_sim.drop_connections()
 
     t = threading.Thread(target=drop)
@@ -310,7 +314,7 @@ def test_a_dropped_socket_reconnects_once_and_completes_every_symbol(gateway_sim
         t.start()
         frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "1 M", "1 day",
                                              end="2023-12-29")
-        t.join()
+        t.join(HANG)
         assert p.stats.reconnects == 1 and p.stats.retries >= 3
     assert {k: len(v) for k, v in frames.items()} == {"SPY": 21, "AAPL": 21, "NVDA": 21}
     assert len(gateway_sim.requests_named("startApi")) == 2

@@ -135,9 +135,9 @@ def test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars(gateway_sim, 
     cerebro.addstrategy(Recorder, rec=rec)
     with LiveRun(cerebro):
         wait_until(lambda: len(rec.get("bars", [])) >= 20, what="backfilled minutes")
+        subscribed(gateway_sim)  # the live 5-second bars reach the feed from now on
         for _ in range(10):
             gateway_sim.advance(minutes=1)
-            time.sleep(0.02)
         wait_until(lambda: len(rec["bars"]) >= 30, what="live minutes")
     assert statuses(rec)[:3] == ["CONNECTED", "DELAYED", "LIVE"]
     stamps = [b[0] for b in rec["bars"]]
@@ -178,7 +178,7 @@ def test_reconnect_backfills_the_gap_without_duplicates_or_holes(gateway_sim, st
         gateway_sim.advance(seconds=60)  # 12 bars nobody receives
         wait_until(lambda: "CONNBROKEN" in statuses(rec), what="CONNBROKEN")
         wait_until(lambda: store.ready, what="reconnect")
-        time.sleep(0.2)
+        subscribed(gateway_sim, 2)  # resubscribed: the next bars reach the feed
         for _ in range(12):
             gateway_sim.advance(seconds=5)
         wait_until(lambda: len(rec["bars"]) >= 36, what="bars after the reconnect")
