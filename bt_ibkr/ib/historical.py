@@ -238,8 +238,9 @@ class HistoricalData:
                     self.stats.reconnects += 1
                 await self.session.wait_connectivity(self.timeout)
                 async with self._semaphore():
-                    if self.pacing:
-                        self.stats.pacing_wait += await self.pacer.acquire(req)
+                    if self.pacing:  # not `+= await`: that loses concurrent requests' waits
+                        waited = await self.pacer.acquire(req)
+                        self.stats.pacing_wait += waited
                     self.stats.requests += 1
                     began = time.monotonic()
                     answered, bars = await self.session.until_answer_or_loss(
