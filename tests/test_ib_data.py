@@ -262,8 +262,14 @@ def test_delayed_market_data_is_reported_as_delayed(gateway_sim):
         cerebro.addstrategy(Recorder, rec=rec)
         with LiveRun(cerebro):
             subscribed(gateway_sim)
-            gateway_sim.advance(minutes=20)
-            wait_until(lambda: len(rec.get("bars", [])) >= 3, what="delayed ticks")
+            gateway_sim.advance(minutes=20)  # delayed ticks are 15 minutes old
+            # a slow client reads a burst of ticks in one go and sees one ticker update: step
+            # the simulator until three ticks reached the strategy (hang guard: 120 s)
+            deadline = time.monotonic() + 120
+            while len(rec.get("bars", [])) < 3:
+                assert time.monotonic() < deadline, "hang guard: no delayed ticks"
+                gateway_sim.advance(seconds=5)
+                time.sleep(0.01)
         assert "DELAYED" in statuses(rec) and "LIVE" not in statuses(rec)
         assert [r for r in gateway_sim.requests_named("reqMarketDataType")][0][3][-1] == "3"
         assert all(b[5] == data.DELAYED for b in rec["bars"])
