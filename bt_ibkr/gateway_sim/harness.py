@@ -64,8 +64,8 @@ class GatewaySim:
         self.server = GatewayServer(
             account=account, data=data, seed=seed, start=start, speed=speed,
             max_server_version=max_server_version, pacing=pacing, pacing_scale=pacing_scale,
-            pacing_clock=pacing_clock, host=host, next_valid_id=next_valid_id, broker_options=broker_options,
-            live_data=live_data)
+            pacing_clock=pacing_clock, host=host, next_valid_id=next_valid_id,
+            broker_options=broker_options, live_data=live_data)
         self._want_port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
