@@ -114,7 +114,7 @@ class HistoricalPacer:
         self._sent.append((self.clock(), req))
 
     async def acquire(self, req: HistRequest) -> float:
-        """Wait (``self.sleep``) until ``req`` may be sent, book it and return the seconds waited."""
+        """Wait (``self.sleep``) until ``req`` may be sent, book it; return the seconds waited."""
         waited = 0.0
         while True:
             d = self.delay(req)
