@@ -241,9 +241,10 @@ def test_connectivity_loss_and_restore_codes(gateway_sim, store):
                    what="resubscription")
         gateway_sim.advance(seconds=20)
         wait_until(lambda: statuses(rec)[-1] == "LIVE", what="LIVE again")
-        n = len(rec["bars"])
+        # LIVE again may come before the last of these four bars: wait for all eight
+        wait_until(lambda: len(rec["bars"]) >= 8, what="bars after 1101")
         gateway_sim.advance(seconds=20)
-        wait_until(lambda: len(rec["bars"]) >= n + 4, what="bars after 1101")
+        wait_until(lambda: len(rec["bars"]) >= 12, what="more bars after 1101")
     assert ("CONNBROKEN", (1100, rec["status"][-3][1][1])) in rec["status"]
     stamps = [b[0] for b in rec["bars"]]
     assert all(b - a == timedelta(seconds=5) for a, b in zip(stamps, stamps[1:], strict=False))
