@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -52,3 +54,62 @@ def poll_until(pred: Callable[[], object], timeout: float = 120.0, what: str = "
             return
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class VirtualClock:
+    """Seconds that pass only when the code under test sleeps on them (or a test advances them).
+
+    Pass the instance as a clock (``clock()`` returns the virtual seconds, from 0.0) and
+    ``clock.sleep`` as the awaitable sleep, e.g. to a HistoricalPacer, HistoricalData's back-off
+    and the simulator's ``pacing_clock``: IB's real pacing windows are then checked exactly and
+    at once, whatever the machine's load. ``sleep(s)`` first waits (real time, ``hang`` s at
+    most) until ``settled()`` holds, e.g. "the simulator has received every request the client
+    booked", so that a request is seen by the gateway at the virtual time it was sent; then it
+    moves the clock to at least its wake-up time (concurrent sleeps overlap, as in real time).
+    ``sleeps`` lists every requested sleep. Thread-safe (the simulator reads it from its thread).
+    """
+
+    def __init__(self, settled: Callable[[], object] | None = None, hang: float = 60.0) -> None:
+        self.settled = settled
+        self.hang = hang
+        self.sleeps: list[float] = []
+        self._now = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds``; return the new time."""
+        with self._lock:
+            self._now += max(0.0, seconds)
+            return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass on this clock (after ``settled()``; see the class)."""
+        wake = self() + max(0.0, seconds)
+        self.sleeps.append(seconds)
+        end = time.monotonic() + self.hang
+        while self.settled is not None and not self.settled():
+            if time.monotonic() > end:
+                raise AssertionError(f"VirtualClock: not settled within {self.hang} s (hang guard)")
+            await asyncio.sleep(0.001)
+        with self._lock:
+            self._now = max(self._now, wake)
+        await asyncio.sleep(0)
+
+
+def history_settled(sim, history) -> Callable[[], bool]:
+    """Return a ``settled`` predicate for VirtualClock: ``sim`` has received every historical
+    request ``history`` (a HistoricalData) has sent."""
+    return lambda: len(sim.requests_named("reqHistoricalData")) >= history.stats.requests
+
+
+def use_virtual_clock(history, clock: VirtualClock, scale: float = 1.0) -> None:
+    """Put ``history`` (a HistoricalData) on ``clock``: a pacer for IB's windows x ``scale``
+    timed and sleeping on it, and its retry back-off sleeping on it."""
+    from bt_ibkr.ib.pacing import HistoricalPacer
+
+    history.pacer = HistoricalPacer.for_gateway(scale, clock=clock, sleep=clock.sleep)
+    history.sleep = clock.sleep

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 import yfinance
+from sim_helpers import VirtualClock, history_settled, poll_until, use_virtual_clock
 
 from bench.data import add_symbols
 from bt_ibkr.cache import BarCache, CacheKey
@@ -25,6 +25,8 @@ from bt_ibkr.ib.bars import duration_delta, normalize_bar_size, parse_duration
 from bt_ibkr.ib.historical import chunk_range
 from bt_ibkr.validation import validate_bars
 from feeds.yahoo import yahoo_period, yahoo_plan
+
+HANG = 60  # hang guard for waits, seconds
 
 
 def hist_requests(sim) -> list[tuple[str, ...]]:
@@ -243,33 +245,45 @@ def test_a_client_id_in_use_is_replaced(gateway_sim, tmp_path):
         assert first.connected and second.connected
 
 
-def test_no_pacing_violation_under_enforcement_with_a_scaled_clock(gateway_sim_factory,
+def test_no_pacing_violation_under_enforcement_on_a_virtual_clock(gateway_sim_factory,
                                                                    tmp_path):
-    scale = 0.005  # 60 requests per 3 s, identical 75 ms, 6 per contract per 10 ms
-    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=scale)
+    """IB's real windows (60 requests per 10 min, ...) enforced by the simulator on a clock
+    that moves only when the client waits: 72 requests must wait out the 10-minute window."""
+    clock = VirtualClock()
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_clock=clock)
     symbols = add_symbols(sim, 9)
-    t0 = time.monotonic()
-    with provider(sim, tmp_path, pacing_scale=scale, max_retries=0) as p:
+    with provider(sim, tmp_path, max_retries=0) as p:
+        use_virtual_clock(p.history, clock)
+        clock.settled = history_settled(sim, p.history)
         frames = p.get_range_data(symbols, "2016-01-04", "2023-12-29")
         stats = p.stats
-    elapsed = time.monotonic() - t0
     assert stats.pacing_violations == 0 and stats.retries == 0
     assert len(hist_requests(sim)) == 9 * 8 == stats.requests  # > 60: the window was waited
-    assert elapsed >= 3.0 and stats.pacing_wait > 0
+    window = 600 * 1.02 + 1.0  # for_gateway(1.0)'s 10-minute window with its margin
+    assert window <= clock() < 2 * window
+    # the clock moves only by the pacer's sleeps: their sum is the wait the stats report
+    assert stats.pacing_wait == pytest.approx(sum(clock.sleeps)) and stats.pacing_wait >= clock()
     for sym in symbols:
         truth = sim_daily(sim, sym).loc["2016-01-04":"2023-12-29"]
         assert len(frames[sym]) == len(truth) == 2012  # XNYS sessions 2016-01-04..2023-12-29
 
 
 def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_path):
-    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_scale=0.1)
-    # client-side pacer 1000x too loose: the 7th request within 0.2 s breaks the per-contract
-    with provider(sim, tmp_path, pacing_scale=0.0001, backoff=0.1) as p:
+    clock = VirtualClock()
+    sim = gateway_sim_factory(data="synthetic", pacing=True, pacing_clock=clock)
+    with provider(sim, tmp_path, backoff=1.0) as p:
+        # IB's windows at the gateway, a client-side pacer 1000x too loose (6 per contract per
+        # 52 ms): 6 requests at t=0, the 7th at 0.052 s breaks IB's 6 per contract per 2 s and
+        # gets 162, again after the 1 s back-off, and is accepted after 2 s more (t=3.052)
+        use_virtual_clock(p.history, clock, scale=0.001)
+        clock.settled = history_settled(sim, p.history)
         frame = p.get_range_data(["SPY"], "2014-01-02", "2023-12-29")["SPY"]
         stats = p.stats
-    assert stats.pacing_violations >= 1
-    assert stats.retries == stats.pacing_violations
-    assert len(hist_requests(sim)) == 10 + stats.retries
+    gap = 2.0 * 0.001 * 1.02 + 0.05  # the loose pacer's per-contract window
+    assert clock.sleeps == pytest.approx([gap, 1.0, 2.0])
+    assert clock() == pytest.approx(gap + 3.0)
+    assert stats.pacing_violations == 2 and stats.retries == 2
+    assert len(hist_requests(sim)) == 10 + 2 == stats.requests
     truth = sim_daily(sim, "SPY").loc["2014-01-02":"2023-12-29"]
     assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
 
@@ -285,31 +299,34 @@ def test_a_request_without_answer_is_retried_after_the_timeout(gateway_sim, tmp_
 
 
 def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
-    gateway_sim.delay_replies(20, 1.0)
+    gateway_sim.drop_replies(20, 1)  # the first request stays unanswered: in flight at the loss
+    seen = []
 
     def lose_and_restore():
-        time.sleep(0.3)
-        gateway_sim.delay_replies(20, 0)
+        gateway_sim.wait_for_request("reqHistoricalData", timeout=HANG)
         gateway_sim.connectivity_lost()
-        time.sleep(0.3)
+        poll_until(lambda: 1100 in seen, HANG, "the client to see 1100")
+        held.append(len(hist_requests(gateway_sim)))
         gateway_sim.connectivity_restored()
 
+    held: list[int] = []
     t = threading.Thread(target=lose_and_restore)
     with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
+        p.session.on_error.append(lambda req_id, code, text: seen.append(code))
         t.start()
         frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
-        t.join()
-        assert p.stats.retries >= 1
+        t.join(HANG)
+        assert p.stats.retries == 1 and p.stats.requests == 2
+    assert held == [1]  # nothing was sent while the gateway had lost IB
     assert len(frame) == 21
-    assert len(hist_requests(gateway_sim)) >= 2
+    assert len(hist_requests(gateway_sim)) == 2
 
 
 def test_a_dropped_socket_reconnects_once_and_completes_every_symbol(gateway_sim, tmp_path):
-    gateway_sim.delay_replies(20, 1.0)
+    gateway_sim.drop_replies(20, 3)  # the three first requests stay in flight until the drop
 
     def drop():
-        time.sleep(0.3)
-        gateway_sim.delay_replies(20, 0)
+        gateway_sim.wait_for_request("reqHistoricalData", 3, timeout=HANG)
         gateway_sim.drop_connections()
 
     t = threading.Thread(target=drop)
@@ -317,7 +334,7 @@ def test_a_dropped_socket_reconnects_once_and_completes_every_symbol(gateway_sim
         t.start()
         frames = p.get_multiple_symbols_data(["SPY", "AAPL", "NVDA"], "1 M", "1 day",
                                              end="2023-12-29")
-        t.join()
+        t.join(HANG)
         assert p.stats.reconnects == 1 and p.stats.retries >= 3
     assert {k: len(v) for k, v in frames.items()} == {"SPY": 21, "AAPL": 21, "NVDA": 21}
     assert len(gateway_sim.requests_named("startApi")) == 2

@@ -110,14 +110,8 @@ class Live:
         for _ in range(max_bars):
             if pred():
                 return
-            time.sleep(0.01)
             self.step()
         raise AssertionError(f"{what} not reached within {max_bars} bars")
-
-    def settle(self):
-        """Let the loop deliver pending events (one more bar)."""
-        time.sleep(0.1)
-        self.step()
 
     def __exit__(self, *exc):
         self.cerebro.runstop()
@@ -144,7 +138,11 @@ def test_market_order_fills_with_ibs_price_and_commission(gateway_sim):
         live.until(lambda: "Completed" in live.statuses(live.ref(1)))
         live.step(4)
         live.until(lambda: "Completed" in live.statuses(live.ref(2)))
-        live.settle()
+        # the account updates follow the fills: step until next() saw them
+        live.until(lambda: live.rec["trades"] and live.rec["cash"] == pytest.approx(
+            gateway_sim.broker.cash, abs=0.01) and live.rec["value"] == pytest.approx(
+            gateway_sim.broker.account_numbers()["NetLiquidation"], abs=0.01),
+            what="the account update after the fills")
     execs = gateway_sim.broker.executions()
     assert [e.order_ref for e in execs] == [live.ref(1), live.ref(2)]
     # one format, from the decision: strategy, symbol, the bar's close (UTC), number in the bar
@@ -198,7 +196,8 @@ def test_order_types_tif_and_extra_fields_reach_ib(gateway_sim):
     with Live(gateway_sim, {1: place}) as live:
         live.step(2)
         wait_until(lambda: len(gateway_sim.broker.open_orders()) == 6, what="six orders at IB")
-        live.settle()
+        live.until(lambda: len({o["ref"] for o in live.rec["orders"]
+                                if o["status"] == "Accepted"}) == 6, what="six acknowledged")
     specs = {o.spec.totalQuantity: o.spec for o in gateway_sim.broker.open_orders()}
     assert (specs[1].orderType, specs[1].tif) == ("LMT", "GTC")
     assert (specs[2].orderType, specs[2].tif) == ("STP", "DAY")
@@ -239,7 +238,6 @@ def test_bracket_orders_link_to_parent_and_last_child_transmits(gateway_sim):
         live.step(3)
         parent_ref = live.ref(1)
         live.until(lambda: "Completed" in live.statuses(parent_ref), what="parent fill")
-        live.settle()
     sim_orders = sorted(gateway_sim.broker.open_orders() + gateway_sim.broker.completed_orders(),
                         key=lambda o: o.order_id)
     parent, stop, limit = sim_orders
@@ -289,7 +287,6 @@ def test_partial_fills_are_reported_then_completed(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=100)}) as live:
         live.step(4)
         live.until(lambda: "Completed" in live.statuses(live.ref(1)))
-        live.settle()
     rows = [o for o in live.rec["orders"] if o["ref"] == live.ref(1)]
     assert [r["status"] for r in rows] == ["Submitted", "Accepted", "Partial", "Partial",
                                           "Completed"]
@@ -304,7 +301,8 @@ def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):
     with Live(gateway_sim, {1: lambda s: s.buy(size=10)}) as live:
         live.step(2)
         live.until(lambda: "Rejected" in live.statuses(live.ref(1)))
-        live.settle()
+        live.until(lambda: any(getattr(m, "code", None) == 201 for m in live.rec["store"]),
+                   what="error 201 at notify_store")
     row = [o for o in live.rec["orders"] if o["status"] == "Rejected"][0]
     assert "simulated margin check" in row["reason"] and row["code"] == 201
     assert any(getattr(m, "code", None) == 201 for m in live.rec["store"])

@@ -10,7 +10,6 @@ at a time, in lockstep with the strategy. Commission: 0.01 per share on both sid
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date, datetime
 
 import backtrader as bt
@@ -125,7 +124,10 @@ def run_live(sim, strategy, warmup_from, live_days, client_id, **kwargs) -> dict
             sim.advance(hours=17.5)  # 16:00 -> next 09:30 (weekends: no bars, nothing moves)
             while not sim.market.in_session(aapl, int(sim.now().timestamp()) + 1):
                 sim.advance(hours=24)
-        time.sleep(0.2)
+        # every fill reached the strategy and IB's account update the store
+        wait_until(lambda: len(rec["fills"]) == len(sim.broker.executions())
+                   and store.get_acc_cash() == pytest.approx(sim.broker.cash, abs=0.01)
+                   or errors, what="the last fill and account update")
         rec["value"] = cerebro.broker.getvalue()
         rec["cash"] = cerebro.broker.getcash()
         rec["position"] = cerebro.broker.getposition(data).size

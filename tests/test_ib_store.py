@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from datetime import timedelta
 
 import pytest
+from sim_helpers import VirtualClock, history_settled, use_virtual_clock
 from sim_helpers import poll_until as wait_until
 
 from bt_ibkr.errors import ConfigError, ConnectionFailedError, UnknownSymbolError
@@ -21,7 +21,6 @@ from bt_ibkr.ib.events import (
     OrderPlaced,
     RequestFailed,
 )
-from bt_ibkr.ib.pacing import HistoricalPacer
 from bt_ibkr.ib.store import IBStore
 
 HANG = 60  # hang guard for waits, seconds
@@ -155,11 +154,17 @@ def test_history_is_chunked_by_max_duration(gateway_sim, make_store):
     assert items[-1] == HistoryEnded(len(bars))
 
 
-@pytest.mark.parametrize("gateway_sim", [{"pacing": True, "pacing_scale": 0.05}], indirect=True)
-def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_store):
-    store = make_store(gateway_sim)
+def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim_factory, make_store):
+    # IB's real windows, enforced by the simulator and kept by the client on one virtual clock
+    clock = VirtualClock()
+    sim = gateway_sim_factory(pacing=True, pacing_clock=clock)
+    store = make_store(sim)
     cd = store.qualify(make_contract("AAPL-STK-SMART-USD"))
-    end = gateway_sim.now().replace(tzinfo=None)
+    end = sim.now().replace(tzinfo=None)
+    history = store.history
+    use_virtual_clock(history, clock)
+    clock.settled = history_settled(sim, history)
+    history.backoff = 1.0
 
     def burst():
         errors = []
@@ -168,18 +173,19 @@ def test_client_pacing_prevents_gateway_pacing_violations(gateway_sim, make_stor
             errors += [e for e in drain(q) if isinstance(e, RequestFailed)]
         return errors
 
-    # IB's windows scaled like the simulator's (x0.05): 6 per contract per 0.1 s, 0.75 s twins
-    history = store.history
-    history.pacer = HistoricalPacer(window=30, identical_gap=0.75, per_contract_window=0.1)
-    history.backoff = 0.1
+    # paced: six requests at t=0, the 7th waits out 6 per contract per 2 s (+ margin)
     assert burst() == []
     assert history.stats.pacing_violations == 0 and history.stats.retries == 0
-    time.sleep(0.2)
+    per_contract = 2.0 * 1.02 + 0.05
+    assert clock.sleeps == pytest.approx([per_contract])
+    clock.advance(16.0)  # past IB's 15 s between identical requests: the same burst again
     history.pacing = False
-    # unpaced, the gateway answers 162 "pacing violation": the request is retried, not lost
+    # unpaced, the gateway answers the 7th with 162 "pacing violation", again after the 1 s
+    # back-off, and accepts it after 2 s more: the request is retried, not lost
     assert burst() == []
-    assert history.stats.pacing_violations > 0
-    assert history.stats.retries == history.stats.pacing_violations
+    assert history.stats.pacing_violations == 2 and history.stats.retries == 2
+    assert clock.sleeps[1:] == [1.0, 2.0]
+    assert len(sim.requests_named("reqHistoricalData")) == 8 + 8 + 2 == history.stats.requests
 
 
 def test_connectivity_notices_reach_notify_store(gateway_sim, make_store):

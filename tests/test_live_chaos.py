@@ -37,6 +37,8 @@ class Flipper(bt.Strategy):
     """Every ``every``-th live bar: buy ``size`` when flat, sell it when long."""
 
     params = (("every", 3), ("size", 10))
+    #: the end (naive UTC) of the last bar processed: the tests wait on it, not on time
+    last_bar = None
 
     def __init__(self):
         self.live = False
@@ -51,6 +53,7 @@ class Flipper(bt.Strategy):
             self.pending = None
 
     def next(self):
+        type(self).last_bar = bt.num2date(self.data.datetime[0])  # naive UTC, the bar's end
         if not self.live or self.pending is not None:
             return
         self.n += 1
@@ -133,6 +136,7 @@ def audit(tmp_path: Path) -> list[dict]:
 def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim_factory,
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample")
+    Flipper.last_bar = None
     cfg = load_config(None, env={}, overrides={
         "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
         "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
@@ -144,9 +148,10 @@ def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim
     thread.start()
 
     def trade(bars: int) -> None:
-        for _ in range(bars):
-            sim.advance(seconds=5)
-            time.sleep(0.1)
+        for _ in range(bars):  # one 5-second bar at a time, each processed before the next
+            end = sim.advance(seconds=5).replace(tzinfo=None)
+            wait_for(lambda end=end: Flipper.last_bar is not None and Flipper.last_bar >= end,
+                     30, f"the bar ending {end} at the strategy")
 
     sim.wait_for_request("reqRealTimeBars", timeout=20)
     trade(10)

@@ -45,7 +45,9 @@ class GatewaySim:
         speed: simulated seconds per real second (0 = only ``advance()`` moves the clock).
         max_server_version: highest TWS server version to negotiate (157..178).
         pacing: enforce IB's historical pacing (off by default); ``pacing_scale`` shrinks its
-            windows (0.01 = 100x faster).
+            windows (0.01 = 100x faster); ``pacing_clock`` (a callable returning seconds,
+            default ``time.monotonic``) is the clock it enforces them on, e.g. a test's
+            controlled clock shared with the client's pacer.
         host: must be loopback; anything else raises ConfigError.
         next_valid_id: the first nextValidId.
         broker_options: keyword arguments for the order engine (SimBroker), e.g.
@@ -59,12 +61,13 @@ class GatewaySim:
                  max_server_version: int = MAX_SERVER_VERSION, pacing: bool = False,
                  pacing_scale: float = 1.0, host: str = "127.0.0.1",
                  next_valid_id: int = 1, broker_options: dict | None = None,
-                 live_data: bool = True) -> None:
+                 live_data: bool = True,
+                 pacing_clock: Callable[[], float] | None = None) -> None:
         self.server = GatewayServer(
             account=account, data=data, seed=seed, start=start, speed=speed,
             max_server_version=max_server_version, pacing=pacing, pacing_scale=pacing_scale,
-            host=host, next_valid_id=next_valid_id, broker_options=broker_options,
-            live_data=live_data)
+            pacing_clock=pacing_clock, host=host, next_valid_id=next_valid_id,
+            broker_options=broker_options, live_data=live_data)
         self._want_port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

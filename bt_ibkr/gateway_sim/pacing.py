@@ -3,8 +3,9 @@
 IB's documented limits (``PacingRules``): at most 60 historical requests in any 10-minute
 window, no identical request within 15 seconds, and at most 6 requests for the same
 contract + exchange + tick type within 2 seconds. A violating request is answered with error
-162 and the pacing-violation text and produces no bars. ``scale`` multiplies every window (and
-uses real monotonic time), so ``scale=0.01`` lets a test hit the 10-minute rule in 6 seconds.
+162 and the pacing-violation text and produces no bars. ``scale`` multiplies every window;
+``clock`` (default ``time.monotonic``) is the time they are measured on: a test passes a clock
+it controls (shared with the client's pacer) to check IB's real windows without waiting them.
 """
 
 from __future__ import annotations

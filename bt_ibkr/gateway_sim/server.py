@@ -33,7 +33,8 @@ Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 
 
 Options: ``broker_options`` (dict handed to SimBroker by register), ``live_data=False``
 (no live market-data subscription: live reqMktData -> 10089, delayed -> warning 10167),
-``pacing`` / ``pacing_scale`` (``pacing.py``), ``max_server_version``, ``next_valid_id``.
+``pacing`` / ``pacing_scale`` / ``pacing_clock`` (``pacing.py``), ``max_server_version``,
+``next_valid_id``.
 
 Extension interface (what ``order_handlers.register(server)`` codes against)
 ---------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class GatewayServer:
         max_server_version: int = MAX_SERVER_VERSION,
         pacing: bool = False,
         pacing_scale: float = 1.0,
+        pacing_clock: Callable[[], float] | None = None,
         host: str = "127.0.0.1",
         next_valid_id: int = 1,
         install_orders: bool = True,
@@ -158,7 +160,8 @@ class GatewayServer:
         #: price events per step for the order engine (>1: partial fills at one price)
         self.fill_rounds = 1
         self.faults = FaultPlan()
-        self.pacing: PacingGuard | None = PacingGuard(scale=pacing_scale) if pacing else None
+        self.pacing: PacingGuard | None = PacingGuard(
+            scale=pacing_scale, clock=pacing_clock or time.monotonic) if pacing else None
         self.sessions: list[Session] = []
         self._pending: list[Session] = []
         self.handlers: dict[int, Handler] = {}

@@ -32,7 +32,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -181,12 +181,15 @@ class HistoricalData:
         max_retries: retries per request on transient errors.
         backoff: first retry delay in seconds (doubles per retry, capped at 60 s).
         max_concurrent: requests in flight at once (over all symbols).
+        sleep: the awaitable sleep of the retry back-off (default ``asyncio.sleep``; a test
+            passes its controlled clock's, together with a pacer on that clock).
     """
 
     def __init__(self, session: IBSession, *, cache: BarCache | None = None,
                  pacer: HistoricalPacer | None = None, pacing: bool = True,
                  timeout: float | None = None, max_retries: int = 4, backoff: float = 1.0,
-                 max_concurrent: int = 6) -> None:
+                 max_concurrent: int = 6,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.session = session
         self.cache = cache
         self.pacer = pacer if pacer is not None else HistoricalPacer.for_gateway()
@@ -195,6 +198,7 @@ class HistoricalData:
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_concurrent = max(1, int(max_concurrent))
+        self.sleep = sleep
         self.stats = HistoryStats()
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
@@ -234,14 +238,15 @@ class HistoricalData:
                 delay = min(self.backoff * 2 ** (attempt - 1), 60.0)
                 log.info("history: retry %d for %s %s in %.2f s (%s)", attempt, name,
                          chunk.duration, delay, last)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             try:
                 if await self.session.ensure_connected(self.timeout) and self.session.connects > 1:
                     self.stats.reconnects += 1
                 await self.session.wait_connectivity(self.timeout)
                 async with self._semaphore():
-                    if self.pacing:
-                        self.stats.pacing_wait += await self.pacer.acquire(req)
+                    if self.pacing:  # not `+= await`: that loses concurrent requests' waits
+                        waited = await self.pacer.acquire(req)
+                        self.stats.pacing_wait += waited
                     self.stats.requests += 1
                     began = time.monotonic()
                     answered, bars = await self.session.until_answer_or_loss(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -40,8 +40,10 @@ class HistoricalPacer:
 
     ``delay(req)`` returns the seconds to wait before ``req`` may be sent (0.0: now);
     ``record(req)`` books a sent request; ``await acquire(req)`` waits then books.
-    ``clock`` is injectable for tests (defaults to ``time.monotonic``). Not thread-safe: use it
-    from the store's event-loop thread only.
+    ``clock`` (seconds, default ``time.monotonic``) and ``sleep`` (an awaitable sleep, default
+    ``asyncio.sleep``) are injectable: a test drives pacing on a clock it controls, e.g. one
+    that advances when the pacer sleeps, and asserts exact waits. Not thread-safe: use it from
+    the store's event-loop thread only.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class HistoricalPacer:
         per_contract: int = 6,
         per_contract_window: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.max_requests = max_requests
         self.window = window
@@ -59,22 +62,25 @@ class HistoricalPacer:
         self.per_contract = per_contract
         self.per_contract_window = per_contract_window
         self.clock = clock
+        self.sleep = sleep
         self._sent: deque[tuple[float, HistRequest]] = deque()
         self.total_wait = 0.0
 
     @classmethod
-    def for_gateway(cls, scale: float = 1.0) -> HistoricalPacer:
+    def for_gateway(cls, scale: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+                    ) -> HistoricalPacer:
         """Return a pacer for IB's windows multiplied by ``scale`` (1.0 for a real gateway; a
         simulator enforcing ``pacing_scale=0.01`` needs the same value here).
 
         Margins: the client library throttles its own sends (45 messages/s), so a burst reaches
         the gateway up to ~1 s after the pacer booked it; the 10-minute window gets that second
-        on top, the shorter ones 2% and 50 ms.
+        on top, the shorter ones 2% and 50 ms. ``clock`` and ``sleep`` as in the class.
         """
         margin = 1.02
         return cls(window=600.0 * scale * margin + 1.0,
                    identical_gap=15.0 * scale * margin + 0.05,
-                   per_contract_window=2.0 * scale * margin + 0.05)
+                   per_contract_window=2.0 * scale * margin + 0.05, clock=clock, sleep=sleep)
 
     def _prune(self, now: float) -> None:
         horizon = max(self.window, self.identical_gap, self.per_contract_window)
@@ -108,14 +114,14 @@ class HistoricalPacer:
         self._sent.append((self.clock(), req))
 
     async def acquire(self, req: HistRequest) -> float:
-        """Wait (asyncio) until ``req`` may be sent, book it and return the seconds waited."""
+        """Wait (``self.sleep``) until ``req`` may be sent, book it; return the seconds waited."""
         waited = 0.0
         while True:
             d = self.delay(req)
             if d <= 0:
                 break
             waited += d
-            await asyncio.sleep(d)
+            await self.sleep(d)
         self.record(req)
         self.total_wait += waited
         return waited
