@@ -113,3 +113,43 @@ def use_virtual_clock(history, clock: VirtualClock, scale: float = 1.0) -> None:
 
     history.pacer = HistoricalPacer.for_gateway(scale, clock=clock, sleep=clock.sleep)
     history.sleep = clock.sleep
+
+
+def run_live_until(config, until: Callable[[object], object], *, hang_guard: float = 120.0,
+                   **kwargs):
+    """Run a LiveRunner in a thread until ``until(runner)`` holds (or the run ends by itself),
+    then stop it (``stopped_by == "test"``); return its LiveResult, re-raising its error.
+
+    For runs that would otherwise wait for a resting order until ``max_runtime``: the test
+    waits for what it needs to see, not for a wall-clock limit. ``hang_guard`` is the run's
+    max_runtime and this wait's limit, never a limit the test relies on.
+    """
+    from bt_ibkr.live.runner import LiveRunner
+
+    runner = LiveRunner(config, max_runtime=hang_guard, **kwargs)
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["result"] = runner.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, name="run_live_until", daemon=True)
+    thread.start()
+    poll_until(lambda: not thread.is_alive() or until(runner), timeout=hang_guard,
+               what="the live run's awaited state")
+    runner.stop("test")
+    thread.join(hang_guard)
+    assert not thread.is_alive(), "the live run did not stop"
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def order_status(ref: str, status: str) -> Callable[[object], bool]:
+    """``until`` for :func:`run_live_until`: the run's broker has seen ``ref`` in ``status``."""
+    def check(runner) -> bool:
+        broker = getattr(runner, "broker", None)
+        return broker is not None and broker.records.get(ref, {}).get("status") == status
+    return check

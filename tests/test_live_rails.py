@@ -15,6 +15,7 @@ from pathlib import Path
 
 import backtrader as bt
 import pytest
+from sim_helpers import order_status, run_live_until
 
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal, JournalError
@@ -58,12 +59,20 @@ class ThreeBuys(bt.Strategy):
             self.live = False
 
 
+def three_decided(runner) -> bool:
+    """The three buys were decided: one went out (acknowledged or filled), two were refused."""
+    broker = getattr(runner, "broker", None)
+    statuses = [r.get("status") for r in broker.records.values()] if broker else []
+    sent = [s for s in statuses if s != "refused"]
+    return len(statuses) == 3 and len(sent) == 1 and sent[0] in ("filled", "submitted")
+
+
 @pytest.mark.parametrize("fill_mode", ["immediate", "next_bar"])
 def test_position_limit_counts_working_orders_and_unacknowledged_intents(
         gateway_sim_factory, tmp_path, fill_mode):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": fill_mode})
     cfg = make_config(tmp_path, sim.port, **{"risk.max_position_per_symbol": 150})
-    res = run_live(cfg, strategy=ThreeBuys, max_runtime=3 if fill_mode == "next_bar" else 30)
+    res = run_live_until(cfg, three_decided, strategy=ThreeBuys)
     statuses = [o["status"] for o in sorted(res.orders, key=lambda o: o["orderRef"])]
     assert statuses[0] in ("filled", "submitted") and statuses[1:] == ["refused", "refused"]
     assert len(placed(sim)) == 1 and sum(o.spec.totalQuantity for o in placed(sim)) == 100
@@ -76,7 +85,7 @@ def test_position_notional_limit_counts_working_orders(gateway_sim_factory, tmp_
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
     # SPY ~225: one order of 100 is ~22,500; two would pass 40,000
     cfg = make_config(tmp_path, sim.port, **{"risk.max_position_notional": 40_000})
-    res = run_live(cfg, strategy=ThreeBuys, max_runtime=3)
+    res = run_live_until(cfg, three_decided, strategy=ThreeBuys)
     assert sorted(o["status"] for o in res.orders) == ["refused", "refused", "submitted"]
     assert len(placed(sim)) == 1
 
@@ -87,7 +96,7 @@ def test_daily_loss_halt_holds_across_restarts_until_lifted(gateway_sim_factory,
     with Journal(cfg.paths.journal) as j:  # an earlier run of this trading day saw 2,000,000
         j.log_event("day_start", {"date": "2017-01-03", "account": "DU1234567",
                                   "equity": 2_000_000.0})
-    first = run_live(cfg, max_runtime=3)
+    first = run_live(cfg, max_runtime=60)  # refused: nothing rests, the run ends by itself
     assert first.halted and [o["status"] for o in first.orders] == ["refused"]
     with Journal(cfg.paths.journal) as j:
         assert "daily loss limit hit" in j.halt_in_force("2017-01-03", "DU1234567")
@@ -95,12 +104,12 @@ def test_daily_loss_halt_holds_across_restarts_until_lifted(gateway_sim_factory,
         j.log_event("day_start", {"date": "2017-01-03", "account": "DU1234567",
                                   "equity": 1_000_000.01})
     cfg_loose = make_config(tmp_path, sim.port, **{"risk.max_daily_loss": 0.5})
-    second = run_live(cfg_loose, max_runtime=3)
+    second = run_live(cfg_loose, max_runtime=60)
     assert second.halted and [o["status"] for o in second.orders] == ["refused"]
     assert any("daily loss limit hit" in line for line in second.needs_attention)
     assert placed(sim) == []
 
-    third = run_live(cfg_loose, max_runtime=3, lift_halt=True)
+    third = run_live_until(cfg_loose, order_status(REF, "submitted"), lift_halt=True)
     assert not third.halted and [o["status"] for o in third.orders] == ["submitted"]
     assert len(placed(sim)) == 1
     with Journal(cfg.paths.journal) as j:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sim_helpers import order_status, run_live_until
 
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
@@ -43,7 +44,8 @@ def sim_position(sim, symbol: str = "SPY") -> float:
 def test_lost_journal_with_a_working_order_adopts_it_and_sends_nothing(gateway_sim_factory,
                                                                        tmp_path, how):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
-    first = run_live(config(tmp_path, sim.port, "journal.sqlite"), max_runtime=2)
+    first = run_live_until(config(tmp_path, sim.port, "journal.sqlite"),
+                           order_status(REF, "submitted"))
     assert [(o["orderRef"], o["status"]) for o in first.orders] == [(REF, "submitted")]
     qty = first.orders[0]["quantity"]
     journal = "journal.sqlite"
@@ -58,7 +60,7 @@ def test_lost_journal_with_a_working_order_adopts_it_and_sends_nothing(gateway_s
     else:
         journal = "elsewhere/journal.sqlite"
 
-    second = run_live(config(tmp_path, sim.port, journal), max_runtime=2)
+    second = run_live_until(config(tmp_path, sim.port, journal), order_status(REF, "submitted"))
     assert len(sim_orders(sim)) == 1, "the same decision was sent twice"
     assert len(sim.broker.open_orders()) == 1
     (order,) = second.orders
@@ -71,7 +73,7 @@ def test_lost_journal_with_a_working_order_adopts_it_and_sends_nothing(gateway_s
             "submitted", qty, sim_orders(sim)[0].order_id)
 
     sim.advance(seconds=10)  # the one order fills; a third run with the recovered journal agrees
-    third = run_live(config(tmp_path, sim.port, journal), max_runtime=5)
+    third = run_live(config(tmp_path, sim.port, journal), max_runtime=60)
     assert sim_position(sim) == qty  # never 2 x qty
     assert third.reconcile["ok"] and third.needs_attention == []
     assert third.positions == {"SPY": qty}

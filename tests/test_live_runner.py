@@ -11,6 +11,7 @@ from pathlib import Path
 
 import backtrader as bt
 import pytest
+from sim_helpers import order_status, run_live_until
 
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import timeframe_of
@@ -103,8 +104,9 @@ def test_restart_re_deciding_the_same_bar_follows_the_working_order(gateway_sim_
                                                                        tmp_path):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
     cfg = make_config(tmp_path, sim.port)
-    first = run_live(cfg, max_runtime=2)  # the order rests: the run leaves it working
-    assert first.stopped_by == "max-runtime"
+    # the order rests: stopping the run leaves it working
+    first = run_live_until(cfg, order_status(REF, "submitted"))
+    assert first.stopped_by == "test"
     assert [(o["orderRef"], o["status"]) for o in first.orders] == [(REF, "submitted")]
     assert len(sim.broker.open_orders()) == 1
 
