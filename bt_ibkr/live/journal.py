@@ -19,7 +19,7 @@ and several processes/threads may open the same file (writers wait for each othe
 
 Times are stored as UTC ISO-8601 strings; naive datetimes are taken to be UTC.
 
-About 900 lines in one module on purpose: :meth:`Journal.reconcile` works inside one SQLite
+About 1,000 lines in one module on purpose: :meth:`Journal.reconcile` works inside one SQLite
 transaction with the same private helpers (``_tx``, ``_record_fill``, ``_set_status``,
 ``_adopt_position``) that keep the tables consistent for every other write; a separate module
 would have to reach into them. The IB client objects are parsed elsewhere

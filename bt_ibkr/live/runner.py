@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.safety import check_launch, check_trading_mode
+from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
@@ -404,20 +405,11 @@ class LiveRunner:
         broker = self.broker = JournaledIBBroker(store=store)
         equity0 = store.get_acc_value()
         gate = RiskGate(cfg.risk)
-        day = self._trading_day(store)
-        day_start = self._day_start_equity(journal, account, run_id, equity0, day)
-        if day_start:
-            gate.new_day(day_start)
-        halt = journal.halt_in_force(day, account)
-        if halt and self.lift_halt:
-            journal.lift_halt(day, account, run_id=run_id)
-            audit.write("risk", event="halt_lifted", day=str(day), reason=halt,
-                        by="--lift-halt")
-            self._say(f"daily-loss halt of {day} lifted by --lift-halt (was: {halt})")
-        elif halt:
-            gate.restore_halt(halt)
-            self._say(f"!! daily-loss halt in force for trading day {day} (recorded by an earlier "
-                      "run): only orders that reduce positions go out; --lift-halt lifts it")
+        # the exchange session on the gateway's clock (US symbols share NYSE's sessions);
+        # GatewayTimeoutError when the gateway does not tell its time
+        day = trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
+        open_day(gate, journal, audit, day=day, account=account, run_id=run_id,
+                 equity=equity0, lift_halt=self.lift_halt, say=self._say)
         broker.configure(journal=journal, audit=audit, gate=gate,
                          strategy_name=strategy_cls.__name__, run_id=run_id, account=account,
                          read_only=cfg.read_only,
@@ -480,29 +472,6 @@ class LiveRunner:
             "run_id": run_id, "account": account, "mode": cfg.mode, "run_mode": cfg.run_mode,
             "symbols": list(cfg.symbols), "bar_size": cfg.bar_size, "params": cfg.params,
             "simulate": self.simulate, "started": datetime.now(UTC).isoformat()})
-
-    def _trading_day(self, store: IBStore) -> date:
-        """Return the exchange session the run belongs to, on the gateway's clock (the first
-        symbol's calendar; US symbols share NYSE's sessions). Raises GatewayTimeoutError when
-        the gateway does not tell its time: the run's bookkeeping and decision need it."""
-        return trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
-
-    @staticmethod
-    def _day_start_equity(journal: Journal, account: str, run_id: str, equity: float,
-                          day: date) -> float | None:
-        """Return the start-of-day equity of trading day ``day``: the first run of the day
-        records it in the journal, later runs that day reuse it, so a restart cannot move the
-        daily-loss floor."""
-        today = str(day)
-        for ev in journal.events("day_start"):
-            d = ev["detail"]
-            if d.get("date") == today and d.get("account") == account and d.get("equity"):
-                return float(d["equity"])
-        if not equity > 0:
-            return None
-        journal.log_event("day_start", {"date": today, "account": account, "equity": equity},
-                          run_id=run_id)
-        return equity
 
     def _note(self, audit: AuditLog, note: str) -> None:
         """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
