@@ -147,14 +147,21 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The record is shared by every handler (and filter) after this one: it is rewritten
+        # only where a secret shows, so the others keep its message template and arguments.
         try:
             message = record.getMessage()
+            masked = self.redactor.text(message)
         except Exception:  # noqa: BLE001 - a bad format string still gets logged, masked
-            message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = self.redactor.text(message), ()
+            message = None
+            masked = self.redactor.text(f"{record.msg!r} {record.args!r}")
+        if masked != message:
+            record.msg, record.args = masked, ()
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, self.redactor.text(text)
+            clean = self.redactor.text(text)
+            if clean != text:
+                record.exc_info, record.exc_text = None, clean
         elif record.exc_text:
             record.exc_text = self.redactor.text(record.exc_text)
         return True
