@@ -69,26 +69,38 @@ def parse_params(strategy_cls: type, items: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--param {item!r}: expected key=value, e.g. --param band=0.05")
         name, text = item.split("=", 1)
         name = name.strip()
+        check_param_names(strategy_cls, [name], "--param")
+        out[name] = _convert(name, text, defaults[name])
+    return out
+
+
+def check_param_names(strategy_cls: type, names: list[str], flag: str) -> None:
+    """Return None when every name is a param of ``strategy_cls``.
+
+    Raises ConfigError naming ``flag`` and the first unknown name, suggesting the closest
+    names and listing the valid ones.
+    """
+    defaults = param_defaults(strategy_cls)
+    for name in names:
         if name not in defaults:
             close = difflib.get_close_matches(name, list(defaults), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(
-                f"--param {name}: {strategy_cls.__name__} has no such param.{hint} "
+                f"{flag} {name}: {strategy_cls.__name__} has no such param.{hint} "
                 f"Valid params: {', '.join(sorted(defaults))}"
             )
-        out[name] = _convert(name, text, defaults[name])
-    return out
 
 
 DEFAULT_STRATEGY = "RegimeAwareEnsemble"
 """The strategy backtests and live runs use when none is named."""
 
 
-def resolve_strategy(name: str | None = None) -> type:
+def resolve_strategy(name: str | None = None, flag: str = "strategy.name") -> type:
     """Return the Strategy class ``name`` stands for: ``"RegimeAwareEnsemble"`` (the default,
     also ``"strategies.RegimeAwareEnsemble"``) or ``"package.module:ClassName"``.
 
-    Raises ConfigError naming ``name`` when it cannot be imported or has neither form.
+    Raises ConfigError naming ``flag`` (the setting or CLI flag it came from) and ``name`` when
+    it cannot be imported, is not a backtrader Strategy class, or has neither form.
     """
     name = (name or DEFAULT_STRATEGY).strip()
     if name in (DEFAULT_STRATEGY, f"strategies.{DEFAULT_STRATEGY}"):
@@ -100,12 +112,12 @@ def resolve_strategy(name: str | None = None) -> type:
         try:
             found = getattr(importlib.import_module(mod), cls)
         except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"strategy.name {name!r}: cannot import ({exc})") from None
+            raise ConfigError(f"{flag} {name!r}: cannot import ({exc})") from None
         import backtrader as bt
 
         if not (isinstance(found, type) and issubclass(found, bt.Strategy)):
-            raise ConfigError(f"strategy.name {name!r}: {type(found).__name__} is not a "
+            raise ConfigError(f"{flag} {name!r}: {type(found).__name__} is not a "
                               "backtrader Strategy class; name a bt.Strategy subclass")
         return found
-    raise ConfigError(f"strategy.name {name!r}: expected {DEFAULT_STRATEGY!r} or "
+    raise ConfigError(f"{flag} {name!r}: expected {DEFAULT_STRATEGY!r} or "
                       "'package.module:ClassName'")

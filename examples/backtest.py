@@ -14,99 +14,43 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
-from datetime import date
 from pathlib import Path
 
+from bt_ibkr.cli_args import OneLineParser, finite_number, iso_date, tcp_port, whole_number
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import setup_logging
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``error: argument --cash: 'inf' is not ... (see --help)``."""
-
-    def error(self, message: str):  # noqa: D102  (argparse API)
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-01-31") from None
-
-
-def _number(low: float, *, low_open: bool = False, high: float | None = None):
-    """Return an argparse type: a finite float >= ``low`` (> when ``low_open``), < ``high``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        ok = math.isfinite(value) and (value > low if low_open else value >= low)
-        if ok and high is not None:
-            ok = value < high
-        if not ok:
-            bound = f"> {low:g}" if low_open else f">= {low:g}"
-            if high is not None:
-                bound += f" and < {high:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number {bound}")
-        return value
-
-    return parse
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
     from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, MAX_BPS
 
-    p = _Parser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", help="comma-separated symbols, one portfolio (default: SPY, or the ^GSPC sample offline)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="data source (default: auto = cache, yahoo, sample; ibkr = IB historical data via --host/--port, cached)")
     p.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
-    p.add_argument("--client-id", type=_count, default=None, help="--source ibkr: API client id (default: a random free one)")
+    p.add_argument("--port", type=tcp_port, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
+    p.add_argument("--client-id", type=whole_number, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
-    p.add_argument("--start", type=_date, help="first date, YYYY-MM-DD")
-    p.add_argument("--end", type=_date, help="last date, YYYY-MM-DD")
-    p.add_argument("--cash", type=_number(0, low_open=True), default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
+    p.add_argument("--cash", type=finite_number(0, low_open=True), default=100_000.0, help="starting cash (default 100000)")
     p.add_argument(
-        "--commission-bps", type=_number(0, high=MAX_BPS), default=DEFAULT_COMMISSION_BPS,
+        "--commission-bps", type=finite_number(0, high=MAX_BPS), default=DEFAULT_COMMISSION_BPS,
         help=f"commission per fill in basis points of traded value (default {DEFAULT_COMMISSION_BPS:g}: "
         "IB's per-share commission on a liquid index ETF is well under 1 bp)",
     )
     p.add_argument(
-        "--slippage-bps", type=_number(0, high=MAX_BPS), default=DEFAULT_SLIPPAGE_BPS,
+        "--slippage-bps", type=finite_number(0, high=MAX_BPS), default=DEFAULT_SLIPPAGE_BPS,
         help=f"slippage per fill in basis points of price, buys up and sells down, applied to the "
         f"next-open fill (default {DEFAULT_SLIPPAGE_BPS:g}: about a liquid index ETF's spread plus "
         "opening-auction and impact costs; raise it for less liquid symbols)",
     )
     p.add_argument(
-        "--decision-delay", type=_count, default=0, metavar="BARS",
+        "--decision-delay", type=whole_number, default=0, metavar="BARS",
         help="act BARS bars after each decision (strategy param decision_delay; default 0: "
         "decide at the close, fill at the next open)",
     )

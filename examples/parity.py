@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
 from pathlib import Path
 
+from bt_ibkr.cli_args import OneLineParser, finite_number, iso_date
+from bt_ibkr.engine import MAX_BPS
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import setup_logging
 
@@ -26,55 +27,23 @@ DIVERGED = 4
 SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D102  (argparse API)
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-01-31") from None
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1), e.g. 0.001")
-    return value
-
-
-def _bps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not basis points in [0, 1000)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m examples.parity", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m examples.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", default="^GSPC", help="comma-separated symbols (default ^GSPC)")
     p.add_argument("--source", choices=SOURCES, default="sample",
                    help="data source (default sample: offline)")
-    p.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (default: 5 years "
+    p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD (default: 5 years "
                    "before --end)")
-    p.add_argument("--end", type=_date, help="last date, YYYY-MM-DD (default: the data's last)")
+    p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD (default: the data's last)")
     p.add_argument("--strategy", help="module:Class (default RegimeAwareEnsemble)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable)")
     p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
-    p.add_argument("--commission-bps", type=_bps, default=1.0,
+    p.add_argument("--commission-bps", type=finite_number(0, high=MAX_BPS), default=1.0,
                    help="commission in bp of traded value, both paths (default 1)")
-    p.add_argument("--slippage-bps", type=_bps, default=0.0,
+    p.add_argument("--slippage-bps", type=finite_number(0, high=MAX_BPS), default=0.0,
                    help="backtest slippage in bp (the simulator has none: shows as fill diffs)")
-    p.add_argument("--tolerance", type=_fraction, default=0.0,
+    p.add_argument("--tolerance", type=finite_number(0, high=1), default=0.0,
                    help="relative fill/order/value difference reported as a match (default 0)")
     p.add_argument("--partial-fill-qty", type=float, default=None,
                    help="the simulator fills at most this many shares per bar")
@@ -127,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
             report = replay(args.replay, cfg)
         else:
-            try:
-                strategy_cls = resolve_strategy(args.strategy)
-            except ConfigError as exc:  # name the flag the user typed
-                raise ConfigError(str(exc).replace("strategy.name", "--strategy", 1)) from None
+            strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
             report = run_parity(_frames(args), strategy_cls, params, cfg).report
     except BtIbkrError as exc:

@@ -19,24 +19,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
 from pathlib import Path
 
+from bt_ibkr.cli_args import iso_date
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import log_dir, setup_logging
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_TASKS_FAILED = 0, 2, 4
-
-
-def _date(flag: str):
-    def parse(text: str) -> date:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a date like 2015-01-31") from None
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host")
     d.add_argument("--port", type=int, default=4002, help="--source ibkr: gateway port (default 4002)")
     d.add_argument("--client-id", type=int, default=None, help="--source ibkr: API client id")
-    d.add_argument("--start", type=_date("--start"), help="first date, YYYY-MM-DD")
-    d.add_argument("--end", type=_date("--end"), help="last date, YYYY-MM-DD")
+    d.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
+    d.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
     d.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
     d.add_argument("--commission-bps", type=float, default=1.0, help="commission in basis points of traded value (default 1, as examples.backtest)")
     d.add_argument("--slippage-bps", type=float, default=2.0, help="slippage in basis points of price on every fill, the next open included (default 2, as examples.backtest)")
@@ -83,44 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_param_names(strategy: type, names: list[str], flag: str) -> None:
-    """Raise ConfigError when a --grid/--param name is not a param of ``strategy``."""
-    import difflib
-
-    from bt_ibkr.params import param_defaults
-
-    known = param_defaults(strategy)
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(
-                f"{flag} {name}: {strategy.__name__} has no such param.{hint} "
-                f"Valid params: {', '.join(sorted(known))}"
-            )
-
-
-def load_strategy(text: str) -> type:
-    """Return the Strategy class named ``module:Class``; ConfigError naming ``--strategy`` if not."""
-    import importlib
-
-    import backtrader as bt
-
-    module_name, sep, name = text.partition(":")
-    if not sep or not module_name or not name:
-        raise ConfigError(f"--strategy {text!r}: expected MODULE:CLASS, e.g. strategies:RegimeAwareEnsemble")
-    try:
-        obj = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"--strategy {text!r}: cannot import it ({exc})") from None
-    if not (isinstance(obj, type) and issubclass(obj, bt.Strategy)):
-        raise ConfigError(f"--strategy {text!r}: not a backtrader Strategy class")
-    return obj
-
-
 def _configs(args):
     """Parse and check every input; return (kind, config). Raises ConfigError."""
-    from bt_ibkr.params import parse_params
+    from bt_ibkr.params import check_param_names, parse_params, resolve_strategy
     from bt_ibkr.research import (
         ClusterConfig,
         DataConfig,
@@ -132,7 +87,7 @@ def _configs(args):
 
     grid = parse_grid(args.grid)
     spec = parse_walk_forward(args.walk_forward) if args.walk_forward is not None else None
-    strategy = load_strategy(args.strategy)
+    strategy = resolve_strategy(args.strategy, flag="--strategy")
     check_param_names(strategy, list(grid), "--grid")
     fixed = parse_params(strategy, args.param)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
