@@ -252,6 +252,23 @@ class _Progress(bt.Analyzer):
         self._bar.close()
 
 
+def backtest_cerebro(cash: float, commission_bps: float, slippage_bps: float, *,
+                     preload: bool = True, runonce: bool = True) -> bt.Cerebro:
+    """Return an empty Cerebro whose BackBroker has the backtest's cash, costs and fill rules:
+    market orders fill at the next bar's open (backtrader's default, stated explicitly), every
+    fill pays ``commission_bps`` of its value and ``slippage_bps`` of its price, the open
+    included and never capped at the bar's high/low."""
+    cerebro = bt.Cerebro(preload=preload, runonce=runonce, stdstats=False)
+    broker = cerebro.broker
+    broker.setcash(cash)
+    broker.setcommission(commission=commission_bps / 10_000.0)
+    broker.set_coc(False)
+    broker.set_coo(False)
+    broker.set_slippage_perc(slippage_bps / 10_000.0, slip_open=True, slip_limit=True,
+                             slip_match=True, slip_out=True)
+    return cerebro
+
+
 def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
              strategy_cls: type | None = None, params: dict[str, Any] | None = None,
              *, label: str = "backtest", feed_kw: dict[str, dict] | None = None) -> RunRecord:
@@ -266,16 +283,8 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
 
     strategy_cls = strategy_cls or config.strategy_class()
     params = config.strategy_params() if params is None else params
-    cerebro = bt.Cerebro(preload=config.preload, runonce=config.runonce, stdstats=False)
-    broker = cerebro.broker
-    broker.setcash(config.cash)
-    broker.setcommission(commission=config.commission_bps / 10_000.0)
-    # market orders fill at the next bar's open (backtrader's default, stated explicitly);
-    # slippage applies to that open too and is never capped at the bar's high/low
-    broker.set_coc(False)
-    broker.set_coo(False)
-    broker.set_slippage_perc(config.slippage_bps / 10_000.0, slip_open=True, slip_limit=True,
-                             slip_match=True, slip_out=True)
+    cerebro = backtest_cerebro(config.cash, config.commission_bps, config.slippage_bps,
+                               preload=config.preload, runonce=config.runonce)
     bars = 0
     for symbol, frame in frames.items():
         cerebro.adddata(make_feed(frame, name=symbol, **(feed_kw or {}).get(symbol, {})),

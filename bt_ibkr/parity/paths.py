@@ -1,8 +1,8 @@
 """The two paths of a parity run: one Strategy over the same bars through BackBroker and
 through IBStore/IBBroker/IBData against the gateway simulator.
 
-* :func:`run_backtest_path`: Cerebro + frame feeds + BackBroker configured as
-  :func:`bt_ibkr.backtest.simulate` configures it (cash, ``commission_bps`` of the value,
+* :func:`run_backtest_path`: frame feeds on the backtest's own Cerebro and BackBroker
+  (:func:`bt_ibkr.engine.backtest_cerebro`: cash, ``commission_bps`` of the value,
   ``slippage_bps`` on the next open, market orders at the next bar's open).
 * :func:`run_ib_path`: the simulator serves exactly the same frames, one session per
   5-second step (:mod:`bt_ibkr.gateway_sim.frames` says why that is faithful for daily bars);
@@ -27,6 +27,7 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
+from bt_ibkr.engine import BacktestConfig, backtest_cerebro
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.parity.recorder import ParityRecorder, Recording
 
@@ -54,12 +55,8 @@ class ParityConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field (as its CLI flag)."""
-        if not self.cash > 0:
-            raise ConfigError(f"--cash {self.cash}: must be > 0")
-        for flag, bps in (("--commission-bps", self.commission_bps),
-                          ("--slippage-bps", self.slippage_bps)):
-            if not 0 <= bps < 1000:
-                raise ConfigError(f"{flag} {bps}: must be basis points in [0, 1000)")
+        BacktestConfig(cash=self.cash, commission_bps=self.commission_bps,
+                       slippage_bps=self.slippage_bps).validate()  # the backtest's own rules
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"--tolerance {self.tolerance}: must be a fraction in [0, 1)")
 
@@ -70,14 +67,9 @@ def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,
     from feeds.frame_feed import make_feed
 
     cfg.validate()
-    cerebro = bt.Cerebro(preload=cfg.preload, runonce=cfg.preload, stdstats=False)
-    broker = cerebro.broker
-    broker.setcash(cfg.cash)
-    broker.setcommission(commission=cfg.commission_bps / 10_000.0)
-    broker.set_coc(False)
-    broker.set_coo(False)
-    broker.set_slippage_perc(cfg.slippage_bps / 10_000.0, slip_open=True, slip_limit=True,
-                             slip_match=True, slip_out=True)
+    # exactly the broker python -m examples.backtest runs (bt_ibkr.engine)
+    cerebro = backtest_cerebro(cfg.cash, cfg.commission_bps, cfg.slippage_bps,
+                               preload=cfg.preload, runonce=cfg.preload)
     for name, frame in frames.items():
         cerebro.adddata(make_feed(frame, name=name), name=name)
     cerebro.addstrategy(strategy_cls, **params)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.progress import progress as progress_bar
 from bt_ibkr.research.tasks import BarSet, TaskResult, TaskSpec, run_task
 
 __all__ = [
@@ -161,37 +162,6 @@ def open_cluster(config: ClusterConfig) -> Iterator[object | None]:
             cluster.close()
 
 
-@contextlib.contextmanager
-def _progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[TaskResult], None]]:
-    if not enabled or total == 0:
-        yield lambda _r: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    failed = 0
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-
-        def advance(result: TaskResult) -> None:
-            nonlocal failed
-            failed += 0 if result.ok else 1
-            text = f"{label} ({failed} failed)" if failed else label
-            bar.update(task, advance=1, description=text)
-
-        yield advance
-
-
 def _infrastructure_failure(spec: TaskSpec, exc: BaseException) -> TaskResult:
     message = " ".join(str(exc).split()) or repr(exc)
     return TaskResult(
@@ -279,15 +249,18 @@ def run_tasks(
     if len(set(ids)) != len(ids):
         raise ConfigError("task ids must be unique within one run")
     results: dict[int, TaskResult] = {}
-    with _progress_bar(len(specs), label, progress) as advance:
+    failed = 0
+    with progress_bar(len(specs), label, enabled=progress, minimum=1) as advance:
 
         def done(spec: TaskSpec, result: TaskResult) -> None:
+            nonlocal failed
             if on_result is not None:
                 on_result(result)
             if not keep_returns:
                 result.returns = None
             results[spec.task_id] = result
-            advance(result)
+            failed += 0 if result.ok else 1
+            advance(f"({failed} failed)" if failed else "")
 
         if client is None:
             for spec in specs:
