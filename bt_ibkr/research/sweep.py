@@ -32,15 +32,23 @@ from bt_ibkr.research.results import (
 )
 from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
 
-__all__ = ["SweepConfig", "SweepOutcome", "check_costs", "plan_sweep", "run_sweep"]
+__all__ = ["SweepConfig", "SweepOutcome", "check_common", "plan_sweep", "run_sweep"]
 
 log = logging.getLogger("bt_ibkr.research")
 
 
-def check_costs(cash: float, commission_bps: float, slippage_bps: float = 0.0) -> None:
-    """Raise ConfigError naming ``--cash``/``--commission-bps``/``--slippage-bps`` when out of
-    range (the same rules as ``python -m examples.backtest``)."""
-    BacktestConfig(cash=cash, commission_bps=commission_bps, slippage_bps=slippage_bps).validate()
+def check_common(config: Any) -> None:
+    """Check what sweeps and walk-forwards share: costs (the rules of ``python -m
+    examples.backtest``), grid vs ``--param`` names, the cluster settings.
+
+    Raises ConfigError naming the first bad field.
+    """
+    BacktestConfig(cash=config.cash, commission_bps=config.commission_bps,
+                   slippage_bps=config.slippage_bps).validate()
+    both = sorted(set(config.grid) & set(config.fixed_params))
+    if both:
+        raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
+    config.cluster.validate()
 
 
 @dataclass
@@ -70,11 +78,7 @@ class SweepConfig:
             raise ConfigError(f"--metric {self.metric}: expected one of {', '.join(METRICS)}")
         if self.top < 1:
             raise ConfigError(f"--top {self.top}: must be >= 1")
-        check_costs(self.cash, self.commission_bps, self.slippage_bps)
-        both = sorted(set(self.grid) & set(self.fixed_params))
-        if both:
-            raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
-        self.cluster.validate()
+        check_common(self)
 
 
 @dataclass

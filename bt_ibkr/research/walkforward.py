@@ -40,7 +40,7 @@ from bt_ibkr.research.results import (
     write_json,
     write_results_parquet,
 )
-from bt_ibkr.research.sweep import check_costs
+from bt_ibkr.research.sweep import check_common
 from bt_ibkr.research.tasks import (
     METRICS,
     SELECT_METRICS,
@@ -179,11 +179,7 @@ class WalkForwardConfig:
             raise ConfigError(f"--select {self.select}: expected one of {', '.join(SELECT_METRICS)}")
         if self.warmup_bars is not None and self.warmup_bars < 0:
             raise ConfigError(f"--warmup-bars {self.warmup_bars}: must be >= 0")
-        check_costs(self.cash, self.commission_bps, self.slippage_bps)
-        both = sorted(set(self.grid) & set(self.fixed_params))
-        if both:
-            raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
-        self.cluster.validate()
+        check_common(self)
 
 
 @dataclass
