@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import signal
 import socket
 
 import pytest
@@ -105,3 +106,18 @@ def ndx():
     import arch.data.nasdaq
 
     return _arch_frame(arch.data.nasdaq)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run a CLI's main() in tmp_path with logs there and no BT_IBKR_* connection settings from
+    the environment; restore the signal handlers (the live CLI installs its own) afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path / "logs"))
+    for var in ("BT_IBKR_PORT", "BT_IBKR_HOST", "BT_IBKR_MODE", "BT_IBKR_ACCOUNT",
+                "BT_IBKR_CLIENT_ID", "BT_IBKR_CRASH_AT"):
+        monkeypatch.delenv(var, raising=False)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield tmp_path
+    for s, handler in saved.items():
+        signal.signal(s, handler)

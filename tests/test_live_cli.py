@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,20 +14,6 @@ import pytest
 from examples import live as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    """Run main() in tmp_path with logs there; restore the signal handlers afterwards."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path / "logs"))
-    for var in ("BT_IBKR_PORT", "BT_IBKR_HOST", "BT_IBKR_MODE", "BT_IBKR_ACCOUNT",
-                "BT_IBKR_CLIENT_ID", "BT_IBKR_CRASH_AT"):
-        monkeypatch.delenv(var, raising=False)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield tmp_path
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def test_parser_knows_every_documented_flag():

@@ -6,7 +6,6 @@ killed-and-restarted run's records replay cleanly."""
 from __future__ import annotations
 
 import json
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,19 +17,6 @@ from bt_ibkr.parity.sessions import load_session, replay, replay_recording
 from examples import live as live_cli
 from examples import parity as parity_cli
 from strategies import RegimeAwareEnsemble
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path / "logs"))
-    for var in ("BT_IBKR_PORT", "BT_IBKR_HOST", "BT_IBKR_MODE", "BT_IBKR_ACCOUNT",
-                "BT_IBKR_CLIENT_ID", "BT_IBKR_CRASH_AT"):
-        monkeypatch.delenv(var, raising=False)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield tmp_path
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def test_a_simulate_run_is_recorded_and_replays_with_no_decision_diff(in_tmp, capsys):
