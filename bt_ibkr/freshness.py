@@ -30,6 +30,7 @@ class DecisionBarCheck:
     left_out: tuple[date, ...]  # bars after ``expected`` (still forming), reported
     # bars on non-session days are left out too, and named in ``notes``
     notes: tuple[str, ...]
+    kept: tuple[date, ...] = ()  # the bar dates to use: sessions up to ``decision``, in order
 
 
 def check_decision_bar(symbol: str, bar_dates: list[date], now: datetime,
@@ -73,7 +74,7 @@ def check_decision_bar(symbol: str, bar_dates: list[date], now: datetime,
             f"{symbol}: the newest daily bar is {newest or 'missing'} but the last completed "
             f"session is {expected} (gateway clock {now:%Y-%m-%d %H:%M} UTC): stale data, not "
             "deciding; check the gateway's market data and clock, then run again")
-    return DecisionBarCheck(symbol, expected, newest, after, tuple(notes))
+    return DecisionBarCheck(symbol, expected, newest, after, tuple(notes), tuple(upto))
 
 
 __all__ = ["DecisionBarCheck", "check_decision_bar"]

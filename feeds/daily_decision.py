@@ -22,7 +22,7 @@ import queue
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from bt_ibkr.calendars import calendar_for, sessions_between
+from bt_ibkr.calendars import calendar_for
 from bt_ibkr.errors import BadBarsError, DataError, GatewayTimeoutError
 from bt_ibkr.freshness import DecisionBarCheck, check_decision_bar
 from bt_ibkr.ib.events import Bar, BarReceived, RequestFailed
@@ -125,8 +125,8 @@ class DailyDecisionData(IBData):
         report = self.p.report or (lambda line: log.warning("%s", line))
         for note in check.notes:
             report(note)
-        sessions = set(sessions_between(min(dates), check.decision, self._exchange_calendar()))
-        return [b for b, d in zip(bars, dates, strict=True) if d in sessions]
+        kept = set(check.kept)
+        return [b for b, d in zip(bars, dates, strict=True) if d in kept]
 
     def _load(self):
         if self.contract is None:
