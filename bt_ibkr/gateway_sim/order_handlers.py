@@ -156,8 +156,26 @@ class OrderRouter:
             self.server.account, item.contract, item.position, item.market_price,
             item.market_value, item.average_cost, item.unrealized_pnl, item.realized_pnl))
 
-    def _send_account_values(self, session: Any, rows: list[tuple[str, str, str]]) -> None:
-        for key, value, ccy in rows:
+    @staticmethod
+    def _changed(session: Any, key: Any, rows: list[tuple[str, str, str]],
+                 full: bool) -> list[tuple[str, str, str]]:
+        """Return the rows of ``rows`` this subscription (``key``) has not been sent yet with
+        that value (all of them when ``full``: a new subscription gets the whole snapshot).
+        TWS pushes an account value when it changes, not the whole account every time."""
+        sent = session.subscriptions.setdefault("account_sent", {})
+        if full:
+            sent[key] = {}
+        last = sent.setdefault(key, {})
+        out = []
+        for row in rows:
+            if full or last.get((row[0], row[2])) != row[1]:
+                last[(row[0], row[2])] = row[1]
+                out.append(row)
+        return out
+
+    def _send_account_values(self, session: Any, rows: list[tuple[str, str, str]],
+                             full: bool = False) -> None:
+        for key, value, ccy in self._changed(session, "updates", rows, full):
             session.send(account_value_fields(key, value, ccy, self.server.account))
 
     def _send_account_time(self, session: Any) -> None:
@@ -167,8 +185,8 @@ class OrderRouter:
         session.send(account_time_fields(now))
 
     def _send_multi(self, session: Any, req_id: int, model: str,
-                    rows: list[tuple[str, str, str]]) -> None:
-        for key, value, ccy in rows:
+                    rows: list[tuple[str, str, str]], full: bool = False) -> None:
+        for key, value, ccy in self._changed(session, ("multi", req_id), rows, full):
             session.send(account_update_multi_fields(req_id, self.server.account, model, key,
                                                      value, ccy))
 
@@ -355,7 +373,7 @@ class OrderRouter:
         session.subscriptions["account_updates"] = subscribe
         if not subscribe:
             return
-        self._send_account_values(session, self.broker.account_values())
+        self._send_account_values(session, self.broker.account_values(), full=True)
         for item in self.broker.portfolio():
             if item.position:
                 self._send_portfolio(session, item.contract)
@@ -385,7 +403,7 @@ class OrderRouter:
         reader.str()  # account
         model = reader.str()
         session.subscriptions.setdefault("account_multi", {})[req_id] = model
-        self._send_multi(session, req_id, model, self.broker.account_values())
+        self._send_multi(session, req_id, model, self.broker.account_values(), full=True)
         session.send([74, 1, req_id])
 
     def on_cancel_account_updates_multi(self, session: Any, reader: FieldReader) -> None:

@@ -74,6 +74,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -159,6 +160,8 @@ class GatewayServer:
         self.fills_first = False
         #: price events per step for the order engine (>1: partial fills at one price)
         self.fill_rounds = 1
+        #: paced clock (see :meth:`pace`): epoch seconds still to step to, or None
+        self.paced_steps: deque[int] | None = None
         self.faults = FaultPlan()
         self.pacing: PacingGuard | None = PacingGuard(
             scale=pacing_scale, clock=pacing_clock or time.monotonic) if pacing else None
@@ -330,6 +333,23 @@ class GatewayServer:
             log.info("gateway_sim back up on 127.0.0.1:%d", self.port)
         except OSError as exc:  # the port was taken meanwhile: stay down, say so
             log.error("gateway_sim cannot listen again on 127.0.0.1:%d: %s", self.port, exc)
+
+    def pace(self, steps: list[int] | None) -> None:
+        """Let the client pace the frozen clock: from now on, each reqCurrentTime first
+        advances the clock to the next epoch second of ``steps`` (emitting that step's fills
+        and bars), then answers with the new time; once ``steps`` are used up, or with None,
+        reqCurrentTime only tells the time. A client that asks after it has decided on a bar
+        (its orders go first on the same socket) gets the next bar only then, so the run is
+        the same as a driver waiting for each decision, without the driver's round trips
+        (bt_ibkr.parity.paths). Call on the server's loop."""
+        self.paced_steps = deque(int(t) for t in steps) if steps is not None else None
+
+    async def _on_current_time(self, session: Session, reader: FieldReader) -> None:
+        """49 reqCurrentTime -> 49 currentTime (the simulated clock; paced: step first)."""
+        if self.paced_steps:
+            target = self.paced_steps.popleft()
+            await self.advance(max(target - self.clock.now().timestamp(), 0.0))
+        session.send([49, 1, int(self.clock.now().timestamp())])
 
     async def advance(self, seconds: float) -> datetime:
         """Advance the simulated clock by ``seconds`` and emit everything in between; return
@@ -551,7 +571,7 @@ class GatewayServer:
     def _install_defaults(self) -> None:
         h = self.handlers
         h[8] = lambda s, r: s.send([9, 1, self._next_id])
-        h[49] = lambda s, r: s.send([49, 1, int(self.clock.now().timestamp())])
+        h[49] = self._on_current_time
         h[17] = lambda s, r: s.send([15, 1, self.account])
         self.market_data.install()
         # empty-but-valid startup sync, replaced by order_handlers.register()

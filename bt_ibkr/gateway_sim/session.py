@@ -59,6 +59,7 @@ class Session:
         self.market_subs: dict[int, MarketSub] = {}
         self.rt_subs: dict[int, RealTimeSub] = {}
         self.hist_subs: dict[int, HistSub] = {}
+        self._out: list[bytes] = []  # framed replies of this loop turn, written together
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -92,8 +93,24 @@ class Session:
         self._write(data)
 
     def _write(self, data: bytes) -> None:
+        """Queue ``data``; everything queued in one loop turn goes out in one socket write
+        (as a gateway's buffered stream does), in the order it was sent."""
         if self.closed:
             return
+        self._out.append(data)
+        if len(self._out) == 1:
+            loop = self.server.loop
+            if loop is None:
+                self._flush()
+            else:
+                loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if not self._out or self.closed:
+            self._out.clear()
+            return
+        data = b"".join(self._out)
+        self._out.clear()
         try:
             self.writer.write(data)
         except (ConnectionError, RuntimeError) as exc:  # transport already gone
@@ -104,6 +121,7 @@ class Session:
         """Close the socket (the client sees a disconnect) and forget its subscriptions."""
         if self.closed:
             return
+        self._flush()  # what was sent before the close reaches the client, as over TCP
         self.closed = True
         self.market_subs.clear()
         self.rt_subs.clear()

@@ -43,6 +43,11 @@ def fmt(value: object) -> str:
     bool -> "1"/"0"; None and UNSET sentinels -> ""; inf -> "Infinite"; floats that are whole
     numbers keep their ".0" (``str(float)``); everything else ``str()``.
     """
+    kind = type(value)
+    if kind is str:  # the common cases first: this runs for every field the gateway sends
+        return value  # type: ignore[return-value]
+    if kind is int:
+        return "" if value == UNSET_INTEGER else str(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -62,7 +67,9 @@ def fmt(value: object) -> str:
 
 def frame(fields: Iterable[object]) -> bytes:
     """Return the framed message: 4-byte big-endian length + each field NUL-terminated."""
-    payload = "".join(fmt(f) + "\0" for f in fields).encode("utf-8", errors="backslashreplace")
+    parts = list(map(fmt, fields))
+    text = "\0".join(parts) + "\0" if parts else ""
+    payload = text.encode("utf-8", errors="backslashreplace")
     return struct.pack(">I", len(payload)) + payload
 
 

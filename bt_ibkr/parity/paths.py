@@ -81,24 +81,36 @@ def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,
 
 
 class _Gate:
-    """Counts recorded bars for the driver (called in backtrader's thread)."""
+    """Counts recorded bars for the driver (called in backtrader's thread). With ``ack`` set,
+    every live bar's decision is followed by ``ack()`` (the paced clock's step request)."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.bars = 0
         self.orders = 0
+        self.ack: Callable[[], None] | None = None
+        self.warm = 0
 
     def __call__(self, record) -> None:
         with self.cond:
             self.bars += 1
             self.orders += len(record.orders)
             self.cond.notify_all()
+        if self.ack is not None and self.bars > self.warm:
+            self.ack()
 
     def wait(self, n: int, timeout: float, failed: Callable[[], bool]) -> bool:
+        """Wait until ``n`` bars were recorded; False when ``failed()`` or ``timeout``
+        seconds pass without a new bar (a hang guard, not a time limit on the run)."""
         end = time.monotonic() + timeout
         with self.cond:
+            seen = self.bars
             while self.bars < n:
-                if failed() or time.monotonic() > end:
+                if failed():
+                    return False
+                if self.bars != seen:
+                    seen, end = self.bars, time.monotonic() + timeout
+                elif time.monotonic() > end:
                     return False
                 self.cond.wait(0.05)
         return True
@@ -205,6 +217,15 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
 
 def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
            errors: list, on_step, warm: int = 0) -> None:
+    """Advance the simulator through ``steps`` in lockstep with the Strategy.
+
+    Without ``on_step`` the client paces the clock (``GatewayServer.pace``): after deciding
+    on a live bar (its orders already on the socket) the Strategy's thread asks the gateway
+    for its time, and the gateway steps to the next session first; this thread only starts
+    the first step and waits for the last decision. With ``on_step`` (fault scenarios that
+    act between sessions) this thread steps the clock itself and waits for each decision and
+    its orders.
+    """
     subs = len(sim.requests_named("reqRealTimeBars"))
     placed = len(sim.requests_named("placeOrder"))
     deadline = time.monotonic() + cfg.hang
@@ -212,10 +233,30 @@ def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityC
         if errors or time.monotonic() > deadline:
             raise RuntimeError(f"the IB path did not subscribe its feeds: {errors}")
         time.sleep(0.002)
+    if not steps:
+        return
+    if on_step is None:
+        session = store.session
+        # ib_async holds a client to 45 requests per wall second (IB's limit is 50/s). On the
+        # compressed clock a session lasts a fraction of a millisecond, so one request per
+        # bar would hit a limit no real daily run comes near: lift it for this connection.
+        store.call(setattr, session.ib.client, "MaxRequests", 0)
+        gate.warm = warm
+        gate.ack = lambda: store.post(lambda: session.ib.client.reqCurrentTime())
+        sim.call(sim.server.pace, steps[1:])
+        try:
+            sim.advance(seconds=max(steps[0] - sim.now().timestamp(), 0.0))
+            if not gate.wait(warm + len(steps), cfg.hang, lambda: bool(errors)):
+                why = errors or "no decision within the hang guard"
+                raise RuntimeError(f"the IB path stopped at bar {gate.bars - warm} of "
+                                   f"{len(steps)} ({why})")
+        finally:
+            gate.ack = None
+            sim.call(sim.server.pace, None)
+        return
     gate.orders += placed  # orders placed at the gateway by an earlier process
     for k, t in enumerate(steps):
-        if on_step is not None:
-            on_step(k, sim, store)
+        on_step(k, sim, store)
         now = sim.now().timestamp()
         sim.advance(seconds=max(t - now, 0.0))
         if not gate.wait(warm + k + 1, cfg.hang, lambda: bool(errors)):
