@@ -9,10 +9,13 @@ step in lockstep (bt_ibkr.parity.paths). Wall seconds of each whole path (median
 ``--repeats``), both in this process. Prints ONE JSON object:
 
     bars, symbols, backtest_s, ib_s, ratio (ib_s / backtest_s), ib_ms_per_bar,
-    decision_diffs (must be 0)
+    backtest_next_s, ratio_next (ib_s / backtest_next_s), decision_diffs (must be 0)
 
-The issue's target is ratio <= 3; the IB path crosses three threads and a loopback socket per
-bar (simulator -> ib_async loop -> backtrader -> back to the gateway), which is what it costs.
+``backtest_next_s`` is the same backtest with preloading and vectorized indicators off
+(``preload=False``): backtrader runs every live feed that way, bar by bar, so it is the part of
+the IB path's cost no broker or socket can remove. The rest is the gateway's messages (each
+session's bar, fills, and the account values TWS pushes), ib_async decoding them, and one
+request per bar that paces the simulator's clock (bt_ibkr.parity.paths).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,21 +41,27 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = {s: load_sample(s).iloc[-args.bars:] for s in args.symbols.split(",")}
     cfg = ParityConfig(client_id=91)
-    back_t, ib_t = [], []
+    back_t, next_t, ib_t = [], [], []
     diffs = 0
     for _ in range(max(args.repeats, 1)):
         t0 = time.perf_counter()
         back = run_backtest_path(frames, RegimeAwareEnsemble, {}, cfg)
         back_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        run_backtest_path(frames, RegimeAwareEnsemble, {}, replace(cfg, preload=False))
+        next_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         ib = run_ib_path(frames, RegimeAwareEnsemble, {}, cfg)
         ib_t.append(time.perf_counter() - t0)
         diffs += compare(back, ib).decision_diffs
     bars = max(len(f) for f in frames.values())
     backtest_s, ib_s = statistics.median(back_t), statistics.median(ib_t)
+    next_s = statistics.median(next_t)
     print(json.dumps({"bars": bars, "symbols": list(frames), "backtest_s": round(backtest_s, 4),
                       "ib_s": round(ib_s, 4), "ratio": round(ib_s / backtest_s, 2),
                       "ib_ms_per_bar": round(1000 * ib_s / bars, 3),
+                      "backtest_next_s": round(next_s, 4),
+                      "ratio_next": round(ib_s / next_s, 2),
                       "decision_diffs": diffs}))
     return 0
 

@@ -130,6 +130,9 @@ class SimBroker:
         self._exec_seq = itertools.count(1)
         self._exec_prefix = hashlib.sha1(account.encode()).hexdigest()[:8]
         self._orders: dict[tuple[int, int], SimOrder] = {}
+        #: the orders not yet Filled/Cancelled (pruned as they finish; a done order never
+        #: works again), so each bar does not scan every order ever placed
+        self._open: dict[tuple[int, int], SimOrder] = {}
         self._executions: list[SimExecution] = []
         self._last_quote: dict[int, Quote] = {}
         self._last_bar_date: dict[int, date] = {}
@@ -250,6 +253,12 @@ class SimBroker:
     def _sorted_orders(self) -> list[SimOrder]:
         return sorted(self._orders.values(), key=lambda o: o.perm_id)
 
+    def _working_orders(self) -> list[SimOrder]:
+        """Return the orders not done yet, by perm id (the order they were placed in)."""
+        for key in [k for k, o in self._open.items() if o.is_done]:
+            del self._open[key]
+        return sorted(self._open.values(), key=lambda o: o.perm_id)
+
     def get_order(self, client_id: int, order_id: int) -> SimOrder | None:
         """Return the order ``(client_id, order_id)`` or None."""
         with self._lock:
@@ -315,7 +324,7 @@ class SimBroker:
     def active_conids(self) -> set[int]:
         """Return conIds with working orders or a non-zero position."""
         with self._lock:
-            ids = {o.contract.conId for o in self._orders.values() if not o.is_done}
+            ids = {o.contract.conId for o in self._working_orders()}
             ids |= {c for c, p in self.ledger.positions.items() if p.position}
             return ids
 
@@ -391,6 +400,7 @@ class SimBroker:
                          contract=contract, spec=spec, contract_spec=contract_spec,
                          placed_at=self._now())
         self._orders[(client_id, order_id)] = order
+        self._open[(client_id, order_id)] = order
         if order.spec.tif.upper() == "GTD" and self._expired(order):
             self._cancel(order, "Expired")
             return order
@@ -533,8 +543,8 @@ class SimBroker:
             self._last_bar_date[con_id] = local.date()
             self._last_quote[con_id] = quote
 
-            working = [o for o in self._sorted_orders()
-                       if o.contract.conId == con_id and not o.is_done and o.active
+            working = [o for o in self._working_orders()
+                       if o.contract.conId == con_id and o.active
                        and o.transmitted]
             for order in working:
                 if order.is_done or not order.active:
@@ -571,8 +581,8 @@ class SimBroker:
                 self._emit(AccountChanged(self.account_values()))
 
     def _session_close(self, contract: SimContract, bar: Quote) -> None:
-        for order in [o for o in self._sorted_orders()
-                      if o.contract.conId == contract.conId and not o.is_done]:
+        for order in [o for o in self._working_orders()
+                      if o.contract.conId == contract.conId]:
             if order.is_done or not order.active or not order.transmitted:
                 continue
             if order.bars_seen < 1:

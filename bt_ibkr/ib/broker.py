@@ -219,6 +219,7 @@ class IBBroker(bt.BrokerBase):
         self._ledger_cash = 0.0
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
         self._marks: dict[int, float] = {}  # conId -> the last finite close seen
+        self._comminfo: dict[tuple[float, bool], IBCommInfo] = {}
 
     @property
     def ib(self) -> IBStore:
@@ -323,10 +324,15 @@ class IBBroker(bt.BrokerBase):
             return 1.0
 
     def getcommissioninfo(self, data) -> IBCommInfo:
+        """Return the IBCommInfo of ``data``'s trade contract (one per multiplier and kind:
+        backtrader's params objects are slow to build and this runs several times a bar)."""
         contract = getattr(data, "tradecontract", None)
         sec = getattr(contract, "secType", "STK")
-        stocklike = sec not in ("FUT", "OPT", "FOP")
-        return IBCommInfo(mult=self._multiplier(data), stocklike=stocklike)
+        key = (self._multiplier(data), sec not in ("FUT", "OPT", "FOP"))
+        info = self._comminfo.get(key)
+        if info is None:
+            info = self._comminfo[key] = IBCommInfo(mult=key[0], stocklike=key[1])
+        return info
 
     # ------------------------------------------------------------------ orders
     def _order_ref(self, owner, data) -> str:
