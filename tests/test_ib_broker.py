@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from datetime import datetime, timedelta
 
 import backtrader as bt
@@ -55,9 +54,7 @@ class Scripted(bt.Strategy):
             self.rec["first_position"] = self.getposition().size
         action = (self.p.script or {}).get(n)
         if action is not None:
-            t0 = time.perf_counter()
             action(self)
-            self.rec.setdefault("action_seconds", []).append(time.perf_counter() - t0)
         self.rec["cash"] = self.broker.getcash()
         self.rec["value"] = self.broker.getvalue()
 
@@ -175,7 +172,24 @@ def test_resting_limit_does_not_stall_next_and_cancels(gateway_sim):
         assert live.statuses(live.ref(1)) == ["Submitted", "Accepted"]
         live.step(2)
         live.until(lambda: "Canceled" in live.statuses(live.ref(1)))
-    assert max(live.rec["action_seconds"]) < 1.0  # submitting/cancelling never waited on IB
+
+
+def test_submit_and_cancel_never_wait_for_the_gateway(gateway_sim):
+    """The gateway takes the order and the cancel but never answers either: next() still
+    runs on every bar (a submit or cancel that waited for IB's reply would hang here)."""
+    def place(s):
+        s.rec["handles"]["lmt"] = s.buy(size=10, exectype=bt.Order.Limit, price=1.0)
+
+    gateway_sim.drop_replies(3)  # placeOrder: no openOrder / orderStatus
+    gateway_sim.drop_replies(4)  # cancelOrder: no orderStatus / 202
+    script = {1: place, 3: lambda s: s.cancel(s.rec["handles"]["lmt"])}
+    with Live(gateway_sim, script) as live:
+        live.step(6)
+        assert live.rec["n"] == 6
+        assert live.statuses(live.ref(1)) == ["Submitted"]  # IB never acknowledged it
+    # the gateway did get both requests
+    assert len(gateway_sim.requests_named("placeOrder")) == 1
+    assert len(gateway_sim.requests_named("cancelOrder")) == 1
     assert gateway_sim.broker.completed_orders()[0].status == "Cancelled"
 
 
