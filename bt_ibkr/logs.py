@@ -25,6 +25,21 @@ class OneLineFormatter(logging.Formatter):
         return self.formatMessage(record)
 
 
+class ClientConnectNoise(logging.Filter):
+    """Keep the IB client library's own connect-failure lines off the console (they stay in
+    the log file): the session reports a failed connect itself, in one line that names the
+    host, the port and what to check, and reconnect attempts would repeat them every time."""
+
+    LOGGERS = ("ib_async.client", "ib_insync.client")
+    TEXTS = ("API connection failed", "Make sure API port")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name not in self.LOGGERS:
+            return True
+        text = record.getMessage()
+        return not any(text.startswith(t) for t in self.TEXTS)
+
+
 def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up, with tracebacks) and stderr
     (``console_level``, one line per record, no tracebacks).
@@ -45,6 +60,7 @@ def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     sh = logging.StreamHandler()
     sh.setLevel(console_level)
     sh.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    sh.addFilter(ClientConnectNoise())
     sh._bt_ibkr = "console"  # type: ignore[attr-defined]
     root.addHandler(sh)
     for noisy in ("matplotlib", "matplotlib.font_manager", "yfinance", "peewee", "urllib3"):

@@ -76,8 +76,9 @@ class ConnectFailed(ConnectionFailedError):
 def classify_connect_error(exc: BaseException, host: str, port: int, timeout: float) -> str:
     """Return one line saying why connecting to ``host:port`` failed and what to do about it."""
     if isinstance(exc, ConnectionRefusedError):
-        return (f"nothing listens on {host}:{port} — start IB Gateway/TWS, or check the port: "
-                f"{PORT_HINT}")
+        return (f"nothing listens on {host}:{port} — start IB Gateway/TWS and log in, enable "
+                f"its API (Configure > API > Settings > 'Enable ActiveX and Socket Clients'; "
+                f"TWS does not open the port without it), or check the port: {PORT_HINT}")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return (f"{host}:{port} accepts connections but did not answer the API handshake within "
                 f"{timeout:g} s — the API is disabled (TWS/Gateway: Configure > API > Settings > "

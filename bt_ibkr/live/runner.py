@@ -294,9 +294,11 @@ class LiveRunner:
             store.start()
         except ConnectionFailedError as exc:
             store.close()
-            why = getattr(exc, "reason", None) or str(exc)  # the session's one-line reason
+            why = getattr(exc, "reason", None)  # the session's one line: why, and what to do
+            if why:
+                raise ConnectionFailedError(f"cannot connect to the IB gateway: {why}") from None
             raise ConnectionFailedError(
-                f"cannot reach the IB gateway at {host}:{port}: {why}. Check: TWS or IB "
+                f"cannot reach the IB gateway at {host}:{port}: {exc}. Check: TWS or IB "
                 "Gateway is running and logged in; host and port (paper: IB Gateway 4002, TWS "
                 "7497; live: 4001 / 7496); the API is enabled (TWS: Global Configuration -> API "
                 "-> Settings -> Enable ActiveX and Socket Clients) and 127.0.0.1 is a trusted "
