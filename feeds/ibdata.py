@@ -15,8 +15,12 @@ DISCONNECTED, NOTSUBSCRIBED; IB's error code and text are passed as extra argume
 
 ``IBData(dataname=..., store=None, **store_params)``: without ``store`` it shares the default
 IBStore, like backtrader's singleton; ``data.store`` is it (``data.ib`` too, backtrader's
-name). Params beyond backtrader's: ``store`` and ``hist_timeout`` (seconds without any history
-reply before ``SourceUnavailableError``). History goes through the store's ``cache`` when it
+name). Params beyond backtrader's: ``store``, ``hist_timeout`` (seconds without any history
+reply before ``SourceUnavailableError``) and ``decide_last`` (True: LIVE is reported right
+before the last ``backfill_from`` bar, so the Strategy decides and trades on it as on a live
+bar, as the daily decision feed does with its last completed bar: a restarted process re-makes
+the decision of the bar it stopped after, and its journal finds that decision's orderRef and
+sends nothing twice). History goes through the store's ``cache`` when it
 has one, filed under ``dataname``.
 
 Time stamps: lines hold UTC; the feed's ``tz`` defaults to the contract's
@@ -83,6 +87,7 @@ class IBData(DataBase):
         ("tradename", None),
         ("store", None),
         ("hist_timeout", 600.0),
+        ("decide_last", False),
     )
 
     RTBAR_MINSIZE = (TimeFrame.Seconds, 5)
@@ -162,6 +167,7 @@ class IBData(DataBase):
             self.tradecontract, self.tradecontractdetails = tcd.contract, tcd
         self._derive_sessionend()
         self._start_finish()
+        self._from_ahead = None  # decide_last: the backfill_from bar after the current one
         if self.p.backfill_from is not None:
             self._state = self._ST_FROM
             self.p.backfill_from.setenvironment(self._env)
@@ -263,19 +269,32 @@ class IBData(DataBase):
                     continue
                 return ret
             if self._state == self._ST_FROM:
-                src = self.p.backfill_from
-                if not src.next():
+                bar = self._from_ahead or self._from_next()
+                if bar is None:
                     self._state = self._ST_START
                     continue
-                for alias in self.lines.getlinealiases():
-                    getattr(self.lines, alias)[0] = getattr(src.lines, alias)[0]
-                self.lines.datetime[0] = self._from_stamp(src)
+                if self.p.decide_last:  # look one bar ahead: is this the last one?
+                    self._from_ahead = self._from_next()
+                    if self._from_ahead is None:
+                        self.put_notification(self.LIVE)  # the decision bar
+                for alias, value in bar.items():
+                    getattr(self.lines, alias)[0] = value
                 self._lastdt = self.lines.datetime[0]
                 return True
             if self._state == self._ST_START:
                 self._st_start()
                 continue
             return False
+
+    def _from_next(self) -> dict[str, float] | None:
+        """Return the next ``backfill_from`` bar ({line alias: value}, the time stamped by
+        :meth:`_from_stamp`), or None when it has no more."""
+        src = self.p.backfill_from
+        if not src.next():
+            return None
+        bar = {alias: getattr(src.lines, alias)[0] for alias in self.lines.getlinealiases()}
+        bar["datetime"] = self._from_stamp(src)
+        return bar
 
     def _from_stamp(self, src) -> float:
         """Return the UTC date number for the current bar of a ``backfill_from`` feed.

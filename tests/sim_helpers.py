@@ -153,3 +153,11 @@ def order_status(ref: str, status: str) -> Callable[[object], bool]:
         broker = getattr(runner, "broker", None)
         return broker is not None and broker.records.get(ref, {}).get("status") == status
     return check
+
+
+def fills_of(rec) -> list[tuple]:
+    """Every fill of a parity Recording as (day, feed, side, size, price, commission), sorted;
+    within one bar by feed (the gateway executes one contract after the other, BackBroker in
+    submission order)."""
+    return sorted((f["dt"][:10], f["data"], f["side"], f["size"], f["price"], f["commission"])
+                  for f in rec.fills())

@@ -322,6 +322,30 @@ def test_backfill_from_another_feed_then_ib_history(gateway_sim, store):
     assert ib_part == sorted(set(ib_part))
 
 
+@pytest.mark.parametrize("decide_last", [False, True])
+def test_decide_last_delivers_the_last_backfill_from_bar_live(gateway_sim, store, decide_last):
+    import pandas as pd
+
+    idx = pd.bdate_range("2023-11-01", "2023-11-10")
+    frame = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0},
+                         index=idx)
+    rec = {}
+    cerebro = bt.Cerebro(stdstats=False)
+    src = bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Days)
+    data = IBData(dataname="AAPL-STK-SMART-USD", store=store, backfill_from=src,
+                  backfill_start=False, timeframe=bt.TimeFrame.Days, qcheck=0.05,
+                  decide_last=decide_last)
+    cerebro.adddata(data)
+    cerebro.addstrategy(Recorder, rec=rec)
+    with LiveRun(cerebro):
+        wait_until(lambda: len(rec.get("bars", [])) >= len(idx), what="the backfill")
+    backfill = rec["bars"][:len(idx)]  # a tick of the live stream may follow
+    live = [b[5] == IBData.LIVE for b in backfill]
+    assert [b[0].date() for b in backfill] == [d.date() for d in idx]
+    # the Strategy decides on the last bar as on a live one (a restart re-making a decision)
+    assert live == [False] * (len(idx) - 1) + [decide_last]
+
+
 def test_delayed_data_warning_10167_is_reported_and_the_feed_goes_on(gateway_sim, store):
     rec = {}
     cerebro = bt.Cerebro(stdstats=False)

@@ -91,6 +91,9 @@ def test_lost_journal_after_the_fill_adopts_it_and_buys_nothing_more(gateway_sim
     with Journal(tmp_path / "b.sqlite") as j:
         assert j.get(REF).status == "filled"
         assert {f.exec_id for f in j.fills()} == {e.exec_id for e in sim.broker.executions()}
+        # recorded from reqExecutions at start-up, with IB's commission
+        assert {f.exec_id: f.commission for f in j.fills()} == {
+            e.exec_id: pytest.approx(e.commission) for e in sim.broker.executions()}
         assert j.positions() == {"SPY": qty}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from sim_helpers import poll_until
+from sim_helpers import fills_of, poll_until
 
 from bt_ibkr.parity.diff import compare
 from bt_ibkr.parity.paths import ParityConfig
@@ -21,13 +21,6 @@ from bt_ibkr.parity.run import run_parity
 from strategies import RegimeAwareEnsemble
 
 FIVE_YEARS = 1260
-
-
-def fills_of(rec):
-    """Every fill as (day, feed, side, size, price, commission); within one bar by feed (the
-    gateway executes one contract after the other, BackBroker in submission order)."""
-    return sorted((f["dt"][:10], f["data"], f["side"], f["size"], f["price"], f["commission"])
-                  for f in rec.fills())
 
 
 def assert_identical(run, min_orders):
@@ -132,23 +125,3 @@ def test_backtest_slippage_shows_as_fill_diffs_not_decision_diffs(gateway_sim, s
     r = run_parity(frames, RegimeAwareEnsemble, {}, cfg, sim=gateway_sim).report
     assert r.fill_diffs > 0
     assert r.decision_diffs == 0
-
-
-def test_process_kill_and_restart_mid_run(gateway_sim, spx):
-    from bt_ibkr.parity.paths import run_backtest_path, run_ib_path_killed
-
-    frames = {"^GSPC": spx.iloc[-500:]}
-    cfg = ParityConfig(client_id=87)
-    back = run_backtest_path(frames, RegimeAwareEnsemble, {}, cfg)
-    # kill before a session whose previous bar sent no order (nothing working at the gateway)
-    kill_at = next(i for i in range(330, 500) if not back.bars[i - 1].orders
-                   and any(b.orders for b in back.bars[i:i + 40]))
-    ib = run_ib_path_killed(frames, RegimeAwareEnsemble, {}, cfg, gateway_sim, kill_at)
-    r = compare(back, ib)
-    assert r.decision_diffs == 0, r.first_divergence
-    assert r.order_diffs == r.fill_diffs == r.position_diffs == 0
-    # the restarted ledger starts from IB's reported cash, which the account message rounds
-    assert r.bars == 500 and r.max_value_diff < 0.01
-    # the restarted process traded: orders after the kill, adopted position kept
-    assert any(b.orders for b in ib.bars[kill_at:])
-    assert ib.meta["killed_at"] == kill_at and ib.meta["replayed_in_restart"] == kill_at

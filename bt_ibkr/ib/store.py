@@ -586,7 +586,11 @@ class IBStore:
         flt = ibc.ExecutionFilter(acctCode=account)
 
         async def ask() -> list:
-            return list(await ib.reqExecutionsAsync(flt))
+            fills = list(await ib.reqExecutionsAsync(flt))
+            # an execution the client saw before (at connect, or live) comes back as a new
+            # object without its commission; ib_async keeps the report on the one it saw first
+            known = {f.execution.execId: f for f in ib.fills()}
+            return [known.get(f.execution.execId, f) for f in fills]
 
         fills = self._answer(ask(), timeout, "the executions request (reqExecutions)")
         return [exec_snapshot(f) for f in fills

@@ -12,7 +12,8 @@ For every order the strategy submits, in this order:
    strategy, symbol, decision bar and the order's number within that decision) and its intent
    are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
    orderRef (the same decision made again after a restart) nothing is sent: the backtrader order
-   is attached to the gateway's order (adopted) or cancelled when the journaled one is finished;
+   is attached to the gateway's order (adopted: ``order.info.adopted`` is True) or cancelled
+   when the journaled one is finished;
    only an intent that :meth:`Journal.reconcile` listed under ``resend`` is sent again, with the
    same orderRef;
 5. the order is sent through the store; ids, statuses and fills (deduplicated by execId) are
@@ -250,7 +251,9 @@ class JournaledIBBroker(IBBroker):
                      duplicate_skipped=True)
         order.submit(self)
         if rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT:
-            # working at the gateway: follow it (its events carry this orderRef)
+            # working at the gateway: follow it (its events carry this orderRef); marked
+            # adopted so a recorder can tell it from an order this process sent
+            order.addinfo(adopted=True)
             self.orders[ref] = order
             order.accept(self)
             self.notify(order)

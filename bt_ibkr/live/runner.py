@@ -56,6 +56,7 @@ from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.live.config import LiveConfig, PathsConfig
 from bt_ibkr.live.journal import REJECTED, Journal, JournalError, ReconcileReport
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
+from bt_ibkr.live.recovery import MAX_INTENT_AGE, recover
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.safety import check_launch, check_trading_mode
@@ -139,7 +140,7 @@ class LiveRunner:
                  report_path: Path | str | None = None,
                  progress: Callable[[str], None] | None = None,
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
-                 max_intent_age: timedelta = timedelta(hours=12),
+                 max_intent_age: timedelta = MAX_INTENT_AGE,
                  backfill_days: int = 730, cache: Any = None, lift_halt: bool = False) -> None:
         self.config = config
         self.strategy_cls = strategy
@@ -373,30 +374,20 @@ class LiveRunner:
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, store: IBStore, journal: Journal, audit: AuditLog,
                    account: str) -> ReconcileReport:
-        """Match the journal against the gateway; adopt our working orders; bump order ids."""
+        """Match the journal against the gateway; adopt our working orders; bump order ids
+        (:func:`bt_ibkr.live.recovery.recover`); report what it did."""
         self._say("reconciling the journal with the gateway (orders, executions, positions)")
-        snaps = store.order_snapshots(account)
-        execs = store.exec_snapshots(account)
-        positions = store.holdings(account)
-        report = journal.reconcile(snaps, execs, positions, datetime.now(UTC),
-                                   self.max_intent_age)
+        rec = recover(store, journal, account, datetime.now(UTC), self.max_intent_age)
+        report = rec.report
         audit.write("reconcile", **report.to_dict())
         for line in report.summary().splitlines():
             (log.warning if line.startswith("!!") else log.info)("reconcile: %s", line)
             self.progress(f"reconcile: {line}")
-        # never reuse an order id: past every id the journal or the gateway has seen
-        ids = [r.order_id for r in journal.intents() if r.order_id]
-        ids += [s.order_id for s in snaps if s.order_id]
-        ids += [e.order_id for e in execs if e.order_id]
-        top = max(ids, default=0)
-        if top:
-            store.reserve_order_ids(top)
-            log.info("order ids: next id is above %d (highest used)", top)
-        # follow our orders still working at the gateway (their fills go to the journal)
-        followed = store.follow_trades({r.order_ref for r in journal.intents()})
-        if followed:
-            self._say(f"following {len(followed)} working order(s) of earlier runs: "
-                      + ", ".join(followed))
+        if rec.highest_id:
+            log.info("order ids: next id is above %d (highest used)", rec.highest_id)
+        if rec.followed:
+            self._say(f"following {len(rec.followed)} working order(s) of earlier runs: "
+                      + ", ".join(rec.followed))
         return report
 
     # ------------------------------------------------------------------ trade

@@ -2,8 +2,10 @@
 bar, and live sessions recorded and replayed through the backtest.
 
 * :mod:`~bt_ibkr.parity.recorder`: ``ParityRecorder`` analyzer -> ``Recording``;
-* :mod:`~bt_ibkr.parity.paths`: ``run_backtest_path`` / ``run_ib_path`` /
-  ``run_ib_path_killed`` (``ParityConfig``);
+* :mod:`~bt_ibkr.parity.paths`: ``run_backtest_path`` / ``run_ib_path`` / ``run_ib_feeds``
+  (``ParityConfig``);
+* :mod:`~bt_ibkr.parity.restart`: ``run_ib_path_killed``, the IB path killed mid-run (an order
+  in flight) and restarted through the live path's journal recovery;
 * :mod:`~bt_ibkr.parity.diff`: ``compare`` -> ``ParityReport``;
 * :mod:`~bt_ibkr.parity.report`: the HTML page;
 * :mod:`~bt_ibkr.parity.run`: ``run_parity`` (both paths + compare), ``load_frames``;

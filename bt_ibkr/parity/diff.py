@@ -7,7 +7,8 @@ session's time, the backtest at midnight). Per bar:
   decision diff;
 * the bars themselves (OHLCV) must match exactly (a bar diff means the paths saw different
   data, and is counted as a decision diff: nothing after it is comparable);
-* orders (side, size, type, price), fills (price, size, commission), position, cash and
+* orders (side, size, type, price; an order adopted from the gateway after a restart counts
+  as an order of its bar), fills (price, size, commission), position, cash and
   value are compared with ``tolerance`` (relative; 0 = exact to 1e-9 relative or 1e-6 absolute): a fill price or
   commission outside it is a fill diff, an order outside it an order diff, a position
   difference a position diff.
@@ -90,7 +91,7 @@ def _fills_net(fills: list[dict]) -> dict[tuple, list[float]]:
         acc = out.setdefault((f["data"], f["side"]), [0.0, 0.0, 0.0])
         acc[0] += f["size"]
         acc[1] += f["size"] * f["price"]
-        acc[2] += f["commission"]
+        acc[2] += f["commission"] or 0.0  # None: IB's commission report never came
     return {k: [v[0], v[1] / v[0] if v[0] else 0.0, v[2]] for k, v in out.items()}
 
 
@@ -122,8 +123,9 @@ def compare(backtest: Recording, ib: Recording, tolerance: float = 0.0) -> Parit
             continue
         if a.decision != b.decision:
             note("decision", i, a, "decision", a.decision, b.decision)
-        if not _orders_match(a.orders, b.orders, tolerance):
-            note("order", i, a, "orders", a.orders, b.orders)
+        oa, ob = a.orders + a.adopted, b.orders + b.adopted
+        if not _orders_match(oa, ob, tolerance):
+            note("order", i, a, "orders", oa, ob)
         fa, fb = _fills_net(a.fills), _fills_net(b.fills)
         if fa.keys() != fb.keys() or not all(
                 all(_close(x, y, tolerance) for x, y in zip(fa[k], fb[k], strict=True))

@@ -162,13 +162,16 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
                  params: dict[str, Any], cfg: ParityConfig,
                  on_step: Callable[[int, Any, Any], None] | None = None,
                  data_kwargs: dict[str, Any] | None = None,
-                 backfill: dict[str, pd.DataFrame] | None = None) -> Recording:
+                 backfill: dict[str, pd.DataFrame] | None = None,
+                 make_broker: Callable[[Any], Any] | None = None) -> Recording:
     """Run the Strategy on IBData 5-second real-time bars of ``datanames`` (feed name ->
     IBData dataname) and IBBroker against ``sim``, advancing the simulator to each epoch
     second of ``steps`` in lockstep with the Strategy (one decision per step); return the
     Recording. ``data_kwargs`` go to every IBData (default: no backfill). ``backfill``:
     per feed, bars (index: UTC bar times) the feed replays first (``backfill_from``), as a
-    restarted process warms up from its session record."""
+    restarted process warms up from its session record. ``make_broker(store)``: the broker to
+    trade through instead of ``store.getbroker()`` (the journaled broker of
+    :mod:`bt_ibkr.parity.restart`)."""
     from bt_ibkr.ib.store import IBStore
     from feeds.ibdata import IBData
 
@@ -187,7 +190,7 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
         data = cls(dataname=dataname, store=store, rtbar=True,
                    timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck, **extra)
         cerebro.adddata(data, name=name)
-    cerebro.setbroker(store.getbroker())
+    cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
     cerebro.addstrategy(strategy_cls, **params)
     cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
     errors: list[BaseException] = []
@@ -267,33 +270,3 @@ def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityC
             if errors or time.monotonic() > end:
                 raise RuntimeError(f"orders of bar {k} never reached the gateway: {errors}")
             time.sleep(0.0005)
-
-
-def run_ib_path_killed(frames: dict[str, pd.DataFrame], strategy_cls: type,
-                       params: dict[str, Any], cfg: ParityConfig, sim, kill_at: int
-                       ) -> Recording:
-    """The IB path with its process killed before session ``kill_at`` and started again.
-
-    The first process runs sessions ``0 .. kill_at-1`` and is dropped without a clean stop
-    (its connection closes, as a killed process's does). The second, on the same client id,
-    warms up from the first one's recorded bars (its session record) through IBData's
-    ``backfill_from``, adopts the position and cash IB reports, and trades on from session
-    ``kill_at``. Returns the first process's bars then the second's from ``kill_at`` on.
-    ``kill_at`` must be a session with no order working at the gateway (the journal's
-    recovery of in-flight orders is the live runner's, tested with it).
-    """
-    from bt_ibkr.gateway_sim.frames import serve_frames
-    from bt_ibkr.parity.sessions import recorded_frames
-
-    served = serve_frames(sim, frames, cfg.commission_bps, cfg.partial_fill_qty, cash=cfg.cash)
-    names = {name: served.dataname(name) for name in frames}
-    first = run_ib_feeds(sim, names, served.steps[:kill_at], strategy_cls, params, cfg)
-    if first.bars and first.bars[-1].orders:
-        raise ConfigError(f"kill_at {kill_at}: an order is working at that point; pick a "
-                          "session after a bar without orders")
-    history, _ = recorded_frames(first)
-    second = run_ib_feeds(sim, names, served.steps[kill_at:], strategy_cls, params, cfg,
-                          backfill=history)
-    rec = Recording(bars=first.bars + second.bars[kill_at:], meta=dict(second.meta))
-    rec.meta.update(killed_at=kill_at, replayed_in_restart=len(second.bars[:kill_at]))
-    return rec

@@ -11,7 +11,11 @@ orders themselves carry sizes and prices, which may legitimately differ when fil
 
 Orders created in a bar are found as the broker's orders added since the previous bar
 (BackBroker's ``orders`` list, IBBroker's ``orders`` dict), so the Strategy needs no change.
-The recorder works the same on BackBroker and IBBroker and on live feeds.
+An order its broker did not send because the same order was already working at the gateway
+(``order.info.adopted``: a restarted process re-making a decision whose orderRef its journal
+holds, :mod:`bt_ibkr.live.journaled_broker`) is recorded under ``adopted`` instead of
+``orders``; its intent is part of the decision all the same. The recorder works the same on
+BackBroker and IBBroker and on live feeds.
 
 ``get_analysis()`` returns a :class:`Recording`; ``on_bar`` (a param) is called with every
 finished ``BarRecord`` (the live session recorder writes them to disk as they come).
@@ -47,6 +51,9 @@ class BarRecord:
     value: float
     #: per feed: the time of its current bar and whether it was LIVE (not compared)
     feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: orders of this bar's decision that were not sent because the gateway already had them
+    #: (adopted after a restart); compared together with ``orders``
+    adopted: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -61,8 +68,9 @@ class Recording:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def orders(self) -> list[dict[str, Any]]:
-        """Return every order of the run, each with its bar's ``dt``."""
-        return [dict(o, dt=b.dt) for b in self.bars for o in b.orders]
+        """Return every order of the run, each with its bar's ``dt`` (adopted ones too, with
+        ``adopted`` True)."""
+        return [dict(o, dt=b.dt) for b in self.bars for o in b.orders + b.adopted]
 
     def fills(self) -> list[dict[str, Any]]:
         """Return every fill of the run, each with the ``dt`` of the bar it was seen at."""
@@ -135,13 +143,18 @@ class ParityRecorder(bt.Analyzer):
             feeds[name] = {"dt": bt.num2date(d.datetime[0]).isoformat() if len(d) else None,
                            "live": (not d.islive()) or d._laststatus == d.LIVE}
         orders = []
+        adopted = []
         intents = []
         for o in self._new_orders():
             name = self._names.get(id(o.data), "?")
             kind = order_type(o)
-            orders.append({"data": name, "ref": o.ref, "side": SIDES[o.isbuy()],
-                           "size": _r(abs(o.created.size), 8), "type": kind,
-                           "price": None if o.price is None else _r(o.price)})
+            entry = {"data": name, "ref": o.ref, "side": SIDES[o.isbuy()],
+                     "size": _r(abs(o.created.size), 8), "type": kind,
+                     "price": None if o.price is None else _r(o.price)}
+            if o.info.get("adopted"):  # .get: backtrader's info dict creates missing keys
+                adopted.append(dict(entry, adopted=True))
+            else:
+                orders.append(entry)
             intents.append([name, SIDES[o.isbuy()], kind])
         decision: dict[str, Any] = {"intents": intents}
         for attr in ("targets", "regimes"):
@@ -153,7 +166,7 @@ class ParityRecorder(bt.Analyzer):
         record = BarRecord(i=len(self.rec.bars), dt=dt.isoformat(), bars=bars,
                            decision=decision, orders=orders, fills=self._fills,
                            position=position, cash=_r(broker.getcash(), 6),
-                           value=_r(broker.getvalue(), 6), feeds=feeds)
+                           value=_r(broker.getvalue(), 6), feeds=feeds, adopted=adopted)
         self._fills = []
         with self.cond:
             self.rec.bars.append(record)
