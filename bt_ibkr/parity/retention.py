@@ -5,7 +5,7 @@ or archive session records not written for ``keep_days`` days.
 runner audits and prints what it did). Retention is off unless ``keep_days`` is given: records
 are never removed unasked. It acts only on session folders (a folder holding ``meta.json``)
 directly in the sessions folder, never on one a process is writing (its lock is held, see
-:mod:`bt_ibkr.parity.session_files`), and judges age by the newest time a bar or the meta was
+:mod:`bt_ibkr.parity.session_files`; on Windows, without ``flock``, by age alone), and judges age by the newest time a bar or the meta was
 written (compression keeps a part's time), against ``now`` (the caller's clock).
 
 * ``delete``: the folder is renamed to a hidden ``.deleting-<name>`` (atomic: readers stop

@@ -143,7 +143,11 @@ def _part_lines(directory: Path, number: int, files: dict[str, Path]) -> Iterato
     try:
         yield from _skip(done, _plain_lines(plain))
     except FileNotFoundError:
-        yield from _skip(done, _gz_lines(part_path(directory, number, gz=True)))
+        try:
+            yield from _skip(done, _gz_lines(part_path(directory, number, gz=True)))
+        except FileNotFoundError:
+            raise ConfigError(f"session part {plain} was removed while it was being read "
+                              "(by retention?); read the session again") from None
 
 
 def iter_lines(directory: Path) -> Iterator[str]:

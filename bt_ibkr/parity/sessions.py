@@ -33,7 +33,7 @@ import json
 import re
 from array import array
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,12 +176,14 @@ def find_sessions(path: Path) -> list[Path]:
     return found
 
 
-def _utc_naive_us(text: str) -> int:
-    """Microseconds since the epoch of an ISO time (an offset converted to UTC, as pandas)."""
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return round((dt - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+_EPOCH, _US = datetime(1970, 1, 1), timedelta(microseconds=1)
+
+
+def _naive_us(text: str) -> int:
+    """Microseconds since the epoch of an ISO time's wall clock (an offset dropped, as
+    ``tz_localize(None)`` does; recorded times are naive UTC)."""
+    dt = datetime.fromisoformat(text).replace(tzinfo=None)
+    return (dt - _EPOCH) // _US
 
 
 def recorded_frames(rec: Recording | Iterable[BarRecord]
@@ -203,7 +205,7 @@ def recorded_frames(rec: Recording | Iterable[BarRecord]
                 continue  # the feed had no new bar at this step
             last_dt[name] = dt
             acc = cols.setdefault(name, [array("q")] + [array("d") for _ in range(5)])
-            acc[0].append(_utc_naive_us(dt))
+            acc[0].append(_naive_us(dt))
             for col, x in zip(acc[1:], ohlcv, strict=True):
                 col.append(x)
             if info.get("live") and name not in live_at:
