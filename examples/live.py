@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the gateway simulator in-process and trade it (no TWS needed)")
     p.add_argument("--read-only", action="store_true",
                    help="decide and record the orders, send nothing")
+    p.add_argument("--session-part-mb", type=float, metavar="MB",
+                   help="rotate the session record's bar file into gzip'd parts past MB "
+                        "(sessions.part_mb, default 16)")
+    p.add_argument("--keep-sessions-days", type=float, metavar="N",
+                   help="delete (or with --archive-expired-sessions, archive) session "
+                        "records not written for over N days (sessions.keep_days; default: "
+                        "keep all)")
+    p.add_argument("--archive-expired-sessions", action="store_true",
+                   help="archive expired session records to sessions-archive/ instead of "
+                        "deleting them (sessions.expired archive)")
     p.add_argument("--lift-halt", action="store_true",
                    help="lift today's daily-loss halt that an earlier run recorded in the "
                         "journal (it otherwise holds until the trading day ends)")
@@ -89,6 +99,9 @@ def _overrides(args: argparse.Namespace) -> dict:
         "paths.journal": str(args.journal) if args.journal else None,
         "paths.equity": str(args.equity) if args.equity else None,
         "read_only": True if args.read_only else None,
+        "sessions.part_mb": args.session_part_mb,
+        "sessions.keep_days": args.keep_sessions_days,
+        "sessions.expired": "archive" if args.archive_expired_sessions else None,
         "confirm_live": True if args.confirm_live else None,
     }
     return out

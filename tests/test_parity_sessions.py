@@ -55,6 +55,41 @@ def test_a_simulate_run_is_recorded_and_replays_with_no_decision_diff(in_tmp, ca
     assert out["first_divergence"]["field"] == "decision"
 
 
+def test_a_simulate_run_recorded_in_parts_replays_from_the_cli_with_no_decision_diff(
+        in_tmp, capsys):
+    """--session-part-mb 0.02 (about 20 KB parts): the daily --simulate session (~270 bars,
+    ~140 KB) is written in gzip'd parts, and --replay reads them in order with 0 decision
+    diffs. --keep-sessions-days 30 deletes a record last written 400 days ago, audited."""
+    import os
+    import time
+
+    from bt_ibkr.live.audit import read_audit
+
+    old = in_tmp / "state" / "simulate" / "sessions" / "20200102T000000Z-0ld"
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text('{"run_id": "20200102T000000Z-0ld"}')
+    then = time.time() - 400 * 86_400
+    os.utime(old / "meta.json", (then, then))
+    assert live_cli.main(["--paper", "--simulate", "--json", "run.json", "--max-runtime", "60",
+                          "--session-part-mb", "0.02", "--keep-sessions-days", "30"]) == 0
+    summary = json.loads((in_tmp / "run.json").read_text())
+    session = in_tmp / summary["session_dir"]
+    parts = sorted(p.name for p in session.glob("bars.*.jsonl.gz"))
+    assert len(parts) >= 3 and parts[0] == "bars.000001.jsonl.gz"
+    rec = load_session(session)
+    assert [b.i for b in rec.bars] == list(range(len(rec.bars))) and len(rec.bars) > 250
+    assert not old.exists()
+    upkeep = [r for r in read_audit(in_tmp / summary["audit"])
+              if r.get("event") == "sessions_upkeep"]
+    assert [(e["session"], e["action"]) for e in upkeep[0]["expired"]] == [
+        (old.name, "deleted")]
+    assert "sessions: deleted 1 record(s)" in capsys.readouterr().err
+    assert parity_cli.main(["--replay", str(session), "--json", "rp.json"]) == 0
+    out = json.loads((in_tmp / "rp.json").read_text())
+    assert out["decision_diffs"] == 0 and out["bars"] == out["bars_ib"] == len(rec.bars)
+    assert out["orders_backtest"] == out["orders_ib"] == 1
+
+
 def test_replay_of_a_missing_folder_exits_2(in_tmp, capsys):
     assert parity_cli.main(["--replay", "nowhere"]) == 2
     assert "nowhere" in capsys.readouterr().err

@@ -20,7 +20,8 @@ File layout (every section and key optional; see ``examples/live.example.json``)
       "risk": {"max_position_per_symbol": null, "max_position_notional": null,
                "max_order_notional": null, "max_daily_loss": 0.03, "cancel_on_exit": true},
       "paths": {"journal": "state/journal.sqlite", "logs": "logs", "reports": "reports",
-                "equity": "state/equity.csv"}
+                "equity": "state/equity.csv"},
+      "sessions": {"part_mb": 16, "keep_days": null, "expired": "delete", "archive": null}
     }
 
 Keys starting with ``_`` (``"_comment"``) are ignored at every level. ``confirm_live`` is
@@ -119,6 +120,22 @@ class PathsConfig:
 
 
 @dataclass
+class SessionsConfig:
+    """The session records under ``<journal folder>/sessions/`` (bt_ibkr.parity.sessions).
+
+    ``part_mb``: the bar file is rotated into gzip'd parts past this many MiB. ``keep_days``:
+    None keeps every record (the default); N deletes (``expired="delete"``) or moves to
+    ``archive`` (``"archive"``; None: ``sessions-archive`` beside the sessions folder) the
+    records not written for more than N days, at the start of each run (audited).
+    """
+
+    part_mb: float = 16.0
+    keep_days: float | None = None
+    expired: str = "delete"
+    archive: Path | None = None
+
+
+@dataclass
 class LiveConfig:
     """Everything a paper/live run needs, validated. Build it with :func:`load_config`."""
 
@@ -131,6 +148,7 @@ class LiveConfig:
     connection: ConnectionConfig = field(default_factory=ConnectionConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
     confirm_live: bool = False
     read_only: bool = False
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
@@ -158,11 +176,14 @@ class LiveConfig:
             "connection": {f.name: getattr(self.connection, f.name) for f in fields(self.connection)},
             "risk": {f.name: getattr(self.risk, f.name) for f in fields(self.risk)},
             "paths": {f.name: str(getattr(self.paths, f.name)) for f in fields(self.paths)},
+            "sessions": {f.name: getattr(self.sessions, f.name) for f in fields(self.sessions)},
             "confirm_live": self.confirm_live,
             "read_only": self.read_only,
             "secrets": {name: "***" for name in sorted(self.secrets)},
         }
         out["connection"]["port"] = self.port
+        if self.sessions.archive is not None:
+            out["sessions"]["archive"] = str(self.sessions.archive)
         if self.source:
             out["source"] = self.source
         return out
@@ -329,16 +350,35 @@ def _set_path(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
     setattr(cfg.paths, key, Path(os.path.expanduser(text)))  # type: ignore[arg-type]
 
 
+def _set_sessions(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    path = f"sessions.{key}"
+    s = cfg.sessions
+    if key == "part_mb":
+        s.part_mb = _as_float(where, path, value, lo=0.0, hi=4096.0,  # type: ignore[assignment]
+                              hi_open=False)
+    elif key == "keep_days":
+        s.keep_days = _as_float(where, path, value, lo=0.0, nullable=True)
+    elif key == "expired":
+        s.expired = _as_choice(where, path, value, ("delete", "archive"))
+    elif key == "archive":
+        text = _as_str(where, path, str(value) if isinstance(value, Path) else value,
+                       nullable=True)
+        s.archive = None if text is None else Path(os.path.expanduser(text))
+    else:  # pragma: no cover
+        raise _unknown_key(where, "sessions", key, _names(SessionsConfig))
+
+
 def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
 _TOP_KEYS = ["mode", "run_mode", "symbols", "bar_size", "strategy", "params", "read_only",
-             "connection", "risk", "paths"]
+             "connection", "risk", "paths", "sessions"]
 _SECTIONS = {
     "connection": (ConnectionConfig, _set_connection),
     "risk": (RiskConfig, _set_risk),
     "paths": (PathsConfig, _set_path),
+    "sessions": (SessionsConfig, _set_sessions),
 }
 
 

@@ -434,7 +434,7 @@ class LiveRunner:
         cerebro.addstrategy(strategy_cls, **cfg.params)
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
-        self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls)
+        self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit)
         self.cerebro = cerebro
         held = store.get_positions()
         self._say(f"running {strategy_cls.__name__} on {', '.join(cfg.symbols)} "
@@ -454,17 +454,33 @@ class LiveRunner:
         return self._result(strat, store, broker, journal, account, run_id, report)
 
     # ------------------------------------------------------------------ session record (parity)
-    def _record_session(self, cerebro, run_id: str, account: str, strategy_cls: type) -> Path:
+    def _record_session(self, cerebro, run_id: str, account: str, strategy_cls: type,
+                        audit: AuditLog) -> Path:
         """Record what the Strategy sees and does under <journal dir>/sessions/<run_id>/
-        (bt_ibkr.parity.sessions; ``python -m examples.parity --replay`` replays it)."""
+        (bt_ibkr.parity.sessions; ``python -m examples.parity --replay`` replays it), after
+        the sessions folder's upkeep (bt_ibkr.parity.retention: retention when configured)."""
         from bt_ibkr.parity import sessions
+        from bt_ibkr.parity.retention import maintain_sessions
 
         cfg = self.config
+        kept = cfg.sessions
+        try:
+            done = maintain_sessions(Path(cfg.paths.journal).parent / "sessions", time.time(),
+                                     kept.keep_days, kept.expired, kept.archive)
+        except OSError as exc:  # upkeep never stops a run from trading
+            audit.write("error", event="sessions_upkeep", error=str(exc))
+            self._say(f"!! sessions upkeep failed ({exc}); records are kept as they are")
+            done = None
+        if done and (done.expired or done.repaired or done.busy):
+            audit.write("run", event="sessions_upkeep", **done.to_dict())
+            for line in done.lines():
+                self._say(line)
         directory = sessions.session_dir(Path(cfg.paths.journal).parent, run_id)
         return sessions.attach(cerebro, directory, {
             "run_id": run_id, "account": account, "mode": cfg.mode, "run_mode": cfg.run_mode,
             "symbols": list(cfg.symbols), "bar_size": cfg.bar_size, "params": cfg.params,
-            "simulate": self.simulate, "started": datetime.now(UTC).isoformat()})
+            "simulate": self.simulate, "started": datetime.now(UTC).isoformat()},
+            part_bytes=max(1, int(kept.part_mb * 1024 * 1024)))
 
     def _note(self, audit: AuditLog, note: str) -> None:
         """Report a data note (a bar left out, mis-stamped): log, audit and status line."""

@@ -10,6 +10,9 @@ bar, and live sessions recorded and replayed through the backtest.
 * :mod:`~bt_ibkr.parity.report`: the HTML page;
 * :mod:`~bt_ibkr.parity.run`: ``run_parity`` (both paths + compare), ``load_frames``;
 * :mod:`~bt_ibkr.parity.sessions`: session records of live runs and ``replay``;
+* :mod:`~bt_ibkr.parity.session_files`: a record's bar file, rotated into gzip'd parts;
+* :mod:`~bt_ibkr.parity.stream_diff`: ``compare`` over streams, one chunk at a time;
+* :mod:`~bt_ibkr.parity.retention`: upkeep of a sessions folder, deleting/archiving old ones;
 * :mod:`~bt_ibkr.parity.live_tearsheet`: the quantstats tearsheet from session records.
 
 Imports backtrader, bt_ibkr.ib and the simulator; ``feeds`` and ``strategies`` only inside

@@ -12,6 +12,9 @@ The equity curve of a paper/live account across runs is taken from the session r
 So one daily run gives three points (start, decision, after the fill) and a month of daily
 runs a month of daily values. The benchmark is buy and hold of the first symbol over the same
 days, from the recorded closes.
+
+The records are streamed part by part (:func:`bt_ibkr.parity.sessions.iter_session`): memory
+holds one point per day, not the sessions' bars.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bt_ibkr.parity.sessions import find_sessions, load_session
+from bt_ibkr.parity.sessions import find_sessions, iter_session, read_meta
 
 
 def _day(text: str | None) -> pd.Timestamp | None:
@@ -32,32 +35,51 @@ def _day(text: str | None) -> pd.Timestamp | None:
     return ts.normalize()
 
 
+def _bar_day(text: str, cache: dict[str, pd.Timestamp]) -> pd.Timestamp:
+    """:func:`_day` of a bar time, parsed once per date when the time has no UTC offset."""
+    if len(text) > 19 and any(c in text[19:] for c in "+-Z"):
+        return _day(text)
+    key = text[:10]
+    day = cache.get(key)
+    if day is None:
+        day = cache[key] = _day(text)
+    return day
+
+
+def _all_live(bar) -> bool:
+    return bool(bar.feeds) and all(f.get("live") for f in bar.feeds.values())
+
+
 def session_equity(path: Path) -> tuple[pd.Series, pd.Series]:
     """Return ``(values, closes)``: the account's value per day and the first symbol's close
     per day over every session under ``path``. Raises ConfigError when there is none."""
     points: dict[pd.Timestamp, float] = {}
     closes: dict[pd.Timestamp, float] = {}
     for directory in find_sessions(path):
-        rec = load_session(directory)
-        meta = rec.meta
-        live = [b for b in rec.bars if b.feeds and all(f.get("live") for f in b.feeds.values())]
-        if not live:
-            continue
-        first = rec.bars.index(live[0])
-        if first > 0 and meta.get("start_value"):
-            points[_day(rec.bars[first - 1].dt)] = float(meta["start_value"])
-        for b in live:
-            day = _day(b.dt)
+        meta = read_meta(directory)
+        before = last_live = None
+        day_of: dict[str, pd.Timestamp] = {}  # one parse per date, not per bar
+        for b in iter_session(directory):
+            if not _all_live(b):
+                if last_live is None:
+                    before = b
+                continue
+            if last_live is None and before is not None and meta.get("start_value"):
+                points[_day(before.dt)] = float(meta["start_value"])
+            last_live = b
+            day = _bar_day(b.dt, day_of)
             points[day] = b.value
             first_bar = next(iter(b.bars.values()))
             if first_bar is not None:
                 closes[day] = first_bar[3]
+        if last_live is None:
+            continue
         end = meta.get("end") or {}
         fills = end.get("fills_after_last_bar") or []
         if fills and end.get("account_value"):
             # filled after the last bar: the account's own mark at that time (IB's
             # NetLiquidation), not the position marked at the stale decision close
-            points[_day(fills[-1].get("time")) or _day(live[-1].dt)] = float(
+            points[_day(fills[-1].get("time")) or _day(last_live.dt)] = float(
                 end["account_value"])
     values = pd.Series(points, dtype=float).sort_index()
     values.index = pd.DatetimeIndex(values.index)

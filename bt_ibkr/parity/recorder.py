@@ -18,7 +18,9 @@ holds, :mod:`bt_ibkr.live.journaled_broker`) is recorded under ``adopted`` inste
 BackBroker and IBBroker and on live feeds.
 
 ``get_analysis()`` returns a :class:`Recording`; ``on_bar`` (a param) is called with every
-finished ``BarRecord`` (the live session recorder writes them to disk as they come).
+finished ``BarRecord`` (the live session recorder writes them to disk as they come). With
+``keep=False`` the records are only passed to ``on_bar``, not kept in the Recording, so a
+months-long stream run (or its replay) does not hold every bar in memory.
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ def order_type(order) -> str:
 
 
 class ParityRecorder(bt.Analyzer):
-    """Records every bar (see the module docstring). Params: ``on_bar`` (callable or None)."""
+    """Records every bar (see the module docstring). Params: ``on_bar`` (callable or None),
+    ``keep`` (keep the records in the Recording; default True)."""
 
-    params = (("on_bar", None),)
+    params = (("on_bar", None), ("keep", True))
 
     def start(self) -> None:
         cls = type(self.strategy)
@@ -102,6 +105,7 @@ class ParityRecorder(bt.Analyzer):
         self.rec = Recording(meta={
             "strategy": cls.__name__, "strategy_path": f"{cls.__module__}:{cls.__qualname__}",
             "start_cash": broker.getcash(), "start_value": broker.getvalue()})
+        self.count = 0  # bars recorded (kept or not)
         self._seen_orders = 0
         self._exbits: dict[int, int] = {}
         self._fills: list[dict[str, Any]] = []
@@ -163,13 +167,15 @@ class ParityRecorder(bt.Analyzer):
                 decision[attr] = {k: (_r(v) if isinstance(v, float) else v)
                                   for k, v in val.items()}
         dt = bt.num2date(max(d.datetime[0] for d in self.datas if len(d)))
-        record = BarRecord(i=len(self.rec.bars), dt=dt.isoformat(), bars=bars,
+        record = BarRecord(i=self.count, dt=dt.isoformat(), bars=bars,
                            decision=decision, orders=orders, fills=self._fills,
                            position=position, cash=_r(broker.getcash(), 6),
                            value=_r(broker.getvalue(), 6), feeds=feeds, adopted=adopted)
         self._fills = []
         with self.cond:
-            self.rec.bars.append(record)
+            if self.p.keep:
+                self.rec.bars.append(record)
+            self.count += 1
             self.cond.notify_all()
         if self.p.on_bar is not None:
             self.p.on_bar(record)
@@ -178,7 +184,7 @@ class ParityRecorder(bt.Analyzer):
         """Block until ``n`` bars are recorded or ``timeout`` seconds pass (a hang guard);
         return whether they were."""
         with self.cond:
-            return self.cond.wait_for(lambda: len(self.rec.bars) >= n, timeout)
+            return self.cond.wait_for(lambda: self.count >= n, timeout)
 
     def get_analysis(self) -> Recording:
         return self.rec

@@ -6,17 +6,21 @@ A session directory ``<state>/sessions/<run_id>/`` (``<state>`` is the journal's
 * ``meta.json``: run id, mode, run mode, symbols, bar size, the Strategy (``module:Class``)
   and its params, the broker's cash/value when the Strategy started and (``end``) when it
   stopped, with the fills that arrived after its last bar;
-* ``bars.jsonl``: one :class:`~bt_ibkr.parity.recorder.BarRecord` per bar the Strategy saw
-  (history backfill and live bars alike: bars, decision, orders, fills, position, cash,
-  value, and per feed whether it was LIVE), appended and flushed as each bar is decided, so a
-  killed process loses at most the bar being decided.
+* ``bars.jsonl`` (and, past ``part_bytes``, its closed parts ``bars.000001.jsonl.gz`` ...:
+  :mod:`bt_ibkr.parity.session_files`): one :class:`~bt_ibkr.parity.recorder.BarRecord` per
+  bar the Strategy saw (history backfill and live bars alike: bars, decision, orders, fills,
+  position, cash, value, and per feed whether it was LIVE), appended and flushed as each bar
+  is decided, so a killed process loses at most the bar being decided.
+
+Readers (:func:`load_session`, :func:`iter_session`, :func:`replay`, the live tearsheet) take
+the parts in order; :func:`replay` streams them, holding one chunk of bars at a time.
 
 :func:`replay` feeds a session's recorded bars through the backtest path (BackBroker, the
 recorded starting cash and the positions the session adopted from IB) with the same Strategy
 and params, delivering them the way the live
 feed did (the Strategy is told LIVE at the bar the session went live, so it does not trade on
 warm-up bars in the replay either), and compares the two bar by bar. Given a folder of
-sessions (``state/sessions``) it replays each one and adds up the differences, so many daily
+sessions (``state/sessions``) it replays each one in turn and adds up the differences, so many daily
 runs check a whole paper month. Commission and fill prices differ from a real gateway's, so
 fills and orders are compared with the tolerance; decisions must match.
 
@@ -27,30 +31,42 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig
 from bt_ibkr.parity.recorder import BarRecord, ParityRecorder, Recording
+from bt_ibkr.parity.session_files import BARS, DEFAULT_PART_BYTES, BarsWriter, iter_records
+from bt_ibkr.parity.stream_diff import StreamCompare
 
 META = "meta.json"
-BARS = "bars.jsonl"
+__all__ = ["BARS", "META", "SessionRecorder", "SessionWriter", "attach", "combine",
+           "find_sessions", "iter_session", "load_session", "read_meta", "recorded_frames",
+           "replay", "replay_recording", "replay_session", "session_dir"]
 
 
 class SessionWriter:
-    """Appends each BarRecord to ``dir/bars.jsonl`` (the recorder's ``on_bar``)."""
+    """Appends each BarRecord to the session's bar file (the recorder's ``on_bar``),
+    rotated into gzip'd parts past ``part_bytes`` (:class:`~bt_ibkr.parity.session_files.
+    BarsWriter`). Raises OSError when the folder cannot be written, ConfigError when another
+    process is writing it."""
 
-    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any],
+                 part_bytes: int = DEFAULT_PART_BYTES) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = dict(meta)
+        self._bars = BarsWriter(self.dir, part_bytes)
         self._write_meta()
-        self._fh = open(self.dir / BARS, "a", encoding="utf-8")  # noqa: SIM115 - kept open
 
     def _write_meta(self) -> None:
         tmp = self.dir / (META + ".tmp")
@@ -58,8 +74,7 @@ class SessionWriter:
         tmp.replace(self.dir / META)
 
     def __call__(self, record: BarRecord) -> None:
-        self._fh.write(json.dumps(record.to_dict(), default=str) + "\n")
-        self._fh.flush()
+        self._bars.write(json.dumps(record.to_dict(), default=str))
 
     def started(self, recorder_meta: dict[str, Any]) -> None:
         """Add what the recorder knows at the Strategy's start (cash, value, class path)."""
@@ -67,15 +82,15 @@ class SessionWriter:
         self._write_meta()
 
     def close(self) -> None:
-        """Close the bar file (idempotent)."""
-        if not self._fh.closed:
-            self._fh.close()
+        """Close the bar file, compressing its last part when large (idempotent)."""
+        self._bars.close()
 
 
 class SessionRecorder(ParityRecorder):
-    """ParityRecorder that writes to a :class:`SessionWriter` (param ``writer``)."""
+    """ParityRecorder that writes to a :class:`SessionWriter` (param ``writer``); the bars
+    go to disk only (``keep`` False), so a long stream run's memory does not grow with it."""
 
-    params = (("writer", None),)
+    params = (("writer", None), ("keep", False))
 
     def start(self) -> None:
         super().start()
@@ -107,34 +122,45 @@ def session_dir(state_dir: Path, run_id: str) -> Path:
     return Path(state_dir) / "sessions" / safe
 
 
-def attach(cerebro: bt.Cerebro, directory: Path, meta: dict[str, Any]) -> Path:
-    """Add a SessionRecorder writing to ``directory`` to ``cerebro``; return the directory."""
-    writer = SessionWriter(directory, meta)
+def attach(cerebro: bt.Cerebro, directory: Path, meta: dict[str, Any],
+           part_bytes: int = DEFAULT_PART_BYTES) -> Path:
+    """Add a SessionRecorder writing to ``directory`` to ``cerebro`` (its bar file rotated
+    past ``part_bytes``); return the directory."""
+    writer = SessionWriter(directory, meta, part_bytes)
     cerebro.addanalyzer(SessionRecorder, _name="session_record", writer=writer)
     return writer.dir
 
 
-def load_session(directory: Path) -> Recording:
-    """Return the Recording of one session directory (a torn last line is skipped)."""
+def read_meta(directory: Path) -> dict[str, Any]:
+    """Return a session's ``meta.json`` (with ``session_dir``); ConfigError when it has none."""
     directory = Path(directory)
     meta_path = directory / META
     if not meta_path.is_file():
         raise ConfigError(f"--replay {directory}: no {META} there: not a session record")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    bars: list[BarRecord] = []
-    path = directory / BARS
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                bars.append(BarRecord(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                continue  # a line cut by a killed process
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--replay {meta_path}: not valid JSON ({exc}); restore it from a "
+                          "backup or move the session folder away") from None
     meta["session_dir"] = str(directory)
-    return Recording(bars=bars, meta=meta)
+    return meta
+
+
+def iter_session(directory: Path) -> Iterator[BarRecord]:
+    """Yield the session's BarRecords in order, part by part (a torn line is skipped)."""
+    return iter_records(directory)
+
+
+def load_session(directory: Path) -> Recording:
+    """Return the Recording of one session directory, every part in memory (a torn last line
+    is skipped). For a long record prefer :func:`iter_session` / :func:`replay_session`."""
+    meta = read_meta(directory)
+    return Recording(bars=list(iter_records(directory)), meta=meta)
 
 
 def find_sessions(path: Path) -> list[Path]:
-    """Return the session directories at ``path`` (itself, or its children/grandchildren)."""
+    """Return the session directories at ``path`` (itself, or its children/grandchildren;
+    hidden folders, such as one being deleted, are left out)."""
     path = Path(path)
     if (path / META).is_file():
         return [path]
@@ -143,35 +169,54 @@ def find_sessions(path: Path) -> list[Path]:
                           "state/sessions")
     found = sorted(p.parent for p in path.glob(f"*/{META}"))
     found += sorted(p.parent for p in path.glob(f"sessions/*/{META}"))
+    found = [p for p in found if not p.name.startswith(".")]
     if not found:
         raise ConfigError(f"--replay {path}: no recorded session in it (a session folder "
                           f"holds {META} and {BARS})")
     return found
 
 
-def recorded_frames(rec: Recording) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+_EPOCH, _US = datetime(1970, 1, 1), timedelta(microseconds=1)
+
+
+def _naive_us(text: str) -> int:
+    """Microseconds since the epoch of an ISO time's wall clock (an offset dropped, as
+    ``tz_localize(None)`` does; recorded times are naive UTC)."""
+    dt = datetime.fromisoformat(text).replace(tzinfo=None)
+    return (dt - _EPOCH) // _US
+
+
+def recorded_frames(rec: Recording | Iterable[BarRecord]
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """Return each feed's bars as a frame (index: the feed's bar times, UTC) and the row
-    where it went LIVE (len(frame) when it never did)."""
-    rows: dict[str, dict[str, list]] = {}
+    where it went LIVE (len(frame) when it never did). ``rec``: a Recording or any iterable
+    of BarRecords (read once, holding only the OHLCV columns)."""
+    bars = rec.bars if isinstance(rec, Recording) else rec
+    cols: dict[str, list[array]] = {}
+    last_dt: dict[str, str] = {}
     live_at: dict[str, int] = {}
-    for b in rec.bars:
+    for b in bars:
         for name, ohlcv in b.bars.items():
             if ohlcv is None:
                 continue  # the feed had no bar yet
             info = b.feeds.get(name, {})
             dt = info.get("dt") or b.dt
-            acc = rows.setdefault(name, {"dt": [], "rows": []})
-            if acc["dt"] and acc["dt"][-1] == dt:
+            if last_dt.get(name) == dt:
                 continue  # the feed had no new bar at this step
-            acc["dt"].append(dt)
-            acc["rows"].append(ohlcv)
+            last_dt[name] = dt
+            acc = cols.setdefault(name, [array("q")] + [array("d") for _ in range(5)])
+            acc[0].append(_naive_us(dt))
+            for col, x in zip(acc[1:], ohlcv, strict=True):
+                col.append(x)
             if info.get("live") and name not in live_at:
-                live_at[name] = len(acc["rows"]) - 1
+                live_at[name] = len(acc[0]) - 1
     frames = {}
-    for name, acc in rows.items():
-        idx = pd.DatetimeIndex(pd.to_datetime(acc["dt"])).tz_localize(None)
-        frames[name] = pd.DataFrame(acc["rows"], index=idx,
-                                    columns=["open", "high", "low", "close", "volume"])
+    for name, acc in cols.items():
+        idx = pd.DatetimeIndex(pd.to_datetime(np.frombuffer(acc[0], dtype=np.int64),
+                                              unit="us"))
+        frames[name] = pd.DataFrame(
+            {k: np.array(c, dtype=float) for k, c in zip(
+                ("open", "high", "low", "close", "volume"), acc[1:], strict=True)}, index=idx)
         live_at.setdefault(name, len(frames[name]))
     return frames, live_at
 
@@ -214,17 +259,14 @@ class ReplayFeed(bt.feeds.PandasData):
         return ok
 
 
-def replay_recording(rec: Recording, cfg: ParityConfig | None = None) -> ParityReport:
-    """Run the recorded Strategy over the recorded bars with BackBroker; compare."""
+def _replay_cerebro(meta: dict[str, Any], frames: dict[str, pd.DataFrame],
+                    live_at: dict[str, int], cfg: ParityConfig, on_bar=None, keep=True):
+    """Return ``(cerebro, strategy_cls, params, cash)``: the recorded Strategy over the
+    recorded bars on BackBroker with a ParityRecorder (``on_bar``, ``keep``) named parity."""
     from bt_ibkr.params import resolve_strategy
 
-    cfg = cfg or ParityConfig()
-    meta = rec.meta
-    if not rec.bars:
-        raise ConfigError(f"--replay {meta.get('session_dir')}: the session recorded no bars")
     strategy_cls = resolve_strategy(meta.get("strategy_path") or meta.get("strategy"))
     params = dict(meta.get("params") or {})
-    frames, live_at = recorded_frames(rec)
     cash = float(meta.get("start_cash") or cfg.cash)
     cerebro = bt.Cerebro(stdstats=False)
     broker = cerebro.broker
@@ -238,7 +280,23 @@ def replay_recording(rec: Recording, cfg: ParityConfig | None = None) -> ParityR
     held = meta.get("start_positions") or {}
     if held:
         cerebro.addanalyzer(_AdoptPositions, held=held)  # before the recorder reads them
-    cerebro.addanalyzer(ParityRecorder, _name="parity")
+    cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=on_bar, keep=keep)
+    return cerebro, strategy_cls, params, cash
+
+
+def _no_bars(meta: dict[str, Any]) -> ConfigError:
+    return ConfigError(f"--replay {meta.get('session_dir')}: the session recorded no bars")
+
+
+def replay_recording(rec: Recording, cfg: ParityConfig | None = None) -> ParityReport:
+    """Run the recorded Strategy over the recorded bars (in memory) with BackBroker; compare.
+    Raises ConfigError for a recording without bars."""
+    cfg = cfg or ParityConfig()
+    meta = rec.meta
+    if not rec.bars:
+        raise _no_bars(meta)
+    frames, live_at = recorded_frames(rec)
+    cerebro, strategy_cls, params, cash = _replay_cerebro(meta, frames, live_at, cfg)
     back = cerebro.run()[0].analyzers.parity.get_analysis()
     back.meta.update(path="replay", broker="BackBroker")
     report = compare(back, rec, cfg.tolerance)
@@ -247,12 +305,38 @@ def replay_recording(rec: Recording, cfg: ParityConfig | None = None) -> ParityR
     return report
 
 
+def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityReport:
+    """:func:`replay_recording` of a session folder, streamed: the bar file is read twice,
+    part by part (once for the feeds' OHLCV, once alongside the replay to compare), so memory
+    holds the price columns and one chunk of records, not the session's every BarRecord.
+    The report is the one ``replay_recording(load_session(directory))`` gives (its ``diffs``
+    capped at the first 500). Raises ConfigError for a folder that is not a session or whose
+    session recorded no bars."""
+    cfg = cfg or ParityConfig()
+    meta = read_meta(directory)
+    frames, live_at = recorded_frames(iter_records(directory))
+    if not frames:
+        raise _no_bars(meta)
+    recorded = iter_records(directory)
+    diff = StreamCompare(cfg.tolerance)
+    cerebro, strategy_cls, params, cash = _replay_cerebro(
+        meta, frames, live_at, cfg, keep=False,
+        on_bar=lambda bar: diff.add(bar, next(recorded, None)))
+    back = cerebro.run()[0].analyzers.parity.get_analysis()
+    for bar in recorded:  # recorded bars the replay never reached
+        diff.add(None, bar)
+    back.meta.update(path="replay", broker="BackBroker")
+    report = diff.report(back.meta, meta)
+    report.meta.update(session=meta.get("session_dir"), run_id=meta.get("run_id"),
+                       strategy=strategy_cls.__name__, params=params, start_cash=cash)
+    return report
+
+
 def replay(path: Path, cfg: ParityConfig | None = None) -> ParityReport:
-    """Replay every session under ``path`` (see the module docstring); return the combined
-    report (counts added up, ``first_divergence`` the first session's first, with its
-    ``session``)."""
-    reports = [replay_recording(load_session(d), cfg) for d in find_sessions(path)]
-    return combine(reports)
+    """Replay every session under ``path`` one after the other (:func:`replay_session`; see
+    the module docstring); return the combined report (counts added up,
+    ``first_divergence`` the first session's first, with its ``session``)."""
+    return combine([replay_session(d, cfg) for d in find_sessions(path)])
 
 
 def combine(reports: list[ParityReport]) -> ParityReport:
