@@ -8,6 +8,7 @@ client library; each name imports its module on first use.
 - feeds.csv_source  load_csv                           (user CSV files)
 - feeds.frame_feed  FrameFeed, make_feed, load_frames_as_feeds (frames -> backtrader feeds)
 - feeds.ibdata      IBData                             (IB historical + live, backtrader's API)
+- feeds.live_sync   LiveBarSync                        (several live IBData: each bar time together)
 - feeds.daily_decision DailyDecisionData               (IB daily bars: warm up, decide once)
 """
 
@@ -25,6 +26,7 @@ _LAZY: dict[str, str] = {
     "load_frames_as_feeds": "feeds.frame_feed",
     # IB feed: lazy, so the backtest path never imports the IB client library
     "IBData": "feeds.ibdata",
+    "LiveBarSync": "feeds.live_sync",
     "DailyDecisionData": "feeds.daily_decision",
 }
 

@@ -12,6 +12,13 @@ status DELAYED (the strategy warms up and does not trade), LIVE is reported righ
 last completed bar (the strategy decides and trades on it), and then the feed keeps cerebro's
 loop turning (returns "no bar yet") while ``keep_alive()`` is true, so order events and fills
 are processed.
+
+With several symbols every feed's bar of a session reaches the strategy in the same ``next()``
+without :mod:`feeds.live_sync`: each feed downloads all its bars in its first ``_load`` (in
+backtrader's thread, before it delivers any) and then answers every load at once from memory,
+never "no bar yet" before its last bar, so backtrader's loop lines them up by time as in a
+backtest; and the decision bar must be the last completed session for every symbol
+(:func:`~bt_ibkr.freshness.check_decision_bar`), so they all decide on the same day.
 """
 
 from __future__ import annotations
@@ -39,11 +46,12 @@ class DailyDecisionData(IBData):
     callable; the feed idles while it returns True), ``history_timeout`` (seconds without an
     answer before ``GatewayTimeoutError``; the store's ``deadline`` caps it), ``report`` (a
     callable given each note of the freshness check). ``useRTH`` defaults to True: regular-hours daily
-    bars, the key under which backtests cache them too.
+    bars, the key under which backtests cache them too. ``syncfeeds`` defaults to False: the
+    feeds need no :mod:`feeds.live_sync` (see the module docstring).
     """
 
     params = (("backfill_days", 730), ("keep_alive", None), ("history_timeout", 120.0),
-              ("useRTH", True), ("report", None))
+              ("useRTH", True), ("report", None), ("syncfeeds", False))
 
     def islive(self) -> bool:
         return True

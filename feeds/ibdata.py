@@ -23,6 +23,18 @@ the decision of the bar it stopped after, and its journal finds that decision's 
 sends nothing twice). History goes through the store's ``cache`` when it
 has one, filed under ``dataname``.
 
+Several live feeds in one Cerebro hand the Strategy each bar time together (``syncfeeds``,
+default True; :mod:`feeds.live_sync` explains why backtrader alone does not and how): a feed
+holds its bar of time T until every other synchronised feed has been handed its bar of T, at
+most until the feed clock (the newest live bar time of any of them) passes T + ``syncwait``
+seconds (default 5: one real-time bar), or ``synctimeout`` seconds of the machine's clock when
+every stream has stalled (default 15); a feed still backfilling is waited for up to its
+``hist_timeout``. A feed given up on is reported through ``report`` (a callable given one line;
+default: a warning on the ``bt_ibkr.feeds`` logger) naming it and T, and its late bars are
+merged into its next bar, never delivered on their own (which would run T twice) nor dropped.
+``data.livesync`` is the group (None when the feed takes no part: historical, ticks,
+``syncfeeds=False``).
+
 Time stamps: lines hold UTC; the feed's ``tz`` defaults to the contract's
 ``timeZoneId``. Intraday bars (history and 5-second bars) are stamped at their END, as
 backtrader stamps bars, so a resampled bar is delivered with its last component; daily bars
@@ -33,9 +45,10 @@ at the market close. Ticks are stamped with the receive time moved to the gatewa
 
 from __future__ import annotations
 
+import math
 import queue
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
@@ -66,6 +79,7 @@ from bt_ibkr.ib.events import (
 )
 from bt_ibkr.ib.parsing import DEFAULT_SESSIONEND as _DEFAULT_SESSIONEND
 from bt_ibkr.ib.store import STORE_PARAMS, IBStore
+from feeds.live_sync import HISTORY, LIVE, LiveBarSync
 
 
 class IBData(DataBase):
@@ -88,6 +102,10 @@ class IBData(DataBase):
         ("store", None),
         ("hist_timeout", 600.0),
         ("decide_last", False),
+        ("syncfeeds", True),
+        ("syncwait", 5.0),
+        ("synctimeout", 15.0),
+        ("report", None),
     )
 
     RTBAR_MINSIZE = (TimeFrame.Seconds, 5)
@@ -97,6 +115,11 @@ class IBData(DataBase):
         unknown = sorted(set(kwargs) - set(STORE_PARAMS))
         if unknown:
             raise ConfigError(f"unknown IBData parameter(s) {unknown}")
+        for param in ("syncwait", "synctimeout"):
+            value = getattr(self.p, param)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"IBData {param}={value!r}: must be a finite number of "
+                                  "seconds > 0")
         self.store = self.p.store if self.p.store is not None else IBStore.default(**kwargs)
         self.precontract = parse_dataname(
             self.p.dataname, self.p.sectype, self.p.exchange, self.p.currency
@@ -113,11 +136,28 @@ class IBData(DataBase):
         self.qlive: queue.Queue = queue.Queue()
         self.qhist: queue.Queue | None = None
         self._state = self._ST_OVER
+        self._sync: LiveBarSync | None = None
+        self._reconn_pending = False
 
     @property
     def ib(self) -> IBStore:
         """The store (backtrader's attribute name for it)."""
         return self.store
+
+    @property
+    def livesync(self) -> LiveBarSync | None:
+        """Return the LiveBarSync this feed takes part in (None: it takes no part)."""
+        return self._sync
+
+    def _sync_phase(self) -> str | None:
+        """Return what the feed is loading for LiveBarSync: ``"history"`` (backfilling),
+        ``"live"``, or None (not loading bars it could be waited for: not started yet,
+        replaying ``backfill_from``, waiting for a reconnect, ended)."""
+        if self._state == self._ST_HISTORBACK:
+            return HISTORY
+        if self._state == self._ST_LIVE and not self._reconn_pending:
+            return LIVE
+        return None
 
     # ------------------------------------------------------------------ backtrader hooks
     def setenvironment(self, env) -> None:
@@ -129,6 +169,16 @@ class IBData(DataBase):
 
     def haslivedata(self) -> bool:
         return self._state == self._ST_LIVE and not self.qlive.empty()
+
+    def _check(self, forcedata=None) -> None:
+        """backtrader's hook to close a resampled bar (its retry passes the master feed as
+        ``forcedata``); skipped when this feed's own bar of the master's time has arrived,
+        so the load that follows completes the bar with it (:mod:`feeds.live_sync`)."""
+        if forcedata is not None and self._sync is not None and len(forcedata):
+            when = num2date(forcedata.datetime[0]) - timedelta(milliseconds=1)
+            if self._sync.has_arrived(self, when):
+                return
+        super()._check(forcedata=forcedata)
 
     def _gettz(self):
         if self.p.tz is not None:
@@ -147,13 +197,16 @@ class IBData(DataBase):
         contracts for ``dataname`` and ``ConnectionFailedError`` when the gateway is down.
         """
         super().start()
-        self.qlive = queue.Queue()
         self.qhist = None
         self._stream = None
         self._lastdt = float("-inf")
         self._reconn_pending = False
         tfcomp = (self._timeframe, self._compression)
         self._usertvol = (not self.p.rtbar) or tfcomp < self.RTBAR_MINSIZE
+        syncs = (self.p.syncfeeds and not self.p.historical and not self._usertvol
+                 and getattr(self, "_env", None) is not None)
+        self._sync = LiveBarSync.join(self) if syncs else None
+        self.qlive = self._sync.queue(self, LIVE) if self._sync else queue.Queue()
         self.store.start(data=self)
         self._store_started = True
         self.notifs.append((self.CONNECTED, (), {}))
@@ -196,6 +249,9 @@ class IBData(DataBase):
     def stop(self) -> None:
         """Cancel the live stream and release the store."""
         super().stop()
+        if self._sync is not None:
+            self._sync.leave(self)
+            self._sync = None
         if self._stream is not None:
             self.store.cancel_live(self._stream)
             self._stream = None
@@ -225,6 +281,7 @@ class IBData(DataBase):
         self.qhist = self.store.request_history(
             self.contract, start, end, barsize, what=self._what(), use_rth=self.p.useRTH,
             tz=self._tz, sessionend=self.p.sessionend, name=self.p.dataname,
+            q=self._sync.queue(self, HISTORY) if self._sync else None,
         )
         self._state = self._ST_HISTORBACK
         self._hist_since = time.monotonic()
@@ -358,7 +415,10 @@ class IBData(DataBase):
         try:
             event = self.qlive.get(timeout=self._qcheck)
         except queue.Empty:
-            return None
+            if self._sync is None or self._reconn_pending:
+                return None
+            self._sync.wait_own(self)  # another feed has a newer bar: wait for ours (bounded)
+            return None if self.qlive.empty() else "again"
         match event:
             case BarReceived(bar=bar, delayed=delayed):
                 if self._reconn_pending:
@@ -403,6 +463,11 @@ class IBData(DataBase):
             return False
         if hist and dt < self.fromdate:
             return False
+        if self._sync is not None:
+            bar = self._sync.admit(self, bar)  # hold until the other feeds have this time
+            if bar is None:  # late: the Strategy ran this time already; merged into the next
+                self._lastdt = max(self._lastdt, dt)
+                return False
         self._lastdt = max(self._lastdt, dt)
         lines = self.lines
         lines.datetime[0] = dt

@@ -318,6 +318,32 @@ def test_realtime_bars_twelve_per_minute(sample_sim, clients):
     assert len(bars) == 12
 
 
+def test_realtime_bars_of_one_symbol_lag_by_simulated_seconds(sample_sim, clients):
+    """``delay_realtime_bars``: QQQ's bar of a period arrives 2 simulated seconds after SPY's,
+    released by the clock; clearing the lag sends what is still held."""
+    ib = clients(sample_sim)
+    spy, qqq = ib.qualifyContracts(Stock("SPY", "SMART", "USD"), Stock("QQQ", "SMART", "USD"))
+    fast = ib.reqRealTimeBars(spy, 5, "TRADES", False)
+    slow = ib.reqRealTimeBars(qqq, 5, "TRADES", False)
+    sample_sim.wait_for_request("reqRealTimeBars", count=2, pump=ib.sleep)
+    sample_sim.delay_realtime_bars("QQQ", 2)
+    sample_sim.advance(seconds=5)
+    ib.reqCurrentTime()  # a round trip: whatever the simulator sent before it has been read
+    assert (len(fast), len(slow)) == (1, 0)
+    sample_sim.advance(seconds=1)
+    ib.reqCurrentTime()
+    assert len(slow) == 0
+    sample_sim.advance(seconds=1)
+    ib.reqCurrentTime()
+    assert len(slow) == 1 and slow[0].time == fast[0].time
+    sample_sim.advance(seconds=9)  # two more periods: QQQ's second bar is due, its third not
+    ib.reqCurrentTime()
+    assert (len(fast), len(slow)) == (3, 2)
+    sample_sim.delay_realtime_bars("QQQ", 0)
+    ib.reqCurrentTime()
+    assert [b.time for b in slow] == [b.time for b in fast]
+
+
 def test_delayed_and_live_ticks(sample_sim, clients):
     ib = clients(sample_sim)
     [spy] = ib.qualifyContracts(Stock("SPY", "SMART", "USD"))

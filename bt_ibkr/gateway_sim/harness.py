@@ -321,6 +321,17 @@ class GatewaySim:
                                                day=last.day + timedelta(days=days))]
         self.edit_bars(symbol, edit)
 
+    def delay_realtime_bars(self, symbol: str, seconds: float) -> None:
+        """Send ``symbol``'s 5-second real-time bars ``seconds`` of SIMULATED time after their
+        period ended instead of at once (one contract's bars behind the others' of the same
+        period); the clock, not a sleep, releases them, so a test decides when they arrive.
+        ``seconds <= 0`` clears the lag and sends the held bars now."""
+        if seconds > 0:
+            self.server.faults.rt_bar_lags[symbol] = float(seconds)
+            return
+        self.server.faults.rt_bar_lags.pop(symbol, None)
+        self.call(self.server.market_data.release_held, self.now().timestamp())
+
     def drop_replies(self, msg_id: int, n: int = 1) -> None:
         """Send no reply at all to the next ``n`` requests with ``msg_id``."""
         self.server.faults.drops[msg_id] = n

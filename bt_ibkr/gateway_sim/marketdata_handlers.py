@@ -84,6 +84,10 @@ class MarketDataRouter:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        #: real-time bars held back by ``faults.rt_bar_lags``: (due epoch s, order, session,
+        #: req id, fields), sent by :meth:`release_held` once the clock reaches ``due``
+        self.held: list[tuple[float, int, Any, int, list]] = []
+        self._held_seq = 0
 
     def install(self) -> None:
         """Register the market-data handlers on the server."""
@@ -270,7 +274,29 @@ class MarketDataRouter:
             return
         series = self.server.market.series(sub.contract)
         bar = transform_bar(bar, sub.what, sub.contract, series)
-        session.send(realtime_bar_fields(sub.req_id, t - 5, bar))
+        fields = realtime_bar_fields(sub.req_id, t - 5, bar)
+        lag = self.server.faults.rt_bar_lags.get(sub.contract.symbol, 0.0)
+        if lag > 0:
+            self._held_seq += 1
+            self.held.append((t + lag, self._held_seq, session, sub.req_id, fields))
+            return
+        session.send(fields)
+
+    def release_held(self, now: float) -> None:
+        """Send the held-back real-time bars due at or before epoch ``now`` (oldest first), or
+        all of a symbol whose lag was cleared; a cancelled subscription's bars are forgotten."""
+        lags = self.server.faults.rt_bar_lags
+        due, keep = [], []
+        for item in self.held:
+            _, _, session, req_id, _ = item
+            sub = session.rt_subs.get(req_id)
+            if session.closed or sub is None:
+                continue
+            cleared = lags.get(sub.contract.symbol, 0.0) <= 0
+            (due if cleared or item[0] <= now else keep).append(item)
+        self.held = keep
+        for _, _, session, _, fields in sorted(due, key=lambda i: (i[0], i[1])):
+            session.send(fields)
 
     def send_hist_update(self, session: Any, sub: HistSub, t: int) -> None:
         c = sub.contract

@@ -389,6 +389,7 @@ class GatewayServer:
                     continue
                 if until is not None:
                     self.clock.set(datetime.fromtimestamp(t, UTC))
+                self.market_data.release_held(t)  # bars held back by faults.rt_bar_lags
                 if self.fills_first:  # see frames.py: a session compressed to one step
                     for c in active:
                         await self._step_broker(c, t)
@@ -404,6 +405,7 @@ class GatewayServer:
                     await asyncio.sleep(0)
             if until is not None:
                 self.clock.set(end)
+            self.market_data.release_held(end.timestamp())
             self._emitted = max(self._emitted, target)
 
     def _relevant_contracts(self) -> list[SimContract]:

@@ -34,12 +34,15 @@ class FaultPlan:
     ``drops``: request msg id -> how many further requests of that id get no reply at all.
     ``bar_edits``: symbol -> functions ``f(bars) -> bars`` applied, in order, to every
     historical reply for that symbol (bad data: a NaN price, a future time stamp).
+    ``rt_bar_lags``: symbol -> simulated seconds by which that symbol's real-time bars reach
+    the clients after their period ended (one contract's bars behind another's).
     """
 
     reject_next_order: tuple[int, str] | None = None
     delays: dict[int, float] = field(default_factory=dict)
     drops: dict[int, int] = field(default_factory=dict)
     bar_edits: dict[str, list[Callable[[list], list]]] = field(default_factory=dict)
+    rt_bar_lags: dict[str, float] = field(default_factory=dict)
 
 
 class Session:

@@ -20,7 +20,10 @@
      stay working and journaled) and return;
    * ``run_mode="stream"``: backfill, then trade every live bar until :meth:`LiveRunner.stop`
      (SIGINT/SIGTERM in the CLI) or ``max_runtime``; on stop this run's working orders are
-     cancelled when ``risk.cancel_on_exit`` is true;
+     cancelled when ``risk.cancel_on_exit`` is true. With several symbols the feeds hand the
+     strategy each bar time together (:mod:`feeds.live_sync`): one ``next()`` per time, every
+     feed at that time; a feed whose bar does not come within one more bar is reported
+     (log, audit, status line) and the strategy goes on without it;
 
 6. write the run summary (``--json``) and the quantstats tearsheet of the recorded equity
    (``--report``); every decision, order, fill, connection event and risk refusal is in the
@@ -424,8 +427,11 @@ class LiveRunner:
                 cerebro.adddata(data, name=sym)
             else:
                 tf, comp = timeframe_of(cfg.bar_size)
+                # syncfeeds: with several symbols every feed's bar of a time reaches the
+                # strategy in one next() (feeds.live_sync); a late feed is audited by name
                 data = IBData(dataname=sym, store=store, timeframe=tf, compression=comp,
-                              rtbar=True, backfill_start=True, backfill=True, qcheck=0.2)
+                              rtbar=True, backfill_start=True, backfill=True, qcheck=0.2,
+                              syncfeeds=True, report=lambda note: self._note(audit, note))
                 if (tf, comp) == (bt.TimeFrame.Seconds, 5):
                     cerebro.adddata(data, name=sym)
                 else:

@@ -142,22 +142,6 @@ def run_ib_path(frames: dict[str, pd.DataFrame], strategy_cls: type, params: dic
             sim.stop()
 
 
-def _wait_for_all_feeds_cls():
-    from feeds.ibdata import IBData
-
-    class WaitForAllFeeds(IBData):
-        """IBData that never tells Cerebro it has a bar queued, so Cerebro waits up to
-        ``qcheck`` on every feed each turn: the bars of one session, sent together, reach the
-        Strategy together. (backtrader stops waiting for the other feeds as soon as one has a
-        bar queued, so a feed whose bar is a few microseconds behind would be decided on
-        stale; in lockstep the session's bars are all on their way, so the wait is short.)"""
-
-        def haslivedata(self) -> bool:
-            return False
-
-    return WaitForAllFeeds
-
-
 def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls: type,
                  params: dict[str, Any], cfg: ParityConfig,
                  on_step: Callable[[int, Any, Any], None] | None = None,
@@ -177,6 +161,7 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
 
     store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
     gate = _Gate()
+    notes: list[str] = []  # a feed the Strategy stopped waiting for (never expected here)
     cerebro = bt.Cerebro(stdstats=False)
     kwargs = {"backfill_start": False, **(data_kwargs or {})}
     warm = 0
@@ -186,9 +171,10 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
             frame = backfill[name]
             warm = max(warm, len(frame))
             extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
-        cls = _wait_for_all_feeds_cls() if len(datanames) > 1 else IBData
-        data = cls(dataname=dataname, store=store, rtbar=True,
-                   timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck, **extra)
+        # several feeds: IBData hands the Strategy each session's bars together (syncfeeds)
+        data = IBData(dataname=dataname, store=store, rtbar=True, report=notes.append,
+                      timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck,
+                      **extra)
         cerebro.adddata(data, name=name)
     cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
     cerebro.addstrategy(strategy_cls, **params)
@@ -214,7 +200,8 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
     if errors:
         raise errors[0]
     rec = result[0].analyzers.parity.get_analysis()
-    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()))
+    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()),
+                    feed_notes=notes)
     return rec
 
 
