@@ -26,18 +26,23 @@ class OneLineFormatter(logging.Formatter):
 
 
 class ClientConnectNoise(logging.Filter):
-    """Keep the IB client library's own connect-failure lines off the console (they stay in
-    the log file): the session reports a failed connect itself, in one line that names the
-    host, the port and what to check, and reconnect attempts would repeat them every time."""
+    """Keep the IB client library's lines about what bt_ibkr handles itself off the console
+    (they stay in the log file): a failed connect (the session reports it in one line that
+    names the host, the port and what to check; reconnect attempts would repeat it every
+    time) and IB's "HMDS query returned no data" (162 for a stretch without sessions, which
+    the history download reads as no bars)."""
 
-    LOGGERS = ("ib_async.client", "ib_insync.client")
-    TEXTS = ("API connection failed", "Make sure API port")
+    CONNECT = ("API connection failed", "Make sure API port")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name not in self.LOGGERS:
+        if not record.name.startswith(("ib_async.", "ib_insync.")):
             return True
         text = record.getMessage()
-        return not any(text.startswith(t) for t in self.TEXTS)
+        if record.name.endswith(".client"):
+            return not text.startswith(self.CONNECT)
+        if record.name.endswith(".wrapper"):
+            return not (text.startswith("Error 162") and "returned no data" in text)
+        return True
 
 
 def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
