@@ -536,7 +536,8 @@ class IBStore:
 
     def follow_trades(self, refs: set[str]) -> list[str]:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
-        earlier process) to the broker under that orderRef, as if placed by this one.
+        earlier process) to the broker under that orderRef, their executions the client
+        already has first; the broker counts each fill once (:mod:`bt_ibkr.ib.broker`).
 
         Returns the refs newly followed (already followed ones are skipped). Runs on the
         store's loop; returns when done.
