@@ -161,3 +161,59 @@ def fills_of(rec) -> list[tuple]:
     submission order)."""
     return sorted((f["dt"][:10], f["data"], f["side"], f["size"], f["price"], f["commission"])
                   for f in rec.fills())
+
+
+class HoldMessages:
+    """Holds the simulator's pushed messages with ids in ``msg_ids`` to client ``client_id``
+    until :meth:`release` sends them, in order: a message late on its way, so that the client
+    reads a fill's execDetails (11), commissionReport (59), position (61) or account values
+    (6) in another order, or later, than the simulator sends them. An execDetails answering a
+    reqExecutions is never held. A context manager (patches ``Session.send`` while active;
+    on exit it releases what it still holds)."""
+
+    def __init__(self, sim, client_id: int, *msg_ids: int) -> None:
+        self.sim = sim
+        self.client_id = client_id
+        self.msg_ids = set(msg_ids)
+        self.held: list[tuple[object, list]] = []
+        self._orig = None
+
+    def _hold(self, session, fields) -> bool:
+        return (self._orig is not None and session.server is self.sim.server
+                and session.client_id == self.client_id and bool(fields)
+                and fields[0] in self.msg_ids and not (fields[0] == 11 and fields[1] != -1)
+                and threading.get_ident() == self.sim.server.loop_thread_id)
+
+    def __enter__(self) -> HoldMessages:
+        from bt_ibkr.gateway_sim.session import Session
+
+        orig = self._orig = Session.send
+        hold = self
+
+        def send(session, fields):
+            if hold._hold(session, fields):
+                hold.held.append((session, list(fields)))
+                return None
+            return orig(session, fields)
+
+        Session.send = send
+        return self
+
+    def ids(self) -> list[int]:
+        """The ids of the messages held so far, in order."""
+        return [int(fields[0]) for _, fields in self.held]
+
+    def release(self) -> None:
+        """Send the held messages now (on the simulator's loop, in the order they were held)
+        and stop holding."""
+        from bt_ibkr.gateway_sim.session import Session
+
+        orig, self._orig = self._orig, None
+        if orig is not None:
+            Session.send = orig
+        held, self.held = self.held, []
+        if held:
+            self.sim.call(lambda: [orig(s, f) for s, f in held])
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -48,6 +48,7 @@ def test_store_broker_and_feed_tests_pass_with_ib_insync():
     tests = [
         "tests/test_ib_store.py",
         "tests/test_ib_broker.py",
+        "tests/test_followed_fills.py",
         "tests/test_ib_data.py::test_historical_daily_range_is_chunked_and_complete",
         "tests/test_ib_data.py::test_reconnect_backfills_the_gap_without_duplicates_or_holes",
         "tests/test_ib_data.py::test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars",

@@ -26,6 +26,24 @@ truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is
 numbers and :meth:`IBBroker.reconcile` adopts IB's cash (call it when no order is working).
 ``mark="account"`` restores the old reading (IB's TotalCashBalance and NetLiquidation).
 
+Positions and cash are adopted once, in :meth:`IBBroker.start`, from one snapshot of the account
+(:meth:`IBStore.account_snapshot`) that also says which executions they already include; from
+then on every execution of an order of ours is counted exactly once, by its execId: those of
+this broker's orders, and those of orders it did not place, i.e. an earlier process's orders
+that the store follows after a restart (:meth:`IBStore.follow_trades`) and their fills replayed
+at start-up. IB tells of a fill in separate messages (execDetails, commissionReport, position,
+account values) that may reach the client before or after the snapshot, in any order; the
+snapshot is taken in the store's loop thread between two messages, and
+:mod:`bt_ibkr.ib.book` records in which order they came, so a fill is added to the position
+unless a position report that includes it came before the snapshot, and to the cash unless a
+cash report that includes it did (anchored on execIds, never on comparing numbers; see
+that module for a position reported before its execution). The fill of an order this broker did
+not place has no backtrader order to notify: it reaches ``notify_store`` (kind ``"fill"``,
+keyword arguments orderRef, symbol, side, size, price, commission, execId) and the subscribers
+(:class:`~bt_ibkr.ib.events.FollowedFill`); a Strategy order later bound to it
+(:meth:`IBBroker.bind_order`, a restarted run re-making the same decision) gets those fills as
+its executions.
+
 Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`: strategy,
 symbol, decision bar, number within the decision) unless the user gave one: the key a journal
 records before sending. Code that must see every event the broker applies (a journal, an
@@ -35,19 +53,19 @@ audit) subscribes with :meth:`IBBroker.subscribe`.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import queue
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import backtrader as bt
-from backtrader.comminfo import CommInfoBase
-from backtrader.order import Order, OrderBase
+from backtrader.order import Order
 from backtrader.position import Position
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.ib import client as ibc
+from bt_ibkr.ib.book import AccountSnapshot
 from bt_ibkr.ib.codes import (
     CANCEL_CONFIRMATIONS,
     CANCELLED_STATUSES,
@@ -60,130 +78,20 @@ from bt_ibkr.ib.events import (
     BrokerEvent,
     CommissionReceived,
     ExecutionReceived,
+    FollowedFill,
     OrderError,
     OrderPlaced,
     OrderStatusChanged,
 )
+from bt_ibkr.ib.iborder import IBCommInfo, IBOrder, tif_for
 from bt_ibkr.ib.order_refs import OrderRefs, decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.ib.store import STORE_PARAMS, IBStore
-from bt_ibkr.utc import naive_utc, utc_now
+from bt_ibkr.utc import naive_utc
 
+__all__ = ["IBBroker", "IBCommInfo", "IBOrder", "tif_for"]
 
-class IBCommInfo(CommInfoBase):
-    """Cost/value helper for IB orders (the real commission comes from IB's reports)."""
-
-    params = (("commission", 0.0),)
-
-    def getvaluesize(self, size, price):
-        return abs(size) * price * self.p.mult
-
-    def getoperationcost(self, size, price):
-        return abs(size) * price * self.p.mult
-
-
-_IB_ORDER_TYPES = {
-    Order.Market: "MKT",
-    Order.Limit: "LMT",
-    Order.Close: "MOC",
-    Order.Stop: "STP",
-    Order.StopLimit: "STP LMT",
-    Order.StopTrail: "TRAIL",
-    Order.StopTrailLimit: "TRAIL LIMIT",
-}
-
-
-def tif_for(valid) -> tuple[str, str]:
-    """Return ``(tif, goodTillDate)`` for a backtrader ``valid`` value.
-
-    None -> GTC; ``timedelta(0)`` or 0 -> DAY; a datetime/date -> GTD at that (naive = UTC)
-    time; any other timedelta -> GTD now + delta; a float -> GTD at that backtrader date
-    number. goodTillDate is written in IB's UTC form ``YYYYMMDD-HH:MM:SS``.
-    """
-    if valid is None:
-        return "GTC", ""
-    if isinstance(valid, timedelta):
-        if valid == timedelta(0):
-            return "DAY", ""
-        when = naive_utc(utc_now()) + valid
-    elif isinstance(valid, datetime):
-        when = naive_utc(valid)
-    elif isinstance(valid, date):
-        when = datetime.combine(valid, datetime.max.time()).replace(microsecond=0)
-    elif valid == 0:
-        return "DAY", ""
-    else:
-        try:
-            when = bt.num2date(float(valid))
-        except (TypeError, ValueError):
-            raise ConfigError(f"order valid={valid!r} is not None, a datetime, a timedelta "
-                              "or a backtrader date number") from None
-    return "GTD", when.strftime("%Y%m%d-%H:%M:%S")
-
-
-class IBOrder(OrderBase):
-    """A backtrader order carrying the IB ``Order`` it is sent as (``order.ib_order``).
-
-    Extra keyword arguments are set on the IB order (unknown field names are an error).
-    ``order.orderRef`` is the unique key of the order, ``order.orderId`` IB's id once placed.
-    """
-
-    def __init__(self, action: str, **kwargs: Any) -> None:
-        self.ordtype = self.Buy if action == "BUY" else self.Sell
-        raw_valid = self.p.valid
-        super().__init__()
-        self._willexpire = False
-        self.orderId: int | None = None
-        self.execids: set[str] = set()
-        ib = ibc.Order()
-        ib.action = action
-        if self.exectype not in _IB_ORDER_TYPES:
-            raise ConfigError(
-                f"exectype {self.ExecTypes[self.exectype]!r} has no IB order type; use Market, "
-                "Limit, Stop, StopLimit, StopTrail, StopTrailLimit or Close"
-            )
-        ib.orderType = _IB_ORDER_TYPES[self.exectype]
-        ib.totalQuantity = abs(self.size)
-        if self.exectype == Order.Limit:
-            ib.lmtPrice = self.price
-        elif self.exectype == Order.Stop:
-            ib.auxPrice = self.price
-        elif self.exectype == Order.StopLimit:
-            ib.lmtPrice = self.pricelimit
-            ib.auxPrice = self.price
-        elif self.exectype in (Order.StopTrail, Order.StopTrailLimit):
-            if self.trailamount is not None:
-                ib.auxPrice = self.trailamount
-            elif self.trailpercent is not None:
-                ib.trailingPercent = self.trailpercent * 100.0
-            if self.exectype == Order.StopTrailLimit:
-                if self.p.price is not None:
-                    ib.trailStopPrice = self.p.price
-                if self.p.pricelimit is not None and self.p.price is not None:
-                    ib.lmtPriceOffset = abs(self.p.price - self.p.pricelimit)
-        elif self.exectype == Order.Market:
-            pass
-        ib.transmit = bool(self.transmit)
-        ib.ocaType = 1  # as backtrader: a fill cancels the other members of an OCA group
-        ib.tif, ib.goodTillDate = tif_for(raw_valid)
-        for name, value in kwargs.items():
-            if not hasattr(ib, name):
-                raise ConfigError(
-                    f"order keyword {name!r} is not a field of the IB Order; check the spelling "
-                    "(e.g. outsideRth, orderRef, account, ocaGroup)"
-                )
-            setattr(ib, name, value)
-        self.ib_order = ib
-
-    @property
-    def orderRef(self) -> str:
-        return self.ib_order.orderRef
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        o = self.ib_order
-        return (f"{base}\norderRef: {o.orderRef}\norderId: {self.orderId}\n"
-                f"Action: {o.action}\nOrderType: {o.orderType}\nTif: {o.tif}")
+log = logging.getLogger("bt_ibkr.ib.broker")
 
 
 class IBBroker(bt.BrokerBase):
@@ -191,10 +99,12 @@ class IBBroker(bt.BrokerBase):
 
     ``IBBroker(store=None, **store_params)``: without ``store`` it shares the default IBStore
     (created from ``store_params`` if none exists), like backtrader's singleton store.
-    ``broker.store`` is that store (``broker.ib`` too: backtrader's name for it).
+    ``broker.store`` is that store (``broker.ib`` too: backtrader's name for it). ``mark``: see
+    the module docstring; ``settle``: seconds :meth:`start` waits for an execution whose
+    position IB reported before it (see :mod:`bt_ibkr.ib.book`).
     """
 
-    params = (("store", None), ("mark", "close"))
+    params = (("store", None), ("mark", "close"), ("settle", 5.0))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -215,6 +125,10 @@ class IBBroker(bt.BrokerBase):
         self._pending_exec: dict[str, ExecutionReceived] = {}
         self._early_comm: dict[str, CommissionReceived] = {}
         self._applied: set[str] = set()
+        self._snapshot: AccountSnapshot | None = None
+        self._followed: dict[str, list[FollowedFill]] = {}  # ref -> fills of orders not placed here
+        self._derived: list[FollowedFill] = []  # for the subscribers, after the queue's event
+        self._status_filled: dict[str, float] = {}  # ref -> filled per IB's status (not ours)
         self._started = False
         self._ledger_cash = 0.0
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
@@ -231,8 +145,10 @@ class IBBroker(bt.BrokerBase):
         super().start()
         self.store.start(broker=self)
         self._started = True
-        self.startingcash = self.cash = self._ledger_cash = self.store.get_acc_cash()
-        self.startingvalue = self.value = self.store.get_acc_value()
+        # positions, cash and the executions they hold: one reading, taken between two messages
+        snap = self._snapshot = self.store.account_snapshot(float(self.p.settle))
+        self.startingcash = self.cash = self._ledger_cash = snap.cash
+        self.startingvalue = self.value = snap.value
 
     def stop(self) -> None:
         super().stop()
@@ -308,27 +224,47 @@ class IBBroker(bt.BrokerBase):
         """Return the position of ``data``'s trade contract (adopted from IB at start)."""
         conid = self._conid(data)
         self._feeds.setdefault(conid, data)
+        pos = self._position(conid, self._multiplier(data))
+        return pos.clone() if clone else pos
+
+    def _position(self, conid: int, mult: float) -> Position:
         pos = self.positions.get(conid)
         if pos is None:
-            size, avgcost = self.store.get_positions().get(conid, (0.0, 0.0))
-            mult = self._multiplier(data)
-            pos = Position(size, (avgcost / mult) if size else 0.0)
-            self.positions[conid] = pos
-        return pos.clone() if clone else pos
+            held = (self._snapshot.positions if self._snapshot is not None
+                    else self.store.get_positions())
+            size, avgcost = held.get(conid, (0.0, 0.0))
+            pos = self.positions[conid] = Position(size, (avgcost / mult) if size else 0.0)
+        return pos
+
+    def _feed_of(self, conid: int):
+        """Return the feed trading contract ``conid`` (None when no feed does)."""
+        data = self._feeds.get(conid)
+        if data is None:
+            for d in self.store.datas:
+                if getattr(getattr(d, "tradecontract", None), "conId", None) == conid:
+                    data = self._feeds[conid] = d
+                    break
+        return data
 
     @staticmethod
     def _multiplier(data) -> float:
+        return IBBroker._contract_multiplier(getattr(data, "tradecontract", None))
+
+    @staticmethod
+    def _contract_multiplier(contract) -> float:
         try:
-            return float(data.tradecontract.multiplier) or 1.0
+            return float(contract.multiplier) or 1.0
         except (AttributeError, TypeError, ValueError):
             return 1.0
 
     def getcommissioninfo(self, data) -> IBCommInfo:
         """Return the IBCommInfo of ``data``'s trade contract (one per multiplier and kind:
         backtrader's params objects are slow to build and this runs several times a bar)."""
-        contract = getattr(data, "tradecontract", None)
+        return self._comminfo_of(getattr(data, "tradecontract", None))
+
+    def _comminfo_of(self, contract) -> IBCommInfo:
         sec = getattr(contract, "secType", "STK")
-        key = (self._multiplier(data), sec not in ("FUT", "OPT", "FOP"))
+        key = (self._contract_multiplier(contract), sec not in ("FUT", "OPT", "FOP"))
         info = self._comminfo.get(key)
         if info is None:
             info = self._comminfo[key] = IBCommInfo(mult=key[0], stocklike=key[1])
@@ -423,6 +359,10 @@ class IBBroker(bt.BrokerBase):
                 handler(self, event)
             for callback in self._subscribers:
                 callback(event)
+            while self._derived:
+                derived = self._derived.pop(0)
+                for callback in self._subscribers:
+                    callback(derived)
 
     def _on_placed(self, ev: OrderPlaced) -> None:
         order = self.orders.get(ev.ref)
@@ -431,7 +371,8 @@ class IBBroker(bt.BrokerBase):
 
     def _on_status(self, ev: OrderStatusChanged) -> None:
         order = self.orders.get(ev.ref)
-        if order is None:
+        if order is None:  # an order this broker did not place: what IB says it filled
+            self._status_filled[ev.ref] = max(self._status_filled.get(ev.ref, 0.0), ev.filled)
             return
         if ev.status in WORKING_STATUSES and order.status == Order.Submitted:
             order.accept(self)
@@ -485,9 +426,66 @@ class IBBroker(bt.BrokerBase):
             self._early_comm[ev.exec_id] = ev
             return
         self._applied.add(ev.exec_id)
+        # (in the position, in the cash) adopted at start: only the rest is added
+        counted = (self._snapshot.counted(ex.exec_id) if self._snapshot is not None
+                   else (False, False))
         order = self.orders.get(ex.ref)
         if order is not None:
-            self._execute(order, ex.exec_id, ex.shares, ex.price, ex.time, ev.commission)
+            self._execute(order, ex.exec_id, ex.shares, ex.price, ex.time, ev.commission,
+                          counted)
+        else:
+            self._account_followed(ex, ev, counted)
+
+    def _account_followed(self, ex: ExecutionReceived, comm: CommissionReceived,
+                          counted: tuple[bool, bool]) -> None:
+        """Count an execution of an order this broker did not place (see the module
+        docstring) in the ledger, then tell ``notify_store`` and the subscribers."""
+        contract = ex.contract
+        if contract is None:  # every execution the store routes carries its contract
+            log.warning("execution %s of %s has no contract: not counted", ex.exec_id, ex.ref)
+            return
+        in_pos, in_cash = counted
+        data = self._feed_of(contract.conId)
+        info = self.getcommissioninfo(data) if data is not None else self._comminfo_of(contract)
+        mult = info.p.mult
+        position = self._position(contract.conId, mult)
+        pnl = comm.realized_pnl  # IB's, for a fill the adopted position already holds
+        if not in_pos:
+            before = position.price
+            closed = position.update(ex.shares, ex.price)[3]
+            pnl = info.profitandloss(-closed, before, ex.price) if closed else 0.0
+        if not in_cash:
+            if info.stocklike:
+                self._ledger_cash -= ex.shares * ex.price * mult + comm.commission
+            else:
+                self._ledger_cash += pnl - comm.commission
+        symbol = contract_symbol(contract)
+        fill = FollowedFill(ref=ex.ref, exec_id=ex.exec_id, symbol=symbol, shares=ex.shares,
+                            price=ex.price, commission=comm.commission, time=ex.time,
+                            in_position=in_pos, in_cash=in_cash, position=position.size,
+                            cash=self._ledger_cash)
+        self._followed.setdefault(ex.ref, []).append(fill)
+        self._derived.append(fill)
+        held = " (already in the position adopted at start)" if in_pos else ""
+        self.store.notify_event(
+            f"fill of {ex.ref}, an order of an earlier run: {fill.side} {abs(ex.shares):g} "
+            f"{symbol} @ {ex.price:g}, commission {comm.commission:g}{held}; position now "
+            f"{position.size:g}", kind="fill", orderRef=ex.ref, symbol=symbol, side=fill.side,
+            size=abs(ex.shares), price=ex.price, commission=comm.commission, execId=ex.exec_id)
+
+    def bind_order(self, order: IBOrder) -> None:
+        """Attach the submitted ``order`` to the working order with the same orderRef that an
+        earlier process placed (a restart re-making that decision): its events reach ``order``
+        from now on, and the fills already counted for that orderRef become ``order``'s
+        executions (notified Partial/Completed) without being counted again. Marks it
+        ``order.info.adopted``; returns None."""
+        order.addinfo(adopted=True)
+        self.orders[order.orderRef] = order
+        order.accept(self)
+        self.notify(order)
+        for fill in self._followed.pop(order.orderRef, []):
+            self._execute(order, fill.exec_id, fill.shares, fill.price, fill.time,
+                          fill.commission, (True, True))
 
     _HANDLERS: dict[type, Callable[[IBBroker, Any], None]] = {
         OrderPlaced: _on_placed,
@@ -498,12 +496,16 @@ class IBBroker(bt.BrokerBase):
     }
 
     def _execute(self, order: IBOrder, execid: str, size: float, price: float, when,
-                 comm: float) -> None:
+                 comm: float, counted: tuple[bool, bool] = (False, False)) -> None:
+        """Apply one execution to ``order`` and to the ledger; ``counted``: (the position,
+        the cash) already hold it, so only the order's bookkeeping changes for that part."""
         if order.status == Order.Submitted:
             order.accept(self)
             self.notify(order)
         order.execids.add(execid)
         position = self.getposition(order.data, clone=False)
+        if counted[0]:  # the order's figures on the position as it was before this fill
+            position = Position(position.size - size, position.price)
         pprice_orig = position.price
         psize, pprice, opened, closed = position.update(size, price)
         comminfo = order.comminfo
@@ -513,7 +515,9 @@ class IBBroker(bt.BrokerBase):
         openedcomm = comm - closedcomm
         pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
         margin = comminfo.getvaluesize(size, price)
-        if comminfo.stocklike:
+        if counted[1]:
+            pass
+        elif comminfo.stocklike:
             self._ledger_cash -= size * price * comminfo.p.mult + comm
         else:
             self._ledger_cash += pnl - comm

@@ -6,8 +6,9 @@ broker take them off in backtrader's thread. One class per happening, named for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,15 @@ class OrderStatusChanged:
 
 @dataclass(frozen=True)
 class ExecutionReceived:
-    """An execution of order ``ref``: ``shares`` signed (+ bought, - sold) at ``price``."""
+    """An execution of order ``ref``: ``shares`` signed (+ bought, - sold) at ``price``;
+    ``contract`` is the IB contract it traded (None when unknown)."""
 
     ref: str
     exec_id: str
     shares: float
     price: float
     time: datetime | None
+    contract: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,32 @@ class CommissionReceived:
 
 
 @dataclass(frozen=True)
+class FollowedFill:
+    """An execution of order ``ref`` that this broker did not place (an earlier process's order
+    it follows), as :class:`~bt_ibkr.ib.broker.IBBroker` accounted it: ``shares`` signed at
+    ``price`` with IB's ``commission``; ``in_position`` / ``in_cash``: the position / cash
+    adopted at start already held it (only the rest was added); ``position`` and ``cash``: the
+    broker's after it. Passed to the broker's subscribers after the execution's events."""
+
+    ref: str
+    exec_id: str
+    symbol: str
+    shares: float
+    price: float
+    commission: float
+    time: datetime | None
+    in_position: bool
+    in_cash: bool
+    position: float
+    cash: float
+
+    @property
+    def side(self) -> str:
+        """BUY or SELL."""
+        return "BUY" if self.shares > 0 else "SELL"
+
+
+@dataclass(frozen=True)
 class OrderError:
     """An IB error or warning about order ``ref`` (see :func:`bt_ibkr.ib.codes.is_warning`)."""
 
@@ -143,11 +172,33 @@ class OrderError:
     text: str
 
 
+# ------------------------------------------------------------------ notify_store
+@dataclass(frozen=True)
+class StoreMessage:
+    """What ``notify_store`` receives: an IB error/warning, a connection event or a broker
+    event (e.g. the fill of an order an earlier process placed).
+
+    ``code`` is IB's error code (None for the others), ``reqId`` the request or order id it
+    refers to (-1 for none), ``kind`` one of "error", "connection", "event", "fill".
+    """
+
+    code: int | None
+    text: str
+    reqId: int = -1
+    kind: str = "error"
+
+    def __str__(self) -> str:
+        if self.code is None:
+            return f"[{self.kind}] {self.text}"
+        return f"[IB {self.code}] reqId {self.reqId}: {self.text}"
+
+
 ConnectionEvent = ConnectionLost | ConnectionRestored | ConnectionGaveUp | ConnectivityNotice
 """Events put on every feed's queue and on the broker's."""
 FeedEvent = BarReceived | HistoryEnded | RequestFailed | SwitchedToDelayed | StoreClosed \
     | ConnectionEvent
 """What a feed's queue carries."""
 BrokerEvent = OrderPlaced | OrderStatusChanged | ExecutionReceived | CommissionReceived \
-    | OrderError | ConnectionEvent
-"""What the broker's queue carries."""
+    | OrderError | FollowedFill | ConnectionEvent
+"""What the broker's queue carries, and what its subscribers see (plus :class:`FollowedFill`,
+which the broker makes of an execution of an order it did not place)."""

@@ -124,7 +124,11 @@ class OrderRoutes:
 
     def follow(self, refs: set[str]) -> list[str]:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
-        earlier process) under that orderRef; return the refs newly followed (loop thread)."""
+        earlier process) under that orderRef; return the refs newly followed (loop thread).
+
+        The executions the client already has of such a trade (made before it was followed)
+        are handed to the broker first, with their commission: the broker and the journal
+        deduplicate by execId and tell which of them the adopted position and cash include."""
         followed = []
         for trade in self.session.ib.openTrades():
             ref = getattr(trade.order, "orderRef", "")
@@ -132,6 +136,8 @@ class OrderRoutes:
                 self.trades[ref] = trade
                 self.key_by_oid[trade.order.orderId] = ref
                 followed.append(ref)
+                for fill in list(trade.fills):
+                    self._push_fill(ref, fill, with_commission=True)
         return followed
 
     # ------------------------------------------------------------------ IB's answers (loop)
@@ -178,7 +184,8 @@ class OrderRoutes:
         shares = float(ex.shares)
         signed = shares if ex.side in ("BOT", "BUY") else -shares
         when = ex.time if isinstance(ex.time, datetime) else fill.time
-        self.broker_q.put(ExecutionReceived(key, ex.execId, signed, float(ex.price), when))
+        self.broker_q.put(ExecutionReceived(key, ex.execId, signed, float(ex.price), when,
+                                            contract=fill.contract))
         if with_commission:
             cr = fill.commissionReport
             if cr is not None and cr.execId:

@@ -40,7 +40,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -52,6 +51,7 @@ from bt_ibkr.errors import (
     UnknownSymbolError,
 )
 from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
+from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
@@ -63,6 +63,7 @@ from bt_ibkr.ib.events import (
     HistoryEnded,
     RequestFailed,
     StoreClosed,
+    StoreMessage,
 )
 from bt_ibkr.ib.historical import HistoricalData
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
@@ -105,25 +106,6 @@ STORE_PARAMS: dict[str, Any] = {
     "delayed_fallback": False,
     "cache": None,
 }
-
-
-@dataclass(frozen=True)
-class StoreMessage:
-    """What ``notify_store`` receives: an IB error/warning or a connection event.
-
-    ``code`` is IB's error code (None for connection events), ``reqId`` the request or order
-    id it refers to (-1 for none), ``kind`` one of "error", "connection", "event".
-    """
-
-    code: int | None
-    text: str
-    reqId: int = -1
-    kind: str = "error"
-
-    def __str__(self) -> str:
-        if self.code is None:
-            return f"[{self.kind}] {self.text}"
-        return f"[IB {self.code}] reqId {self.reqId}: {self.text}"
 
 
 class _Hybrid:
@@ -188,8 +170,11 @@ class IBStore:
                                   notifyall=bool(p.notifyall))
         self.history = HistoricalData(self.session, cache=p.cache or None, pacing=p.pacing,
                                       timeout=p.request_timeout)
+        #: which executions the adopted position and cash include (:mod:`bt_ibkr.ib.book`)
+        self.book = FillBook(p.account)
         s = self.session
         s.on_client.append(self.routes.attach)
+        s.on_client.append(self.book.attach)
         s.on_error.append(self._on_error)
         s.on_connected.append(self._on_connected)
         s.on_lost.append(self._on_lost)
@@ -313,6 +298,7 @@ class IBStore:
 
     # ------------------------------------------------------------------ session hooks (loop)
     def _on_connected(self, first: bool) -> None:
+        self.book.rebase()
         self.routes.floor_ids()  # never reuse an order id, even after an id rollback
         if first:
             return
@@ -343,11 +329,17 @@ class IBStore:
         self.routes.on_error(req_id, code, text)
 
     # ------------------------------------------------------------------ notifications
-    def _notify(self, code: int | None, text: str, reqId: int = -1, kind: str = "error") -> None:
+    def _notify(self, code: int | None, text: str, reqId: int = -1, kind: str = "error",
+                **details: Any) -> None:
         msg = StoreMessage(code=code, text=text, reqId=reqId, kind=kind)
         if self.p._debug:
             print(f"bt_ibkr IBStore: {msg}")
-        self.notifs.put((msg, (), {}))
+        self.notifs.put((msg, (), details))
+
+    def notify_event(self, text: str, kind: str = "event", **details: Any) -> None:
+        """Queue a :class:`StoreMessage` of ``kind`` for ``notify_store``; ``details`` reach it
+        as keyword arguments (``notify_store(msg, **details)``, backtrader's convention)."""
+        self._notify(None, text, kind=kind, **details)
 
     def _route_notice(self, text: str, req_id: int, kind: str) -> None:
         self._notify(None, text, reqId=req_id, kind=kind)
@@ -404,6 +396,16 @@ class IBStore:
     def get_acc_values(self, account: str | None = None) -> dict:
         """Return every account value as ``{(account, tag, currency): value}``."""
         return self.session.account.values(account)
+
+    def account_snapshot(self, settle: float = 5.0) -> AccountSnapshot:
+        """Return positions, cash, value and which known executions they include, read in the
+        loop thread between two messages (:class:`~bt_ibkr.ib.book.AccountSnapshot`; blocking,
+        start-up only); waits up to ``settle`` s for an execution IB reported a position of
+        before sending it (:meth:`~bt_ibkr.ib.book.FillBook.settle`)."""
+        book = self.book
+        return book.settle(lambda: self.call(lambda: book.snapshot(
+            self.get_positions(), self.get_acc_cash(), self.get_acc_value(),
+            [f.execution.execId for f in self.session.ib.fills()])), self.remaining(settle))
 
     def get_positions(self) -> dict[int, tuple[float, float]]:
         """Return the gateway's positions as ``{conId: (size, avgCost)}`` (a copy)."""
@@ -534,7 +536,8 @@ class IBStore:
 
     def follow_trades(self, refs: set[str]) -> list[str]:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
-        earlier process) to the broker under that orderRef, as if placed by this one.
+        earlier process) to the broker under that orderRef, their executions the client
+        already has first; the broker counts each fill once (:mod:`bt_ibkr.ib.broker`).
 
         Returns the refs newly followed (already followed ones are skipped). Runs on the
         store's loop; returns when done.

@@ -8,6 +8,11 @@ For every order the strategy submits, in this order:
    daily-loss halt is announced once (log warning + audit record);
 3. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
    cancelled in backtrader, nothing leaves the process;
+   an order on the side of an earlier run's order for the same symbol that is still working at
+   the gateway (followed after a restart, see below) is refused (``order.info.reason`` names
+   it): the Strategy sizes from the filled position, which does not yet hold that order, so a
+   stream run re-deciding on a later bar would buy the same exposure twice. It may order again
+   once the earlier order is done; its fills then count in the position;
 4. the order's deterministic orderRef (given by IBBroker, :mod:`bt_ibkr.ib.order_refs`: the
    strategy, symbol, decision bar and the order's number within that decision) and its intent
    are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
@@ -19,6 +24,12 @@ For every order the strategy submits, in this order:
 5. the order is sent through the store; ids, statuses and fills (deduplicated by execId) are
    written to the journal and the audit log as they come back: the broker subscribes its
    :meth:`JournaledIBBroker.on_event` to its own events (:meth:`IBBroker.subscribe`).
+
+Orders of earlier runs still working at the gateway are followed (:func:`bt_ibkr.live.recovery.
+recover`); when the broker starts they are announced to ``notify_store`` and the audit log, and
+their fills count in this run's position and cash when they come (:class:`~bt_ibkr.ib.broker.
+IBBroker`, recorded in the audit log as ``fill`` records with ``event="followed"``), while the
+risk gate counts what is left of them (``Journal.pending_shares``) until then.
 
 Testing hook: ``crash_at="after_journal"`` SIGKILLs the process right after the intent is
 committed (before sending); ``crash_at="after_send"`` SIGKILLs it when the gateway has
@@ -48,6 +59,7 @@ from bt_ibkr.ib.events import (
     ConnectionRestored,
     ConnectivityNotice,
     ExecutionReceived,
+    FollowedFill,
     OrderError,
     OrderPlaced,
     OrderStatusChanged,
@@ -60,7 +72,10 @@ from bt_ibkr.live.journal import (
     INACTIVE,
     INTENT,
     OPEN_STATUSES,
+    PARTIAL,
     REJECTED,
+    SENT,
+    SUBMITTED,
     Fill,
     Intent,
     Journal,
@@ -121,6 +136,7 @@ class JournaledIBBroker(IBBroker):
         self._early_commission: dict[str, float] = {}
         self._rejections: dict[str, tuple[int, str]] = {}  # orderRef -> IB's (code, text)
         self._crashed_after_send = False
+        self._held_back: set[str] = set()  # earlier runs' orders that refused an order (logged)
         self.subscribe(self.on_event)
 
     def configure(self, *, journal: Journal, audit: AuditLog | None, gate: RiskGate | None,
@@ -140,6 +156,49 @@ class JournaledIBBroker(IBBroker):
         self.resend_refs = set(resend_refs or ())
         self.crash_at = crash_at or None
         self.trading_day = trading_day
+
+    def start(self) -> None:
+        """Start the broker (adopting positions and cash), then announce the orders of earlier
+        runs that are still working (followed) to ``notify_store`` and the audit log."""
+        super().start()
+        if self.journal is None:
+            return
+        for rec in self._earlier_working():
+            text = (f"following {rec.order_ref}, an order of an earlier run still working: "
+                    f"{rec.side} {rec.quantity:g} {rec.symbol} ({rec.filled:g} filled); its "
+                    f"fills count in this run's position and cash, new {rec.side} orders for "
+                    f"{rec.symbol} wait until it is done")
+            log.info(text)
+            self.store.notify_event(text, orderRef=rec.order_ref, symbol=rec.symbol,
+                                    side=rec.side, quantity=rec.quantity, filled=rec.filled)
+            self._audit("order", orderRef=rec.order_ref, symbol=rec.symbol, side=rec.side,
+                        quantity=rec.quantity, status="followed", journal_status=rec.status,
+                        filled=rec.filled)
+
+    def _earlier_working(self, symbol: str | None = None) -> list:
+        """Return the journaled orders this broker has no backtrader order for (an earlier
+        run's) that are still working at the gateway or have executions this broker has not
+        counted yet, of ``symbol`` when given."""
+        found = {r.order_ref: r for r in self.journal.intents((SENT, SUBMITTED, PARTIAL),
+                                                              symbol=symbol)}
+        # done per the journal, but IB announced fills not counted yet (only followed orders
+        # have statuses or executions here without a backtrader order)
+        for ref in set(self._status_filled) | {ex.ref for ex in self._pending_exec.values()}:
+            if ref not in found and self._uncounted(ref):
+                rec = self.journal.get(ref)
+                if rec is not None and (symbol is None or rec.symbol == symbol):
+                    found[ref] = rec
+        return [r for r in found.values() if r.order_ref not in self.orders]
+
+    def _uncounted(self, ref: str) -> bool:
+        """Return True when IB announced executions of ``ref`` that this broker has not counted
+        yet: one received without its commission report, or a status that says more shares
+        filled than the executions the journal holds (IB may send it before them)."""
+        if self._pending_exec_for(ref):
+            return True
+        reported = self._status_filled.get(ref)
+        return reported is not None and reported > sum(
+            f.shares for f in self.journal.fills(order_ref=ref)) + 1e-9
 
     # ------------------------------------------------------------------ helpers
     def _audit(self, kind: str, **fields: Any) -> None:
@@ -218,7 +277,24 @@ class JournaledIBBroker(IBBroker):
             self.notify(order)
             return order
 
-        # 3. journal the intent BEFORE sending
+        # 3. an earlier run's order on this side still working: this one would duplicate it
+        earlier = next((r for r in self._earlier_working(symbol)
+                        if r.side == side and r.order_ref != ref), None)
+        if earlier is not None:
+            reason = (f"an order of an earlier run, {earlier.order_ref} ({earlier.side} "
+                      f"{earlier.quantity:g} {symbol}, {earlier.filled:g} filled), is still "
+                      f"working at the gateway: no new {side} order for {symbol} until it is "
+                      "done (its fills count in the position; cancel it in TWS to trade now)")
+            (log.debug if earlier.order_ref in self._held_back else log.warning)(
+                "%s not sent: %s", ref, reason)
+            self._held_back.add(earlier.order_ref)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="refused", reason=reason, working=earlier.order_ref)
+            self._record(ref, symbol=symbol, side=side, quantity=qty, status="refused",
+                         reason=reason)
+            return self._refuse(order, reason)
+
+        # 4. journal the intent BEFORE sending
         ib = order.ib_order
         created = self.journal.record_intent(Intent(
             order_ref=ref, strategy=self.strategy_name, symbol=symbol, side=side,
@@ -250,13 +326,12 @@ class JournaledIBBroker(IBBroker):
         self._record(ref, symbol=symbol, side=side, quantity=qty, status=status,
                      duplicate_skipped=True)
         order.submit(self)
-        if rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT:
-            # working at the gateway: follow it (its events carry this orderRef); marked
-            # adopted so a recorder can tell it from an order this process sent
-            order.addinfo(adopted=True)
-            self.orders[ref] = order
-            order.accept(self)
-            self.notify(order)
+        working = rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT
+        if working or ref in self._followed:
+            # working at the gateway (or filled while this run followed it): its events and
+            # fills reach this order; marked adopted so a recorder can tell it from an order
+            # this process sent
+            self.bind_order(order)
         else:
             order.info.reason = f"already in the journal as {status}"
             order.cancel()
@@ -288,6 +363,8 @@ class JournaledIBBroker(IBBroker):
                 self._journal_fill(event)
             case CommissionReceived(exec_id=exec_id, commission=commission):
                 self._journal_commission(exec_id, commission)
+            case FollowedFill():
+                self._on_followed_fill(event)
             case ConnectivityNotice(code=code, text=text):
                 self._audit("connection", event="status", code=code, text=text)
             case ConnectionLost():
@@ -371,6 +448,21 @@ class JournaledIBBroker(IBBroker):
             if rec is not None:
                 self._record(ev.ref, status=rec.status, filled=rec.filled,
                              symbol=rec.symbol, side=rec.side, quantity=rec.quantity)
+
+    def _on_followed_fill(self, fill: FollowedFill) -> None:
+        """A fill of an earlier run's order was counted in the position and cash: say so."""
+        log.info("fill of %s (an order of an earlier run): %s %g %s @ %g; position %g, cash "
+                 "%.2f", fill.ref, fill.side, abs(fill.shares), fill.symbol, fill.price,
+                 fill.position, fill.cash)
+        self._audit("fill", event="followed", orderRef=fill.ref, execId=fill.exec_id,
+                    symbol=fill.symbol, side=fill.side, shares=abs(fill.shares),
+                    price=fill.price, commission=fill.commission,
+                    in_position_at_start=fill.in_position, in_cash_at_start=fill.in_cash,
+                    position=fill.position, cash=fill.cash)
+        rec = self.journal.get(fill.ref)
+        if rec is not None:
+            self._record(fill.ref, status=rec.status, filled=rec.filled, symbol=rec.symbol,
+                         side=rec.side, quantity=rec.quantity, followed=True)
 
     def _journal_commission(self, exec_id: str, commission: float) -> None:
         if not math.isfinite(commission):

@@ -12,9 +12,12 @@ Strategy runs (the live runner, and the parity path's kill-and-restart scenario,
    brought up to date, intents that never reached the gateway are listed for resending;
 3. never reuses an order id: the client's next id is set above every id the journal or the
    gateway has seen (the gateway's nextValidId may have rolled back);
-4. follows our orders still working at the gateway: their status changes and executions are
-   routed to the broker under their orderRef, so the re-made decision that finds its orderRef
-   in the journal (:class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`) gets the fill.
+4. follows our orders still working at the gateway: their status changes and executions (those
+   the client already has first) are routed to the broker under their orderRef. The broker
+   counts every fill of them once in its position and cash, re-made decision or not (a stream
+   run never re-makes it); a re-made decision that finds its orderRef in the journal
+   (:class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`) is bound to the order and gets
+   its fills.
 """
 
 from __future__ import annotations

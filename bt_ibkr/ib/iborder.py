@@ -1,0 +1,138 @@
+"""The backtrader side of an IB order: :class:`IBOrder` (a backtrader order carrying the IB
+``Order`` it is sent as), :func:`tif_for` (backtrader's ``valid`` -> IB's TIF) and
+:class:`IBCommInfo` (value and cost of IB positions; the commission itself is IB's).
+
+:class:`~bt_ibkr.ib.broker.IBBroker` makes and sends these; they are importable from
+:mod:`bt_ibkr.ib.broker` too.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import backtrader as bt
+from backtrader.comminfo import CommInfoBase
+from backtrader.order import Order, OrderBase
+
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib import client as ibc
+from bt_ibkr.utc import naive_utc, utc_now
+
+__all__ = ["IBCommInfo", "IBOrder", "tif_for"]
+
+
+class IBCommInfo(CommInfoBase):
+    """Cost/value helper for IB orders (the real commission comes from IB's reports)."""
+
+    params = (("commission", 0.0),)
+
+    def getvaluesize(self, size, price):
+        return abs(size) * price * self.p.mult
+
+    def getoperationcost(self, size, price):
+        return abs(size) * price * self.p.mult
+
+
+_IB_ORDER_TYPES = {
+    Order.Market: "MKT",
+    Order.Limit: "LMT",
+    Order.Close: "MOC",
+    Order.Stop: "STP",
+    Order.StopLimit: "STP LMT",
+    Order.StopTrail: "TRAIL",
+    Order.StopTrailLimit: "TRAIL LIMIT",
+}
+
+
+def tif_for(valid) -> tuple[str, str]:
+    """Return ``(tif, goodTillDate)`` for a backtrader ``valid`` value.
+
+    None -> GTC; ``timedelta(0)`` or 0 -> DAY; a datetime/date -> GTD at that (naive = UTC)
+    time; any other timedelta -> GTD now + delta; a float -> GTD at that backtrader date
+    number. goodTillDate is written in IB's UTC form ``YYYYMMDD-HH:MM:SS``.
+    """
+    if valid is None:
+        return "GTC", ""
+    if isinstance(valid, timedelta):
+        if valid == timedelta(0):
+            return "DAY", ""
+        when = naive_utc(utc_now()) + valid
+    elif isinstance(valid, datetime):
+        when = naive_utc(valid)
+    elif isinstance(valid, date):
+        when = datetime.combine(valid, datetime.max.time()).replace(microsecond=0)
+    elif valid == 0:
+        return "DAY", ""
+    else:
+        try:
+            when = bt.num2date(float(valid))
+        except (TypeError, ValueError):
+            raise ConfigError(f"order valid={valid!r} is not None, a datetime, a timedelta "
+                              "or a backtrader date number") from None
+    return "GTD", when.strftime("%Y%m%d-%H:%M:%S")
+
+
+class IBOrder(OrderBase):
+    """A backtrader order carrying the IB ``Order`` it is sent as (``order.ib_order``).
+
+    Extra keyword arguments are set on the IB order (unknown field names are an error).
+    ``order.orderRef`` is the unique key of the order, ``order.orderId`` IB's id once placed.
+    """
+
+    def __init__(self, action: str, **kwargs: Any) -> None:
+        self.ordtype = self.Buy if action == "BUY" else self.Sell
+        raw_valid = self.p.valid
+        super().__init__()
+        self._willexpire = False
+        self.orderId: int | None = None
+        self.execids: set[str] = set()
+        ib = ibc.Order()
+        ib.action = action
+        if self.exectype not in _IB_ORDER_TYPES:
+            raise ConfigError(
+                f"exectype {self.ExecTypes[self.exectype]!r} has no IB order type; use Market, "
+                "Limit, Stop, StopLimit, StopTrail, StopTrailLimit or Close"
+            )
+        ib.orderType = _IB_ORDER_TYPES[self.exectype]
+        ib.totalQuantity = abs(self.size)
+        if self.exectype == Order.Limit:
+            ib.lmtPrice = self.price
+        elif self.exectype == Order.Stop:
+            ib.auxPrice = self.price
+        elif self.exectype == Order.StopLimit:
+            ib.lmtPrice = self.pricelimit
+            ib.auxPrice = self.price
+        elif self.exectype in (Order.StopTrail, Order.StopTrailLimit):
+            if self.trailamount is not None:
+                ib.auxPrice = self.trailamount
+            elif self.trailpercent is not None:
+                ib.trailingPercent = self.trailpercent * 100.0
+            if self.exectype == Order.StopTrailLimit:
+                if self.p.price is not None:
+                    ib.trailStopPrice = self.p.price
+                if self.p.pricelimit is not None and self.p.price is not None:
+                    ib.lmtPriceOffset = abs(self.p.price - self.p.pricelimit)
+        elif self.exectype == Order.Market:
+            pass
+        ib.transmit = bool(self.transmit)
+        ib.ocaType = 1  # as backtrader: a fill cancels the other members of an OCA group
+        ib.tif, ib.goodTillDate = tif_for(raw_valid)
+        for name, value in kwargs.items():
+            if not hasattr(ib, name):
+                raise ConfigError(
+                    f"order keyword {name!r} is not a field of the IB Order; check the spelling "
+                    "(e.g. outsideRth, orderRef, account, ocaGroup)"
+                )
+            setattr(ib, name, value)
+        self.ib_order = ib
+
+    @property
+    def orderRef(self) -> str:
+        return self.ib_order.orderRef
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        o = self.ib_order
+        return (f"{base}\norderRef: {o.orderRef}\norderId: {self.orderId}\n"
+                f"Action: {o.action}\nOrderType: {o.orderType}\nTif: {o.tif}")
