@@ -13,6 +13,11 @@ def _emit(name: str, level: int, msg: str) -> None:
 
 def test_console_drops_only_what_bt_ibkr_reports_itself(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BT_IBKR_LOG_DIR", str(tmp_path))
+    for name in ("ib_async.client", "ib_async.wrapper", "ib_insync.wrapper", "bt_ibkr.live"):
+        logger = logging.getLogger(name)  # as a fresh process has them, whatever ran before
+        monkeypatch.setattr(logger, "level", logging.DEBUG)  # e.g. the doctor quiets them
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "propagate", True)
     path = setup_logging("t")
     try:
         _emit("ib_async.client", logging.ERROR,
