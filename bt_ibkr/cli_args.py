@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
-__all__ = ["OneLineParser", "finite_number", "iso_date", "tcp_port", "whole_number"]
+from bt_ibkr.errors import ConfigError
+
+__all__ = ["DataSelection", "OneLineParser", "data_selection", "finite_number", "iso_date",
+           "tcp_port", "whole_number"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -71,3 +76,32 @@ def tcp_port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return value
+
+
+@dataclass(frozen=True)
+class DataSelection:
+    """What ``--symbols``, ``--source`` and ``--csv`` ask for: ``symbols`` (None: the
+    source's default), the ``source`` to load from, and ``csv_paths`` (None unless CSV)."""
+
+    symbols: list[str] | None
+    source: str
+    csv_paths: list[Path] | None
+
+
+def data_selection(symbols: str | None, source: str, csv: str | None) -> DataSelection:
+    """Return the DataSelection of the ``--symbols``, ``--source`` and ``--csv`` texts.
+
+    ``--csv`` alone (with ``--source auto``) means ``--source csv``. Raises ConfigError naming
+    the flag for an empty ``--symbols``, ``--source csv`` without ``--csv``, or ``--csv`` with
+    another source.
+    """
+    names = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    if symbols is not None and not names:
+        raise ConfigError("--symbols is empty: give e.g. --symbols SPY,QQQ")
+    paths = [Path(p.strip()) for p in csv.split(",") if p.strip()] if csv else None
+    if source == "csv" and not paths:
+        raise ConfigError("--source csv needs --csv PATH (a file with date,open,high,low,close,"
+                          "volume; comma-separated, one per symbol)")
+    if paths and source not in ("csv", "auto"):
+        raise ConfigError(f"--csv is only used with --source csv (got --source {source})")
+    return DataSelection(symbols=names, source="csv" if paths else source, csv_paths=paths)

@@ -17,8 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import OneLineParser, finite_number, iso_date, tcp_port, whole_number
-from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    data_selection,
+    finite_number,
+    iso_date,
+    tcp_port,
+    whole_number,
+)
+from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
@@ -128,19 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         from bt_ibkr.params import parse_params
         from strategies import RegimeAwareEnsemble
 
-        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-        if args.symbols is not None and not symbols:
-            raise ConfigError("--symbols is empty: give e.g. --symbols SPY,QQQ")
-        csv_paths = [Path(p.strip()) for p in args.csv.split(",")] if args.csv else None
-        if args.source == "csv" and not csv_paths:
-            raise ConfigError("--source csv needs --csv PATH (a file with date,open,high,low,close,volume)")
-        if csv_paths and args.source not in ("csv", "auto"):
-            raise ConfigError(f"--csv is only used with --source csv (got --source {args.source})")
-        source = "csv" if csv_paths else args.source
+        data = data_selection(args.symbols, args.source, args.csv)
         config = BacktestConfig(
-            symbols=symbols,
-            source=source,
-            csv_paths=csv_paths,
+            symbols=data.symbols,
+            source=data.source,
+            csv_paths=data.csv_paths,
             start=args.start,
             end=args.end,
             cash=args.cash,

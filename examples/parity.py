@@ -18,8 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import OneLineParser, finite_number, iso_date
-from bt_ibkr.engine import MAX_BPS
+from bt_ibkr.cli_args import OneLineParser, data_selection, finite_number, iso_date
+from bt_ibkr.engine import MAX_BPS, check_writable
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import setup_logging
 
@@ -30,8 +30,9 @@ SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m examples.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", default="^GSPC", help="comma-separated symbols (default ^GSPC)")
-    p.add_argument("--source", choices=SOURCES, default="sample",
-                   help="data source (default sample: offline)")
+    p.add_argument("--source", choices=SOURCES, default=None,
+                   help="data source (default sample: offline; csv when --csv is given)")
+    p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
     p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD (default: 5 years "
                    "before --end)")
     p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD (default: the data's last)")
@@ -57,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _frames(args):
     from bt_ibkr.parity.run import load_frames
 
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    if not symbols:
-        raise ConfigError("--symbols is empty: give e.g. --symbols ^GSPC,^IXIC")
-    frames = load_frames(symbols, args.source, args.start, args.end)
+    source = args.source or ("csv" if args.csv else "sample")
+    data = data_selection(args.symbols, source, args.csv)
+    frames = load_frames(data.symbols, data.source, args.start, args.end,
+                         csv_paths=data.csv_paths)
     if args.start is None:
         import pandas as pd
 
@@ -68,6 +69,19 @@ def _frames(args):
         first = last - pd.DateOffset(years=5)
         frames = {k: f.loc[f.index > first] for k, f in frames.items()}
     return frames
+
+
+def _check_warmup(frames, strategy_cls, params) -> None:
+    """ConfigError when no symbol has more bars than the Strategy's warm-up: neither path
+    would ever decide, and "0 diffs" would prove nothing."""
+    from bt_ibkr.engine import warmup_bars
+
+    need = warmup_bars(strategy_cls, params)
+    longest = max(len(f) for f in frames.values())
+    if longest <= need:
+        raise ConfigError(f"{longest} bars from {min(f.index[0] for f in frames.values()):%Y-%m-%d}"
+                          f": {strategy_cls.__name__} needs more than {need} to decide even "
+                          "once; give an earlier --start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                            slippage_bps=args.slippage_bps, tolerance=args.tolerance,
                            partial_fill_qty=args.partial_fill_qty)
         cfg.validate()
+        for flag, path in (("--json", args.json), ("--report", args.report)):
+            if path is not None:
+                check_writable(path, flag)  # before the run, not after it
         if args.replay is not None:
             from bt_ibkr.parity.sessions import replay
 
@@ -98,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
-            report = run_parity(_frames(args), strategy_cls, params, cfg).report
+            frames = _frames(args)
+            _check_warmup(frames, strategy_cls, params)
+            report = run_parity(frames, strategy_cls, params, cfg).report
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.parity").info("parity failed: %s", exc)
         print(f"error: {exc}", file=sys.stderr)

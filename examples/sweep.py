@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import iso_date
+from bt_ibkr.cli_args import data_selection, iso_date
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import log_dir, setup_logging
 
@@ -90,14 +90,7 @@ def _configs(args):
     strategy = resolve_strategy(args.strategy, flag="--strategy")
     check_param_names(strategy, list(grid), "--grid")
     fixed = parse_params(strategy, args.param)
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-    if args.symbols is not None and not symbols:
-        raise ConfigError("--symbols is empty: give e.g. --symbols ^GSPC,^IXIC")
-    csv_paths = [Path(x.strip()) for x in args.csv.split(",")] if args.csv else None
-    if args.source == "csv" and not csv_paths:
-        raise ConfigError("--source csv needs --csv PATH (a file with date,open,high,low,close,volume)")
-    if csv_paths and args.source not in ("csv", "auto"):
-        raise ConfigError(f"--csv is only used with --source csv (got --source {args.source})")
+    selected = data_selection(args.symbols, args.source, args.csv)
     if args.start and args.end and args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}: swap them")
     if spec is None and args.warmup_bars is not None:
@@ -105,7 +98,7 @@ def _configs(args):
     if spec is not None and args.per_symbol:
         raise ConfigError("--per-symbol is for sweeps; a walk-forward trades all symbols as one portfolio")
     data = DataConfig(
-        symbols=symbols, source="csv" if csv_paths else args.source, csv_paths=csv_paths,
+        symbols=selected.symbols, source=selected.source, csv_paths=selected.csv_paths,
         start=args.start, end=args.end, use_cache=not args.no_cache,
         progress=not args.no_progress, ib_host=args.host, ib_port=args.port,
         ib_client_id=args.client_id,

@@ -153,6 +153,34 @@ def test_parity_cli_side_by_side_writes_json_and_report(in_tmp, capsys):
     assert "first divergence: none" in capsys.readouterr().out
 
 
+def test_parity_cli_bad_input_exits_2_before_running(in_tmp, capsys):
+    """Unwritable outputs, too few bars to decide once, and --source csv without a file are
+    refused with one line naming the input, before either path runs (no log of a run)."""
+    (in_tmp / "afile").write_text("x")
+    cases = [(["--report", "afile/x.html"], "--report"),
+             (["--json", "/proc/nope/p.json"], "--json"),
+             (["--start", "2018-06-01"], "needs more than 271"),
+             (["--source", "csv"], "--csv PATH"),
+             (["--csv", "a.csv", "--source", "sample"], "--csv is only used")]
+    for argv, words in cases:
+        assert parity_cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, (argv, err)
+    assert "data status" not in (in_tmp / "logs" / "parity.log").read_text()  # nothing ran
+
+
+def test_parity_cli_reads_a_csv(in_tmp, capsys, spx):
+    """--csv alone means --source csv; the CSV's bars go through both paths."""
+    frame = spx.iloc[-700:].copy()
+    frame.index.name = "date"
+    frame.to_csv(in_tmp / "gspc.csv")
+    rc = parity_cli.main(["--csv", "gspc.csv", "--symbols", "GSPC", "--json", "p.json"])
+    assert rc == 0, capsys.readouterr().err
+    out = json.loads((in_tmp / "p.json").read_text())
+    assert out["bars"] == 700 and out["decision_diffs"] == 0
+    assert out["orders_backtest"] == out["orders_ib"] > 0
+
+
 def test_daily_paper_runs_accumulate_and_replay_with_their_adopted_positions(
         gateway_sim_factory, tmp_path):
     """Three daily runs on one paper account (the simulator's sample SPY), a trading day

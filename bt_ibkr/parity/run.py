@@ -38,12 +38,14 @@ class ParityRun:
 
 
 def load_frames(symbols: list[str] | None, source: str = "sample", start: date | None = None,
-                end: date | None = None, progress: bool = False) -> dict[str, pd.DataFrame]:
-    """Return ``{symbol: frame}`` from ``source`` (see bt_ibkr.data.history.load_history)."""
+                end: date | None = None, progress: bool = False,
+                csv_paths: list[Path] | None = None) -> dict[str, pd.DataFrame]:
+    """Return ``{symbol: frame}`` from ``source`` (see bt_ibkr.data.history.load_history;
+    ``csv_paths`` for source csv)."""
     from bt_ibkr.data.history import HistoryRequest, load_history
 
     result = load_history(HistoryRequest(symbols=symbols, source=source, start=start, end=end,
-                                         progress=progress))
+                                         progress=progress, csv_paths=csv_paths))
     return dict(result.frames)
 
 
