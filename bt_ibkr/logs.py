@@ -29,8 +29,9 @@ class ClientConnectNoise(logging.Filter):
     """Keep the IB client library's lines about what bt_ibkr handles itself off the console
     (they stay in the log file): a failed connect (the session reports it in one line that
     names the host, the port and what to check; reconnect attempts would repeat it every
-    time) and IB's "HMDS query returned no data" (162 for a stretch without sessions, which
-    the history download reads as no bars)."""
+    time), IB's "HMDS query returned no data" (162 for a stretch without sessions, which
+    the history download reads as no bars) and "No security definition" (200, which the
+    contract lookup reports itself, naming the symbol and the expected form)."""
 
     CONNECT = ("API connection failed", "Make sure API port")
 
@@ -41,7 +42,8 @@ class ClientConnectNoise(logging.Filter):
         if record.name.endswith(".client"):
             return not text.startswith(self.CONNECT)
         if record.name.endswith(".wrapper"):
-            return not (text.startswith("Error 162") and "returned no data" in text)
+            return not ((text.startswith("Error 162") and "returned no data" in text)
+                        or text.startswith("Error 200,"))
         return True
 
 

@@ -63,6 +63,19 @@ def test_unreachable_gateway_exits_3_saying_what_to_check(in_tmp, capsys):
     assert f"127.0.0.1:{port}" in err and "API" in err and "4002" in err
 
 
+def test_unwritable_outputs_exit_2_before_connecting(in_tmp, capsys, gateway_sim):
+    """--json / --report that cannot be written are refused before the run connects (and
+    trades), not found out when the summary is due."""
+    (in_tmp / "afile").write_text("x")
+    for flag in ("--json", "--report"):
+        before = len(gateway_sim.requests_named("startApi"))
+        assert cli.main(["--paper", "--port", str(gateway_sim.port), "--journal", "j.sqlite",
+                         flag, "afile/out"]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} afile/out" in err and "writable" in err
+        assert len(gateway_sim.requests_named("startApi")) == before  # never connected
+
+
 def test_paper_refuses_a_live_account_exits_2(in_tmp, capsys, gateway_sim_factory):
     sim = gateway_sim_factory(data="sample", account="U1112223")
     assert cli.main(["--paper", "--port", str(sim.port), "--journal", "j.sqlite"]) == 2

@@ -25,9 +25,12 @@ def test_console_drops_only_what_bt_ibkr_reports_itself(tmp_path, monkeypatch, c
         _emit("ib_async.client", logging.ERROR, "Make sure API port on TWS/IBG is open")
         _emit("ib_insync.wrapper", logging.ERROR, "Error 162, reqId 8: Historical Market Data "
               "Service error message:HMDS query returned no data: SPY@SMART TRADES")
+        _emit("ib_async.wrapper", logging.ERROR, "Error 200, reqId 5: No security definition "
+              "has been found for the request")
         kept = [("ib_async.wrapper", "Error 162, reqId 9: Historical Market Data Service error "
                  "message:API historical data query cancelled: 9"),
-                ("ib_async.wrapper", "Error 200, reqId 3: No security definition has been found"),
+                ("ib_async.wrapper", "Error 354, reqId 3: Requested market data is not "
+                 "subscribed"),
                 ("ib_async.client", "Peer closed connection"),
                 ("bt_ibkr.live", "API connection failed (our own words are never dropped)")]
         for name, msg in kept:
@@ -40,7 +43,7 @@ def test_console_drops_only_what_bt_ibkr_reports_itself(tmp_path, monkeypatch, c
             h.close()
     err = capsys.readouterr().err
     assert "API connection failed: Conn" not in err and "Make sure API port" not in err
-    assert "returned no data" not in err
+    assert "returned no data" not in err and "No security definition" not in err
     for _, msg in kept:
         assert msg in err
     text = path.read_text(encoding="utf-8")  # the file has everything
