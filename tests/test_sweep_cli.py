@@ -74,12 +74,21 @@ def test_all_tasks_ok_exits_0_and_per_symbol_splits_the_portfolio(workdir, capsy
     (["--grid", "band=0.1", "--serial", "--scheduler", "tcp://127.0.0.1:1"], "--serial and --scheduler"),
     (["--grid", "band=0.1", "--strategy", "nowhere:Thing"], "--strategy 'nowhere:Thing': cannot import"),
     (["--grid", "band=0.1", "--warmup-bars", "100"], "--warmup-bars applies to --walk-forward only"),
+    (["--grid", "band=0.1", "--report", "/proc/nope/s.html"], "--report /proc/nope/s.html: cannot be written"),
+    (["--grid", "band=0.1", "--json", "/proc/nope/s.json"], "--json /proc/nope/s.json: cannot be written"),
+    (["--grid", "band=0.1", "--start", "2011-06-01"], "needs more than 271 to decide even once"),
 ])
 def test_bad_input_is_exit_2_with_one_line_before_any_work(workdir, capsys, args, words):
     code, out, err = _run([*DATA, "--out", "never", *args], capsys)
     assert code == EXIT_BAD_INPUT
     assert words in err and err.count("\n") == 1 and err.startswith("error: ")
     assert not (workdir / "never").exists() and out == ""
+
+
+def test_an_out_path_that_is_a_file_is_exit_2_before_any_work(workdir, capsys):
+    (workdir / "afile").write_text("x")
+    code, out, err = _run([*DATA, "--out", "afile", "--grid", "band=0.1"], capsys)
+    assert code == EXIT_BAD_INPUT and "--out afile: is a file" in err and out == ""
 
 
 def test_walk_forward_cli_writes_windows_and_a_tearsheet(workdir, capsys):

@@ -15,11 +15,18 @@ returns metrics and daily returns only. Outputs (under ``out_dir``): ``results.p
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, BacktestConfig
+from bt_ibkr.engine import (
+    DEFAULT_COMMISSION_BPS,
+    DEFAULT_SLIPPAGE_BPS,
+    BacktestConfig,
+    check_writable,
+    warmup_bars,
+)
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.research.data import DataConfig, load_bars, slug
 from bt_ibkr.research.engine import ClusterConfig, open_cluster, run_tasks
@@ -49,6 +56,30 @@ def check_common(config: Any) -> None:
     if both:
         raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
     config.cluster.validate()
+    for flag, path in (("--json", config.json_path), ("--report", config.report_path)):
+        if path is not None:
+            check_writable(path, flag)
+    if config.out_dir is not None:  # checked now, not when the results are due
+        out = Path(config.out_dir)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file; give a folder")
+        base = next(p for p in (out, *out.parents) if p.exists())  # created only by the run
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: {base} is not a writable folder; choose another")
+
+
+def check_warmup(config: Any, bars: BarSet) -> None:
+    """ConfigError when no symbol has more bars than the Strategy's warm-up under any
+    combination of the grid: no task would decide even once, and every result would be
+    an empty run."""
+    strategy = config.strategy or default_strategy()
+    need = min(warmup_bars(strategy, {**config.fixed_params, **combo})
+               for combo in expand_grid(config.grid))
+    longest = max(len(f) for f in bars.frames.values())
+    if longest <= need:
+        first, _ = bars.span()
+        raise ConfigError(f"{longest} bars from {first}: {strategy.__name__} needs more than "
+                          f"{need} to decide even once; give an earlier --start")
 
 
 @dataclass
@@ -147,6 +178,7 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
     """
     config.validate()
     bars = bars if bars is not None else load_bars(config.data)
+    check_warmup(config, bars)
     specs = plan_sweep(
         config.grid, bars, fixed_params=config.fixed_params, per_symbol=config.per_symbol,
         cash=config.cash, commission_bps=config.commission_bps, slippage_bps=config.slippage_bps,
