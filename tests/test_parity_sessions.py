@@ -120,7 +120,7 @@ def test_one_session_of_five_second_bars_through_ib_replays_identically(gateway_
 
 
 def test_simulate_report_is_a_tearsheet_from_the_sessions_and_grows_across_runs(in_tmp):
-    from bt_ibkr.parity.live_tearsheet import session_equity
+    from bt_ibkr.records.tearsheet import session_equity
 
     args = ["--paper", "--simulate", "--json", "run.json", "--report", "r.html",
             "--max-runtime", "60"]

@@ -22,11 +22,7 @@ import backtrader as bt
 import pytest
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.parity import session_files as sf
 from bt_ibkr.parity.diff import compare
-from bt_ibkr.parity.live_tearsheet import session_equity
-from bt_ibkr.parity.recorder import BarRecord, Recording
-from bt_ibkr.parity.retention import expire_sessions, last_written, maintain_sessions
 from bt_ibkr.parity.sessions import (
     ReplayFeed,
     SessionWriter,
@@ -38,6 +34,10 @@ from bt_ibkr.parity.sessions import (
     replay_session,
 )
 from bt_ibkr.parity.stream_diff import StreamCompare
+from bt_ibkr.records import files as sf
+from bt_ibkr.records.recorder import BarRecord, Recording
+from bt_ibkr.records.retention import expire_sessions, last_written, maintain_sessions
+from bt_ibkr.records.tearsheet import session_equity
 from strategies import RegimeAwareEnsemble
 
 NOW = 1_750_000_000.0  # the clock retention is judged against (epoch seconds)
@@ -222,7 +222,7 @@ def test_a_writer_killed_at_random_points_loses_at_most_the_line_being_written(t
     is on disk reads back as an unbroken run of its lines, each once."""
     script = textwrap.dedent("""
         import json, sys
-        from bt_ibkr.parity.session_files import BarsWriter
+        from bt_ibkr.records.files import BarsWriter
         w = BarsWriter(sys.argv[1], part_bytes=2000)
         for k in range(10**7):
             w.write(json.dumps({"k": k, "pad": "x" * 80}))

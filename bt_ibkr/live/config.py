@@ -121,7 +121,7 @@ class PathsConfig:
 
 @dataclass
 class SessionsConfig:
-    """The session records under ``<journal folder>/sessions/`` (bt_ibkr.parity.sessions).
+    """The session records under ``<journal folder>/sessions/`` (bt_ibkr.records.sessions).
 
     ``part_mb``: the bar file is rotated into gzip'd parts past this many MiB. ``keep_days``:
     None keeps every record (the default); N deletes (``expired="delete"``) or moves to

@@ -101,7 +101,7 @@ class LiveResult:
     needs_attention: list[str] = field(default_factory=list)
     started: str = ""
     ended: str = ""
-    session_dir: str | None = None  # the session record (bt_ibkr.parity.sessions)
+    session_dir: str | None = None  # the session record (bt_ibkr.records.sessions)
 
     def to_summary(self) -> dict[str, Any]:
         """Return the JSON-able run summary (account, orders, positions, equity, ...)."""
@@ -467,10 +467,10 @@ class LiveRunner:
     def _record_session(self, cerebro, run_id: str, account: str, strategy_cls: type,
                         audit: AuditLog) -> Path:
         """Record what the Strategy sees and does under <journal dir>/sessions/<run_id>/
-        (bt_ibkr.parity.sessions; ``python -m examples.parity --replay`` replays it), after
-        the sessions folder's upkeep (bt_ibkr.parity.retention: retention when configured)."""
-        from bt_ibkr.parity import sessions
-        from bt_ibkr.parity.retention import maintain_sessions
+        (bt_ibkr.records.sessions; ``python -m examples.parity --replay`` replays it), after
+        the sessions folder's upkeep (bt_ibkr.records.retention: retention when configured)."""
+        from bt_ibkr.records import sessions
+        from bt_ibkr.records.retention import maintain_sessions
 
         cfg = self.config
         kept = cfg.sessions
@@ -603,7 +603,7 @@ class LiveRunner:
     def _write_outputs(self, result: LiveResult) -> None:
         if self.report_path is not None:
             # parity: the tearsheet is built from the recorded sessions of this journal
-            from bt_ibkr.parity.live_tearsheet import write_live_tearsheet
+            from bt_ibkr.records.tearsheet import write_live_tearsheet
 
             try:
                 out = write_live_tearsheet(Path(self.config.paths.journal).parent / "sessions",

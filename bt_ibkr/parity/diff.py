@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bt_ibkr.parity.recorder import BarRecord, Recording
+from bt_ibkr.records.recorder import BarRecord, Recording
 
 EPS = 1e-9
 #: absolute slack for money amounts: IB reports commissions to 1e-8 per execution, so a fill

@@ -12,7 +12,7 @@ through IBStore/IBBroker/IBData against the gateway simulator.
   bar and its orders reached the gateway, so the run is a pure function of the bars.
   ``on_step(k, sim, store)`` is called before session ``k`` is sent (fault scenarios).
 
-Both return a :class:`~bt_ibkr.parity.recorder.Recording`. Raises ConfigError for bad input
+Both return a :class:`~bt_ibkr.records.recorder.Recording`. Raises ConfigError for bad input
 and RuntimeError when the IB path stops making progress (``hang`` seconds, a hang guard).
 """
 
@@ -29,7 +29,7 @@ import pandas as pd
 
 from bt_ibkr.engine import BacktestConfig, backtest_cerebro
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.parity.recorder import ParityRecorder, Recording
+from bt_ibkr.records.recorder import ParityRecorder, Recording
 
 
 @dataclass

@@ -48,8 +48,8 @@ from bt_ibkr.live.journaled_broker import JournaledIBBroker
 from bt_ibkr.live.recovery import Recovery, recover
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.parity.paths import ParityConfig, run_ib_feeds
-from bt_ibkr.parity.recorder import Recording
 from bt_ibkr.parity.sessions import recorded_frames
+from bt_ibkr.records.recorder import Recording
 
 JOURNAL = "journal.sqlite"
 

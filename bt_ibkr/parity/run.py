@@ -21,7 +21,7 @@ import pandas as pd
 
 from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig, run_backtest_path, run_ib_path
-from bt_ibkr.parity.recorder import Recording
+from bt_ibkr.records.recorder import Recording
 
 
 @dataclass

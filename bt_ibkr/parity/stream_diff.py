@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bt_ibkr.parity.diff import ParityReport, compare
-from bt_ibkr.parity.recorder import BarRecord, Recording
+from bt_ibkr.records.recorder import BarRecord, Recording
 
 CHUNK = 2000
 MAX_DIFFS = 500  # ParityReport.to_dict() writes the first 500

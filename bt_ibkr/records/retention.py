@@ -5,7 +5,7 @@ or archive session records not written for ``keep_days`` days.
 runner audits and prints what it did). Retention is off unless ``keep_days`` is given: records
 are never removed unasked. It acts only on session folders (a folder holding ``meta.json``)
 directly in the sessions folder, never on one a process is writing (its lock is held, see
-:mod:`bt_ibkr.parity.session_files`; on Windows, without ``flock``, by age alone), and judges age by the newest time a bar or the meta was
+:mod:`bt_ibkr.records.files`; on Windows, without ``flock``, by age alone), and judges age by the newest time a bar or the meta was
 written (compression keeps a part's time), against ``now`` (the caller's clock).
 
 * ``delete``: the folder is renamed to a hidden ``.deleting-<name>`` (atomic: readers stop
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.parity.session_files import PART_RE, fsync_dir, is_being_written, repair
+from bt_ibkr.records.files import PART_RE, fsync_dir, is_being_written, repair
 
-log = logging.getLogger("bt_ibkr.parity")
+log = logging.getLogger("bt_ibkr.records")
 
 META = "meta.json"
 ACTIONS = ("delete", "archive")
@@ -208,7 +208,7 @@ def maintain_sessions(root: Path, now: float, keep_days: float | None = None,
                       ) -> Maintenance:
     """Apply retention when ``keep_days`` is given (:func:`expire_sessions`), then finish the
     interrupted compressions of the remaining sessions
-    (:func:`~bt_ibkr.parity.session_files.repair`); return what was done."""
+    (:func:`~bt_ibkr.records.files.repair`); return what was done."""
     root = Path(root)
     report = Maintenance(root=str(root), keep_days=keep_days)
     if keep_days is not None:

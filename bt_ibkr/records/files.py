@@ -1,6 +1,6 @@
 """The bar file of a session record: rotated into numbered parts, closed parts gzip'd.
 
-A session folder holds its bars as JSON lines (one :class:`~bt_ibkr.parity.recorder.BarRecord`
+A session folder holds its bars as JSON lines (one :class:`~bt_ibkr.records.recorder.BarRecord`
 per line) in
 
 * ``bars.000001.jsonl.gz``, ``bars.000002.jsonl.gz`` ...: closed parts, oldest first;
@@ -22,7 +22,7 @@ and a stray temporary (ignored), or both the plain part and its complete gzip: r
 exactly one file per part number (the gzip, or the plain part when the gzip is damaged), so no
 bar is lost or read twice. :func:`repair` finishes such interrupted work; the writer holds a
 lock on ``.lock`` in the folder while it writes so that :func:`repair` (and retention, see
-:mod:`bt_ibkr.parity.retention`) leave a session being written alone.
+:mod:`bt_ibkr.records.retention`) leave a session being written alone.
 
 :func:`iter_lines` / :func:`iter_records` read every part in order, one line at a time.
 Raises ConfigError for a gzip part that cannot be read (the message names the file).
@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no flock, sessions are never seen as busy
     fcntl = None
 
-log = logging.getLogger("bt_ibkr.parity")
+log = logging.getLogger("bt_ibkr.records")
 
 BARS = "bars.jsonl"
 LOCK = ".lock"
@@ -161,9 +161,9 @@ def iter_lines(directory: Path) -> Iterator[str]:
 
 
 def iter_records(directory: Path):
-    """Yield each :class:`~bt_ibkr.parity.recorder.BarRecord` of the session in order (a torn
+    """Yield each :class:`~bt_ibkr.records.recorder.BarRecord` of the session in order (a torn
     or otherwise unreadable line is skipped)."""
-    from bt_ibkr.parity.recorder import BarRecord
+    from bt_ibkr.records.recorder import BarRecord
 
     for line in iter_lines(directory):
         try:

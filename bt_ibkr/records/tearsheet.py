@@ -1,7 +1,7 @@
 """The live tearsheet: the backtest's quantstats report, built from recorded sessions.
 
 The equity curve of a paper/live account across runs is taken from the session records
-(:mod:`bt_ibkr.parity.sessions`), not from a file a run may reset:
+(:mod:`bt_ibkr.records.sessions`), not from a file a run may reset:
 
 * for each session: its starting value on the last bar before its feeds went live (the
   account when the Strategy started), the value at every LIVE bar (marked at that bar's
@@ -13,7 +13,7 @@ So one daily run gives three points (start, decision, after the fill) and a mont
 runs a month of daily values. The benchmark is buy and hold of the first symbol over the same
 days, from the recorded closes.
 
-The records are streamed part by part (:func:`bt_ibkr.parity.sessions.iter_session`): memory
+The records are streamed part by part (:func:`bt_ibkr.records.sessions.iter_session`): memory
 holds one point per day, not the sessions' bars.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bt_ibkr.parity.sessions import find_sessions, iter_session, read_meta
+from bt_ibkr.records.sessions import find_sessions, iter_session, read_meta
 
 
 def _day(text: str | None) -> pd.Timestamp | None:

@@ -1,0 +1,13 @@
+"""Session records: what a live or paper Strategy saw and did, bar by bar, on disk.
+
+* :mod:`~bt_ibkr.records.recorder`: ``ParityRecorder`` analyzer -> ``Recording`` of
+  ``BarRecord`` (bars, decision, orders, fills, position, cash, value per bar);
+* :mod:`~bt_ibkr.records.sessions`: a live run's record folder (``attach``, ``SessionWriter``)
+  and its readers (``load_session``, ``iter_session``, ``find_sessions``, ``recorded_frames``);
+* :mod:`~bt_ibkr.records.files`: a record's bar file, rotated into gzip'd parts;
+* :mod:`~bt_ibkr.records.retention`: upkeep of a sessions folder, deleting/archiving old ones;
+* :mod:`~bt_ibkr.records.tearsheet`: the quantstats tearsheet from session records.
+
+The live runner writes records; :mod:`bt_ibkr.parity` compares runs and replays records
+through the backtest. Imports backtrader, pandas and the ground only.
+"""

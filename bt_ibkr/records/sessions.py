@@ -1,0 +1,211 @@
+"""Session records: what a live/paper Strategy saw and did, on disk.
+
+A session directory ``<state>/sessions/<run_id>/`` (``<state>`` is the journal's folder:
+``state/`` for real runs, ``state/simulate/`` for ``--simulate``) holds:
+
+* ``meta.json``: run id, mode, run mode, symbols, bar size, the Strategy (``module:Class``)
+  and its params, the broker's cash/value when the Strategy started and (``end``) when it
+  stopped, with the fills that arrived after its last bar;
+* ``bars.jsonl`` (and, past ``part_bytes``, its closed parts ``bars.000001.jsonl.gz`` ...:
+  :mod:`bt_ibkr.records.files`): one :class:`~bt_ibkr.records.recorder.BarRecord` per
+  bar the Strategy saw (history backfill and live bars alike: bars, decision, orders, fills,
+  position, cash, value, and per feed whether it was LIVE), appended and flushed as each bar
+  is decided, so a killed process loses at most the bar being decided.
+
+The live runner writes them (:func:`attach`); readers (:func:`load_session`,
+:func:`iter_session`, :func:`recorded_frames`, the live tearsheet and
+:func:`bt_ibkr.parity.sessions.replay`) take the parts in order.
+
+Raises ConfigError for a path that holds no session.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.records.files import BARS, DEFAULT_PART_BYTES, BarsWriter, iter_records
+from bt_ibkr.records.recorder import BarRecord, ParityRecorder, Recording
+
+META = "meta.json"
+__all__ = ["BARS", "META", "SessionRecorder", "SessionWriter", "attach", "find_sessions",
+           "iter_session", "load_session", "read_meta", "recorded_frames", "session_dir"]
+
+
+class SessionWriter:
+    """Appends each BarRecord to the session's bar file (the recorder's ``on_bar``),
+    rotated into gzip'd parts past ``part_bytes`` (:class:`~bt_ibkr.records.files.
+    BarsWriter`). Raises OSError when the folder cannot be written, ConfigError when another
+    process is writing it."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any],
+                 part_bytes: int = DEFAULT_PART_BYTES) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.meta = dict(meta)
+        self._bars = BarsWriter(self.dir, part_bytes)
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        tmp = self.dir / (META + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.dir / META)
+
+    def __call__(self, record: BarRecord) -> None:
+        self._bars.write(json.dumps(record.to_dict(), default=str))
+
+    def started(self, recorder_meta: dict[str, Any]) -> None:
+        """Add what the recorder knows at the Strategy's start (cash, value, class path)."""
+        self.meta.update(recorder_meta)
+        self._write_meta()
+
+    def close(self) -> None:
+        """Close the bar file, compressing its last part when large (idempotent)."""
+        self._bars.close()
+
+
+class SessionRecorder(ParityRecorder):
+    """ParityRecorder that writes to a :class:`SessionWriter` (param ``writer``); the bars
+    go to disk only (``keep`` False), so a long stream run's memory does not grow with it."""
+
+    params = (("writer", None), ("keep", False))
+
+    def start(self) -> None:
+        super().start()
+        self.p.on_bar = self.p.writer
+        broker = self.strategy.broker
+        held = {}
+        for d in self.datas:
+            pos = broker.getposition(d)
+            if pos.size:
+                held[self._names[id(d)]] = [pos.size, pos.price]
+        self.rec.meta["start_positions"] = held
+        self.p.writer.started(self.rec.meta)
+
+    def stop(self) -> None:
+        broker = self.strategy.broker
+        store = getattr(broker, "store", None)
+        account_value = store.get_acc_value() if store is not None else None
+        self.p.writer.started({"end": {
+            "value": broker.getvalue(), "cash": broker.getcash(),
+            "account_value": account_value,
+            "positions": {self._names[id(d)]: broker.getposition(d).size for d in self.datas},
+            "fills_after_last_bar": self._fills}})
+        self.p.writer.close()
+
+
+def session_dir(state_dir: Path, run_id: str) -> Path:
+    """Return ``state_dir/sessions/<run_id>`` (the id made safe as a folder name)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id)) or "run"
+    return Path(state_dir) / "sessions" / safe
+
+
+def attach(cerebro: bt.Cerebro, directory: Path, meta: dict[str, Any],
+           part_bytes: int = DEFAULT_PART_BYTES) -> Path:
+    """Add a SessionRecorder writing to ``directory`` to ``cerebro`` (its bar file rotated
+    past ``part_bytes``); return the directory."""
+    writer = SessionWriter(directory, meta, part_bytes)
+    cerebro.addanalyzer(SessionRecorder, _name="session_record", writer=writer)
+    return writer.dir
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """Return a session's ``meta.json`` (with ``session_dir``); ConfigError when it has none."""
+    directory = Path(directory)
+    meta_path = directory / META
+    if not meta_path.is_file():
+        raise ConfigError(f"--replay {directory}: no {META} there: not a session record")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--replay {meta_path}: not valid JSON ({exc}); restore it from a "
+                          "backup or move the session folder away") from None
+    meta["session_dir"] = str(directory)
+    return meta
+
+
+def iter_session(directory: Path) -> Iterator[BarRecord]:
+    """Yield the session's BarRecords in order, part by part (a torn line is skipped)."""
+    return iter_records(directory)
+
+
+def load_session(directory: Path) -> Recording:
+    """Return the Recording of one session directory, every part in memory (a torn last line
+    is skipped). For a long record prefer :func:`iter_session` / :func:`replay_session`."""
+    meta = read_meta(directory)
+    return Recording(bars=list(iter_records(directory)), meta=meta)
+
+
+def find_sessions(path: Path) -> list[Path]:
+    """Return the session directories at ``path`` (itself, or its children/grandchildren;
+    hidden folders, such as one being deleted, are left out)."""
+    path = Path(path)
+    if (path / META).is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"--replay {path}: no such folder; give a session folder or "
+                          "state/sessions")
+    found = sorted(p.parent for p in path.glob(f"*/{META}"))
+    found += sorted(p.parent for p in path.glob(f"sessions/*/{META}"))
+    found = [p for p in found if not p.name.startswith(".")]
+    if not found:
+        raise ConfigError(f"--replay {path}: no recorded session in it (a session folder "
+                          f"holds {META} and {BARS})")
+    return found
+
+
+_EPOCH, _US = datetime(1970, 1, 1), timedelta(microseconds=1)
+
+
+def _naive_us(text: str) -> int:
+    """Microseconds since the epoch of an ISO time's wall clock (an offset dropped, as
+    ``tz_localize(None)`` does; recorded times are naive UTC)."""
+    dt = datetime.fromisoformat(text).replace(tzinfo=None)
+    return (dt - _EPOCH) // _US
+
+
+def recorded_frames(rec: Recording | Iterable[BarRecord]
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Return each feed's bars as a frame (index: the feed's bar times, UTC) and the row
+    where it went LIVE (len(frame) when it never did). ``rec``: a Recording or any iterable
+    of BarRecords (read once, holding only the OHLCV columns)."""
+    bars = rec.bars if isinstance(rec, Recording) else rec
+    cols: dict[str, list[array]] = {}
+    last_dt: dict[str, str] = {}
+    live_at: dict[str, int] = {}
+    for b in bars:
+        for name, ohlcv in b.bars.items():
+            if ohlcv is None:
+                continue  # the feed had no bar yet
+            info = b.feeds.get(name, {})
+            dt = info.get("dt") or b.dt
+            if last_dt.get(name) == dt:
+                continue  # the feed had no new bar at this step
+            last_dt[name] = dt
+            acc = cols.setdefault(name, [array("q")] + [array("d") for _ in range(5)])
+            acc[0].append(_naive_us(dt))
+            for col, x in zip(acc[1:], ohlcv, strict=True):
+                col.append(x)
+            if info.get("live") and name not in live_at:
+                live_at[name] = len(acc[0]) - 1
+    frames = {}
+    for name, acc in cols.items():
+        idx = pd.DatetimeIndex(pd.to_datetime(np.frombuffer(acc[0], dtype=np.int64),
+                                              unit="us"))
+        frames[name] = pd.DataFrame(
+            {k: np.array(c, dtype=float) for k, c in zip(
+                ("open", "high", "low", "close", "volume"), acc[1:], strict=True)}, index=idx)
+        live_at.setdefault(name, len(frames[name]))
+    return frames, live_at
+
+
