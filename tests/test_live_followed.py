@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import backtrader as bt
@@ -25,7 +26,7 @@ from sim_helpers import HoldMessages, poll_until
 
 from bt_ibkr.live.audit import read_audit
 from bt_ibkr.live.config import load_config
-from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.journal import Intent, Journal
 from bt_ibkr.live.runner import LiveRunner
 
 HANG = 60
@@ -291,3 +292,28 @@ def test_while_a_followed_order_works_a_stream_redecision_sends_no_duplicate(
     refs = sim_refs(sim)
     assert len(refs) == len(set(refs)) == 2 and ref in refs
     assert [o.spec.totalQuantity for o in sim.broker.open_orders()] == [QTY]
+
+
+def test_a_restarted_stream_run_expires_the_unsent_intents_of_the_run_before(
+        gateway_sim_factory, tmp_path):
+    """A stream run killed between journaling an order and sending it leaves an intent that no
+    later stream run decides again (new bars, new orderRefs). It is expired at start, not kept
+    for a resend that never comes, so the risk gate does not count it as pending: with
+    ``max_position_per_symbol`` 15, the new run's buy of 10 goes out (10 + 10 would not)."""
+    sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
+    cfg = stream_config(tmp_path, sim.port, **{"risk.max_position_per_symbol": 15})
+    stale = "bt1:HoldTen:SPY:20240102T143005:1"
+    with Journal(cfg.paths.journal) as j:  # what BT_IBKR_CRASH_AT=after_journal leaves
+        assert j.record_intent(Intent(order_ref=stale, strategy="HoldTen", symbol="SPY",
+                                      side="BUY", quantity=QTY,
+                                      decision_time=datetime(2024, 1, 2, 14, 30, 5)))
+        assert j.pending_shares("SPY") == QTY
+    run = Run(sim, cfg)
+    run.step_until(lambda: sim.broker.open_orders() or sim_position(sim), "the new run's order")
+    run.step_until(lambda: sim_position(sim) == QTY, "its fill")
+    res = run.stop()
+    assert stale in res.reconcile["expired"] and res.reconcile["resend"] == []
+    refs = sim_refs(sim)
+    assert len(refs) == 1 and refs[0] != stale  # one order, under the new run's ref
+    with Journal(cfg.paths.journal) as j:
+        assert j.get(stale).status == "expired" and j.pending_shares("SPY") == 0

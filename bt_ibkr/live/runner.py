@@ -132,7 +132,10 @@ class LiveRunner:
             ``.cache/bt_ibkr/bars``), except with ``simulate`` where simulated prices get their
             own cache under ``state/simulate/cache``; False: no cache, IB history only.
         max_intent_age: an intent journaled but never sent is resent after a restart only if
-            younger than this.
+            younger than this (daily mode: the restarted Strategy decides the same bar again
+            and finds it). Stream mode expires every such intent at once: a restarted stream
+            run decides on new bars under new orderRefs, so an old one would never be sent
+            and would only count against the risk limits as pending.
         lift_halt: lift a daily-loss halt that an earlier run of the same trading day recorded
             in the journal (the operator's explicit decision; audited). Without it the halt
             holds across restarts until the trading day ends.
@@ -384,7 +387,10 @@ class LiveRunner:
         """Match the journal against the gateway; adopt our working orders; bump order ids
         (:func:`bt_ibkr.live.recovery.recover`); report what it did."""
         self._say("reconciling the journal with the gateway (orders, executions, positions)")
-        rec = recover(store, journal, account, datetime.now(UTC), self.max_intent_age)
+        # a stream run never decides an earlier run's bar again (module docstring of
+        # __init__'s max_intent_age): its unsent intents expire instead of waiting for a resend
+        age = self.max_intent_age if self.config.run_mode == "daily" else timedelta(0)
+        rec = recover(store, journal, account, datetime.now(UTC), age)
         report = rec.report
         audit.write("reconcile", **report.to_dict())
         for line in report.summary().splitlines():
