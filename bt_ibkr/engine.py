@@ -271,13 +271,15 @@ def backtest_cerebro(cash: float, commission_bps: float, slippage_bps: float, *,
 
 def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
              strategy_cls: type | None = None, params: dict[str, Any] | None = None,
-             *, label: str = "backtest", feed_kw: dict[str, dict] | None = None) -> RunRecord:
+             *, label: str = "backtest", feed_kw: dict[str, dict] | None = None,
+             attribute_regimes: bool = True) -> RunRecord:
     """Run ``strategy_cls`` once over in-memory canonical bar frames and return its RunRecord.
 
     ``config`` gives cash, costs, preload/runonce and progress; ``params`` default to
     ``config.strategy_params()``; ``feed_kw`` gives per-symbol keywords for
-    :func:`feeds.frame_feed.make_feed` (e.g. a known timeframe). Raises ConfigError for a bad
-    strategy param.
+    :func:`feeds.frame_feed.make_feed` (e.g. a known timeframe); ``attribute_regimes`` False
+    skips the per-regime attribution (``RunRecord.regimes`` is then empty: sweep tasks, which
+    report no regimes, do not pay for it). Raises ConfigError for a bad strategy param.
     """
     from feeds.frame_feed import make_feed
 
@@ -293,7 +295,8 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
     cerebro.addstrategy(strategy_cls, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")
     cerebro.addanalyzer(OrderLog, _name="orders")
-    cerebro.addanalyzer(RegimeAttribution, _name="regimes")
+    if attribute_regimes:
+        cerebro.addanalyzer(RegimeAttribution, _name="regimes")
     if config.progress:
         cerebro.addanalyzer(_Progress, _name="progress", total=bars, label=label)
     strat = cerebro.run()[0]
@@ -304,7 +307,8 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
         exposure=curve.exposure(),
         fills=orders["fills"],
         rejected=orders["rejected"],
-        regimes=strat.analyzers.regimes.get_analysis(),
+        regimes=strat.analyzers.regimes.get_analysis() if attribute_regimes
+        else RegimeReport(),
     )
 
 

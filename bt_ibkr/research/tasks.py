@@ -237,7 +237,8 @@ def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
     # the engine of python -m examples.backtest: same broker, costs, feeds and analyzers
     config = BacktestConfig(cash=spec.cash, commission_bps=spec.commission_bps,
                             slippage_bps=spec.slippage_bps, progress=False, strategy=strategy)
-    record = simulate(config, frames, strategy, params, feed_kw=feed_kw)
+    record = simulate(config, frames, strategy, params, feed_kw=feed_kw,
+                      attribute_regimes=False)  # a task reports no regimes
     values = record.values
     lo = pd.Timestamp(spec.start)
     fed_before = int(np.asarray(_days(values.index) < lo).sum())
