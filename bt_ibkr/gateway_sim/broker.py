@@ -242,7 +242,7 @@ class SimBroker:
     def global_cancel(self) -> int:
         """Cancel every working order of every client; return how many were cancelled."""
         with self._lock:
-            working = [o for o in self._sorted_orders() if not o.is_done]
+            working = self._working_orders()
             for order in working:
                 if not order.is_done:
                     self._cancel(order, "Cancelled by Trader", notify_202=True)
@@ -267,8 +267,8 @@ class SimBroker:
     def open_orders(self, client_id: int | None = None) -> list[SimOrder]:
         """Return working orders (all clients, or only ``client_id``'s), oldest first."""
         with self._lock:
-            return [o for o in self._sorted_orders()
-                    if not o.is_done and (client_id is None or o.client_id == client_id)]
+            return [o for o in self._working_orders()
+                    if client_id is None or o.client_id == client_id]
 
     def completed_orders(self) -> list[SimOrder]:
         """Return Filled and Cancelled orders, oldest first."""
@@ -655,8 +655,8 @@ class SimBroker:
             siblings = [o for o in self._children(parent) if o is not order] if parent else []
             self._oca_apply(order, siblings, 3 if order.status != "Filled" else 1, qty)
         if order.spec.ocaGroup:
-            members = [o for o in self._sorted_orders()
-                       if o is not order and not o.is_done
+            members = [o for o in self._working_orders()
+                       if o is not order
                        and o.spec.ocaGroup == order.spec.ocaGroup
                        and (o.spec.account or self.account) == (order.spec.account
                                                                  or self.account)]
