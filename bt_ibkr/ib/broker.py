@@ -455,10 +455,7 @@ class IBBroker(bt.BrokerBase):
             closed = position.update(ex.shares, ex.price)[3]
             pnl = info.profitandloss(-closed, before, ex.price) if closed else 0.0
         if not in_cash:
-            if info.stocklike:
-                self._ledger_cash -= ex.shares * ex.price * mult + comm.commission
-            else:
-                self._ledger_cash += pnl - comm.commission
+            self._book_cash(info, ex.shares, ex.price, pnl, comm.commission)
         symbol = contract_symbol(contract)
         fill = FollowedFill(ref=ex.ref, exec_id=ex.exec_id, symbol=symbol, shares=ex.shares,
                             price=ex.price, commission=comm.commission, time=ex.time,
@@ -472,6 +469,16 @@ class IBBroker(bt.BrokerBase):
             f"{symbol} @ {ex.price:g}, commission {comm.commission:g}{held}; position now "
             f"{position.size:g}", kind="fill", orderRef=ex.ref, symbol=symbol, side=fill.side,
             size=abs(ex.shares), price=ex.price, commission=comm.commission, execId=ex.exec_id)
+
+    def _book_cash(self, info: IBCommInfo, size: float, price: float, pnl: float,
+                   commission: float) -> None:
+        """Move the ledger's cash by one fill of ``size`` (signed) at ``price``: a stock pays
+        or receives the traded value, a future only its realized ``pnl``; both pay
+        ``commission``."""
+        if info.stocklike:
+            self._ledger_cash -= size * price * info.p.mult + commission
+        else:
+            self._ledger_cash += pnl - commission
 
     def bind_order(self, order: IBOrder) -> None:
         """Attach the submitted ``order`` to the working order with the same orderRef that an
@@ -515,12 +522,8 @@ class IBBroker(bt.BrokerBase):
         openedcomm = comm - closedcomm
         pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
         margin = comminfo.getvaluesize(size, price)
-        if counted[1]:
-            pass
-        elif comminfo.stocklike:
-            self._ledger_cash -= size * price * comminfo.p.mult + comm
-        else:
-            self._ledger_cash += pnl - comm
+        if not counted[1]:
+            self._book_cash(comminfo, size, price, pnl, comm)
         if isinstance(when, datetime):
             dt = bt.date2num(naive_utc(when))
         else:
