@@ -480,8 +480,9 @@ class LiveRunner:
 
         cfg = self.config
         kept = cfg.sessions
+        state = Path(cfg.paths.journal).parent
         try:
-            done = maintain_sessions(Path(cfg.paths.journal).parent / "sessions", time.time(),
+            done = maintain_sessions(sessions.sessions_root(state), time.time(),
                                      kept.keep_days, kept.expired, kept.archive)
         except OSError as exc:  # upkeep never stops a run from trading
             audit.write("error", event="sessions_upkeep", error=str(exc))
@@ -491,7 +492,7 @@ class LiveRunner:
             audit.write("run", event="sessions_upkeep", **done.to_dict())
             for line in done.lines():
                 self._say(line)
-        directory = sessions.session_dir(Path(cfg.paths.journal).parent, run_id)
+        directory = sessions.session_dir(state, run_id)
         return sessions.attach(cerebro, directory, {
             "run_id": run_id, "account": account, "mode": cfg.mode, "run_mode": cfg.run_mode,
             "symbols": list(cfg.symbols), "bar_size": cfg.bar_size, "params": cfg.params,
@@ -609,10 +610,11 @@ class LiveRunner:
     def _write_outputs(self, result: LiveResult) -> None:
         if self.report_path is not None:
             # parity: the tearsheet is built from the recorded sessions of this journal
+            from bt_ibkr.records.sessions import sessions_root
             from bt_ibkr.records.tearsheet import write_live_tearsheet
 
             try:
-                out = write_live_tearsheet(Path(self.config.paths.journal).parent / "sessions",
+                out = write_live_tearsheet(sessions_root(Path(self.config.paths.journal).parent),
                                            self.report_path,
                                            title=f"bt_ibkr {result.mode} run {result.account}")
                 result.report = str(out)

@@ -39,7 +39,8 @@ from bt_ibkr.records.recorder import BarRecord, ParityRecorder, Recording
 
 META = "meta.json"
 __all__ = ["BARS", "META", "SessionRecorder", "SessionWriter", "attach", "find_sessions",
-           "iter_session", "load_session", "read_meta", "recorded_frames", "session_dir"]
+           "iter_session", "load_session", "read_meta", "recorded_frames", "session_dir",
+           "sessions_root"]
 
 
 class SessionWriter:
@@ -104,10 +105,15 @@ class SessionRecorder(ParityRecorder):
         self.p.writer.close()
 
 
+def sessions_root(state_dir: Path) -> Path:
+    """Return ``state_dir/sessions``: the folder of every session record of that state."""
+    return Path(state_dir) / "sessions"
+
+
 def session_dir(state_dir: Path, run_id: str) -> Path:
     """Return ``state_dir/sessions/<run_id>`` (the id made safe as a folder name)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id)) or "run"
-    return Path(state_dir) / "sessions" / safe
+    return sessions_root(state_dir) / safe
 
 
 def attach(cerebro: bt.Cerebro, directory: Path, meta: dict[str, Any],
