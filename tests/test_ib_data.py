@@ -299,15 +299,21 @@ def test_load_polls_with_qcheck_and_never_blocks(gateway_sim, store):
         data.stop()
 
 
-def test_backfill_from_another_feed_then_ib_history(gateway_sim, store):
+def _constant_days(first: str, last: str):
+    """Business days ``first..last`` and a daily PandasData feed of one constant bar on each
+    (open 1, high 2, low 0.5, close 1.5, volume 10): a file to backfill from."""
     import pandas as pd
 
-    idx = pd.bdate_range("2023-11-01", "2023-11-30")
+    idx = pd.bdate_range(first, last)
     frame = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0},
                          index=idx)
+    return idx, bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Days)
+
+
+def test_backfill_from_another_feed_then_ib_history(gateway_sim, store):
+    idx, src = _constant_days("2023-11-01", "2023-11-30")
     rec = {}
     cerebro = bt.Cerebro(stdstats=False)
-    src = bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Days)
     data = IBData(dataname="AAPL-STK-SMART-USD", store=store, backfill_from=src,
                   timeframe=bt.TimeFrame.Days, qcheck=0.05)
     cerebro.adddata(data)
@@ -324,14 +330,9 @@ def test_backfill_from_another_feed_then_ib_history(gateway_sim, store):
 
 @pytest.mark.parametrize("decide_last", [False, True])
 def test_decide_last_delivers_the_last_backfill_from_bar_live(gateway_sim, store, decide_last):
-    import pandas as pd
-
-    idx = pd.bdate_range("2023-11-01", "2023-11-10")
-    frame = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0},
-                         index=idx)
+    idx, src = _constant_days("2023-11-01", "2023-11-10")
     rec = {}
     cerebro = bt.Cerebro(stdstats=False)
-    src = bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Days)
     data = IBData(dataname="AAPL-STK-SMART-USD", store=store, backfill_from=src,
                   backfill_start=False, timeframe=bt.TimeFrame.Days, qcheck=0.05,
                   decide_last=decide_last)
