@@ -32,7 +32,6 @@ process (it does not trade on them), as they are for a daily run restarted days 
 
 from __future__ import annotations
 
-import queue
 import tempfile
 import time
 from dataclasses import dataclass
@@ -216,7 +215,7 @@ def missed_bars(sim, names: dict[str, str], steps: list[int],
     gateway refuses or does not answer (within ``cfg.hang``)."""
     from bt_ibkr.gateway_sim.frames import STEP
     from bt_ibkr.ib.contracts import parse_dataname
-    from bt_ibkr.ib.events import BarReceived, RequestFailed
+    from bt_ibkr.ib.parsing import frame_bars
     from bt_ibkr.ib.store import IBStore
 
     store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
@@ -227,24 +226,20 @@ def missed_bars(sim, names: dict[str, str], steps: list[int],
             contract = store.qualify(parse_dataname(dataname).to_contract(), dataname).contract
             rows, index = [], []
             for t in steps:
-                end = datetime.fromtimestamp(t, UTC).replace(tzinfo=None)
-                q = store.request_history(contract, end - timedelta(seconds=STEP), end, "5 secs",
-                                          name=dataname)
-                deadline = time.monotonic() + cfg.hang
-                while True:
-                    try:
-                        event = q.get(timeout=max(0.01, deadline - time.monotonic()))
-                    except queue.Empty:
-                        raise RuntimeError(f"no history of {name} at {end} within "
-                                           f"{cfg.hang:g}s") from None
-                    if isinstance(event, BarReceived):
-                        bar = event.bar
-                        index.append(bar.dt)
-                        rows.append([bar.open, bar.high, bar.low, bar.close, bar.volume])
-                    elif isinstance(event, RequestFailed):
-                        raise RuntimeError(f"history of {name} at {end}: {event.text}")
-                    else:  # HistoryEnded
-                        break
+                end = datetime.fromtimestamp(t, UTC)
+                try:  # the store's one historical path (chunked, paced, retried)
+                    frame = store.run(store.history.bars(
+                        dataname, end - timedelta(seconds=STEP), end, "5 secs", use_rth=False,
+                        contract=contract), timeout=cfg.hang)
+                except TimeoutError:
+                    raise RuntimeError(f"no history of {name} at {end:%Y-%m-%d %H:%M:%S} "
+                                       f"within {cfg.hang:g}s") from None
+                except Exception as exc:  # noqa: BLE001 - IB's refusal, named
+                    raise RuntimeError(f"history of {name} at {end:%Y-%m-%d %H:%M:%S}: "
+                                       f"{exc}") from exc
+                for bar in frame_bars(frame, "5 secs"):  # stamped at the bar's end
+                    index.append(bar.dt)
+                    rows.append([bar.open, bar.high, bar.low, bar.close, bar.volume])
             out[name] = pd.DataFrame(rows, index=pd.DatetimeIndex(index),
                                      columns=["open", "high", "low", "close", "volume"])
     finally:
