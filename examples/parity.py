@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from bt_ibkr.cli_args import OneLineParser, data_selection, finite_number, iso_date
-from bt_ibkr.engine import MAX_BPS, check_writable
-from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.engine import MAX_BPS, check_history_length, check_writable, warmup_bars
+from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 
 DIVERGED = 4
@@ -71,19 +71,6 @@ def _frames(args):
     return frames
 
 
-def _check_warmup(frames, strategy_cls, params) -> None:
-    """ConfigError when no symbol has more bars than the Strategy's warm-up: neither path
-    would ever decide, and "0 diffs" would prove nothing."""
-    from bt_ibkr.engine import warmup_bars
-
-    need = warmup_bars(strategy_cls, params)
-    longest = max(len(f) for f in frames.values())
-    if longest <= need:
-        raise ConfigError(f"{longest} bars from {min(f.index[0] for f in frames.values()):%Y-%m-%d}"
-                          f": {strategy_cls.__name__} needs more than {need} to decide even "
-                          "once; give an earlier --start")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input)."""
     try:
@@ -116,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
             frames = _frames(args)
-            _check_warmup(frames, strategy_cls, params)
+            # as the backtest: every symbol covers the warm-up, a decision and its fill (else
+            # neither path trades, and "0 diffs" would prove nothing)
+            check_history_length(frames, warmup_bars(strategy_cls, params),
+                                 strategy_cls.__name__)
             report = run_parity(frames, strategy_cls, params, cfg).report
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.parity").info("parity failed: %s", exc)

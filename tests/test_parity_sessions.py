@@ -159,7 +159,7 @@ def test_parity_cli_bad_input_exits_2_before_running(in_tmp, capsys):
     (in_tmp / "afile").write_text("x")
     cases = [(["--report", "afile/x.html"], "--report"),
              (["--json", "/proc/nope/p.json"], "--json"),
-             (["--start", "2018-06-01"], "needs more than 271"),
+             (["--start", "2018-06-01"], "needs at least 273 (271 warm-up bars"),
              (["--source", "csv"], "--csv PATH"),
              (["--csv", "a.csv", "--source", "sample"], "--csv is only used")]
     for argv, words in cases:

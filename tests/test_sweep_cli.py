@@ -76,7 +76,7 @@ def test_all_tasks_ok_exits_0_and_per_symbol_splits_the_portfolio(workdir, capsy
     (["--grid", "band=0.1", "--warmup-bars", "100"], "--warmup-bars applies to --walk-forward only"),
     (["--grid", "band=0.1", "--report", "/proc/nope/s.html"], "--report /proc/nope/s.html: cannot be written"),
     (["--grid", "band=0.1", "--json", "/proc/nope/s.json"], "--json /proc/nope/s.json: cannot be written"),
-    (["--grid", "band=0.1", "--start", "2011-06-01"], "needs more than 271 to decide even once"),
+    (["--grid", "band=0.1", "--start", "2011-06-01"], "needs at least 273 (271 warm-up bars, one to decide on, one to fill at)"),
 ])
 def test_bad_input_is_exit_2_with_one_line_before_any_work(workdir, capsys, args, words):
     code, out, err = _run([*DATA, "--out", "never", *args], capsys)

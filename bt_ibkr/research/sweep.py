@@ -24,6 +24,7 @@ from bt_ibkr.engine import (
     DEFAULT_COMMISSION_BPS,
     DEFAULT_SLIPPAGE_BPS,
     BacktestConfig,
+    check_history_length,
     check_writable,
     warmup_bars,
 )
@@ -69,17 +70,14 @@ def check_common(config: Any) -> None:
 
 
 def check_warmup(config: Any, bars: BarSet) -> None:
-    """ConfigError when no symbol has more bars than the Strategy's warm-up under any
-    combination of the grid: no task would decide even once, and every result would be
-    an empty run."""
+    """Raise DataError when a symbol's bars cannot cover the Strategy's warm-up, one decision
+    and its fill under any combination of the grid (the backtest's rule,
+    :func:`bt_ibkr.engine.check_history_length`, with the shortest warm-up of the grid): no
+    task would trade, and every result would be an empty run."""
     strategy = config.strategy or default_strategy()
     need = min(warmup_bars(strategy, {**config.fixed_params, **combo})
                for combo in expand_grid(config.grid))
-    longest = max(len(f) for f in bars.frames.values())
-    if longest <= need:
-        first, _ = bars.span()
-        raise ConfigError(f"{longest} bars from {first}: {strategy.__name__} needs more than "
-                          f"{need} to decide even once; give an earlier --start")
+    check_history_length(bars.frames, need, strategy.__name__)
 
 
 @dataclass
