@@ -39,6 +39,7 @@ from bt_ibkr.engine import (  # the engine, re-exported: the public backtest API
     BacktestConfig,
     RunRecord,
     check_history_length,
+    check_outputs,
     check_writable,
     measure,
     period_benchmark,
@@ -166,8 +167,7 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
     from bt_ibkr.data.history import HistoryRequest, load_history
 
     config.validate()
-    for flag, path in config.output_paths():
-        check_writable(path, flag)
+    check_outputs(config.output_paths())
     strategy_cls = config.strategy_class()
     params = config.strategy_params()
     warmup = warmup_bars(strategy_cls, params)

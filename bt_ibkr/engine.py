@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -190,6 +191,14 @@ def check_writable(path: str | Path, flag: str) -> Path:
             f"{flag} {path}: cannot be written ({exc.strerror or exc}); choose a writable path"
         ) from None
     return path
+
+
+def check_outputs(outputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Check every ``(flag, path)`` of ``outputs`` with :func:`check_writable` (None paths:
+    not asked for) before a run starts, so a bad path never costs the run's results."""
+    for flag, path in outputs:
+        if path is not None:
+            check_writable(path, flag)
 
 
 def warmup_bars(strategy_cls: type, params: dict[str, Any] | None = None) -> int:

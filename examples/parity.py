@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from bt_ibkr.cli_args import OneLineParser, data_selection, finite_number, iso_date
-from bt_ibkr.engine import MAX_BPS, check_history_length, check_writable, warmup_bars
+from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                            slippage_bps=args.slippage_bps, tolerance=args.tolerance,
                            partial_fill_qty=args.partial_fill_qty)
         cfg.validate()
-        for flag, path in (("--json", args.json), ("--report", args.report)):
-            if path is not None:
-                check_writable(path, flag)  # before the run, not after it
+        check_outputs((("--json", args.json), ("--report", args.report)))
         if args.replay is not None:
             from bt_ibkr.parity.sessions import replay
 

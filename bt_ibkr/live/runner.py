@@ -52,7 +52,7 @@ import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
-from bt_ibkr.engine import check_writable
+from bt_ibkr.engine import check_outputs
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import timeframe_of
 from bt_ibkr.ib.store import IBStore
@@ -221,9 +221,8 @@ class LiveRunner:
         try:
             strategy_cls = self.strategy_cls or resolve_strategy(cfg.strategy)
             self._check_params(strategy_cls)
-            for flag, path in (("--json", self.json_path), ("--report", self.report_path)):
-                if path is not None:  # before trading, not when the summary is due
-                    check_writable(path, flag)
+            # before trading, not when the summary is due
+            check_outputs((("--json", self.json_path), ("--report", self.report_path)))
             if self.simulate:
                 self._start_sim()
             # 1. before connecting: mode vs port, live confirmation

@@ -25,7 +25,7 @@ from bt_ibkr.engine import (
     DEFAULT_SLIPPAGE_BPS,
     BacktestConfig,
     check_history_length,
-    check_writable,
+    check_outputs,
     warmup_bars,
 )
 from bt_ibkr.errors import ConfigError
@@ -57,9 +57,7 @@ def check_common(config: Any) -> None:
     if both:
         raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")
     config.cluster.validate()
-    for flag, path in (("--json", config.json_path), ("--report", config.report_path)):
-        if path is not None:
-            check_writable(path, flag)
+    check_outputs((("--json", config.json_path), ("--report", config.report_path)))
     if config.out_dir is not None:  # checked now, not when the results are due
         out = Path(config.out_dir)
         if out.exists() and not out.is_dir():
