@@ -188,10 +188,13 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
+    # what the gateway had before this run's Strategy starts (it subscribes from its thread,
+    # which may be before _drive runs)
+    before = (len(sim.requests_named("reqRealTimeBars")), len(sim.requests_named("placeOrder")))
     thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
     thread.start()
     try:
-        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm)
+        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm, before)
     finally:
         cerebro.runstop()
         thread.join(cfg.hang)
@@ -206,7 +209,7 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
 
 
 def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
-           errors: list, on_step, warm: int = 0) -> None:
+           errors: list, on_step, warm: int, before: tuple[int, int]) -> None:
     """Advance the simulator through ``steps`` in lockstep with the Strategy.
 
     Without ``on_step`` the client paces the clock (``GatewayServer.pace``): after deciding
@@ -214,10 +217,10 @@ def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityC
     for its time, and the gateway steps to the next session first; this thread only starts
     the first step and waits for the last decision. With ``on_step`` (fault scenarios that
     act between sessions) this thread steps the clock itself and waits for each decision and
-    its orders.
+    its orders. ``before``: the gateway's reqRealTimeBars and placeOrder counts from before the
+    Strategy's thread started.
     """
-    subs = len(sim.requests_named("reqRealTimeBars"))
-    placed = len(sim.requests_named("placeOrder"))
+    subs, placed = before
     deadline = time.monotonic() + cfg.hang
     while len(sim.requests_named("reqRealTimeBars")) < subs + n_feeds or gate.bars < warm:
         if errors or time.monotonic() > deadline:
