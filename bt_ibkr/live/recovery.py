@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bt_ibkr.live.journal import Journal, ReconcileReport
+from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.reconcile import ReconcileReport
 
 #: an intent journaled but never sent is resent after a restart only if younger than this
 MAX_INTENT_AGE = timedelta(hours=12)
