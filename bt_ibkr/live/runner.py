@@ -59,8 +59,8 @@ from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.live.config import LiveConfig, PathsConfig
 from bt_ibkr.live.journal import REJECTED, Journal, JournalError
-from bt_ibkr.live.reconcile import ReconcileReport
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
+from bt_ibkr.live.reconcile import ReconcileReport
 from bt_ibkr.live.recovery import MAX_INTENT_AGE, recover
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
