@@ -393,7 +393,34 @@ class IBBroker(bt.BrokerBase):
                 self._reject(order, ev.error_code, ev.reason or "order inactive at IB")
 
     def _pending_exec_for(self, key: str) -> bool:
-        return any(ex.ref == key for ex in self._pending_exec.values())
+        return self.awaiting_commission(key)
+
+    # ------------------------------------------------------------------ queries (orders of others)
+    def awaiting_commission(self, ref: str) -> bool:
+        """Return True when an execution of ``ref`` arrived and waits for its commission
+        report (IB sends ``commissionReport`` after ``execDetails``): not counted yet."""
+        return any(ex.ref == ref for ex in self._pending_exec.values())
+
+    def announced_filled(self, ref: str) -> float | None:
+        """Return the filled quantity IB's status announced for ``ref``, an order this broker
+        did not place (a followed order of an earlier run), or None when none was announced."""
+        return self._status_filled.get(ref)
+
+    def unsettled_refs(self) -> set[str]:
+        """Return the orderRefs, of orders this broker did not place, for which IB announced
+        a status or an execution (candidates for fills not counted yet)."""
+        return set(self._status_filled) | {ex.ref for ex in self._pending_exec.values()
+                                           if ex.ref not in self.orders}
+
+    def follows(self, ref: str) -> bool:
+        """Return True when this broker counted fills of ``ref``, an order it did not place
+        (:meth:`followed_fills`)."""
+        return ref in self._followed
+
+    def followed_fills(self, ref: str) -> list[FollowedFill]:
+        """Return the fills of ``ref`` (an order this broker did not place) it counted, oldest
+        first."""
+        return list(self._followed.get(ref, ()))
 
     def _reject(self, order: IBOrder, code, reason: str) -> None:
         order.info.reason = reason

@@ -183,7 +183,7 @@ class JournaledIBBroker(IBBroker):
                                                               symbol=symbol)}
         # done per the journal, but IB announced fills not counted yet (only followed orders
         # have statuses or executions here without a backtrader order)
-        for ref in set(self._status_filled) | {ex.ref for ex in self._pending_exec.values()}:
+        for ref in self.unsettled_refs():
             if ref not in found and self._uncounted(ref):
                 rec = self.journal.get(ref)
                 if rec is not None and (symbol is None or rec.symbol == symbol):
@@ -194,9 +194,9 @@ class JournaledIBBroker(IBBroker):
         """Return True when IB announced executions of ``ref`` that this broker has not counted
         yet: one received without its commission report, or a status that says more shares
         filled than the executions the journal holds (IB may send it before them)."""
-        if self._pending_exec_for(ref):
+        if self.awaiting_commission(ref):
             return True
-        reported = self._status_filled.get(ref)
+        reported = self.announced_filled(ref)
         return reported is not None and reported > sum(
             f.shares for f in self.journal.fills(order_ref=ref)) + 1e-9
 
@@ -327,7 +327,7 @@ class JournaledIBBroker(IBBroker):
                      duplicate_skipped=True)
         order.submit(self)
         working = rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT
-        if working or ref in self._followed:
+        if working or self.follows(ref):
             # working at the gateway (or filled while this run followed it): its events and
             # fills reach this order; marked adopted so a recorder can tell it from an order
             # this process sent
