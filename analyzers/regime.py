@@ -30,6 +30,9 @@ class RegimeStats:
     ann_volatility: float
     sharpe: float
     max_drawdown: float
+    """The worst peak-to-trough loss inside one spell of the regime (a contiguous run of its
+    bars), never across spells: returns of separate spells chained together would make a
+    drawdown that the portfolio never had (deeper than the whole run's)."""
 
 
 @dataclass
@@ -61,11 +64,19 @@ def attribute(
     """
     n = len(labels)
     buckets: dict[str, dict[str, list[float]]] = {}
+    worst: dict[str, float] = {}  # regime -> deepest drawdown within one of its spells
+    spell: list[float] = []
     for i in range(n):
         b = buckets.setdefault(labels[i], {"exp": [], "ret": []})
         b["exp"].append(exposures[i])
         if i + 1 < n and values[i] > 0:
-            b["ret"].append(values[i + 1] / values[i] - 1.0)
+            r = values[i + 1] / values[i] - 1.0
+            b["ret"].append(r)
+            spell.append(r)
+        if i + 1 >= n or labels[i + 1] != labels[i]:  # the spell ends here
+            dd = max_drawdown(pd.Series(spell, dtype="float64"))
+            worst[labels[i]] = min(worst.get(labels[i], 0.0), dd)
+            spell = []
     out: dict[str, RegimeStats] = {}
     for label, b in buckets.items():
         rets = pd.Series(b["ret"], dtype="float64")
@@ -84,7 +95,7 @@ def attribute(
             ann_return=ann,
             ann_volatility=vol,
             sharpe=sharpe,
-            max_drawdown=max_drawdown(rets),
+            max_drawdown=worst.get(label, 0.0),
         )
     return out
 

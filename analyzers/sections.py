@@ -126,12 +126,15 @@ def _table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]]) 
 
 
 def summary_table(rows: Sequence[tuple[str, str, str]], *, strategy_title: str = "Strategy",
-                  benchmark_title: str = "Buy & hold") -> str:
-    """Return the "Run summary" box: the terminal's table (metric, strategy, benchmark)."""
+                  benchmark_title: str = "Buy & hold", notes: Sequence[str] = ()) -> str:
+    """Return the "Run summary" box: the terminal's table (metric, strategy, benchmark), then
+    ``notes`` (what the figures leave out), one paragraph each."""
     cells = [[html.escape(m), html.escape(a), html.escape(b)] for m, a, b in rows]
+    text = "".join(f"<p class='bt-note'>{html.escape(n)}</p>" for n in notes)
     return (
         "<div id='bt-summary'><h3>Run summary</h3>"
         + _table("summary-table", ["Metric", strategy_title, benchmark_title], cells)
+        + (f"<div id='bt-notes'>{text}</div>" if text else "")
         + "</div>"
     )
 
@@ -180,7 +183,9 @@ def regime_section(report: RegimeReport, values: pd.Series) -> str:
         f"<div id='regime-chart'>{chart}</div>"
         "<h3>Performance by regime</h3>"
         "<p>The return from one bar to the next is attributed to the regime in force when the "
-        "positions were decided.</p>"
+        "positions were decided. Max DD is the worst peak-to-trough loss inside one spell of "
+        "the regime (a run of consecutive bars in it), never chained across spells, so it is "
+        "never deeper than the whole run's.</p>"
         f"{table}</div>"
     )
 

@@ -19,6 +19,7 @@ import backtrader as bt
 import pandas as pd
 
 from analyzers.equity import gross_exposure
+from analyzers.quantstats_fixes import clean_report_html, report_context
 from analyzers.regime import RegimeReport, build_report
 from analyzers.sections import (
     REGIME_COLORS,
@@ -99,6 +100,7 @@ def write_tearsheet(
     ablation: list[dict] | None = None,
     ablation_note: str = "",
     parameters: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> Path:
     """Write a quantstats HTML tearsheet of an equity curve and return its path.
 
@@ -118,6 +120,8 @@ def write_tearsheet(
         ablation: rows of an ablation report (name, sharpe, cagr, max_drawdown, volatility,
             exposure, turnover) shown as a section; ``ablation_note`` is printed above it.
         parameters: shown in the report's subtitle (e.g. costs).
+        notes: lines under the run summary that say what the figures leave out (dividends,
+            interest on idle cash, the risk-free rate) or that the asked range was cut.
 
     Raises:
         ValueError: the period has fewer than two days of equity.
@@ -136,7 +140,7 @@ def write_tearsheet(
         # write the report without the comparison rather than no report at all.
         log.warning("strategy returns are flat (no trades?): tearsheet written without benchmark")
         bench = None
-    with quiet_reporting(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_reporting(), report_context(), tempfile.TemporaryDirectory() as tmp:
         import quantstats as qs
 
         template = Path(tmp) / "report.html"
@@ -158,7 +162,8 @@ def write_tearsheet(
             sections += regime_section(regime_report, kept)
         if ablation:
             sections += ablation_section(ablation, ablation_note)
-        text = output.read_text(encoding="utf-8")
+        text = clean_report_html(output.read_text(encoding="utf-8"), title=title,
+                                 benchmark=benchmark_title)
         text = text.replace("\ufe6a", "%")  # quantstats' "CAGR\ufe6a" (small percent sign)
         text = text.replace(
             _EOY_MARK,
@@ -167,7 +172,8 @@ def write_tearsheet(
         )
         text = text.replace(
             _SUMMARY_MARK,
-            summary_table(summary_rows, benchmark_title=benchmark_title) if summary_rows else "",
+            (summary_table(summary_rows, benchmark_title=benchmark_title, notes=notes)
+             if summary_rows else ""),
         )
         text = text.replace(
             _SECTIONS_MARK, f"{_SECTIONS_CSS}<div id='bt-sections'>{sections}</div>" if sections else ""

@@ -27,6 +27,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,20 @@ def aggregated_warnings() -> Iterator[None]:
                     handler.handle(record)
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Return the (metric, strategy, buy & hold) rows the terminal and the tearsheet both show."""
+    """Return the (metric, strategy, buy & hold) rows the terminal and the tearsheet both show.
+
+    A figure that is undefined for the run (a ratio of a flat curve, buy-and-hold scaled to a
+    volatility of zero) is ``None`` in the summary and shows as ``n/a``.
+    """
     b = summary["benchmark"]
     eq = b["equal_volatility"]
     return [
@@ -124,18 +137,84 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("final value", f"{summary['final_value']:,.2f}", ""),
         ("total return", f"{summary['total_return']:.2%}", f"{b['total_return']:.2%}"),
         ("CAGR", f"{summary['cagr']:.2%}", f"{b['cagr']:.2%}"),
-        ("Sharpe", f"{summary['sharpe']:.2f}", f"{b['sharpe']:.2f}"),
-        ("Sortino", f"{summary['sortino']:.2f}", ""),
+        ("Sharpe", _num(summary["sharpe"]), _num(b["sharpe"])),
+        ("Sortino", _num(summary["sortino"]), ""),
         ("max drawdown", f"{summary['max_drawdown']:.2%}", f"{b['max_drawdown']:.2%}"),
         ("volatility", f"{summary['volatility']:.2%}", f"{b['volatility']:.2%}"),
-        ("CAGR at equal vol", "", f"{eq['cagr']:.2%}"),
-        ("max DD at equal vol", "", f"{eq['max_drawdown']:.2%}"),
+        ("CAGR, B&H at strategy vol", "", _pct(eq["cagr"])),
+        ("max DD, B&H at strategy vol", "", _pct(eq["max_drawdown"])),
         ("avg exposure", f"{summary['exposure']:.2f}", "1.00"),
         ("turnover (x/yr)", f"{summary['turnover']:.2f}", ""),
         ("fills", str(summary["trades"]), ""),
         ("rejected orders", str(summary["rejected_orders"]), ""),
         ("bars (warm-up)", f"{summary['period_bars']} ({summary['warmup_bars']})", ""),
     ]
+
+
+_PRICE_BASIS = {
+    "sample": "{symbols}: price index closes without dividends (the arch package's sample), "
+              "for the strategy and buy & hold alike",
+    "yahoo": "{symbols}: Yahoo closes adjusted for splits and dividends (dividends reinvested), "
+             "for the strategy and buy & hold alike",
+    "ibkr": "{symbols}: IB TRADES bars, not adjusted for dividends, for the strategy and buy & "
+            "hold alike",
+    "csv": "{symbols}: prices as in the CSV file (dividends included only if the file's "
+           "prices are adjusted)",
+}
+
+
+def report_notes(summary: dict[str, Any]) -> list[str]:
+    """Return what the figures leave out, as the terminal, the tearsheet and the README say
+    it: the price basis (dividends or not), what idle cash earns, the risk-free rate of the
+    ratios and the equal-volatility convention."""
+    source = str(summary.get("source", ""))
+    basis = next((text for key, text in _PRICE_BASIS.items() if source.startswith(key)), None)
+    notes = []
+    if basis:
+        notes.append(basis.format(symbols=", ".join(summary.get("symbols", []))))
+    rate = float(summary.get("cash_rate_pct", 0.0) or 0.0)
+    idle = max(0.0, 1.0 - float(summary.get("exposure", 1.0)))
+    flat = 1.0 - float(summary.get("time_in_market", 1.0))
+    notes.append(f"idle cash earns {rate:g}% a year (--cash-rate); on average {idle:.0%} of "
+                 f"the portfolio was cash, and it held no position on {flat:.0%} of the days")
+    notes.append("Sharpe and Sortino use a 0% risk-free rate; \"B&H at strategy vol\" is buy & "
+                 "hold scaled down to the strategy's volatility, rebalanced daily")
+    return notes
+
+
+def time_in_market(record: RunRecord, warmup: int) -> float:
+    """Return the share of the reporting period's bars on which the portfolio held a position
+    (gross exposure above 0.1%)."""
+    held = record.exposure.iloc[warmup:]
+    return float((held.abs() > 1e-3).mean()) if len(held) else 0.0
+
+
+def _sessions_missed(first: date, last: date) -> bool:
+    """Return True when NYSE had a session from ``first`` to ``last`` inclusive (a weekday,
+    outside the calendar's years)."""
+    from bt_ibkr.calendars import sessions_between
+
+    if last < first:
+        return False
+    try:
+        return bool(sessions_between(first, last))
+    except Exception:  # noqa: BLE001 - dates outside the calendar: any weekday counts
+        return any((first + timedelta(days=i)).weekday() < 5
+                   for i in range(min((last - first).days + 1, 7)))
+
+
+def range_notes(config: BacktestConfig, data_start: date, data_end: date) -> list[str]:
+    """Return a line for each end of the asked range (``--start``/``--end``) that the data
+    does not reach (a session is missing between the data's end and ``--end``: a weekend or
+    a holiday is not a cut), so a run cut short never looks like the period asked for."""
+    notes = []
+    if config.end is not None and _sessions_missed(data_end + timedelta(days=1), config.end):
+        notes.append(f"--end {config.end}: the data ends {data_end}, so the run ends there")
+    if config.start is not None and _sessions_missed(config.start,
+                                                     data_start - timedelta(days=1)):
+        notes.append(f"--start {config.start}: the data starts {data_start}, so the run "
+                     "starts there (then the warm-up)")
+    return notes
 
 
 def costs_text(summary: dict[str, Any]) -> str:
@@ -195,7 +274,8 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
     returns = perf.returns
     bench = period_benchmark(history.frames, returns)
     bench_stats = compute_stats(bench)
-    bench_eq = compute_stats(scale_to_volatility(bench, perf.stats.volatility))
+    flat = not perf.stats.volatility > 0  # no position ever held: ratios are undefined
+    bench_eq = None if flat else compute_stats(scale_to_volatility(bench, perf.stats.volatility))
     values = record.values
     symbols = list(history.frames)
     first = min(f.index[0] for f in history.frames.values())
@@ -216,10 +296,12 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
         "cash": config.cash,
         "commission_bps": config.commission_bps,
         "slippage_bps": config.slippage_bps,
+        "cash_rate_pct": config.cash_rate_pct,
         "decision_delay": int(params.get("decision_delay", config.decision_delay) or 0),
         "fill_price": "next bar open",
         "final_value": float(values.iloc[-1]),
         **perf.stats.to_dict(),
+        "time_in_market": time_in_market(record, warmup),
         "trades": perf.fills,
         "rejected_orders": len(record.rejected),
         "exposure": perf.exposure,
@@ -233,12 +315,17 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
             "max_drawdown": bench_stats.max_drawdown,
             "volatility": bench_stats.volatility,
             "equal_volatility": {
-                "cagr": bench_eq.cagr,
-                "sharpe": bench_eq.sharpe,
-                "max_drawdown": bench_eq.max_drawdown,
+                "cagr": None if bench_eq is None else bench_eq.cagr,
+                "sharpe": None if bench_eq is None else bench_eq.sharpe,
+                "max_drawdown": None if bench_eq is None else bench_eq.max_drawdown,
             },
         },
     }
+    if flat:
+        summary["sharpe"] = summary["sortino"] = None
+    summary["range_notes"] = range_notes(config, pd.Timestamp(first).date(),
+                                         pd.Timestamp(last).date())
+    summary["notes"] = report_notes(summary)
     if ablation is not None:
         summary["ablation"] = ablation.to_list()
         if ablation.skipped:
@@ -259,6 +346,7 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
                 regime_report=perf.regimes,
                 warmup_bars=warmup,
                 summary_rows=summary_rows(summary),
+                notes=summary["range_notes"] + summary["notes"],
                 ablation=summary.get("ablation"),
                 ablation_note="; ".join(summary.get("ablation_skipped", [])),
                 parameters={"Costs": costs_text(summary)},
@@ -278,4 +366,5 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
 
 __all__ = ["BacktestConfig", "BacktestResult", "RunRecord", "aggregated_warnings",
            "check_history_length", "check_writable", "costs_text", "measure",
-           "period_benchmark", "run_backtest", "simulate", "summary_rows", "warmup_bars"]
+           "period_benchmark", "range_notes", "report_notes", "run_backtest", "simulate",
+           "summary_rows", "time_in_market", "warmup_bars"]

@@ -46,6 +46,8 @@ log = logging.getLogger("bt_ibkr.backtest")
 DEFAULT_COMMISSION_BPS = 1.0
 DEFAULT_SLIPPAGE_BPS = 2.0
 MAX_BPS = 1000.0
+MAX_CASH_RATE_PCT = 20.0
+"""The highest yearly cash rate a backtest accepts, in percent."""
 
 
 @dataclass
@@ -60,6 +62,7 @@ class BacktestConfig:
     cash: float = 100_000.0
     commission_bps: float = DEFAULT_COMMISSION_BPS
     slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    cash_rate_pct: float = 0.0  # yearly % earned on idle (positive) cash (bt_ibkr.cash_rate)
     decision_delay: int = 0  # bars between a decision and its order (strategy param)
     params: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None  # None -> reports/backtest-<symbols>-<start>-<end>.html
@@ -83,6 +86,9 @@ class BacktestConfig:
                           ("--slippage-bps", self.slippage_bps)):
             if not _finite(bps) or not 0 <= bps < MAX_BPS:
                 raise ConfigError(f"{flag} {bps}: must be a finite number of basis points in [0, {MAX_BPS:g})")
+        if not _finite(self.cash_rate_pct) or not 0 <= self.cash_rate_pct <= MAX_CASH_RATE_PCT:
+            raise ConfigError(f"--cash-rate {self.cash_rate_pct}: must be a yearly percentage in "
+                              f"[0, {MAX_CASH_RATE_PCT:g}], e.g. --cash-rate 2 for 2% a year")
         if isinstance(self.decision_delay, bool) or not isinstance(self.decision_delay, int) \
                 or self.decision_delay < 0:
             raise ConfigError(f"--decision-delay {self.decision_delay}: must be a whole number of bars >= 0")
@@ -262,12 +268,18 @@ class _Progress(bt.Analyzer):
 
 
 def backtest_cerebro(cash: float, commission_bps: float, slippage_bps: float, *,
-                     preload: bool = True, runonce: bool = True) -> bt.Cerebro:
+                     preload: bool = True, runonce: bool = True,
+                     cash_rate_pct: float = 0.0) -> bt.Cerebro:
     """Return an empty Cerebro whose BackBroker has the backtest's cash, costs and fill rules:
     market orders fill at the next bar's open (backtrader's default, stated explicitly), every
     fill pays ``commission_bps`` of its value and ``slippage_bps`` of its price, the open
-    included and never capped at the bar's high/low."""
+    included and never capped at the bar's high/low. ``cash_rate_pct`` > 0: idle cash earns that
+    yearly percentage (:class:`bt_ibkr.cash_rate.CashRateBroker`; its clock is the first feed)."""
     cerebro = bt.Cerebro(preload=preload, runonce=runonce, stdstats=False)
+    if cash_rate_pct:
+        from bt_ibkr.cash_rate import CashRateBroker
+
+        cerebro.broker = CashRateBroker(cash_rate=cash_rate_pct / 100.0)
     broker = cerebro.broker
     broker.setcash(cash)
     broker.setcommission(commission=commission_bps / 10_000.0)
@@ -295,11 +307,14 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
     strategy_cls = strategy_cls or config.strategy_class()
     params = config.strategy_params() if params is None else params
     cerebro = backtest_cerebro(config.cash, config.commission_bps, config.slippage_bps,
-                               preload=config.preload, runonce=config.runonce)
+                               preload=config.preload, runonce=config.runonce,
+                               cash_rate_pct=config.cash_rate_pct)
     bars = 0
     for symbol, frame in frames.items():
-        cerebro.adddata(make_feed(frame, name=symbol, **(feed_kw or {}).get(symbol, {})),
-                        name=symbol)
+        feed = make_feed(frame, name=symbol, **(feed_kw or {}).get(symbol, {}))
+        cerebro.adddata(feed, name=symbol)
+        if bars == 0 and hasattr(cerebro.broker, "set_clock"):
+            cerebro.broker.set_clock(feed)
         bars = max(bars, len(frame))
     cerebro.addstrategy(strategy_cls, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")

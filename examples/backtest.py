@@ -33,7 +33,12 @@ SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
-    from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, MAX_BPS
+    from bt_ibkr.engine import (
+        DEFAULT_COMMISSION_BPS,
+        DEFAULT_SLIPPAGE_BPS,
+        MAX_BPS,
+        MAX_CASH_RATE_PCT,
+    )
 
     p = OneLineParser(prog="python -m examples.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", help="comma-separated symbols, one portfolio (default: SPY, or the ^GSPC sample offline)")
@@ -55,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"slippage per fill in basis points of price, buys up and sells down, applied to the "
         f"next-open fill (default {DEFAULT_SLIPPAGE_BPS:g}: about a liquid index ETF's spread plus "
         "opening-auction and impact costs; raise it for less liquid symbols)",
+    )
+    p.add_argument(
+        "--cash-rate", type=finite_number(0, high=MAX_CASH_RATE_PCT), default=0.0,
+        metavar="PCT",
+        help="yearly interest in percent earned on idle (positive) cash, compounded daily "
+        "(default 0: cash earns nothing, as backtrader's broker)",
     )
     p.add_argument(
         "--decision-delay", type=whole_number, default=0, metavar="BARS",
@@ -96,6 +107,10 @@ def _print_summary(summary: dict, message: str) -> None:
         f"from {summary['data_start']} (the tearsheet and the JSON use the same period)"
     )
     console.print(f"costs: {costs_text(summary)}")
+    for note in summary.get("range_notes", []):
+        console.print(f"[bold]range: {note}[/bold]")
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}")
     regimes = ", ".join(f"{k} {v}" for k, v in sorted(summary["regime_counts"].items(), key=lambda kv: -kv[1]))
     console.print(f"regimes (bars): {regimes}")
     if summary.get("ablation"):
@@ -145,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             cash=args.cash,
             commission_bps=args.commission_bps,
             slippage_bps=args.slippage_bps,
+            cash_rate_pct=args.cash_rate,
             decision_delay=args.decision_delay,
             params=parse_params(RegimeAwareEnsemble, args.param),
             report=args.report,

@@ -8,7 +8,9 @@ in the layout and its chart.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import datetime
 from html.parser import HTMLParser
 
@@ -80,9 +82,13 @@ class Page(HTMLParser):
         if self._in_h1:
             self.h1 += data
 
-    def table(self, header0: str, header: list[str] | None = None) -> dict[str, list[str]]:
-        """Return {first cell: other cells} of the first table whose header matches."""
+    def table(self, header0: str, header: list[str] | None = None,
+              ours: bool | None = None) -> dict[str, list[str]]:
+        """Return {first cell: other cells} of the first table whose header matches (``ours``
+        True/False: only inside / outside bt_ibkr's run summary box)."""
         for t in self.tables:
+            if ours is not None and _within(t["ancestors"], id="bt-summary") != ours:
+                continue
             if t["rows"] and t["rows"][0][0] == header0 and (header is None or t["rows"][0] == header):
                 return {r[0]: r[1:] for r in t["rows"][1:] if r}
         raise AssertionError(f"no table with header {header0!r}")
@@ -131,8 +137,8 @@ def test_page_reports_the_json_period(run):
 
 def test_quantstats_metrics_equal_the_json(run):
     summary, _, _, page = run
-    m = page.table("Metric", ["Metric", "Buy & hold", "Strategy"])
-    bench, strat = 0, 1
+    m = page.table("Metric", ["Metric", "Strategy", "Buy & hold"], ours=False)
+    strat, bench = 0, 1
     b = summary["benchmark"]
     # quantstats rounds to 2 decimals (ratios) or 2 decimals of percent
     assert float(m["Sharpe"][strat]) == pytest.approx(summary["sharpe"], abs=0.005 + 1e-9)
@@ -146,7 +152,7 @@ def test_quantstats_metrics_equal_the_json(run):
 
 def test_run_summary_box_is_the_terminal_table(run):
     summary, out, _, page = run
-    box = page.table("Metric", ["Metric", "Strategy", "Buy & hold"])
+    box = page.table("Metric", ["Metric", "Strategy", "Buy & hold"], ours=True)
     rows = summary_rows(summary)
     assert {k: v for k, v in box.items()} == {m: [a, b] for m, a, b in rows}
     for metric in ("Sharpe", "max drawdown", "CAGR"):
@@ -157,7 +163,7 @@ def test_run_summary_box_is_the_terminal_table(run):
 def test_no_missing_glyph(run):
     _, _, text, page = run
     assert "\ufe6a" not in text
-    assert "CAGR%" in page.table("Metric", ["Metric", "Buy & hold", "Strategy"])
+    assert "CAGR%" in page.table("Metric", ["Metric", "Strategy", "Buy & hold"], ours=False)
 
 
 def test_eoy_chart_and_table_show_the_data_years(run):
@@ -211,3 +217,87 @@ def test_eoy_chart_labels_name_their_bars():
             assert p.get_height() == pytest.approx(expected * 100)
     finally:
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- issue 21: artefacts
+
+
+def test_strategy_column_comes_first_in_every_table(run):
+    """One column order on the page: Strategy, then Buy & hold (the run summary's order)."""
+    _, _, _, page = run
+    both = [t for t in page.tables
+            if t["rows"] and {"Strategy", "Buy & hold"} <= set(t["rows"][0])]
+    assert len(both) >= 3  # run summary, quantstats' metrics, the EOY table
+    for t in both:
+        head = t["rows"][0]
+        assert head.index("Strategy") < head.index("Buy & hold"), head
+    eoy = next(t for t in page.tables if _within(t["ancestors"], id="eoy"))
+    assert eoy["rows"][0] == ["Year", "Strategy", "Buy & hold", "Won"]  # no "Multiplier"
+    metrics = page.table("Metric", ["Metric", "Strategy", "Buy & hold"], ours=False)
+    assert "Treynor Ratio" not in metrics
+    # the swap moved the values with their header: the strategy's max drawdown is its own
+    summary = run[0]
+    assert _pct(metrics["Max Drawdown"][0]) == pytest.approx(summary["max_drawdown"] * 100,
+                                                              abs=0.005 + 1e-9)
+    # each EOY row: "Won" is + exactly when the strategy's year beat buy & hold's
+    for year, strat, bench, won in eoy["rows"][1:]:
+        assert won == ("+" if float(strat) > float(bench) else "-"), year
+
+
+def test_page_chrome_is_ours_and_offline(run):
+    _, _, text, page = run
+    title = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
+    assert title == "RegimeAwareEnsemble on ^GSPC"
+    assert "onload" not in text  # quantstats' save() threw in a browser
+    external = [a for tag, a, _ in page.elements
+                for key in ("href", "src") if (a.get(key) or "").startswith(("http:", "https:"))
+                and tag != "a"]
+    assert external == []  # nothing is fetched (the favicon was)
+
+
+def _ticks(page, div_id: str) -> list[float]:
+    return [_pct(t) for t, anc in page.texts if _within(anc, id=div_id)
+            and re.fullmatch(r"-?[\d,.]+%", t)]
+
+
+def test_percent_ticks_are_exact_and_evenly_spaced(run):
+    """quantstats truncated ticks (-0.0499 -> "-4%"): each chart's percent ticks must now be
+    evenly spaced numbers, as the axis placed them."""
+    _, _, _, page = run
+    charts = {a["id"] for tag, a, anc in page.elements if tag == "div" and a.get("id")}
+    checked = 0
+    for div_id in sorted(charts):
+        ticks = _ticks(page, div_id)
+        if len(ticks) < 3 or div_id in ("right", "left", "eoy", "ddinfo", "bt-sections"):
+            continue
+        steps = np.diff(ticks)
+        assert np.allclose(steps, steps[0], rtol=1e-6), (div_id, ticks)
+        checked += 1
+    assert checked >= 4
+
+
+def test_log_scaled_and_vol_matched_charts_are_left_out(run):
+    _, _, _, page = run
+    ids = {a.get("id") for _, a, _ in page.elements}
+    assert "log_returns" not in ids and "vol_returns" not in ids
+    assert "returns" not in {t for t, _ in page.texts if "Log Scaled" in t}
+
+
+def test_notes_say_what_the_figures_leave_out(run):
+    summary, out, text, _ = run
+    notes = " ".join(" ".join(d.split()) for d in summary["notes"])
+    assert "without dividends" in notes and "idle cash earns 0% a year" in notes
+    assert "0% risk-free rate" in notes
+    for note in summary["notes"]:
+        assert note.split(";")[0] in " ".join(out.split())  # the terminal says it too
+    shown = re.findall(r"<p class='bt-note'>(.*?)</p>", text, re.S)
+    assert [html.unescape(n) for n in shown] == summary["notes"]
+
+
+def test_regime_drawdown_is_within_one_spell(run):
+    """A regime's max drawdown is measured inside its spells: never deeper than the run's."""
+    summary, _, text, page = run
+    table = next(t for t in page.tables if t["id"] == "regime-table")
+    assert "inside one spell" in text
+    for row in table["rows"][1:]:
+        assert _pct(row[-1]) >= summary["max_drawdown"] * 100 - 0.005, row
