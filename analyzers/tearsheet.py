@@ -101,6 +101,7 @@ def write_tearsheet(
     ablation_note: str = "",
     parameters: dict[str, str] | None = None,
     notes: list[str] | None = None,
+    returns: pd.Series | None = None,
 ) -> Path:
     """Write a quantstats HTML tearsheet of an equity curve and return its path.
 
@@ -120,13 +121,18 @@ def write_tearsheet(
         ablation: rows of an ablation report (name, sharpe, cagr, max_drawdown, volatility,
             exposure, turnover) shown as a section; ``ablation_note`` is printed above it.
         parameters: shown in the report's subtitle (e.g. costs).
+        returns: the period's daily returns, when the caller has them (a stitched
+            out-of-sample curve, whose first day's return is real, not a base of 0): the page
+            then covers exactly their days; ``values`` and ``warmup_bars`` are then ignored
+            except by the regime section.
         notes: lines under the run summary that say what the figures leave out (dividends,
             interest on idle cash, the risk-free rate) or that the asked range was cut.
 
     Raises:
         ValueError: the period has fewer than two days of equity.
     """
-    returns = period_returns(values, warmup_bars)
+    if returns is None:
+        returns = period_returns(values, warmup_bars)
     if len(returns) < 2:
         raise ValueError(f"cannot build a tearsheet from {len(returns)} day(s) of equity: need at least 2")
     returns = _naive_daily(returns).rename("Strategy")

@@ -120,21 +120,42 @@ def _configs(args):
     return "sweep", config
 
 
-def _print_sweep(outcome, metric: str, console) -> None:
+def _print_sweep(outcome, metric: str, top: int, console) -> None:
+    """The best ``top`` tasks (``--top``, as in the HTML report), readable at 80 columns: one
+    column per param that varies (the others are the same for every task), no text cut."""
     from rich.table import Table
 
     from bt_ibkr.research.report import rank
+    from bt_ibkr.research.sweep import period_label
 
-    best = rank(outcome.results, metric)[:5]
-    if best:
-        t = Table(title=f"best by {metric}")
-        for col in ("task", "params", "symbols", "Sharpe", "CAGR", "max DD", "trades", "final value"):
-            t.add_column(col, justify="left" if col in ("params", "symbols") else "right")
-        for r in best:
-            t.add_row(str(r.task_id), ", ".join(f"{k}={v}" for k, v in r.params.items()),
-                      ",".join(r.symbols), f"{r.sharpe:.3f}", f"{r.cagr:.2%}",
-                      f"{r.max_drawdown:.2%}", str(r.trades), f"{r.final_value:,.2f}")
-        console.print(t)
+    ranked = rank(outcome.results, metric)
+    best = ranked[:top]
+    if not best:
+        return
+    varying = [k for k in dict.fromkeys(k for r in ranked for k in r.params)
+               if len({repr(r.params.get(k)) for r in ranked}) > 1]
+    symbols = len({r.symbols for r in ranked}) > 1
+    t = Table(title=f"top {len(best)} of {len(ranked)} by {metric} (--top), "
+                    f"{period_label(outcome.results)}")
+    t.add_column("#", justify="right", overflow="fold")
+    for name in varying:
+        t.add_column(name, justify="right", overflow="fold")
+    if symbols:
+        t.add_column("symbols", overflow="fold")
+    for col in ("Sharpe", "CAGR", "max DD", "trades", "final"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in best:
+        cells = [str(r.task_id)] + [str(r.params.get(k, "")) for k in varying]
+        if symbols:
+            cells.append(",".join(r.symbols))
+        cells += [f"{r.sharpe:.3f}", f"{r.cagr:.2%}", f"{r.max_drawdown:.2%}", str(r.trades),
+                  f"{r.final_value:,.0f}"]
+        t.add_row(*cells)
+    console.print(t)
+    fixed = {k: v for k, v in best[0].params.items() if k not in varying}
+    if fixed:
+        console.print("same in every task: " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
+                      highlight=False)
 
 
 def _print_walk_forward(outcome, console) -> None:
@@ -194,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "walk-forward":
         _print_walk_forward(outcome, console)
     else:
-        _print_sweep(outcome, config.metric, console)
+        _print_sweep(outcome, config.metric, config.top, console)
     for r in outcome.failed:
         params = ", ".join(f"{k}={v}" for k, v in r.params.items())
         console.print(f"[red]failed[/red] task {r.task_id} ({escape(params)}): {escape(r.error or '')}",

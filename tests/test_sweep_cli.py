@@ -4,6 +4,7 @@ codes, and bad specs rejected before any work."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -38,8 +39,17 @@ def test_sweep_writes_json_parquet_and_html_and_reports_a_failed_task(workdir, c
         {"band": -0.5, "target_vol": 0.08}, {"band": -0.5, "target_vol": 0.12}]
     assert all("band must be a finite number >= 0" in f["error"] for f in summary["failed"])
     first = summary["results"][0]
-    assert first["symbols"] == ["^GSPC", "^IXIC"] and first["start"] == "2010-01-04"
+    assert first["symbols"] == ["^GSPC", "^IXIC"] and first["data_start"] == "2010-01-04"
     assert first["end"] == "2011-12-30" and first["params"] == {"band": 0.05, "target_vol": 0.08}
+    # one period convention: the metrics' period, as examples.backtest labels the same run
+    from examples.backtest import main as backtest
+
+    assert backtest([*DATA, "--param", "band=0.05", "--param", "target_vol=0.08",
+                     "--no-report", "--json", "b.json"]) == 0
+    run = json.loads((workdir / "b.json").read_text())
+    assert (first["start"], first["end"]) == (run["start"], run["end"])
+    assert abs(first["sharpe"] - run["sharpe"]) < 1e-9
+    assert f"period {run['start']}..{run['end']}" in " ".join(out.split())
     assert summary["strategy"] == "RegimeAwareEnsemble"
     table = pd.read_parquet(workdir / "s" / "results.parquet")
     assert len(table) == 6 and table["error"].notna().sum() == 2
@@ -107,3 +117,46 @@ def test_walk_forward_cli_writes_windows_and_a_tearsheet(workdir, capsys):
     assert data["out_of_sample"]["start"] == "2011-01-03"
     sheet = workdir / data["files"]["tearsheet"]
     assert sheet.exists() and sheet.stat().st_size > 100_000
+    # the tearsheet covers the out-of-sample days only: no day before (no "2010 0.00" row)
+    text = sheet.read_text(encoding="utf-8")
+    heading = re.search(r"<dt>(.*?)</dt>", text).group(1)
+    assert heading.strip().startswith("3 Jan, 2011 - ")
+    eoy = text.split('<div id="eoy">')[1].split("</table>")[0]
+    assert re.findall(r"<tr><td>(\d{4})</td>", eoy) == ["2011", "2012"]
+
+
+def test_terminal_table_is_readable_at_80_columns_and_follows_top(workdir, capsys, monkeypatch):
+    """Not a TTY, 80 columns: every varying param's value and the final value are printed in
+    full (no "…"), and --top sets the rows as it does in the HTML."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _run([*DATA, "--serial", "--grid", "band=0.05,0.1",
+                           "--grid", "target_vol=0.08,0.12", "--grid", "vol_high_enter=0.8,0.85",
+                           "--no-report", "--json", "s.json", "--top", "2"], capsys)
+    assert code == EXIT_OK, err
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    summary = json.loads((workdir / "s.json").read_text())
+    best = sorted(summary["results"], key=lambda r: -r["sharpe"])[:2]
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(rows) == 2
+    for r, row in zip(best, rows, strict=True):
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert cells[0] == str(r["task_id"])
+        assert cells[1:4] == [str(r["params"][k]) for k in ("band", "target_vol",
+                                                              "vol_high_enter")]
+        assert cells[-1] == f"{r['final_value']:,.0f}"
+    assert "top 2 of 8 by sharpe (--top)" in " ".join(out.split())
+
+
+def test_a_scheduler_that_is_not_there_fails_at_once_and_writes_nothing(workdir, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = _run([*DATA, "--grid", "band=0.05,0.1", "--scheduler",
+                           f"tcp://127.0.0.1:{port}", "--out", "s"], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"tcp://127.0.0.1:{port}: nothing listens there" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "s").exists() or not list((workdir / "s").iterdir())

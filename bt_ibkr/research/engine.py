@@ -106,6 +106,29 @@ def route_dask_logs(path: Path | str) -> None:
         logger.propagate = False
 
 
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Open and close a TCP connection to a ``tcp://host:port`` scheduler address; returns
+    None (other protocols are left to Dask).
+
+    Raises:
+        ClusterError: nothing listens there (refused at once) or no answer within ``timeout``.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            return
+    except OSError as exc:
+        why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else str(exc)
+        raise ClusterError(
+            f"--scheduler {address}: {why}; start one with `dask scheduler` and `dask worker`, "
+            "check the address, or drop --scheduler to use a local cluster") from None
+
+
 @contextlib.contextmanager
 def open_cluster(config: ClusterConfig) -> Iterator[object | None]:
     """Yield a connected ``distributed.Client`` (None when ``config.serial``); close it after.
@@ -125,6 +148,8 @@ def open_cluster(config: ClusterConfig) -> Iterator[object | None]:
     try:
         if config.scheduler:
             target = config.scheduler
+            if not Path(target).is_file():
+                probe_scheduler(target, min(config.timeout, 5.0))
             if Path(target).is_file():
                 client = Client(scheduler_file=target, timeout=config.timeout)
             else:

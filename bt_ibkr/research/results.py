@@ -1,6 +1,8 @@
 """Research results on disk: a parquet table of metrics, a parquet file of returns, a JSON summary.
 
-- ``results.parquet``: one row per task (task_id, kind, window, symbols, start, end, params as
+- ``results.parquet``: one row per task (task_id, kind, window, symbols, start and end of the
+  metrics' period — after the Strategy's warm-up, as ``examples.backtest`` labels a run —
+  data_start and data_end of the bars it was fed, params as
   JSON plus one ``param.<name>`` column per param, the metrics, trades, final_value, bars,
   error, seconds, worker).
 - ``returns.parquet``: long format (task_id, date, ret), written by :class:`ReturnsWriter` as
@@ -57,8 +59,10 @@ def results_frame(results: Sequence[TaskResult]) -> pd.DataFrame:
         "kind": [r.kind for r in results],
         "window": pd.array([r.window for r in results], dtype="Int64"),
         "symbols": [",".join(r.symbols) for r in results],
-        "start": [r.start.isoformat() for r in results],
-        "end": [r.end.isoformat() for r in results],
+        "start": [r.period()[0].isoformat() for r in results],
+        "end": [r.period()[1].isoformat() for r in results],
+        "data_start": [r.start.isoformat() for r in results],
+        "data_end": [r.end.isoformat() for r in results],
         "params": [json.dumps(r.params, sort_keys=True, default=str) for r in results],
     }
     for name in names:

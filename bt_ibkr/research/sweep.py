@@ -14,6 +14,7 @@ returns metrics and daily returns only. Outputs (under ``out_dir``): ``results.p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from bt_ibkr.research.results import (
 )
 from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
 
-__all__ = ["SweepConfig", "SweepOutcome", "check_common", "plan_sweep", "run_sweep"]
+__all__ = ["period_label", "SweepConfig", "SweepOutcome", "check_common", "plan_sweep", "run_sweep"]
 
 log = logging.getLogger("bt_ibkr.research")
 
@@ -76,6 +77,21 @@ def check_warmup(config: Any, bars: BarSet) -> None:
     need = min(warmup_bars(strategy, {**config.fixed_params, **combo})
                for combo in expand_grid(config.grid))
     check_history_length(bars.frames, need, strategy.__name__)
+
+
+def period_label(results: list[TaskResult]) -> str:
+    """Return the metrics' period of a sweep's tasks, labelled as ``examples.backtest`` labels a
+    run (after the warm-up): ``period 2000-01-31..2018-12-31``, or a range of first days when
+    the warm-up depends on the params."""
+    ok = [r.period() for r in results if r.ok]
+    if not ok:
+        return "no period (every task failed)"
+    firsts = sorted({p[0] for p in ok})
+    lasts = sorted({p[1] for p in ok})
+    first = str(firsts[0]) if len(firsts) == 1 else f"{firsts[0]}/{firsts[-1]}"
+    last = str(lasts[-1])
+    note = " (the first day depends on the params' warm-up)" if len(firsts) > 1 else ""
+    return f"period {first}..{last}{note}"
 
 
 @dataclass
@@ -184,16 +200,14 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
     returns_path = out_dir / "returns.parquet"
     where = "the given Dask client" if client is not None else config.cluster.describe()
     log.info("sweep: %d tasks on %s; %s", len(specs), where, bars.message)
-    with ReturnsWriter(returns_path) as writer:
-        if client is not None:
-            results = run_tasks(specs, bars, client=client, strategy=config.strategy,
-                                on_result=writer.add, keep_returns=False,
-                                progress=config.progress, label="sweep")
-        else:
-            with open_cluster(config.cluster) as opened:
-                results = run_tasks(specs, bars, client=opened, strategy=config.strategy,
-                                    on_result=writer.add, keep_returns=False,
-                                    progress=config.progress, label="sweep")
+    with contextlib.ExitStack() as stack:
+        # the cluster first: a scheduler that does not answer leaves no file behind
+        active = client if client is not None else stack.enter_context(
+            open_cluster(config.cluster))
+        writer = stack.enter_context(ReturnsWriter(returns_path))
+        results = run_tasks(specs, bars, client=active, strategy=config.strategy,
+                            on_result=writer.add, keep_returns=False,
+                            progress=config.progress, label="sweep")
     parquet_path = write_results_parquet(results, out_dir / "results.parquet")
     first, last = bars.span()
     summary = summary_json(
@@ -217,7 +231,8 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
         report_path = write_sweep_report(
             results, returns_path, report_path, grid=config.grid, metric=config.metric,
             top=config.top, title=f"Sweep on {', '.join(bars.frames)}",
-            subtitle=f"{first}..{last}, {len(results)} tasks ({len(ok)} ok), {where}",
+            subtitle=f"{period_label(results)} (data {first}..{last}), {len(results)} tasks "
+                     f"({len(ok)} ok), {where}",
         )
         summary["files"]["report"] = str(report_path)
     json_path = write_json(summary, config.json_path or out_dir / "sweep.json")

@@ -147,6 +147,8 @@ class TaskResult:
     trades: int | None = None
     final_value: float | None = None
     bars: int = 0
+    period_start: date | None = None  # the metrics' first day (after the warm-up)
+    period_end: date | None = None
     returns: pd.Series | None = field(default=None, repr=False)
     error: str | None = None
     seconds: float = 0.0
@@ -164,14 +166,24 @@ class TaskResult:
             return float("-inf")
         return float(value)
 
+    def period(self) -> tuple[date, date]:
+        """Return the first and last day the metrics cover (as ``examples.backtest`` labels a
+        run: from the close of the first bar after the warm-up); the data's range before the
+        task ran or when it failed."""
+        return (self.period_start or self.start, self.period_end or self.end)
+
     def record(self) -> dict[str, Any]:
-        """Return the JSON-ready record (no returns series): params, symbols, dates, metrics."""
+        """Return the JSON-ready record (no returns series): params, symbols, the metrics'
+        period (``start``/``end``) and the data's range (``data_start``/``data_end``), metrics."""
+        first, last = self.period()
         out: dict[str, Any] = {
             "task_id": self.task_id,
             "params": dict(self.params),
             "symbols": list(self.symbols),
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
+            "start": first.isoformat(),
+            "end": last.isoformat(),
+            "data_start": self.start.isoformat(),
+            "data_end": self.end.isoformat(),
         }
         if self.kind != "sweep":
             out["kind"] = self.kind
@@ -273,6 +285,8 @@ def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
         sortino=stats.sortino, calmar=stats.cagr / abs(mdd) if mdd < 0 else 0.0,
         total_return=stats.total_return, trades=int(trades), final_value=final,
         bars=int(len(returns)), returns=returns,
+        period_start=pd.Timestamp(returns.index[0]).date(),
+        period_end=pd.Timestamp(returns.index[-1]).date(),
     )
 
 

@@ -389,6 +389,8 @@ def _write_tearsheet(config: WalkForwardConfig, bars: BarSet, oos: pd.Series,
     base = days[days < oos.index[0]][-1]  # the session before the first out-of-sample day
     values = pd.concat([pd.Series([config.cash], index=[base]),
                         config.cash * (1.0 + oos).cumprod()])
+    # the page covers the out-of-sample days only: the first one's return is real (measured
+    # from ``base``, a warm-up day that is not part of the period)
     closes = {}
     for sym, frame in bars.frames.items():
         close = frame["close"].copy()
@@ -398,7 +400,7 @@ def _write_tearsheet(config: WalkForwardConfig, bars: BarSet, oos: pd.Series,
     bench = buy_and_hold_returns(closes)
     path = config.report_path or out_dir / "walkforward.html"
     return write_tearsheet(
-        values, path, benchmark=bench, benchmark_title="Buy & hold",
+        values, path, benchmark=bench, benchmark_title="Buy & hold", returns=oos,
         title=f"Walk-forward {config.spec} ({config.select}) on {', '.join(bars.frames)}: "
               f"out-of-sample",
     )
