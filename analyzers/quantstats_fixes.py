@@ -36,7 +36,7 @@ __all__ = ["clean_report_html", "exact_percent", "report_context"]
 _DROPPED_CHARTS = ("log_returns", "vol_returns")
 _DROPPED_ROWS = ("Treynor Ratio",)
 _STYLE = ("<style>h1 dt{white-space:nowrap;display:inline-block}"
-          "table td,table th{white-space:nowrap}</style>")
+          "#summary-table td+td{white-space:nowrap}</style>")
 
 
 def exact_percent(x: float, _pos: object = None) -> str:
