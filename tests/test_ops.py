@@ -289,3 +289,81 @@ def test_schedule_rejects_bad_settings():
     opening = SessionSchedule(anchor="open", offset=timedelta(minutes=-15))
     assert opening.decision_time(date(2026, 11, 27)) == datetime(2026, 11, 27, 14, 15,
                                                                 tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------------- http
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token
+                                 else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_healthz_metrics_and_page_follow_the_run_status():
+    from bt_ibkr.ops.http import StatusServer
+    from bt_ibkr.ops.status import RunStatus
+
+    status = RunStatus(account="DU1234567", mode="paper", run_mode="stream", symbols=["SPY"],
+                       connected=True, bar_seconds=5.0)
+    status.bar("SPY")
+    status.update(equity=100_000.0, cash=40_000.0, positions={"SPY": 120.0},
+                  orders_by_state={"filled": 3, "submitted": 1},
+                  working_orders=[{"orderRef": "bt2:x:RAE:SPY:1", "symbol": "SPY",
+                                   "side": "BUY", "quantity": 10, "filled": 0,
+                                   "status": "submitted"}])
+    status.add_fill({"symbol": "SPY", "side": "BUY", "shares": 120, "price": 500.0})
+    server = StatusServer(lambda: status).start()
+    try:
+        assert _get(server.url + "/healthz") == (200, "ok\n")
+        code, text = _get(server.url + "/metrics")
+        assert code == 200
+        assert "bt_ibkr_connected 1.0" in text
+        assert 'bt_ibkr_orders{state="submitted"} 1.0' in text
+        assert 'bt_ibkr_position{symbol="SPY"} 120.0' in text
+        assert "bt_ibkr_fills_total 1.0" in text and "bt_ibkr_equity 100000.0" in text
+        status.update(connected=False, connection_note="gateway restart")
+        code, text = _get(server.url + "/healthz")
+        assert code == 503 and text == "degraded: disconnected: gateway restart\n"
+        status.update(connected=True, halt="daily-loss halt: -3.2%")
+        assert _get(server.url + "/healthz")[1].startswith("degraded: halted: daily-loss")
+        code, page = _get(server.url + "/")
+        assert code == 200 and "bt2:x:RAE:SPY:1" in page and "DU1234567" in page
+        assert _get(server.url + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_a_port_off_loopback_needs_a_token():
+    from bt_ibkr.ops.http import StatusServer
+    from bt_ibkr.ops.status import RunStatus
+
+    status = RunStatus(connected=True)
+    with pytest.raises(ConfigError, match="BT_IBKR_HTTP_TOKEN"):
+        StatusServer(lambda: status, host="0.0.0.0")
+    server = StatusServer(lambda: status, host="0.0.0.0", token="t0ken").start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        assert _get(url + "/healthz")[0] == 401
+        assert _get(url + "/healthz", token="wrong")[0] == 401
+        assert _get(url + "/healthz", token="t0ken") == (200, "ok\n")
+        assert _get(url + "/healthz?token=t0ken") == (200, "ok\n")
+    finally:
+        server.stop()
+
+
+def test_a_feed_without_bars_for_three_bar_lengths_is_stale():
+    from bt_ibkr.ops.status import RunStatus, health
+
+    status = RunStatus(connected=True, symbols=["SPY", "QQQ"], bar_seconds=60.0)
+    t0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    status.bar("SPY", t0)
+    status.bar("QQQ", t0 + timedelta(minutes=4))
+    assert health(status, t0 + timedelta(minutes=5)).ok
+    h = health(status, t0 + timedelta(minutes=6))
+    assert h.reasons == ("stale feed SPY (no bar for 360 s)",)
