@@ -367,3 +367,24 @@ def test_a_feed_without_bars_for_three_bar_lengths_is_stale():
     assert health(status, t0 + timedelta(minutes=5)).ok
     h = health(status, t0 + timedelta(minutes=6))
     assert h.reasons == ("stale feed SPY (no bar for 360 s)",)
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_run_serves():
+    import re
+    from pathlib import Path
+
+    from bt_ibkr.ops.metrics import RunMetrics
+    from bt_ibkr.ops.status import RunStatus
+
+    status = RunStatus(connected=True, symbols=["SPY"], positions={"SPY": 1.0},
+                       orders_by_state={"filled": 1})
+    status.bar("SPY")
+    metrics = RunMetrics(lambda: status)
+    metrics.bar_to_order.observe(0.002)
+    metrics.journal_write.observe(0.004)
+    served = set(re.findall(r"^(bt_ibkr_\w+?)(?:\{| )", metrics.render().decode(), re.M))
+    dash = json.loads((Path(__file__).parents[1] / "examples/deploy/grafana-dashboard.json")
+                      .read_text())
+    asked = {name for p in dash["panels"] for t in p["targets"]
+             for name in re.findall(r"bt_ibkr_\w+", t["expr"])}
+    assert asked and asked <= served, asked - served
