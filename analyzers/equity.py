@@ -100,8 +100,14 @@ class EquityRecorder(bt.Analyzer):
         )
         self.curve.points.append(point)
         if self._writer is not None:
-            self._writer.writerow([point.dt.isoformat(), point.value, point.cash, point.exposure])
-            self._fh.flush()
+            try:
+                self._writer.writerow([point.dt.isoformat(), point.value, point.cash,
+                                       point.exposure])
+                self._fh.flush()
+            except OSError as exc:  # a write to an open file names none: name the CSV
+                if exc.filename:
+                    raise
+                raise type(exc)(exc.errno, exc.strerror or str(exc), str(self.p.path)) from exc
 
     def stop(self) -> None:
         if self._fh is not None:

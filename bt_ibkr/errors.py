@@ -52,3 +52,19 @@ class StaleDataError(AttentionError, DataError):
 class BadBarsError(AttentionError, DataError):
     """The gateway sent bars that cannot be traded on (NaN or non-positive prices, negative
     volume); the message names the symbol and the bar's time."""
+
+
+class RecordsError(BtIbkrError, OSError):
+    """A session record (:mod:`bt_ibkr.records`) cannot be written: a full disk, a read-only
+    folder, something in the way of a part, a part that cannot be compressed. The message
+    names the file and what to do; ``filename`` is that file and ``errno`` the OS error's
+    number. A live run stops on it (exit code 2): a run whose record is missing cannot be
+    replayed or audited."""
+
+    def __init__(self, message: str, path: object, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.filename = str(path)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0])

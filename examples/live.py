@@ -7,7 +7,8 @@
 
 A thin CLI over bt_ibkr.live.runner.LiveRunner. Status lines go to stderr, logs to logs/live.log, the
 audit trail to logs/audit-YYYYMMDD.jsonl. Exit codes: 0 ok, 2 bad input or safety refusal (the
-message names the input; also a journal or file that cannot be written), 3 gateway unreachable
+message names the input; also a journal, session record or other file that cannot be written:
+the run stops, honouring cancel_on_exit, and the message names the file), 3 gateway unreachable
 or not answering (the message says what to check), 4 needs attention (lost, recovered or
 rejected order, position mismatch, daily-loss halt, an internal error: see the output).
 """
@@ -170,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
               "running and logged in, then run again (the journal is safe)")
         return EXIT_GATEWAY
     except OSError as exc:
-        logger.warning("file error: %s", exc)
-        where = exc.filename or "a file"
+        # every file of a run names itself in its errors (records, audit, equity, summary);
+        # one that does not is found from the traceback in the log
+        logger.warning("file error: %s", exc, exc_info=not exc.filename)
+        where = exc.filename or f"a file (the traceback in {log_path} names it)"
         error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
               "mount) and the permissions, then run again (the journal is safe)")
         return EXIT_INPUT

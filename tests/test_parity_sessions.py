@@ -59,7 +59,9 @@ def test_a_simulate_run_recorded_in_parts_replays_from_the_cli_with_no_decision_
         in_tmp, capsys):
     """--session-part-mb 0.02 (about 20 KB parts): the daily --simulate session (~270 bars,
     ~140 KB) is written in gzip'd parts, and --replay reads them in order with 0 decision
-    diffs. --keep-sessions-days 30 deletes a record last written 400 days ago, audited."""
+    diffs. --keep-sessions-days 30 leaves a record last written 400 days ago alone when it is
+    not of a run of this journal (a --simulate run starts a fresh journal): reported, audited
+    (retention of a journal's own records: tests/test_live_records_safety.py)."""
     import os
     import time
 
@@ -78,12 +80,13 @@ def test_a_simulate_run_recorded_in_parts_replays_from_the_cli_with_no_decision_
     assert len(parts) >= 3 and parts[0] == "bars.000001.jsonl.gz"
     rec = load_session(session)
     assert [b.i for b in rec.bars] == list(range(len(rec.bars))) and len(rec.bars) > 250
-    assert not old.exists()
-    upkeep = [r for r in read_audit(in_tmp / summary["audit"])
-              if r.get("event") == "sessions_upkeep"]
-    assert [(e["session"], e["action"]) for e in upkeep[0]["expired"]] == [
-        (old.name, "deleted")]
-    assert "sessions: deleted 1 record(s)" in capsys.readouterr().err
+    assert old.exists()
+    unclaimed = [r for r in read_audit(in_tmp / summary["audit"])
+                 if r.get("event") == "sessions_unclaimed"]
+    assert [r["sessions"] for r in unclaimed] == [[old.name]]
+    err = capsys.readouterr().err
+    assert "sessions: deleted" not in err
+    assert f"are not of a run of journal {in_tmp / 'state' / 'simulate' / 'journal.sqlite'}" in err
     assert parity_cli.main(["--replay", str(session), "--json", "rp.json"]) == 0
     out = json.loads((in_tmp / "rp.json").read_text())
     assert out["decision_diffs"] == 0 and out["bars"] == out["bars_ib"] == len(rec.bars)

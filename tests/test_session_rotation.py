@@ -35,6 +35,7 @@ from bt_ibkr.parity.sessions import (
 )
 from bt_ibkr.parity.stream_diff import StreamCompare
 from bt_ibkr.records import files as sf
+from bt_ibkr.records.ownership import JournalRecords
 from bt_ibkr.records.recorder import BarRecord, Recording
 from bt_ibkr.records.retention import expire_sessions, last_written, maintain_sessions
 from bt_ibkr.records.tearsheet import session_equity
@@ -42,6 +43,12 @@ from strategies import RegimeAwareEnsemble
 
 NOW = 1_750_000_000.0  # the clock retention is judged against (epoch seconds)
 DAY = 86_400.0
+
+
+def journal_of(tmp_path: Path, *run_ids: str) -> JournalRecords:
+    """The claim of a journal in ``tmp_path`` whose runs are ``run_ids`` (the sessions
+    written by :func:`write_session` are named after their run)."""
+    return JournalRecords.of(tmp_path / "journal.sqlite", run_ids)
 
 
 def synthetic(n: int, seed: int = 7, symbols=("AAA", "BBB"), warm: int = 20,
@@ -181,7 +188,7 @@ def test_killed_between_the_gzip_and_removing_the_plain_part_nothing_counts_twic
     assert session_equity(d)[0].iloc[-1] == recs[-1].value
     assert replay_session(d).bars_ib == 120
     # the next run's upkeep removes the plain copy, keeping the complete gzip
-    done = maintain_sessions(d.parent, NOW)
+    done = maintain_sessions(d.parent, NOW, records=journal_of(tmp_path, "s"))
     assert done.repaired == [f"removed {sf.part_path(d, 1)} (already compressed to "
                              "bars.000001.jsonl.gz)"]
     assert "bars.000001.jsonl" not in names(d) and load_session(d).bars == recs
@@ -349,9 +356,10 @@ def test_retention_deletes_only_session_folders_older_than_keep_days(tmp_path):
     (root / ".deleting-gone").mkdir()  # a deletion a killed run left half done
     writer = sf.BarsWriter(busy)  # a process is writing this one
     os.utime(busy / "bars.jsonl", (NOW - 60 * DAY, NOW - 60 * DAY))
-    assert maintain_sessions(root, NOW).expired == []  # off unless asked
+    mine = journal_of(tmp_path, "old", "recent", "busy", "gone")
+    assert maintain_sessions(root, NOW, records=mine).expired == []  # off unless asked
     assert {p.name for p in root.iterdir()} >= {"old", "recent", "busy", "mine"}
-    done = maintain_sessions(root, NOW, keep_days=30)
+    done = maintain_sessions(root, NOW, keep_days=30, records=mine)
     writer.close()
     assert [(e.session, e.action, e.idle_days) for e in done.expired] == [
         ("old", "deleted", 31.0)]
@@ -367,9 +375,10 @@ def test_retention_can_archive_instead_and_refuses_an_archive_inside_the_session
     root = tmp_path / "state" / "sessions"
     recs = load_session(_aged(root, "old", 10)).bars
     _aged(root, "new", 1)
+    mine = journal_of(tmp_path, "old", "new")
     with pytest.raises(ConfigError, match="inside the sessions folder"):
-        expire_sessions(root, 5, NOW, "archive", archive=root / "old-ones")
-    done = expire_sessions(root, 5, NOW, "archive")
+        expire_sessions(root, 5, NOW, "archive", archive=root / "old-ones", records=mine)
+    done = expire_sessions(root, 5, NOW, "archive", records=mine)
     archived = tmp_path / "state" / "sessions-archive" / "old"
     assert [(e.session, e.action, e.to) for e in done.expired] == [
         ("old", "archived", str(archived))]
@@ -377,7 +386,7 @@ def test_retention_can_archive_instead_and_refuses_an_archive_inside_the_session
     assert [p.name for p in find_sessions(root)] == ["new"]
     # an archive copy left by a run killed before it removed the original is not doubled
     _aged(root, "old", 10)
-    again = expire_sessions(root, 5, NOW, "archive")
+    again = expire_sessions(root, 5, NOW, "archive", records=mine)
     assert [e.to for e in again.expired] == [str(archived)]
     assert names(archived.parent) == ["old"] and not (root / "old").exists()
 

@@ -201,6 +201,7 @@ class AuditLog:
 
         Raises:
             ValueError: ``kind`` is not one of :data:`KINDS`.
+            OSError: the file cannot be written (``filename`` is the audit log).
         """
         if kind not in KINDS:
             raise ValueError(f"audit kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -209,9 +210,14 @@ class AuditLog:
             record[f"_{key}" if key in ("ts", "kind") else key] = value
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            try:
+                self._fh.write(line)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:  # a write to an open file names none: name the log
+                if exc.filename:
+                    raise
+                raise type(exc)(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
         return record
 
     def close(self) -> None:

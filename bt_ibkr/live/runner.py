@@ -20,8 +20,11 @@
      stay working and journaled) and return;
    * ``run_mode="stream"``: backfill, then trade every live bar until :meth:`LiveRunner.stop`
      (SIGINT/SIGTERM in the CLI) or ``max_runtime``; on stop this run's working orders are
-     cancelled when ``risk.cancel_on_exit`` is true. With several symbols the feeds hand the
-     strategy each bar time together (:mod:`feeds.live_sync`): one ``next()`` per time, every
+     cancelled when ``risk.cancel_on_exit`` is true, also when the run stops on an error
+     (raised again after the cancels). A session record that cannot be written stops the run
+     (:class:`~bt_ibkr.errors.RecordsError`, naming the file): a run it cannot record could
+     not be replayed or audited, so it does not trade on. With several symbols the feeds hand
+     the strategy each bar time together (:mod:`feeds.live_sync`): one ``next()`` per time, every
      feed at that time; a feed whose bar does not come within one more bar is reported
      (log, audit, status line) and the strategy goes on without it;
 
@@ -30,12 +33,14 @@
    audit log ``<logs>/audit-YYYYMMDD.jsonl``.
 
 Errors: :class:`~bt_ibkr.errors.ConfigError` (bad input, safety refusal: the message names the
-input) and :class:`~bt_ibkr.errors.ConnectionFailedError` (gateway unreachable: the message says
-what to check).
+input), :class:`~bt_ibkr.errors.RecordsError` (the session record cannot be written: the
+message names the file) and :class:`~bt_ibkr.errors.ConnectionFailedError` (gateway
+unreachable: the message says what to check).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -215,6 +220,8 @@ class LiveRunner:
             ConfigError: bad config, strategy or params; a safety refusal (SafetyError).
             ConnectionFailedError: the gateway cannot be reached.
             DataError: the gateway has no data for a symbol.
+            RecordsError: the session record cannot be written (the run stopped; this run's
+                working orders were handled as on any stop, see ``cancel_on_exit``).
         """
         cfg = self.config
         self._t0 = time.monotonic()
@@ -368,8 +375,9 @@ class LiveRunner:
             self._write_outputs(result)
             return result
         except BaseException as exc:
-            audit.write("run", event="end", stopped_by="error",
-                        error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):  # a full disk must not hide the run's own error
+                audit.write("run", event="end", stopped_by="error",
+                            error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if run_id is not None:
@@ -406,9 +414,15 @@ class LiveRunner:
     # ------------------------------------------------------------------ trade
     def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,
                account: str, run_id: str, report: ReconcileReport) -> LiveResult:
+        """Trade until the run stops; return its LiveResult. Every way out once the Strategy
+        runs (the end of the data, max-runtime, a signal, an error raised in Cerebro, e.g. a
+        session record that cannot be written, or while building the result) goes through
+        :meth:`_on_exit` (``cancel_on_exit``) before the error, if any, is raised again."""
         cfg = self.config
         cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
         broker = self.broker = JournaledIBBroker(store=store)
+        self._exited = False
+        self._session_writer = None
         equity0 = store.get_acc_value()
         gate = RiskGate(cfg.risk)
         # the exchange session on the gateway's clock (US symbols share NYSE's sessions);
@@ -450,7 +464,8 @@ class LiveRunner:
         cerebro.addstrategy(strategy_cls, **cfg.params)
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
-        self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit)
+        self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit,
+                                                journal)
         self.cerebro = cerebro
         held = store.get_positions()
         self._say(f"running {strategy_cls.__name__} on {', '.join(cfg.symbols)} "
@@ -460,30 +475,59 @@ class LiveRunner:
                                     daemon=True)
         watchdog.start()
         try:
-            strat = None if self._stop.is_set() else cerebro.run()[0]
-        finally:
-            self._stop.set()
-            self.cerebro = None
+            try:
+                strat = None if self._stop.is_set() else cerebro.run()[0]
+            finally:
+                self._stop.set()
+                self.cerebro = None
+            if not self._stopped_by:
+                self._stopped_by = "finished" if daily else "data ended"
+            self._on_exit(store, broker, daily)
+            return self._result(strat, store, broker, journal, account, run_id, report)
+        except BaseException as exc:
+            self._stop_on_error(exc, store, broker, daily)
+            raise
+
+    def _stop_on_error(self, exc: BaseException, store: IBStore, broker: JournaledIBBroker,
+                       daily: bool) -> None:
+        """The run stops on ``exc``: close the session record as far as it goes, then honour
+        ``cancel_on_exit`` (:meth:`_on_exit`, once). Never raises: the caller raises ``exc``."""
         if not self._stopped_by:
-            self._stopped_by = "finished" if daily else "data ended"
-        self._on_exit(store, broker, daily)
-        return self._result(strat, store, broker, journal, account, run_id, report)
+            self._stopped_by = "error"
+        writer = self._session_writer
+        if writer is not None:
+            writer.abort()  # what could be written stays on disk; the folder's lock is freed
+        if self._exited:
+            return
+        self._say(f"!! stopping on an error ({type(exc).__name__}); no new decision")
+        try:
+            self._on_exit(store, broker, daily)
+        except Exception as err:  # noqa: BLE001 - the run's own error is the one raised
+            log.exception("cancel_on_exit after %s failed", type(exc).__name__)
+            self._say(f"!! could not handle this run's working orders ({type(err).__name__}: "
+                      f"{err}); check TWS")
 
     # ------------------------------------------------------------------ session record (parity)
     def _record_session(self, cerebro, run_id: str, account: str, strategy_cls: type,
-                        audit: AuditLog) -> Path:
+                        audit: AuditLog, journal: Journal) -> Path:
         """Record what the Strategy sees and does under <journal dir>/sessions/<run_id>/
         (bt_ibkr.records.sessions; ``python -m examples.parity --replay`` replays it), after
-        the sessions folder's upkeep (bt_ibkr.records.retention: retention when configured)."""
+        the upkeep of this journal's records (bt_ibkr.records.retention: retention when
+        configured; records of other journals in the folder are never touched, unclaimed
+        ones are reported once). Raises RecordsError when the record cannot be started."""
         from bt_ibkr.records import sessions
+        from bt_ibkr.records.ownership import JournalRecords, unclaimed_line
         from bt_ibkr.records.retention import maintain_sessions
 
         cfg = self.config
         kept = cfg.sessions
         state = Path(cfg.paths.journal).parent
+        root = sessions.sessions_root(state)
+        records = self._records = JournalRecords.of(cfg.paths.journal,
+                                                    [r.run_id for r in journal.runs()])
         try:
-            done = maintain_sessions(sessions.sessions_root(state), time.time(),
-                                     kept.keep_days, kept.expired, kept.archive)
+            done = maintain_sessions(root, time.time(), kept.keep_days, kept.expired,
+                                     kept.archive, records=records)
         except OSError as exc:  # upkeep never stops a run from trading
             audit.write("error", event="sessions_upkeep", error=str(exc))
             self._say(f"!! sessions upkeep failed ({exc}); records are kept as they are")
@@ -492,12 +536,23 @@ class LiveRunner:
             audit.write("run", event="sessions_upkeep", **done.to_dict())
             for line in done.lines():
                 self._say(line)
-        directory = sessions.session_dir(state, run_id)
-        return sessions.attach(cerebro, directory, {
+        if done and done.unclaimed:  # once per journal: the names it reported before are known
+            told = {name for ev in journal.events("sessions_unclaimed")
+                    for name in ev["detail"].get("sessions", [])}
+            new = [name for name in done.unclaimed if name not in told]
+            if new:
+                journal.log_event("sessions_unclaimed", {"root": str(root), "sessions": new},
+                                  run_id=run_id)
+                audit.write("run", event="sessions_unclaimed", root=str(root), sessions=new)
+                self._say(unclaimed_line(root, records.journal, new))
+        writer = self._session_writer = sessions.attach(cerebro, sessions.session_dir(state,
+                                                                                      run_id), {
             "run_id": run_id, "account": account, "mode": cfg.mode, "run_mode": cfg.run_mode,
             "symbols": list(cfg.symbols), "bar_size": cfg.bar_size, "params": cfg.params,
-            "simulate": self.simulate, "started": datetime.now(UTC).isoformat()},
+            "simulate": self.simulate, "started": datetime.now(UTC).isoformat(),
+            **records.meta()},
             part_bytes=max(1, int(kept.part_mb * 1024 * 1024)))
+        return writer.dir
 
     def _note(self, audit: AuditLog, note: str) -> None:
         """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
@@ -539,6 +594,12 @@ class LiveRunner:
                 return
 
     def _on_exit(self, store: IBStore, broker: JournaledIBBroker, daily: bool) -> None:
+        """The one place a stopping run handles its working orders (once per run): stream
+        runs with ``risk.cancel_on_exit`` (not read-only) cancel them while the store is
+        connected and wait for the gateway's confirmation; otherwise they stay working."""
+        if self._exited:
+            return
+        self._exited = True
         working = broker.working_refs()
         if not working:
             return
@@ -608,6 +669,8 @@ class LiveRunner:
         )
 
     def _write_outputs(self, result: LiveResult) -> None:
+        """Write the tearsheet (``--report``: this journal's session records only) and the
+        JSON summary. Raises OSError naming the file that cannot be written."""
         if self.report_path is not None:
             # parity: the tearsheet is built from the recorded sessions of this journal
             from bt_ibkr.records.sessions import sessions_root
@@ -616,18 +679,32 @@ class LiveRunner:
             try:
                 out = write_live_tearsheet(sessions_root(Path(self.config.paths.journal).parent),
                                            self.report_path,
-                                           title=f"bt_ibkr {result.mode} run {result.account}")
+                                           title=f"bt_ibkr {result.mode} run {result.account}",
+                                           records=getattr(self, "_records", None))
                 result.report = str(out)
                 result.report_message = f"tearsheet: {out}"
             except (ValueError, FileNotFoundError, ConfigError) as exc:  # ConfigError: none yet
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
                                          "one point per live bar across runs)")
+            except OSError as exc:
+                raise _named(exc, self.report_path) from exc
             self._say(result.report_message)
         if self.json_path is not None:
-            self.json_path.parent.mkdir(parents=True, exist_ok=True)
-            self.json_path.write_text(json.dumps(self.redactor(result.to_summary()), indent=2),
-                                      encoding="utf-8")
+            try:
+                self.json_path.parent.mkdir(parents=True, exist_ok=True)
+                self.json_path.write_text(json.dumps(self.redactor(result.to_summary()),
+                                                     indent=2), encoding="utf-8")
+            except OSError as exc:
+                raise _named(exc, self.json_path) from exc
             self._say(f"summary: {self.json_path}")
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` when it names its file, else the same OS error naming ``path`` (a write to an
+    open file fails without one)."""
+    if exc.filename:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def run_live(config: LiveConfig, **kwargs: Any) -> LiveResult:

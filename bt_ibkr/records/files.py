@@ -24,6 +24,11 @@ bar is lost or read twice. :func:`repair` finishes such interrupted work; the wr
 lock on ``.lock`` in the folder while it writes so that :func:`repair` (and retention, see
 :mod:`bt_ibkr.records.retention`) leave a session being written alone.
 
+A record that cannot be written (a full disk, a read-only folder, something in the way of a
+part, a part that cannot be compressed) raises :class:`~bt_ibkr.errors.RecordsError`, whose
+message names the file and what to do (:func:`records_error`); a compression that fails in
+the background is raised by the writer's next ``write`` or its ``close``.
+
 :func:`iter_lines` / :func:`iter_records` read every part in order, one line at a time.
 Raises ConfigError for a gzip part that cannot be read (the message names the file).
 """
@@ -31,6 +36,7 @@ Raises ConfigError for a gzip part that cannot be read (the message names the fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import logging
@@ -41,7 +47,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from bt_ibkr.errors import ConfigError
+from bt_ibkr.errors import ConfigError, RecordsError
 
 try:
     import fcntl
@@ -89,6 +95,37 @@ def part_files(directory: Path) -> list[Path]:
     if active.is_file():
         out.append(active)
     return out
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+_IN_THE_WAY = {errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY}
+
+
+def records_error(exc: OSError, path: Path, doing: str, note: str = "") -> RecordsError:
+    """Return the :class:`~bt_ibkr.errors.RecordsError` for ``exc``, raised while ``doing``
+    (e.g. "append a bar to it") to the record file ``path``: one line naming the file, the
+    OS's reason (and ``note``) and what to do. A RecordsError is returned as it is."""
+    if isinstance(exc, RecordsError):
+        return exc
+    path = Path(path)
+    folder = path.parent
+    code = exc.errno
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if note:
+        reason = f"{reason}; {note}"
+    if code in _FULL:
+        advice = f"free disk space where {folder} is (or raise its quota or file-size limit)"
+    elif code in _DENIED:
+        advice = f"make {folder} writable (permissions, read-only mount)"
+    elif code in _IN_THE_WAY:  # a rename's target (filename2) is what is in the way
+        blocker = exc.filename2 or exc.filename or path
+        advice = f"move {blocker}, which is in the way, out of the session folder"
+    else:
+        advice = f"check the disk of {folder}"
+    return RecordsError(f"session record {path}: cannot {doing} ({reason}); {advice}, then run "
+                        "again; a live run stops when its record cannot be written (the "
+                        "journal is safe)", path, code)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -281,7 +318,9 @@ class BarsWriter:
         background: compress closed parts in a background thread (False: at once, in the
             caller's thread).
 
-    Raises OSError when the folder or file cannot be written.
+    Raises :class:`~bt_ibkr.errors.RecordsError` (an OSError naming the file) when the folder
+    or a file cannot be written, now or by a background compression (raised by the next
+    :meth:`write` or :meth:`close`); ConfigError when another process writes the folder.
     """
 
     def __init__(self, directory: Path, part_bytes: int = DEFAULT_PART_BYTES,
@@ -289,17 +328,27 @@ class BarsWriter:
         if int(part_bytes) < 1:
             raise ValueError(f"part_bytes {part_bytes!r}: must be at least 1")
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.part_bytes = int(part_bytes)
         self.background = background
-        self._lock = self._take_lock()
-        for line in repair(self.dir, owned=True):
-            log.info("session record: %s", line)
-        parts = closed_parts(self.dir)
-        self._next = max(parts, default=0) + 1
         self._job: threading.Thread | None = None
         self.errors: list[str] = []
-        self._open_active()
+        #: the first failure (a RecordsError); every later write raises it again
+        self.failure: RecordsError | None = None
+        self._raised = False
+        self._closed = False
+        self._lock = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock = self._take_lock()
+            for line in repair(self.dir, owned=True):
+                log.info("session record: %s", line)
+            parts = closed_parts(self.dir)
+            self._next = max(parts, default=0) + 1
+            self._open_active()
+        except OSError as exc:
+            self._release()
+            where = Path(exc.filename) if exc.filename else self.dir / BARS
+            raise records_error(exc, where, "start the record there") from exc
 
     def _take_lock(self):
         if fcntl is None:  # pragma: no cover
@@ -324,11 +373,24 @@ class BarsWriter:
                     self._fh.write(b"\n")
                     self._size += 1
 
+    def _fail(self, err: RecordsError) -> RecordsError:
+        """Keep ``err`` as the writer's failure (the first one wins); return the failure."""
+        if self.failure is None:
+            self.failure = err
+        self._raised = True
+        return self.failure
+
     def write(self, line: str) -> None:
-        """Append one line (``line`` without its newline) and flush; rotate past the limit."""
+        """Append one line (``line`` without its newline) and flush; rotate past the limit.
+        Raises RecordsError (see the class), also for an earlier background failure."""
+        if self.failure is not None:
+            raise self._fail(self.failure)
         data = line.encode("utf-8") + b"\n"
-        self._fh.write(data)
-        self._fh.flush()
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+        except OSError as exc:
+            raise self._fail(records_error(exc, self.dir / BARS, "append a bar to it")) from exc
         self._size += len(data)
         if self._size >= self.part_bytes:
             self.rotate()
@@ -336,17 +398,27 @@ class BarsWriter:
     def rotate(self) -> Path | None:
         """Close the active part as the next numbered part and start a new one; compress the
         closed part (in the background unless ``background`` is False). Return the closed
-        part's plain path (None when the active part was empty)."""
+        part's plain path (None when the active part was empty). Raises RecordsError."""
         if not self._size:
             return None
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        active = self.dir / BARS
         closed = part_path(self.dir, self._next)
-        os.replace(self.dir / BARS, closed)
-        fsync_dir(self.dir)
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except OSError as exc:
+            raise self._fail(records_error(exc, active, "write it to disk")) from exc
+        try:
+            os.replace(active, closed)
+            fsync_dir(self.dir)
+        except OSError as exc:
+            raise self._fail(records_error(exc, closed, f"close {BARS} as this part")) from exc
         self._next += 1
-        self._open_active()
+        try:
+            self._open_active()
+        except OSError as exc:
+            raise self._fail(records_error(exc, active, "start a new part")) from exc
         self._compress(closed)
         return closed
 
@@ -365,6 +437,9 @@ class BarsWriter:
         except OSError as exc:  # the plain part stays readable; repair() retries later
             self.errors.append(f"{plain}: {exc}")
             log.warning("session part %s left uncompressed: %s", plain, exc)
+            if self.failure is None:
+                self.failure = records_error(exc, plain, "compress it",
+                                             "its bars are kept uncompressed")
 
     def wait(self) -> None:
         """Wait for a background compression to finish."""
@@ -375,20 +450,51 @@ class BarsWriter:
     def close(self) -> None:
         """Flush; close the active part as a compressed part when it holds ``SEAL_BYTES``
         (or half ``part_bytes``) or more; wait for compression; release the lock.
-        Idempotent."""
-        if self._fh.closed:
+        Idempotent. Raises RecordsError for a failure not raised yet (e.g. a background
+        compression); the files are closed and the lock released all the same."""
+        if self._closed:
             return
-        sealed = self._size >= max(1, min(SEAL_BYTES, self.part_bytes // 2))
-        if sealed:
-            self.background = False
-            self.rotate()
-        self._fh.close()
-        if sealed:  # the new active part is empty: a finished session is all parts
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / BARS).unlink()
+        self._closed = True
+        sealed = False
+        try:
+            if self.failure is None:
+                sealed = self._size >= max(1, min(SEAL_BYTES, self.part_bytes // 2))
+                if sealed:
+                    self.background = False
+                    self.rotate()
+                self._fh.close()
+        except RecordsError:
+            self._raised = False  # new in close (kept as self.failure): raised below
+        except OSError as exc:
+            self._fail(records_error(exc, self.dir / BARS, "write it to disk"))
+            self._raised = False
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
+            self.wait()
+            if sealed and self.failure is None:  # the new active part is empty: a finished
+                with contextlib.suppress(FileNotFoundError):  # session is all parts
+                    (self.dir / BARS).unlink()
+            self._release()
+        if self.failure is not None and not self._raised:
+            raise self._fail(self.failure)
+
+    def abort(self) -> None:
+        """Close without sealing or raising (a run that stops on an error): what could be
+        written is on disk, the lock is released. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError, ValueError):
+            self._fh.close()
         self.wait()
-        if self._lock is not None:  # no other writer waits on it: remove it, then unlock
-            with contextlib.suppress(FileNotFoundError):
+        self._release()
+
+    def _release(self) -> None:
+        """Remove and release the folder's lock (no other writer waits on it)."""
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
                 (self.dir / LOCK).unlink()
             self._lock.close()
             self._lock = None
+

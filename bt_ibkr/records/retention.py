@@ -1,16 +1,20 @@
-"""Upkeep of a sessions folder: finish interrupted compressions, and (only when asked) delete
-or archive session records not written for ``keep_days`` days.
+"""Upkeep of one journal's session records: finish interrupted compressions, and (only when
+asked) delete or archive records not written for ``keep_days`` days.
 
 :func:`maintain_sessions` is what a live run does before it records its own session (the
 runner audits and prints what it did). Retention is off unless ``keep_days`` is given: records
 are never removed unasked. It acts only on session folders (a folder holding ``meta.json``)
-directly in the sessions folder, never on one a process is writing (its lock is held, see
-:mod:`bt_ibkr.records.files`; on Windows, without ``flock``, by age alone), and judges age by the newest time a bar or the meta was
-written (compression keeps a part's time), against ``now`` (the caller's clock).
+directly in the sessions folder that belong to the journal it is given
+(:class:`~bt_ibkr.records.ownership.JournalRecords`: two journals in one folder share the
+sessions folder, and one's retention never touches the other's records, nor records no journal
+claims, which it lists as ``unclaimed``), never on one a process is writing (its lock is held,
+see :mod:`bt_ibkr.records.files`; on Windows, without ``flock``, by age alone), and judges age
+by the newest time a bar or the meta was written (compression keeps a part's time), against
+``now`` (the caller's clock).
 
 * ``delete``: the folder is renamed to a hidden ``.deleting-<name>`` (atomic: readers stop
   seeing it at once) and then removed; a kill midway leaves the hidden folder, removed by the
-  next run.
+  next run of the same journal.
 * ``archive``: the folder is moved to ``archive`` (default: ``sessions-archive`` beside the
   sessions folder), out of the tearsheet's and ``--replay``'s reach but kept; on another
   filesystem it is copied to a hidden ``.partial-<name>``, renamed into place, and only then is
@@ -30,6 +34,7 @@ from typing import Any
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.records.files import PART_RE, fsync_dir, is_being_written, repair
+from bt_ibkr.records.ownership import OTHER, OURS, UNCLAIMED, JournalRecords
 
 log = logging.getLogger("bt_ibkr.records")
 
@@ -57,6 +62,10 @@ class Maintenance:
     expired: list[Expired] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    #: session folders the journal does not claim (left alone; the caller reports them)
+    unclaimed: list[str] = field(default_factory=list)
+    #: how many session folders name another journal (left alone)
+    others: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -144,13 +153,15 @@ def _archive(path: Path, root: Path, archive: Path) -> Path:
     return dest
 
 
-def _clean_leftovers(root: Path, archive: Path | None) -> list[str]:
+def _clean_leftovers(root: Path, archive: Path | None, records: JournalRecords) -> list[str]:
+    """Remove the journal's hidden leftovers of an interrupted delete or archive."""
     done = []
     for folder, prefix in ((root, ".deleting-"), (archive, ".partial-")):
         if folder is None or not folder.is_dir():
             continue
         for p in folder.iterdir():
-            if p.is_dir() and p.name.startswith(prefix):
+            if (p.is_dir() and p.name.startswith(prefix)
+                    and records.claims_leftover(p.name[len(prefix):])):
                 shutil.rmtree(p)
                 done.append(f"removed the unfinished {p}")
     return done
@@ -168,12 +179,24 @@ def archive_folder(root: Path, archive: Path | str | None = None) -> Path:
     return folder
 
 
+def sort_sessions(root: Path, records: JournalRecords,
+                  report: Maintenance | None = None) -> list[Path]:
+    """Return the session folders in ``root`` that belong to ``records``' journal; note the
+    unclaimed ones (and how many name another journal) in ``report`` when given."""
+    split = records.split(session_folders(root))
+    if report is not None:
+        report.unclaimed = [p.name for p in split[UNCLAIMED]]
+        report.others = len(split[OTHER])
+    return split[OURS]
+
+
 def expire_sessions(root: Path, keep_days: float, now: float, action: str = "delete",
-                    archive: Path | str | None = None, report: Maintenance | None = None
-                    ) -> Maintenance:
-    """Delete or archive (``action``) the session folders in ``root`` last written more than
-    ``keep_days`` days before ``now`` (epoch seconds); return the :class:`Maintenance`
-    (``report`` extended when given). Raises ConfigError for a bad ``keep_days``/``action``/
+                    archive: Path | str | None = None, report: Maintenance | None = None, *,
+                    records: JournalRecords) -> Maintenance:
+    """Delete or archive (``action``) the session folders in ``root`` of ``records``'
+    journal last written more than ``keep_days`` days before ``now`` (epoch seconds); return
+    the :class:`Maintenance` (``report`` extended when given). Another journal's records and
+    unclaimed ones are left alone. Raises ConfigError for a bad ``keep_days``/``action``/
     ``archive``, OSError when a folder cannot be removed or moved (those before it are done)."""
     root = Path(root)
     if not (isinstance(keep_days, (int, float)) and keep_days > 0):
@@ -183,8 +206,8 @@ def expire_sessions(root: Path, keep_days: float, now: float, action: str = "del
     folder = archive_folder(root, archive) if action == "archive" else None
     report = report or Maintenance(root=str(root))
     report.keep_days = keep_days
-    report.repaired += _clean_leftovers(root, folder)
-    for path in session_folders(root):
+    report.repaired += _clean_leftovers(root, folder, records)
+    for path in sort_sessions(root, records, report):
         idle = (now - last_written(path)) / DAY
         if idle <= keep_days:
             continue
@@ -204,16 +227,17 @@ def expire_sessions(root: Path, keep_days: float, now: float, action: str = "del
 
 
 def maintain_sessions(root: Path, now: float, keep_days: float | None = None,
-                      action: str = "delete", archive: Path | str | None = None
-                      ) -> Maintenance:
-    """Apply retention when ``keep_days`` is given (:func:`expire_sessions`), then finish the
-    interrupted compressions of the remaining sessions
-    (:func:`~bt_ibkr.records.files.repair`); return what was done."""
+                      action: str = "delete", archive: Path | str | None = None, *,
+                      records: JournalRecords) -> Maintenance:
+    """Apply retention to ``records``' journal's sessions in ``root`` when ``keep_days`` is
+    given (:func:`expire_sessions`), then finish the interrupted compressions of its remaining
+    sessions (:func:`~bt_ibkr.records.files.repair`); return what was done (with the
+    ``unclaimed`` folders, left alone)."""
     root = Path(root)
     report = Maintenance(root=str(root), keep_days=keep_days)
     if keep_days is not None:
-        expire_sessions(root, keep_days, now, action, archive, report)
-    for path in session_folders(root):
+        expire_sessions(root, keep_days, now, action, archive, report, records=records)
+    for path in sort_sessions(root, records, report):
         for line in repair(path):
             log.info("sessions: %s", line)
             report.repaired.append(line)

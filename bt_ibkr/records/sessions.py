@@ -3,9 +3,10 @@
 A session directory ``<state>/sessions/<run_id>/`` (``<state>`` is the journal's folder:
 ``state/`` for real runs, ``state/simulate/`` for ``--simulate``) holds:
 
-* ``meta.json``: run id, mode, run mode, symbols, bar size, the Strategy (``module:Class``)
-  and its params, the broker's cash/value when the Strategy started and (``end``) when it
-  stopped, with the fills that arrived after its last bar;
+* ``meta.json``: run id, the journal whose run it is (``journal``: ``{"path": ...}``,
+  :mod:`bt_ibkr.records.ownership`), mode, run mode, symbols, bar size, the Strategy
+  (``module:Class``) and its params, the broker's cash/value when the Strategy started and
+  (``end``) when it stopped, with the fills that arrived after its last bar;
 * ``bars.jsonl`` (and, past ``part_bytes``, its closed parts ``bars.000001.jsonl.gz`` ...:
   :mod:`bt_ibkr.records.files`): one :class:`~bt_ibkr.records.recorder.BarRecord` per
   bar the Strategy saw (history backfill and live bars alike: bars, decision, orders, fills,
@@ -16,13 +17,15 @@ The live runner writes them (:func:`attach`); readers (:func:`load_session`,
 :func:`iter_session`, :func:`recorded_frames`, the live tearsheet and
 :func:`bt_ibkr.parity.sessions.replay`) take the parts in order.
 
-Raises ConfigError for a path that holds no session.
+A record that cannot be written raises :class:`~bt_ibkr.errors.RecordsError` naming the file
+(the live run then stops, see :mod:`bt_ibkr.live.runner`). Readers raise ConfigError for a path
+that holds no session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -33,8 +36,15 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from bt_ibkr.errors import ConfigError
-from bt_ibkr.records.files import BARS, DEFAULT_PART_BYTES, BarsWriter, iter_records
+from bt_ibkr.errors import ConfigError, RecordsError
+from bt_ibkr.records.files import (
+    BARS,
+    DEFAULT_PART_BYTES,
+    BarsWriter,
+    iter_records,
+    records_error,
+)
+from bt_ibkr.records.ownership import folder_name
 from bt_ibkr.records.recorder import BarRecord, ParityRecorder, Recording
 
 META = "meta.json"
@@ -46,21 +56,30 @@ __all__ = ["BARS", "META", "SessionRecorder", "SessionWriter", "attach", "find_s
 class SessionWriter:
     """Appends each BarRecord to the session's bar file (the recorder's ``on_bar``),
     rotated into gzip'd parts past ``part_bytes`` (:class:`~bt_ibkr.records.files.
-    BarsWriter`). Raises OSError when the folder cannot be written, ConfigError when another
-    process is writing it."""
+    BarsWriter`), and keeps its ``meta.json``. Raises :class:`~bt_ibkr.errors.RecordsError`
+    (naming the file and what to do) when the folder, the bar file or the meta cannot be
+    written, ConfigError when another process is writing it."""
 
     def __init__(self, directory: Path, meta: dict[str, Any],
                  part_bytes: int = DEFAULT_PART_BYTES) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = dict(meta)
-        self._bars = BarsWriter(self.dir, part_bytes)
-        self._write_meta()
+        self._bars = BarsWriter(self.dir, part_bytes)  # creates the folder
+        try:
+            self._write_meta()
+        except RecordsError:
+            self._bars.abort()
+            raise
 
     def _write_meta(self) -> None:
         tmp = self.dir / (META + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.dir / META)
+        try:
+            tmp.write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
+            tmp.replace(self.dir / META)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise records_error(exc, self.dir / META, "write it") from exc
 
     def __call__(self, record: BarRecord) -> None:
         self._bars.write(json.dumps(record.to_dict(), default=str))
@@ -71,8 +90,14 @@ class SessionWriter:
         self._write_meta()
 
     def close(self) -> None:
-        """Close the bar file, compressing its last part when large (idempotent)."""
+        """Close the bar file, compressing its last part when large (idempotent); raises
+        RecordsError for a failure not raised yet (the lock is released all the same)."""
         self._bars.close()
+
+    def abort(self) -> None:
+        """Close the bar file without sealing it or raising (a run stopping on an error);
+        idempotent."""
+        self._bars.abort()
 
 
 class SessionRecorder(ParityRecorder):
@@ -97,12 +122,15 @@ class SessionRecorder(ParityRecorder):
         broker = self.strategy.broker
         store = getattr(broker, "store", None)
         account_value = store.get_acc_value() if store is not None else None
-        self.p.writer.started({"end": {
-            "value": broker.getvalue(), "cash": broker.getcash(),
-            "account_value": account_value,
-            "positions": {self._names[id(d)]: broker.getposition(d).size for d in self.datas},
-            "fills_after_last_bar": self._fills}})
-        self.p.writer.close()
+        try:
+            self.p.writer.started({"end": {
+                "value": broker.getvalue(), "cash": broker.getcash(),
+                "account_value": account_value,
+                "positions": {self._names[id(d)]: broker.getposition(d).size
+                              for d in self.datas},
+                "fills_after_last_bar": self._fills}})
+        finally:
+            self.p.writer.close()
 
 
 def sessions_root(state_dir: Path) -> Path:
@@ -112,17 +140,17 @@ def sessions_root(state_dir: Path) -> Path:
 
 def session_dir(state_dir: Path, run_id: str) -> Path:
     """Return ``state_dir/sessions/<run_id>`` (the id made safe as a folder name)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id)) or "run"
-    return sessions_root(state_dir) / safe
+    return sessions_root(state_dir) / folder_name(run_id)
 
 
 def attach(cerebro: bt.Cerebro, directory: Path, meta: dict[str, Any],
-           part_bytes: int = DEFAULT_PART_BYTES) -> Path:
+           part_bytes: int = DEFAULT_PART_BYTES) -> SessionWriter:
     """Add a SessionRecorder writing to ``directory`` to ``cerebro`` (its bar file rotated
-    past ``part_bytes``); return the directory."""
+    past ``part_bytes``); return its :class:`SessionWriter` (``dir``: the folder; ``abort()``
+    when the run stops on an error). Raises RecordsError when the record cannot be started."""
     writer = SessionWriter(directory, meta, part_bytes)
     cerebro.addanalyzer(SessionRecorder, _name="session_record", writer=writer)
-    return writer.dir
+    return writer
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

@@ -13,6 +13,10 @@ So one daily run gives three points (start, decision, after the fill) and a mont
 runs a month of daily values. The benchmark is buy and hold of the first symbol over the same
 days, from the recorded closes.
 
+Given a journal's claim (:class:`~bt_ibkr.records.ownership.JournalRecords`, as the live
+runner's ``--report`` does), only that journal's sessions count: two journals in one folder
+share the sessions folder, not their equity.
+
 The records are streamed part by part (:func:`bt_ibkr.records.sessions.iter_session`): memory
 holds one point per day, not the sessions' bars.
 """
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.records.ownership import OURS, JournalRecords
 from bt_ibkr.records.sessions import find_sessions, iter_session, read_meta
 
 
@@ -50,12 +56,28 @@ def _all_live(bar) -> bool:
     return bool(bar.feeds) and all(f.get("live") for f in bar.feeds.values())
 
 
-def session_equity(path: Path) -> tuple[pd.Series, pd.Series]:
+def journal_sessions(path: Path, records: JournalRecords | None = None) -> list[Path]:
+    """Return the session folders under ``path`` (:func:`~bt_ibkr.records.sessions.
+    find_sessions`), only ``records``' journal's when given. Raises ConfigError when there
+    is none."""
+    found = find_sessions(path)
+    if records is None:
+        return found
+    ours = [d for d in found if records.claim(d) == OURS]
+    if not ours:
+        raise ConfigError(f"no session record of journal {records.journal} under {path} "
+                          f"({len(found)} of other or earlier journals)")
+    return ours
+
+
+def session_equity(path: Path, records: JournalRecords | None = None
+                   ) -> tuple[pd.Series, pd.Series]:
     """Return ``(values, closes)``: the account's value per day and the first symbol's close
-    per day over every session under ``path``. Raises ConfigError when there is none."""
+    per day over every session under ``path`` (``records``' journal's only, when given).
+    Raises ConfigError when there is none."""
     points: dict[pd.Timestamp, float] = {}
     closes: dict[pd.Timestamp, float] = {}
-    for directory in find_sessions(path):
+    for directory in journal_sessions(path, records):
         meta = read_meta(directory)
         before = last_live = None
         day_of: dict[str, pd.Timestamp] = {}  # one parse per date, not per bar
@@ -87,14 +109,17 @@ def session_equity(path: Path) -> tuple[pd.Series, pd.Series]:
     return values, close
 
 
-def write_live_tearsheet(path: Path, output: Path, title: str = "bt_ibkr live") -> Path:
-    """Write the quantstats tearsheet of the sessions under ``path``; return ``output``.
+def write_live_tearsheet(path: Path, output: Path, title: str = "bt_ibkr live",
+                         records: JournalRecords | None = None) -> Path:
+    """Write the quantstats tearsheet of the sessions under ``path`` (``records``' journal's
+    only, when given); return ``output``.
 
-    Raises ValueError (from the tearsheet) when the sessions hold fewer than two days.
+    Raises ValueError (from the tearsheet) when the sessions hold fewer than two days,
+    ConfigError when there is no session (of that journal).
     """
     from analyzers.tearsheet import write_tearsheet
 
-    values, close = session_equity(path)
+    values, close = session_equity(path, records)
     if len(values) < 2:
         raise ValueError(f"the session records under {path} hold {len(values)} day(s) of "
                          "account value; a tearsheet needs at least 2")
