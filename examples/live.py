@@ -22,7 +22,13 @@ import signal
 import sys
 from pathlib import Path
 
-from bt_ibkr.errors import AttentionError, BtIbkrError, ConfigError, ConnectionFailedError
+from bt_ibkr.errors import (
+    AttentionError,
+    BtIbkrError,
+    ConfigError,
+    ConnectionFailedError,
+    RecordsError,
+)
 from bt_ibkr.logs import setup_logging
 
 EXIT_OK, EXIT_INPUT, EXIT_GATEWAY, EXIT_ATTENTION = 0, 2, 3, 4
@@ -161,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("run stopped: %s", exc)
         say(f"!! {redactor.text(str(exc))}")
         return EXIT_ATTENTION
+    except RecordsError as exc:  # the run stopped (cancel_on_exit honoured): name the file
+        logger.info("run stopped: %s", exc)  # info: stderr shows the error line once
+        error(exc)
+        return EXIT_INPUT
     except BtIbkrError as exc:
         logger.info("run refused: %s", exc)
         error(exc)
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # every file of a run names itself in its errors (records, audit, equity, summary);
         # one that does not is found from the traceback in the log
-        logger.warning("file error: %s", exc, exc_info=not exc.filename)
+        logger.info("file error: %s", exc, exc_info=not exc.filename)  # stderr: one line
         where = exc.filename or f"a file (the traceback in {log_path} names it)"
         error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
               "mount) and the permissions, then run again (the journal is safe)")

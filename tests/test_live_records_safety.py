@@ -308,3 +308,18 @@ def test_which_journal_a_record_belongs_to(tmp_path):
     assert ja.meta() == {"journal": {"path": str(a)}}
     assert ja.claims_leftover("r1") and ja.claims_leftover("r1-2")
     assert not ja.claims_leftover("r2")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_the_audit_log_names_it(tmp_path):
+    """A write to an open file carries no file name (the live CLI said "cannot use a file"):
+    the audit log's error names the log (a real ENOSPC from /dev/full)."""
+    from bt_ibkr.live.audit import AuditLog
+
+    path = tmp_path / "audit-20240102.jsonl"
+    path.symlink_to("/dev/full")
+    audit = AuditLog(path)
+    with pytest.raises(OSError) as caught:
+        audit.write("run", event="start")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    audit.close()

@@ -221,10 +221,14 @@ class AuditLog:
         return record
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
+        """Close the file (idempotent). Never raises for the disk: every line was flushed
+        when written, so only a line whose write already raised can be left behind."""
         with self._lock:
             if not self._fh.closed:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except OSError:  # a full disk: the line that failed was raised at write()
+                    pass
 
     def __enter__(self) -> AuditLog:
         return self
