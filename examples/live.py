@@ -22,6 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bt_ibkr.cli_args import iso_date
 from bt_ibkr.errors import (
     AttentionError,
     BtIbkrError,
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equity", type=Path, help="equity CSV (default state/equity.csv)")
     p.add_argument("--report", type=Path, help="write the quantstats tearsheet of the recorded "
                                                "equity here (HTML)")
+    p.add_argument("--report-run", metavar="RUN_ID",
+                   help="--report covers this run only ('last': the newest run; default: all "
+                   "runs of the journal, of this run's kind: simulated or real)")
+    p.add_argument("--report-from", type=iso_date, metavar="YYYY-MM-DD",
+                   help="--report covers the runs started from this date")
+    p.add_argument("--report-to", type=iso_date, metavar="YYYY-MM-DD",
+                   help="--report covers the runs started up to this date")
     p.add_argument("--json", type=Path, help="write the run summary as JSON here")
     p.add_argument("--max-runtime", type=float, metavar="S",
                    help="stop after S seconds (daily: leave unfinished orders working)")
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from bt_ibkr.live.config import load_config
         from bt_ibkr.live.runner import LiveRunner
         from bt_ibkr.params import parse_params, resolve_strategy
+        from bt_ibkr.records.tearsheet import SessionSelection
 
         config = load_config(args.config, overrides=_overrides(args))
         redactor.add(*config.secrets.values())
@@ -146,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                               "seconds > 0")
         runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
                             max_runtime=args.max_runtime, json_path=args.json,
-                            report_path=args.report, progress=say, lift_halt=args.lift_halt)
+                            report_path=args.report, progress=say, lift_halt=args.lift_halt,
+                            report_select=SessionSelection(run=args.report_run,
+                                                           start=args.report_from,
+                                                           end=args.report_to))
 
         def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
             name = signal.Signals(signum).name

@@ -220,8 +220,15 @@ def test_equity_grows_one_row_per_day_and_report_is_written(gateway_sim_factory,
     res = run_live(cfg, max_runtime=30, report_path=report)
     rows = equity_rows(tmp_path)
     assert [r["datetime"][:10] for r in rows] == ["2016-12-30", "2017-01-03"]
-    assert res.report == str(report) and report.stat().st_size > 10_000
-    assert "<html" in report.read_text(encoding="utf-8")[:2000].lower()
+    assert res.report == str(report)
+    # two daily runs: 3 days of account value, too few for annualized ratios: the page lists
+    # the values and says what the figures rest on
+    page = report.read_text(encoding="utf-8")
+    assert "2 real session(s), 3 days of account value" in page
+    assert "withheld below 20 days" in page
+    assert "Sharpe" not in page.replace("annualized ratios (Sharpe,", "")  # no ratio shown
+    assert page.count("<tr><td>20") == 3
+    assert "2 real session(s)" in res.report_message
 
 
 def test_gateway_restart_with_id_rollback_never_reuses_an_order_id(gateway_sim_factory,

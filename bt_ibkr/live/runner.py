@@ -48,7 +48,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.safety import check_launch, check_trading_mode
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
+from bt_ibkr.records.tearsheet import SessionSelection
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
@@ -145,6 +146,9 @@ class LiveRunner:
         lift_halt: lift a daily-loss halt that an earlier run of the same trading day recorded
             in the journal (the operator's explicit decision; audited). Without it the halt
             holds across restarts until the trading day ends.
+        report_select: which recorded sessions ``--report`` covers (one run, a date range,
+            all runs of the journal: :class:`~bt_ibkr.records.tearsheet.SessionSelection`);
+            always of this run's kind, simulated or real.
     """
 
     def __init__(self, config: LiveConfig, *, strategy: type | None = None,
@@ -154,7 +158,8 @@ class LiveRunner:
                  progress: Callable[[str], None] | None = None,
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
                  max_intent_age: timedelta = MAX_INTENT_AGE,
-                 backfill_days: int = 730, cache: Any = None, lift_halt: bool = False) -> None:
+                 backfill_days: int = 730, cache: Any = None, lift_halt: bool = False,
+                 report_select: SessionSelection | None = None) -> None:
         self.config = config
         self.strategy_cls = strategy
         self.simulate = simulate
@@ -179,6 +184,7 @@ class LiveRunner:
         self.backfill_days = int(backfill_days)
         self.cache = cache
         self.lift_halt = bool(lift_halt)
+        self.report_select = report_select or SessionSelection()
         self.sim = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
@@ -677,12 +683,13 @@ class LiveRunner:
             from bt_ibkr.records.tearsheet import write_live_tearsheet
 
             try:
-                out = write_live_tearsheet(sessions_root(Path(self.config.paths.journal).parent),
-                                           self.report_path,
-                                           title=f"bt_ibkr {result.mode} run {result.account}",
-                                           records=getattr(self, "_records", None))
+                out, rests_on = write_live_tearsheet(
+                    sessions_root(Path(self.config.paths.journal).parent), self.report_path,
+                    title=f"bt_ibkr {result.mode} run {result.account}",
+                    records=getattr(self, "_records", None),
+                    selection=replace(self.report_select, simulated=self.simulate))
                 result.report = str(out)
-                result.report_message = f"tearsheet: {out}"
+                result.report_message = f"tearsheet: {out} ({rests_on})"
             except (ValueError, FileNotFoundError, ConfigError) as exc:  # ConfigError: none yet
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
                                          "one point per live bar across runs)")
