@@ -246,7 +246,8 @@ def _handshake_fix(reason: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 1 a check failed, 2 bad arguments)."""
+    """CLI entry point; returns the exit code (0 ok, 1 a check failed, 2 bad arguments; with
+    ``--healthcheck`` 0 healthy, 1 unhealthy, 3 wrong account or kind)."""
     parser = argparse.ArgumentParser(
         prog="python -m bt_ibkr.doctor",
         description="Check that IB Gateway/TWS, market data, history and yfinance work.")
@@ -261,11 +262,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds for the connect, handshake and each request (default 5)")
     parser.add_argument("--no-yfinance", action="store_true", help="skip the yfinance check")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="one fast check for a container or service: exit 0 only when the "
+                        "API answers a real request and manages --account (1 unhealthy, 3 "
+                        "wrong account or kind); prints one line")
+    parser.add_argument("--account", help="--healthcheck: the account the gateway must manage")
+    parser.add_argument("--mode", choices=("paper", "live"), default="paper",
+                        help="--healthcheck: the kind of account expected (default paper)")
     args = parser.parse_args(argv)
     for name in ("ib_async", "ib_insync"):  # the report says what went wrong, not their logs
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port ({PORT_HINT})")
+    if args.healthcheck:
+        from bt_ibkr.ops.healthcheck import gateway_health
+
+        result = gateway_health(args.host, args.port, client_id=args.client_id,
+                                account=args.account, mode=args.mode, timeout=args.timeout)
+        print(result.line)
+        return result.code
     symbols = [s for s in args.symbols.split(",") if s.strip()]
     if not symbols:
         parser.error("--symbols needs at least one symbol, e.g. SPY,AAPL")
