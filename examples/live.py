@@ -93,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "journal (it otherwise holds until the trading day ends)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable), e.g. --param band=0.05")
+    ops = p.add_argument_group("running unattended (docs/DEPLOY.md)")
+    ops.add_argument("--service", action="store_true",
+                     help="run until stopped: one daily decision per exchange session at "
+                     "--decide-at, sleeping in between (systemd Type=notify with a watchdog)")
+    ops.add_argument("--decide-at", metavar="WHEN",
+                     help="--service: when each session is decided: close+5m (default), "
+                     "open-15m, close-10m ... (ops.decide_at)")
+    ops.add_argument("--calendar", metavar="CODE",
+                     help="--service: the exchange calendar (default XNYS; ops.calendar)")
+    ops.add_argument("--http-port", type=int, metavar="PORT",
+                     help="serve the status page, /healthz and /metrics on PORT (ops.http_port)")
+    ops.add_argument("--http-host", metavar="HOST",
+                     help="--http-port's address (default 127.0.0.1; any other needs "
+                     "BT_IBKR_HTTP_TOKEN)")
+    ops.add_argument("--restart-window", metavar="'HH:MM-HH:MM ZONE'",
+                     help="the gateway's daily restart window, e.g. '23:40-00:10 "
+                     "America/New_York': a disconnect inside it is expected (no alert)")
     return p
 
 
@@ -118,8 +135,91 @@ def _overrides(args: argparse.Namespace) -> dict:
         "sessions.keep_days": args.keep_sessions_days,
         "sessions.expired": "archive" if args.archive_expired_sessions else None,
         "confirm_live": True if args.confirm_live else None,
+        "ops.decide_at": args.decide_at,
+        "ops.calendar": args.calendar,
+        "ops.http_port": args.http_port,
+        "ops.http_host": args.http_host,
+        "ops.restart_window": args.restart_window,
     }
     return out
+
+
+def _exit_code(exc: BaseException, say, error, logger, log_path) -> int:
+    """Print the one line for a run that ended on ``exc``; return its exit code."""
+    if isinstance(exc, ConnectionFailedError):
+        logger.info("run failed: %s", exc)
+        error(exc)
+        return EXIT_GATEWAY
+    if isinstance(exc, AttentionError):
+        logger.warning("run stopped: %s", exc)
+        say(f"!! {exc}")
+        return EXIT_ATTENTION
+    if isinstance(exc, RecordsError):  # the run stopped (cancel_on_exit honoured): the file
+        logger.info("run stopped: %s", exc)  # info: stderr shows the error line once
+        error(exc)
+        return EXIT_INPUT
+    if isinstance(exc, BtIbkrError):
+        logger.info("run refused: %s", exc)
+        error(exc)
+        return EXIT_INPUT
+    if isinstance(exc, TimeoutError):
+        logger.warning("gateway timeout: %s", exc)
+        error(f"the gateway stopped answering ({exc or 'no reply in time'}); check that it is "
+              "running and logged in, then run again (the journal is safe)")
+        return EXIT_GATEWAY
+    if isinstance(exc, OSError):
+        # every file of a run names itself in its errors (records, audit, equity, summary);
+        # one that does not is found from the traceback in the log
+        logger.info("file error: %s", exc, exc_info=not exc.filename)  # stderr: one line
+        where = exc.filename or f"a file (the traceback in {log_path} names it)"
+        error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
+              "mount) and the permissions, then run again (the journal is safe)")
+        return EXIT_INPUT
+    logger.error("internal error", exc_info=exc)
+    error(f"internal error {type(exc).__name__}: {exc} (details in {log_path}); the journal "
+          "is safe: check TWS and the output above before running again")
+    return EXIT_ATTENTION
+
+
+def _report(result, say, log_path) -> int:
+    """Print a finished run's orders and account line; return 0 or 4 (needs attention)."""
+    for order in result.orders:
+        say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "
+            f"{order['symbol']} -> {order['status']}")
+    pos = ", ".join(f"{s} {q:g}" for s, q in sorted(result.positions.items())) or "flat"
+    say(f"account {result.account}: equity {result.equity:,.2f}, positions: {pos}; "
+        f"stopped: {result.stopped_by}")
+    say(f"log: {log_path}; audit: {result.audit}")
+    if result.needs_attention:
+        for line in result.needs_attention:
+            say(line)
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+def _operator(config, args, say):
+    """Return the run's Operator (alerts from BT_IBKR_ALERT_URLS; the status port when
+    --http-port / ops.http_port is set)."""
+    from bt_ibkr.ops.alerts import Alerter
+    from bt_ibkr.ops.http import HTTP_TOKEN_ENV
+    from bt_ibkr.ops.operator import Operator
+    from bt_ibkr.ops.restart_window import RestartWindow
+
+    ops = config.ops
+    window = RestartWindow.parse(ops.restart_window) if ops.restart_window else None
+    operator = Operator(Alerter(mask=_masker(config)), restart_window=window)
+    if ops.http_port is not None:
+        url = operator.serve(ops.http_host, ops.http_port,
+                             token=config.secrets.get(HTTP_TOKEN_ENV))
+        say(f"status page {url}/ (health {url}/healthz, metrics {url}/metrics)")
+    return operator
+
+
+def _masker(config):
+    """Return a function that masks the config's secrets in a text."""
+    from bt_ibkr.live.audit import Redactor
+
+    return Redactor(config.secrets.values()).text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,14 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"[live] {redactor.text(str(msg))}", file=sys.stderr, flush=True)
 
-    def error(exc: BaseException) -> None:
+    def error(exc: BaseException | str) -> None:
         print(f"error: {redactor.text(str(exc))}", file=sys.stderr, flush=True)
 
+    operator = None
     try:
         from bt_ibkr.live.config import load_config
-        from bt_ibkr.live.runner import LiveRunner
         from bt_ibkr.params import parse_params, resolve_strategy
-        from bt_ibkr.records.tearsheet import SessionSelection
 
         config = load_config(args.config, overrides=_overrides(args))
         redactor.add(*config.secrets.values())
@@ -153,12 +252,121 @@ def main(argv: list[str] | None = None) -> int:
                                                  and args.max_runtime > 0):
             raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be a finite number of "
                               "seconds > 0")
-        runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
-                            max_runtime=args.max_runtime, json_path=args.json,
-                            report_path=args.report, progress=say, lift_halt=args.lift_halt,
-                            report_select=SessionSelection(run=args.report_run,
-                                                           start=args.report_from,
-                                                           end=args.report_to))
+        if args.service and config.run_mode != "daily":
+            raise ConfigError("--service decides once per exchange session: it runs --mode "
+                              "daily (a stream run is already long-running)")
+        operator = _operator(config, args, say)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        return _exit_code(exc, say, error, logger, log_path)
+    try:
+        if args.service:
+            code = _service(args, config, strategy_cls, operator, say, error, logger, log_path)
+        else:
+            code = _run_once(args, config, strategy_cls, operator, say, error, logger,
+                             log_path)
+        if code != EXIT_OK:
+            operator.alert("exit", f"examples.live exited with code {code} (see {log_path})",
+                           level="failure", key=f"exit:{code}")
+        return code
+    finally:
+        operator.close()
+
+
+SERVICE_MAX_RUNTIME = 120.0
+"""Seconds a service's daily run may take (orders still working then stay working, journaled,
+and the next session's run follows them), well inside the unit's WatchdogSec."""
+
+
+def _service(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
+    """Run the daily run once per exchange session until stopped; return the exit code (0 on
+    a clean stop, 2/3/4 when a run stops the service: a refusal, a wrong account, something a
+    person must look at)."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from bt_ibkr.live.config import parse_decide_at
+    from bt_ibkr.live.journal import Journal
+    from bt_ibkr.ops.schedule import SessionSchedule, SessionService
+    from bt_ibkr.ops.systemd import SystemdNotifier
+
+    anchor, minutes = parse_decide_at(config.ops.decide_at)
+    schedule = SessionSchedule(config.ops.calendar, anchor, timedelta(minutes=minutes))
+    if args.max_runtime is None:
+        args.max_runtime = SERVICE_MAX_RUNTIME
+    stop = threading.Event()
+    current: list = []
+    fatal: list[int] = []
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        say(f"{signal.Signals(signum).name} received: stopping the service")
+        stop.set()
+        for runner in current:
+            runner.stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    journal_path = config.paths.journal
+
+    def decided(session) -> bool:
+        if not Path(journal_path).exists():
+            return False
+        with Journal(journal_path) as journal:
+            return any(ev["detail"].get("session") == str(session)
+                       for ev in journal.events("service_session"))
+
+    def mark(session) -> None:
+        with Journal(journal_path) as journal:
+            journal.log_event("service_session", {"session": str(session)})
+
+    def run_session(session):
+        runner = _runner(args, config, strategy_cls, operator, say)
+        current[:] = [runner]
+        try:
+            result = runner.run()
+        except (ConnectionFailedError, TimeoutError) as exc:
+            if isinstance(exc, ConnectionFailedError) and "account" in type(exc).__name__.lower():
+                fatal.append(_exit_code(exc, say, error, logger, log_path))
+                stop.set()
+                return None
+            raise  # the gateway is away: retried in a few minutes
+        except Exception as exc:  # noqa: BLE001 - a refusal or attention stops the service
+            fatal.append(_exit_code(exc, say, error, logger, log_path))
+            stop.set()
+            return None
+        finally:
+            current.clear()
+        code = _report(result, say, log_path)
+        if code != EXIT_OK:
+            fatal.append(code)
+            stop.set()
+        return result.stopped_by
+
+    service = SessionService(
+        schedule=schedule, run_session=run_session, decided=decided, mark_decided=mark,
+        clock=lambda: datetime.now(UTC), wait=lambda seconds: stop.wait(seconds) or stop.is_set(),
+        notifier=SystemdNotifier(),
+        alert=lambda kind, text: operator.alert(kind, text, level="warning"), say=say)
+    say(f"service: one decision per {config.ops.calendar} session at {config.ops.decide_at}")
+    service.run()
+    return fatal[0] if fatal else EXIT_OK
+
+
+def _runner(args, config, strategy_cls, operator, say):
+    from bt_ibkr.live.runner import LiveRunner
+    from bt_ibkr.records.tearsheet import SessionSelection
+
+    return LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
+                      max_runtime=args.max_runtime, json_path=args.json,
+                      report_path=args.report, progress=say, lift_halt=args.lift_halt,
+                      report_select=SessionSelection(run=args.report_run,
+                                                     start=args.report_from,
+                                                     end=args.report_to),
+                      operator=operator)
+
+
+def _run_once(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
+    try:
+        runner = _runner(args, config, strategy_cls, operator, say)
 
         def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
             name = signal.Signals(signum).name
@@ -171,52 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         result = runner.run()
-    except ConnectionFailedError as exc:
-        logger.info("run failed: %s", exc)
-        error(exc)
-        return EXIT_GATEWAY
-    except AttentionError as exc:
-        logger.warning("run stopped: %s", exc)
-        say(f"!! {redactor.text(str(exc))}")
-        return EXIT_ATTENTION
-    except RecordsError as exc:  # the run stopped (cancel_on_exit honoured): name the file
-        logger.info("run stopped: %s", exc)  # info: stderr shows the error line once
-        error(exc)
-        return EXIT_INPUT
-    except BtIbkrError as exc:
-        logger.info("run refused: %s", exc)
-        error(exc)
-        return EXIT_INPUT
-    except TimeoutError as exc:
-        logger.warning("gateway timeout: %s", exc)
-        error(f"the gateway stopped answering ({exc or 'no reply in time'}); check that it is "
-              "running and logged in, then run again (the journal is safe)")
-        return EXIT_GATEWAY
-    except OSError as exc:
-        # every file of a run names itself in its errors (records, audit, equity, summary);
-        # one that does not is found from the traceback in the log
-        logger.info("file error: %s", exc, exc_info=not exc.filename)  # stderr: one line
-        where = exc.filename or f"a file (the traceback in {log_path} names it)"
-        error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
-              "mount) and the permissions, then run again (the journal is safe)")
-        return EXIT_INPUT
-    except Exception as exc:  # noqa: BLE001 - one line, exit 4, details in the log
-        logger.exception("internal error")
-        error(f"internal error {type(exc).__name__}: {exc} (details in {log_path}); the journal "
-              "is safe: check TWS and the output above before running again")
-        return EXIT_ATTENTION
-    for order in result.orders:
-        say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "
-            f"{order['symbol']} -> {order['status']}")
-    pos = ", ".join(f"{s} {q:g}" for s, q in sorted(result.positions.items())) or "flat"
-    say(f"account {result.account}: equity {result.equity:,.2f}, positions: {pos}; "
-        f"stopped: {result.stopped_by}")
-    say(f"log: {log_path}; audit: {result.audit}")
-    if result.needs_attention:
-        for line in result.needs_attention:
-            say(line)
-        return EXIT_ATTENTION
-    return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        return _exit_code(exc, say, error, logger, log_path)
+    return _report(result, say, log_path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -150,6 +151,8 @@ class Journal:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        #: called with each write transaction's duration in seconds (the run's metrics)
+        self.on_commit = None
         conn = None
         try:
             self._db = conn = sqlite3.connect(
@@ -189,9 +192,11 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers queue."""
+        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers queue;
+        ``on_commit`` (when set) gets the seconds it took, fsync included."""
         with self._lock:
             try:
+                t0 = time.perf_counter()
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
@@ -201,6 +206,8 @@ class Journal:
                     raise
                 else:
                     self._db.execute("COMMIT")
+                    if self.on_commit is not None:
+                        self.on_commit(time.perf_counter() - t0)
             except sqlite3.OperationalError as exc:
                 storage = _storage_error(self.path, exc)
                 if storage is None:

@@ -59,7 +59,7 @@ from analyzers.live_equity import LiveEquityRecorder
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
 from bt_ibkr.engine import check_outputs
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
-from bt_ibkr.ib.bars import timeframe_of
+from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
 from bt_ibkr.live.config import LiveConfig, PathsConfig
@@ -146,6 +146,8 @@ class LiveRunner:
         lift_halt: lift a daily-loss halt that an earlier run of the same trading day recorded
             in the journal (the operator's explicit decision; audited). Without it the halt
             holds across restarts until the trading day ends.
+        operator: a :class:`~bt_ibkr.ops.operator.Operator` that turns the run's audit records
+            and bars into the status page, metrics and alerts (None: none).
         report_select: which recorded sessions ``--report`` covers (one run, a date range,
             all runs of the journal: :class:`~bt_ibkr.records.tearsheet.SessionSelection`);
             always of this run's kind, simulated or real.
@@ -159,7 +161,8 @@ class LiveRunner:
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
                  max_intent_age: timedelta = MAX_INTENT_AGE,
                  backfill_days: int = 730, cache: Any = None, lift_halt: bool = False,
-                 report_select: SessionSelection | None = None) -> None:
+                 report_select: SessionSelection | None = None,
+                 operator: Any = None) -> None:
         self.config = config
         self.strategy_cls = strategy
         self.simulate = simulate
@@ -185,6 +188,7 @@ class LiveRunner:
         self.cache = cache
         self.lift_halt = bool(lift_halt)
         self.report_select = report_select or SessionSelection()
+        self.operator = operator
         self.sim = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
@@ -345,6 +349,11 @@ class LiveRunner:
             lock.release()
             raise
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
+        if self.operator is not None:  # status page, metrics, alerts (bt_ibkr.ops)
+            audit.listeners.append(self.operator.on_audit)
+            self.operator.attach_journal(journal)
+            if self.operator.metrics is not None:
+                journal.on_commit = self.operator.metrics.journal_write.observe
         store = None
         run_id = None
         try:
@@ -391,6 +400,8 @@ class LiveRunner:
             if store is not None:
                 store.close()
             self.store = None
+            if self.operator is not None:
+                self.operator.attach_journal(None)  # the journal closes now
             journal.close()
             audit.close()
             lock.release()
@@ -468,6 +479,13 @@ class LiveRunner:
                     cerebro.resampledata(data, name=sym, timeframe=tf, compression=comp)
             self.feeds.append(data)
         cerebro.addstrategy(strategy_cls, **cfg.params)
+        if self.operator is not None:
+            self.operator.status.update(
+                account=account, run_id=run_id, strategy=strategy_cls.__name__,
+                symbols=list(cfg.symbols), mode=cfg.mode, run_mode=cfg.run_mode,
+                bar_seconds=float(BAR_SECONDS[normalize_bar_size(cfg.bar_size)]),
+                connected=store.connected())
+            cerebro.addanalyzer(self.operator.recorder(), _name="status")
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
         self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit,
