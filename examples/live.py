@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "journal (it otherwise holds until the trading day ends)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable), e.g. --param band=0.05")
+    p.add_argument("--capital", type=float, metavar="AMOUNT",
+                   help="the equity the strategy sizes from, at most the account's (risk.capital;"
+                   " default: the whole account)")
+    p.add_argument("--ramp-sessions", type=int, metavar="N",
+                   help="scale exposure up over N sessions from risk.ramp_start (25%%) of "
+                   "capital to all of it (risk.ramp_sessions)")
     ops = p.add_argument_group("running unattended (docs/DEPLOY.md)")
     ops.add_argument("--service", action="store_true",
                      help="run until stopped: one daily decision per exchange session at "
@@ -135,6 +141,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "sessions.keep_days": args.keep_sessions_days,
         "sessions.expired": "archive" if args.archive_expired_sessions else None,
         "confirm_live": True if args.confirm_live else None,
+        "risk.capital": args.capital,
+        "risk.ramp_sessions": args.ramp_sessions,
         "ops.decide_at": args.decide_at,
         "ops.calendar": args.calendar,
         "ops.http_port": args.http_port,

@@ -101,6 +101,13 @@ class RiskConfig:
 
     ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
     account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).
+
+    Sizing: ``capital`` is the equity the strategy sizes from on each run (at most the account's
+    net liquidation value; None: all of it). ``ramp_sessions`` > 0 scales it up gradually: the
+    first session uses ``ramp_start`` of it, rising in equal steps to all of it after
+    ``ramp_sessions`` sessions. ``shrink`` names the limits (``max_order_notional``,
+    ``max_position_notional``, ``max_position_per_symbol``) under which an order too large is
+    shrunk to fit instead of refused (default: none, every limit refuses).
     """
 
     max_position_per_symbol: float | None = None
@@ -108,6 +115,10 @@ class RiskConfig:
     max_order_notional: float | None = None
     max_daily_loss: float | None = 0.03
     cancel_on_exit: bool = True
+    capital: float | None = None
+    ramp_sessions: int = 0
+    ramp_start: float = 0.25
+    shrink: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -359,6 +370,23 @@ def _set_risk(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
         r.max_daily_loss = _as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
     elif key == "cancel_on_exit":
         r.cancel_on_exit = _as_bool(where, path, value)
+    elif key == "capital":
+        r.capital = _as_float(where, path, value, lo=0.0, nullable=True)
+    elif key == "ramp_sessions":
+        r.ramp_sessions = _as_int(where, path, value, 0, 10_000)
+    elif key == "ramp_start":
+        r.ramp_start = _as_float(where, path, value, lo=0.0, hi=1.0,  # type: ignore[assignment]
+                                 hi_open=False)
+    elif key == "shrink":
+        names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            raise where.error(key, f"expected a list of limit names, got {value!r}")
+        shrinkable = ("max_order_notional", "max_position_notional", "max_position_per_symbol")
+        for name in names:
+            if name not in shrinkable:
+                raise where.error(key, f"{name!r} cannot shrink an order; choose from "
+                                       f"{', '.join(shrinkable)}")
+        r.shrink = [n for n in names if n]
     else:  # pragma: no cover
         raise _unknown_key(where, "risk", key, _names(RiskConfig))
 

@@ -253,6 +253,17 @@ class JournaledIBBroker(IBBroker):
                 if self.trading_day is not None and self.account:
                     self.journal.record_halt(self.trading_day, self.account,
                                              self.gate.halt_reason, run_id=self.run_id)
+            if decision.allowed and decision.quantity is not None and decision.quantity < qty:
+                # a limit in risk.shrink: send the largest whole quantity that fits
+                log.warning("risk: %s", decision.reason)
+                self._audit("risk", event="shrunk", orderRef=ref, symbol=symbol, side=side,
+                            quantity=qty, sent=decision.quantity, reason=decision.reason)
+                self.journal.log_event("shrunk", {"symbol": symbol, "side": side,
+                                                  "quantity": qty, "sent": decision.quantity,
+                                                  "reason": decision.reason},
+                                       order_ref=ref, run_id=self.run_id)
+                order.resize(decision.quantity)
+                qty = float(decision.quantity)
             if not decision.allowed:
                 (log.info if decision.halted else log.warning)(
                     "risk refused %s: %s", ref, decision.reason)

@@ -70,6 +70,7 @@ from bt_ibkr.live.recovery import MAX_INTENT_AGE, recover
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.safety import check_launch, check_trading_mode
+from bt_ibkr.live.sizing import strategy_capital, traded_days
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
 from bt_ibkr.records.tearsheet import SessionSelection
@@ -437,14 +438,19 @@ class LiveRunner:
         :meth:`_on_exit` (``cancel_on_exit``) before the error, if any, is raised again."""
         cfg = self.config
         cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
-        broker = self.broker = JournaledIBBroker(store=store)
-        self._exited = False
-        self._session_writer = None
-        equity0 = store.get_acc_value()
-        gate = RiskGate(cfg.risk)
         # the exchange session on the gateway's clock (US symbols share NYSE's sessions);
         # GatewayTimeoutError when the gateway does not tell its time
         day = trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
+        account_value = store.get_acc_value()
+        # risk.capital and the ramp: how much of the account the Strategy sizes from
+        sizing = strategy_capital(cfg.risk, account_value, traded_days(journal, account), day)
+        self._say(sizing.line(cfg.risk.ramp_sessions))
+        broker = self.broker = JournaledIBBroker(store=store, capital=sizing.capital)
+        self._exited = False
+        self._session_writer = None
+        # the daily-loss floor is on what the gate sees: the Strategy's value
+        equity0 = sizing.capital if sizing.capital is not None else account_value
+        gate = RiskGate(cfg.risk)
         open_day(gate, journal, audit, day=day, account=account, run_id=run_id,
                  equity=equity0, lift_halt=self.lift_halt, say=self._say)
         broker.configure(journal=journal, audit=audit, gate=gate,
