@@ -56,8 +56,9 @@ from typing import Any
 import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
+from analyzers.live_progress import LiveProgress
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
-from bt_ibkr.engine import check_outputs
+from bt_ibkr.engine import check_outputs, warmup_bars
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
@@ -350,6 +351,7 @@ class LiveRunner:
             lock.release()
             raise
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
+        audit.listeners.append(self._decision_line)  # one status line per decision
         if self.operator is not None:  # status page, metrics, alerts (bt_ibkr.ops)
             audit.listeners.append(self.operator.on_audit)
             self.operator.attach_journal(journal)
@@ -494,6 +496,9 @@ class LiveRunner:
             cerebro.addanalyzer(self.operator.recorder(), _name="status")
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
+        # what the run is doing: the warm-up's progress, then one line per decision
+        cerebro.addanalyzer(LiveProgress, _name="progress", say=self._say,
+                            need=warmup_bars(strategy_cls, cfg.params))
         self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit,
                                                 journal)
         self.cerebro = cerebro
@@ -583,6 +588,21 @@ class LiveRunner:
             **records.meta()},
             part_bytes=max(1, int(kept.part_mb * 1024 * 1024)))
         return writer.dir
+
+    def _decision_line(self, record: dict[str, Any]) -> None:
+        """Say one short line per decision and per order outcome (an audit listener)."""
+        kind = record.get("kind")
+        if kind == "decision":
+            self.progress(f"decision {record.get('bar', '')}: {record.get('side')} "
+                          f"{float(record.get('quantity') or 0):g} {record.get('symbol')} "
+                          f"(position {float(record.get('position') or 0):g}, equity "
+                          f"{float(record.get('equity') or 0):,.2f})")
+        elif kind == "order" and record.get("status") in ("sent", "refused", "withheld"):
+            why = f": {record.get('reason')}" if record.get("reason") else ""
+            self.progress(f"order {record.get('orderRef')}: {record.get('status')}{why}")
+        elif kind == "fill":
+            self.progress(f"fill {record.get('side')} {float(record.get('shares') or 0):g} "
+                          f"{record.get('symbol')} @ {float(record.get('price') or 0):g}")
 
     def _note(self, audit: AuditLog, note: str) -> None:
         """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
