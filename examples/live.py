@@ -293,8 +293,8 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
     from datetime import UTC, datetime, timedelta
 
     from bt_ibkr.live.config import parse_decide_at
-    from bt_ibkr.live.journal import Journal
     from bt_ibkr.ops.schedule import SessionSchedule, SessionService
+    from bt_ibkr.ops.service_record import ServiceRecord
     from bt_ibkr.ops.systemd import SystemdNotifier
 
     anchor, minutes = parse_decide_at(config.ops.decide_at)
@@ -313,18 +313,7 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    journal_path = config.paths.journal
-
-    def decided(session) -> bool:
-        if not Path(journal_path).exists():
-            return False
-        with Journal(journal_path) as journal:
-            return any(ev["detail"].get("session") == str(session)
-                       for ev in journal.events("service_session"))
-
-    def mark(session) -> None:
-        with Journal(journal_path) as journal:
-            journal.log_event("service_session", {"session": str(session)})
+    record = ServiceRecord(config.paths.journal)
 
     def run_session(session):
         runner = _runner(args, config, strategy_cls, operator, say)
@@ -350,7 +339,8 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
         return result.stopped_by
 
     service = SessionService(
-        schedule=schedule, run_session=run_session, decided=decided, mark_decided=mark,
+        schedule=schedule, run_session=run_session, decided=record.decided,
+        mark_decided=record.mark,
         clock=lambda: datetime.now(UTC), wait=lambda seconds: stop.wait(seconds) or stop.is_set(),
         notifier=SystemdNotifier(),
         alert=lambda kind, text: operator.alert(kind, text, level="warning"), say=say)
