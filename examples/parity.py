@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         write_html(report, args.report)
     first = report.first_divergence
+    period = (report.timeline or {}).get("period") or [None, None]
+    final = (report.timeline or {}).get("final") or {}
+    if period[0]:
+        symbols = ", ".join(report.meta.get("symbols") or []) or "recorded symbols"
+        print(f"period {str(period[0])[:10]}..{str(period[1])[:10]} on {symbols}; final value "
+              f"backtest {final.get('backtest') or 0:,.2f} / ib {final.get('ib') or 0:,.2f}")
     print(f"bars {report.bars}  orders backtest {report.orders_backtest} / ib {report.orders_ib}"
           f"  decision diffs {report.decision_diffs}  fill diffs {report.fill_diffs}"
           f"  max value diff {report.max_value_diff:g}")

@@ -28,6 +28,7 @@ from bt_ibkr.errors import ConfigError
 from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig
 from bt_ibkr.parity.stream_diff import StreamCompare
+from bt_ibkr.parity.timeline import merge as merge_timelines
 from bt_ibkr.records.files import iter_records
 from bt_ibkr.records.recorder import ParityRecorder, Recording
 from bt_ibkr.records.sessions import (
@@ -189,4 +190,5 @@ def combine(reports: list[ParityReport]) -> ParityReport:
         max_value_diff=max((r.max_value_diff for r in reports), default=0.0),
         max_cash_diff=max((r.max_cash_diff for r in reports), default=0.0),
         tolerance=reports[0].tolerance if reports else 0.0, first_divergence=first,
-        diffs=diffs, meta={"sessions": [r.meta for r in reports]})
+        diffs=diffs, meta={"sessions": [r.meta for r in reports]},
+        timeline=merge_timelines([r.timeline for r in reports]))
