@@ -149,7 +149,12 @@ class Journal:
     def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         if str(self.path) != ":memory:":
+            from bt_ibkr.live.run_lock import check_single_name, journal_path
+
+            # one name per journal: SQLite keeps the write-ahead log by name (run_lock)
+            self.path = journal_path(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_single_name(self.path)
         self._lock = threading.RLock()
         #: called with each write transaction's duration in seconds (the run's metrics)
         self.on_commit = None
