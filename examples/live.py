@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bt_ibkr.cli_args import iso_date
 from bt_ibkr.errors import (
+    AccountChangedError,
     AttentionError,
     BtIbkrError,
     ConfigError,
@@ -321,7 +322,7 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
         try:
             result = runner.run()
         except (ConnectionFailedError, TimeoutError) as exc:
-            if isinstance(exc, ConnectionFailedError) and "account" in type(exc).__name__.lower():
+            if isinstance(exc, AccountChangedError):
                 fatal.append(_exit_code(exc, say, error, logger, log_path))
                 stop.set()
                 return None

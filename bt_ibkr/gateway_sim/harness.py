@@ -276,11 +276,12 @@ class GatewaySim:
         self.notice(1101 if data_lost else 1102)
 
     def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
-                downtime: float = 0.0) -> None:
+                downtime: float = 0.0, account: str | None = None) -> None:
         """Simulate a gateway restart: drop all clients; roll nextValidId back to
         ``rollback_to``; refuse connections for ``downtime`` real seconds. Orders and
-        positions persist."""
-        self.call(self.server.restart, rollback_ids, rollback_to, downtime)
+        positions persist. ``account``: it comes back logged into that account (a live
+        ``U...`` or another paper ``DU...``), whose positions and orders are its own."""
+        self.call(self.server.restart, rollback_ids, rollback_to, downtime, account)
 
     def reject_next_order(self, code: int = 201,
                           reason: str = "Order rejected - reason:simulated rejection") -> None:

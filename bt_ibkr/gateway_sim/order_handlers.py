@@ -76,7 +76,9 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
     broker = SimBroker(server.account, clock=server.clock.now, quote=server.market.quote,
                        **options)
     server.broker = broker
-    OrderRouter(server, broker).install()
+    router = OrderRouter(server, broker)
+    router.install()
+    server.order_router = router
     return broker
 
 
@@ -90,6 +92,11 @@ class OrderRouter:
     def install(self) -> None:
         """Subscribe to the broker and put the handlers into ``server.handlers``."""
         self.broker.subscribe(self.on_event)
+        self.install_handlers()
+
+    def install_handlers(self) -> None:
+        """Put this router's handlers into ``server.handlers`` (the login's account is this
+        router's broker's: :meth:`GatewayServer.login_as` switches between them)."""
         h = self.server.handlers
         h[3] = self.on_place_order
         h[4] = self.on_cancel_order
@@ -207,7 +214,10 @@ class OrderRouter:
     # ------------------------------------------------------------ broker events
 
     def on_event(self, event: Any) -> None:
-        """Deliver one broker event to the sessions that should see it."""
+        """Deliver one broker event to the sessions that should see it (none when the
+        gateway is logged into another account than this router's)."""
+        if getattr(self.server, "broker", self.broker) is not self.broker:
+            return
         if isinstance(event, OrderUpdated):
             order = event.order
             if order.spec.whatIf:

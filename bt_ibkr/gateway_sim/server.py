@@ -306,15 +306,17 @@ class GatewayServer:
                 s.hist_subs.clear()
 
     def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
-                downtime: float = 0.0) -> None:
+                downtime: float = 0.0, account: str | None = None) -> None:
         """Simulate a gateway restart: drop every connection, optionally roll nextValidId back
         to ``rollback_to`` and be down for ``downtime`` real seconds. Orders, positions and
-        executions persist.
+        executions persist; ``account``: it comes back logged into that account instead.
 
         While down, the port is closed like a restarting IB Gateway's (clients get "connection
         refused" at once); it listens again on the same port afterwards. Call on the server's
         loop (GatewaySim.restart does)."""
         self.drop_all()
+        if account:  # it comes back logged into another account (login_as)
+            self.login_as(account)
         if rollback_ids:
             self._next_id = int(rollback_to)
         self._refuse_until = time.monotonic() + max(downtime, 0.0)
@@ -323,6 +325,29 @@ class GatewayServer:
             self._server = None
             self.loop.call_later(downtime, lambda: self.loop.create_task(self._relisten()))
         log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
+
+    def login_as(self, account: str) -> None:
+        """Log the gateway into ``account`` (as after a restart with another user): the
+        managed accounts, positions, cash, orders and executions clients see from now on are
+        that account's (a new one starts empty with the configured cash); the previous
+        account's are kept and come back when it logs in again. Call on the server's loop
+        (GatewaySim.restart(account=...) does)."""
+        if not account:
+            raise ConfigError("gateway_sim login_as needs a non-empty account id")
+        if account == self.account:
+            return
+        logins = self.__dict__.setdefault("_logins", {})
+        logins[self.account] = (self.broker, getattr(self, "order_router", None))
+        self.account = account
+        if account in logins:
+            self.broker, self.order_router = logins[account]
+            if self.order_router is not None:
+                self.order_router.install_handlers()
+        else:
+            from bt_ibkr.gateway_sim.order_handlers import register
+
+            register(self)
+        log.info("fault: gateway now logged into %s", account)
 
     async def _relisten(self) -> None:
         """Listen on the same port again after a restart's downtime (not after stop())."""

@@ -137,6 +137,7 @@ class IBBroker(bt.BrokerBase):
         self._marks: dict[int, float] = {}  # conId -> the last finite close seen
         self._comminfo: dict[tuple[float, bool], IBCommInfo] = {}
         self.capital_offset = 0.0  # account value left out of the ledger (``capital``)
+        self.account: str | None = None  # the account every order is placed for
 
     @property
     def ib(self) -> IBStore:
@@ -325,12 +326,25 @@ class IBBroker(bt.BrokerBase):
                     "oco= on every member after the first, or ocaGroup= on the first"
                 )
             ib.ocaGroup = other.ocaGroup
+        if not ib.account:  # every order names its account, not only with --account
+            ib.account = self.order_account()
         order.submit(self)
         self.orders[ib.orderRef] = order
         contract = order.data.tradecontract
         self.store.place_order(ib.orderRef, contract, ib, parent_key)
         self.notify(order)
         return order
+
+    def order_account(self) -> str:
+        """Return the account orders are placed for: ``account`` when set (the journaled
+        broker sets the run's), else the store's configured one, else the login's only managed
+        account ("" when it manages several: IB then refuses an order without one)."""
+        if self.account:
+            return self.account
+        if getattr(self.store.p, "account", ""):
+            return str(self.store.p.account)
+        managed = self.store.managed_accounts
+        return managed[0] if len(managed) == 1 else ""
 
     def cancel(self, order: IBOrder) -> bool:
         """Ask IB to cancel ``order``; returns False if it is no longer alive (never blocks)."""

@@ -55,6 +55,7 @@ from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
+    AccountChanged,
     BarReceived,
     ConnectionGaveUp,
     ConnectionLost,
@@ -66,6 +67,7 @@ from bt_ibkr.ib.events import (
     StoreMessage,
 )
 from bt_ibkr.ib.historical import HistoricalData
+from bt_ibkr.ib.identity import account_guard
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import (
     ExecSnapshot,
@@ -179,6 +181,7 @@ class IBStore:
         s.on_connected.append(self._on_connected)
         s.on_lost.append(self._on_lost)
         s.on_gave_up.append(self._on_gave_up)
+        s.on_identity.append(self._on_identity)
         s.on_notice.append(lambda text: self._notify(None, text, kind="connection"))
         self._refs = 0
         self._closing = False
@@ -295,6 +298,24 @@ class IBStore:
     def managed_accounts(self) -> list[str]:
         """The accounts the gateway said this login manages."""
         return list(self.session.managed_accounts)
+
+    def expect_account(self, account: str, mode: str) -> None:
+        """From now on, check after every reconnect that the gateway is still logged into
+        ``account`` and only into accounts of ``mode``'s kind (paper ``DU``/``DF``, live
+        ``U``/``F``) BEFORE anything is sent on the new connection; on a mismatch the store
+        disconnects, never re-dials, puts :class:`~bt_ibkr.ib.events.AccountChanged` on the
+        broker's queue and reports it in :attr:`identity_error`. Returns None."""
+        self.session.account_guard = account_guard(account, mode)
+
+    @property
+    def identity_error(self) -> str | None:
+        """Why the store stopped after reconnecting into the wrong account (None: it did
+        not)."""
+        return self.session.identity_error
+
+    def _on_identity(self, reason: str) -> None:
+        self.streams.broadcast(ConnectionGaveUp())
+        self.broker_q.put(AccountChanged(reason))
 
     # ------------------------------------------------------------------ session hooks (loop)
     def _on_connected(self, first: bool) -> None:

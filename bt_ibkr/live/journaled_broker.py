@@ -52,6 +52,7 @@ from typing import Any
 from bt_ibkr.ib.broker import IBBroker, IBOrder
 from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
 from bt_ibkr.ib.events import (
+    AccountChanged,
     BrokerEvent,
     CommissionReceived,
     ConnectionGaveUp,
@@ -387,6 +388,12 @@ class JournaledIBBroker(IBBroker):
             case ConnectionGaveUp():
                 log.error("gave up reconnecting to the gateway")
                 self._audit("connection", event="gave_up")
+            case AccountChanged(reason=reason):
+                log.error("%s", reason)
+                self._audit("alert", event="account_mismatch", message=reason)
+                if self.journal is not None:
+                    self.journal.log_event("account_mismatch", {"reason": reason},
+                                           run_id=self.run_id)
 
     def _on_rejection(self, ref: str, code: int, text: str) -> None:
         """IB refused order ``ref`` (error ``code``): once its status is terminal without a

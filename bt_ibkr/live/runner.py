@@ -59,7 +59,7 @@ from analyzers.live_equity import LiveEquityRecorder
 from analyzers.live_progress import LiveProgress
 from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
 from bt_ibkr.engine import check_outputs, warmup_bars
-from bt_ibkr.errors import ConfigError, ConnectionFailedError
+from bt_ibkr.errors import AccountChangedError, ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
@@ -382,9 +382,13 @@ class LiveRunner:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
             self._say(f"account {account} ({cfg.mode}); journal {cfg.paths.journal}")
+            # every reconnect is checked against this account before anything is sent
+            store.expect_account(account, cfg.mode)
             run_id = journal.start_run(f"{cfg.mode}/{cfg.run_mode}", account)
             report = self._reconcile(store, journal, audit, account)
             result = self._trade(strategy_cls, store, journal, audit, account, run_id, report)
+            if store.identity_error:  # the gateway came back as another account: exit 3
+                raise AccountChangedError(store.identity_error)
             result.started = started.isoformat()
             result.ended = datetime.now(UTC).isoformat()
             audit.write("run", event="end", stopped_by=result.stopped_by,
@@ -633,6 +637,12 @@ class LiveRunner:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
+            store = self.store
+            if store is not None and store.identity_error:
+                # nothing was sent on the new connection; no new decision either
+                self._say(f"!! {store.identity_error}")
+                self.stop("account changed")
+                return
             if self._timed_out():
                 if not self._stopped_by:
                     self._stopped_by = "max-runtime"
