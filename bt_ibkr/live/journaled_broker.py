@@ -131,6 +131,10 @@ class JournaledIBBroker(IBBroker):
         self.crash_at: str | None = None
         self.resend_refs: set[str] = set()
         self.trading_day: date | None = None
+        #: the session of "now" on the gateway's clock, and what to do when it moves on (set
+        #: by the runner: the halt is filed under the session of the loss)
+        self.session_now = None
+        self.on_new_day = None
         self.records: dict[str, dict[str, Any]] = {}
         self.halt_announced = False
         self._fills: dict[str, Fill] = {}
@@ -175,6 +179,25 @@ class JournaledIBBroker(IBBroker):
             self._audit("order", orderRef=rec.order_ref, symbol=rec.symbol, side=rec.side,
                         quantity=rec.quantity, status="followed", journal_status=rec.status,
                         filled=rec.filled)
+
+    def _session_now(self) -> date | None:
+        try:
+            return self.session_now() if self.session_now is not None else None
+        except Exception:  # noqa: BLE001 - outside the calendar's years: the run's day
+            log.debug("session of now unknown", exc_info=True)
+            return None
+
+    def _roll_day(self, equity: float) -> None:
+        """A run that reached the next exchange session starts a new day there."""
+        day = self._session_now()
+        if day is None or self.trading_day is None or day <= self.trading_day:
+            return
+        log.info("a new trading session: %s (was %s)", day, self.trading_day)
+        self.trading_day = day
+        self.halt_announced = False
+        if self.on_new_day is not None and equity > 0:
+            self.on_new_day(day, equity)
+            self.halt_announced = bool(self.gate is not None and self.gate.halted)
 
     def _earlier_working(self, symbol: str | None = None) -> list:
         """Return the journaled orders this broker has no backtrader order for (an earlier
@@ -242,6 +265,7 @@ class JournaledIBBroker(IBBroker):
 
         # 1. risk gate (before anything is journaled or sent)
         if self.gate is not None:
+            self._roll_day(equity)
             decision = self.gate.check(symbol, side, qty, price, position,
                                        equity if equity > 0 else None,
                                        pending=self.journal.pending_shares(symbol))
@@ -251,8 +275,9 @@ class JournaledIBBroker(IBBroker):
                 self.halt_announced = True
                 self._audit("risk", event="daily_loss_halt", reason=self.gate.halt_reason,
                             equity=equity)
-                if self.trading_day is not None and self.account:
-                    self.journal.record_halt(self.trading_day, self.account,
+                day = self._session_now() or self.trading_day
+                if day is not None and self.account:
+                    self.journal.record_halt(day, self.account,
                                              self.gate.halt_reason, run_id=self.run_id)
             if decision.allowed and decision.quantity is not None and decision.quantity < qty:
                 # a limit in risk.shrink: send the largest whole quantity that fits

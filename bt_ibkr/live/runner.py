@@ -57,7 +57,7 @@ import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
 from analyzers.live_progress import LiveProgress
-from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
+from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
 from bt_ibkr.engine import check_outputs, warmup_bars
 from bt_ibkr.errors import AccountChangedError, ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
@@ -75,6 +75,7 @@ from bt_ibkr.live.sizing import strategy_capital, traded_days
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
 from bt_ibkr.records.tearsheet import SessionSelection
+from bt_ibkr.utc import utc_now
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
@@ -446,7 +447,7 @@ class LiveRunner:
         cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
         # the exchange session on the gateway's clock (US symbols share NYSE's sessions);
         # GatewayTimeoutError when the gateway does not tell its time
-        day = trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
+        day = risk_session(store.server_time(strict=True), DEFAULT_CALENDAR)
         account_value = store.get_acc_value()
         # risk.capital and the ramp: how much of the account the Strategy sizes from
         sizing = strategy_capital(cfg.risk, account_value, traded_days(journal, account), day)
@@ -465,6 +466,14 @@ class LiveRunner:
                          resend_refs={r.order_ref for r in report.resend},
                          crash_at=self.crash_at, trading_day=day)
         broker.halt_announced = gate.halted  # a halt restored from the journal is reported
+        # the session of "now" on the gateway's clock: a halt is filed under the session in
+        # which the loss happened, and a stream run that reaches the next session starts a
+        # new day there (its start-of-day equity; that day's halt, if any)
+        broker.session_now = lambda: risk_session(utc_now() + store.timeoffset(),
+                                                  DEFAULT_CALENDAR)
+        broker.on_new_day = lambda new_day, equity: open_day(
+            gate, journal, audit, day=new_day, account=account, run_id=run_id, equity=equity,
+            lift_halt=False, say=self._say)
         cerebro.setbroker(broker)
         daily = cfg.run_mode == "daily"
         self.feeds = []
