@@ -243,8 +243,14 @@ class IBBroker(bt.BrokerBase):
             held = (self._snapshot.positions if self._snapshot is not None
                     else self.store.get_positions())
             size, avgcost = held.get(conid, (0.0, 0.0))
+            size = self.own_start_size(conid, size)
             pos = self.positions[conid] = Position(size, (avgcost / mult) if size else 0.0)
         return pos
+
+    def own_start_size(self, conid: int, held: float) -> float:
+        """Return how much of the account's position ``held`` in ``conid`` at start is this
+        broker's own (all of it here; the journaled broker counts only its journal's)."""
+        return held
 
     def _feed_of(self, conid: int):
         """Return the feed trading contract ``conid`` (None when no feed does)."""

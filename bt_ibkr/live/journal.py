@@ -19,6 +19,8 @@ are taken to be UTC.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -555,11 +557,24 @@ class Journal:
             if row is None:
                 db.execute("INSERT INTO meta (key, value) VALUES ('account', ?)", (account,))
                 self._event(db, "bound", None, {"account": account})
+            if db.execute("SELECT 1 FROM meta WHERE key = 'journal_id'").fetchone() is None \
+                    and (row is None or row[0] == account):
+                jid = journal_identity(account, self.path)
+                db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?)", (jid,))
+                self._event(db, "identity", None, {"journal_id": jid})
             elif row[0] != account:
                 raise JournalError(
                     f"journal {self.path} belongs to account {row[0]}, not {account}: give this "
                     f"account its own journal (--journal / paths.journal), e.g. "
                     f"state/{account}.sqlite")
+
+    @property
+    def journal_id(self) -> str | None:
+        """The journal's identity, carried by every orderRef it makes (``bt2:<id>:...``):
+        set when the journal is bound to its account (:func:`journal_identity`), None
+        before."""
+        row = self._query("SELECT value FROM meta WHERE key = 'journal_id'")
+        return row[0][0] if row else None
 
     @property
     def account(self) -> str | None:
@@ -670,6 +685,15 @@ class JournalTx:
               run_id: str | None = None) -> None:
         """Append an event row."""
         Journal._event(self._db, kind, order_ref, dict(detail), run_id)
+
+
+def journal_identity(account: str, path: Path | str) -> str:
+    """Return the identity of the journal at ``path`` trading ``account``: 5 letters and
+    digits from a hash of both, so two journals (two files, or two accounts) never share it,
+    and a journal lost and made again at the same place gets the same one back (its earlier
+    orders at the gateway are then still recognised as its own)."""
+    digest = hashlib.sha256(f"{account.strip().upper()}|{Path(path)}".encode()).digest()
+    return base64.b32encode(digest).decode()[:5]
 
 
 def _storage_error(path: Path, exc: sqlite3.Error) -> JournalError | None:

@@ -155,6 +155,8 @@ class JournaledIBBroker(IBBroker):
         if crash_at and crash_at not in CRASH_POINTS:
             raise ValueError(f"BT_IBKR_CRASH_AT={crash_at!r}: expected one of {CRASH_POINTS}")
         self.journal, self.audit, self.gate = journal, audit, gate
+        # the journal's identity in every orderRef: no other journal or program makes ours
+        self.refs.owner = journal.journal_id
         self.strategy_name = strategy_name
         self.run_id, self.account = run_id, account
         self.read_only = bool(read_only)
@@ -179,6 +181,26 @@ class JournaledIBBroker(IBBroker):
             self._audit("order", orderRef=rec.order_ref, symbol=rec.symbol, side=rec.side,
                         quantity=rec.quantity, status="followed", journal_status=rec.status,
                         filled=rec.filled)
+
+    def own_start_size(self, conid: int, held: float) -> float:
+        """Count only this journal's position at start (its adopted start position plus its
+        fills): shares other programs or manual orders hold in the account are not the
+        Strategy's. The difference is said once."""
+        if self.journal is None:
+            return held
+        data = self._feed_of(conid)
+        if data is None:
+            return held
+        symbol = contract_symbol(data.tradecontract)
+        mine = self.journal.position_from_fills(symbol)
+        if abs(mine - held) > 1e-9:
+            text = (f"{symbol}: the account holds {held:g}, this journal {mine:g}; the "
+                    f"Strategy's position is the journal's {mine:g} (the rest is other "
+                    "programs' or manual trades)")
+            log.warning(text)
+            self._audit("order", status="not_ours", symbol=symbol, held=held, journal=mine,
+                        reason=text)
+        return mine
 
     def _session_now(self) -> date | None:
         try:

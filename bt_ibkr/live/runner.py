@@ -59,7 +59,12 @@ from analyzers.live_equity import LiveEquityRecorder
 from analyzers.live_progress import LiveProgress
 from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
 from bt_ibkr.engine import check_outputs, warmup_bars
-from bt_ibkr.errors import AccountChangedError, ConfigError, ConnectionFailedError
+from bt_ibkr.errors import (
+    AccountChangedError,
+    AttentionError,
+    ConfigError,
+    ConnectionFailedError,
+)
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
@@ -425,6 +430,22 @@ class LiveRunner:
         age = self.max_intent_age if self.config.run_mode == "daily" else timedelta(0)
         rec = recover(store, journal, account, datetime.now(UTC), age)
         report = rec.report
+        if report.conflicts:  # an order carrying our ref is not the one we decided: stop
+            audit.write("reconcile", **report.to_dict())
+            raise AttentionError(report.conflicts[0].removeprefix("!! "))
+        shared = {jid: sorted(set(syms) & set(self.config.symbols))
+                  for jid, syms in report.other_journals.items()}
+        shared = {jid: syms for jid, syms in shared.items() if syms}
+        if shared:  # another bt_ibkr journal trades these symbols on this account: stop
+            audit.write("reconcile", **report.to_dict())
+            jid, syms = next(iter(shared.items()))
+            who = "refs bt1:..." if jid == "bt1" else f"bt2:{jid}"
+            raise AttentionError(
+                f"another bt_ibkr journal ({who}) has orders on {', '.join(syms)} in account "
+                f"{account} today; bt_ibkr trades one journal per account, so this run sends "
+                "nothing. If that journal was lost, run with --journal at its old path (it "
+                "recognises its orders); if another program trades these symbols, give this "
+                "one its own account")
         audit.write("reconcile", **report.to_dict())
         for line in report.summary().splitlines():
             (log.warning if line.startswith("!!") else log.info)("reconcile: %s", line)
