@@ -7,6 +7,7 @@ user sees: the exit code, the one line on stderr, the files written.
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import socket
@@ -14,6 +15,7 @@ from datetime import date
 
 import pytest
 
+from bt_ibkr import doctor as doctor_cli
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.params import parse_params
 from bt_ibkr.redaction import OutputRedactor, write_json, write_text
@@ -23,8 +25,6 @@ from examples import live as live_cli
 from examples import parity as parity_cli
 from examples import sweep as sweep_cli
 from strategies import RegimeAwareEnsemble
-
-import bt_ibkr.doctor as doctor_cli  # isort: skip
 
 NOT_A_NUMBER = ["abc", "nan", "inf", "-inf", "1e999", "-5", ""]
 """Refused by every numeric flag, whatever its range."""
@@ -164,8 +164,6 @@ def test_a_secret_is_masked_as_json_and_html_escape_it(tmp_path):
     secret = 'a&b"c\\d<é>-1'
     r = OutputRedactor(env={"TWS_PASSWORD": secret})
     write_json({"path": f"/x/{secret}/y", secret: 1}, tmp_path / "a.json", redactor=r)
-    import html
-
     write_text(f"<p>{html.escape('/x/' + secret)}</p>", tmp_path / "a.html", redactor=r)
     text = (tmp_path / "a.json").read_text()
     assert json.loads(text) == {"path": "/x/***/y", "***": 1}
