@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import iso_date
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    bounded_int,
+    client_id,
+    finite_number,
+    iso_date,
+    positive_float,
+    tcp_port,
+)
 from bt_ibkr.errors import (
     AccountChangedError,
     AttentionError,
@@ -32,14 +39,14 @@ from bt_ibkr.errors import (
     RecordsError,
 )
 from bt_ibkr.logs import setup_logging
+from bt_ibkr.redaction import masked_main
 
 EXIT_OK, EXIT_INPUT, EXIT_GATEWAY, EXIT_ATTENTION = 0, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.live``."""
-    p = argparse.ArgumentParser(prog="python -m examples.live",
-                                description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m examples.live", description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true",
                       help="trade the paper account (the default unless the config file or "
@@ -52,9 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true", help="the explicit confirmation --live requires")
     p.add_argument("--config", type=Path, help="JSON config file (see examples/live.example.json)")
     p.add_argument("--host", help="TWS / IB Gateway host (default 127.0.0.1)")
-    p.add_argument("--port", type=int,
+    p.add_argument("--port", type=tcp_port,
                    help="API port (default: 4002 paper, 4001 live; TWS uses 7497 / 7496)")
-    p.add_argument("--client-id", type=int, help="API client id (default 1)")
+    p.add_argument("--client-id", type=client_id, help="API client id (default 1)")
     p.add_argument("--account", help="account to trade when the login manages several")
     p.add_argument("--symbols", help="comma-separated symbols (default SPY)")
     p.add_argument("--mode", choices=("daily", "stream"), dest="run_mode",
@@ -73,16 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-to", type=iso_date, metavar="YYYY-MM-DD",
                    help="--report covers the runs started up to this date")
     p.add_argument("--json", type=Path, help="write the run summary as JSON here")
-    p.add_argument("--max-runtime", type=float, metavar="S",
+    p.add_argument("--max-runtime", type=positive_float, metavar="S",
                    help="stop after S seconds (daily: leave unfinished orders working)")
     p.add_argument("--simulate", action="store_true",
                    help="start the gateway simulator in-process and trade it (no TWS needed)")
     p.add_argument("--read-only", action="store_true",
                    help="decide and record the orders, send nothing")
-    p.add_argument("--session-part-mb", type=float, metavar="MB",
+    p.add_argument("--session-part-mb", metavar="MB",
+                   type=finite_number(0, low_open=True, high=4096, high_open=False),
                    help="rotate the session record's bar file into gzip'd parts past MB "
                         "(sessions.part_mb, default 16)")
-    p.add_argument("--keep-sessions-days", type=float, metavar="N",
+    p.add_argument("--keep-sessions-days", type=positive_float, metavar="N",
                    help="delete (or with --archive-expired-sessions, archive) session "
                         "records not written for over N days (sessions.keep_days; default: "
                         "keep all)")
@@ -94,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "journal (it otherwise holds until the trading day ends)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable), e.g. --param band=0.05")
-    p.add_argument("--capital", type=float, metavar="AMOUNT",
+    p.add_argument("--capital", type=positive_float, metavar="AMOUNT",
                    help="the equity the strategy sizes from, at most the account's (risk.capital;"
                    " default: the whole account)")
-    p.add_argument("--ramp-sessions", type=int, metavar="N",
+    p.add_argument("--ramp-sessions", type=bounded_int(0, 10_000), metavar="N",
                    help="scale exposure up over N sessions from risk.ramp_start (25%%) of "
                    "capital to all of it (risk.ramp_sessions)")
     ops = p.add_argument_group("running unattended (docs/DEPLOY.md)")
@@ -109,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "open-15m, close-10m ... (ops.decide_at)")
     ops.add_argument("--calendar", metavar="CODE",
                      help="--service: the exchange calendar (default XNYS; ops.calendar)")
-    ops.add_argument("--http-port", type=int, metavar="PORT",
+    ops.add_argument("--http-port", type=tcp_port, metavar="PORT",
                      help="serve the status page, /healthz and /metrics on PORT (ops.http_port)")
     ops.add_argument("--http-host", metavar="HOST",
                      help="--http-port's address (default 127.0.0.1; any other needs "
@@ -231,9 +239,16 @@ def _masker(config):
     return Redactor(config.secrets.values()).text
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 ok, 2 bad input/refusal, 3 gateway, 4 attention)."""
-    args = build_parser().parse_args(argv)
+    """Run the CLI; return the exit code (0 ok, 2 bad input/refusal, 3 gateway, 4 attention).
+
+    A bad flag value is refused before anything starts, in one line naming it (exit 2).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line printed) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     log_path = setup_logging("live")
     logger = logging.getLogger("bt_ibkr.live")
     from bt_ibkr.live.audit import RedactingFilter, Redactor
@@ -250,17 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     operator = None
     try:
         from bt_ibkr.live.config import load_config
-        from bt_ibkr.params import parse_params, resolve_strategy
+        from bt_ibkr.params import check_param_values, parse_params, resolve_strategy
 
         config = load_config(args.config, overrides=_overrides(args))
         redactor.add(*config.secrets.values())
         strategy_cls = resolve_strategy(config.strategy)
+        # the config file's params are typed as --param's text is: use_hmm "maybe" is refused
+        check_param_values(strategy_cls, config.params,
+                           f"config {args.config}: strategy.params" if args.config
+                           else "strategy.params")
         if args.param:
             config.params = {**config.params, **parse_params(strategy_cls, args.param)}
-        if args.max_runtime is not None and not (math.isfinite(args.max_runtime)
-                                                 and args.max_runtime > 0):
-            raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be a finite number of "
-                              "seconds > 0")
         if args.service and config.run_mode != "daily":
             raise ConfigError("--service decides once per exchange session: it runs --mode "
                               "daily (a stream run is already long-running)")

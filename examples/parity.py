@@ -18,10 +18,17 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import OneLineParser, data_selection, finite_number, iso_date
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    data_selection,
+    finite_number,
+    iso_date,
+    positive_float,
+)
 from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
+from bt_ibkr.redaction import masked_main
 
 DIVERGED = 4
 SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
@@ -39,15 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="module:Class (default RegimeAwareEnsemble)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable)")
-    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--cash", type=positive_float, default=100_000.0, help="starting cash (default 100000)")
     p.add_argument("--commission-bps", type=finite_number(0, high=MAX_BPS), default=1.0,
                    help="commission in bp of traded value, both paths (default 1)")
     p.add_argument("--slippage-bps", type=finite_number(0, high=MAX_BPS), default=0.0,
                    help="backtest slippage in bp (the simulator has none: shows as fill diffs)")
     p.add_argument("--tolerance", type=finite_number(0, high=1), default=0.0,
                    help="relative fill/order/value difference reported as a match (default 0)")
-    p.add_argument("--partial-fill-qty", type=float, default=None,
-                   help="the simulator fills at most this many shares per bar")
+    p.add_argument("--partial-fill-qty", type=positive_float, default=None, metavar="SHARES",
+                   help="the simulator fills at most this many shares per bar (> 0)")
     p.add_argument("--replay", type=Path, metavar="DIR",
                    help="replay recorded session(s) (a session dir or state/sessions)")
     p.add_argument("--report", type=Path, help="write the HTML diff report here")
@@ -71,8 +78,12 @@ def _frames(args):
     return frames
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input)."""
+    """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input).
+
+    Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:

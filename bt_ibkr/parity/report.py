@@ -5,7 +5,8 @@ and its params, costs), the verdict, the final value of each path, both paths' v
 overlaid with their difference below (inline SVG), the orders of both paths side by side
 around the first divergence (or the first ones when there is none), a summary table (bars,
 orders and fills per path, diff counts, max value difference), and the first 200 differing
-bars with both sides' values. Returns the path; raises OSError when it cannot be written.
+bars with both sides' values, the environment's secrets masked (a journal or session path may
+hold one). Returns the path; raises OSError when it cannot be written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 from bt_ibkr.parity.diff import ParityReport
+from bt_ibkr.redaction import write_text
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
@@ -153,8 +155,6 @@ def render_html(report: ParityReport, title: str = "Parity: backtest vs IB") -> 
 
 
 def write_html(report: ParityReport, path: Path, title: str = "Parity: backtest vs IB") -> Path:
-    """Write :func:`render_html` to ``path`` (parents created); return ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report, title), encoding="utf-8")
-    return path
+    """Write :func:`render_html` to ``path`` (parents created, the environment's secrets
+    masked: :func:`bt_ibkr.redaction.write_text`); return ``path``."""
+    return write_text(render_html(report, title), path)
