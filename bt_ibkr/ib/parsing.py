@@ -146,6 +146,7 @@ class OrderSnapshot:
     perm_id: int | None = None
     avg_price: float | None = None
     order_type: str = ""
+    client_id: int | None = None  # the API client that placed it (IB streams to it alone)
 
 
 @dataclass
@@ -177,6 +178,7 @@ def order_snapshot(trade: Any,
         perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
         avg_price=avg if avg is not None and avg < UNSET else None,
         order_type=getattr(order, "orderType", "") or "",
+        client_id=getattr(order, "clientId", None),
     )
 
 

@@ -41,6 +41,7 @@ class Recovery:
     report: ReconcileReport
     highest_id: int = 0
     followed: list[str] = field(default_factory=list)
+    snapshots: list = field(default_factory=list)  # the gateway's orders (OrderSnapshot)
 
 
 def recover(store, journal: Journal, account: str, now: datetime,
@@ -62,7 +63,7 @@ def recover(store, journal: Journal, account: str, now: datetime,
     if top:
         store.reserve_order_ids(top)
     followed = store.follow_trades({r.order_ref for r in journal.intents()})
-    return Recovery(report=report, highest_id=top, followed=list(followed))
+    return Recovery(report=report, highest_id=top, followed=list(followed), snapshots=snaps)
 
 
 __all__ = ["MAX_INTENT_AGE", "Recovery", "recover"]

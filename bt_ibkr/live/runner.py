@@ -433,6 +433,7 @@ class LiveRunner:
         if report.conflicts:  # an order carrying our ref is not the one we decided: stop
             audit.write("reconcile", **report.to_dict())
             raise AttentionError(report.conflicts[0].removeprefix("!! "))
+        self._check_client_ids(journal, rec.snapshots)
         shared = {jid: sorted(set(syms) & set(self.config.symbols))
                   for jid, syms in report.other_journals.items()}
         shared = {jid: syms for jid, syms in shared.items() if syms}
@@ -456,6 +457,27 @@ class LiveRunner:
             self._say(f"following {len(rec.followed)} working order(s) of earlier runs: "
                       + ", ".join(rec.followed))
         return report
+
+    def _check_client_ids(self, journal: Journal, snapshots: list) -> None:
+        """Refuse to trade when one of this journal's orders still works at the gateway under
+        another clientId: IB streams an order's status and fills only to the client that placed
+        it (reqAllOpenOrders shows it to others, read-only), so this run could never see it
+        fill and would refuse its decisions for ever."""
+        mine = self.config.connection.client_id
+        working = {s.order_ref: s for s in snapshots
+                   if s.order_ref and s.client_id not in (None, mine)
+                   and s.status.lower() in ("presubmitted", "submitted", "pendingsubmit",
+                                            "apipending", "pendingcancel")}
+        for rec in journal.open_intents():
+            snap = working.get(rec.order_ref)
+            if snap is not None:
+                raise ConfigError(
+                    f"journal {self.config.paths.journal}: order {rec.order_ref} ({rec.side} "
+                    f"{rec.quantity:g} {rec.symbol}) is working at the gateway under clientId "
+                    f"{snap.client_id}, and IB streams an order's status and fills only to the "
+                    f"client that placed it, so this run (clientId {mine}) could not follow it: "
+                    f"run with --client-id {snap.client_id}, or cancel the order in TWS and run "
+                    "again")
 
     # ------------------------------------------------------------------ trade
     def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,
@@ -744,6 +766,12 @@ class LiveRunner:
             if rec.filled > rec.quantity + 1e-9:
                 attention.append(f"!! OVERFILL {rec.order_ref}: {rec.filled:g} filled of "
                                  f"{rec.quantity:g} {rec.symbol}; check the position in TWS")
+        refused = [o for o in orders.values() if o.get("status") == "refused"]
+        if orders and len(refused) == len(orders) and any(
+                "still working at the gateway" in str(o.get("reason") or "") for o in refused):
+            attention.append("!! every decision of this run was refused because an earlier "
+                             "order still works at the gateway (see the orders above): check it "
+                             "in TWS; the run traded nothing")
         if broker.halt_announced and broker.gate is not None:
             attention.append(f"!! {broker.gate.halt_reason}")
         return LiveResult(
