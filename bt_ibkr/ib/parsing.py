@@ -178,7 +178,7 @@ def order_snapshot(trade: Any,
         perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
         avg_price=avg if avg is not None and avg < UNSET else None,
         order_type=getattr(order, "orderType", "") or "",
-        client_id=getattr(order, "clientId", None),
+        client_id=getattr(order, "clientId", None) or None,  # 0: unknown (or TWS)
     )
 
 
