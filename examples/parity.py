@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay is not None:
             from bt_ibkr.parity.sessions import replay
 
-            report = replay(args.replay, cfg)
+            report = replay(args.replay, cfg, note=lambda text: print(f"note: {text}"))
         else:
             strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"period {str(period[0])[:10]}..{str(period[1])[:10]} on {symbols}; final value "
               f"backtest {final.get('backtest') or 0:,.2f} / ib {final.get('ib') or 0:,.2f}")
     print(f"bars {report.bars}  orders backtest {report.orders_backtest} / ib {report.orders_ib}"
-          f"  decision diffs {report.decision_diffs}  fill diffs {report.fill_diffs}"
-          f"  max value diff {report.max_value_diff:g}")
+          f"  decision diffs {report.decision_diffs}  order diffs {report.order_diffs}"
+          f"  fill diffs {report.fill_diffs}  position diffs {report.position_diffs}"
+          f"  max value diff {report.max_value_diff:g} (tolerance {report.tolerance:g})")
     print("first divergence: " + ("none" if first is None else
                                   f"bar {first['bar']} ({first['dt']}) {first['field']}: "
                                   f"backtest {first['backtest']} vs ib {first['ib']}"))
@@ -144,7 +145,32 @@ def main(argv: list[str] | None = None) -> int:
         if path:
             print(f"{flag}: {path}")
     print(f"log: {log_path}")
-    return 0 if report.decisions_match else DIVERGED
+    classes = diverged_classes(report)
+    print("diverged: " + (", ".join(classes) if classes else "nothing"))
+    return DIVERGED if classes else 0
+
+
+def diverged_classes(report) -> list[str]:
+    """Return what diverged beyond the tolerance: decisions, bars, orders, fills, positions,
+    value (every class reaches the exit code, not only the decisions)."""
+    out = []
+    if report.decision_diffs:
+        out.append(f"decisions ({report.decision_diffs})")
+    if report.bars_backtest != report.bars_ib:
+        out.append(f"bar count ({report.bars_backtest} vs {report.bars_ib})")
+    for name in ("order", "fill", "position"):
+        n = getattr(report, f"{name}_diffs")
+        if n:
+            out.append(f"{name}s ({n})")
+    final = (report.timeline or {}).get("final") or {}
+    scale = max(abs(final.get("backtest") or 0.0), abs(final.get("ib") or 0.0), 1.0)
+    if report.max_value_diff > max(1e-6, report.tolerance * scale):
+        first = report.first_divergence or {}
+        where = (f"first at {first.get('dt')}" if first.get("field") == "value"
+                 else "at the latest")
+        out.append(f"value ({where}: largest difference {report.max_value_diff:,.2f} beyond "
+                   f"the tolerance {report.tolerance:g})")
+    return out
 
 
 if __name__ == "__main__":

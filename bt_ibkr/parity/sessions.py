@@ -18,6 +18,7 @@ Raises ConfigError for a path that holds no session.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,55 @@ class ReplayFeed(bt.feeds.PandasData):
         return ok
 
 
+def check_meta(meta: Any, where: str) -> dict[str, Any]:
+    """Return the session's ``meta.json`` after checking what the replay uses: an object, a
+    known Strategy with params of the right type, a finite ``start_cash`` > 0, and
+    ``start_positions`` a mapping of symbol to [size, price] (finite numbers).
+
+    Raises:
+        ConfigError: one line naming the record, the field and the fix.
+    """
+    from bt_ibkr.params import check_param_values, resolve_strategy
+
+    def bad(field: str, why: str) -> ConfigError:
+        return ConfigError(f"--replay {where}: meta.json {field}: {why}; restore the record "
+                           "from a backup or move it out of the folder")
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", f"expected a JSON object, got {type(meta).__name__}")
+    if "start_cash" in meta and meta["start_cash"] is not None:
+        try:
+            cash = float(meta["start_cash"])
+        except (TypeError, ValueError):
+            raise bad("start_cash", f"{meta['start_cash']!r} is not a number") from None
+        if not math.isfinite(cash) or cash <= 0:
+            raise bad("start_cash", f"{meta['start_cash']!r} is not a finite amount > 0")
+    params = meta.get("params") or {}
+    if not isinstance(params, dict):
+        raise bad("params", f"expected an object of strategy params, got {params!r}")
+    try:
+        strategy_cls = resolve_strategy(meta.get("strategy_path") or meta.get("strategy"))
+        known = set(strategy_cls.params._getkeys())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise bad("params", f"{unknown} are not params of {strategy_cls.__name__}")
+        check_param_values(strategy_cls, params, "params")
+    except ConfigError as exc:
+        if str(exc).startswith("--replay"):
+            raise
+        raise bad("strategy/params", str(exc)) from None
+    held = meta.get("start_positions") or {}
+    if not isinstance(held, dict):
+        raise bad("start_positions", f"expected an object of symbol: [size, price], got {held!r}")
+    for sym, value in held.items():
+        ok = (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v) for v in value))
+        if not ok:
+            raise bad(f"start_positions.{sym}", f"expected [size, price] numbers, got {value!r}")
+    return meta
+
+
 def _replay_cerebro(meta: dict[str, Any], frames: dict[str, pd.DataFrame],
                     live_at: dict[str, int], cfg: ParityConfig, on_bar=None, keep=True):
     """Return ``(cerebro, strategy_cls, params, cash)``: the recorded Strategy over the
@@ -142,7 +192,7 @@ def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityRe
     capped at the first 500). Raises ConfigError for a folder that is not a session or whose
     session recorded no bars."""
     cfg = cfg or ParityConfig()
-    meta = read_meta(directory)
+    meta = check_meta(read_meta(directory), str(directory))
     frames, live_at = recorded_frames(iter_records(directory))
     if not frames:
         raise _no_bars(meta)
@@ -161,11 +211,27 @@ def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityRe
     return report
 
 
-def replay(path: Path, cfg: ParityConfig | None = None) -> ParityReport:
+def replay(path: Path, cfg: ParityConfig | None = None,
+           note=lambda text: None) -> ParityReport:
     """Replay every session under ``path`` one after the other (:func:`replay_session`; see
     the module docstring); return the combined report (counts added up,
-    ``first_divergence`` the first session's first, with its ``session``)."""
-    return combine([replay_session(d, cfg) for d in find_sessions(path)])
+    ``first_divergence`` the first session's first, with its ``session``). In a folder, a
+    record without bars (a run that failed before its first bar) is skipped and ``note``d;
+    a record whose meta.json is unusable stops the replay (ConfigError naming it)."""
+    found = find_sessions(path)
+    reports = []
+    for d in found:
+        try:
+            reports.append(replay_session(d, cfg))
+        except ConfigError as exc:
+            if len(found) > 1 and "recorded no bars" in str(exc):
+                note(f"skipped {d}: the session recorded no bars (a run that stopped before "
+                     "its first bar)")
+                continue
+            raise
+    if not reports:
+        raise ConfigError(f"--replay {path}: no session with bars to replay")
+    return combine(reports)
 
 
 def combine(reports: list[ParityReport]) -> ParityReport:

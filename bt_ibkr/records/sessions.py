@@ -164,6 +164,10 @@ def read_meta(directory: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--replay {meta_path}: not valid JSON ({exc}); restore it from a "
                           "backup or move the session folder away") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"--replay {meta_path}: expected a JSON object, got "
+                          f"{type(meta).__name__}; restore it from a backup or move the session "
+                          "folder away")
     meta["session_dir"] = str(directory)
     return meta
 
