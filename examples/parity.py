@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", type=Path, metavar="DIR",
                    help="replay recorded session(s) (a session dir or state/sessions)")
     p.add_argument("--report", type=Path, help="write the HTML diff report here")
+    p.add_argument("--journal", type=Path,
+                   help="--replay: the journal whose digests the records are checked against "
+                   "(default: journal.sqlite beside the sessions folder)")
     p.add_argument("--json", type=Path, help="write the JSON summary here")
     return p
 
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay is not None:
             from bt_ibkr.parity.sessions import replay
 
-            report = replay(args.replay, cfg, note=lambda text: print(f"note: {text}"))
+            report = replay(args.replay, cfg, note=lambda text: print(f"note: {text}"),
+                            journal=args.journal)
         else:
             strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
@@ -145,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         if path:
             print(f"{flag}: {path}")
     print(f"log: {log_path}")
+    records = [m.get("record") for m in report.meta.get("sessions", [report.meta])
+               if m.get("record")]
+    if records:
+        verified = sum(r == "verified" for r in records)
+        print(f"records: {verified} of {len(records)} verified against the journal's digests"
+              + "".join(f"; {r}" for r in records if r != "verified"))
     classes = diverged_classes(report)
+    classes += [f"record {r}" for r in records if r.startswith("altered")]
     print("diverged: " + (", ".join(classes) if classes else "nothing"))
     return DIVERGED if classes else 0
 

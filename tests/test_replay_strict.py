@@ -95,3 +95,34 @@ def test_an_empty_record_in_a_folder_is_skipped_with_a_note(session, capsys):
     assert code == 0, out
     assert f"note: skipped {empty}: the session recorded no bars" in out
     assert "diverged: nothing" in out
+
+
+def test_records_are_checked_against_the_digest_their_run_kept(session, capsys):
+    code, out, _ = _replay(capsys, session)
+    assert code == 0 and "records: 1 of 1 verified against the journal's digests" in out
+    # a change that no decision would show (an early bar's volume) is still caught
+    path = session / "bars.jsonl"
+    lines = path.read_text().splitlines()
+    bar = json.loads(lines[5])
+    sym = next(iter(bar["bars"]))
+    bar["bars"][sym][4] += 1.0
+    lines[5] = json.dumps(bar)
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = _replay(capsys, session)
+    assert code == 4, out
+    assert "record altered: the bars of" in out
+
+
+def test_a_meta_changed_after_the_run_is_an_altered_record(session, capsys):
+    meta = json.loads((session / "meta.json").read_text())
+    meta["start_cash"] = float(meta["start_cash"]) + 1.0
+    (session / "meta.json").write_text(json.dumps(meta))
+    code, out, _ = _replay(capsys, session)
+    assert code == 4 and "meta.json differs from what the run wrote" in out
+
+
+def test_without_the_journal_the_records_are_unverified(session, capsys, tmp_path):
+    moved = tmp_path / "elsewhere" / session.name
+    shutil.copytree(session, moved)
+    code, out, _ = _replay(capsys, moved)
+    assert code == 0 and "unverified: no journal beside the records" in out

@@ -408,6 +408,12 @@ class LiveRunner:
                             error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            writer = getattr(self, "_session_writer", None)
+            if run_id is not None and writer is not None and writer.bars_written:
+                try:  # tamper evidence: replay checks the record against this digest
+                    journal.log_event("record_digest", writer.digest(), run_id=run_id)
+                except JournalError:
+                    log.warning("the session record's digest could not be journaled")
             if run_id is not None:
                 journal.end_run(run_id)
             if store is not None:

@@ -212,17 +212,23 @@ def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityRe
 
 
 def replay(path: Path, cfg: ParityConfig | None = None,
-           note=lambda text: None) -> ParityReport:
+           note=lambda text: None, journal: Path | None = None) -> ParityReport:
     """Replay every session under ``path`` one after the other (:func:`replay_session`; see
     the module docstring); return the combined report (counts added up,
     ``first_divergence`` the first session's first, with its ``session``). In a folder, a
     record without bars (a run that failed before its first bar) is skipped and ``note``d;
-    a record whose meta.json is unusable stops the replay (ConfigError naming it)."""
+    a record whose meta.json is unusable stops the replay (ConfigError naming it). Each
+    record is checked against the digest its run kept in the journal (``journal``, else the
+    journal beside the sessions folder): ``meta["record"]`` of its report says "verified",
+    "altered: ..." or "unverified: ..."."""
     found = find_sessions(path)
+    digests = journal_digests(path, journal)
     reports = []
     for d in found:
         try:
-            reports.append(replay_session(d, cfg))
+            rep = replay_session(d, cfg)
+            rep.meta["record"] = verify_record(d, digests)
+            reports.append(rep)
         except ConfigError as exc:
             if len(found) > 1 and "recorded no bars" in str(exc):
                 note(f"skipped {d}: the session recorded no bars (a run that stopped before "
@@ -232,6 +238,44 @@ def replay(path: Path, cfg: ParityConfig | None = None,
     if not reports:
         raise ConfigError(f"--replay {path}: no session with bars to replay")
     return combine(reports)
+
+
+def journal_digests(path: Path, journal: Path | None = None) -> dict[str, dict[str, Any]] | None:
+    """Return ``{run_id: digest}`` from the journal of the sessions at ``path`` (``journal``,
+    else ``journal.sqlite`` beside the sessions folder), None when there is no journal."""
+    from bt_ibkr.live.journal import Journal
+
+    path = Path(path)
+    candidates = [Path(journal)] if journal else [
+        p / "journal.sqlite" for p in (path.parent, path.parent.parent, path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                with Journal(candidate) as j:
+                    return {e["run_id"]: e["detail"] for e in j.events("record_digest")
+                            if e["run_id"]}
+            except Exception:  # noqa: BLE001 - not a journal: the records stay unverified
+                return None
+    return None
+
+
+def verify_record(directory: Path, digests: dict[str, dict[str, Any]] | None) -> str:
+    """Return "verified", "altered: <what>" or "unverified: <why>" for one record."""
+    from bt_ibkr.records.sessions import record_digest
+
+    if digests is None:
+        return "unverified: no journal beside the records (pass --journal)"
+    run_id = read_meta(directory).get("run_id")
+    kept = digests.get(run_id)
+    if kept is None:
+        return "unverified: its run kept no digest (killed before its end?)"
+    now = record_digest(directory)
+    if now["meta_sha256"] != kept.get("meta_sha256"):
+        return f"altered: {directory / META} differs from what the run wrote"
+    if (now["bars"], now["sha256"]) != (kept.get("bars"), kept.get("sha256")):
+        return (f"altered: the bars of {directory} differ from what the run wrote "
+                f"({now['bars']} lines now, {kept.get('bars')} written)")
+    return "verified"
 
 
 def combine(reports: list[ParityReport]) -> ParityReport:
