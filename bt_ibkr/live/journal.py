@@ -19,8 +19,6 @@ are taken to be UTC.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import sqlite3
@@ -33,7 +31,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.ib.order_refs import MAX_REF_LEN
 from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
 from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vocabulary
@@ -58,6 +55,11 @@ from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vo
     iso,
     normalize_status,
     parse_time,
+)
+from bt_ibkr.live.journal_storage import (  # noqa: F401 - re-exported
+    JournalError,
+    journal_identity,
+    storage_error,
 )
 from bt_ibkr.utc import to_utc as _utc
 from bt_ibkr.utc import utc_now as _now
@@ -131,9 +133,6 @@ CREATE TABLE IF NOT EXISTS events (
 SCHEMA_VERSION = "1"
 
 
-class JournalError(BtIbkrError):
-    """The journal file is unusable (corrupt, newer schema) or a call broke its rules."""
-
 # --------------------------------------------------------------------------------------------
 # the journal
 
@@ -187,7 +186,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
-            storage = _storage_error(self.path, exc)
+            storage = storage_error(self.path, exc)
             if storage is not None:
                 raise storage from None
             raise JournalError(
@@ -216,7 +215,7 @@ class Journal:
                     if self.on_commit is not None:
                         self.on_commit(time.perf_counter() - t0)
             except sqlite3.OperationalError as exc:
-                storage = _storage_error(self.path, exc)
+                storage = storage_error(self.path, exc)
                 if storage is None:
                     raise
                 raise storage from None
@@ -685,32 +684,6 @@ class JournalTx:
               run_id: str | None = None) -> None:
         """Append an event row."""
         Journal._event(self._db, kind, order_ref, dict(detail), run_id)
-
-
-def journal_identity(account: str, path: Path | str) -> str:
-    """Return the identity of the journal at ``path`` trading ``account``: 5 letters and
-    digits from a hash of both, so two journals (two files, or two accounts) never share it,
-    and a journal lost and made again at the same place gets the same one back (its earlier
-    orders at the gateway are then still recognised as its own)."""
-    digest = hashlib.sha256(f"{account.strip().upper()}|{Path(path)}".encode()).digest()
-    return base64.b32encode(digest).decode()[:5]
-
-
-def _storage_error(path: Path, exc: sqlite3.Error) -> JournalError | None:
-    """Return a JournalError that says what is wrong with the journal's storage (disk full,
-    read-only, cannot open), or None when ``exc`` is about something else."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    where = path.resolve().parent if str(path) != ":memory:" else path
-    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
-        return JournalError(f"journal {path}: the disk is full ({where}); free space there, then "
-                            "run again (nothing was sent after the last journaled intent)")
-    if name.startswith("SQLITE_READONLY") or "readonly" in str(exc):
-        return JournalError(f"journal {path}: the file or its folder {where} is read-only; make "
-                            "it writable or pass --journal on a writable disk")
-    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
-        return JournalError(f"journal {path}: cannot write it ({exc}); check the disk and the "
-                            f"permissions of {where}")
-    return None
 
 
 def __getattr__(name: str) -> Any:
