@@ -7,22 +7,14 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 from bt_ibkr.parity.diff import compare
 from bt_ibkr.parity.report import render_html
 from bt_ibkr.records.recorder import BarRecord, Recording
 from examples import parity as parity_cli
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BT_IBKR_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
-def test_cli_report_names_period_symbols_finals_curves_and_orders(in_tmp, capsys):
+def test_cli_report_names_period_symbols_finals_curves_and_orders(in_tmp, capsys, monkeypatch):
+    monkeypatch.setenv("BT_IBKR_CACHE_DIR", str(in_tmp / "cache"))
     rc = parity_cli.main(["--symbols", "^GSPC", "--start", "2016-06-01", "--end", "2018-06-30",
                           "--json", "p.json", "--report", "p.html"])
     out = capsys.readouterr().out
