@@ -126,3 +126,36 @@ def test_without_the_journal_the_records_are_unverified(session, capsys, tmp_pat
     shutil.copytree(session, moved)
     code, out, _ = _replay(capsys, moved)
     assert code == 0 and "unverified: no journal beside the records" in out
+
+
+def test_a_torn_last_line_is_named_and_skipped(session, capsys, tmp_path):
+    """A run killed while writing a bar leaves a torn last line (and no digest: it never
+    reached its end): the replay names it and skips it."""
+    killed = tmp_path / "killed" / session.name
+    shutil.copytree(session, killed)
+    path = killed / "bars.jsonl"
+    path.write_text(path.read_text() + '{"i": 99999, "dt": "2017-01-0')
+    code, out, _ = _replay(capsys, killed)
+    assert code == 0, out
+    assert f"note: {path}: its last line" in out and "is torn" in out
+
+
+def test_a_torn_line_inside_the_record_is_exit_2_naming_it(session, capsys):
+    path = session / "bars.jsonl"
+    lines = path.read_text().splitlines()
+    lines[10] = lines[10][:20]
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = _replay(capsys, session)
+    assert code == 2 and f"{path}: line 11 does not parse" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_part_is_named(in_tmp, capsys):
+    assert live_cli.main(["--paper", "--simulate", "--json", "run.json", "--max-runtime", "60",
+                          "--session-part-mb", "0.01"]) == 0
+    session = in_tmp / json.loads((in_tmp / "run.json").read_text())["session_dir"]
+    parts = sorted(session.glob("bars.*.jsonl.gz"))
+    assert len(parts) >= 3
+    parts[1].unlink()
+    code, _, err = _replay(capsys, session)
+    assert code == 2 and "part 2 of the record is missing (bars.000002.jsonl.gz)" in err

@@ -30,7 +30,7 @@ from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig
 from bt_ibkr.parity.stream_diff import StreamCompare
 from bt_ibkr.parity.timeline import merge as merge_timelines
-from bt_ibkr.records.files import iter_records
+from bt_ibkr.records.files import check_record, iter_records
 from bt_ibkr.records.recorder import ParityRecorder, Recording
 from bt_ibkr.records.sessions import (
     BARS,
@@ -226,6 +226,8 @@ def replay(path: Path, cfg: ParityConfig | None = None,
     reports = []
     for d in found:
         try:
+            for text in check_record(d):
+                note(text)
             rep = replay_session(d, cfg)
             rep.meta["record"] = verify_record(d, digests)
             reports.append(rep)
