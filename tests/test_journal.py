@@ -36,9 +36,10 @@ from bt_ibkr.live.journal import (
     Intent,
     Journal,
     JournalError,
-    fill_from_exec,
     normalize_status,
 )
+from bt_ibkr.live.reconcile import fill_from_exec
+from bt_ibkr.live.reconcile import reconcile as reconcile_journal
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = datetime(2024, 1, 5)
@@ -213,7 +214,7 @@ def test_runs_and_events(journal):
 
 
 def reconcile(j, orders=(), execs=(), positions=None, now=NOW, age=timedelta(hours=1)):
-    return j.reconcile(list(orders), list(execs), positions or {}, now, age)
+    return reconcile_journal(j, list(orders), list(execs), positions or {}, now, age)
 
 
 def test_killed_between_journaling_and_sending_resends_same_ref(tmp_path):
@@ -458,7 +459,8 @@ def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
     ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
     account = ib.managedAccounts()[0]
     with Journal(path) as j:
-        rep = j.reconcile(*_gateway_state(ib, account), datetime.now(UTC), timedelta(hours=1))
+        rep = reconcile_journal(j, *_gateway_state(ib, account), datetime.now(UTC),
+                                timedelta(hours=1))
         assert rep.adopted == [ref_a]
         assert [f.order_ref for f in rep.missed_fills] == [ref_a]
         assert [r.order_ref for r in rep.resend] == [ref_b]
@@ -477,7 +479,8 @@ def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
     ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
     with Journal(path) as j:
         orders, execs, positions = _gateway_state(ib, account)
-        rep = j.reconcile(orders, execs, positions, datetime.now(UTC), timedelta(hours=1))
+        rep = reconcile_journal(j, orders, execs, positions, datetime.now(UTC),
+                                timedelta(hours=1))
         assert rep.resend == [] and rep.lost == [] and rep.position_mismatches == []
         assert [f.order_ref for f in rep.missed_fills] == [ref_b]
         assert j.get(ref_b).status == FILLED

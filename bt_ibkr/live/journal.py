@@ -4,7 +4,7 @@ The rule that makes restarts safe: an order's identity is its deterministic ``or
 (:func:`bt_ibkr.ib.order_refs.make_order_ref`), written and committed to the journal
 (:meth:`Journal.record_intent`) *before* the order goes to the gateway. IB echoes ``orderRef``
 back in ``openOrder``, ``execDetails`` and ``completedOrder``, so after a crash or a gateway
-restart :meth:`Journal.reconcile` (:mod:`bt_ibkr.live.reconcile`) can match what the journal
+restart :func:`bt_ibkr.live.reconcile.reconcile` can match what the journal
 meant to do against what the gateway did.
 
 One file, WAL mode, ``synchronous=FULL``: a committed row survives a process kill or power loss,
@@ -27,12 +27,12 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bt_ibkr.ib.order_refs import MAX_REF_LEN
-from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
+from bt_ibkr.ib.parsing import Fill, normalize_side
 from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vocabulary
     CANCELLED,
     EXPIRED,
@@ -63,9 +63,6 @@ from bt_ibkr.live.journal_storage import (  # noqa: F401 - re-exported
 )
 from bt_ibkr.utc import to_utc as _utc
 from bt_ibkr.utc import utc_now as _now
-
-if TYPE_CHECKING:
-    from bt_ibkr.live.reconcile import ReconcileReport
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -631,16 +628,6 @@ class Journal:
         with self._tx() as db:
             yield JournalTx(self, db)
 
-    def reconcile(self, gateway_orders: Iterable[OrderSnapshot],
-                  gateway_executions: Iterable[ExecSnapshot],
-                  gateway_positions: Mapping[str, float], now: datetime,
-                  max_intent_age: timedelta) -> ReconcileReport:
-        """Match this journal against the gateway's state; return the report
-        (:func:`bt_ibkr.live.reconcile.reconcile`, which documents the arguments)."""
-        from bt_ibkr.live.reconcile import reconcile
-
-        return reconcile(self, gateway_orders, gateway_executions, gateway_positions, now,
-                         max_intent_age)
 
 
 class JournalTx:
@@ -684,12 +671,3 @@ class JournalTx:
               run_id: str | None = None) -> None:
         """Append an event row."""
         Journal._event(self._db, kind, order_ref, dict(detail), run_id)
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-exports of the reconciliation's names (they import this module)."""
-    if name in ("ReconcileReport", "PositionMismatch", "fill_from_exec"):
-        from bt_ibkr.live import reconcile
-
-        return getattr(reconcile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ Strategy runs (the live runner, and the parity path's kill-and-restart scenario,
 1. asks the gateway for its open and completed orders (``reqAllOpenOrders`` +
    ``reqCompletedOrders``), every execution it still has (``reqExecutions``) and the
    account's positions;
-2. :meth:`~bt_ibkr.live.journal.Journal.reconcile`: fills missed while away are journaled
+2. :func:`~bt_ibkr.live.reconcile.reconcile`: fills missed while away are journaled
    (deduplicated by execId), orders of ours found at the gateway are adopted, statuses are
    brought up to date, intents that never reached the gateway are listed for resending;
 3. never reuses an order id: the client's next id is set above every id the journal or the
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bt_ibkr.live.journal import Journal
-from bt_ibkr.live.reconcile import ReconcileReport
+from bt_ibkr.live.reconcile import ReconcileReport, reconcile
 
 #: an intent journaled but never sent is resent after a restart only if younger than this
 MAX_INTENT_AGE = timedelta(hours=12)
@@ -55,7 +55,7 @@ def recover(store, journal: Journal, account: str, now: datetime,
     snaps = store.order_snapshots(account)
     execs = store.exec_snapshots(account)
     positions = store.holdings(account)
-    report = journal.reconcile(snaps, execs, positions, now, max_intent_age)
+    report = reconcile(journal, snaps, execs, positions, now, max_intent_age)
     ids = [r.order_id for r in journal.intents() if r.order_id]
     ids += [s.order_id for s in snaps if s.order_id]
     ids += [e.order_id for e in execs if e.order_id]
