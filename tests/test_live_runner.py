@@ -291,3 +291,10 @@ def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tm
     second_requests = sim2.requests_named("reqHistoricalData")
     assert len(second_requests) < asked_first, (asked_first, second_requests)
     assert not any("365 D" in r[3] for r in second_requests)
+
+
+def test_a_mistyped_strategy_param_is_refused_from_python_too(tmp_path):
+    cfg = make_config(tmp_path, 4002)
+    cfg.params = {"use_hmm": "maybe"}
+    with pytest.raises(ConfigError, match="use_hmm"):
+        run_live(cfg, max_runtime=5)

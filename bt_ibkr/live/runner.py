@@ -266,6 +266,10 @@ class LiveRunner:
         if unknown:
             raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
                               f"param; valid: {', '.join(sorted(names))}")
+        from bt_ibkr.params import check_param_values
+
+        # typed as the CLI types them: a library caller's use_hmm="maybe" is refused too
+        check_param_values(strategy_cls, self.config.params, "strategy.params")
 
     def _bar_cache(self):
         """Return the store's BarCache (None: no cache), see the ``cache`` arg."""
