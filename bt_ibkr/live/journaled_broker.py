@@ -49,6 +49,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from bt_ibkr.errors import AttentionError
 from bt_ibkr.ib.broker import IBBroker, IBOrder
 from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
 from bt_ibkr.ib.events import (
@@ -68,6 +69,7 @@ from bt_ibkr.ib.events import (
 from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
+from bt_ibkr.live.client_ids import placed_by, stop_line
 from bt_ibkr.live.journal import (
     CANCELLED,
     INACTIVE,
@@ -339,6 +341,17 @@ class JournaledIBBroker(IBBroker):
         # 3. an earlier run's order on this side still working: this one would duplicate it
         earlier = next((r for r in self._earlier_working(symbol)
                         if r.side == side and r.order_ref != ref), None)
+        if earlier is not None and not self.store.follows_order(earlier.order_ref):
+            # its events never reach this process (placed under another clientId): it would
+            # refuse this side of the symbol for ever, silently; stop and say what to do
+            text = stop_line(earlier, placed_by(self.journal, earlier.order_ref),
+                             self.store.clientId)
+            log.error("%s not sent: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=earlier.order_ref)
+            self._record(ref, symbol=symbol, side=side, quantity=qty, status="refused",
+                         reason=text)
+            raise AttentionError(text)
         if earlier is not None:
             reason = (f"an order of an earlier run, {earlier.order_ref} ({earlier.side} "
                       f"{earlier.quantity:g} {symbol}, {earlier.filled:g} filled), is still "
@@ -407,7 +420,7 @@ class JournaledIBBroker(IBBroker):
         match event:
             case OrderPlaced(ref=ref, order_id=oid):
                 if self.journal.get(ref) is not None:
-                    self.journal.mark_sent(ref, oid)
+                    self.journal.mark_sent(ref, oid, client_id=self.store.clientId)
                     self._record(ref, orderId=oid)
             case OrderStatusChanged():
                 self._journal_status(event)
