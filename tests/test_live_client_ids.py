@@ -183,6 +183,25 @@ def test_the_broker_stops_instead_of_refusing_every_bar(gateway_sim_factory, tmp
     assert len(stopped) == 1 and stopped[0]["working"] == ref
 
 
+def test_a_daily_redecision_never_waits_for_an_order_it_cannot_follow(gateway_sim_factory,
+                                                                      tmp_path, monkeypatch):
+    """The same guard in daily mode: the restarted run decides the same bar again, finds its
+    orderRef in the journal, working under clientId 1. Before the fix it bound itself to that
+    order and waited for a fill that never came, until max-runtime."""
+    sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
+    ref = our_ref(tmp_path / "journal.sqlite")
+    run_live_until(make_config(tmp_path, sim.port, **{"connection.client_id": 1}),
+                   order_status(ref, "submitted"))
+    monkeypatch.setattr(LiveRunner, "_check_client_ids", lambda *args: None)
+    with pytest.raises(AttentionError) as err:
+        run_live(make_config(tmp_path, sim.port, **{"connection.client_id": 2}),
+                 max_runtime=HANG)
+    text = str(err.value)
+    assert f"order {ref} (BUY" in text and "placed by clientId 1," in text
+    assert "would wait for its fill in vain" in text and "--client-id 1" in text
+    assert [o.spec.orderRef for o in _orders(sim)] == [ref]
+
+
 # ------------------------------------------------------------------ an order that filled meanwhile
 def test_a_fill_made_while_away_is_recorded_once_and_the_run_trades(gateway_sim_factory,
                                                                    tmp_path):

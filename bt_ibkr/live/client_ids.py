@@ -138,10 +138,13 @@ def refusal(journal_path: Path | str, rec: IntentRecord, client_id: int | None,
             f"run (clientId {mine}) could not follow it: {_fix(client_id)}")
 
 
-def stop_line(rec: IntentRecord, client_id: int | None, mine: int) -> str:
+def stop_line(rec: IntentRecord, client_id: int | None, mine: int,
+              waiting: bool = False) -> str:
     """Return the one line that stops a run (clientId ``mine``) whose decision was refused
-    because of ``rec``, an earlier order it cannot follow (placed by ``client_id``)."""
+    because of ``rec``, an earlier order it cannot follow (placed by ``client_id``), or with
+    ``waiting``, whose decision found ``rec`` as its own order already sent."""
     who = f"clientId {client_id}" if client_id is not None else "another clientId"
+    why = ("the decision that made it would wait for its fill in vain" if waiting else
+           f"every {rec.side} {rec.symbol} decision would be refused until it ends")
     return (f"{_order(rec)}, placed by {who}, is still open and this run (clientId {mine}) "
-            f"cannot follow it, so every {rec.side} {rec.symbol} decision would be refused "
-            f"until it ends: stopped instead; {_fix(client_id)}")
+            f"cannot follow it, so {why}: stopped instead; {_fix(client_id)}")

@@ -12,7 +12,11 @@ For every order the strategy submits, in this order:
    the gateway (followed after a restart, see below) is refused (``order.info.reason`` names
    it): the Strategy sizes from the filled position, which does not yet hold that order, so a
    stream run re-deciding on a later bar would buy the same exposure twice. It may order again
-   once the earlier order is done; its fills then count in the position;
+   once the earlier order is done; its fills then count in the position. When that earlier
+   order is one this process does not follow (placed under another clientId: IB sends its
+   status and fills to that client only, :mod:`bt_ibkr.live.client_ids`), it would never be
+   done here, so the run stops instead (:class:`~bt_ibkr.errors.AttentionError`, one line
+   naming the order, its clientId and what to do), never refusing bar after bar;
 4. the order's deterministic orderRef (given by IBBroker, :mod:`bt_ibkr.ib.order_refs`: the
    strategy, symbol, decision bar and the order's number within that decision) and its intent
    are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
@@ -399,6 +403,15 @@ class JournaledIBBroker(IBBroker):
                      duplicate_skipped=True)
         order.submit(self)
         working = rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT
+        if working and not self.store.follows_order(ref):
+            # bound to an order whose events never reach this process: it would wait for it in
+            # vain (placed under another clientId); stop and say what to do
+            text = stop_line(rec, placed_by(self.journal, ref), self.store.clientId,
+                             waiting=True)
+            log.error("%s: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=ref)
+            raise AttentionError(text)
         if working or self.follows(ref):
             # working at the gateway (or filled while this run followed it): its events and
             # fills reach this order; marked adopted so a recorder can tell it from an order
