@@ -409,7 +409,7 @@ def test_snapshots_from_the_ib_clients_objects(journal):
 
     snap = order_snapshot(trade)
     assert snap == OrderSnapshot(ref, 31, "Filled", "SPY", "BUY", 100.0, 100.0, 555, 470.25,
-                                 "MKT")
+                                 "MKT", client_id=0)  # the order's clientId
     ex = exec_snapshot(no_report)
     assert (ex.exec_id, ex.order_ref, ex.side, ex.shares, ex.commission) == (
         "0000e0d5.659f.01.01", ref, "BUY", 100.0, None)

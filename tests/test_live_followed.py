@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class HoldTen(bt.Strategy):
     """On every live bar with no order of its own pending: buy what is missing to hold 10
-    shares, sized from ``getposition`` (a stale position buys again). ``limit``: a limit buy
-    at half the close (it rests) instead of a market order. Records what it sees."""
+    shares (``target``), sized from ``getposition`` (a stale position buys again). ``limit``: a
+    limit buy at half the close (it rests) instead of a market order. Records what it sees."""
 
-    params = (("limit", False),)
+    params = (("limit", False), ("target", QTY))
     last_bar = None  # the end of the last bar next() ran on (naive UTC)
     seen: list = []
 
@@ -62,12 +62,12 @@ class HoldTen(bt.Strategy):
     def next(self):
         size = self.getposition(self.data).size
         type(self).seen.append(("bar", size, self.broker.getcash(), self.live))
-        if self.live and self.pending is None and size < QTY:
+        if self.live and self.pending is None and size < self.p.target:
             if self.p.limit:
-                self.pending = self.buy(size=QTY - size, exectype=bt.Order.Limit,
+                self.pending = self.buy(size=self.p.target - size, exectype=bt.Order.Limit,
                                         price=round(self.data.close[0] * 0.5, 2))
             else:
-                self.pending = self.buy(size=QTY - size)
+                self.pending = self.buy(size=self.p.target - size)
         type(self).last_bar = bt.num2date(self.data.datetime[0])
 
 

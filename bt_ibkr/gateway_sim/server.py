@@ -33,6 +33,8 @@ Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 
 
 Options: ``broker_options`` (dict handed to SimBroker by register), ``live_data=False``
 (no live market-data subscription: live reqMktData -> 10089, delayed -> warning 10167),
+``master_client_id`` (TWS's *Master API client ID*: that client also gets every other
+client's order messages; see ``order_handlers``),
 ``pacing`` / ``pacing_scale`` / ``pacing_clock`` (``pacing.py``), ``max_server_version``,
 ``next_valid_id``.
 
@@ -135,6 +137,7 @@ class GatewayServer:
         install_orders: bool = True,
         broker_options: dict | None = None,
         live_data: bool = True,
+        master_client_id: int | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ConfigError(
@@ -175,6 +178,10 @@ class GatewayServer:
         #: False = the account has no live market-data subscription (a typical paper account):
         #: live requests get error 10089, delayed ones warning 10167 plus delayed ticks
         self.live_data = bool(live_data)
+        #: TWS's "Master API client ID" setting (API -> Settings; empty by default): the client
+        #: connected with it also receives the order status, openOrder and execution messages
+        #: of every other client's orders. None = no master, as TWS ships
+        self.master_client_id = None if master_client_id is None else int(master_client_id)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread_id: int | None = None
         self.port: int = 0

@@ -276,8 +276,10 @@ class Journal:
                                                              "symbol": intent.symbol})
         return new
 
-    def mark_sent(self, order_ref: str, order_id: int | None, perm_id: int | None = None) -> None:
-        """Record that the order was handed to the gateway (call right after ``placeOrder``).
+    def mark_sent(self, order_ref: str, order_id: int | None, perm_id: int | None = None,
+                  client_id: int | None = None) -> None:
+        """Record that the order was handed to the gateway (call right after ``placeOrder``);
+        ``client_id``, the API client that placed it, goes into the ``sent`` event.
 
         Raises:
             KeyError: no intent with that orderRef.
@@ -292,7 +294,8 @@ class Journal:
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no journaled intent {order_ref!r}: record_intent() comes first")
-            self._event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id})
+            self._event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id,
+                                                "client_id": client_id})
 
     def update_status(
         self, order_ref: str, status: str, filled: float | None = None,

@@ -12,7 +12,11 @@ For every order the strategy submits, in this order:
    the gateway (followed after a restart, see below) is refused (``order.info.reason`` names
    it): the Strategy sizes from the filled position, which does not yet hold that order, so a
    stream run re-deciding on a later bar would buy the same exposure twice. It may order again
-   once the earlier order is done; its fills then count in the position;
+   once the earlier order is done; its fills then count in the position. When that earlier
+   order is one this process does not follow (placed under another clientId: IB sends its
+   status and fills to that client only, :mod:`bt_ibkr.live.client_ids`), it would never be
+   done here, so the run stops instead (:class:`~bt_ibkr.errors.AttentionError`, one line
+   naming the order, its clientId and what to do), never refusing bar after bar;
 4. the order's deterministic orderRef (given by IBBroker, :mod:`bt_ibkr.ib.order_refs`: the
    strategy, symbol, decision bar and the order's number within that decision) and its intent
    are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
@@ -49,6 +53,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from bt_ibkr.errors import AttentionError
 from bt_ibkr.ib.broker import IBBroker, IBOrder
 from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
 from bt_ibkr.ib.events import (
@@ -68,6 +73,7 @@ from bt_ibkr.ib.events import (
 from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
+from bt_ibkr.live.client_ids import placed_by, stop_line
 from bt_ibkr.live.journal import (
     CANCELLED,
     INACTIVE,
@@ -339,6 +345,17 @@ class JournaledIBBroker(IBBroker):
         # 3. an earlier run's order on this side still working: this one would duplicate it
         earlier = next((r for r in self._earlier_working(symbol)
                         if r.side == side and r.order_ref != ref), None)
+        if earlier is not None and not self.store.follows_order(earlier.order_ref):
+            # its events never reach this process (placed under another clientId): it would
+            # refuse this side of the symbol for ever, silently; stop and say what to do
+            text = stop_line(earlier, placed_by(self.journal, earlier.order_ref),
+                             self.store.clientId)
+            log.error("%s not sent: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=earlier.order_ref)
+            self._record(ref, symbol=symbol, side=side, quantity=qty, status="refused",
+                         reason=text)
+            raise AttentionError(text)
         if earlier is not None:
             reason = (f"an order of an earlier run, {earlier.order_ref} ({earlier.side} "
                       f"{earlier.quantity:g} {symbol}, {earlier.filled:g} filled), is still "
@@ -386,6 +403,15 @@ class JournaledIBBroker(IBBroker):
                      duplicate_skipped=True)
         order.submit(self)
         working = rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT
+        if working and not self.store.follows_order(ref):
+            # bound to an order whose events never reach this process: it would wait for it in
+            # vain (placed under another clientId); stop and say what to do
+            text = stop_line(rec, placed_by(self.journal, ref), self.store.clientId,
+                             waiting=True)
+            log.error("%s: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=ref)
+            raise AttentionError(text)
         if working or self.follows(ref):
             # working at the gateway (or filled while this run followed it): its events and
             # fills reach this order; marked adopted so a recorder can tell it from an order
@@ -407,7 +433,7 @@ class JournaledIBBroker(IBBroker):
         match event:
             case OrderPlaced(ref=ref, order_id=oid):
                 if self.journal.get(ref) is not None:
-                    self.journal.mark_sent(ref, oid)
+                    self.journal.mark_sent(ref, oid, client_id=self.store.clientId)
                     self._record(ref, orderId=oid)
             case OrderStatusChanged():
                 self._journal_status(event)

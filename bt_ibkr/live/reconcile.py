@@ -264,7 +264,8 @@ def reconcile(
                      iso(now), iso(now), INTENT, SENT, ref))
                 tx.event("adopted", ref, {
                     "order_id": snap.order_id if snap else None,
-                    "status": snap.status if snap else "from executions"})
+                    "status": snap.status if snap else "from executions",
+                    "client_id": snap.client_id if snap else None})
                 report.adopted.append(ref)
                 cur = tx.execute("SELECT status, quantity, filled FROM intents"
                                  " WHERE order_ref = ?", (ref,)).fetchone()
@@ -370,7 +371,8 @@ def _recover(tx: JournalTx, by_ref: Mapping[str, OrderSnapshot],
              status, order_id, perm_id, filled, avg, stamp, stamp,
              "recovered from the gateway: the journal did not know this order"))
         tx.event("recovered", ref, {"status": status, "filled": filled,
-                                           "quantity": qty, "symbol": symbol})
+                                           "quantity": qty, "symbol": symbol,
+                                           "client_id": snap.client_id if snap else None})
         out.append(intent_from_row(tx.execute("SELECT * FROM intents WHERE order_ref = ?",
                                       (ref,)).fetchone()))
     return out

@@ -5,15 +5,17 @@ Strategy runs (the live runner, and the parity path's kill-and-restart scenario,
 :mod:`bt_ibkr.parity.restart`, call the same function):
 
 1. asks the gateway for its open and completed orders (``reqAllOpenOrders`` +
-   ``reqCompletedOrders``), every execution it still has (``reqExecutions``) and the
-   account's positions;
+   ``reqCompletedOrders``), every execution it still has (``reqExecutions``: every client's,
+   and those of each clientId that placed one of the journal's orders,
+   :mod:`bt_ibkr.live.client_ids`) and the account's positions;
 2. :func:`~bt_ibkr.live.reconcile.reconcile`: fills missed while away are journaled
    (deduplicated by execId), orders of ours found at the gateway are adopted, statuses are
    brought up to date, intents that never reached the gateway are listed for resending;
 3. never reuses an order id: the client's next id is set above every id the journal or the
    gateway has seen (the gateway's nextValidId may have rolled back);
-4. follows our orders still working at the gateway: their status changes and executions (those
-   the client already has first) are routed to the broker under their orderRef. The broker
+4. follows our orders still working at the gateway under this client's clientId (IB sends an
+   order's events only to the client that placed it): their status changes and executions
+   (those the client already has first) are routed to the broker under their orderRef. The broker
    counts every fill of them once in its position and cash, re-made decision or not (a stream
    run never re-makes it); a re-made decision that finds its orderRef in the journal
    (:class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`) is bound to the order and gets
@@ -25,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bt_ibkr.live.client_ids import journal_client_ids, learn_client_ids
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.reconcile import ReconcileReport, reconcile
 
@@ -53,7 +56,10 @@ def recover(store, journal: Journal, account: str, now: datetime,
     requests, JournalError when the journal cannot be written.
     """
     snaps = store.order_snapshots(account)
-    execs = store.exec_snapshots(account)
+    learn_client_ids(journal, snaps)
+    # the executions of every clientId that placed one of the journal's orders (an earlier
+    # run may have used another one: its fills made while away are ours to record)
+    execs = store.exec_snapshots(account, client_ids=journal_client_ids(journal))
     positions = store.holdings(account)
     report = reconcile(journal, snaps, execs, positions, now, max_intent_age)
     ids = [r.order_id for r in journal.intents() if r.order_id]

@@ -68,6 +68,7 @@ from bt_ibkr.errors import (
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
+from bt_ibkr.live.client_ids import ClientIdError, refusal, unfollowable
 from bt_ibkr.live.config import LiveConfig, PathsConfig
 from bt_ibkr.live.journal import REJECTED, Journal, JournalError
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
@@ -443,7 +444,12 @@ class LiveRunner:
         if report.conflicts:  # an order carrying our ref is not the one we decided: stop
             audit.write("reconcile", **report.to_dict())
             raise AttentionError(report.conflicts[0].removeprefix("!! "))
-        self._check_client_ids(journal, rec.snapshots)
+        try:
+            self._check_client_ids(store, journal, rec.snapshots)
+        except ClientIdError as exc:  # what was settled stays journaled; nothing was sent
+            audit.write("reconcile", **report.to_dict())
+            audit.write("run", event="refused", reason=str(exc))
+            raise
         shared = {jid: sorted(set(syms) & set(self.config.symbols))
                   for jid, syms in report.other_journals.items()}
         shared = {jid: syms for jid, syms in shared.items() if syms}
@@ -468,26 +474,17 @@ class LiveRunner:
                       + ", ".join(rec.followed))
         return report
 
-    def _check_client_ids(self, journal: Journal, snapshots: list) -> None:
-        """Refuse to trade when one of this journal's orders still works at the gateway under
-        another clientId: IB streams an order's status and fills only to the client that placed
-        it (reqAllOpenOrders shows it to others, read-only), so this run could never see it
-        fill and would refuse its decisions for ever."""
-        mine = self.config.connection.client_id
-        working = {s.order_ref: s for s in snapshots
-                   if s.order_ref and s.client_id not in (None, mine)
-                   and s.status.lower() in ("presubmitted", "submitted", "pendingsubmit",
-                                            "apipending", "pendingcancel")}
-        for rec in journal.open_intents():
-            snap = working.get(rec.order_ref)
-            if snap is not None:
-                raise ConfigError(
-                    f"journal {self.config.paths.journal}: order {rec.order_ref} ({rec.side} "
-                    f"{rec.quantity:g} {rec.symbol}) is working at the gateway under clientId "
-                    f"{snap.client_id}, and IB streams an order's status and fills only to the "
-                    f"client that placed it, so this run (clientId {mine}) could not follow it: "
-                    f"run with --client-id {snap.client_id}, or cancel the order in TWS and run "
-                    "again")
+    def _check_client_ids(self, store: IBStore, journal: Journal, snapshots: list) -> None:
+        """Refuse to trade (:class:`~bt_ibkr.live.client_ids.ClientIdError`, exit 2) when one
+        of this journal's orders still works at the gateway and this process does not follow
+        it: IB sends an order's status and fills only to the client that placed it
+        (``reqAllOpenOrders`` shows it to others, read-only), so a run under another clientId
+        would never see it fill and would refuse that side of the symbol for ever."""
+        stuck = unfollowable(journal, snapshots, store.follows_order)
+        if stuck:
+            rec, client_id = stuck[0]
+            raise ClientIdError(refusal(self.config.paths.journal, rec, client_id,
+                                        store.clientId))
 
     # ------------------------------------------------------------------ trade
     def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,
