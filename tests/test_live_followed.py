@@ -137,7 +137,16 @@ def sim_position(sim) -> float:
 def leave_an_order_working(sim, cfg, **params) -> str:
     """The first run: trade until its order is at the gateway, then stop (it stays working)."""
     run = Run(sim, cfg, **params)
-    run.step_until(lambda: sim.broker.open_orders(), "the first run's order")
+
+    def journaled() -> bool:
+        with Journal(cfg.paths.journal) as j:
+            return bool(j.intents())
+
+    # the decision is journaled when its bar is processed; the order then travels to the
+    # gateway on the store's loop: wait for it there while the simulated clock stands still
+    # (stepping on at once could let it fill before it is seen working, under load)
+    run.step_until(journaled, "the first run's decision")
+    poll_until(lambda: sim.broker.open_orders(), timeout=HANG, what="the first run's order")
     res = run.stop()
     (ref,) = sim_refs(sim)
     assert [(o["orderRef"], o["status"]) for o in res.orders] == [(ref, "submitted")]
