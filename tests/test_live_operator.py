@@ -71,16 +71,23 @@ def test_stream_run_serves_status_metrics_health_and_alerts(gateway_sim_factory,
         wait_for(lambda: operator.status.fills >= 2, 30, "two fills counted")
         assert _get(url + "/healthz") == (200, "ok\n")
 
-        # /metrics against the journal
-        code, text = _get(url + "/metrics")
+        # /metrics against the journal (read before and after: a fill in flight can land
+        # between the two; then look again)
+        def journal_now():
+            with Journal(tmp_path / "journal.sqlite") as j:
+                return (sorted((r.order_ref, r.status) for r in j.intents()), j.fills(),
+                        j.position_from_fills("SPY"))
+
+        for _ in range(10):
+            before = journal_now()
+            code, text = _get(url + "/metrics")
+            if journal_now() == before:
+                break
         assert code == 200
-        with Journal(tmp_path / "journal.sqlite") as j:
-            intents = j.intents()
-            fills = j.fills()
-            position = j.position_from_fills("SPY")
+        _, fills, position = before
         states: dict[str, int] = {}
-        for rec in intents:
-            states[rec.status] = states.get(rec.status, 0) + 1
+        for _ref, status in before[0]:
+            states[status] = states.get(status, 0) + 1
         assert _metric(text, "bt_ibkr_fills_total") == len(fills) >= 2
         for state, n in states.items():
             assert _metric(text, "bt_ibkr_orders", f'{{state="{state}"}}') == n
@@ -101,25 +108,34 @@ def test_stream_run_serves_status_metrics_health_and_alerts(gateway_sim_factory,
         wait_for(lambda: _get(url + "/healthz") == (200, "ok\n"), 30, "/healthz ok again")
         trade(3)
 
-        # the page in a real browser shows what the journal has
+        # the page in a real browser shows what the journal has (read before and after the
+        # page: an order in flight can change between the two; then look again)
         sync_playwright = _need_browser()
-        with Journal(tmp_path / "journal.sqlite") as j:
-            position = j.position_from_fills("SPY")
-            working = [r.order_ref for r in j.open_intents()]
+
+        def journal_state():
+            with Journal(tmp_path / "journal.sqlite") as j:
+                return (j.position_from_fills("SPY"),
+                        sorted(r.order_ref for r in j.open_intents()))
+
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=QUIET)
             try:
                 page = browser.new_page()
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(url + "/")
+                for _ in range(10):
+                    before = journal_state()
+                    page.goto(url + "/")
+                    rows = page.locator("table.positions tbody tr").all_inner_texts()
+                    orders = page.locator("table.orders tbody tr").all_inner_texts()
+                    if journal_state() == before:
+                        break
+                position, working = before
                 assert errors == []
                 assert page.locator("#health").inner_text() == "ok"
-                rows = page.locator("table.positions tbody tr").all_inner_texts()
                 shown = {r.split("\t")[0]: float(r.split("\t")[1]) for r in rows}
                 assert shown == ({"SPY": position} if position else {})
-                orders = page.locator("table.orders tbody tr").all_inner_texts()
-                assert sorted(r.split("\t")[0] for r in orders) == sorted(working)
+                assert sorted(r.split("\t")[0] for r in orders) == working
                 assert page.locator("table.fills tbody tr").count() >= 2
             finally:
                 browser.close()

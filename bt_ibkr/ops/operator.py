@@ -104,8 +104,12 @@ class Operator:
         now = self.clock()
         behind = sum(1 for r in intents if r.status in (INTENT, SENT) and r.updated is not None
                      and (now - r.updated).total_seconds() > JOURNAL_BEHIND_AFTER)
+        # the positions as the journal has them (its own, fills included the moment they are
+        # journaled); the bars refresh equity and cash
         self.status.update(orders_by_state=states, working_orders=working,
-                           journal_behind=behind)
+                           journal_behind=behind,
+                           positions={**{sym: 0.0 for sym in self.status.symbols},
+                                      **journal.positions()})
 
     # ------------------------------------------------------------------ alerts
     def alert(self, kind: str, title: str, body: str = "", level: str = "info",
