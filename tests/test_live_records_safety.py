@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import backtrader as bt
 import pytest
+from test_live_chaos import RestingLimit  # also named by the config below
 
 from bt_ibkr.errors import BtIbkrError, RecordsError
 from bt_ibkr.live.config import load_config
@@ -39,18 +40,6 @@ from examples import live as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG = 60.0  # hang guard of every wait below; never what a test relies on
-
-
-class RestingLimit(bt.Strategy):
-    """On the first live bar: a limit buy far below the market (it never fills)."""
-
-    def __init__(self):
-        self.sent = False
-
-    def notify_data(self, data, status, *args, **kwargs):
-        if status == data.LIVE and not self.sent:
-            self.sent = True
-            self.buy(size=5, price=round(self.data.close[0] * 0.5, 2), exectype=bt.Order.Limit)
 
 
 class RestThenFail(RestingLimit):
