@@ -219,6 +219,18 @@ class HoldMessages:
         self.release()
 
 
+def stream_config(tmp_path, port: int, **extra):
+    """A stream run's LiveConfig against the simulator on ``port``, its journal, logs and
+    equity under ``tmp_path``; ``extra`` overrides (dotted keys) go on top."""
+    from bt_ibkr.live.config import load_config
+
+    values = {"run_mode": "stream", "bar_size": "5 secs", "connection.port": port,
+              "paths.journal": str(tmp_path / "journal.sqlite"),
+              "paths.logs": str(tmp_path / "logs"), "paths.equity": str(tmp_path / "equity.csv")}
+    values.update(extra)
+    return load_config(None, env={}, overrides=values)
+
+
 def our_ref(journal, tail: str = "RAE:SPY:20161230:1", account: str = "DU1234567") -> str:
     """The orderRef a journal at ``journal`` trading ``account`` gives a decision (``tail``:
     strategy tag, symbol, decision time, seq): ``bt2:<the journal's identity>:<tail>``."""

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import backtrader as bt
 import pytest
-from sim_helpers import our_ref
+from sim_helpers import our_ref, stream_config
 
 from bt_ibkr.live.audit import read_audit
-from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.runner import LiveRunner
 
@@ -137,11 +136,8 @@ def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample")
     Flipper.last_bar = None
-    cfg = load_config(None, env={}, overrides={
-        "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
-        "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
-        "paths.equity": str(tmp_path / "equity.csv"),
-        "connection.timeout": 2.0})  # a restarting gateway does not answer the handshake
+    # a restarting gateway does not answer the handshake: a short connection timeout
+    cfg = stream_config(tmp_path, sim.port, **{"connection.timeout": 2.0})
     runner = LiveRunner(cfg, strategy=Flipper, max_runtime=50, reconnect_backoff_max=1.0)
     out: dict = {}
     thread = threading.Thread(target=lambda: out.setdefault("res", runner.run()), daemon=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 from sim_helpers import HoldMessages, poll_until
+from sim_helpers import stream_config as sim_stream_config
 
 from bt_ibkr.live.audit import read_audit
-from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Intent, Journal
 from bt_ibkr.live.runner import LiveRunner
 
@@ -72,12 +72,8 @@ class HoldTen(bt.Strategy):
 
 
 def stream_config(tmp_path: Path, port: int, **extra):
-    values = {"run_mode": "stream", "bar_size": "5 secs", "connection.port": port,
-              "paths.journal": str(tmp_path / "journal.sqlite"),
-              "paths.logs": str(tmp_path / "logs"), "paths.equity": str(tmp_path / "equity.csv"),
-              "risk.cancel_on_exit": False}
-    values.update(extra)
-    return load_config(None, env={}, overrides=values)
+    """These tests' stream config: orders stay working when a run exits."""
+    return sim_stream_config(tmp_path, port, **{"risk.cancel_on_exit": False, **extra})
 
 
 class Run:

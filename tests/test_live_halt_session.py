@@ -10,10 +10,10 @@ import threading
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from sim_helpers import stream_config
 from test_live_chaos import Flipper, wait_for
 
 from bt_ibkr.calendars import risk_session
-from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.runner import LiveRunner
 
@@ -49,10 +49,8 @@ def test_a_halt_inside_the_session_holds_for_a_restart_seconds_later(gateway_sim
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample", start=datetime(2017, 1, 3, 9, 29, 40, tzinfo=NY))
     Flipper.last_bar = None
-    cfg = load_config(None, env={}, overrides={
-        "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
-        "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
-        "paths.equity": str(tmp_path / "equity.csv"), "connection.timeout": 2.0,
+    cfg = stream_config(tmp_path, sim.port, **{
+        "connection.timeout": 2.0,
         # any loss halts: the first buy's commission is one
         "risk.max_daily_loss": 1e-9})
     out: dict = {}

@@ -12,11 +12,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from sim_helpers import stream_config
 from test_live_chaos import Flipper, wait_for
 from test_ops import Receiver
 from test_pages_browser import CHROMIUM, QUIET, _need_browser
 
-from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.runner import LiveRunner
 from bt_ibkr.ops.alerts import Alerter
@@ -48,10 +48,7 @@ def test_stream_run_serves_status_metrics_health_and_alerts(gateway_sim_factory,
                                                              receiver):
     sim = gateway_sim_factory(data="sample")
     Flipper.last_bar = None
-    cfg = load_config(None, env={}, overrides={
-        "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
-        "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
-        "paths.equity": str(tmp_path / "equity.csv"), "connection.timeout": 2.0})
+    cfg = stream_config(tmp_path, sim.port, **{"connection.timeout": 2.0})
     operator = Operator(Alerter([receiver.url]))
     url = operator.serve("127.0.0.1", 0, tick_every=3600)
     runner = LiveRunner(cfg, strategy=Flipper, max_runtime=60, reconnect_backoff_max=1.0,

@@ -27,10 +27,10 @@ from zoneinfo import ZoneInfo
 
 import backtrader as bt
 import pytest
+from sim_helpers import stream_config
 from test_live_chaos import RestingLimit  # also named by the config below
 
 from bt_ibkr.errors import BtIbkrError, RecordsError
-from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.runner import LiveRunner
 from bt_ibkr.records.files import BARS
@@ -132,10 +132,7 @@ def test_a_stream_run_whose_record_fails_cancels_its_order_and_exits_2_naming_th
 def test_any_error_raised_while_the_strategy_runs_cancels_the_resting_order_first(
         gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")
-    cfg = load_config(None, env={}, overrides={
-        "run_mode": "stream", "bar_size": "5 secs", "connection.port": sim.port,
-        "paths.journal": str(tmp_path / "journal.sqlite"), "paths.logs": str(tmp_path / "logs"),
-        "paths.equity": str(tmp_path / "equity.csv")})
+    cfg = stream_config(tmp_path, sim.port)
     lines: list[str] = []
     runner = LiveRunner(cfg, strategy=RestThenFail, max_runtime=HANG, progress=lines.append)
     out: dict = {}
