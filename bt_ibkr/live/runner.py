@@ -441,20 +441,18 @@ class LiveRunner:
         age = self.max_intent_age if self.config.run_mode == "daily" else timedelta(0)
         rec = recover(store, journal, account, datetime.now(UTC), age)
         report = rec.report
+        audit.write("reconcile", **report.to_dict())  # also when one of the checks below stops
         if report.conflicts:  # an order carrying our ref is not the one we decided: stop
-            audit.write("reconcile", **report.to_dict())
             raise AttentionError(report.conflicts[0].removeprefix("!! "))
         try:
             self._check_client_ids(store, journal, rec.snapshots)
         except ClientIdError as exc:  # what was settled stays journaled; nothing was sent
-            audit.write("reconcile", **report.to_dict())
             audit.write("run", event="refused", reason=str(exc))
             raise
         shared = {jid: sorted(set(syms) & set(self.config.symbols))
                   for jid, syms in report.other_journals.items()}
         shared = {jid: syms for jid, syms in shared.items() if syms}
         if shared:  # another bt_ibkr journal trades these symbols on this account: stop
-            audit.write("reconcile", **report.to_dict())
             jid, syms = next(iter(shared.items()))
             who = "refs bt1:..." if jid == "bt1" else f"bt2:{jid}"
             raise AttentionError(
@@ -463,7 +461,6 @@ class LiveRunner:
                 "nothing. If that journal was lost, run with --journal at its old path (it "
                 "recognises its orders); if another program trades these symbols, give this "
                 "one its own account")
-        audit.write("reconcile", **report.to_dict())
         for line in report.summary().splitlines():
             (log.warning if line.startswith("!!") else log.info)("reconcile: %s", line)
             self.progress(f"reconcile: {line}")
