@@ -117,15 +117,15 @@ class StatusServer:
             self._send(req, 401, b"token required\n", "text/plain")
             return
         try:
-            snapshot = self._status().copy()
             if path == "/healthz":
-                h = health(snapshot)
+                h = health(self._status().copy())
                 self._send(req, 200 if h.ok else 503, (h.text() + "\n").encode(), "text/plain")
-            elif path == "/metrics":
+            elif path == "/metrics":  # its collector reads the snapshot itself, once
                 self._send(req, 200, self.metrics.render(),
                            "text/plain; version=0.0.4; charset=utf-8")
             elif path in ("/", "/index.html"):
-                self._send(req, 200, render_page(snapshot).encode(), "text/html; charset=utf-8")
+                self._send(req, 200, render_page(self._status().copy()).encode(),
+                           "text/html; charset=utf-8")
             else:
                 self._send(req, 404, b"not found\n", "text/plain")
         except Exception:  # noqa: BLE001 - a page error must never reach the run

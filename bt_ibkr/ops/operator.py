@@ -236,14 +236,18 @@ class Operator:
                            key="gateway_login")
         h = health(self.snapshot(), now)
         for reason in h.reasons:
-            if reason.startswith("stale feed") and reason.split()[2] not in self._stale_alerted:
-                self._stale_alerted.add(reason.split()[2])
-                self.alert("stale_data", reason, level="warning", key=f"stale:{reason.split()[2]}")
+            if not reason.startswith("stale feed"):
+                continue
+            feed = reason.split()[2]  # "stale feed <name> (no bar for ...)"
+            if feed not in self._stale_alerted:
+                self._stale_alerted.add(feed)
+                self.alert("stale_data", reason, level="warning", key=f"stale:{feed}")
 
     # ------------------------------------------------------------------ bars
     def recorder(self) -> type:
-        """Return a backtrader Analyzer class that reports every bar, the equity, cash,
-        positions and regime to this operator (add it to the run's Cerebro)."""
+        """Return a backtrader Analyzer class that reports every bar, the equity, cash and
+        regime to this operator (add it to the run's Cerebro). Positions are the journal's
+        (:meth:`snapshot`), the one source the page and the metrics read them from."""
         operator = self
 
         class StatusRecorder(bt.Analyzer):
@@ -253,17 +257,14 @@ class Operator:
             def next(self):
                 s = operator.status
                 now = operator.clock()
-                positions = {}
                 for i, d in enumerate(self.strategy.datas):
                     name = d._name or f"data{i}"
                     if len(d) != self._seen.get(name):
                         self._seen[name] = len(d)
                         s.bar(name, now)
-                    positions[name] = self.strategy.broker.getposition(d).size
                 operator._last_bar_mono = time.monotonic()
                 broker = self.strategy.broker
                 s.update(equity=float(broker.getvalue()), cash=float(broker.getcash()),
-                         positions=positions,
                          regime=getattr(self.strategy, "regime", None))
 
             def get_analysis(self):
