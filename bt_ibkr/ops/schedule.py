@@ -180,7 +180,6 @@ class SessionService:
                     log.exception("session %s failed", session)
                     self._alert("session_failed", f"session {session} failed: "
                                 f"{type(exc).__name__}: {exc}")
-                    result = None
                     self._failed_at[session] = now
                 else:
                     self.mark_decided(session)
