@@ -10,8 +10,11 @@ symbol alone with --per-symbol). Tasks run on a local Dask cluster (--workers N,
 cores), on an existing Dask cluster (--scheduler), or in this process (--serial).
 
 Exit codes: 0 every task ran; 2 bad input (a malformed --grid/--walk-forward spec, an unknown
-param, no data, an unreachable scheduler), nothing run; 4 some tasks failed (they are listed,
-with their errors, under "failed" in the JSON; all outputs are still written).
+param, no data, an unreachable scheduler), nothing run; 3 the Dask scheduler was lost mid-run
+(one line; a sweep still writes every output from the tasks that finished, and its JSON lists
+the missing ones under "interrupted"); 4 some tasks failed (they are listed, with their errors,
+under "failed" in the JSON; all outputs are still written). A sweep of more than 10,000 tasks
+first says how long it should take.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import log_dir, setup_logging
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
-EXIT_OK, EXIT_BAD_INPUT, EXIT_TASKS_FAILED = 0, 2, 4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +188,8 @@ def _print_walk_forward(outcome, console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 ok, 2 bad input, 4 some tasks failed)."""
+    """Run the CLI; return the exit code (0 ok, 2 bad input, 3 scheduler lost mid-run, 4 some
+    tasks failed)."""
     args = build_parser().parse_args(argv)
     log_path = setup_logging("sweep")
     from bt_ibkr.research.engine import route_dask_logs
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     route_dask_logs(log_dir() / "sweep-dask.log")
     from rich.console import Console
     from rich.markup import escape
+
+    from bt_ibkr.research.engine import SchedulerLostError
 
     console = Console()
     try:
@@ -204,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from bt_ibkr.research import run_sweep
 
-            outcome = run_sweep(config)
+            outcome = run_sweep(config, notify=lambda line: console.print(line, highlight=False))
+    except SchedulerLostError as exc:
+        logging.getLogger("bt_ibkr.research").info("run interrupted: %s", exc)  # file only
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SCHEDULER_LOST
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.research").info("run failed: %s", exc)  # file only
         print(f"error: {exc}", file=sys.stderr)
