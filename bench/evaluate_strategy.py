@@ -862,7 +862,7 @@ def markdown(report: dict) -> str:
             out.append(f"| {v} | " + " | ".join(cells) + " |")
     out.append("")
     out.append(f"### Table 6. The candidates of the decision ({COSTS[0]:g} bp): Sharpe, "
-               "− trend alone [90% CI], turnover/yr\n")
+               "− trend alone [90% CI], max DD, turnover/yr, exposure\n")
     out.append("| candidate | " + " | ".join(names) + " |")
     out.append("|---|" + "---|" * len(names))
     for c in candidates():
@@ -870,11 +870,12 @@ def markdown(report: dict) -> str:
         for n in names:
             st = ser[n]["candidates"][c]
             cells.append(f"{_num(st['sharpe'])} ({_diff(st['vs_trend'])}), "
-                         f"{st['turnover']:.1f}")
+                         f"{_pct(st['max_drawdown'])}, {st['turnover']:.1f}, "
+                         f"{st['exposure']:.2f}")
         out.append(f"| {c} | " + " | ".join(cells) + " |")
     out.append("")
-    out.append("### Table 7. Cost sensitivity: Sharpe / turnover per year, all cost as "
-               "commission (no slippage)\n")
+    out.append("### Table 7. Cost sensitivity: Sharpe / turnover per year / exposure, all "
+               "cost as commission (no slippage)\n")
     real = [n for n in names if not n.startswith("SYN")]
     if not real:
         out.pop()
@@ -888,7 +889,8 @@ def markdown(report: dict) -> str:
         for n in real:
             for v in ("default", "trend", "v1"):
                 st = ser[n]["cost_table"].get(f"{c:g}", {}).get(v)
-                cells.append(f"{_num(st['sharpe'])} / {st['turnover']:.1f}" if st else "—")
+                cells.append(f"{_num(st['sharpe'])} / {st['turnover']:.1f} / "
+                             f"{st['exposure']:.2f}" if st else "—")
         out.append(f"| {c:g} bp | " + " | ".join(cells) + " |")
     out.append("")
     return _tail(out, report)
