@@ -29,6 +29,7 @@ from analyzers.sections import (
     summary_table,
 )
 from bt_ibkr.metrics import buy_and_hold_returns, period_returns
+from bt_ibkr.redaction import write_text
 
 __all__ = ["REGIME_COLORS", "QuantStatsTearsheet", "quiet_reporting", "write_tearsheet"]
 
@@ -184,7 +185,7 @@ def write_tearsheet(
         text = text.replace(
             _SECTIONS_MARK, f"{_SECTIONS_CSS}<div id='bt-sections'>{sections}</div>" if sections else ""
         )
-        output.write_text(text, encoding="utf-8")
+        write_text(text, output)  # the environment's secrets masked
     log.info("tearsheet written to %s", output)
     return output
 

@@ -22,7 +22,6 @@ functions.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -51,6 +50,7 @@ from bt_ibkr.metrics import (
     compute_stats,
     scale_to_volatility,
 )
+from bt_ibkr.redaction import write_json
 
 log = logging.getLogger("bt_ibkr.backtest")
 
@@ -356,8 +356,7 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
             log.warning("no tearsheet written to %s: %s", report, exc)
             report = None
     if config.json_path:
-        path = Path(config.json_path)
-        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(summary, config.json_path)  # the environment's secrets masked
     return BacktestResult(
         summary=summary, fills=record.fills, regimes=perf.regimes, values=values, report=report,
         message=history.message, returns=returns, benchmark=bench, ablation=ablation,

@@ -69,6 +69,17 @@ def trading_day(now: datetime, calendar: str = DEFAULT_CALENDAR) -> date:
     return cal.minute_to_session(ts, direction="previous").date()
 
 
+def risk_session(now: datetime, calendar: str = DEFAULT_CALENDAR) -> date:
+    """Return the session a moment belongs to for the daily-loss limit and the start-of-day
+    equity: the session open at ``now``, else the NEXT one (a start at 09:29:40, the night,
+    a weekend or a holiday belong to the coming session: the one whose losses a run started
+    then will see), so a halt filed by a loss at 09:30:10 and a restart at 09:30:43 meet
+    under the same session."""
+    cal = get_calendar(calendar)
+    ts = _ts(now).floor("min")
+    return cal.minute_to_session(ts, direction="next").date()
+
+
 def last_completed_session(now: datetime, calendar: str = DEFAULT_CALENDAR) -> date:
     """Return the newest session whose close is at or before ``now`` (naive = UTC)."""
     cal = get_calendar(calendar)
@@ -86,4 +97,4 @@ def sessions_between(first: date, last: date, calendar: str = DEFAULT_CALENDAR) 
 
 
 __all__ = ["DEFAULT_CALENDAR", "EXCHANGE_CALENDARS", "calendar_for", "get_calendar",
-           "last_completed_session", "sessions_between", "trading_day"]
+           "last_completed_session", "risk_session", "sessions_between", "trading_day"]

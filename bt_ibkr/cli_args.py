@@ -1,7 +1,15 @@
 """Command-line argument types the CLIs share: one-line errors, dates, bounded finite numbers.
 
-``OneLineParser`` prints ``error: argument --cash: 'inf' is not ... (see --help)`` and exits 2;
-the types below raise ``argparse.ArgumentTypeError`` with a message that names the text given.
+Every CLI (``examples.backtest``, ``examples.live``, ``examples.parity``, ``examples.sweep``,
+``bt_ibkr.doctor``) builds its parser with :class:`OneLineParser` and gives every numeric flag
+one of the types below, so a bad value (text, NaN, an infinity, a number out of range) is
+refused before any work with exit code 2 and one line that names the flag, the text given and
+the accepted range::
+
+    error: argument --partial-fill-qty: '-5' is not a finite number > 0 (see --help)
+
+The types (:func:`finite_number` and :func:`bounded_int` build others) raise
+``argparse.ArgumentTypeError``; argparse adds the flag's name.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ from pathlib import Path
 
 from bt_ibkr.errors import ConfigError
 
-__all__ = ["DataSelection", "OneLineParser", "data_selection", "finite_number", "iso_date",
-           "tcp_port", "whole_number"]
+__all__ = ["MAX_CLIENT_ID", "DataSelection", "OneLineParser", "bounded_int", "client_id",
+           "data_selection", "finite_number", "iso_date", "nonneg_float", "positive_float",
+           "positive_int", "tcp_port", "whole_number"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,9 +43,17 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2015-01-31") from None
 
 
-def finite_number(low: float, *, low_open: bool = False,
-                  high: float | None = None) -> Callable[[str], float]:
-    """Return an argparse type: a finite float >= ``low`` (> when ``low_open``), < ``high``."""
+def finite_number(low: float, *, low_open: bool = False, high: float | None = None,
+                  high_open: bool = True) -> Callable[[str], float]:
+    """Return an argparse type: a finite float >= ``low`` (> when ``low_open``) and, with
+    ``high``, < ``high`` (<= when not ``high_open``).
+
+    The type raises ArgumentTypeError naming the text and the accepted range for text that is
+    not a number, NaN, an infinity or a number out of range.
+    """
+    bound = f"> {low:g}" if low_open else f">= {low:g}"
+    if high is not None:
+        bound += f" and < {high:g}" if high_open else f" and <= {high:g}"
 
     def parse(text: str) -> float:
         try:
@@ -45,37 +62,60 @@ def finite_number(low: float, *, low_open: bool = False,
             value = math.nan
         ok = math.isfinite(value) and (value > low if low_open else value >= low)
         if ok and high is not None:
-            ok = value < high
+            ok = value < high if high_open else value <= high
         if not ok:
-            bound = f"> {low:g}" if low_open else f">= {low:g}"
-            if high is not None:
-                bound += f" and < {high:g}"
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number {bound}")
         return value
 
+    parse.__doc__ = f"Return the float of ``text`` when it is finite and {bound}."
     return parse
 
 
-def whole_number(text: str) -> int:
-    """Return an int >= 0; ArgumentTypeError naming the text otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
+positive_float = finite_number(0, low_open=True)
+"""argparse type: a finite float > 0 (amounts, quantities, durations)."""
+
+nonneg_float = finite_number(0)
+"""argparse type: a finite float >= 0."""
 
 
-def tcp_port(text: str) -> int:
-    """Return a TCP port number (1-65535); ArgumentTypeError naming the text otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return value
+def bounded_int(low: int, high: int | None = None, *,
+                what: str = "whole number") -> Callable[[str], int]:
+    """Return an argparse type: an int (decimal text) >= ``low`` and, with ``high``, <= ``high``.
+
+    The type raises ArgumentTypeError naming the text and the accepted range otherwise
+    (``'1.5' is not a whole number >= 1``).
+    """
+    bound = f">= {low}" if high is None else f"{low}-{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} ({bound})"
+                                             if high is not None else
+                                             f"{text!r} is not a {what} {bound}")
+        return value
+
+    parse.__doc__ = f"Return the int of ``text`` when it is a {what} {bound}."
+    return parse
+
+
+whole_number = bounded_int(0)
+"""argparse type: an int >= 0 (counts of bars, delays)."""
+
+positive_int = bounded_int(1)
+"""argparse type: an int >= 1 (workers, table rows)."""
+
+tcp_port = bounded_int(1, 65535, what="TCP port")
+"""argparse type: a TCP port number, 1-65535."""
+
+MAX_CLIENT_ID = 2**31 - 1
+"""The largest API client id IB accepts (a signed 32-bit int)."""
+
+client_id = bounded_int(0, MAX_CLIENT_ID, what="client id")
+"""argparse type: an IB API client id, 0-2147483647."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ Checks, in order, each PASS / WARN / FAIL (or SKIP when an earlier failure makes
 5. historical data: a 5-day daily request for the first symbol;
 6. yfinance: a tiny download with a short timeout (offline is a WARN: only the fallback is lost).
 
-Exit code 0 when nothing FAILed, 1 otherwise. ``--json`` prints one JSON object instead of text.
+Exit code 0 when nothing FAILed, 1 otherwise, 2 for a bad argument (one line naming it: a
+``--port``/``--client-id`` out of range, a ``--timeout`` that is not a finite number of seconds in
+(0, 3600]). ``--json`` prints one JSON object instead of text. Secrets of the environment are
+masked in the output (:mod:`bt_ibkr.redaction`).
 The same checks are available from Python: ``run_doctor(...) -> DoctorReport``.
 """
 
@@ -28,12 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bt_ibkr.cli_args import OneLineParser, client_id, finite_number, tcp_port
 from bt_ibkr.data.provider import IBKRDataProvider
 from bt_ibkr.errors import BtIbkrError, DataError, SourceUnavailableError
 from bt_ibkr.ib.codes import LIVE_PORTS, PORT_HINT, PORT_NAMES
 from bt_ibkr.live.safety import is_paper_account
+from bt_ibkr.redaction import masked_main
 
-__all__ = ["Check", "DoctorReport", "main", "run_doctor"]
+__all__ = ["Check", "DoctorReport", "build_parser", "main", "run_doctor"]
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 
@@ -245,30 +250,60 @@ def _handshake_fix(reason: str) -> str:
     return "check that the API is enabled and the client id is free"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 1 a check failed, 2 bad arguments)."""
-    parser = argparse.ArgumentParser(
+MAX_TIMEOUT = 3600.0
+"""The longest ``--timeout`` (seconds) the doctor accepts."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m bt_ibkr.doctor`` (one-line errors, exit 2)."""
+    parser = OneLineParser(
         prog="python -m bt_ibkr.doctor",
         description="Check that IB Gateway/TWS, market data, history and yfinance work.")
     parser.add_argument("--host", default="127.0.0.1", help="gateway host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4002,
+    parser.add_argument("--port", type=tcp_port, default=4002,
                         help=f"gateway API port (default 4002; {PORT_HINT})")
-    parser.add_argument("--client-id", type=int, default=None,
+    parser.add_argument("--client-id", type=client_id, default=None,
                         help="API client id (default: a random free-looking one)")
     parser.add_argument("--symbols", default="SPY",
                         help="comma-separated symbols for the market-data check (default SPY)")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds for the connect, handshake and each request (default 5)")
+    parser.add_argument("--timeout", type=finite_number(0, low_open=True, high=MAX_TIMEOUT,
+                                                        high_open=False), default=5.0,
+                        help="seconds for the connect, handshake and each request (default 5, "
+                             f"at most {MAX_TIMEOUT:g})")
     parser.add_argument("--no-yfinance", action="store_true", help="skip the yfinance check")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="one fast check for a container or service: exit 0 only when the "
+                        "API answers a real request and manages --account (1 unhealthy, 3 "
+                        "wrong account or kind); prints one line")
+    parser.add_argument("--account", help="--healthcheck: the account the gateway must manage")
+    parser.add_argument("--mode", choices=("paper", "live"), default="paper",
+                        help="--healthcheck: the kind of account expected (default paper)")
+    return parser
+
+
+@masked_main
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (0 ok, 1 a check failed, 2 bad arguments: one
+    line naming the flag; with ``--healthcheck`` 0 healthy, 1 unhealthy, 3 wrong account or
+    kind). What it prints has the environment's secrets masked."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        symbols = [s for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            parser.error("--symbols needs at least one symbol, e.g. SPY,AAPL")
+    except SystemExit as exc:  # a bad flag (one line printed) or --help
+        return exc.code if isinstance(exc.code, int) else 2
     for name in ("ib_async", "ib_insync"):  # the report says what went wrong, not their logs
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    if not 0 < args.port < 65536:
-        parser.error(f"--port {args.port} is not a TCP port ({PORT_HINT})")
-    symbols = [s for s in args.symbols.split(",") if s.strip()]
-    if not symbols:
-        parser.error("--symbols needs at least one symbol, e.g. SPY,AAPL")
+    if args.healthcheck:
+        from bt_ibkr.ops.healthcheck import gateway_health
+
+        result = gateway_health(args.host, args.port, client_id=args.client_id,
+                                account=args.account, mode=args.mode, timeout=args.timeout)
+        print(result.line)
+        return result.code
     report = run_doctor(args.host, args.port, args.client_id, symbols, args.timeout,
                         yf_timeout=args.timeout, check_yf=not args.no_yfinance)
     if args.json:

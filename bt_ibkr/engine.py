@@ -38,7 +38,7 @@ from bt_ibkr.metrics import (
     period_returns,
     turnover,
 )
-from bt_ibkr.params import param_defaults, resolve_strategy
+from bt_ibkr.params import first_non_finite, param_defaults, resolve_strategy
 from bt_ibkr.progress import progress
 
 log = logging.getLogger("bt_ibkr.backtest")
@@ -95,7 +95,7 @@ class BacktestConfig:
         if self.start and self.end and self.end < self.start:
             raise ConfigError(f"--end {self.end} is before --start {self.start}: swap them")
         for key, value in self.params.items():
-            bad = _non_finite(value)
+            bad = first_non_finite(value)
             if bad is not None:
                 raise ConfigError(f"--param {key}={value}: {bad} is not a finite number")
 
@@ -158,18 +158,6 @@ class PeriodPerformance:
     turnover: float  # traded value per year / mean equity (bt_ibkr.metrics.turnover)
     fills: int
     regimes: RegimeReport  # regime attribution over the period's bars
-
-
-def _non_finite(value: Any) -> float | None:
-    """Return the first NaN/infinite float in ``value`` (nested dicts/lists too), else None."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else value
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
-    for item in items:
-        bad = _non_finite(item)
-        if bad is not None:
-            return bad
-    return None
 
 
 def _finite(value: Any) -> bool:

@@ -40,6 +40,12 @@ class GatewayTimeoutError(ConnectionFailedError, SourceUnavailableError):
     deadline); the message names the request. The live CLI exits 3 on it."""
 
 
+class AccountChangedError(ConnectionFailedError):
+    """After a reconnect the gateway was logged into another account, or another kind (paper /
+    live), than the one the run's journal trades: nothing was sent on that connection and the
+    run stopped (exit code 3). The message names both accounts."""
+
+
 class AttentionError(BtIbkrError):
     """A run stopped on something a person must look at before trading again (exit code 4):
     stale or mis-stamped data, an order the gateway rejected, and the like."""

@@ -49,10 +49,14 @@ class ClientConnectNoise(logging.Filter):
 
 def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     """Send bt_ibkr's logs to ``logs/<name>.log`` (INFO and up, with tracebacks) and stderr
-    (``console_level``, one line per record, no tracebacks).
+    (``console_level``, one line per record, no tracebacks), the environment's secrets masked
+    in both (:func:`bt_ibkr.redaction.env_redactor`, the live run's Redactor).
 
     Returns the log file's path. A second call replaces the handlers of the first.
     """
+    from bt_ibkr.live.audit import RedactingFilter
+    from bt_ibkr.redaction import env_redactor
+
     path = log_dir() / f"{name}.log"
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -70,6 +74,9 @@ def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
     sh.addFilter(ClientConnectNoise())
     sh._bt_ibkr = "console"  # type: ignore[attr-defined]
     root.addHandler(sh)
+    masking = RedactingFilter(env_redactor())
+    fh.addFilter(masking)
+    sh.addFilter(masking)
     for noisy in ("matplotlib", "matplotlib.font_manager", "yfinance", "peewee", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import math
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
@@ -19,24 +20,54 @@ def param_defaults(strategy_cls: type) -> dict[str, Any]:
     return dict(zip(names, defaults, strict=True))
 
 
-def _convert(name: str, text: str, default: Any) -> Any:
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+"""The texts a bool param accepts (any case): nothing else, so a typo is refused, not truthy."""
+
+
+def first_non_finite(value: Any) -> float | None:
+    """Return the first NaN/infinite float in ``value`` (nested lists/dicts too), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    items = value.values() if isinstance(value, dict) else value \
+        if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        bad = first_non_finite(item)
+        if bad is not None:
+            return bad
+    return None
+
+
+def convert_value(name: str, text: str, default: Any, flag: str = "--param") -> Any:
+    """Return ``text`` converted to the type of the param's ``default``.
+
+    bool: ``true/false``, ``1/0`` or ``yes/no`` (any case) only; int: an integer; float: a
+    finite number; dict, list, tuple: JSON (a list becomes a tuple for a tuple default);
+    None: JSON, else the text; str: the text (a JSON string such as ``"a,b"`` is unquoted).
+
+    Raises ConfigError naming ``flag``, the param and the text, and what was expected.
+    """
+    where = f"{flag} {name}={text}"
+    low = text.strip().lower()
     if isinstance(default, bool):
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
+        if low in TRUE_WORDS:
             return True
-        if low in ("0", "false", "no", "off"):
+        if low in FALSE_WORDS:
             return False
-        raise ConfigError(f"--param {name}={text}: expected true/false")
+        raise ConfigError(f"{where}: expected true/false (or 1/0, yes/no)")
     if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise ConfigError(f"--param {name}={text}: expected an integer (default {default})") from None
+            raise ConfigError(f"{where}: expected an integer (default {default})") from None
     if isinstance(default, float):
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise ConfigError(f"--param {name}={text}: expected a number (default {default})") from None
+            value = None
+        if value is None or not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number (default {default:g})")
+        return value
     if isinstance(default, (dict, list, tuple)) or default is None:
         try:
             value = json.loads(text)
@@ -44,33 +75,92 @@ def _convert(name: str, text: str, default: Any) -> Any:
             if default is None:
                 return text
             raise ConfigError(
-                f"--param {name}={text}: expected JSON like {json.dumps(default)} ({exc.msg})"
+                f"{where}: expected JSON like {json.dumps(default)} ({exc.msg})"
             ) from None
+        bad = first_non_finite(value)
+        if bad is not None:
+            raise ConfigError(f"{where}: {bad} is not a finite number")
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         return value
+    if isinstance(default, str) and text.strip().startswith('"'):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return value if isinstance(value, str) else text
     return text
+
+
+def convert_param(strategy_cls: type, name: str, text: str, flag: str = "--param") -> Any:
+    """Return ``text`` typed for ``strategy_cls``'s param ``name`` (see :func:`convert_value`).
+
+    The one typed parser of strategy params: ``--param`` (backtest, live, parity, sweep) and
+    every ``--grid`` value of the sweep. Raises ConfigError naming ``flag`` when ``name`` is
+    not a param of the Strategy (with the closest names) or ``text`` has the wrong type.
+    """
+    check_param_names(strategy_cls, [name], flag)
+    return convert_value(name, text, param_defaults(strategy_cls)[name], flag)
+
+
+def _type_problem(value: Any, default: Any) -> str | None:
+    """Return what is wrong with ``value`` for a param whose default is ``default`` (the types
+    :func:`convert_value` gives text), or None when it fits."""
+    bad = first_non_finite(value)
+    if bad is not None:
+        return "expected a finite number" if isinstance(value, float) \
+            else f"{bad} is not a finite number"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true/false"
+    if isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"expected an integer (default {default})"
+    if isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"expected a number (default {default:g})"
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else f"expected an object like {json.dumps(default)}"
+    if isinstance(default, list | tuple):
+        return None if isinstance(value, list | tuple) else f"expected a list like {json.dumps(default)}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "expected a text"
+    return None
+
+
+def check_param_values(strategy_cls: type, params: dict[str, Any], where: str) -> None:
+    """Return None when every value of ``params`` (already typed, e.g. from a JSON config) has
+    the type :func:`convert_param` would give its text: a bool for a bool param (never
+    ``"maybe"``), an int for an int param, a finite number for a float param, and so on.
+
+    Names the Strategy does not have are left to :func:`check_param_names`. Raises
+    ConfigError naming ``where`` and the param (``strategy.params.use_hmm``), the value and
+    what was expected.
+    """
+    defaults = param_defaults(strategy_cls)
+    for name, value in params.items():
+        if name in defaults:
+            problem = _type_problem(value, defaults[name])
+            if problem is not None:
+                raise ConfigError(f"{where}.{name}: {problem}, got {value!r}")
 
 
 def parse_params(strategy_cls: type, items: list[str] | None) -> dict[str, Any]:
     """Return typed params from ``["key=value", ...]`` for ``strategy_cls``.
 
-    Values are converted to the type of the param's default (bool, int, float, JSON for dicts
-    and lists, text otherwise).
+    Values are converted to the type of the param's default by :func:`convert_param` (bool
+    from true/false, 1/0 or yes/no only; int; finite float; JSON for dicts and lists; text
+    otherwise).
 
     Raises:
         ConfigError: an item has no ``=``, names an unknown param (the message suggests the
             closest names and lists the valid ones) or has a value of the wrong type.
     """
-    defaults = param_defaults(strategy_cls)
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--param {item!r}: expected key=value, e.g. --param band=0.05")
         name, text = item.split("=", 1)
-        name = name.strip()
-        check_param_names(strategy_cls, [name], "--param")
-        out[name] = _convert(name, text, defaults[name])
+        out[name.strip()] = convert_param(strategy_cls, name.strip(), text)
     return out
 
 

@@ -19,14 +19,17 @@ from pathlib import Path
 
 from bt_ibkr.cli_args import (
     OneLineParser,
+    client_id,
     data_selection,
     finite_number,
     iso_date,
+    positive_float,
     tcp_port,
     whole_number,
 )
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
+from bt_ibkr.redaction import masked_main
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
@@ -45,11 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=SOURCES, default="auto", help="data source (default: auto = cache, yahoo, sample; ibkr = IB historical data via --host/--port, cached)")
     p.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host (default 127.0.0.1)")
     p.add_argument("--port", type=tcp_port, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
-    p.add_argument("--client-id", type=whole_number, default=None, help="--source ibkr: API client id (default: a random free one)")
+    p.add_argument("--client-id", type=client_id, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
     p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
     p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
-    p.add_argument("--cash", type=finite_number(0, low_open=True), default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--cash", type=positive_float, default=100_000.0, help="starting cash (default 100000)")
     p.add_argument(
         "--commission-bps", type=finite_number(0, high=MAX_BPS), default=DEFAULT_COMMISSION_BPS,
         help=f"commission per fill in basis points of traded value (default {DEFAULT_COMMISSION_BPS:g}: "
@@ -134,8 +137,12 @@ def _print_ablation(console, rows: list[dict], skipped: list[str]) -> None:
         console.print(f"ablation skipped {why}")
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the process exit code (0 ok, 2 bad input or no data)."""
+    """Run the CLI; return the process exit code (0 ok, 2 bad input or no data).
+
+    Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # a bad flag (one line printed) or --help

@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 from pathlib import Path
 
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    bounded_int,
+    client_id,
+    finite_number,
+    iso_date,
+    positive_float,
+    tcp_port,
+)
 from bt_ibkr.errors import (
+    AccountChangedError,
     AttentionError,
     BtIbkrError,
     ConfigError,
@@ -30,14 +39,14 @@ from bt_ibkr.errors import (
     RecordsError,
 )
 from bt_ibkr.logs import setup_logging
+from bt_ibkr.redaction import masked_main
 
 EXIT_OK, EXIT_INPUT, EXIT_GATEWAY, EXIT_ATTENTION = 0, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.live``."""
-    p = argparse.ArgumentParser(prog="python -m examples.live",
-                                description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m examples.live", description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true",
                       help="trade the paper account (the default unless the config file or "
@@ -50,9 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true", help="the explicit confirmation --live requires")
     p.add_argument("--config", type=Path, help="JSON config file (see examples/live.example.json)")
     p.add_argument("--host", help="TWS / IB Gateway host (default 127.0.0.1)")
-    p.add_argument("--port", type=int,
+    p.add_argument("--port", type=tcp_port,
                    help="API port (default: 4002 paper, 4001 live; TWS uses 7497 / 7496)")
-    p.add_argument("--client-id", type=int, help="API client id (default 1)")
+    p.add_argument("--client-id", type=client_id, help="API client id (default 1)")
     p.add_argument("--account", help="account to trade when the login manages several")
     p.add_argument("--symbols", help="comma-separated symbols (default SPY)")
     p.add_argument("--mode", choices=("daily", "stream"), dest="run_mode",
@@ -63,17 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equity", type=Path, help="equity CSV (default state/equity.csv)")
     p.add_argument("--report", type=Path, help="write the quantstats tearsheet of the recorded "
                                                "equity here (HTML)")
+    p.add_argument("--report-run", metavar="RUN_ID",
+                   help="--report covers this run only ('last': the newest run; default: all "
+                   "runs of the journal, of this run's kind: simulated or real)")
+    p.add_argument("--report-from", type=iso_date, metavar="YYYY-MM-DD",
+                   help="--report covers the runs started from this date")
+    p.add_argument("--report-to", type=iso_date, metavar="YYYY-MM-DD",
+                   help="--report covers the runs started up to this date")
     p.add_argument("--json", type=Path, help="write the run summary as JSON here")
-    p.add_argument("--max-runtime", type=float, metavar="S",
+    p.add_argument("--max-runtime", type=positive_float, metavar="S",
                    help="stop after S seconds (daily: leave unfinished orders working)")
     p.add_argument("--simulate", action="store_true",
                    help="start the gateway simulator in-process and trade it (no TWS needed)")
     p.add_argument("--read-only", action="store_true",
                    help="decide and record the orders, send nothing")
-    p.add_argument("--session-part-mb", type=float, metavar="MB",
+    p.add_argument("--session-part-mb", metavar="MB",
+                   type=finite_number(0, low_open=True, high=4096, high_open=False),
                    help="rotate the session record's bar file into gzip'd parts past MB "
                         "(sessions.part_mb, default 16)")
-    p.add_argument("--keep-sessions-days", type=float, metavar="N",
+    p.add_argument("--keep-sessions-days", type=positive_float, metavar="N",
                    help="delete (or with --archive-expired-sessions, archive) session "
                         "records not written for over N days (sessions.keep_days; default: "
                         "keep all)")
@@ -85,6 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "journal (it otherwise holds until the trading day ends)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable), e.g. --param band=0.05")
+    p.add_argument("--capital", type=positive_float, metavar="AMOUNT",
+                   help="the equity the strategy sizes from, at most the account's (risk.capital;"
+                   " default: the whole account)")
+    p.add_argument("--ramp-sessions", type=bounded_int(0, 10_000), metavar="N",
+                   help="scale exposure up over N sessions from risk.ramp_start (25%%) of "
+                   "capital to all of it (risk.ramp_sessions)")
+    ops = p.add_argument_group("running unattended (docs/DEPLOY.md)")
+    ops.add_argument("--service", action="store_true",
+                     help="run until stopped: one daily decision per exchange session at "
+                     "--decide-at, sleeping in between (systemd Type=notify with a watchdog)")
+    ops.add_argument("--decide-at", metavar="WHEN",
+                     help="--service: when each session is decided: close+5m (default), "
+                     "open-15m, close-10m ... (ops.decide_at)")
+    ops.add_argument("--calendar", metavar="CODE",
+                     help="--service: the exchange calendar (default XNYS; ops.calendar)")
+    ops.add_argument("--http-port", type=tcp_port, metavar="PORT",
+                     help="serve the status page, /healthz and /metrics on PORT (ops.http_port)")
+    ops.add_argument("--http-host", metavar="HOST",
+                     help="--http-port's address (default 127.0.0.1; any other needs "
+                     "BT_IBKR_HTTP_TOKEN)")
+    ops.add_argument("--restart-window", metavar="'HH:MM-HH:MM ZONE'",
+                     help="the gateway's daily restart window, e.g. '23:40-00:10 "
+                     "America/New_York': a disconnect inside it is expected (no alert)")
     return p
 
 
@@ -110,77 +150,41 @@ def _overrides(args: argparse.Namespace) -> dict:
         "sessions.keep_days": args.keep_sessions_days,
         "sessions.expired": "archive" if args.archive_expired_sessions else None,
         "confirm_live": True if args.confirm_live else None,
+        "risk.capital": args.capital,
+        "risk.ramp_sessions": args.ramp_sessions,
+        "ops.decide_at": args.decide_at,
+        "ops.calendar": args.calendar,
+        "ops.http_port": args.http_port,
+        "ops.http_host": args.http_host,
+        "ops.restart_window": args.restart_window,
     }
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 ok, 2 bad input/refusal, 3 gateway, 4 attention)."""
-    args = build_parser().parse_args(argv)
-    log_path = setup_logging("live")
-    logger = logging.getLogger("bt_ibkr.live")
-    from bt_ibkr.live.audit import RedactingFilter, Redactor
-
-    redactor = Redactor()  # the environment's secrets; the config's are added once loaded
-    RedactingFilter(redactor).install()
-
-    def say(msg: str) -> None:
-        print(f"[live] {redactor.text(str(msg))}", file=sys.stderr, flush=True)
-
-    def error(exc: BaseException) -> None:
-        print(f"error: {redactor.text(str(exc))}", file=sys.stderr, flush=True)
-
-    try:
-        from bt_ibkr.live.config import load_config
-        from bt_ibkr.live.runner import LiveRunner
-        from bt_ibkr.params import parse_params, resolve_strategy
-
-        config = load_config(args.config, overrides=_overrides(args))
-        redactor.add(*config.secrets.values())
-        strategy_cls = resolve_strategy(config.strategy)
-        if args.param:
-            config.params = {**config.params, **parse_params(strategy_cls, args.param)}
-        if args.max_runtime is not None and not (math.isfinite(args.max_runtime)
-                                                 and args.max_runtime > 0):
-            raise ConfigError(f"--max-runtime {args.max_runtime:g}: must be a finite number of "
-                              "seconds > 0")
-        runner = LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
-                            max_runtime=args.max_runtime, json_path=args.json,
-                            report_path=args.report, progress=say, lift_halt=args.lift_halt)
-
-        def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-            name = signal.Signals(signum).name
-            say(f"{name} received: stopping cleanly (again to exit at once)")
-            runner.stop(name)
-            # a second signal ends the process at once (the journal is safe at any point)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        result = runner.run()
-    except ConnectionFailedError as exc:
+def _exit_code(exc: BaseException, say, error, logger, log_path) -> int:
+    """Print the one line for a run that ended on ``exc``; return its exit code."""
+    if isinstance(exc, ConnectionFailedError):
         logger.info("run failed: %s", exc)
         error(exc)
         return EXIT_GATEWAY
-    except AttentionError as exc:
+    if isinstance(exc, AttentionError):
         logger.warning("run stopped: %s", exc)
-        say(f"!! {redactor.text(str(exc))}")
+        say(f"!! {exc}")
         return EXIT_ATTENTION
-    except RecordsError as exc:  # the run stopped (cancel_on_exit honoured): name the file
+    if isinstance(exc, RecordsError):  # the run stopped (cancel_on_exit honoured): the file
         logger.info("run stopped: %s", exc)  # info: stderr shows the error line once
         error(exc)
         return EXIT_INPUT
-    except BtIbkrError as exc:
+    if isinstance(exc, BtIbkrError):
         logger.info("run refused: %s", exc)
         error(exc)
         return EXIT_INPUT
-    except TimeoutError as exc:
+    if isinstance(exc, TimeoutError):
         logger.warning("gateway timeout: %s", exc)
         error(f"the gateway stopped answering ({exc or 'no reply in time'}); check that it is "
               "running and logged in, then run again (the journal is safe)")
         return EXIT_GATEWAY
-    except OSError as exc:
+    if isinstance(exc, OSError):
         # every file of a run names itself in its errors (records, audit, equity, summary);
         # one that does not is found from the traceback in the log
         logger.info("file error: %s", exc, exc_info=not exc.filename)  # stderr: one line
@@ -188,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         error(f"cannot use {where}: {exc.strerror or exc}; check the disk (space, read-only "
               "mount) and the permissions, then run again (the journal is safe)")
         return EXIT_INPUT
-    except Exception as exc:  # noqa: BLE001 - one line, exit 4, details in the log
-        logger.exception("internal error")
-        error(f"internal error {type(exc).__name__}: {exc} (details in {log_path}); the journal "
-              "is safe: check TWS and the output above before running again")
-        return EXIT_ATTENTION
+    logger.error("internal error", exc_info=exc)
+    error(f"internal error {type(exc).__name__}: {exc} (details in {log_path}); the journal "
+          "is safe: check TWS and the output above before running again")
+    return EXIT_ATTENTION
+
+
+def _report(result, say, log_path) -> int:
+    """Print a finished run's orders and account line; return 0 or 4 (needs attention)."""
     for order in result.orders:
         say(f"order {order['orderRef']}: {order['side']} {order['quantity']:g} "
             f"{order['symbol']} -> {order['status']}")
@@ -205,6 +212,190 @@ def main(argv: list[str] | None = None) -> int:
             say(line)
         return EXIT_ATTENTION
     return EXIT_OK
+
+
+def _operator(config, args, say):
+    """Return the run's Operator (alerts from BT_IBKR_ALERT_URLS; the status port when
+    --http-port / ops.http_port is set)."""
+    from bt_ibkr.ops.alerts import Alerter
+    from bt_ibkr.ops.http import HTTP_TOKEN_ENV
+    from bt_ibkr.ops.operator import Operator
+    from bt_ibkr.ops.restart_window import RestartWindow
+
+    ops = config.ops
+    window = RestartWindow.parse(ops.restart_window) if ops.restart_window else None
+    operator = Operator(Alerter(mask=_masker(config)), restart_window=window)
+    if ops.http_port is not None:
+        url = operator.serve(ops.http_host, ops.http_port,
+                             token=config.secrets.get(HTTP_TOKEN_ENV))
+        say(f"status page {url}/ (health {url}/healthz, metrics {url}/metrics)")
+    return operator
+
+
+def _masker(config):
+    """Return a function that masks the config's secrets in a text."""
+    from bt_ibkr.live.audit import Redactor
+
+    return Redactor(config.secrets.values()).text
+
+
+@masked_main
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 2 bad input/refusal, 3 gateway, 4 attention).
+
+    A bad flag value is refused before anything starts, in one line naming it (exit 2).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line printed) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    log_path = setup_logging("live")
+    logger = logging.getLogger("bt_ibkr.live")
+    from bt_ibkr.live.audit import RedactingFilter, Redactor
+
+    redactor = Redactor()  # the environment's secrets; the config's are added once loaded
+    RedactingFilter(redactor).install()
+
+    def say(msg: str) -> None:
+        print(f"[live] {redactor.text(str(msg))}", file=sys.stderr, flush=True)
+
+    def error(exc: BaseException | str) -> None:
+        print(f"error: {redactor.text(str(exc))}", file=sys.stderr, flush=True)
+
+    operator = None
+    try:
+        from bt_ibkr.live.config import load_config
+        from bt_ibkr.params import check_param_values, parse_params, resolve_strategy
+
+        config = load_config(args.config, overrides=_overrides(args))
+        redactor.add(*config.secrets.values())
+        strategy_cls = resolve_strategy(config.strategy)
+        # the config file's params are typed as --param's text is: use_hmm "maybe" is refused
+        check_param_values(strategy_cls, config.params,
+                           f"config {args.config}: strategy.params" if args.config
+                           else "strategy.params")
+        if args.param:
+            config.params = {**config.params, **parse_params(strategy_cls, args.param)}
+        if args.service and config.run_mode != "daily":
+            raise ConfigError("--service decides once per exchange session: it runs --mode "
+                              "daily (a stream run is already long-running)")
+        operator = _operator(config, args, say)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        return _exit_code(exc, say, error, logger, log_path)
+    try:
+        if args.service:
+            code = _service(args, config, strategy_cls, operator, say, error, logger, log_path)
+        else:
+            code = _run_once(args, config, strategy_cls, operator, say, error, logger,
+                             log_path)
+        if code != EXIT_OK:
+            operator.alert("exit", f"examples.live exited with code {code} (see {log_path})",
+                           level="failure", key=f"exit:{code}")
+        return code
+    finally:
+        operator.close()
+
+
+SERVICE_MAX_RUNTIME = 120.0
+"""Seconds a service's daily run may take (orders still working then stay working, journaled,
+and the next session's run follows them), well inside the unit's WatchdogSec."""
+
+
+def _service(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
+    """Run the daily run once per exchange session until stopped; return the exit code (0 on
+    a clean stop, 2/3/4 when a run stops the service: a refusal, a wrong account, something a
+    person must look at)."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from bt_ibkr.live.config import parse_decide_at
+    from bt_ibkr.ops.schedule import SessionSchedule, SessionService
+    from bt_ibkr.ops.service_record import ServiceRecord
+    from bt_ibkr.ops.systemd import SystemdNotifier
+
+    anchor, minutes = parse_decide_at(config.ops.decide_at)
+    schedule = SessionSchedule(config.ops.calendar, anchor, timedelta(minutes=minutes))
+    if args.max_runtime is None:
+        args.max_runtime = SERVICE_MAX_RUNTIME
+    stop = threading.Event()
+    current: list = []
+    fatal: list[int] = []
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        say(f"{signal.Signals(signum).name} received: stopping the service")
+        stop.set()
+        for runner in current:
+            runner.stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    record = ServiceRecord(config.paths.journal)
+
+    def run_session(session):
+        runner = _runner(args, config, strategy_cls, operator, say)
+        current[:] = [runner]
+        try:
+            result = runner.run()
+        except (ConnectionFailedError, TimeoutError) as exc:
+            if isinstance(exc, AccountChangedError):
+                fatal.append(_exit_code(exc, say, error, logger, log_path))
+                stop.set()
+                return None
+            raise  # the gateway is away: retried in a few minutes
+        except Exception as exc:  # noqa: BLE001 - a refusal or attention stops the service
+            fatal.append(_exit_code(exc, say, error, logger, log_path))
+            stop.set()
+            return None
+        finally:
+            current.clear()
+        code = _report(result, say, log_path)
+        if code != EXIT_OK:
+            fatal.append(code)
+            stop.set()
+        return result.stopped_by
+
+    service = SessionService(
+        schedule=schedule, run_session=run_session, decided=record.decided,
+        mark_decided=record.mark,
+        clock=lambda: datetime.now(UTC), wait=lambda seconds: stop.wait(seconds) or stop.is_set(),
+        notifier=SystemdNotifier(),
+        alert=lambda kind, text: operator.alert(kind, text, level="warning"), say=say)
+    say(f"service: one decision per {config.ops.calendar} session at {config.ops.decide_at}")
+    service.run()
+    return fatal[0] if fatal else EXIT_OK
+
+
+def _runner(args, config, strategy_cls, operator, say):
+    from bt_ibkr.live.runner import LiveRunner
+    from bt_ibkr.records.tearsheet import SessionSelection
+
+    return LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
+                      max_runtime=args.max_runtime, json_path=args.json,
+                      report_path=args.report, progress=say, lift_halt=args.lift_halt,
+                      report_select=SessionSelection(run=args.report_run,
+                                                     start=args.report_from,
+                                                     end=args.report_to),
+                      operator=operator)
+
+
+def _run_once(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
+    try:
+        runner = _runner(args, config, strategy_cls, operator, say)
+
+        def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+            name = signal.Signals(signum).name
+            say(f"{name} received: stopping cleanly (again to exit at once)")
+            runner.stop(name)
+            # a second signal ends the process at once (the journal is safe at any point)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        result = runner.run()
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        return _exit_code(exc, say, error, logger, log_path)
+    return _report(result, say, log_path)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,17 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import OneLineParser, data_selection, finite_number, iso_date
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    data_selection,
+    finite_number,
+    iso_date,
+    positive_float,
+)
 from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
+from bt_ibkr.redaction import masked_main
 
 DIVERGED = 4
 SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
@@ -39,18 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="module:Class (default RegimeAwareEnsemble)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy param (repeatable)")
-    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--cash", type=positive_float, default=100_000.0, help="starting cash (default 100000)")
     p.add_argument("--commission-bps", type=finite_number(0, high=MAX_BPS), default=1.0,
                    help="commission in bp of traded value, both paths (default 1)")
     p.add_argument("--slippage-bps", type=finite_number(0, high=MAX_BPS), default=0.0,
                    help="backtest slippage in bp (the simulator has none: shows as fill diffs)")
     p.add_argument("--tolerance", type=finite_number(0, high=1), default=0.0,
                    help="relative fill/order/value difference reported as a match (default 0)")
-    p.add_argument("--partial-fill-qty", type=float, default=None,
-                   help="the simulator fills at most this many shares per bar")
+    p.add_argument("--partial-fill-qty", type=positive_float, default=None, metavar="SHARES",
+                   help="the simulator fills at most this many shares per bar (> 0)")
     p.add_argument("--replay", type=Path, metavar="DIR",
                    help="replay recorded session(s) (a session dir or state/sessions)")
     p.add_argument("--report", type=Path, help="write the HTML diff report here")
+    p.add_argument("--journal", type=Path,
+                   help="--replay: the journal whose digests the records are checked against "
+                   "(default: journal.sqlite beside the sessions folder)")
     p.add_argument("--json", type=Path, help="write the JSON summary here")
     return p
 
@@ -71,8 +81,12 @@ def _frames(args):
     return frames
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input)."""
+    """Run the CLI; return the exit code (0 match, 4 diverged, 2 bad input).
+
+    Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
@@ -96,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay is not None:
             from bt_ibkr.parity.sessions import replay
 
-            report = replay(args.replay, cfg)
+            report = replay(args.replay, cfg, note=lambda text: print(f"note: {text}"),
+                            journal=args.journal)
         else:
             strategy_cls = resolve_strategy(args.strategy, flag="--strategy")
             params = parse_params(strategy_cls, args.param)
@@ -117,9 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         write_html(report, args.report)
     first = report.first_divergence
+    period = (report.timeline or {}).get("period") or [None, None]
+    final = (report.timeline or {}).get("final") or {}
+    if period[0]:
+        symbols = ", ".join(report.meta.get("symbols") or []) or "recorded symbols"
+        print(f"period {str(period[0])[:10]}..{str(period[1])[:10]} on {symbols}; final value "
+              f"backtest {final.get('backtest') or 0:,.2f} / ib {final.get('ib') or 0:,.2f}")
     print(f"bars {report.bars}  orders backtest {report.orders_backtest} / ib {report.orders_ib}"
-          f"  decision diffs {report.decision_diffs}  fill diffs {report.fill_diffs}"
-          f"  max value diff {report.max_value_diff:g}")
+          f"  decision diffs {report.decision_diffs}  order diffs {report.order_diffs}"
+          f"  fill diffs {report.fill_diffs}  position diffs {report.position_diffs}"
+          f"  max value diff {report.max_value_diff:g} (tolerance {report.tolerance:g})")
     print("first divergence: " + ("none" if first is None else
                                   f"bar {first['bar']} ({first['dt']}) {first['field']}: "
                                   f"backtest {first['backtest']} vs ib {first['ib']}"))
@@ -127,7 +149,39 @@ def main(argv: list[str] | None = None) -> int:
         if path:
             print(f"{flag}: {path}")
     print(f"log: {log_path}")
-    return 0 if report.decisions_match else DIVERGED
+    records = [m.get("record") for m in report.meta.get("sessions", [report.meta])
+               if m.get("record")]
+    if records:
+        verified = sum(r == "verified" for r in records)
+        print(f"records: {verified} of {len(records)} verified against the journal's digests"
+              + "".join(f"; {r}" for r in records if r != "verified"))
+    classes = diverged_classes(report)
+    classes += [f"record {r}" for r in records if r.startswith("altered")]
+    print("diverged: " + (", ".join(classes) if classes else "nothing"))
+    return DIVERGED if classes else 0
+
+
+def diverged_classes(report) -> list[str]:
+    """Return what diverged beyond the tolerance: decisions, bars, orders, fills, positions,
+    value (every class reaches the exit code, not only the decisions)."""
+    out = []
+    if report.decision_diffs:
+        out.append(f"decisions ({report.decision_diffs})")
+    if report.bars_backtest != report.bars_ib:
+        out.append(f"bar count ({report.bars_backtest} vs {report.bars_ib})")
+    for name in ("order", "fill", "position"):
+        n = getattr(report, f"{name}_diffs")
+        if n:
+            out.append(f"{name}s ({n})")
+    final = (report.timeline or {}).get("final") or {}
+    scale = max(abs(final.get("backtest") or 0.0), abs(final.get("ib") or 0.0), 1.0)
+    if report.max_value_diff > max(1e-6, report.tolerance * scale):
+        first = report.first_divergence or {}
+        where = (f"first at {first.get('dt')}" if first.get("field") == "value"
+                 else "at the latest")
+        out.append(f"value ({where}: largest difference {report.max_value_diff:,.2f} beyond "
+                   f"the tolerance {report.tolerance:g})")
+    return out
 
 
 if __name__ == "__main__":

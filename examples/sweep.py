@@ -24,9 +24,20 @@ import logging
 import sys
 from pathlib import Path
 
-from bt_ibkr.cli_args import data_selection, iso_date
+from bt_ibkr.cli_args import (
+    OneLineParser,
+    client_id,
+    data_selection,
+    finite_number,
+    iso_date,
+    positive_float,
+    positive_int,
+    tcp_port,
+    whole_number,
+)
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import log_dir, setup_logging
+from bt_ibkr.redaction import masked_main
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
@@ -34,9 +45,10 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.sweep``."""
+    from bt_ibkr.engine import MAX_BPS
     from bt_ibkr.research.tasks import METRICS, SELECT_METRICS
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m examples.sweep", description=__doc__.split("\n\n")[0],
         epilog=" ".join(__doc__.split("\n\n")[-1].split()),
     )
@@ -47,22 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--per-symbol", action="store_true", help="one task per symbol and combination (default: all symbols as one portfolio)")
     g.add_argument("--walk-forward", metavar="train=5y,test=1y[,anchored]", help="walk-forward test instead of a plain sweep (lengths in y, m, w or d)")
     g.add_argument("--select", choices=SELECT_METRICS, default="sharpe", help="walk-forward: metric that picks the params on each train window (default sharpe)")
-    g.add_argument("--warmup-bars", type=int, default=None, help="walk-forward: sessions fed before each window as warm-up (default: the Strategy's own warm-up, the most any grid point needs)")
+    g.add_argument("--warmup-bars", type=whole_number, default=None, help="walk-forward: sessions fed before each window as warm-up (default: the Strategy's own warm-up, the most any grid point needs)")
     d = p.add_argument_group("data (as in examples.backtest)")
     d.add_argument("--symbols", help="comma-separated symbols (default: SPY, or the ^GSPC sample offline)")
     d.add_argument("--source", choices=SOURCES, default="auto", help="data source (default auto = cache, yahoo, sample)")
     d.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
     d.add_argument("--host", default="127.0.0.1", help="--source ibkr: gateway host")
-    d.add_argument("--port", type=int, default=4002, help="--source ibkr: gateway port (default 4002)")
-    d.add_argument("--client-id", type=int, default=None, help="--source ibkr: API client id")
+    d.add_argument("--port", type=tcp_port, default=4002, help="--source ibkr: gateway port (default 4002)")
+    d.add_argument("--client-id", type=client_id, default=None, help="--source ibkr: API client id")
     d.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
     d.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
-    d.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
-    d.add_argument("--commission-bps", type=float, default=1.0, help="commission in basis points of traded value (default 1, as examples.backtest)")
-    d.add_argument("--slippage-bps", type=float, default=2.0, help="slippage in basis points of price on every fill, the next open included (default 2, as examples.backtest)")
+    d.add_argument("--cash", type=positive_float, default=100_000.0, help="starting cash (default 100000)")
+    d.add_argument("--commission-bps", type=finite_number(0, high=MAX_BPS), default=1.0, help="commission in basis points of traded value (default 1, as examples.backtest)")
+    d.add_argument("--slippage-bps", type=finite_number(0, high=MAX_BPS), default=2.0, help="slippage in basis points of price on every fill, the next open included (default 2, as examples.backtest)")
     d.add_argument("--no-cache", action="store_true", help="do not read or write the local price cache")
     c = p.add_argument_group("where it runs")
-    c.add_argument("--workers", type=int, default=None, help="local cluster worker processes (default: the cores)")
+    c.add_argument("--workers", type=positive_int, default=None, help="local cluster worker processes (default: the cores)")
     c.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask cluster (address or scheduler file)")
     c.add_argument("--serial", action="store_true", help="run every task in this process (debugging)")
     o = p.add_argument_group("outputs")
@@ -71,14 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--report", type=Path, help="HTML path (default <out>/sweep.html; walk-forward: the tearsheet)")
     o.add_argument("--no-report", action="store_true", help="skip the HTML report")
     o.add_argument("--metric", choices=METRICS, default="sharpe", help="heatmap and ranking metric (default sharpe)")
-    o.add_argument("--top", type=int, default=10, help="rows of the top table (default 10)")
+    o.add_argument("--top", type=positive_int, default=10, help="rows of the top table (default 10)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def _configs(args):
     """Parse and check every input; return (kind, config). Raises ConfigError."""
-    from bt_ibkr.params import check_param_names, parse_params, resolve_strategy
+    from bt_ibkr.params import parse_params, resolve_strategy
     from bt_ibkr.research import (
         ClusterConfig,
         DataConfig,
@@ -88,10 +100,9 @@ def _configs(args):
         parse_walk_forward,
     )
 
-    grid = parse_grid(args.grid)
-    spec = parse_walk_forward(args.walk_forward) if args.walk_forward is not None else None
     strategy = resolve_strategy(args.strategy, flag="--strategy")
-    check_param_names(strategy, list(grid), "--grid")
+    grid = parse_grid(args.grid, strategy)  # typed as --param: use_hmm=maybe is refused
+    spec = parse_walk_forward(args.walk_forward) if args.walk_forward is not None else None
     fixed = parse_params(strategy, args.param)
     selected = data_selection(args.symbols, args.source, args.csv)
     if args.start and args.end and args.end < args.start:
@@ -187,14 +198,28 @@ def _print_walk_forward(outcome, console) -> None:
         )
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 2 bad input, 3 scheduler lost mid-run, 4 some
-    tasks failed)."""
-    args = build_parser().parse_args(argv)
-    log_path = setup_logging("sweep")
-    from bt_ibkr.research.engine import route_dask_logs
+    tasks failed).
+
+    Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line printed) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    try:
+        log_path = setup_logging("sweep")
+    except OSError as exc:
+        print(f"error: log folder (BT_IBKR_LOG_DIR or ./logs): {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from bt_ibkr.live.audit import RedactingFilter
+    from bt_ibkr.redaction import env_redactor
+    from bt_ibkr.research.engine import DASK_LOGGERS, route_dask_logs
 
     route_dask_logs(log_dir() / "sweep-dask.log")
+    RedactingFilter(env_redactor()).install(logging.getLogger(DASK_LOGGERS[0]))
     from rich.console import Console
     from rich.markup import escape
 

@@ -217,3 +217,12 @@ class HoldMessages:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def our_ref(journal, tail: str = "RAE:SPY:20161230:1", account: str = "DU1234567") -> str:
+    """The orderRef a journal at ``journal`` trading ``account`` gives a decision (``tail``:
+    strategy tag, symbol, decision time, seq): ``bt2:<the journal's identity>:<tail>``."""
+    from bt_ibkr.live.journal import journal_identity
+    from bt_ibkr.live.run_lock import journal_path
+
+    return f"bt2:{journal_identity(account, journal_path(journal))}:{tail}"

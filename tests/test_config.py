@@ -213,7 +213,13 @@ def test_setup_guide_shows_the_example_file_and_documents_every_key():
     import re
     from dataclasses import fields
 
-    from bt_ibkr.live.config import ConnectionConfig, PathsConfig, RiskConfig, SessionsConfig
+    from bt_ibkr.live.config import (
+        ConnectionConfig,
+        OpsConfig,
+        PathsConfig,
+        RiskConfig,
+        SessionsConfig,
+    )
 
     guide = (EXAMPLE.parents[1] / "docs" / "SETUP.md").read_text()
     block = re.search(r"```json\n(.*?)```", guide, re.S).group(1)
@@ -221,7 +227,8 @@ def test_setup_guide_shows_the_example_file_and_documents_every_key():
     example = {k: v for k, v in json.loads(EXAMPLE.read_text()).items() if not k.startswith("_")}
     assert shown == example
     for section, cls in (("connection", ConnectionConfig), ("risk", RiskConfig),
-                         ("paths", PathsConfig), ("sessions", SessionsConfig)):
+                         ("paths", PathsConfig), ("sessions", SessionsConfig),
+                         ("ops", OpsConfig)):
         for f in fields(cls):
             assert f"| `{section}.{f.name}` |" in guide, f"{section}.{f.name} not documented"
     for key in ("mode", "run_mode", "symbols", "bar_size", "strategy.name", "strategy.params",

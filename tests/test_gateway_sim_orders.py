@@ -358,17 +358,22 @@ def test_portfolio_account_summary_and_pnl_follow_prices(sim, connect, decoder_e
         float(summary["AvailableFunds"]) * 4, abs=0.05)
 
 
-def test_client_zero_sees_other_clients_orders(sim, connect, decoder_errors, wrapper_errors):
-    master = connect(client_id=0)
+def test_only_the_master_client_hears_of_other_clients_orders(sim, connect, decoder_errors,
+                                                             wrapper_errors):
+    """IB pushes an order's messages to the client that placed it and to the Master API
+    client ID (a TWS setting); clientId 0 binds manual TWS orders only (reqAutoOpenOrders)."""
+    sim.server.master_client_id = 5
+    zero = connect(client_id=0)  # asks reqAutoOpenOrders(True) on connect
+    master = connect(client_id=5)
     ib = connect(client_id=7)
-    c = aapl(ib)
-    trade = ib.placeOrder(c, MarketOrder("BUY", 5))
-    sync(ib, master)
+    trade = ib.placeOrder(aapl(ib), MarketOrder("BUY", 5))
+    sync(ib, master, zero)
     seen = [t for t in master.trades() if t.order.permId == trade.order.permId]
     assert len(seen) == 1 and seen[0].order.clientId == 7
     assert seen[0].orderStatus.status == "Filled"
     assert [f.execution.execId for f in seen[0].fills] == [
         f.execution.execId for f in trade.fills]
+    assert [t for t in zero.trades() if t.order.permId == trade.order.permId] == []
 
 
 def test_ib_insync_client_trades_at_176(sim, connect, decoder_errors):

@@ -36,9 +36,10 @@ from bt_ibkr.live.journal import (
     Intent,
     Journal,
     JournalError,
-    fill_from_exec,
     normalize_status,
 )
+from bt_ibkr.live.reconcile import fill_from_exec
+from bt_ibkr.live.reconcile import reconcile as reconcile_journal
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = datetime(2024, 1, 5)
@@ -213,7 +214,7 @@ def test_runs_and_events(journal):
 
 
 def reconcile(j, orders=(), execs=(), positions=None, now=NOW, age=timedelta(hours=1)):
-    return j.reconcile(list(orders), list(execs), positions or {}, now, age)
+    return reconcile_journal(j, list(orders), list(execs), positions or {}, now, age)
 
 
 def test_killed_between_journaling_and_sending_resends_same_ref(tmp_path):
@@ -330,37 +331,50 @@ def test_positions_adopted_on_first_contact_then_mismatches_listed(journal):
     assert reconcile(journal, positions={"SPY": 300, "TLT": -55}).ok
 
 
-def test_first_contact_with_todays_fills_adopts_the_rest(journal):
-    # 200 shares held from last week + 100 bought by hand today: both adopted, no mismatch
+def test_first_contact_adopts_the_account_and_never_records_foreign_fills(journal):
+    # 200 shares held from last week + 100 bought by hand today: the first contact adopts the
+    # account's 300 as the start; the manual fill is reported, never recorded as ours
     rep = reconcile(journal, execs=[execution("m1", "", 100)], positions={"SPY": 300})
     assert [f.exec_id for f in rep.foreign_fills] == ["m1"]
-    assert rep.position_mismatches == [] and rep.adopted_positions == {"SPY": 200.0}
-    assert journal.position_from_fills("SPY") == 300.0
+    assert rep.position_mismatches == [] and rep.adopted_positions == {"SPY": 300.0}
+    assert journal.position_from_fills("SPY") == 300.0 and journal.fills() == []
+    assert "not ours: 0 working order(s) and 1 fill(s)" in rep.summary()
 
 
 def test_gateway_orders_not_in_the_journal_are_reported(journal):
-    ours = OrderSnapshot("bt1:RAE:SPY:20240104:1", 9, "Submitted", "SPY", "BUY", 10)
+    journal.bind_account("DU1234567")
+    ref = make_order_ref("RegimeAwareEnsemble", "SPY", date(2024, 1, 4), 1,
+                         owner=journal.journal_id)
+    ours = OrderSnapshot(ref, 9, "Submitted", "SPY", "BUY", 10)
     manual = OrderSnapshot("", 10, "Submitted", "QQQ", "SELL", 5)
+    other_journal = OrderSnapshot("bt2:ZZZZZ:RAE:SPY:20240104:1", 12, "Submitted", "SPY",
+                                  "BUY", 7)
+    legacy = OrderSnapshot("bt1:RAE:SPY:20240104:1", 13, "Submitted", "SPY", "BUY", 3)
     done = OrderSnapshot("other", 11, "Filled", "IWM", "BUY", 1, filled=1)
-    rep = reconcile(journal, orders=[ours, manual, done])
-    assert rep.unknown_orders == [manual]  # a manual order is listed, never adopted
-    # ours: the journal was lost or replaced; adopted so the same decision is never resent
-    assert [r.order_ref for r in rep.recovered] == ["bt1:RAE:SPY:20240104:1"]
-    rec = journal.get("bt1:RAE:SPY:20240104:1")
+    rep = reconcile(journal, orders=[ours, manual, other_journal, legacy, done])
+    # other programs', other journals' and unknown bt1 orders: listed, never adopted
+    assert rep.unknown_orders == [manual, other_journal, legacy]
+    # ours (carrying this journal's identity): the journal was lost or replaced; adopted so
+    # the same decision is never resent
+    assert [r.order_ref for r in rep.recovered] == [ref]
+    rec = journal.get(ref)
     assert (rec.status, rec.order_id, rec.quantity, rec.side) == ("submitted", 9, 10, "BUY")
     assert rec.decision_time.date() == date(2024, 1, 4)
-    assert not journal.record_intent(Intent("bt1:RAE:SPY:20240104:1", "RAE", "SPY", "BUY", 10,
-                                            date(2024, 1, 4)))
+    assert not journal.record_intent(Intent(ref, "RAE", "SPY", "BUY", 10, date(2024, 1, 4)))
     assert not rep.ok
-    assert "!! RECOVERED order bt1:RAE:SPY:20240104:1" in rep.summary()
+    assert f"!! RECOVERED order {ref}" in rep.summary()
     assert rep.to_dict()["ok"] is False and rep.to_dict()["recovered"] == [rec.order_ref]
     # the next reconcile knows it: nothing recovered twice
-    again = reconcile(journal, orders=[ours, manual, done])
-    assert again.recovered == [] and again.unknown_orders == [manual]
+    again = reconcile(journal, orders=[ours, manual, other_journal, legacy, done])
+    assert again.recovered == [] and again.unknown_orders == [manual, other_journal, legacy]
+    assert again.ok  # orders of others are reported, not a problem
 
 
 def test_a_lost_journal_recovers_our_filled_orders_from_executions_alone(journal):
-    ref = "bt1:RAE:SPY:20240104T1530:2"
+    journal.bind_account("DU1234567")
+    ref = make_order_ref("RegimeAwareEnsemble", "SPY", datetime(2024, 1, 4, 15, 30,
+                                                                tzinfo=UTC), 2,
+                         owner=journal.journal_id)
     t = datetime(2024, 1, 4, 15, 30, 5, tzinfo=UTC)
     execs = [ExecSnapshot("e1", ref, "SPY", "BUY", 60, 470.0, t, 0.3, 12, 77),
              ExecSnapshot("e2", ref, "SPY", "BUY", 40, 470.1, t, 0.2, 12, 77)]
@@ -395,7 +409,7 @@ def test_snapshots_from_the_ib_clients_objects(journal):
 
     snap = order_snapshot(trade)
     assert snap == OrderSnapshot(ref, 31, "Filled", "SPY", "BUY", 100.0, 100.0, 555, 470.25,
-                                 "MKT")
+                                 "MKT", client_id=0)  # the order's clientId
     ex = exec_snapshot(no_report)
     assert (ex.exec_id, ex.order_ref, ex.side, ex.shares, ex.commission) == (
         "0000e0d5.659f.01.01", ref, "BUY", 100.0, None)
@@ -445,7 +459,8 @@ def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
     ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
     account = ib.managedAccounts()[0]
     with Journal(path) as j:
-        rep = j.reconcile(*_gateway_state(ib, account), datetime.now(UTC), timedelta(hours=1))
+        rep = reconcile_journal(j, *_gateway_state(ib, account), datetime.now(UTC),
+                                timedelta(hours=1))
         assert rep.adopted == [ref_a]
         assert [f.order_ref for f in rep.missed_fills] == [ref_a]
         assert [r.order_ref for r in rep.resend] == [ref_b]
@@ -464,7 +479,8 @@ def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
     ib.connect(gateway_sim.host, gateway_sim.port, clientId=1, timeout=10)
     with Journal(path) as j:
         orders, execs, positions = _gateway_state(ib, account)
-        rep = j.reconcile(orders, execs, positions, datetime.now(UTC), timedelta(hours=1))
+        rep = reconcile_journal(j, orders, execs, positions, datetime.now(UTC),
+                                timedelta(hours=1))
         assert rep.resend == [] and rep.lost == [] and rep.position_mismatches == []
         assert [f.order_ref for f in rep.missed_fills] == [ref_b]
         assert j.get(ref_b).status == FILLED

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import backtrader as bt
 import pytest
+from sim_helpers import our_ref
 
 from bt_ibkr.live.audit import read_audit
 from bt_ibkr.live.config import load_config
@@ -30,7 +31,6 @@ from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.runner import LiveRunner
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = "bt1:RAE:SPY:20161230:1"
 
 
 class Flipper(bt.Strategy):
@@ -192,6 +192,7 @@ def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim
 @pytest.mark.parametrize("crash_at", ["after_journal", "after_send"])
 def test_kill_9_then_restart_sends_no_duplicate_and_loses_no_fill(gateway_sim_factory,
                                                                     tmp_path, crash_at):
+    REF = our_ref(tmp_path / "journal.sqlite")  # noqa: N806 - the one decision's ref
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
     args = cli(tmp_path, sim.port, "--max-runtime", "30")
     crashed = subprocess.run(args, cwd=tmp_path, env=cli_env(tmp_path, BT_IBKR_CRASH_AT=crash_at),

@@ -15,6 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from sim_helpers import our_ref
 from test_live_chaos import audit, cli, cli_env
 
 from bt_ibkr.live.journal import Journal
@@ -118,7 +119,8 @@ def test_a_rejected_order_is_journaled_audited_and_needs_attention(gateway_sim_f
     sim.reject_next_order(201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. MARGIN")
     code, err, _ = run_cli(tmp_path, sim)
     assert code == 4, err
-    last = assert_one_line_end(err, code, "[live] !! REJECTED order bt1:RAE:SPY:20161230:1: ")
+    ref = our_ref(tmp_path / "journal.sqlite")
+    last = assert_one_line_end(err, code, f"[live] !! REJECTED order {ref}: ")
     assert "IB error 201" in last and "MARGIN" in last, last
     summary = json.loads((tmp_path / "run.json").read_text())
     (order,) = summary["orders"]

@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class HoldTen(bt.Strategy):
     """On every live bar with no order of its own pending: buy what is missing to hold 10
-    shares, sized from ``getposition`` (a stale position buys again). ``limit``: a limit buy
-    at half the close (it rests) instead of a market order. Records what it sees."""
+    shares (``target``), sized from ``getposition`` (a stale position buys again). ``limit``: a
+    limit buy at half the close (it rests) instead of a market order. Records what it sees."""
 
-    params = (("limit", False),)
+    params = (("limit", False), ("target", QTY))
     last_bar = None  # the end of the last bar next() ran on (naive UTC)
     seen: list = []
 
@@ -62,12 +62,12 @@ class HoldTen(bt.Strategy):
     def next(self):
         size = self.getposition(self.data).size
         type(self).seen.append(("bar", size, self.broker.getcash(), self.live))
-        if self.live and self.pending is None and size < QTY:
+        if self.live and self.pending is None and size < self.p.target:
             if self.p.limit:
-                self.pending = self.buy(size=QTY - size, exectype=bt.Order.Limit,
+                self.pending = self.buy(size=self.p.target - size, exectype=bt.Order.Limit,
                                         price=round(self.data.close[0] * 0.5, 2))
             else:
-                self.pending = self.buy(size=QTY - size)
+                self.pending = self.buy(size=self.p.target - size)
         type(self).last_bar = bt.num2date(self.data.datetime[0])
 
 
@@ -137,7 +137,16 @@ def sim_position(sim) -> float:
 def leave_an_order_working(sim, cfg, **params) -> str:
     """The first run: trade until its order is at the gateway, then stop (it stays working)."""
     run = Run(sim, cfg, **params)
-    run.step_until(lambda: sim.broker.open_orders(), "the first run's order")
+
+    def journaled() -> bool:
+        with Journal(cfg.paths.journal) as j:
+            return bool(j.intents())
+
+    # the decision is journaled when its bar is processed; the order then travels to the
+    # gateway on the store's loop: wait for it there while the simulated clock stands still
+    # (stepping on at once could let it fill before it is seen working, under load)
+    run.step_until(journaled, "the first run's decision")
+    poll_until(lambda: sim.broker.open_orders(), timeout=HANG, what="the first run's order")
     res = run.stop()
     (ref,) = sim_refs(sim)
     assert [(o["orderRef"], o["status"]) for o in res.orders] == [(ref, "submitted")]

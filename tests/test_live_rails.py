@@ -15,7 +15,7 @@ from pathlib import Path
 
 import backtrader as bt
 import pytest
-from sim_helpers import order_status, run_live_until
+from sim_helpers import order_status, our_ref, run_live_until
 
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal, JournalError
@@ -23,7 +23,6 @@ from bt_ibkr.live.run_lock import JournalLockedError, RunLock
 from bt_ibkr.live.runner import run_live
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = "bt1:RAE:SPY:20161230:1"
 
 
 def make_config(tmp_path: Path, port: int, **overrides):
@@ -109,7 +108,7 @@ def test_daily_loss_halt_holds_across_restarts_until_lifted(gateway_sim_factory,
     assert any("daily loss limit hit" in line for line in second.needs_attention)
     assert placed(sim) == []
 
-    third = run_live_until(cfg_loose, order_status(REF, "submitted"), lift_halt=True)
+    third = run_live_until(cfg_loose, order_status(our_ref(tmp_path / "journal.sqlite"), "submitted"), lift_halt=True)
     assert not third.halted and [o["status"] for o in third.orders] == ["submitted"]
     assert len(placed(sim)) == 1
     with Journal(cfg.paths.journal) as j:

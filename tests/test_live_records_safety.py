@@ -211,8 +211,12 @@ def _period(html: str) -> tuple[str, str]:
     """The first and last day the tearsheet covers (its heading's period)."""
     day = r"(\d{1,2} \w{3}, \d{4})"
     m = re.search(rf"\(Compounded\)\s*(?:<dt>)?\s*{day}\s*-\s*{day}", html)
+    if m:
+        return tuple(datetime.strptime(d, "%d %b, %Y").date().isoformat() for d in m.groups())
+    # fewer days than the ratios need: the page lists the values and says their period
+    m = re.search(r"days of account value \((\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d);", html)
     assert m, "no period on the page"
-    return tuple(datetime.strptime(d, "%d %b, %Y").date().isoformat() for d in m.groups())
+    return m.group(1), m.group(2)
 
 
 def _age(folder: Path, days: float) -> None:

@@ -388,3 +388,51 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_run_serves():
     asked = {name for p in dash["panels"] for t in p["targets"]
              for name in re.findall(r"bt_ibkr_\w+", t["expr"])}
     assert asked and asked <= served, asked - served
+
+
+# ----------------------------------------------------------------------------------- operator
+def test_disconnects_inside_the_restart_window_are_quiet_outside_they_alert(receiver):
+    """The gateway's restart window (23:40-00:10 New York): a disconnect inside it is expected
+    (no alert); one outside it alerts at once; a gateway not back 10 minutes after the window
+    alerts that it needs a login (2FA); the reconnect after an alert is said too."""
+    from zoneinfo import ZoneInfo
+
+    from bt_ibkr.ops.operator import Operator
+    from bt_ibkr.ops.restart_window import RestartWindow
+
+    ny = ZoneInfo("America/New_York")
+    now = {"t": datetime(2026, 12, 1, 23, 45, tzinfo=ny)}
+    op = Operator(Alerter([receiver.url]), restart_window=RestartWindow.parse(
+        "23:40-00:10 America/New_York"), clock=lambda: now["t"])
+    try:
+        op.on_audit({"kind": "connection", "event": "lost"})  # inside the window
+        assert op.status.expected_outage and not op.status.connected
+        now["t"] = datetime(2026, 12, 2, 0, 15, tzinfo=ny)
+        op.tick()  # 5 minutes after the window: not yet
+        now["t"] = datetime(2026, 12, 2, 0, 21, tzinfo=ny)
+        op.tick()  # 11 minutes after it: the weekly login is due
+        op.tick()  # said once
+        op.on_audit({"kind": "connection", "event": "reconnected"})
+        now["t"] = datetime(2026, 12, 2, 14, 0, tzinfo=ny)
+        op.on_audit({"kind": "connection", "event": "lost"})  # in the middle of the day
+        bodies = receiver.wait_for(3)
+    finally:
+        op.close()
+    titles = [b["title"] for b in bodies]
+    assert titles[0].startswith("bt_ibkr: the gateway needs a login (2FA)")
+    assert titles[1].startswith("bt_ibkr: gateway back after")
+    assert titles[2] == ("bt_ibkr: lost the connection to the gateway outside its restart "
+                         "window; reconnecting")
+    assert len(bodies) == 3
+
+
+def test_a_restart_window_that_is_not_one_is_named():
+    from bt_ibkr.ops.restart_window import RestartWindow
+
+    with pytest.raises(ConfigError, match="expected 'HH:MM-HH:MM Area/City'"):
+        RestartWindow.parse("midnight")
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Base'"):
+        RestartWindow.parse("23:40-00:10 Mars/Base")
+    w = RestartWindow.parse("23:40-00:10")
+    assert w.contains(datetime(2026, 12, 2, 5, 0, tzinfo=UTC))  # 00:00 New York
+    assert not w.contains(datetime(2026, 12, 2, 5, 30, tzinfo=UTC))

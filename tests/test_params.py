@@ -35,7 +35,7 @@ def test_defaults_are_read_from_the_params_tuple():
         ("bnd=0.1", "Did you mean band"),
         ("band", "expected key=value"),
         ("sma_long=1.5", "expected an integer"),
-        ("band=abc", "expected a number"),
+        ("band=abc", "expected a finite number"),
         ("use_hmm=maybe", "expected true/false"),
         ("caps=[1", "expected JSON"),
     ],

@@ -31,10 +31,17 @@ def sim_orders(sim) -> list:
     return sim.broker.open_orders() + sim.broker.completed_orders()
 
 
-def in_flight_ref(ib, kill_at: int) -> str:
-    """The orderRef of the first process's last decision (the same inputs make the same ref)."""
+def in_flight_ref(ib, kill_at: int, journal=None) -> str:
+    """The orderRef of the first process's last decision (the same inputs make the same ref;
+    the journal's identity when the processes ran on ``journal``)."""
+    owner = None
+    if journal is not None:
+        from bt_ibkr.live.journal import Journal
+
+        with Journal(journal) as j:
+            owner = j.journal_id
     return make_order_ref("RegimeAwareEnsemble", "GSPC",
-                          datetime.fromisoformat(ib.bars[kill_at - 1].dt), 1)
+                          datetime.fromisoformat(ib.bars[kill_at - 1].dt), 1, owner=owner)
 
 
 def assert_same_as_backtest(back, ib) -> None:
@@ -86,7 +93,7 @@ def test_killed_with_an_order_in_flight_restarts_without_sending_it_again(gatewa
     # and the restarted process traded on by itself
     assert any(b.orders for b in ib.bars[kill_at:])
 
-    ref = in_flight_ref(ib, kill_at)
+    ref = in_flight_ref(ib, kill_at, tmp_path / "journal.sqlite")
     (order,) = [o for o in sim_orders(gateway_sim) if o.spec.orderRef == ref]
     with Journal(tmp_path / JOURNAL) as j:
         rec = j.get(ref)
@@ -111,7 +118,7 @@ def test_fill_made_while_down_comes_from_reqexecutions(gateway_sim, spx_bars, tm
     assert_one_order_per_decision(gateway_sim, back)
 
     # the order in flight filled at session kill_at's open with no process connected ...
-    ref = in_flight_ref(ib, kill_at)
+    ref = in_flight_ref(ib, kill_at, tmp_path / JOURNAL)
     (ex,) = [e for e in gateway_sim.broker.executions() if e.order_ref == ref]
     # ... and the restart recorded that execution from reqExecutions, commission included
     (missed,) = ib.meta["reconcile"]["missed_fills"]

@@ -54,6 +54,9 @@ class GatewaySim:
             ``{"fill_mode": "next_bar", "cash": 100_000.0}``.
         live_data: False simulates an account without live market-data subscriptions:
             reqMktData in live mode gets error 10089, in delayed mode warning 10167 + ticks.
+        master_client_id: TWS's *Master API client ID* setting (empty by default): the client
+            connected with that id also receives every other client's order status, openOrder
+            and execution messages. None: no master client, as TWS and IB Gateway ship.
     """
 
     def __init__(self, account: str = "DU1234567", data: str = "synthetic", seed: int = 0,
@@ -62,12 +65,14 @@ class GatewaySim:
                  pacing_scale: float = 1.0, host: str = "127.0.0.1",
                  next_valid_id: int = 1, broker_options: dict | None = None,
                  live_data: bool = True,
-                 pacing_clock: Callable[[], float] | None = None) -> None:
+                 pacing_clock: Callable[[], float] | None = None,
+                 master_client_id: int | None = None) -> None:
         self.server = GatewayServer(
             account=account, data=data, seed=seed, start=start, speed=speed,
             max_server_version=max_server_version, pacing=pacing, pacing_scale=pacing_scale,
             pacing_clock=pacing_clock, host=host, next_valid_id=next_valid_id,
-            broker_options=broker_options, live_data=live_data)
+            broker_options=broker_options, live_data=live_data,
+            master_client_id=master_client_id)
         self._want_port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -276,11 +281,12 @@ class GatewaySim:
         self.notice(1101 if data_lost else 1102)
 
     def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
-                downtime: float = 0.0) -> None:
+                downtime: float = 0.0, account: str | None = None) -> None:
         """Simulate a gateway restart: drop all clients; roll nextValidId back to
         ``rollback_to``; refuse connections for ``downtime`` real seconds. Orders and
-        positions persist."""
-        self.call(self.server.restart, rollback_ids, rollback_to, downtime)
+        positions persist. ``account``: it comes back logged into that account (a live
+        ``U...`` or another paper ``DU...``), whose positions and orders are its own."""
+        self.call(self.server.restart, rollback_ids, rollback_to, downtime, account)
 
     def reject_next_order(self, code: int = 201,
                           reason: str = "Order rejected - reason:simulated rejection") -> None:

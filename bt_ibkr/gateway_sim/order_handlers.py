@@ -6,11 +6,26 @@
 74/75 reqPositionsMulti/cancel, 6 reqAccountUpdates, 62/63 reqAccountSummary/cancel,
 76/77 reqAccountUpdatesMulti/cancel, 92/93 reqPnL/cancel and 94/95 reqPnLSingle/cancel.
 
-Routing of broker events: order messages (openOrder, orderStatus, execDetails,
-commissionReport, order errors) go to the PLACING client's session(s) and to clientId-0
-sessions that asked for reqAutoOpenOrders(True); position/account/PnL pushes go to the
-sessions that subscribed. State lives in the broker, so it survives disconnects and
-``server.restart()``.
+What one API client sees of another's orders (IB's rules, as the TWS API documentation and
+ib_async's ``Wrapper.openOrder`` describe them):
+
+* pushed order messages (openOrder, orderStatus, execDetails, commissionReport) go to the
+  PLACING client's session(s) and to the session of the *Master API client ID*
+  (``server.master_client_id``, a TWS setting, None by default); order errors to the placing
+  client only. No other client hears of an order as it changes;
+* 5 reqOpenOrders answers the asking client's own working orders; 16 reqAllOpenOrders every
+  client's, once (no subscription), each with the clientId that placed it (another client
+  cannot modify or cancel it: order ids belong to their client, a cancel of an id the asking
+  client does not have gets 10147);
+* 15 reqAutoOpenOrders(True) (clientId 0 only, else error 321) binds orders placed by hand in
+  TWS to client 0; the simulator has no manual orders, so it routes nothing more;
+* 7 reqExecutions filters by ExecutionFilter.clientId: 0 = every client's executions, N =
+  those of orders client N placed (each with its commissionReport);
+* 99 reqCompletedOrders answers the account's filled and cancelled orders, every client's
+  (the completedOrder message carries no clientId).
+
+Position/account/PnL pushes go to the sessions that subscribed. State lives in the broker, so it
+survives disconnects and ``server.restart()``.
 
 Subscription state is kept in ``session.subscriptions`` under these keys: "positions" (bool),
 "auto_open_orders" (bool), "account_updates" (bool), "account_summary" ({reqId: tags}),
@@ -76,7 +91,9 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
     broker = SimBroker(server.account, clock=server.clock.now, quote=server.market.quote,
                        **options)
     server.broker = broker
-    OrderRouter(server, broker).install()
+    router = OrderRouter(server, broker)
+    router.install()
+    server.order_router = router
     return broker
 
 
@@ -90,6 +107,11 @@ class OrderRouter:
     def install(self) -> None:
         """Subscribe to the broker and put the handlers into ``server.handlers``."""
         self.broker.subscribe(self.on_event)
+        self.install_handlers()
+
+    def install_handlers(self) -> None:
+        """Put this router's handlers into ``server.handlers`` (the login's account is this
+        router's broker's: :meth:`GatewayServer.login_as` switches between them)."""
         h = self.server.handlers
         h[3] = self.on_place_order
         h[4] = self.on_cancel_order
@@ -119,13 +141,11 @@ class OrderRouter:
         return [s for s in list(self.server.sessions) if not getattr(s, "closed", False)]
 
     def _order_targets(self, client_id: int) -> list[Any]:
-        out = []
-        for s in self._sessions():
-            if s.client_id == client_id:
-                out.append(s)
-            elif s.client_id == 0 and s.subscriptions.get("auto_open_orders"):
-                out.append(s)
-        return out
+        """The sessions that hear of an order of ``client_id`` as it changes: that client's and
+        the Master API client's (module docstring)."""
+        master = getattr(self.server, "master_client_id", None)
+        return [s for s in self._sessions() if s.client_id == client_id
+                or (master is not None and s.client_id == master)]
 
     def _subscribed(self, key: str) -> list[Any]:
         return [s for s in self._sessions() if s.subscriptions.get(key)]
@@ -207,7 +227,10 @@ class OrderRouter:
     # ------------------------------------------------------------ broker events
 
     def on_event(self, event: Any) -> None:
-        """Deliver one broker event to the sessions that should see it."""
+        """Deliver one broker event to the sessions that should see it (none when the
+        gateway is logged into another account than this router's)."""
+        if getattr(self.server, "broker", self.broker) is not self.broker:
+            return
         if isinstance(event, OrderUpdated):
             order = event.order
             if order.spec.whatIf:
@@ -301,7 +324,8 @@ class OrderRouter:
         session.send([53, 1])
 
     def on_auto_open_orders(self, session: Any, reader: FieldReader) -> None:
-        """15 reqAutoOpenOrders(bAutoBind): only clientId 0 may bind other clients' orders."""
+        """15 reqAutoOpenOrders(bAutoBind): clientId 0 only; binds orders placed by hand in TWS
+        (the simulator has none). Other API clients' orders are not bound by it."""
         reader.skip()
         flag = reader.bool()
         if session.client_id != 0:

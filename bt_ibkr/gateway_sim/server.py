@@ -33,6 +33,8 @@ Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 
 
 Options: ``broker_options`` (dict handed to SimBroker by register), ``live_data=False``
 (no live market-data subscription: live reqMktData -> 10089, delayed -> warning 10167),
+``master_client_id`` (TWS's *Master API client ID*: that client also gets every other
+client's order messages; see ``order_handlers``),
 ``pacing`` / ``pacing_scale`` / ``pacing_clock`` (``pacing.py``), ``max_server_version``,
 ``next_valid_id``.
 
@@ -135,6 +137,7 @@ class GatewayServer:
         install_orders: bool = True,
         broker_options: dict | None = None,
         live_data: bool = True,
+        master_client_id: int | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ConfigError(
@@ -175,6 +178,10 @@ class GatewayServer:
         #: False = the account has no live market-data subscription (a typical paper account):
         #: live requests get error 10089, delayed ones warning 10167 plus delayed ticks
         self.live_data = bool(live_data)
+        #: TWS's "Master API client ID" setting (API -> Settings; empty by default): the client
+        #: connected with it also receives the order status, openOrder and execution messages
+        #: of every other client's orders. None = no master, as TWS ships
+        self.master_client_id = None if master_client_id is None else int(master_client_id)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread_id: int | None = None
         self.port: int = 0
@@ -306,15 +313,17 @@ class GatewayServer:
                 s.hist_subs.clear()
 
     def restart(self, rollback_ids: bool = True, rollback_to: int = 1,
-                downtime: float = 0.0) -> None:
+                downtime: float = 0.0, account: str | None = None) -> None:
         """Simulate a gateway restart: drop every connection, optionally roll nextValidId back
         to ``rollback_to`` and be down for ``downtime`` real seconds. Orders, positions and
-        executions persist.
+        executions persist; ``account``: it comes back logged into that account instead.
 
         While down, the port is closed like a restarting IB Gateway's (clients get "connection
         refused" at once); it listens again on the same port afterwards. Call on the server's
         loop (GatewaySim.restart does)."""
         self.drop_all()
+        if account:  # it comes back logged into another account (login_as)
+            self.login_as(account)
         if rollback_ids:
             self._next_id = int(rollback_to)
         self._refuse_until = time.monotonic() + max(downtime, 0.0)
@@ -323,6 +332,29 @@ class GatewayServer:
             self._server = None
             self.loop.call_later(downtime, lambda: self.loop.create_task(self._relisten()))
         log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
+
+    def login_as(self, account: str) -> None:
+        """Log the gateway into ``account`` (as after a restart with another user): the
+        managed accounts, positions, cash, orders and executions clients see from now on are
+        that account's (a new one starts empty with the configured cash); the previous
+        account's are kept and come back when it logs in again. Call on the server's loop
+        (GatewaySim.restart(account=...) does)."""
+        if not account:
+            raise ConfigError("gateway_sim login_as needs a non-empty account id")
+        if account == self.account:
+            return
+        logins = self.__dict__.setdefault("_logins", {})
+        logins[self.account] = (self.broker, getattr(self, "order_router", None))
+        self.account = account
+        if account in logins:
+            self.broker, self.order_router = logins[account]
+            if self.order_router is not None:
+                self.order_router.install_handlers()
+        else:
+            from bt_ibkr.gateway_sim.order_handlers import register
+
+            register(self)
+        log.info("fault: gateway now logged into %s", account)
 
     async def _relisten(self) -> None:
         """Listen on the same port again after a restart's downtime (not after stop())."""

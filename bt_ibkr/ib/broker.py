@@ -101,10 +101,12 @@ class IBBroker(bt.BrokerBase):
     (created from ``store_params`` if none exists), like backtrader's singleton store.
     ``broker.store`` is that store (``broker.ib`` too: backtrader's name for it). ``mark``: see
     the module docstring; ``settle``: seconds :meth:`start` waits for an execution whose
-    position IB reported before it (see :mod:`bt_ibkr.ib.book`).
+    position IB reported before it (see :mod:`bt_ibkr.ib.book`); ``capital``: the value the
+    Strategy sizes from (``mark="close"``): the ledger leaves the rest of a larger account
+    out (``capital_offset``), so ``getvalue()`` starts at ``capital`` (None: the account).
     """
 
-    params = (("store", None), ("mark", "close"), ("settle", 5.0))
+    params = (("store", None), ("mark", "close"), ("settle", 5.0), ("capital", None))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -134,6 +136,8 @@ class IBBroker(bt.BrokerBase):
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
         self._marks: dict[int, float] = {}  # conId -> the last finite close seen
         self._comminfo: dict[tuple[float, bool], IBCommInfo] = {}
+        self.capital_offset = 0.0  # account value left out of the ledger (``capital``)
+        self.account: str | None = None  # the account every order is placed for
 
     @property
     def ib(self) -> IBStore:
@@ -147,8 +151,14 @@ class IBBroker(bt.BrokerBase):
         self._started = True
         # positions, cash and the executions they hold: one reading, taken between two messages
         snap = self._snapshot = self.store.account_snapshot(float(self.p.settle))
-        self.startingcash = self.cash = self._ledger_cash = snap.cash
-        self.startingvalue = self.value = snap.value
+        # ``capital``: the strategy sizes from this much of the account (never more than it
+        # has): the ledger's cash leaves the rest out, so getvalue() starts at ``capital``
+        self.capital_offset = 0.0
+        cap = self.p.capital
+        if cap is not None and self.p.mark == "close" and 0 < cap < snap.value:
+            self.capital_offset = snap.value - float(cap)
+        self.startingcash = self.cash = self._ledger_cash = snap.cash - self.capital_offset
+        self.startingvalue = self.value = snap.value - self.capital_offset
 
     def stop(self) -> None:
         super().stop()
@@ -196,8 +206,8 @@ class IBBroker(bt.BrokerBase):
 
     def account_drift(self) -> dict[str, float]:
         """Return ``{"cash": ledger - IB cash, "value": ledger value - NetLiquidation}``."""
-        return {"cash": self._ledger_cash - self.store.get_acc_cash(),
-                "value": self.getvalue() - self.store.get_acc_value()}
+        return {"cash": self._ledger_cash + self.capital_offset - self.store.get_acc_cash(),
+                "value": self.getvalue() + self.capital_offset - self.store.get_acc_value()}
 
     def reconcile(self) -> float:
         """Adopt IB's cash as the ledger's (when no order is working); return the change."""
@@ -233,8 +243,14 @@ class IBBroker(bt.BrokerBase):
             held = (self._snapshot.positions if self._snapshot is not None
                     else self.store.get_positions())
             size, avgcost = held.get(conid, (0.0, 0.0))
+            size = self.own_start_size(conid, size)
             pos = self.positions[conid] = Position(size, (avgcost / mult) if size else 0.0)
         return pos
+
+    def own_start_size(self, conid: int, held: float) -> float:
+        """Return how much of the account's position ``held`` in ``conid`` at start is this
+        broker's own (all of it here; the journaled broker counts only its journal's)."""
+        return held
 
     def _feed_of(self, conid: int):
         """Return the feed trading contract ``conid`` (None when no feed does)."""
@@ -316,12 +332,25 @@ class IBBroker(bt.BrokerBase):
                     "oco= on every member after the first, or ocaGroup= on the first"
                 )
             ib.ocaGroup = other.ocaGroup
+        if not ib.account:  # every order names its account, not only with --account
+            ib.account = self.order_account()
         order.submit(self)
         self.orders[ib.orderRef] = order
         contract = order.data.tradecontract
         self.store.place_order(ib.orderRef, contract, ib, parent_key)
         self.notify(order)
         return order
+
+    def order_account(self) -> str:
+        """Return the account orders are placed for: ``account`` when set (the journaled
+        broker sets the run's), else the store's configured one, else the login's only managed
+        account ("" when it manages several: IB then refuses an order without one)."""
+        if self.account:
+            return self.account
+        if getattr(self.store.p, "account", ""):
+            return str(self.store.p.account)
+        managed = self.store.managed_accounts
+        return managed[0] if len(managed) == 1 else ""
 
     def cancel(self, order: IBOrder) -> bool:
         """Ask IB to cancel ``order``; returns False if it is no longer alive (never blocks)."""

@@ -83,6 +83,14 @@ class ConnectionGaveUp:
 
 
 @dataclass(frozen=True)
+class AccountChanged:
+    """The gateway came back logged into another account or kind than the run's: the store
+    disconnected without sending anything and will not re-dial (``reason`` names both)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ConnectivityNotice:
     """The gateway's own link to IB changed: 1100 lost, 1101 restored (data lost), 1102
     restored, 2110 broken (see :data:`bt_ibkr.ib.codes.CONNECTIVITY`)."""
@@ -193,7 +201,8 @@ class StoreMessage:
         return f"[IB {self.code}] reqId {self.reqId}: {self.text}"
 
 
-ConnectionEvent = ConnectionLost | ConnectionRestored | ConnectionGaveUp | ConnectivityNotice
+ConnectionEvent = ConnectionLost | ConnectionRestored | ConnectionGaveUp | ConnectivityNotice \
+    | AccountChanged
 """Events put on every feed's queue and on the broker's."""
 FeedEvent = BarReceived | HistoryEnded | RequestFailed | SwitchedToDelayed | StoreClosed \
     | ConnectionEvent

@@ -127,6 +127,16 @@ class IBOrder(OrderBase):
             setattr(ib, name, value)
         self.ib_order = ib
 
+    def resize(self, size: float) -> None:
+        """Change the size of an order not yet submitted (a risk limit shrank it): the
+        backtrader order and the IB order it is sent as; the sign follows the side."""
+        size = abs(float(size))
+        signed = size if self.isbuy() else -size
+        self.size = signed
+        self.created.size = signed
+        self.executed.remsize = signed
+        self.ib_order.totalQuantity = size
+
     @property
     def orderRef(self) -> str:
         return self.ib_order.orderRef

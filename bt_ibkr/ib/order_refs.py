@@ -1,6 +1,11 @@
 """The orderRef every order carries: one format, built here, deterministic from the decision.
 
-``bt1:<strategy tag>:<symbol>:<decision time>:<seq>``, e.g. ``bt1:RAE:SPY:20240105:1``. IB
+``bt2:<owner>:<strategy tag>:<symbol>:<decision time>:<seq>``, e.g.
+``bt2:K3QZT:RAE:SPY:20240105:1``, where ``owner`` is the identity of the journal the order
+belongs to (:func:`bt_ibkr.live.journal.journal_identity`: the account and the journal file),
+so no other journal or program can make the same ref and an order at the gateway is ours only
+when it carries our owner (or is in our journal). An IBBroker without a journal makes the
+older ``bt1:<strategy tag>:<symbol>:<decision time>:<seq>``. IB
 echoes ``orderRef`` back in ``openOrder``, ``execDetails`` and ``completedOrder``, so the ref is
 the key that ties an order to its journal entry (:mod:`bt_ibkr.live.journal`) across restarts:
 the same decision made again yields the same ref and is recognised, never sent twice.
@@ -19,11 +24,13 @@ from typing import Any
 
 from bt_ibkr.utc import to_utc, utc_now
 
-__all__ = ["MAX_REF_LEN", "REF_PREFIX", "OrderRefs", "decision_time", "make_order_ref",
-           "ref_time"]
+__all__ = ["MAX_REF_LEN", "REF_PREFIX", "REF_PREFIX_OWNED", "OrderRefs", "decision_time",
+           "make_order_ref", "ref_fields", "ref_owner", "ref_time"]
 
 REF_PREFIX = "bt1"
-"""Version tag at the start of every orderRef this package makes."""
+"""Version tag of orderRefs made without an owner (an IBBroker without a journal)."""
+REF_PREFIX_OWNED = "bt2"
+"""Version tag of orderRefs that carry their journal's identity (``bt2:<owner>:...``)."""
 MAX_REF_LEN = 40
 """The longest orderRef IB keeps."""
 
@@ -50,7 +57,8 @@ def _when_text(decision_time: datetime | date) -> str:
     return ts.strftime("%Y%m%dT%H%M%S")
 
 
-def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, seq: int) -> str:
+def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, seq: int,
+                   owner: str | None = None) -> str:
     """Return the deterministic orderRef of one order decision (at most 40 characters).
 
     The tag is the strategy's capitals (``RegimeAwareEnsemble`` -> ``RAE``), the time is the
@@ -59,6 +67,7 @@ def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, s
     session date for daily bars, since backtrader stamps them at the session end), ``seq``
     numbers the orders of one decision (1, 2, ...). Long symbols are shortened with a hash so
     the whole stays unique and <= 40 characters. The same inputs always give the same ref.
+    ``owner`` (a journal's identity, letters and digits) makes a ``bt2:<owner>:...`` ref.
 
     Raises:
         ValueError: ``seq`` is negative, ``symbol`` or ``strategy`` is empty.
@@ -72,13 +81,35 @@ def make_order_ref(strategy: str, symbol: str, decision_time: datetime | date, s
     when = _when_text(decision_time)
     tag = strategy_tag(str(strategy).strip())
     sym = re.sub(r"[^A-Za-z0-9.\-]", "", str(symbol).strip().upper()) or "X"
-    fixed = f"{REF_PREFIX}:{tag}::{when}:{int(seq)}"
+    head = REF_PREFIX
+    if owner:
+        if not re.fullmatch(r"[A-Za-z0-9]{1,12}", owner):
+            raise ValueError(f"make_order_ref: owner {owner!r} must be 1-12 letters or digits")
+        head = f"{REF_PREFIX_OWNED}:{owner}"
+    fixed = f"{head}:{tag}::{when}:{int(seq)}"
     room = MAX_REF_LEN - len(fixed)
     if len(sym) > room:
         digest = hashlib.sha1(str(symbol).encode()).hexdigest()[:6]
         sym = sym[: max(room - 7, 1)] + "~" + digest
-    ref = f"{REF_PREFIX}:{tag}:{sym}:{when}:{int(seq)}"
+    ref = f"{head}:{tag}:{sym}:{when}:{int(seq)}"
     return ref[:MAX_REF_LEN]
+
+
+def ref_owner(ref: str) -> str | None:
+    """Return the owner (journal identity) a ``bt2:<owner>:...`` orderRef carries, else None."""
+    parts = str(ref or "").split(":")
+    return parts[1] if len(parts) >= 3 and parts[0] == REF_PREFIX_OWNED and parts[1] else None
+
+
+def ref_fields(ref: str) -> tuple[str, str, str] | None:
+    """Return (strategy tag, symbol, decision time text) of one of this package's orderRefs
+    (bt1 or bt2), else None."""
+    parts = str(ref or "").split(":")
+    if parts and parts[0] == REF_PREFIX_OWNED:
+        parts = [REF_PREFIX] + parts[2:]
+    if len(parts) >= 5 and parts[0] == REF_PREFIX:
+        return parts[1], parts[2], parts[3]
+    return None
 
 
 def ref_time(text: str) -> datetime | None:
@@ -105,14 +136,16 @@ def decision_time(data: Any) -> date | datetime:
 
 
 class OrderRefs:
-    """Numbers the orders of each decision: :meth:`next` returns the next orderRef."""
+    """Numbers the orders of each decision: :meth:`next` returns the next orderRef (``owner``:
+    the journal identity its refs carry; None: ``bt1`` refs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None = None) -> None:
         self._seq: Counter = Counter()
+        self.owner = owner
 
     def next(self, strategy: str, symbol: str, when: datetime | date) -> str:
         """Return the orderRef of the next order ``strategy`` decides on ``symbol`` at ``when``
         (seq 1 for the first, 2 for the second ... of the same strategy tag, symbol and time)."""
         key = (strategy_tag(str(strategy).strip()), str(symbol).strip().upper(), _when_text(when))
         self._seq[key] += 1
-        return make_order_ref(strategy, symbol, when, self._seq[key])
+        return make_order_ref(strategy, symbol, when, self._seq[key], owner=self.owner)

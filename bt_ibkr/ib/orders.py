@@ -126,19 +126,30 @@ class OrderRoutes:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
         earlier process) under that orderRef; return the refs newly followed (loop thread).
 
-        The executions the client already has of such a trade (made before it was followed)
-        are handed to the broker first, with their commission: the broker and the journal
-        deduplicate by execId and tell which of them the adopted position and cash include."""
+        Only trades placed under this session's clientId are followed: IB pushes an order's
+        status and executions to the client that placed it (and to the Master API client ID,
+        a TWS setting), so another clientId's order, which ``reqAllOpenOrders`` lists, would
+        never send this client a word. The executions the client already has of a followed
+        trade (made before it was followed) are handed to the broker first, with their
+        commission: the broker and the journal deduplicate by execId and tell which of them
+        the adopted position and cash include."""
         followed = []
+        mine = self.session.ib.client.clientId
         for trade in self.session.ib.openTrades():
             ref = getattr(trade.order, "orderRef", "")
-            if ref and ref in refs and ref not in self.trades:
+            if (ref and ref in refs and ref not in self.trades
+                    and getattr(trade.order, "clientId", mine) == mine):
                 self.trades[ref] = trade
                 self.key_by_oid[trade.order.orderId] = ref
                 followed.append(ref)
                 for fill in list(trade.fills):
                     self._push_fill(ref, fill, with_commission=True)
         return followed
+
+    def routes(self, ref: str) -> bool:
+        """Return True when the events of the order with orderRef ``ref`` reach the broker:
+        this process placed it, or :meth:`follow` follows it."""
+        return ref in self.trades
 
     # ------------------------------------------------------------------ IB's answers (loop)
     def _key_of(self, trade: Any) -> str | None:

@@ -146,6 +146,10 @@ class OrderSnapshot:
     perm_id: int | None = None
     avg_price: float | None = None
     order_type: str = ""
+    #: the API client that placed it (IB streams its events to that client alone, and to the
+    #: Master API client ID); 0 is clientId 0 or a manual TWS order; None: not reported (IB's
+    #: completedOrder message carries no clientId)
+    client_id: int | None = None
 
 
 @dataclass
@@ -173,10 +177,13 @@ def order_snapshot(trade: Any,
         symbol=symbol_of(trade.contract),
         side=order.action,
         quantity=float(order.totalQuantity),
-        filled=float(getattr(status, "filled", 0.0) or 0.0),
+        # a completed order's status holds no quantities: its order says what filled
+        filled=finite(getattr(status, "filled", 0.0)) or finite(getattr(order, "filledQuantity",
+                                                                        0.0)),
         perm_id=getattr(order, "permId", None) or getattr(status, "permId", None) or None,
         avg_price=avg if avg is not None and avg < UNSET else None,
         order_type=getattr(order, "orderType", "") or "",
+        client_id=getattr(order, "clientId", None),
     )
 
 

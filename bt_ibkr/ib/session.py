@@ -148,6 +148,13 @@ class IBSession:
         self.on_lost: list[Callable[[], None]] = []
         self.on_gave_up: list[Callable[[str], None]] = []
         self.on_notice: list[Callable[[str], None]] = []
+        #: checks the managed accounts after every RE-connect, before anything is sent:
+        #: returns None (fine) or why not (the account or its kind changed); see
+        #: :meth:`IBStore.expect_account`
+        self.account_guard: Callable[[list[str]], str | None] | None = None
+        #: why the session stopped for good after a reconnect into the wrong account
+        self.identity_error: str | None = None
+        self.on_identity: list[Callable[[str], None]] = []
         self._thread: LoopThread | None = None
         self._ib: Any = None
         self._ready = False
@@ -346,6 +353,18 @@ class IBSession:
     async def _after_connect(self) -> None:
         ib = self._ib
         self.managed_accounts = list(ib.managedAccounts())
+        if self.account_guard is not None and self.connects > 0:
+            # a RE-connect: the gateway may have come back logged into someone else. Check
+            # before the session is ready: held orders, resends and cancels wait for ready
+            why = self.account_guard(self.managed_accounts)
+            if why:
+                self.identity_error = (f"the gateway at {self.host}:{self.port} came back "
+                                       f"{why}")
+                self._notice(self.identity_error)
+                for hook in self.on_identity:
+                    hook(self.identity_error)
+                ib.disconnect()  # nothing is sent on this connection; no re-dial
+                return
         if self.market_data_type != 1:
             ib.reqMarketDataType(self.market_data_type)
         self.account.reset(ib.accountValues(), ib.positions())
@@ -400,6 +419,8 @@ class IBSession:
         this call connected. Raises ConnectFailed, or TimeoutError after ``timeout`` s."""
         if self.ready:
             return False
+        if self.identity_error:
+            raise ConnectFailed(self.identity_error, self.identity_error)
         task = self._reconnect_task
         if task is not None and not task.done():
             await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -412,7 +433,7 @@ class IBSession:
     def _on_disconnected(self) -> None:
         was_ready, self._ready = self._ready, False
         self._wake_loss_waiters()
-        if self._closing or not was_ready:
+        if self._closing or not was_ready or self.identity_error:
             return  # our own disconnect, or a failed connect attempt
         self._notice("connection to the gateway lost")
         for hook in self.on_lost:

@@ -39,7 +39,8 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -55,6 +56,7 @@ from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
+    AccountChanged,
     BarReceived,
     ConnectionGaveUp,
     ConnectionLost,
@@ -66,6 +68,7 @@ from bt_ibkr.ib.events import (
     StoreMessage,
 )
 from bt_ibkr.ib.historical import HistoricalData
+from bt_ibkr.ib.identity import account_guard
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import (
     ExecSnapshot,
@@ -179,6 +182,7 @@ class IBStore:
         s.on_connected.append(self._on_connected)
         s.on_lost.append(self._on_lost)
         s.on_gave_up.append(self._on_gave_up)
+        s.on_identity.append(self._on_identity)
         s.on_notice.append(lambda text: self._notify(None, text, kind="connection"))
         self._refs = 0
         self._closing = False
@@ -295,6 +299,24 @@ class IBStore:
     def managed_accounts(self) -> list[str]:
         """The accounts the gateway said this login manages."""
         return list(self.session.managed_accounts)
+
+    def expect_account(self, account: str, mode: str) -> None:
+        """From now on, check after every reconnect that the gateway is still logged into
+        ``account`` and only into accounts of ``mode``'s kind (paper ``DU``/``DF``, live
+        ``U``/``F``) BEFORE anything is sent on the new connection; on a mismatch the store
+        disconnects, never re-dials, puts :class:`~bt_ibkr.ib.events.AccountChanged` on the
+        broker's queue and reports it in :attr:`identity_error`. Returns None."""
+        self.session.account_guard = account_guard(account, mode)
+
+    @property
+    def identity_error(self) -> str | None:
+        """Why the store stopped after reconnecting into the wrong account (None: it did
+        not)."""
+        return self.session.identity_error
+
+    def _on_identity(self, reason: str) -> None:
+        self.streams.broadcast(ConnectionGaveUp())
+        self.broker_q.put(AccountChanged(reason))
 
     # ------------------------------------------------------------------ session hooks (loop)
     def _on_connected(self, first: bool) -> None:
@@ -536,13 +558,21 @@ class IBStore:
 
     def follow_trades(self, refs: set[str]) -> list[str]:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
-        earlier process) to the broker under that orderRef, their executions the client
+        earlier process under this store's clientId: IB streams an order's events to the
+        client that placed it) to the broker under that orderRef, their executions the client
         already has first; the broker counts each fill once (:mod:`bt_ibkr.ib.broker`).
 
         Returns the refs newly followed (already followed ones are skipped). Runs on the
         store's loop; returns when done.
         """
         return self.call(self.routes.follow, refs)
+
+    def follows_order(self, ref: str) -> bool:
+        """Return True when the events of the order with orderRef ``ref`` reach the broker:
+        placed by this store, or followed (:meth:`follow_trades`; only orders placed under
+        this store's clientId can be). A journaled order for which this is False sends this
+        process nothing: not its fills, not its end."""
+        return self.routes.routes(ref)
 
     # ------------------------------------------------------------------ reconciling (start-up)
     def _answer(self, coro, timeout: float, what: str):
@@ -560,40 +590,56 @@ class IBStore:
     def order_snapshots(self, account: str, timeout: float = 30.0) -> list[OrderSnapshot]:
         """Return the gateway's open and completed orders of ``account`` (blocking, start-up).
 
-        Completed orders are left out (with a warning) when the gateway cannot list them.
+        Open orders are every API client's (``reqAllOpenOrders``), each with the clientId
+        that placed it (``client_id``); completed orders carry none (IB's completedOrder
+        message has no clientId: None). Completed orders are left out (with a warning) when
+        the gateway cannot list them.
         """
         ib = self.session.ib
 
-        async def ask() -> list:
-            trades = list(await ib.reqAllOpenOrdersAsync())
+        async def ask() -> tuple[list, list]:
+            working = list(await ib.reqAllOpenOrdersAsync())
+            done: list = []
             try:
-                trades += list(await ib.reqCompletedOrdersAsync(True))
+                done = list(await ib.reqCompletedOrdersAsync(True))
             except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
                 log.warning("reqCompletedOrders failed; reconciling without completed orders")
-            return trades
+            return working, done
 
-        trades = self._answer(ask(), timeout, "the open and completed orders request "
-                              "(reqAllOpenOrders / reqCompletedOrders)")
-        return [order_snapshot(t) for t in trades
+        working, done = self._answer(ask(), timeout, "the open and completed orders request "
+                                     "(reqAllOpenOrders / reqCompletedOrders)")
+        snaps = [order_snapshot(t) for t in working]
+        snaps += [replace(order_snapshot(t), client_id=None) for t in done]
+        return [s for s, t in zip(snaps, working + done, strict=True)
                 if not getattr(t.order, "account", "") or t.order.account == account]
 
-    def exec_snapshots(self, account: str, timeout: float = 30.0) -> list[ExecSnapshot]:
+    def exec_snapshots(self, account: str, client_ids: Iterable[int] = (),
+                       timeout: float = 30.0) -> list[ExecSnapshot]:
         """Return every execution the gateway still has for ``account`` (blocking, start-up).
 
         IB keeps them from the last day up to a week (a TWS setting). No time filter: our clock
         and the gateway's may differ, and a filter on ours would hide fills made while away.
+        One request with the filter's clientId 0 (every client's executions), and one more per
+        id in ``client_ids`` (the clientIds that placed the journal's orders), so the fills of
+        an earlier run under another clientId come back however a gateway reads clientId 0;
+        deduplicated by execId.
         """
         from bt_ibkr.ib import client as ibc
 
         ib = self.session.ib
-        flt = ibc.ExecutionFilter(acctCode=account)
+        filters = [ibc.ExecutionFilter(acctCode=account)]
+        filters += [ibc.ExecutionFilter(clientId=int(c), acctCode=account)
+                    for c in sorted({int(c) for c in client_ids}) if int(c) > 0]
 
         async def ask() -> list:
-            fills = list(await ib.reqExecutionsAsync(flt))
+            fills: dict[str, Any] = {}
+            for flt in filters:
+                for f in await ib.reqExecutionsAsync(flt):
+                    fills.setdefault(f.execution.execId, f)
             # an execution the client saw before (at connect, or live) comes back as a new
             # object without its commission; ib_async keeps the report on the one it saw first
             known = {f.execution.execId: f for f in ib.fills()}
-            return [known.get(f.execution.execId, f) for f in fills]
+            return [known.get(x, f) for x, f in fills.items()]
 
         fills = self._answer(ask(), timeout, "the executions request (reqExecutions)")
         return [exec_snapshot(f) for f in fills

@@ -32,7 +32,8 @@ from typing import Any
 
 from bt_ibkr.live.config import SECRET_ENV_VARS, SECRET_NAME_RE
 
-KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error", "data")
+KINDS = ("run", "decision", "order", "fill", "connection", "risk", "reconcile", "error", "data",
+         "alert")
 """The kinds of audit records."""
 MASK = "***"
 MIN_SECRET_LEN = 6
@@ -195,6 +196,10 @@ class AuditLog:
         self.redact = Redactor(secrets, env)
         self._lock = threading.Lock()
         self._fh = open(self.path, "a", encoding="utf-8")  # closed in close()
+        #: called with every record as written (redacted), after it is on disk: the
+        #: operator's status, metrics and alerts (bt_ibkr.ops.operator); a listener that
+        #: raises is logged and never stops the write or the run
+        self.listeners: list = []
 
     def write(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         """Append one record; return it as written (after redaction).
@@ -218,6 +223,11 @@ class AuditLog:
                 if exc.filename:
                     raise
                 raise type(exc)(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # noqa: BLE001 - a listener never stops the audit or the run
+                logging.getLogger("bt_ibkr.live").exception("audit listener failed")
         return record
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ Keys starting with ``_`` (``"_comment"``) are ignored at every level. ``confirm_
 deliberately not accepted from the file or the environment: confirming live trading takes an
 explicit command-line flag on each run.
 
-Secrets (``TWS_USERID``, ``TWS_PASSWORD``, ``BT_IBKR_ALERT_TOKEN`` ...) are read only from the
+Secrets (``TWS_USERID``, ``TWS_PASSWORD``, ``BT_IBKR_ALERT_URLS``, ``BT_IBKR_HTTP_TOKEN`` ...) are read only from the
 environment into :attr:`LiveConfig.secrets`, which is left out of ``repr()`` and shown as
 ``"***"`` by :meth:`LiveConfig.redacted`.
 """
@@ -64,7 +64,8 @@ ENV_CONNECTION = {
 """Environment variables that override connection settings, and the key each one sets."""
 
 SECRET_ENV_VARS = (
-    "BT_IBKR_ALERT_TOKEN",
+    "BT_IBKR_ALERT_URLS",
+    "BT_IBKR_HTTP_TOKEN",
     "TWS_USERID",
     "TWS_PASSWORD",
     "TWS_USERID_PAPER",
@@ -100,6 +101,13 @@ class RiskConfig:
 
     ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
     account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).
+
+    Sizing: ``capital`` is the equity the strategy sizes from on each run (at most the account's
+    net liquidation value; None: all of it). ``ramp_sessions`` > 0 scales it up gradually: the
+    first session uses ``ramp_start`` of it, rising in equal steps to all of it after
+    ``ramp_sessions`` sessions. ``shrink`` names the limits (``max_order_notional``,
+    ``max_position_notional``, ``max_position_per_symbol``) under which an order too large is
+    shrunk to fit instead of refused (default: none, every limit refuses).
     """
 
     max_position_per_symbol: float | None = None
@@ -107,6 +115,10 @@ class RiskConfig:
     max_order_notional: float | None = None
     max_daily_loss: float | None = 0.03
     cancel_on_exit: bool = True
+    capital: float | None = None
+    ramp_sessions: int = 0
+    ramp_start: float = 0.25
+    shrink: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +148,21 @@ class SessionsConfig:
 
 
 @dataclass
+class OpsConfig:
+    """Running unattended (docs/DEPLOY.md): the status/health/metrics port (``http_port``
+    None: off; ``http_host`` beyond loopback needs ``BT_IBKR_HTTP_TOKEN``), the gateway's daily
+    restart window (``"23:40-00:10 America/New_York"``: a disconnect inside it is expected),
+    and the service's decision time on the exchange calendar (``decide_at``: ``close+5m``,
+    ``open-15m`` ...; ``calendar``: an exchange_calendars code)."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+    restart_window: str | None = None
+    decide_at: str = "close+5m"
+    calendar: str = "XNYS"
+
+
+@dataclass
 class LiveConfig:
     """Everything a paper/live run needs, validated. Build it with :func:`load_config`."""
 
@@ -149,6 +176,7 @@ class LiveConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     confirm_live: bool = False
     read_only: bool = False
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
@@ -177,6 +205,7 @@ class LiveConfig:
             "risk": {f.name: getattr(self.risk, f.name) for f in fields(self.risk)},
             "paths": {f.name: str(getattr(self.paths, f.name)) for f in fields(self.paths)},
             "sessions": {f.name: getattr(self.sessions, f.name) for f in fields(self.sessions)},
+            "ops": {f.name: getattr(self.ops, f.name) for f in fields(self.ops)},
             "confirm_live": self.confirm_live,
             "read_only": self.read_only,
             "secrets": {name: "***" for name in sorted(self.secrets)},
@@ -341,6 +370,23 @@ def _set_risk(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
         r.max_daily_loss = _as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
     elif key == "cancel_on_exit":
         r.cancel_on_exit = _as_bool(where, path, value)
+    elif key == "capital":
+        r.capital = _as_float(where, path, value, lo=0.0, nullable=True)
+    elif key == "ramp_sessions":
+        r.ramp_sessions = _as_int(where, path, value, 0, 10_000)
+    elif key == "ramp_start":
+        r.ramp_start = _as_float(where, path, value, lo=0.0, hi=1.0,  # type: ignore[assignment]
+                                 hi_open=False)
+    elif key == "shrink":
+        names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            raise where.error(key, f"expected a list of limit names, got {value!r}")
+        shrinkable = ("max_order_notional", "max_position_notional", "max_position_per_symbol")
+        for name in names:
+            if name not in shrinkable:
+                raise where.error(key, f"{name!r} cannot shrink an order; choose from "
+                                       f"{', '.join(shrinkable)}")
+        r.shrink = [n for n in names if n]
     else:  # pragma: no cover
         raise _unknown_key(where, "risk", key, _names(RiskConfig))
 
@@ -368,17 +414,76 @@ def _set_sessions(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
         raise _unknown_key(where, "sessions", key, _names(SessionsConfig))
 
 
+def _set_ops(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+    path = f"ops.{key}"
+    o = cfg.ops
+    if key == "http_host":
+        o.http_host = _as_str(where, path, value)  # type: ignore[assignment]
+    elif key == "http_port":
+        o.http_port = None if value is None else _as_int(where, path, value, 0, 65535)
+    elif key == "restart_window":
+        text = _as_str(where, path, value, nullable=True)
+        if text is not None:
+            from bt_ibkr.ops.restart_window import RestartWindow
+
+            try:
+                RestartWindow.parse(text, where=path)
+            except ConfigError as exc:
+                raise where.error(key, str(exc)) from None
+        o.restart_window = text
+    elif key == "decide_at":
+        text = _as_str(where, path, value)
+        try:
+            parse_decide_at(text)
+        except ConfigError as exc:
+            raise where.error(key, str(exc)) from None
+        o.decide_at = text  # type: ignore[assignment]
+    elif key == "calendar":
+        from bt_ibkr.calendars import get_calendar
+
+        text = _as_str(where, path, value)
+        try:
+            get_calendar(str(text))
+        except ConfigError as exc:
+            raise where.error(key, str(exc)) from None
+        o.calendar = text  # type: ignore[assignment]
+    else:  # pragma: no cover
+        raise _unknown_key(where, "ops", key, _names(OpsConfig))
+
+
+_DECIDE_AT = re.compile(r"^\s*(close|open)\s*(?:([+-])\s*(\d+)\s*(m|min|h))?\s*$")
+
+
+def parse_decide_at(text: str | None) -> tuple[str, int]:
+    """Return ``(anchor, minutes)`` of a decision time like ``close+5m``, ``open-15m``,
+    ``close`` or ``close+1h`` (minutes after the anchor; negative: before).
+
+    Raises:
+        ConfigError: anything else (the message shows the form).
+    """
+    m = _DECIDE_AT.match(str(text or ""))
+    if not m:
+        raise ConfigError(f"decide_at {text!r}: expected close|open[+-N m|h], e.g. close+5m or "
+                          "open-15m")
+    anchor, sign, n, unit = m.groups()
+    minutes = int(n or 0) * (60 if unit == "h" else 1) * (-1 if sign == "-" else 1)
+    if abs(minutes) > 12 * 60:
+        raise ConfigError(f"decide_at {text!r}: at most 12 hours from the {anchor}")
+    return anchor, minutes
+
+
 def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
 _TOP_KEYS = ["mode", "run_mode", "symbols", "bar_size", "strategy", "params", "read_only",
-             "connection", "risk", "paths", "sessions"]
+             "connection", "risk", "paths", "sessions", "ops"]
 _SECTIONS = {
     "connection": (ConnectionConfig, _set_connection),
     "risk": (RiskConfig, _set_risk),
     "paths": (PathsConfig, _set_path),
     "sessions": (SessionsConfig, _set_sessions),
+    "ops": (OpsConfig, _set_ops),
 }
 
 

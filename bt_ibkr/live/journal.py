@@ -4,7 +4,7 @@ The rule that makes restarts safe: an order's identity is its deterministic ``or
 (:func:`bt_ibkr.ib.order_refs.make_order_ref`), written and committed to the journal
 (:meth:`Journal.record_intent`) *before* the order goes to the gateway. IB echoes ``orderRef``
 back in ``openOrder``, ``execDetails`` and ``completedOrder``, so after a crash or a gateway
-restart :meth:`Journal.reconcile` (:mod:`bt_ibkr.live.reconcile`) can match what the journal
+restart :func:`bt_ibkr.live.reconcile.reconcile` can match what the journal
 meant to do against what the gateway did.
 
 One file, WAL mode, ``synchronous=FULL``: a committed row survives a process kill or power loss,
@@ -23,16 +23,16 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.ib.order_refs import MAX_REF_LEN
-from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
+from bt_ibkr.ib.parsing import Fill, normalize_side
 from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vocabulary
     CANCELLED,
     EXPIRED,
@@ -56,11 +56,13 @@ from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vo
     normalize_status,
     parse_time,
 )
+from bt_ibkr.live.journal_storage import (  # noqa: F401 - re-exported
+    JournalError,
+    journal_identity,
+    storage_error,
+)
 from bt_ibkr.utc import to_utc as _utc
 from bt_ibkr.utc import utc_now as _now
-
-if TYPE_CHECKING:
-    from bt_ibkr.live.reconcile import ReconcileReport
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,9 +130,6 @@ CREATE TABLE IF NOT EXISTS events (
 SCHEMA_VERSION = "1"
 
 
-class JournalError(BtIbkrError):
-    """The journal file is unusable (corrupt, newer schema) or a call broke its rules."""
-
 # --------------------------------------------------------------------------------------------
 # the journal
 
@@ -148,8 +147,15 @@ class Journal:
     def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         if str(self.path) != ":memory:":
+            from bt_ibkr.live.run_lock import check_single_name, journal_path
+
+            # one name per journal: SQLite keeps the write-ahead log by name (run_lock)
+            self.path = journal_path(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_single_name(self.path)
         self._lock = threading.RLock()
+        #: called with each write transaction's duration in seconds (the run's metrics)
+        self.on_commit = None
         conn = None
         try:
             self._db = conn = sqlite3.connect(
@@ -177,7 +183,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
-            storage = _storage_error(self.path, exc)
+            storage = storage_error(self.path, exc)
             if storage is not None:
                 raise storage from None
             raise JournalError(
@@ -189,9 +195,11 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers queue."""
+        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers queue;
+        ``on_commit`` (when set) gets the seconds it took, fsync included."""
         with self._lock:
             try:
+                t0 = time.perf_counter()
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
@@ -201,8 +209,10 @@ class Journal:
                     raise
                 else:
                     self._db.execute("COMMIT")
+                    if self.on_commit is not None:
+                        self.on_commit(time.perf_counter() - t0)
             except sqlite3.OperationalError as exc:
-                storage = _storage_error(self.path, exc)
+                storage = storage_error(self.path, exc)
                 if storage is None:
                     raise
                 raise storage from None
@@ -266,8 +276,10 @@ class Journal:
                                                              "symbol": intent.symbol})
         return new
 
-    def mark_sent(self, order_ref: str, order_id: int | None, perm_id: int | None = None) -> None:
-        """Record that the order was handed to the gateway (call right after ``placeOrder``).
+    def mark_sent(self, order_ref: str, order_id: int | None, perm_id: int | None = None,
+                  client_id: int | None = None) -> None:
+        """Record that the order was handed to the gateway (call right after ``placeOrder``);
+        ``client_id``, the API client that placed it, goes into the ``sent`` event.
 
         Raises:
             KeyError: no intent with that orderRef.
@@ -282,7 +294,8 @@ class Journal:
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no journaled intent {order_ref!r}: record_intent() comes first")
-            self._event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id})
+            self._event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id,
+                                                "client_id": client_id})
 
     def update_status(
         self, order_ref: str, status: str, filled: float | None = None,
@@ -543,11 +556,24 @@ class Journal:
             if row is None:
                 db.execute("INSERT INTO meta (key, value) VALUES ('account', ?)", (account,))
                 self._event(db, "bound", None, {"account": account})
+            if db.execute("SELECT 1 FROM meta WHERE key = 'journal_id'").fetchone() is None \
+                    and (row is None or row[0] == account):
+                jid = journal_identity(account, self.path)
+                db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?)", (jid,))
+                self._event(db, "identity", None, {"journal_id": jid})
             elif row[0] != account:
                 raise JournalError(
                     f"journal {self.path} belongs to account {row[0]}, not {account}: give this "
                     f"account its own journal (--journal / paths.journal), e.g. "
                     f"state/{account}.sqlite")
+
+    @property
+    def journal_id(self) -> str | None:
+        """The journal's identity, carried by every orderRef it makes (``bt2:<id>:...``):
+        set when the journal is bound to its account (:func:`journal_identity`), None
+        before."""
+        row = self._query("SELECT value FROM meta WHERE key = 'journal_id'")
+        return row[0][0] if row else None
 
     @property
     def account(self) -> str | None:
@@ -605,16 +631,6 @@ class Journal:
         with self._tx() as db:
             yield JournalTx(self, db)
 
-    def reconcile(self, gateway_orders: Iterable[OrderSnapshot],
-                  gateway_executions: Iterable[ExecSnapshot],
-                  gateway_positions: Mapping[str, float], now: datetime,
-                  max_intent_age: timedelta) -> ReconcileReport:
-        """Match this journal against the gateway's state; return the report
-        (:func:`bt_ibkr.live.reconcile.reconcile`, which documents the arguments)."""
-        from bt_ibkr.live.reconcile import reconcile
-
-        return reconcile(self, gateway_orders, gateway_executions, gateway_positions, now,
-                         max_intent_age)
 
 
 class JournalTx:
@@ -658,29 +674,3 @@ class JournalTx:
               run_id: str | None = None) -> None:
         """Append an event row."""
         Journal._event(self._db, kind, order_ref, dict(detail), run_id)
-
-
-def _storage_error(path: Path, exc: sqlite3.Error) -> JournalError | None:
-    """Return a JournalError that says what is wrong with the journal's storage (disk full,
-    read-only, cannot open), or None when ``exc`` is about something else."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    where = path.resolve().parent if str(path) != ":memory:" else path
-    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
-        return JournalError(f"journal {path}: the disk is full ({where}); free space there, then "
-                            "run again (nothing was sent after the last journaled intent)")
-    if name.startswith("SQLITE_READONLY") or "readonly" in str(exc):
-        return JournalError(f"journal {path}: the file or its folder {where} is read-only; make "
-                            "it writable or pass --journal on a writable disk")
-    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
-        return JournalError(f"journal {path}: cannot write it ({exc}); check the disk and the "
-                            f"permissions of {where}")
-    return None
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-exports of the reconciliation's names (they import this module)."""
-    if name in ("ReconcileReport", "PositionMismatch", "fill_from_exec"):
-        from bt_ibkr.live import reconcile
-
-        return getattr(reconcile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,11 @@ For every order the strategy submits, in this order:
    the gateway (followed after a restart, see below) is refused (``order.info.reason`` names
    it): the Strategy sizes from the filled position, which does not yet hold that order, so a
    stream run re-deciding on a later bar would buy the same exposure twice. It may order again
-   once the earlier order is done; its fills then count in the position;
+   once the earlier order is done; its fills then count in the position. When that earlier
+   order is one this process does not follow (placed under another clientId: IB sends its
+   status and fills to that client only, :mod:`bt_ibkr.live.client_ids`), it would never be
+   done here, so the run stops instead (:class:`~bt_ibkr.errors.AttentionError`, one line
+   naming the order, its clientId and what to do), never refusing bar after bar;
 4. the order's deterministic orderRef (given by IBBroker, :mod:`bt_ibkr.ib.order_refs`: the
    strategy, symbol, decision bar and the order's number within that decision) and its intent
    are committed to the SQLite journal BEFORE it is sent. If the journal already holds that
@@ -49,9 +53,11 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from bt_ibkr.errors import AttentionError
 from bt_ibkr.ib.broker import IBBroker, IBOrder
 from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
 from bt_ibkr.ib.events import (
+    AccountChanged,
     BrokerEvent,
     CommissionReceived,
     ConnectionGaveUp,
@@ -67,6 +73,7 @@ from bt_ibkr.ib.events import (
 from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
+from bt_ibkr.live.client_ids import placed_by, stop_line
 from bt_ibkr.live.journal import (
     CANCELLED,
     INACTIVE,
@@ -130,6 +137,10 @@ class JournaledIBBroker(IBBroker):
         self.crash_at: str | None = None
         self.resend_refs: set[str] = set()
         self.trading_day: date | None = None
+        #: the session of "now" on the gateway's clock, and what to do when it moves on (set
+        #: by the runner: the halt is filed under the session of the loss)
+        self.session_now = None
+        self.on_new_day = None
         self.records: dict[str, dict[str, Any]] = {}
         self.halt_announced = False
         self._fills: dict[str, Fill] = {}
@@ -150,6 +161,8 @@ class JournaledIBBroker(IBBroker):
         if crash_at and crash_at not in CRASH_POINTS:
             raise ValueError(f"BT_IBKR_CRASH_AT={crash_at!r}: expected one of {CRASH_POINTS}")
         self.journal, self.audit, self.gate = journal, audit, gate
+        # the journal's identity in every orderRef: no other journal or program makes ours
+        self.refs.owner = journal.journal_id
         self.strategy_name = strategy_name
         self.run_id, self.account = run_id, account
         self.read_only = bool(read_only)
@@ -174,6 +187,45 @@ class JournaledIBBroker(IBBroker):
             self._audit("order", orderRef=rec.order_ref, symbol=rec.symbol, side=rec.side,
                         quantity=rec.quantity, status="followed", journal_status=rec.status,
                         filled=rec.filled)
+
+    def own_start_size(self, conid: int, held: float) -> float:
+        """Count only this journal's position at start (its adopted start position plus its
+        fills): shares other programs or manual orders hold in the account are not the
+        Strategy's. The difference is said once."""
+        if self.journal is None:
+            return held
+        data = self._feed_of(conid)
+        if data is None:
+            return held
+        symbol = contract_symbol(data.tradecontract)
+        mine = self.journal.position_from_fills(symbol)
+        if abs(mine - held) > 1e-9:
+            text = (f"{symbol}: the account holds {held:g}, this journal {mine:g}; the "
+                    f"Strategy's position is the journal's {mine:g} (the rest is other "
+                    "programs' or manual trades)")
+            log.warning(text)
+            self._audit("order", status="not_ours", symbol=symbol, held=held, journal=mine,
+                        reason=text)
+        return mine
+
+    def _session_now(self) -> date | None:
+        try:
+            return self.session_now() if self.session_now is not None else None
+        except Exception:  # noqa: BLE001 - outside the calendar's years: the run's day
+            log.debug("session of now unknown", exc_info=True)
+            return None
+
+    def _roll_day(self, equity: float) -> None:
+        """A run that reached the next exchange session starts a new day there."""
+        day = self._session_now()
+        if day is None or self.trading_day is None or day <= self.trading_day:
+            return
+        log.info("a new trading session: %s (was %s)", day, self.trading_day)
+        self.trading_day = day
+        self.halt_announced = False
+        if self.on_new_day is not None and equity > 0:
+            self.on_new_day(day, equity)
+            self.halt_announced = bool(self.gate is not None and self.gate.halted)
 
     def _earlier_working(self, symbol: str | None = None) -> list:
         """Return the journaled orders this broker has no backtrader order for (an earlier
@@ -241,6 +293,7 @@ class JournaledIBBroker(IBBroker):
 
         # 1. risk gate (before anything is journaled or sent)
         if self.gate is not None:
+            self._roll_day(equity)
             decision = self.gate.check(symbol, side, qty, price, position,
                                        equity if equity > 0 else None,
                                        pending=self.journal.pending_shares(symbol))
@@ -250,9 +303,21 @@ class JournaledIBBroker(IBBroker):
                 self.halt_announced = True
                 self._audit("risk", event="daily_loss_halt", reason=self.gate.halt_reason,
                             equity=equity)
-                if self.trading_day is not None and self.account:
-                    self.journal.record_halt(self.trading_day, self.account,
+                day = self._session_now() or self.trading_day
+                if day is not None and self.account:
+                    self.journal.record_halt(day, self.account,
                                              self.gate.halt_reason, run_id=self.run_id)
+            if decision.allowed and decision.quantity is not None and decision.quantity < qty:
+                # a limit in risk.shrink: send the largest whole quantity that fits
+                log.warning("risk: %s", decision.reason)
+                self._audit("risk", event="shrunk", orderRef=ref, symbol=symbol, side=side,
+                            quantity=qty, sent=decision.quantity, reason=decision.reason)
+                self.journal.log_event("shrunk", {"symbol": symbol, "side": side,
+                                                  "quantity": qty, "sent": decision.quantity,
+                                                  "reason": decision.reason},
+                                       order_ref=ref, run_id=self.run_id)
+                order.resize(decision.quantity)
+                qty = float(decision.quantity)
             if not decision.allowed:
                 (log.info if decision.halted else log.warning)(
                     "risk refused %s: %s", ref, decision.reason)
@@ -280,6 +345,17 @@ class JournaledIBBroker(IBBroker):
         # 3. an earlier run's order on this side still working: this one would duplicate it
         earlier = next((r for r in self._earlier_working(symbol)
                         if r.side == side and r.order_ref != ref), None)
+        if earlier is not None and not self.store.follows_order(earlier.order_ref):
+            # its events never reach this process (placed under another clientId): it would
+            # refuse this side of the symbol for ever, silently; stop and say what to do
+            text = stop_line(earlier, placed_by(self.journal, earlier.order_ref),
+                             self.store.clientId)
+            log.error("%s not sent: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=earlier.order_ref)
+            self._record(ref, symbol=symbol, side=side, quantity=qty, status="refused",
+                         reason=text)
+            raise AttentionError(text)
         if earlier is not None:
             reason = (f"an order of an earlier run, {earlier.order_ref} ({earlier.side} "
                       f"{earlier.quantity:g} {symbol}, {earlier.filled:g} filled), is still "
@@ -327,6 +403,15 @@ class JournaledIBBroker(IBBroker):
                      duplicate_skipped=True)
         order.submit(self)
         working = rec is not None and rec.status in OPEN_STATUSES and rec.status != INTENT
+        if working and not self.store.follows_order(ref):
+            # bound to an order whose events never reach this process: it would wait for it in
+            # vain (placed under another clientId); stop and say what to do
+            text = stop_line(rec, placed_by(self.journal, ref), self.store.clientId,
+                             waiting=True)
+            log.error("%s: %s", ref, text)
+            self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
+                        status="stopped", reason=text, working=ref)
+            raise AttentionError(text)
         if working or self.follows(ref):
             # working at the gateway (or filled while this run followed it): its events and
             # fills reach this order; marked adopted so a recorder can tell it from an order
@@ -348,7 +433,7 @@ class JournaledIBBroker(IBBroker):
         match event:
             case OrderPlaced(ref=ref, order_id=oid):
                 if self.journal.get(ref) is not None:
-                    self.journal.mark_sent(ref, oid)
+                    self.journal.mark_sent(ref, oid, client_id=self.store.clientId)
                     self._record(ref, orderId=oid)
             case OrderStatusChanged():
                 self._journal_status(event)
@@ -376,6 +461,12 @@ class JournaledIBBroker(IBBroker):
             case ConnectionGaveUp():
                 log.error("gave up reconnecting to the gateway")
                 self._audit("connection", event="gave_up")
+            case AccountChanged(reason=reason):
+                log.error("%s", reason)
+                self._audit("alert", event="account_mismatch", message=reason)
+                if self.journal is not None:
+                    self.journal.log_event("account_mismatch", {"reason": reason},
+                                           run_id=self.run_id)
 
     def _on_rejection(self, ref: str, code: int, text: str) -> None:
         """IB refused order ``ref`` (error ``code``): once its status is terminal without a

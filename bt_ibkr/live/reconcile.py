@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bt_ibkr.ib.order_refs import REF_PREFIX, ref_time
+from bt_ibkr.ib.order_refs import ref_fields, ref_owner, ref_time
 from bt_ibkr.ib.parsing import ExecSnapshot, Fill, OrderSnapshot, normalize_side
 from bt_ibkr.live.intents import (
     CANCELLED,
@@ -72,13 +72,19 @@ class ReconcileReport:
     recovered: list[IntentRecord] = field(default_factory=list)
     adopted_positions: dict[str, float] = field(default_factory=dict)
     position_mismatches: list[PositionMismatch] = field(default_factory=list)
+    #: orders or executions at the gateway that carry one of our orderRefs but differ from the
+    #: journaled decision in side, size or symbol: never adopted (the run stops, exit 4)
+    conflicts: list[str] = field(default_factory=list)
+    #: other bt_ibkr journals seen on this account (working orders or today's executions):
+    #: their identity ("bt1" for refs without one) -> the symbols they trade
+    other_journals: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when nothing needs a human: no lost orders, no position mismatch, no order
-        carrying this package's orderRef prefix that the journal did not know (recovered)."""
-        ours = [o for o in self.unknown_orders if o.order_ref.startswith(REF_PREFIX + ":")]
-        return not (self.lost or self.position_mismatches or ours or self.recovered)
+        """True when nothing needs a human: no lost orders, no position mismatch, no order of
+        ours the journal did not know (recovered), no order that differs from its decision.
+        Orders and fills of other programs are reported, not a problem."""
+        return not (self.lost or self.position_mismatches or self.recovered or self.conflicts)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-able data (for the audit log and ``--json``)."""
@@ -90,7 +96,7 @@ class ReconcileReport:
 
     def summary(self) -> str:
         """Return a few human-readable lines; problems first, prefixed with ``!!``."""
-        lines: list[str] = []
+        lines: list[str] = list(self.conflicts)
         for ref in self.lost:
             lines.append(f"!! LOST order {ref}: marked sent but the gateway has no trace of it and "
                          "no fills; check TWS (Trades / Orders) before trading this symbol again")
@@ -103,10 +109,16 @@ class ReconcileReport:
             lines.append(f"!! POSITION MISMATCH {m.symbol}: journal {m.journal:g}, gateway "
                          f"{m.gateway:g} (difference {m.difference:+g}); trades made outside this "
                          "journal? accept the gateway's with Journal.accept_positions()")
-        for o in self.unknown_orders:
-            flag = "!! " if o.order_ref.startswith(REF_PREFIX + ":") else ""
-            lines.append(f"{flag}order at the gateway not in the journal: {o.order_ref or '(no ref)'}"
-                         f" {o.side} {o.quantity:g} {o.symbol} {o.status}")
+        if self.unknown_orders or self.foreign_fills:
+            refs = sorted({o.order_ref or "(no ref)" for o in self.unknown_orders}
+                          | {f.order_ref or "(no ref)" for f in self.foreign_fills})
+            syms = sorted({o.symbol for o in self.unknown_orders}
+                          | {f.symbol for f in self.foreign_fills})
+            lines.append(f"not ours: {len(self.unknown_orders)} working order(s) and "
+                         f"{len(self.foreign_fills)} fill(s) of other programs, manual orders or "
+                         f"other journals on {', '.join(syms)} ({', '.join(refs[:6])}"
+                         f"{' ...' if len(refs) > 6 else ''}): never counted in this journal's "
+                         "positions or cash")
         if self.adopted:
             lines.append(f"adopted {len(self.adopted)} order(s) found at the gateway: "
                          + ", ".join(self.adopted))
@@ -119,8 +131,6 @@ class ReconcileReport:
                          + ", ".join(self.expired))
         if self.missed_fills:
             lines.append(f"recorded {len(self.missed_fills)} fill(s) that arrived while away")
-        if self.foreign_fills:
-            lines.append(f"recorded {len(self.foreign_fills)} fill(s) of orders not in the journal")
         if self.adopted_positions:
             lines.append("adopted start positions: " + ", ".join(
                 f"{s} {q:g}" for s, q in sorted(self.adopted_positions.items())))
@@ -181,8 +191,16 @@ def reconcile(
             # several rows for one ref (open + completed): keep the most advanced one
             if prev is None or (o.filled or 0) >= (prev.filled or 0):
                 by_ref[o.order_ref] = o
+    jid = journal.journal_id
     with journal.transaction() as tx:
         known_refs = {r[0] for r in tx.execute("SELECT order_ref FROM intents")}
+        intents = {r["order_ref"]: r for r in tx.execute(
+            "SELECT order_ref, symbol, side, quantity FROM intents")}
+
+        def ours(ref: str | None) -> bool:
+            """In this journal, or carrying its identity (a lost journal's orders)."""
+            return bool(ref) and (ref in known_refs or (jid is not None
+                                                        and ref_owner(ref) == jid))
         known_syms = {r[0] for r in tx.execute(
             "SELECT symbol FROM start_positions UNION SELECT symbol FROM fills")}
         # what was open before this reconcile (recording fills below may finish some)
@@ -192,14 +210,29 @@ def reconcile(
         # 1. executions -> fills (dedupe by execId)
         for e in gateway_executions:
             fill = fill_from_exec(e)
-            if tx.record_fill(fill):
-                (report.missed_fills if fill.order_ref in known_refs
-                 else report.foreign_fills).append(fill)
+            if not ours(fill.order_ref):
+                report.foreign_fills.append(fill)  # never in our positions or cash
+                _note_other_journal(report, fill.order_ref, fill.symbol)
+                continue
+            intent = intents.get(fill.order_ref)
+            if intent is not None and (normalize_side(fill.side) != intent["side"]
+                                       or fill.symbol != intent["symbol"]):
+                report.conflicts.append(_conflict(fill.order_ref, intent, fill.side,
+                                                  fill.shares, fill.symbol, "an execution"))
+                continue
+            if tx.record_fill(fill) and fill.order_ref in known_refs:
+                report.missed_fills.append(fill)
         # 2. open intents vs gateway orders and executions
         for row in rows:
             ref = row["order_ref"]
             was_unsent = row["status"] == INTENT
             snap = by_ref.get(ref)
+            if snap is not None and (normalize_side(snap.side) != row["side"]
+                                     or snap.symbol != row["symbol"]
+                                     or abs(float(snap.quantity) - row["quantity"]) > 1e-9):
+                report.conflicts.append(_conflict(ref, row, snap.side, snap.quantity,
+                                                  snap.symbol, "an order"))
+                continue  # never adopted: it is not the order we decided
             cur = tx.execute("SELECT status, quantity, filled FROM intents WHERE order_ref = ?",
                              (ref,)).fetchone()
             fills = float(tx.execute(
@@ -231,7 +264,8 @@ def reconcile(
                      iso(now), iso(now), INTENT, SENT, ref))
                 tx.event("adopted", ref, {
                     "order_id": snap.order_id if snap else None,
-                    "status": snap.status if snap else "from executions"})
+                    "status": snap.status if snap else "from executions",
+                    "client_id": snap.client_id if snap else None})
                 report.adopted.append(ref)
                 cur = tx.execute("SELECT status, quantity, filled FROM intents"
                                  " WHERE order_ref = ?", (ref,)).fetchone()
@@ -253,18 +287,19 @@ def reconcile(
         # 3. gateway orders the journal does not know. Ours (this package's orderRef prefix)
         # are adopted first, whatever their state: the journal was lost or replaced, and the
         # same decision made again must find its orderRef here and never be sent twice.
-        report.recovered = _recover(tx, by_ref, gateway_executions, known_refs, now)
+        report.recovered = _recover(tx, by_ref, gateway_executions, known_refs, now, jid)
         recovered = {r.order_ref for r in report.recovered}
         for o in orders:
             if o.order_ref in recovered:
                 continue
-            if not o.order_ref or o.order_ref not in known_refs:
+            if not ours(o.order_ref):
                 try:
                     working = normalize_status(o.status) in OPEN_STATUSES
                 except ValueError:
                     working = True
                 if working:
                     report.unknown_orders.append(o)
+                    _note_other_journal(report, o.order_ref, o.symbol)
         # 4. positions
         journal_syms = {r[0] for r in tx.execute(
             "SELECT symbol FROM start_positions UNION SELECT symbol FROM fills")}
@@ -291,13 +326,14 @@ def reconcile(
 
 def _recover(tx: JournalTx, by_ref: Mapping[str, OrderSnapshot],
              executions: list[ExecSnapshot], known_refs: set[str],
-             now: datetime) -> list[IntentRecord]:
+             now: datetime, jid: str | None) -> list[IntentRecord]:
     """Journal the gateway's orders and executions that carry this package's orderRef
     prefix but are not in the journal; return them as stored (status from the gateway,
     fills already recorded by execId)."""
-    prefix = REF_PREFIX + ":"
-    refs = {ref for ref in by_ref if ref.startswith(prefix)}
-    refs |= {e.order_ref for e in executions if e.order_ref and e.order_ref.startswith(prefix)}
+    if jid is None:
+        return []
+    refs = {ref for ref in by_ref if ref_owner(ref) == jid}
+    refs |= {e.order_ref for e in executions if e.order_ref and ref_owner(e.order_ref) == jid}
     out: list[IntentRecord] = []
     for ref in sorted(refs - known_refs):
         snap = by_ref.get(ref)
@@ -323,9 +359,9 @@ def _recover(tx: JournalTx, by_ref: Mapping[str, OrderSnapshot],
             continue
         if filled >= qty - 1e-9:
             status = FILLED
-        parts = ref.split(":")
-        strategy = parts[1] if len(parts) > 1 and parts[1] else "?"
-        decided = ref_time(parts[3]) if len(parts) > 3 else None
+        fields = ref_fields(ref)
+        strategy = fields[0] if fields else "?"
+        decided = ref_time(fields[2]) if fields else None
         stamp = iso(now)
         tx.execute(
             "INSERT INTO intents (order_ref, strategy, symbol, side, quantity, order_type,"
@@ -335,10 +371,27 @@ def _recover(tx: JournalTx, by_ref: Mapping[str, OrderSnapshot],
              status, order_id, perm_id, filled, avg, stamp, stamp,
              "recovered from the gateway: the journal did not know this order"))
         tx.event("recovered", ref, {"status": status, "filled": filled,
-                                           "quantity": qty, "symbol": symbol})
+                                           "quantity": qty, "symbol": symbol,
+                                           "client_id": snap.client_id if snap else None})
         out.append(intent_from_row(tx.execute("SELECT * FROM intents WHERE order_ref = ?",
                                       (ref,)).fetchone()))
     return out
+
+
+def _note_other_journal(report: ReconcileReport, ref: str | None, symbol: str) -> None:
+    """Remember a foreign order of another bt_ibkr journal (its refs parse as ours)."""
+    if ref and ref_fields(ref) is not None:
+        owner = ref_owner(ref) or "bt1"
+        syms = report.other_journals.setdefault(owner, [])
+        if symbol not in syms:
+            syms.append(symbol)
+
+
+def _conflict(ref: str, intent, side: str, quantity: float, symbol: str, what: str) -> str:
+    return (f"!! CONFLICT {ref}: {what} at the gateway is {normalize_side(side)} "
+            f"{float(quantity):g} {symbol}, but the journal's decision was {intent['side']} "
+            f"{float(intent['quantity']):g} {intent['symbol']}: not adopted; check TWS (a manual "
+            "order carrying this orderRef?), cancel or accept it there, then run again")
 
 
 __all__ = ["PositionMismatch", "ReconcileReport", "fill_from_exec", "reconcile"]

@@ -40,6 +40,7 @@ class RiskLimits:
     max_position_notional: float | None = None
     max_order_notional: float | None = None
     max_daily_loss: float | None = None
+    shrink: frozenset = frozenset()  # the limits that shrink an order to fit (else: refuse)
 
     @classmethod
     def from_config(cls, risk: RiskConfig) -> RiskLimits:
@@ -49,6 +50,7 @@ class RiskLimits:
             max_position_notional=risk.max_position_notional,
             max_order_notional=risk.max_order_notional,
             max_daily_loss=risk.max_daily_loss,
+            shrink=frozenset(getattr(risk, "shrink", ()) or ()),
         )
 
 
@@ -58,13 +60,16 @@ class RiskDecision:
 
     ``allowed``: send it or not. ``reason``: why not (or ``"ok"`` / why a reducing order passed).
     ``halted``: the daily-loss halt is in force. ``newly_halted``: this check triggered the halt
-    (True exactly once per day), so the runner should announce it.
+    (True exactly once per day), so the runner should announce it. ``quantity``: when a limit
+    in ``RiskLimits.shrink`` shrank the order, the whole quantity that fits (``reason`` says
+    from what, to what, and why).
     """
 
     allowed: bool
     reason: str
     halted: bool = False
     newly_halted: bool = False
+    quantity: float | None = None  # set when a limit shrank the order: the size to send
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -181,24 +186,52 @@ class RiskGate:
                 return RiskDecision(False, f"{side_u} {_qty(quantity)} {symbol} refused: "
                                            f"{self.halt_reason}", True, newly)
 
-        notional = quantity * price
-        if lim.max_order_notional is not None and notional > lim.max_order_notional:
-            return RiskDecision(
-                False,
-                f"order {_qty(quantity)} {symbol} @ {_money(price)} = {_money(notional)} exceeds "
-                f"max_order_notional {_money(lim.max_order_notional)}", self.halted, newly)
-        if lim.max_position_per_symbol is not None and abs(after) > lim.max_position_per_symbol:
-            return RiskDecision(
-                False,
-                f"{side_u} {_qty(quantity)} {symbol} would take the position from {_qty(pos)} to "
-                f"{_qty(after)} shares{_committed(held, pending)}, above max_position_per_symbol "
-                f"{_qty(lim.max_position_per_symbol)}", self.halted, newly)
-        value = abs(after) * price
-        if lim.max_position_notional is not None and value > lim.max_position_notional:
-            return RiskDecision(
-                False,
-                f"{side_u} {_qty(quantity)} {symbol} would make the position {_qty(after)} x "
-                f"{_money(price)} = {_money(value)}{_committed(held, pending)}, above "
-                f"max_position_notional "
-                f"{_money(lim.max_position_notional)}", self.halted, newly)
+        fits = self._fitting(side_u, quantity, price, pos)
+        if fits is not None and fits[0] < quantity:
+            allowed_qty, limit, text = fits
+            if limit in lim.shrink and allowed_qty >= 1:
+                return RiskDecision(True, f"{side_u} {symbol} shrunk from {_qty(quantity)} to "
+                                          f"{_qty(allowed_qty)} to fit {limit}: {text}",
+                                    self.halted, newly, quantity=allowed_qty)
+            return RiskDecision(False, self._limit_reason(side_u, symbol, quantity, price, pos,
+                                                          held, pending, limit),
+                                self.halted, newly)
         return RiskDecision(True, "ok", self.halted, newly)
+
+    def _fitting(self, side: str, quantity: float, price: float, pos: float
+                 ) -> tuple[float, str, str] | None:
+        """Return ``(quantity that fits, the tightest limit, its text)`` when a size limit
+        binds, else None. Whole units only (floor)."""
+        lim = self.limits
+        sign = 1.0 if side == "BUY" else -1.0
+        caps: list[tuple[float, str, str]] = []
+        if lim.max_order_notional is not None:
+            caps.append((math.floor(lim.max_order_notional / price), "max_order_notional",
+                         f"{_money(lim.max_order_notional)} per order at {_money(price)}"))
+        room_shares = None
+        if lim.max_position_per_symbol is not None:
+            room_shares = lim.max_position_per_symbol
+            caps.append((math.floor(max(0.0, room_shares - sign * pos)),
+                         "max_position_per_symbol", f"{_qty(room_shares)} shares"))
+        if lim.max_position_notional is not None:
+            room = lim.max_position_notional / price
+            caps.append((math.floor(max(0.0, room - sign * pos)), "max_position_notional",
+                         f"{_money(lim.max_position_notional)} at {_money(price)}"))
+        binding = [c for c in caps if c[0] < quantity]
+        return min(binding, key=lambda c: c[0]) if binding else None
+
+    def _limit_reason(self, side: str, symbol: str, quantity: float, price: float, pos: float,
+                      held: float, pending: float, limit: str) -> str:
+        lim = self.limits
+        after = pos + quantity if side == "BUY" else pos - quantity
+        if limit == "max_order_notional":
+            return (f"order {_qty(quantity)} {symbol} @ {_money(price)} = "
+                    f"{_money(quantity * price)} exceeds max_order_notional "
+                    f"{_money(lim.max_order_notional)}")
+        if limit == "max_position_per_symbol":
+            return (f"{side} {_qty(quantity)} {symbol} would take the position from {_qty(pos)} "
+                    f"to {_qty(after)} shares{_committed(held, pending)}, above "
+                    f"max_position_per_symbol {_qty(lim.max_position_per_symbol)}")
+        return (f"{side} {_qty(quantity)} {symbol} would make the position {_qty(after)} x "
+                f"{_money(price)} = {_money(abs(after) * price)}{_committed(held, pending)}, "
+                f"above max_position_notional {_money(lim.max_position_notional)}")

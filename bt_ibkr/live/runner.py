@@ -48,7 +48,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,19 @@ from typing import Any
 import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
-from bt_ibkr.calendars import DEFAULT_CALENDAR, trading_day
-from bt_ibkr.engine import check_outputs
-from bt_ibkr.errors import ConfigError, ConnectionFailedError
-from bt_ibkr.ib.bars import timeframe_of
+from analyzers.live_progress import LiveProgress
+from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
+from bt_ibkr.engine import check_outputs, warmup_bars
+from bt_ibkr.errors import (
+    AccountChangedError,
+    AttentionError,
+    ConfigError,
+    ConnectionFailedError,
+)
+from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
+from bt_ibkr.live.client_ids import ClientIdError, refusal, unfollowable
 from bt_ibkr.live.config import LiveConfig, PathsConfig
 from bt_ibkr.live.journal import REJECTED, Journal, JournalError
 from bt_ibkr.live.journaled_broker import CRASH_POINTS, JournaledIBBroker
@@ -70,8 +77,11 @@ from bt_ibkr.live.recovery import MAX_INTENT_AGE, recover
 from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.safety import check_launch, check_trading_mode
+from bt_ibkr.live.sizing import strategy_capital, traded_days
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
+from bt_ibkr.records.tearsheet import SessionSelection
+from bt_ibkr.utc import utc_now
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
@@ -145,6 +155,11 @@ class LiveRunner:
         lift_halt: lift a daily-loss halt that an earlier run of the same trading day recorded
             in the journal (the operator's explicit decision; audited). Without it the halt
             holds across restarts until the trading day ends.
+        operator: a :class:`~bt_ibkr.ops.operator.Operator` that turns the run's audit records
+            and bars into the status page, metrics and alerts (None: none).
+        report_select: which recorded sessions ``--report`` covers (one run, a date range,
+            all runs of the journal: :class:`~bt_ibkr.records.tearsheet.SessionSelection`);
+            always of this run's kind, simulated or real.
     """
 
     def __init__(self, config: LiveConfig, *, strategy: type | None = None,
@@ -154,7 +169,9 @@ class LiveRunner:
                  progress: Callable[[str], None] | None = None,
                  crash_at: str | None = None, reconnect_backoff_max: float = 10.0,
                  max_intent_age: timedelta = MAX_INTENT_AGE,
-                 backfill_days: int = 730, cache: Any = None, lift_halt: bool = False) -> None:
+                 backfill_days: int = 730, cache: Any = None, lift_halt: bool = False,
+                 report_select: SessionSelection | None = None,
+                 operator: Any = None) -> None:
         self.config = config
         self.strategy_cls = strategy
         self.simulate = simulate
@@ -179,6 +196,8 @@ class LiveRunner:
         self.backfill_days = int(backfill_days)
         self.cache = cache
         self.lift_halt = bool(lift_halt)
+        self.report_select = report_select or SessionSelection()
+        self.operator = operator
         self.sim = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
@@ -248,6 +267,10 @@ class LiveRunner:
         if unknown:
             raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
                               f"param; valid: {', '.join(sorted(names))}")
+        from bt_ibkr.params import check_param_values
+
+        # typed as the CLI types them: a library caller's use_hmm="maybe" is refused too
+        check_param_values(strategy_cls, self.config.params, "strategy.params")
 
     def _bar_cache(self):
         """Return the store's BarCache (None: no cache), see the ``cache`` arg."""
@@ -339,6 +362,12 @@ class LiveRunner:
             lock.release()
             raise
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
+        audit.listeners.append(self._decision_line)  # one status line per decision
+        if self.operator is not None:  # status page, metrics, alerts (bt_ibkr.ops)
+            audit.listeners.append(self.operator.on_audit)
+            self.operator.attach_journal(journal)
+            if self.operator.metrics is not None:
+                journal.on_commit = self.operator.metrics.journal_write.observe
         store = None
         run_id = None
         try:
@@ -364,9 +393,13 @@ class LiveRunner:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
             self._say(f"account {account} ({cfg.mode}); journal {cfg.paths.journal}")
+            # every reconnect is checked against this account before anything is sent
+            store.expect_account(account, cfg.mode)
             run_id = journal.start_run(f"{cfg.mode}/{cfg.run_mode}", account)
             report = self._reconcile(store, journal, audit, account)
             result = self._trade(strategy_cls, store, journal, audit, account, run_id, report)
+            if store.identity_error:  # the gateway came back as another account: exit 3
+                raise AccountChangedError(store.identity_error)
             result.started = started.isoformat()
             result.ended = datetime.now(UTC).isoformat()
             audit.write("run", event="end", stopped_by=result.stopped_by,
@@ -380,11 +413,19 @@ class LiveRunner:
                             error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            writer = getattr(self, "_session_writer", None)
+            if run_id is not None and writer is not None and writer.bars_written:
+                try:  # tamper evidence: replay checks the record against this digest
+                    journal.log_event("record_digest", writer.digest(), run_id=run_id)
+                except JournalError:
+                    log.warning("the session record's digest could not be journaled")
             if run_id is not None:
                 journal.end_run(run_id)
             if store is not None:
                 store.close()
             self.store = None
+            if self.operator is not None:
+                self.operator.attach_journal(None)  # the journal closes now
             journal.close()
             audit.close()
             lock.release()
@@ -400,6 +441,28 @@ class LiveRunner:
         age = self.max_intent_age if self.config.run_mode == "daily" else timedelta(0)
         rec = recover(store, journal, account, datetime.now(UTC), age)
         report = rec.report
+        if report.conflicts:  # an order carrying our ref is not the one we decided: stop
+            audit.write("reconcile", **report.to_dict())
+            raise AttentionError(report.conflicts[0].removeprefix("!! "))
+        try:
+            self._check_client_ids(store, journal, rec.snapshots)
+        except ClientIdError as exc:  # what was settled stays journaled; nothing was sent
+            audit.write("reconcile", **report.to_dict())
+            audit.write("run", event="refused", reason=str(exc))
+            raise
+        shared = {jid: sorted(set(syms) & set(self.config.symbols))
+                  for jid, syms in report.other_journals.items()}
+        shared = {jid: syms for jid, syms in shared.items() if syms}
+        if shared:  # another bt_ibkr journal trades these symbols on this account: stop
+            audit.write("reconcile", **report.to_dict())
+            jid, syms = next(iter(shared.items()))
+            who = "refs bt1:..." if jid == "bt1" else f"bt2:{jid}"
+            raise AttentionError(
+                f"another bt_ibkr journal ({who}) has orders on {', '.join(syms)} in account "
+                f"{account} today; bt_ibkr trades one journal per account, so this run sends "
+                "nothing. If that journal was lost, run with --journal at its old path (it "
+                "recognises its orders); if another program trades these symbols, give this "
+                "one its own account")
         audit.write("reconcile", **report.to_dict())
         for line in report.summary().splitlines():
             (log.warning if line.startswith("!!") else log.info)("reconcile: %s", line)
@@ -411,6 +474,18 @@ class LiveRunner:
                       + ", ".join(rec.followed))
         return report
 
+    def _check_client_ids(self, store: IBStore, journal: Journal, snapshots: list) -> None:
+        """Refuse to trade (:class:`~bt_ibkr.live.client_ids.ClientIdError`, exit 2) when one
+        of this journal's orders still works at the gateway and this process does not follow
+        it: IB sends an order's status and fills only to the client that placed it
+        (``reqAllOpenOrders`` shows it to others, read-only), so a run under another clientId
+        would never see it fill and would refuse that side of the symbol for ever."""
+        stuck = unfollowable(journal, snapshots, store.follows_order)
+        if stuck:
+            rec, client_id = stuck[0]
+            raise ClientIdError(refusal(self.config.paths.journal, rec, client_id,
+                                        store.clientId))
+
     # ------------------------------------------------------------------ trade
     def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,
                account: str, run_id: str, report: ReconcileReport) -> LiveResult:
@@ -420,14 +495,19 @@ class LiveRunner:
         :meth:`_on_exit` (``cancel_on_exit``) before the error, if any, is raised again."""
         cfg = self.config
         cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
-        broker = self.broker = JournaledIBBroker(store=store)
-        self._exited = False
-        self._session_writer = None
-        equity0 = store.get_acc_value()
-        gate = RiskGate(cfg.risk)
         # the exchange session on the gateway's clock (US symbols share NYSE's sessions);
         # GatewayTimeoutError when the gateway does not tell its time
-        day = trading_day(store.server_time(strict=True), DEFAULT_CALENDAR)
+        day = risk_session(store.server_time(strict=True), DEFAULT_CALENDAR)
+        account_value = store.get_acc_value()
+        # risk.capital and the ramp: how much of the account the Strategy sizes from
+        sizing = strategy_capital(cfg.risk, account_value, traded_days(journal, account), day)
+        self._say(sizing.line(cfg.risk.ramp_sessions))
+        broker = self.broker = JournaledIBBroker(store=store, capital=sizing.capital)
+        self._exited = False
+        self._session_writer = None
+        # the daily-loss floor is on what the gate sees: the Strategy's value
+        equity0 = sizing.capital if sizing.capital is not None else account_value
+        gate = RiskGate(cfg.risk)
         open_day(gate, journal, audit, day=day, account=account, run_id=run_id,
                  equity=equity0, lift_halt=self.lift_halt, say=self._say)
         broker.configure(journal=journal, audit=audit, gate=gate,
@@ -436,6 +516,14 @@ class LiveRunner:
                          resend_refs={r.order_ref for r in report.resend},
                          crash_at=self.crash_at, trading_day=day)
         broker.halt_announced = gate.halted  # a halt restored from the journal is reported
+        # the session of "now" on the gateway's clock: a halt is filed under the session in
+        # which the loss happened, and a stream run that reaches the next session starts a
+        # new day there (its start-of-day equity; that day's halt, if any)
+        broker.session_now = lambda: risk_session(utc_now() + store.timeoffset(),
+                                                  DEFAULT_CALENDAR)
+        broker.on_new_day = lambda new_day, equity: open_day(
+            gate, journal, audit, day=new_day, account=account, run_id=run_id, equity=equity,
+            lift_halt=False, say=self._say)
         cerebro.setbroker(broker)
         daily = cfg.run_mode == "daily"
         self.feeds = []
@@ -462,8 +550,18 @@ class LiveRunner:
                     cerebro.resampledata(data, name=sym, timeframe=tf, compression=comp)
             self.feeds.append(data)
         cerebro.addstrategy(strategy_cls, **cfg.params)
+        if self.operator is not None:
+            self.operator.status.update(
+                account=account, run_id=run_id, strategy=strategy_cls.__name__,
+                symbols=list(cfg.symbols), mode=cfg.mode, run_mode=cfg.run_mode,
+                bar_seconds=float(BAR_SECONDS[normalize_bar_size(cfg.bar_size)]),
+                connected=store.connected())
+            cerebro.addanalyzer(self.operator.recorder(), _name="status")
         cerebro.addanalyzer(LiveEquityRecorder, _name="equity", path=str(cfg.paths.equity),
                             is_live=self._feeds_live)
+        # what the run is doing: the warm-up's progress, then one line per decision
+        cerebro.addanalyzer(LiveProgress, _name="progress", say=self._say,
+                            need=warmup_bars(strategy_cls, cfg.params))
         self.session_dir = self._record_session(cerebro, run_id, account, strategy_cls, audit,
                                                 journal)
         self.cerebro = cerebro
@@ -554,6 +652,21 @@ class LiveRunner:
             part_bytes=max(1, int(kept.part_mb * 1024 * 1024)))
         return writer.dir
 
+    def _decision_line(self, record: dict[str, Any]) -> None:
+        """Say one short line per decision and per order outcome (an audit listener)."""
+        kind = record.get("kind")
+        if kind == "decision":
+            self.progress(f"decision {record.get('bar', '')}: {record.get('side')} "
+                          f"{float(record.get('quantity') or 0):g} {record.get('symbol')} "
+                          f"(position {float(record.get('position') or 0):g}, equity "
+                          f"{float(record.get('equity') or 0):,.2f})")
+        elif kind == "order" and record.get("status") in ("sent", "refused", "withheld"):
+            why = f": {record.get('reason')}" if record.get("reason") else ""
+            self.progress(f"order {record.get('orderRef')}: {record.get('status')}{why}")
+        elif kind == "fill":
+            self.progress(f"fill {record.get('side')} {float(record.get('shares') or 0):g} "
+                          f"{record.get('symbol')} @ {float(record.get('price') or 0):g}")
+
     def _note(self, audit: AuditLog, note: str) -> None:
         """Report a data note (a bar left out, mis-stamped): log, audit and status line."""
         log.warning("data: %s", note)
@@ -583,6 +696,12 @@ class LiveRunner:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
+            store = self.store
+            if store is not None and store.identity_error:
+                # nothing was sent on the new connection; no new decision either
+                self._say(f"!! {store.identity_error}")
+                self.stop("account changed")
+                return
             if self._timed_out():
                 if not self._stopped_by:
                     self._stopped_by = "max-runtime"
@@ -654,6 +773,12 @@ class LiveRunner:
             if rec.filled > rec.quantity + 1e-9:
                 attention.append(f"!! OVERFILL {rec.order_ref}: {rec.filled:g} filled of "
                                  f"{rec.quantity:g} {rec.symbol}; check the position in TWS")
+        refused = [o for o in orders.values() if o.get("status") == "refused"]
+        if orders and len(refused) == len(orders) and any(
+                "still working at the gateway" in str(o.get("reason") or "") for o in refused):
+            attention.append("!! every decision of this run was refused because an earlier "
+                             "order still works at the gateway (see the orders above): check it "
+                             "in TWS; the run traded nothing")
         if broker.halt_announced and broker.gate is not None:
             attention.append(f"!! {broker.gate.halt_reason}")
         return LiveResult(
@@ -677,12 +802,13 @@ class LiveRunner:
             from bt_ibkr.records.tearsheet import write_live_tearsheet
 
             try:
-                out = write_live_tearsheet(sessions_root(Path(self.config.paths.journal).parent),
-                                           self.report_path,
-                                           title=f"bt_ibkr {result.mode} run {result.account}",
-                                           records=getattr(self, "_records", None))
+                out, rests_on = write_live_tearsheet(
+                    sessions_root(Path(self.config.paths.journal).parent), self.report_path,
+                    title=f"bt_ibkr {result.mode} run {result.account}",
+                    records=getattr(self, "_records", None),
+                    selection=replace(self.report_select, simulated=self.simulate))
                 result.report = str(out)
-                result.report_message = f"tearsheet: {out}"
+                result.report_message = f"tearsheet: {out} ({rests_on})"
             except (ValueError, FileNotFoundError, ConfigError) as exc:  # ConfigError: none yet
                 result.report_message = (f"no tearsheet yet: {exc} (the equity curve grows by "
                                          "one point per live bar across runs)")

@@ -29,20 +29,12 @@ from collections.abc import Iterable
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.ib.codes import LIVE_PORTS, PAPER_PORTS, PORT_NAMES
+from bt_ibkr.ib.identity import PAPER_ACCOUNT_PREFIXES, is_paper_account  # noqa: F401
 from bt_ibkr.live.config import MODES
-
-PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
-"""Account-id prefixes of IB paper accounts: DU (individual/client), DF (advisor master)."""
-
 
 
 class SafetyError(ConfigError):
     """A safety rail refused to trade: wrong account kind, wrong port, or live not confirmed."""
-
-
-def is_paper_account(account: str) -> bool:
-    """Return True when ``account`` is an IB paper account id (``DU...`` or ``DF...``)."""
-    return account.strip().upper().startswith(PAPER_ACCOUNT_PREFIXES)
 
 
 def port_kind(port: int) -> str:

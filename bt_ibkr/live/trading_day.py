@@ -1,7 +1,7 @@
 """The trading day's bookkeeping: start-of-day equity and the daily-loss halt, across restarts.
 
-A run belongs to one exchange session (:func:`bt_ibkr.calendars.trading_day` on the gateway's
-clock). The first run of that session writes the start-of-day equity into the journal, later
+A run belongs to one exchange session (:func:`bt_ibkr.calendars.risk_session` on the
+gateway's clock: the session open then, else the next one). The first run of that session writes the start-of-day equity into the journal, later
 runs reuse it, so a restart cannot move the daily-loss floor; a halt recorded during the
 session holds for every later run of it until the session ends or the operator lifts it.
 """
@@ -47,6 +47,8 @@ def open_day(gate: RiskGate, journal: Journal, audit: AuditLog, *, day: date, ac
         journal.lift_halt(day, account, run_id=run_id)
         audit.write("risk", event="halt_lifted", day=str(day), reason=halt, by="--lift-halt")
         say(f"daily-loss halt of {day} lifted by --lift-halt (was: {halt})")
+    elif lift_halt:
+        say(f"--lift-halt: no daily-loss halt in force for session {day}: nothing to lift")
     elif halt:
         gate.restore_halt(halt)
         say(f"!! daily-loss halt in force for trading day {day} (recorded by an earlier run): "

@@ -160,8 +160,8 @@ class Alerter:
             held = self._held.pop(key, 0)
         outcome = "queued" if self.enabled else "logged"
         self._recent.append((alert, outcome))
-        (log.warning if alert.level in ("warning", "failure") else log.info)(
-            "alert [%s] %s", alert.kind, self.mask(alert.title))
+        # the log file keeps every alert; the console has already said what happened
+        log.info("alert [%s] %s", alert.kind, self.mask(alert.title))
         if self.enabled:
             self._queue.put((alert, held))
         return outcome

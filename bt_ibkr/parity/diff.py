@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bt_ibkr.parity.timeline import timeline_of
 from bt_ibkr.records.recorder import BarRecord, Recording
 
 EPS = 1e-9
@@ -51,6 +52,8 @@ class ParityReport:
     first_divergence: dict[str, Any] | None
     diffs: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: period, value curves, final values, orders side by side (bt_ibkr.parity.timeline)
+    timeline: dict[str, Any] = field(default_factory=dict)
 
     @property
     def decisions_match(self) -> bool:
@@ -149,4 +152,5 @@ def compare(backtest: Recording, ib: Recording, tolerance: float = 0.0) -> Parit
         fill_diffs=counts["fill"], position_diffs=counts["position"],
         max_value_diff=round(max_value, 6), max_cash_diff=round(max_cash, 6),
         tolerance=tolerance, first_divergence=first, diffs=diffs,
-        meta={"backtest": backtest.meta, "ib": ib.meta})
+        meta={"backtest": backtest.meta, "ib": ib.meta},
+        timeline=timeline_of(backtest.bars, ib.bars))

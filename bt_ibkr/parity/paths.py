@@ -18,6 +18,7 @@ and RuntimeError when the IB path stops making progress (``hang`` seconds, a han
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,10 @@ class ParityConfig:
                        slippage_bps=self.slippage_bps).validate()  # the backtest's own rules
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"--tolerance {self.tolerance}: must be a fraction in [0, 1)")
+        qty = self.partial_fill_qty
+        if qty is not None and (isinstance(qty, bool) or not isinstance(qty, int | float)
+                                or not math.isfinite(qty) or qty <= 0):
+            raise ConfigError(f"--partial-fill-qty {qty}: must be a finite number of shares > 0")
 
 
 def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,

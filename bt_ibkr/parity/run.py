@@ -11,7 +11,6 @@ Raises ConfigError / DataError for bad input (messages name the input).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from bt_ibkr import redaction
 from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig, run_backtest_path, run_ib_path
 from bt_ibkr.records.recorder import Recording
@@ -70,8 +70,6 @@ def run_parity(frames: dict[str, pd.DataFrame], strategy_cls: type | None = None
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Write ``data`` as indented JSON to ``path`` (parents created); return ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    return path
+    """Write ``data`` as indented JSON to ``path`` (parents created, the environment's secrets
+    masked: :func:`bt_ibkr.redaction.write_json`); return ``path``."""
+    return redaction.write_json(data, path, newline=False)

@@ -18,6 +18,7 @@ Raises ConfigError for a path that holds no session.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from bt_ibkr.errors import ConfigError
 from bt_ibkr.parity.diff import ParityReport, compare
 from bt_ibkr.parity.paths import ParityConfig
 from bt_ibkr.parity.stream_diff import StreamCompare
-from bt_ibkr.records.files import iter_records
+from bt_ibkr.parity.timeline import merge as merge_timelines
+from bt_ibkr.records.files import check_record, iter_records
 from bt_ibkr.records.recorder import ParityRecorder, Recording
 from bt_ibkr.records.sessions import (
     BARS,
@@ -87,6 +89,55 @@ class ReplayFeed(bt.feeds.PandasData):
         return ok
 
 
+def check_meta(meta: Any, where: str) -> dict[str, Any]:
+    """Return the session's ``meta.json`` after checking what the replay uses: an object, a
+    known Strategy with params of the right type, a finite ``start_cash`` > 0, and
+    ``start_positions`` a mapping of symbol to [size, price] (finite numbers).
+
+    Raises:
+        ConfigError: one line naming the record, the field and the fix.
+    """
+    from bt_ibkr.params import check_param_values, resolve_strategy
+
+    def bad(field: str, why: str) -> ConfigError:
+        return ConfigError(f"--replay {where}: meta.json {field}: {why}; restore the record "
+                           "from a backup or move it out of the folder")
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", f"expected a JSON object, got {type(meta).__name__}")
+    if "start_cash" in meta and meta["start_cash"] is not None:
+        try:
+            cash = float(meta["start_cash"])
+        except (TypeError, ValueError):
+            raise bad("start_cash", f"{meta['start_cash']!r} is not a number") from None
+        if not math.isfinite(cash) or cash <= 0:
+            raise bad("start_cash", f"{meta['start_cash']!r} is not a finite amount > 0")
+    params = meta.get("params") or {}
+    if not isinstance(params, dict):
+        raise bad("params", f"expected an object of strategy params, got {params!r}")
+    try:
+        strategy_cls = resolve_strategy(meta.get("strategy_path") or meta.get("strategy"))
+        known = set(strategy_cls.params._getkeys())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise bad("params", f"{unknown} are not params of {strategy_cls.__name__}")
+        check_param_values(strategy_cls, params, "params")
+    except ConfigError as exc:
+        if str(exc).startswith("--replay"):
+            raise
+        raise bad("strategy/params", str(exc)) from None
+    held = meta.get("start_positions") or {}
+    if not isinstance(held, dict):
+        raise bad("start_positions", f"expected an object of symbol: [size, price], got {held!r}")
+    for sym, value in held.items():
+        ok = (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v) for v in value))
+        if not ok:
+            raise bad(f"start_positions.{sym}", f"expected [size, price] numbers, got {value!r}")
+    return meta
+
+
 def _replay_cerebro(meta: dict[str, Any], frames: dict[str, pd.DataFrame],
                     live_at: dict[str, int], cfg: ParityConfig, on_bar=None, keep=True):
     """Return ``(cerebro, strategy_cls, params, cash)``: the recorded Strategy over the
@@ -141,7 +192,7 @@ def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityRe
     capped at the first 500). Raises ConfigError for a folder that is not a session or whose
     session recorded no bars."""
     cfg = cfg or ParityConfig()
-    meta = read_meta(directory)
+    meta = check_meta(read_meta(directory), str(directory))
     frames, live_at = recorded_frames(iter_records(directory))
     if not frames:
         raise _no_bars(meta)
@@ -160,11 +211,73 @@ def replay_session(directory: Path, cfg: ParityConfig | None = None) -> ParityRe
     return report
 
 
-def replay(path: Path, cfg: ParityConfig | None = None) -> ParityReport:
+def replay(path: Path, cfg: ParityConfig | None = None,
+           note=lambda text: None, journal: Path | None = None) -> ParityReport:
     """Replay every session under ``path`` one after the other (:func:`replay_session`; see
     the module docstring); return the combined report (counts added up,
-    ``first_divergence`` the first session's first, with its ``session``)."""
-    return combine([replay_session(d, cfg) for d in find_sessions(path)])
+    ``first_divergence`` the first session's first, with its ``session``). In a folder, a
+    record without bars (a run that failed before its first bar) is skipped and ``note``d;
+    a record whose meta.json is unusable stops the replay (ConfigError naming it). Each
+    record is checked against the digest its run kept in the journal (``journal``, else the
+    journal beside the sessions folder): ``meta["record"]`` of its report says "verified",
+    "altered: ..." or "unverified: ..."."""
+    found = find_sessions(path)
+    digests = journal_digests(path, journal)
+    reports = []
+    for d in found:
+        try:
+            for text in check_record(d):
+                note(text)
+            rep = replay_session(d, cfg)
+            rep.meta["record"] = verify_record(d, digests)
+            reports.append(rep)
+        except ConfigError as exc:
+            if len(found) > 1 and "recorded no bars" in str(exc):
+                note(f"skipped {d}: the session recorded no bars (a run that stopped before "
+                     "its first bar)")
+                continue
+            raise
+    if not reports:
+        raise ConfigError(f"--replay {path}: no session with bars to replay")
+    return combine(reports)
+
+
+def journal_digests(path: Path, journal: Path | None = None) -> dict[str, dict[str, Any]] | None:
+    """Return ``{run_id: digest}`` from the journal of the sessions at ``path`` (``journal``,
+    else ``journal.sqlite`` beside the sessions folder), None when there is no journal."""
+    from bt_ibkr.live.journal import Journal
+
+    path = Path(path)
+    candidates = [Path(journal)] if journal else [
+        p / "journal.sqlite" for p in (path.parent, path.parent.parent, path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                with Journal(candidate) as j:
+                    return {e["run_id"]: e["detail"] for e in j.events("record_digest")
+                            if e["run_id"]}
+            except Exception:  # noqa: BLE001 - not a journal: the records stay unverified
+                return None
+    return None
+
+
+def verify_record(directory: Path, digests: dict[str, dict[str, Any]] | None) -> str:
+    """Return "verified", "altered: <what>" or "unverified: <why>" for one record."""
+    from bt_ibkr.records.sessions import record_digest
+
+    if digests is None:
+        return "unverified: no journal beside the records (pass --journal)"
+    run_id = read_meta(directory).get("run_id")
+    kept = digests.get(run_id)
+    if kept is None:
+        return "unverified: its run kept no digest (killed before its end?)"
+    now = record_digest(directory)
+    if now["meta_sha256"] != kept.get("meta_sha256"):
+        return f"altered: {directory / META} differs from what the run wrote"
+    if (now["bars"], now["sha256"]) != (kept.get("bars"), kept.get("sha256")):
+        return (f"altered: the bars of {directory} differ from what the run wrote "
+                f"({now['bars']} lines now, {kept.get('bars')} written)")
+    return "verified"
 
 
 def combine(reports: list[ParityReport]) -> ParityReport:
@@ -189,4 +302,5 @@ def combine(reports: list[ParityReport]) -> ParityReport:
         max_value_diff=max((r.max_value_diff for r in reports), default=0.0),
         max_cash_diff=max((r.max_cash_diff for r in reports), default=0.0),
         tolerance=reports[0].tolerance if reports else 0.0, first_divergence=first,
-        diffs=diffs, meta={"sessions": [r.meta for r in reports]})
+        diffs=diffs, meta={"sessions": [r.meta for r in reports]},
+        timeline=merge_timelines([r.timeline for r in reports]))

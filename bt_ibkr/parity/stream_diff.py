@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bt_ibkr.parity.diff import ParityReport, compare
+from bt_ibkr.parity.timeline import Timeline
 from bt_ibkr.records.recorder import BarRecord, Recording
 
 CHUNK = 2000
@@ -38,9 +39,11 @@ class StreamCompare:
         self.max_value = self.max_cash = 0.0
         self.first: dict[str, Any] | None = None
         self.diffs: list[dict[str, Any]] = []
+        self.timeline = Timeline()
 
     def add(self, backtest: BarRecord | None, ib: BarRecord | None) -> None:
         """Take the next bar of each side (None: that side has no more bars)."""
+        self.timeline.add(backtest, ib)
         for side, bar in (("backtest", backtest), ("ib", ib)):
             if bar is not None:
                 self.n[side] += 1
@@ -85,4 +88,5 @@ class StreamCompare:
             fills_backtest=self.fills["backtest"], fills_ib=self.fills["ib"],
             max_value_diff=self.max_value, max_cash_diff=self.max_cash,
             tolerance=self.tolerance, first_divergence=first, diffs=self.diffs,
-            meta={"backtest": backtest_meta, "ib": ib_meta}, **self.counts)
+            meta={"backtest": backtest_meta, "ib": ib_meta}, timeline=self.timeline.to_dict(),
+            **self.counts)

@@ -197,6 +197,49 @@ def iter_lines(directory: Path) -> Iterator[str]:
         yield from _plain_lines(active)
 
 
+def check_record(directory: Path) -> list[str]:
+    """Check a record's files before a replay; return notes (a torn LAST line of the active
+    file: a run killed mid-write, skipped).
+
+    Raises:
+        ConfigError: a closed part is missing (``bars.000002.jsonl.gz`` gone while 1 and 3
+            exist), or a line inside the record does not parse (file and line named): the
+            record cannot be replayed as it was written.
+    """
+    from bt_ibkr.errors import ConfigError
+
+    directory = Path(directory)
+    parts = closed_parts(directory)
+    if parts:
+        missing = [n for n in range(1, max(parts) + 1) if n not in parts]
+        if missing:
+            raise ConfigError(f"--replay {directory}: part {missing[0]} of the record is missing "
+                              f"(bars.{missing[0]:06d}.jsonl.gz): it cannot be replayed as it was "
+                              "written; restore the file or move the record away")
+    notes = []
+    files = part_files(directory)
+    for path in files:
+        lines = _gz_lines(path) if path.suffix == ".gz" else _plain_lines(path)
+        bad = []
+        count = 0
+        for count, line in enumerate(lines, 1):
+            try:
+                json.loads(line)
+            except ValueError:
+                bad.append(count)
+        if not bad:
+            continue
+        if path.name == BARS and bad == [count]:
+            notes.append(f"{path}: its last line ({count}) is torn (a run killed while writing "
+                         "it): skipped")
+            continue
+        raise ConfigError(f"--replay {path}: line {bad[0]} does not parse"
+                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                          + ": the record was damaged after it was written; restore it or move "
+                          "it away")
+    return notes
+
+
 def iter_records(directory: Path):
     """Yield each :class:`~bt_ibkr.records.recorder.BarRecord` of the session in order (a torn
     or otherwise unreadable line is skipped)."""

@@ -25,6 +25,7 @@ that holds no session.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from array import array
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,7 @@ from bt_ibkr.records.files import (
     BARS,
     DEFAULT_PART_BYTES,
     BarsWriter,
+    iter_lines,
     iter_records,
     records_error,
 )
@@ -51,6 +53,26 @@ META = "meta.json"
 __all__ = ["BARS", "META", "SessionRecorder", "SessionWriter", "attach", "find_sessions",
            "iter_session", "load_session", "read_meta", "recorded_frames", "session_dir",
            "sessions_root"]
+
+
+REPLAYED_META = ("start_cash", "params", "start_positions", "strategy_path", "strategy")
+"""The meta.json fields a replay uses: covered by the record's digest."""
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    """Return the sha256 of the meta fields a replay uses (:data:`REPLAYED_META`)."""
+    picked = {k: meta.get(k) for k in REPLAYED_META}
+    return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def record_digest(directory: Path) -> dict[str, Any]:
+    """Return the digest of a record on disk, computed as :meth:`SessionWriter.digest` is."""
+    sha = hashlib.sha256()
+    n = 0
+    for line in iter_lines(directory):
+        sha.update(line.rstrip("\n").encode("utf-8") + b"\n")
+        n += 1
+    return {"bars": n, "sha256": sha.hexdigest(), "meta_sha256": meta_digest(read_meta(directory))}
 
 
 class SessionWriter:
@@ -64,6 +86,8 @@ class SessionWriter:
                  part_bytes: int = DEFAULT_PART_BYTES) -> None:
         self.dir = Path(directory)
         self.meta = dict(meta)
+        self._sha = hashlib.sha256()  # of every line written: the record's digest
+        self.bars_written = 0
         self._bars = BarsWriter(self.dir, part_bytes)  # creates the folder
         try:
             self._write_meta()
@@ -82,7 +106,17 @@ class SessionWriter:
             raise records_error(exc, self.dir / META, "write it") from exc
 
     def __call__(self, record: BarRecord) -> None:
-        self._bars.write(json.dumps(record.to_dict(), default=str))
+        line = json.dumps(record.to_dict(), default=str)
+        self._bars.write(line)
+        self._sha.update(line.encode("utf-8") + b"\n")
+        self.bars_written += 1
+
+    def digest(self) -> dict[str, Any]:
+        """Return the record's digest as kept in the journal (``record_digest`` events):
+        the sha256 of its bar lines, their count, and the sha256 of the meta fields a replay
+        uses (:func:`meta_digest`). A record altered afterwards no longer matches it."""
+        return {"run_id": self.meta.get("run_id"), "bars": self.bars_written,
+                "sha256": self._sha.hexdigest(), "meta_sha256": meta_digest(self.meta)}
 
     def started(self, recorder_meta: dict[str, Any]) -> None:
         """Add what the recorder knows at the Strategy's start (cash, value, class path)."""
@@ -164,6 +198,10 @@ def read_meta(directory: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--replay {meta_path}: not valid JSON ({exc}); restore it from a "
                           "backup or move the session folder away") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"--replay {meta_path}: expected a JSON object, got "
+                          f"{type(meta).__name__}; restore it from a backup or move the session "
+                          "folder away")
     meta["session_dir"] = str(directory)
     return meta
 

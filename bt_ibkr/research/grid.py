@@ -2,6 +2,8 @@
 
 Every parser raises :class:`GridSpecError` (a ConfigError) whose message is one line naming the
 spec as the user typed it and what is wrong, so the CLI can reject it before any work starts.
+Grid values are typed for the Strategy's params by the parser ``--param`` uses
+(:func:`bt_ibkr.params.convert_param`).
 
     >>> parse_grid(["band=0.05,0.1", "use_hmm=false,true"])
     {'band': [0.05, 0.1], 'use_hmm': [False, True]}
@@ -22,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.params import convert_param, resolve_strategy
 
 __all__ = [
     "GridSpecError",
@@ -29,7 +32,6 @@ __all__ = [
     "WalkForwardSpec",
     "expand_grid",
     "parse_grid",
-    "parse_value",
     "parse_walk_forward",
     "split_values",
 ]
@@ -73,38 +75,20 @@ def split_values(text: str) -> list[str]:
     return [v.strip() for v in out]
 
 
-def parse_value(text: str) -> Any:
-    """Return the Python value a grid value stands for.
-
-    ``true/false`` -> bool, ``none/null`` -> None, integers -> int, other numbers -> float,
-    JSON lists/objects/strings -> their value, anything else -> the text itself (the Strategy
-    then decides whether it accepts it).
-    """
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text[:1] in ('[', '{', '"'):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return text
-    return text
-
-
-def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
+def parse_grid(items: list[str] | tuple[str, ...],
+               strategy: type | None = None) -> dict[str, list[Any]]:
     """Return ``{param: [values...]}`` from ``["name=v1,v2", ...]``, in the order given.
 
+    Each value is typed for ``strategy``'s param (default: RegimeAwareEnsemble, as
+    ``SweepConfig.strategy``) by :func:`bt_ibkr.params.convert_param`, the parser ``--param``
+    uses: ``use_hmm=maybe`` is refused, not passed on as a truthy text.
+
     Raises GridSpecError (one line, naming the item) when an item has no ``=``, an empty or
-    non-identifier name, no values, an empty value, the same value twice, or a name given twice.
+    non-identifier name, no values, an empty value, the same value twice, or a name given
+    twice, and (naming ``--grid``, the param and the value) for a param the Strategy does not
+    have or a value of the wrong type.
     """
+    strategy = strategy or resolve_strategy(None)
     grid: dict[str, list[Any]] = {}
     for item in items:
         where = f"--grid {item!r}"
@@ -122,7 +106,10 @@ def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
             raise GridSpecError(f"{where}: {exc}") from None
         if not text.strip() or any(not v for v in raw):
             raise GridSpecError(f"{where}: empty value; expected name=v1,v2,... with no blanks")
-        values = [parse_value(v) for v in raw]
+        try:
+            values = [convert_param(strategy, name, v, "--grid") for v in raw]
+        except ConfigError as exc:
+            raise GridSpecError(str(exc)) from None
         seen: list[str] = []
         for v in values:
             key = json.dumps(v, sort_keys=True, default=str)

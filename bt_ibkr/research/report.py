@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bt_ibkr.redaction import write_text
 from bt_ibkr.research.results import read_returns
 from bt_ibkr.research.tasks import TaskResult
 
@@ -235,5 +236,4 @@ def write_sweep_report(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         + "".join(parts) + "</body></html>"
     )
-    output.write_text(page, encoding="utf-8")
-    return output
+    return write_text(page, output)  # the environment's secrets masked

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from bt_ibkr import redaction
 from bt_ibkr.research.tasks import METRICS, TaskResult
 
 __all__ = [
@@ -172,8 +173,6 @@ def summary_json(results: Sequence[TaskResult], **extra: Any) -> dict[str, Any]:
 
 
 def write_json(data: dict[str, Any], path: Path | str) -> Path:
-    """Write ``data`` as indented JSON to ``path`` (parents created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
+    """Write ``data`` as indented JSON to ``path`` (parents created, the environment's secrets
+    masked: :func:`bt_ibkr.redaction.write_json`) and return the path."""
+    return redaction.write_json(data, path)
