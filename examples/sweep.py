@@ -10,8 +10,11 @@ symbol alone with --per-symbol). Tasks run on a local Dask cluster (--workers N,
 cores), on an existing Dask cluster (--scheduler), or in this process (--serial).
 
 Exit codes: 0 every task ran; 2 bad input (a malformed --grid/--walk-forward spec, an unknown
-param, no data, an unreachable scheduler), nothing run; 4 some tasks failed (they are listed,
-with their errors, under "failed" in the JSON; all outputs are still written).
+param, no data, an unreachable scheduler), nothing run; 3 the Dask scheduler was lost mid-run
+(one line; a sweep still writes every output from the tasks that finished, and its JSON lists
+the missing ones under "interrupted"); 4 some tasks failed (they are listed, with their errors,
+under "failed" in the JSON; all outputs are still written). A sweep of more than 10,000 tasks
+first says how long it should take.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from bt_ibkr.logs import log_dir, setup_logging
 from bt_ibkr.redaction import masked_main
 
 SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
-EXIT_OK, EXIT_BAD_INPUT, EXIT_TASKS_FAILED = 0, 2, 4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +200,8 @@ def _print_walk_forward(outcome, console) -> None:
 
 @masked_main
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 ok, 2 bad input, 4 some tasks failed).
+    """Run the CLI; return the exit code (0 ok, 2 bad input, 3 scheduler lost mid-run, 4 some
+    tasks failed).
 
     Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
     """
@@ -219,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from bt_ibkr.research.engine import SchedulerLostError
+
     console = Console()
     try:
         kind, config = _configs(args)
@@ -229,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from bt_ibkr.research import run_sweep
 
-            outcome = run_sweep(config)
+            outcome = run_sweep(config, notify=lambda line: console.print(line, highlight=False))
+    except SchedulerLostError as exc:
+        logging.getLogger("bt_ibkr.research").info("run interrupted: %s", exc)  # file only
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SCHEDULER_LOST
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.research").info("run failed: %s", exc)  # file only
         print(f"error: {exc}", file=sys.stderr)

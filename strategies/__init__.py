@@ -6,7 +6,10 @@
 
 from .allocation import (
     DEFAULT_CAPS,
+    DEFAULT_EXPOSURE,
     DEFAULT_WEIGHTS,
+    V1_CAPS,
+    V1_WEIGHTS,
     AllocationTable,
     parse_sleeves,
     resolve_table,
@@ -28,7 +31,10 @@ from .sleeves import SLEEVES, SleeveParams, Sleeves
 __all__ = [
     "AllocationTable",
     "DEFAULT_CAPS",
+    "DEFAULT_EXPOSURE",
     "DEFAULT_WEIGHTS",
+    "V1_CAPS",
+    "V1_WEIGHTS",
     "REGIMES",
     "SLEEVES",
     "WARMUP",

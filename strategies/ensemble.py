@@ -8,15 +8,23 @@ Per data feed, every bar, at the close (in ``next()``):
    same floats in the same order;
 2. blend = ``sum_s weights[regime][s] * signal_s`` (:mod:`strategies.allocation`; 0 in warm-up);
 3. volatility targeting: blend * ``target_vol`` / realized vol(20d), at most ``max_leverage``,
-   times (1 - ``cash_buffer``);
+   times (1 - ``cash_buffer``) and the regime's ``exposure`` (its risk scale: 0 in crisis, 1
+   elsewhere by default);
 4. the regime's cap is a CEILING on that final number: target = 1/N * min(cap, step 3), for N
    feeds (equal risk budget per symbol). So the target never exceeds ``cap * 1/N`` (tested on
    every bar);
 5. with ``decision_delay`` = k > 0 the feed acts on the (regime, target) it computed k bars
    earlier (a test of how much the next-open fill relies on acting at once);
 6. the feed is rebalanced with a market order (filled at the next open, backtrader's default)
-   to an integer number of shares only when |target - current weight| > ``band``, or when the
-   target is 0 and a position is open. Sells are submitted before buys.
+   to an integer number of shares when the target is 0 and a position is open, or when
+   |target - current weight| > ``band`` x target (``band_relative``, the default: a holding
+   more than 15% off its target; a position is always opened and always closed) - with
+   ``band_relative=False`` the band is absolute (|target - current| > ``band``, the previous
+   rule). Sells are submitted before buys.
+
+The default is the trend sleeve (SMA50 > SMA200), volatility-targeted, with the regime layer
+as risk scaling: cash in crisis. Why that and not the previous sleeve switching:
+docs/RESULTS.md (``python -m bench.evaluate_strategy``).
 
 Ablation switches (params; ``python -m examples.backtest --param sleeves=trend``):
 
@@ -30,6 +38,9 @@ Ablation switches (params; ``python -m examples.backtest --param sleeves=trend``
   with the same volatility targeting; ``sleeves="hold", use_regimes=False`` a volatility-managed
   buy-and-hold.
 * ``decision_delay``: see step 5.
+* ``exposure``, ``crisis_immediate``, ``band_relative``, ``vol_rank_min``,
+  ``meanrev_min_hold``, ``rebound_stop_low``/``rebound_max_hold``: each change of this design
+  against the previous one can be switched off (``bench/evaluate_strategy.py`` ablation rows).
 
 Warm-up (``"warmup"`` regime, 271 bars with the defaults): the strategy holds cash.
 Live feeds (``data.islive()``): state is updated on every bar, including backfilled history,
@@ -57,11 +68,23 @@ import backtrader as bt
 
 from bt_ibkr.errors import ConfigError, DataError
 
-from .allocation import DEFAULT_CAPS, DEFAULT_WEIGHTS, AllocationTable, resolve_table
+from .allocation import (
+    DEFAULT_CAPS,
+    DEFAULT_EXPOSURE,
+    DEFAULT_WEIGHTS,
+    AllocationTable,
+    resolve_table,
+)
 from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams, warmup_bars
 from .sleeves import SLEEVES, SleeveParams, Sleeves
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_WEIGHTS", "RegimeAwareEnsemble", "resolve_table"]
+__all__ = [
+    "DEFAULT_CAPS",
+    "DEFAULT_EXPOSURE",
+    "DEFAULT_WEIGHTS",
+    "RegimeAwareEnsemble",
+    "resolve_table",
+]
 
 log = logging.getLogger("bt_ibkr.strategy")
 
@@ -108,7 +131,8 @@ class _Feed:
 
 
 class RegimeAwareEnsemble(bt.Strategy):
-    """Regime-aware ensemble of trend, breakout, mean-reversion and rebound sleeves (DESIGN §8).
+    """Regime-aware ensemble of trend, breakout, mean-reversion, rebound and hold sleeves
+    (DESIGN §8; by default the trend sleeve with cash in crisis).
 
     See the module docstring for the rules and :mod:`strategies.allocation` for the weight
     table. All numbers are params::
@@ -127,11 +151,12 @@ class RegimeAwareEnsemble(bt.Strategy):
         ("slope_lookback", 20),
         ("slope_threshold", 0.0),
         ("vol_window", 20),
-        ("vol_rank_window", 504),
-        ("vol_rank_min", 252),
+        ("vol_rank_window", 252),
+        ("vol_rank_min", None),  # None: the full window
         ("vol_high_enter", 0.80),
         ("vol_high_exit", 0.60),
         ("min_dwell", 5),
+        ("crisis_immediate", True),
         ("annualization", 252.0),
         # HMM overlay (strategies.hmm.HMMOverlay): first fit once hmm_window returns exist
         ("use_hmm", False),
@@ -147,17 +172,22 @@ class RegimeAwareEnsemble(bt.Strategy):
         ("rsi_period", 2),
         ("rsi_entry", 10.0),
         ("meanrev_exit_sma", 5),
+        ("meanrev_min_hold", 5),
+        ("rebound_stop_low", 10),
+        ("rebound_max_hold", 5),
         # allocation (strategies.allocation)
-        # dict regime -> {sleeve: weight} / regime -> cap; a partial dict overrides
-        # only the entries it names (e.g. weights={"crisis": {"rebound": 0.0}})
+        # dict regime -> {sleeve: weight} / regime -> cap / regime -> exposure; a partial dict
+        # overrides only the entries it names (e.g. exposure={"bear_quiet": 0.5})
         ("weights", {r: dict(w) for r, w in DEFAULT_WEIGHTS.items()}),
         ("caps", dict(DEFAULT_CAPS)),
+        ("exposure", dict(DEFAULT_EXPOSURE)),
         ("sleeves", "all"),
         ("use_regimes", True),
         ("decision_delay", 0),
         ("target_vol", 0.12),
         ("max_leverage", 1.0),
-        ("band", 0.10),
+        ("band", 0.15),
+        ("band_relative", True),
         ("cash_buffer", 0.02),
     )
 
@@ -186,11 +216,15 @@ class RegimeAwareEnsemble(bt.Strategy):
         values = {k: getattr(p, k) for k in self.param_names()}
         rp = RegimeParams.from_mapping(values)
         sp = SleeveParams.from_mapping(values)
-        self.table: AllocationTable = resolve_table(p.weights, p.caps, p.sleeves, p.use_regimes)
+        self.table: AllocationTable = resolve_table(
+            p.weights, p.caps, p.sleeves, p.use_regimes, p.exposure)
         self._rows = self.table.rows
         self._target_vol = _number("target_vol", p.target_vol)
         self._max_lev = _number("max_leverage", p.max_leverage)
         self._band = _number("band", p.band)
+        if not isinstance(p.band_relative, bool):
+            raise ConfigError(f"band_relative must be true or false, got {p.band_relative!r}")
+        self._band_rel = p.band_relative
         self._buffer = _number("cash_buffer", p.cash_buffer)
         if self._buffer >= 1.0:
             raise ConfigError(f"cash_buffer must be < 1, got {p.cash_buffer!r}")
@@ -231,10 +265,11 @@ class RegimeAwareEnsemble(bt.Strategy):
     def decide(self, f: _Feed, regime: str, signals: tuple[float, ...]) -> float:
         """Return the final target weight of feed ``f`` for ``regime`` and sleeve ``signals``.
 
-        target = 1/N * min(cap, (1 - cash_buffer) * min(max_leverage, blend * tv / rv)), where
-        blend is the regime row's weighted sum of the signals; 0 when the blend is 0.
+        target = 1/N * min(cap, exposure * (1 - cash_buffer) * min(max_leverage, blend * tv / rv)),
+        where blend is the regime row's weighted sum of the signals and exposure the regime's
+        risk scale; 0 when the blend is 0.
         """
-        weights, cap = self._rows[regime]
+        weights, cap, exposure = self._rows[regime]
         blend = 0.0
         for w, s in zip(weights, signals, strict=True):
             if w and s:
@@ -245,7 +280,7 @@ class RegimeAwareEnsemble(bt.Strategy):
         lev = blend * self._target_vol / rv if rv else self._max_lev
         if lev > self._max_lev:
             lev = self._max_lev
-        lev *= 1.0 - self._buffer
+        lev *= (1.0 - self._buffer) * exposure
         if lev > cap:
             lev = cap
         return lev * self._share
@@ -280,7 +315,8 @@ class RegimeAwareEnsemble(bt.Strategy):
             d = f.data
             size = broker.getposition(d).size
             cur = size * close / value
-            if abs(target - cur) > self._band or (target == 0.0 and size != 0):
+            band = self._band * target if self._band_rel else self._band
+            if abs(target - cur) > band or (target == 0.0 and size != 0):
                 want = int(target * value / close)  # floor: integer shares, never over target
                 delta = want - size
                 if delta:

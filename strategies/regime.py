@@ -13,13 +13,17 @@ Rules (every number is a field of :class:`RegimeParams` and a param of the Strat
   that hovers around zero from flipping the regime every bar, so a dead-band would only add a
   number to tune.
 * Volatility: realized vol = sample stdev of the last ``vol_window``=20 daily log returns times
-  sqrt(``annualization``=252), percentile-ranked within its trailing ``vol_rank_window``=504
+  sqrt(``annualization``=252), percentile-ranked within its trailing ``vol_rank_window``=252
   values (itself included). The vol state turns **high** when the rank rises above
   ``vol_high_enter``=0.80 and returns to **normal** only when it falls below
-  ``vol_high_exit``=0.60 (hysteresis). Before 504 values exist the rank is taken over the values
-  that do exist, once there are at least ``vol_rank_min``=252 of them (one year): a daily live
-  session warms up on 730 calendar days of history (~500 bars), which cannot hold the 524 bars
-  a full window needs, and one year of vol history already spans calm and turbulent stretches.
+  ``vol_high_exit``=0.60 (hysteresis). The rank is only taken over a FULL window
+  (``vol_rank_min`` defaults to ``vol_rank_window``): a rank over fewer values is another
+  statistic. The window is one year, not DESIGN's two: a daily live session warms up on 730
+  calendar days (~500 bars), which cannot hold the 524 bars a full 504-value rank needs, so a
+  504-value rank there was always ranked over fewer values than the backtest's and the live
+  label differed from the backtest's on about 1% of days (^GSPC, ^IXIC, WTI; on 0% with 252).
+  ``vol_rank_window=504`` is the full two-year rank (523 warm-up bars: backtests only);
+  ``vol_rank_min=252`` with it is the previous default (a rank over 252..504 values).
 * Regime: up+normal -> ``bull_quiet``; up+high -> ``bull_volatile``; down+normal ->
   ``bear_quiet``; down+high -> ``crisis``; range (either vol state) -> ``range``.
 * Optional HMM overlay (``use_hmm``): P(high-variance state) from
@@ -31,14 +35,11 @@ Rules (every number is a field of :class:`RegimeParams` and a param of the Strat
   regimes are left alone. Before the first fit (1,260 returns, five years) there is no
   promotion - a daily live session warms up on ~500 bars, so there the overlay stays off.
 * Minimum dwell: a regime, once entered, is held for at least ``min_dwell``=5 bars; after that
-  the label follows the rules above on the bar they change (no confirmation lag). Crisis is no
-  exception to the hold, so EVERY regime run lasts at least ``min_dwell`` bars (tested on both
-  indices and on synthetic data); it needs no confirmation either, so crisis is entered on the
-  first crisis bar once the current regime has served its dwell - at most ``min_dwell - 1``
-  bars late, and only right after another switch (on the 1999-2018 sample 4 of 15 crisis
-  entries on ^GSPC were 1-4 bars late, 5 of 15 on ^IXIC 2-3 bars). DESIGN's "crisis may enter
-  at once" read as "crisis may cut a dwell short" would break the minimum-dwell guarantee; the
-  volatility targeting already cuts exposure the day realized vol jumps, so the hold wins.
+  the label follows the rules above on the bar they change (no confirmation lag). Crisis may
+  enter at once (``crisis_immediate``, DESIGN §8): a raw crisis label cuts the current
+  regime's hold short, because crisis is where the Strategy goes to cash and a late exit costs
+  most. Every run of any regime but the one a crisis cut short lasts at least ``min_dwell``
+  bars (tested). ``crisis_immediate=False`` is the previous rule (crisis waits for the hold).
 * Warm-up: until the SMA exists with its slope (``sma_long + slope_lookback`` bars) and the
   vol rank has ``vol_rank_min`` realized-vol values (``vol_window + vol_rank_min`` bars), the
   label is ``"warmup"`` (the Strategy holds cash): 271 bars with the defaults (the first
@@ -82,11 +83,12 @@ class RegimeParams:
     slope_lookback: int = 20
     slope_threshold: float = 0.0
     vol_window: int = 20
-    vol_rank_window: int = 504
-    vol_rank_min: int = 252
+    vol_rank_window: int = 252
+    vol_rank_min: int | None = None  # None: the full window
     vol_high_enter: float = 0.80
     vol_high_exit: float = 0.60
     min_dwell: int = 5
+    crisis_immediate: bool = True
     annualization: float = 252.0
     use_hmm: bool = False
     hmm_window: int = 1260
@@ -96,6 +98,8 @@ class RegimeParams:
     hmm_max_iter: int = 50
 
     def __post_init__(self):
+        if self.vol_rank_min is None:
+            object.__setattr__(self, "vol_rank_min", self.vol_rank_window)
         for name in (
             "sma_long",
             "slope_lookback",
@@ -110,6 +114,10 @@ class RegimeParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"regime param {name} must be an int >= 1, got {v!r}")
+        if not isinstance(self.crisis_immediate, bool):
+            raise ConfigError(
+                f"regime param crisis_immediate must be true or false, got {self.crisis_immediate!r}"
+            )
         if self.vol_window < 2:
             raise ConfigError(f"regime param vol_window must be >= 2, got {self.vol_window!r}")
         if self.hmm_window < 10:
@@ -170,24 +178,28 @@ class DwellFilter:
 
     ``update(raw)`` returns the held label: the first label is taken at once; afterwards the
     held label changes to ``raw`` on the first bar that differs from it once the held label
-    has lasted ``min_dwell`` bars. Every run of the output therefore lasts at least
-    ``min_dwell`` bars (the last one may be cut by the end of the data), and a switch is never
-    later than the raw label by more than ``min_dwell - 1`` bars (none after a long stay).
+    has lasted ``min_dwell`` bars. A label in ``immediate`` (the classifier passes
+    ``{"crisis"}`` when ``crisis_immediate``) is taken on its first raw bar even inside a hold:
+    it cuts the held regime short. Every other run of the output lasts at least ``min_dwell``
+    bars (the last one may be cut by the end of the data), and a switch is never later than the
+    raw label by more than ``min_dwell - 1`` bars (none after a long stay, none into an
+    ``immediate`` label).
     """
 
-    __slots__ = ("min_dwell", "current", "held")
+    __slots__ = ("min_dwell", "immediate", "current", "held")
 
-    def __init__(self, min_dwell: int = 5):
+    def __init__(self, min_dwell: int = 5, immediate=()):
         if isinstance(min_dwell, bool) or not isinstance(min_dwell, int) or min_dwell < 1:
             raise ConfigError(f"DwellFilter: min_dwell must be an int >= 1, got {min_dwell!r}")
         self.min_dwell = min_dwell
+        self.immediate = frozenset(immediate)
         self.current: str | None = None
         self.held = 0
 
     def update(self, raw: str) -> str:
         """Feed one raw label; return the held label after it."""
         cur = self.current
-        if cur is None or (raw != cur and self.held >= self.min_dwell):
+        if cur is None or (raw != cur and (self.held >= self.min_dwell or raw in self.immediate)):
             self.current = raw
             self.held = 1
             return raw
@@ -252,7 +264,7 @@ class RegimeClassifier:
         )
         self._prev_close: float | None = None
         self._ann = math.sqrt(p.annualization)
-        self._dwell = DwellFilter(p.min_dwell)
+        self._dwell = DwellFilter(p.min_dwell, ("crisis",) if p.crisis_immediate else ())
         self.regime = WARMUP
         self.raw = WARMUP
         self.trend: str | None = None

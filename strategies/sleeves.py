@@ -10,11 +10,18 @@ them in the order :meth:`Sleeves.update` returns them:
   PREVIOUS ``breakout_exit``=20 bars; otherwise keeps its state.
 * **meanrev** (mean reversion): enters 1 when Wilder RSI(``rsi_period``=2) < ``rsi_entry``=10
   and the close is above the long SMA; exits to 0 when the close is above
-  SMA(``meanrev_exit_sma``=5).
-* **rebound** (the defensive sleeve): the same rule mirrored below the long SMA - enters 1 when
-  RSI(2) < 10 and the close is BELOW the long SMA (a short-term oversold bar in a down market);
-  exits to 0 when the close is above SMA(5). It is the only sleeve that can be long while the
-  price is under its 200-day average, where bear_quiet and crisis live.
+  SMA(``meanrev_exit_sma``=5), but not before it has been held ``meanrev_min_hold``=5 bars (as
+  long as the exit average spans): a one-bar pop above SMA(5) no longer ends the trade, which
+  trades fewer round trips for the same entries. ``meanrev_min_hold=1`` is the previous rule.
+* **rebound**: the same rule mirrored below the long SMA - enters 1 when RSI(2) < 10 and the
+  close is BELOW the long SMA (a short-term oversold bar in a down market); exits to 0 when the
+  close is above SMA(5). It is the only sleeve that can be long while the price is under its
+  200-day average, where bear_quiet and crisis live, so it BUYS FALLING MARKETS: it is not
+  defensive. Two stops bound it: it exits on a close below the lowest close of the
+  ``rebound_stop_low``=10 bars before it (a new 10-day low: the bounce it bet on did not
+  come), and after ``rebound_max_hold``=5 bars in any case (a 2-day oversold bounce that has
+  not come in a week is not coming). 0 turns a stop off. After a stop it waits for the close
+  to rise above SMA(5) before it may enter again, so a crash cannot re-trigger it every bar.
 * **hold**: 1 on every bar once the long SMA exists. On its own with volatility targeting it is
   a volatility-managed buy-and-hold (Moreira & Muir 2017), the ablation's baseline sleeve.
 
@@ -44,6 +51,9 @@ class SleeveParams:
     rsi_period: int = 2
     rsi_entry: float = 10.0
     meanrev_exit_sma: int = 5
+    meanrev_min_hold: int = 5
+    rebound_stop_low: int = 10
+    rebound_max_hold: int = 5
 
     def __post_init__(self):
         for name in (
@@ -52,10 +62,16 @@ class SleeveParams:
             "breakout_exit",
             "rsi_period",
             "meanrev_exit_sma",
+            "meanrev_min_hold",
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"sleeve param {name} must be an int >= 1, got {v!r}")
+        for name in ("rebound_stop_low", "rebound_max_hold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(
+                    f"sleeve param {name} must be an int >= 0 (0 = no stop), got {v!r}")
         if not 0.0 <= self.rsi_entry <= 100.0:
             raise ConfigError(f"sleeve param rsi_entry must be in [0, 100], got {self.rsi_entry!r}")
 
@@ -97,6 +113,10 @@ class Sleeves:
         "_hi",
         "_lo",
         "_rsi",
+        "_closes",
+        "_mr_held",
+        "_rb_held",
+        "_rb_stopped",
         "trend",
         "breakout",
         "meanrev",
@@ -112,6 +132,11 @@ class Sleeves:
         self._hi = RollingMax(p.breakout_entry)
         self._lo = RollingMin(p.breakout_exit)
         self._rsi = WilderRSI(p.rsi_period)
+        # lowest close of the previous rebound_stop_low bars (the rebound's price stop)
+        self._closes = RollingMin(p.rebound_stop_low) if p.rebound_stop_low else None
+        self._mr_held = 0
+        self._rb_held = 0
+        self._rb_stopped = False
         self.trend = 0.0
         self.breakout = 0.0
         self.meanrev = 0.0
@@ -139,18 +164,33 @@ class Sleeves:
 
         rsi = self._rsi.update(close)
         exit_sma = self._exit_sma.update(close)
-        oversold = rsi is not None and rsi < self.p.rsi_entry and warm
+        p = self.p
+        oversold = rsi is not None and rsi < p.rsi_entry and warm
         exit_now = exit_sma is not None and close > exit_sma
         if self.meanrev == 1.0:
-            if exit_now:
+            self._mr_held += 1
+            if exit_now and self._mr_held >= p.meanrev_min_hold:
                 self.meanrev = 0.0
         elif oversold and close > sma_long:
             self.meanrev = 1.0
+            self._mr_held = 0
+        lows = self._closes
         if self.rebound == 1.0:
-            if exit_now:
+            self._rb_held += 1
+            stopped = (
+                (lows is not None and lows.full and close < lows.value)
+                or (p.rebound_max_hold and self._rb_held >= p.rebound_max_hold)
+            )
+            if exit_now or stopped:
                 self.rebound = 0.0
+                self._rb_stopped = bool(stopped) and not exit_now
+        elif self._rb_stopped:
+            self._rb_stopped = not exit_now  # re-armed by a close above SMA(5)
         elif oversold and close < sma_long:
             self.rebound = 1.0
+            self._rb_held = 0
+        if lows is not None:
+            lows.update(close)
         return self.trend, self.breakout, self.meanrev, self.rebound, self.hold
 
     def signals(self) -> SleeveSignals:

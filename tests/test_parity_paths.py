@@ -21,6 +21,9 @@ from bt_ibkr.parity.run import run_parity
 from strategies import RegimeAwareEnsemble
 
 FIVE_YEARS = 1260
+# a rebalance band tighter than the default's 15% of the target: the default trades the trend
+# sleeve a few times a year, and these tests need many orders through the path under test
+BUSY = {"band": 0.05}
 
 
 def assert_identical(run, min_orders):
@@ -39,7 +42,7 @@ def assert_identical(run, min_orders):
 
 def test_five_years_one_symbol_same_decisions_and_fills(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-FIVE_YEARS:]}
-    run = run_parity(frames, RegimeAwareEnsemble, {}, ParityConfig(client_id=81),
+    run = run_parity(frames, RegimeAwareEnsemble, BUSY, ParityConfig(client_id=81),
                      sim=gateway_sim)
     assert_identical(run, min_orders=50)
     execs = gateway_sim.broker.executions()
@@ -48,7 +51,7 @@ def test_five_years_one_symbol_same_decisions_and_fills(gateway_sim, spx):
 
 def test_five_years_two_symbols_same_decisions_and_fills(gateway_sim, spx, ndx):
     frames = {"^GSPC": spx.iloc[-FIVE_YEARS:], "^IXIC": ndx.iloc[-FIVE_YEARS:]}
-    run = run_parity(frames, RegimeAwareEnsemble, {}, ParityConfig(client_id=82),
+    run = run_parity(frames, RegimeAwareEnsemble, BUSY, ParityConfig(client_id=82),
                      sim=gateway_sim)
     assert_identical(run, min_orders=80)
     assert {f["data"] for f in run.ib.fills()} == {"^GSPC", "^IXIC"}
@@ -57,7 +60,7 @@ def test_five_years_two_symbols_same_decisions_and_fills(gateway_sim, spx, ndx):
 def test_partial_fills_keep_the_strategy_state(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-600:]}
     cfg = ParityConfig(client_id=83, partial_fill_qty=7)
-    run = run_parity(frames, RegimeAwareEnsemble, {}, cfg, sim=gateway_sim)
+    run = run_parity(frames, RegimeAwareEnsemble, BUSY, cfg, sim=gateway_sim)
     r = run.report
     # the gateway split the orders: more executions than BackBroker fills ...
     assert r.fills_ib > r.fills_backtest >= 20

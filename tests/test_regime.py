@@ -140,17 +140,33 @@ def test_vol_hysteresis_path():
 def test_dwell_holds_each_regime_five_bars_then_follows_at_once():
     f = DwellFilter(5)
     # a label is taken at once; it is held 5 bars whatever the raw stream says
-    seq = ["bull_quiet", "range", "crisis", "range", "bull_quiet", "range", "range"]
+    seq = ["bull_quiet", "range", "bear_quiet", "range", "bull_quiet", "range", "range"]
     assert [f.update(x) for x in seq] == ["bull_quiet"] * 5 + ["range"] * 2
     # after the hold, a switch happens on the first differing bar: no confirmation lag
     for _ in range(3):
         assert f.update("range") == "range"
     assert f.update("bear_quiet") == "bear_quiet"
-    # crisis included: it waits out the hold like any other regime, then enters at once
+    # without an immediate label, crisis waits out the hold like any other regime
     assert [f.update("crisis") for _ in range(4)] == ["bear_quiet"] * 4
     assert f.update("crisis") == "crisis"
     with pytest.raises(ConfigError, match="min_dwell"):
         DwellFilter(0)
+
+
+def test_crisis_may_enter_at_once_and_cut_a_hold_short():
+    f = DwellFilter(5, immediate=("crisis",))
+    assert [f.update(x) for x in ["bull_quiet", "range", "crisis"]] == [
+        "bull_quiet", "bull_quiet", "crisis"]  # bar 3: crisis cuts bull_quiet's hold
+    # crisis itself is then held like any regime (5 bars): a recovery does not end it sooner
+    assert [f.update("bull_quiet") for _ in range(5)] == ["crisis"] * 4 + ["bull_quiet"]
+    # inside a fresh hold only crisis gets through
+    assert [f.update(x) for x in ["range", "bear_quiet", "crisis"]] == [
+        "bull_quiet", "bull_quiet", "crisis"]
+    # the classifier's switch: crisis_immediate=False is the previous rule
+    assert RegimeClassifier()._dwell.immediate == {"crisis"}
+    assert RegimeClassifier(RegimeParams(crisis_immediate=False))._dwell.immediate == set()
+    with pytest.raises(ConfigError, match="crisis_immediate"):
+        RegimeParams(crisis_immediate="yes")
 
 
 def _runs(labels: list[str]) -> list[tuple[str, int]]:
@@ -177,8 +193,9 @@ def _regime_walk(seed: int, n: int = 4000) -> np.ndarray:
 @pytest.mark.parametrize("series", ["sp500", "nasdaq", "synthetic-1", "synthetic-2"])
 @pytest.mark.parametrize("use_hmm", [False, True])
 def test_no_regime_lasts_less_than_the_dwell(series, use_hmm):
-    """The docstring's promise, measured: every regime run (crisis too) lasts >= min_dwell
-    bars, except the last one, which the end of the data may cut."""
+    """The docstring's promise, measured: every regime run lasts >= min_dwell bars, except a
+    run a crisis cut short (crisis may enter at once) and the last one, which the end of the
+    data may cut. With ``crisis_immediate=False`` there is no exception."""
     if series.startswith("synthetic"):
         x = _regime_walk(int(series[-1])).tolist()
     else:
@@ -187,13 +204,19 @@ def test_no_regime_lasts_less_than_the_dwell(series, use_hmm):
         x = (sp500 if series == "sp500" else nasdaq).load()["Close"].astype(float).tolist()
     if use_hmm:
         x = x[:2600]  # the HMM starts after 1,260 returns: keep the run short
-    labels = label_series(x, use_hmm=use_hmm)
-    runs = _runs(labels)
-    assert runs[0][0] == WARMUP
-    body = runs[1:-1]
-    assert len(body) > 20, "the series must switch regimes often for the test to mean much"
-    assert min(n for _, n in body) >= RegimeParams().min_dwell, [r for r in body if r[1] < 5]
-    assert {lab for lab, _ in body} == set(REGIMES)
+    dwell = RegimeParams().min_dwell
+    for immediate in (True, False):
+        labels = label_series(x, use_hmm=use_hmm, crisis_immediate=immediate)
+        runs = _runs(labels)
+        assert runs[0][0] == WARMUP
+        body = runs[1:-1]
+        assert len(body) > 20, "the series must switch regimes often for the test to mean much"
+        short = [i for i in range(1, len(runs) - 1) if runs[i][1] < dwell]
+        if immediate:
+            assert all(runs[i + 1][0] == "crisis" for i in short), [runs[i] for i in short]
+        else:
+            assert short == []
+        assert {lab for lab, _ in body} == set(REGIMES)
 
 
 def test_switches_follow_the_raw_label_once_the_dwell_is_served(closes):
@@ -203,24 +226,27 @@ def test_switches_follow_the_raw_label_once_the_dwell_is_served(closes):
         labels.append(clf.update(c))
         raws.append(clf.raw)
         held.append(clf._dwell.held)
-    lag_free = 0
+    lag_free = cut = 0
     for t in range(1, len(labels)):
         if labels[t - 1] == WARMUP:
             continue
         if labels[t] != labels[t - 1]:
             assert labels[t] == raws[t]  # a switch always lands on today's raw regime
-            assert held[t - 1] >= 5
+            assert held[t - 1] >= 5 or labels[t] == "crisis"  # only crisis cuts a hold
+            cut += held[t - 1] < 5
             lag_free += raws[t - 1] == labels[t - 1]  # raw changed on this very bar
         elif raws[t] != labels[t]:
-            assert held[t - 1] < 5  # held against the raw label only inside the dwell
+            assert held[t - 1] < 5 and raws[t] != "crisis"  # held only inside the dwell
     assert lag_free > 50  # most switches happen on the first bar the rules change
+    assert cut > 0  # and crisis did cut holds on 1999-2018
 
 
 # ---------------------------------------------------------------- labels on the real sample
 def test_warmup_then_only_known_regimes(closes):
     labels = label_series(closes)
     p = RegimeParams()
-    # the vol rank needs 252 values of 20-day vol: bar 1 + 20 + 251 = 272 is the first regime
+    # the vol rank needs a full window of 252 values of 20-day vol: bar 1 + 20 + 251 = 272
+    # is the first regime
     n_warm = p.vol_window + p.vol_rank_min - 1
     assert n_warm == warmup_bars() == 271
     assert labels[:n_warm] == [WARMUP] * n_warm and labels[n_warm] != WARMUP
@@ -268,17 +294,26 @@ def test_regime_is_trend_times_vol(closes):
     assert pairs == set(table)  # all six trend x vol cells occur
 
 
-def test_vol_rank_uses_the_trailing_504_values(closes):
+@pytest.mark.parametrize("window, minimum", [(252, None), (504, 252), (504, None)])
+def test_vol_rank_uses_the_trailing_window(closes, window, minimum):
+    """The rank is pandas' rolling percentile rank over the trailing ``vol_rank_window``
+    realized vols, from ``vol_rank_min`` values on (default: the full window)."""
     r = np.diff(np.log(np.array(closes)))
     vol = pd.Series(r).rolling(20).std() * math.sqrt(252)
-    want = vol.dropna().rolling(504, min_periods=252).rank(method="max", pct=True)
-    clf = RegimeClassifier()
+    want = vol.dropna().rolling(window, min_periods=minimum or window).rank(
+        method="max", pct=True)
+    clf = RegimeClassifier(RegimeParams(vol_rank_window=window, vol_rank_min=minimum))
     got = []
     for c in closes:
         clf.update(c)
         got.append(_nan(clf.vol_rank))
     got = np.array(got[20:])  # the first 20-day vol is on bar 21 (index 20)
     np.testing.assert_allclose(got, want.to_numpy(), rtol=1e-9, equal_nan=True)
+    # the first rank, hence the first regime, comes once vol_rank_min values exist
+    first = int(np.argmax(~np.isnan(got)))
+    assert first == (minimum or window) - 1
+    assert warmup_bars(RegimeParams(vol_rank_window=window, vol_rank_min=minimum)) == max(
+        220, 20 + (minimum or window)) - 1
 
 
 def test_late_2008_is_crisis_and_2017_is_bull_quiet(closes):

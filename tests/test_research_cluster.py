@@ -1,6 +1,7 @@
 """A real Dask cluster (``dask scheduler`` + two ``dask worker`` processes on 127.0.0.1) runs a
 sweep through ``python -m examples.sweep --scheduler``; one worker is killed while it executes a
-task, and the results are still complete and equal to a serial run of the same tasks."""
+task, and the results are still complete and equal to a serial run of the same tasks. When the
+scheduler itself is killed, the sweep exits 3 with one line and keeps what had finished."""
 
 from __future__ import annotations
 
@@ -185,3 +186,104 @@ def test_bars_lost_with_the_only_worker_are_sent_again(caplog):
     for r in results:
         serial = run_task(specs[r.task_id], bars)
         assert r.record() == serial.record() and r.returns.equals(serial.returns)
+
+
+@pytest.fixture
+def doomed_cluster(tmp_path):
+    """Scheduler + 2 single-threaded workers whose scheduler the test kills. Yields
+    (scheduler_file, scheduler Popen, client); everything is torn down whatever happens."""
+    from distributed import Client
+
+    sched_file = tmp_path / "scheduler.json"
+    logs = tmp_path / "cluster-logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen] = []
+    client = None
+
+    def spawn(args, name):
+        proc = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=(logs / name).open("w"),
+                                stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        scheduler = spawn(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                           "--no-dashboard", "--scheduler-file", str(sched_file)],
+                          "scheduler.log")
+        poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
+        for i in range(2):
+            spawn(["dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                   "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
+                  f"worker{i}.log")
+        client = Client(scheduler_file=str(sched_file), timeout=5)
+        client.wait_for_workers(2, timeout=60)
+        yield sched_file, scheduler, client
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.kill()
+        for proc in procs:
+            proc.wait(timeout=30)
+        if client is not None:
+            client.close(timeout=5)
+
+
+def test_scheduler_lost_mid_sweep_exits_3_with_one_line_and_keeps_what_finished(
+        doomed_cluster, tmp_path):
+    """Two tasks finish, two are held open at the gate, then the scheduler dies: the sweep
+    stops with exit 3 and one line, and its files hold the two that finished."""
+    from distributed import Event
+    from research_gate import GATE, SomeGatedEnsemble
+
+    sched_file, scheduler, client = doomed_cluster
+    Event(GATE, client=client).clear()
+    address = json.loads(sched_file.read_text())["address"]
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "examples.sweep", "--scheduler", str(sched_file),
+            "--strategy", "research_gate:SomeGatedEnsemble", "--source", "sample",
+            "--symbols", "^GSPC", "--start", START.isoformat(), "--end", END.isoformat(),
+            "--grid", "band=0.05,0.1", "--grid", "gated=false,true", "--no-progress",
+            "--out", str(out)]
+    cli = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+
+    def on_scheduler() -> set[int]:
+        keys = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in
+                                                               dask_scheduler.tasks])
+        return {int(k.split("-")[3]) for k in keys if k.startswith("bt-task-")}
+
+    try:
+        # tasks 0 and 2 (gated=false) came back and were released by the sweep; 1 and 3
+        # (gated=true) are executing at the gate, one on each worker: a state, not a moment
+        poll_until(lambda: cli.poll() is not None or (
+            on_scheduler() == {1, 3} and len(_executing(client)) == 2),
+            timeout=120, what="two tasks finished and two held at the gate", interval=0.05)
+        assert cli.poll() is None, cli.communicate()
+        scheduler.kill()
+        scheduler.wait(timeout=30)
+        stdout, stderr = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait(timeout=30)
+    assert cli.returncode == 3, (stdout, stderr)
+    assert stderr.count("\n") == 1, stderr  # one line, no traceback
+    assert stderr.startswith(f"error: lost the Dask scheduler ({address}) after 2 of 4 tasks; "
+                             f"the 2 finished are kept in {out}"), stderr
+    assert "rerun" in stderr
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["tasks"] == 4 and summary["failed"] == []
+    assert [r["task_id"] for r in summary["results"]] == [0, 2]
+    assert summary["interrupted"]["missing_task_ids"] == [1, 3]
+    table = pd.read_parquet(out / "results.parquet")
+    assert table["task_id"].tolist() == [0, 2] and table["error"].isna().all()
+    returns = pd.read_parquet(out / "returns.parquet")
+    assert sorted(returns["task_id"].unique()) == [0, 2]
+    # what was kept is the real result: equal to a serial run of the same task
+    frame = load_sample("^GSPC", START, END)
+    bars = BarSet({"^GSPC": frame})
+    first, last = bars.span()
+    serial = run_task(TaskSpec(2, {"band": 0.1, "gated": False}, ("^GSPC",), first, last), bars,
+                      SomeGatedEnsemble)
+    assert summary["results"][1]["sharpe"] == serial.sharpe
+    assert returns[returns["task_id"] == 2]["ret"].tolist() == serial.returns.tolist()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 
 import backtrader as bt
 import numpy as np
@@ -15,9 +14,12 @@ import pytest
 from bt_ibkr.errors import ConfigError
 from strategies import (
     DEFAULT_CAPS,
+    DEFAULT_EXPOSURE,
     DEFAULT_WEIGHTS,
     REGIMES,
     SLEEVES,
+    V1_CAPS,
+    V1_WEIGHTS,
     RegimeAwareEnsemble,
     resolve_table,
     warmup_bars,
@@ -25,6 +27,8 @@ from strategies import (
 from strategies.regime import WARMUP
 
 WARM = warmup_bars()  # 271
+# the previous default's sleeve switching (no exposure scaling: its caps do the risk cutting)
+V1_TABLE = {"weights": V1_WEIGHTS, "caps": V1_CAPS, "exposure": {r: 1.0 for r in REGIMES}}
 
 
 class Probe(RegimeAwareEnsemble):
@@ -91,15 +95,14 @@ def test_cuts_exposure_in_the_2008_crisis(spx):
 
     late_2008 = regime["2008-09-15":"2008-12-31"]
     assert (late_2008 == "crisis").mean() > 0.9
-    # the crisis row acts (rebound trades on oversold bars) but never above its cap
-    autumn = target["2008-10-01":"2008-11-30"]
-    assert 0.0 < autumn.max() <= DEFAULT_CAPS["crisis"]
-    assert (autumn == 0.0).mean() > 0.5  # mostly cash: rebound is in only after a sharp drop
+    # crisis holds cash: no sleeve buys the falling market
+    assert (target[regime == "crisis"] == 0.0).all() and (regime == "crisis").sum() > 100
+    assert (target["2008-09-15":"2009-03-31"] == 0.0).all()
 
     dd_strategy = _max_drawdown(value["2007":"2009"])
     dd_buy_hold = _max_drawdown(frame["close"]["2007":"2009"])
     assert dd_buy_hold < -0.5  # the S&P 500 lost ~57% peak to trough
-    assert dd_strategy > -0.25  # the ensemble loses far less
+    assert dd_strategy > -0.25  # the strategy loses far less
     assert dd_strategy > dd_buy_hold / 2
 
 
@@ -118,43 +121,64 @@ def test_param_interface():
     defaults = RegimeAwareEnsemble.param_defaults()
     assert names[0] == "sma_long" and set(names) == set(defaults)
     for key in ("band", "target_vol", "max_leverage", "cash_buffer", "weights", "caps", "use_hmm",
-                "sleeves", "use_regimes", "decision_delay"):
+                "sleeves", "use_regimes", "decision_delay", "exposure", "band_relative",
+                "crisis_immediate", "meanrev_min_hold", "rebound_stop_low", "rebound_max_hold"):
         assert key in names
     assert isinstance(defaults["target_vol"], float) and defaults["target_vol"] == 0.12
-    assert isinstance(defaults["band"], float) and defaults["band"] == 0.10
+    assert isinstance(defaults["band"], float) and defaults["band"] == 0.15
+    assert defaults["band_relative"] is True and defaults["crisis_immediate"] is True
     assert isinstance(defaults["sma_long"], int) and defaults["sma_long"] == 200
     assert defaults["use_hmm"] is False
     assert isinstance(defaults["weights"], dict) and set(defaults["weights"]) == set(REGIMES)
-    assert defaults["caps"] == DEFAULT_CAPS
+    assert defaults["caps"] == DEFAULT_CAPS and defaults["exposure"] == DEFAULT_EXPOSURE
     assert defaults["sleeves"] == "all" and defaults["use_regimes"] is True
     assert defaults["decision_delay"] == 0 and defaults["slope_threshold"] == 0.0
-    assert defaults["vol_rank_window"] == 504 and defaults["hmm_window"] == 1260
+    assert defaults["vol_rank_window"] == 252 and defaults["vol_rank_min"] is None
+    assert defaults["hmm_window"] == 1260
+    assert (defaults["meanrev_min_hold"], defaults["rebound_stop_low"],
+            defaults["rebound_max_hold"]) == (5, 10, 5)
     assert RegimeAwareEnsemble.SLEEVES == SLEEVES == (
         "trend", "breakout", "meanrev", "rebound", "hold")
 
 
+def test_default_table_is_risk_scaling_with_cash_in_crisis():
+    t = resolve_table(DEFAULT_WEIGHTS, DEFAULT_CAPS, exposure=DEFAULT_EXPOSURE)
+    trend_only = (1.0, 0.0, 0.0, 0.0, 0.0)
+    for r in REGIMES:  # the same sleeves in every regime: the regime only scales the position
+        assert t.rows[r] == (trend_only, 1.0, 0.0 if r == "crisis" else 1.0)
+    assert resolve_table().rows == t.rows
+
+
 def test_weight_table_overrides_and_errors():
-    t = resolve_table({"crisis": {"rebound": 0.0}}, {"bull_quiet": 0.5})
-    assert t.rows["crisis"] == ((0.0,) * 5, 0.25)
-    assert t.rows["bull_quiet"] == ((0.5, 0.3, 0.2, 0.0, 0.0), 0.5)  # weights are not scaled
-    assert t.rows["range"] == ((0.2, 0.2, 0.6, 0.0, 0.0), 0.6)  # untouched default
-    assert t.rows[WARMUP] == ((0.0,) * 5, 0.0)
+    t = resolve_table({"crisis": {"rebound": 1.0}}, {"bull_quiet": 0.5}, exposure={"range": 0.5})
+    assert t.rows["crisis"] == ((1.0, 0.0, 0.0, 1.0, 0.0), 1.0, 0.0)  # only 'rebound' changed
+    assert t.rows["bull_quiet"] == ((1.0, 0.0, 0.0, 0.0, 0.0), 0.5, 1.0)
+    assert t.rows["range"] == ((1.0, 0.0, 0.0, 0.0, 0.0), 1.0, 0.5)
+    assert t.rows[WARMUP] == ((0.0,) * 5, 0.0, 0.0)
+    v1 = resolve_table(V1_WEIGHTS, V1_CAPS)
+    assert v1.rows["bull_quiet"] == ((0.5, 0.3, 0.2, 0.0, 0.0), 1.0, 1.0)
+    assert v1.rows["crisis"] == ((0.0, 0.0, 0.0, 1.0, 0.0), 0.25, 0.0)
     with pytest.raises(ConfigError, match="unknown regime 'bull'"):
         resolve_table({"bull": {"trend": 1.0}}, None)
     with pytest.raises(ConfigError, match="unknown sleeve 'momentum'"):
         resolve_table({"range": {"momentum": 1.0}}, None)
     with pytest.raises(ConfigError, match=r"caps\['crisis'\]"):
         resolve_table(None, {"crisis": -1})
+    with pytest.raises(ConfigError, match=r"exposure\['range'\]"):
+        resolve_table(exposure={"range": "half"})
+    with pytest.raises(ConfigError, match="exposure: unknown regime 'calm'"):
+        resolve_table(exposure={"calm": 1.0})
 
 
 def test_sleeve_selection_renormalises_each_row():
-    t = resolve_table(sleeves="trend,meanrev")
+    t = resolve_table(V1_WEIGHTS, V1_CAPS, sleeves="trend,meanrev")
     assert t.sleeves == ("trend", "meanrev")
     assert t.rows["bull_quiet"][0] == pytest.approx((0.5 / 0.7, 0, 0.2 / 0.7, 0, 0))
     assert t.rows["range"][0] == pytest.approx((0.25, 0, 0.75, 0, 0))
-    assert t.rows["crisis"] == ((0.0,) * 5, 0.25)  # no weight on either sleeve: cash
-    assert resolve_table(sleeves=("meanrev", "trend")).rows == t.rows  # order is irrelevant
+    assert t.rows["crisis"][0] == (0.0,) * 5  # no weight on either sleeve: cash
+    assert resolve_table(V1_WEIGHTS, V1_CAPS, sleeves=("meanrev", "trend")).rows == t.rows
     assert resolve_table(sleeves="all").rows == resolve_table().rows
+    assert all(resolve_table(sleeves="hold").rows[r][0] == (0.0,) * 5 for r in REGIMES)
     with pytest.raises(ValueError, match="unknown sleeve 'momentum'; valid: trend, breakout"):
         resolve_table(sleeves="trend,momentum")
     with pytest.raises(ValueError, match="selects nothing"):
@@ -162,13 +186,15 @@ def test_sleeve_selection_renormalises_each_row():
 
 
 def test_static_row_is_the_table_average():
-    t = resolve_table(use_regimes=False)
-    avg = tuple(sum(DEFAULT_WEIGHTS[r][s] for r in REGIMES) / 5 for s in SLEEVES)
+    t = resolve_table(V1_WEIGHTS, V1_CAPS, use_regimes=False)
+    avg = tuple(sum(V1_WEIGHTS[r][s] for r in REGIMES) / 5 for s in SLEEVES)
     assert t.rows["bull_quiet"][0] == pytest.approx(avg)
     assert {t.rows[r] for r in REGIMES} == {t.rows["crisis"]}  # one row for every regime
-    assert t.rows["crisis"][1] == float("inf")  # no regime cap
+    assert t.rows["crisis"][1:] == (float("inf"), 1.0)  # no regime cap, no regime exposure
+    d = resolve_table(use_regimes=False)
+    assert d.rows["crisis"] == ((1.0, 0.0, 0.0, 0.0, 0.0), float("inf"), 1.0)
     for s in SLEEVES:  # a single sleeve alone gets weight 1, even one the table never uses
-        w, _ = resolve_table(sleeves=s, use_regimes=False).rows["range"]
+        w, _, _ = resolve_table(sleeves=s, use_regimes=False).rows["range"]
         assert w == tuple(1.0 if x == s else 0.0 for x in SLEEVES)
     with pytest.raises(ConfigError, match="use_regimes"):
         resolve_table(use_regimes="no")
@@ -192,28 +218,33 @@ def test_zero_caps_never_trade(spx):
 
 
 # ------------------------------------------------------------------------------ sizing
-def _expected_target(weights, cap, signals, rv, tv=0.12, buffer=0.02, max_lev=1.0):
+def _expected_target(row, signals, rv, tv=0.12, buffer=0.02, max_lev=1.0):
+    weights, cap, exposure = row
     blend = sum(w * x for w, x in zip(weights, signals, strict=True))
     if blend <= 0.0:
         return 0.0
-    return min(cap, (1.0 - buffer) * min(max_lev, blend * tv / rv))
+    return min(cap, exposure * (1.0 - buffer) * min(max_lev, blend * tv / rv))
 
 
 @pytest.fixture(scope="module")
 def full_runs(spx, ndx):
-    return {"SPX": run({"SPX": spx}), "IXIC": run({"IXIC": ndx})}
+    return {"SPX": run({"SPX": spx}), "IXIC": run({"IXIC": ndx}),
+            "SPX v1 table": run({"SPX": spx}, **V1_TABLE),
+            "IXIC v1 table": run({"IXIC": ndx}, **V1_TABLE)}
 
 
 @pytest.mark.parametrize("name", ["SPX", "IXIC"])
 def test_caps_are_ceilings_on_the_final_target_on_every_bar(full_runs, name):
-    s = full_runs[name]
-    rows = resolve_table().rows
+    """With the sleeve-switching table (caps below 1): every bar's target is the formula, the
+    cap a ceiling on it after vol targeting, exposure and the cash buffer."""
+    s = full_runs[f"{name} v1 table"]
+    rows = resolve_table(**V1_TABLE).rows
     assert len(s.decisions) == len(s.rows)
     binding = collections.Counter()
     for (regime, signals, rv, target), row in zip(s.decisions, s.rows, strict=True):
-        weights, cap = rows[regime]
+        cap = rows[regime][1]
         assert target <= cap  # after vol targeting and the cash buffer: the final number
-        assert target == pytest.approx(_expected_target(weights, cap, signals, rv), rel=1e-12)
+        assert target == pytest.approx(_expected_target(rows[regime], signals, rv), rel=1e-12)
         assert row[2][name] == target
         binding[regime] += target == cap
     # the caps below the cash buffer's 0.98 are not dead: each one binds on some bars
@@ -222,8 +253,21 @@ def test_caps_are_ceilings_on_the_final_target_on_every_bar(full_runs, name):
 
 
 @pytest.mark.parametrize("name", ["SPX", "IXIC"])
-def test_every_regime_row_acts_on_real_data(full_runs, name):
+def test_default_targets_follow_the_formula_and_crisis_holds_cash(full_runs, name):
     s = full_runs[name]
+    rows = resolve_table().rows
+    acted = collections.Counter()
+    for regime, signals, rv, target in s.decisions:
+        assert target == pytest.approx(_expected_target(rows[regime], signals, rv), rel=1e-12)
+        acted[regime] += target > 0.0
+    for regime in ("bull_quiet", "bull_volatile", "range", "bear_quiet"):
+        assert acted[regime] >= 10, (regime, dict(acted))
+    assert acted["crisis"] == 0 and acted[WARMUP] == 0
+
+
+@pytest.mark.parametrize("name", ["SPX", "IXIC"])
+def test_every_regime_row_of_the_v1_table_acts_on_real_data(full_runs, name):
+    s = full_runs[f"{name} v1 table"]
     acted = collections.defaultdict(int)
     for regime, _signals, _rv, target in s.decisions:
         acted[regime] += target > 0.0
@@ -259,16 +303,22 @@ def test_a_sleeve_alone_is_its_signal_with_vol_targeting(spx):
 
 
 def test_static_weights_ignore_the_regime(spx):
-    s = run({"SPX": spx.iloc[:3000]}, use_regimes=False)
-    weights, _ = resolve_table(use_regimes=False).rows["range"]
-    above_crisis_cap = 0
-    for regime, signals, rv, target in s.decisions:
+    # the hold sleeve is long in every regime: the regime layer's cash in crisis shows at once
+    hold = {r: {"trend": 0.0, "hold": 1.0} for r in REGIMES}
+    scaled = run({"SPX": spx.iloc[:3000]}, weights=hold)
+    static = run({"SPX": spx.iloc[:3000]}, weights=hold, use_regimes=False)
+    row = resolve_table(hold, use_regimes=False).rows["range"]
+    crisis_long = 0
+    for (regime, signals, rv, target), (_r, _s, _v, t_scaled) in zip(
+            static.decisions, scaled.decisions, strict=True):
         if regime == WARMUP:
             assert target == 0.0
             continue
-        assert target == pytest.approx(_expected_target(weights, math.inf, signals, rv))
-        above_crisis_cap += regime == "crisis" and target > DEFAULT_CAPS["crisis"]
-    assert above_crisis_cap > 0  # no regime cap applies
+        assert target == pytest.approx(_expected_target(row, signals, rv))
+        if regime == "crisis":
+            assert t_scaled == 0.0  # the regime layer: cash in crisis
+            crisis_long += target > 0.0  # without it: long
+    assert crisis_long > 50
 
 
 @pytest.mark.parametrize("delay", [1, 3])
@@ -284,15 +334,31 @@ def test_decision_delay_acts_on_the_decision_k_bars_earlier(spx, delay):
     assert min(bar for bar, _n, size, *_ in late.sent if size > 0) == first_buy + delay
 
 
-def test_band_limits_turnover_and_every_order_is_justified(spx):
+@pytest.mark.parametrize("relative", [True, False])
+def test_band_limits_turnover_and_every_order_is_justified(spx, relative):
     counts = {}
     for band in (0.02, 0.10, 0.30):
-        s = run({"SPX": spx.iloc[:3000]}, band=band)
+        s = run({"SPX": spx.iloc[:3000]}, band=band, band_relative=relative)
         counts[band] = len(s.sent)
         for _bar, _name, size, target, cur in s.sent:
             assert size == int(size) and size != 0
-            assert abs(target - cur) > band or (target == 0.0 and cur != 0.0)
+            limit = band * target if relative else band
+            assert abs(target - cur) > limit or (target == 0.0 and cur != 0.0)
     assert counts[0.02] > counts[0.10] > counts[0.30] > 0
+
+
+def test_relative_band_resizes_small_positions(spx):
+    """A relative band trades a small holding in proportion to it: it resizes by less than an
+    absolute 0.10 band ever would."""
+    s = run({"SPX": spx.iloc[:3000]}, target_vol=0.03)  # small targets
+    assert max(r[2]["SPX"] for r in s.rows) < 0.6
+    sent = [(t, c) for _b, _n, _size, t, c in s.sent]
+    assert any(c == 0.0 and t > 0.0 for t, c in sent)  # entries from flat
+    assert any(c > 0.0 and 0.0 < abs(t - c) < 0.10 for t, c in sent)  # resizes under 0.10
+    absolute = run({"SPX": spx.iloc[:3000]}, target_vol=0.03, band=0.10, band_relative=False)
+    assert all(abs(t - c) > 0.10 or t == 0.0 for _b, _n, _s, t, c in absolute.sent)
+    with pytest.raises(ConfigError, match="band_relative"):
+        run({"SPX": spx.iloc[:50]}, band_relative="yes")
 
 
 def test_sells_are_sent_before_buys(spx, ndx):
@@ -386,14 +452,16 @@ def test_bad_bar_is_skipped_with_a_warning(spx, caplog):
 
 
 # ------------------------------------------------------------------------------ sleeves
-def _naive_sleeves(df: pd.DataFrame) -> pd.DataFrame:
-    """The three sleeves written the slow, obvious way with pandas (reference)."""
+def _naive_sleeves(df: pd.DataFrame, min_hold: int = 5, stop_low: int = 10,
+                   max_hold: int = 5) -> pd.DataFrame:
+    """The sleeves written the slow, obvious way with pandas (reference)."""
     c, h, lo = df["close"], df["high"], df["low"]
     sma200 = c.rolling(200).mean()
     sma50 = c.rolling(50).mean()
     sma5 = c.rolling(5).mean()
     hi55 = h.rolling(55).max().shift(1)  # PREVIOUS 55 bars
     lo20 = lo.rolling(20).min().shift(1)
+    low_close = c.rolling(stop_low).min().shift(1) if stop_low else None  # PREVIOUS closes
     ch = c.diff()
     gain, loss = ch.clip(lower=0), (-ch).clip(lower=0)
     ag, al = gain.iloc[1:3].mean(), loss.iloc[1:3].mean()
@@ -406,21 +474,30 @@ def _naive_sleeves(df: pd.DataFrame) -> pd.DataFrame:
     rsi = pd.Series(rsi, index=c.index)
     trend = ((sma50 > sma200) & sma200.notna()).astype(float)
     brk, mr, rb, b, m, k = [], [], [], 0.0, 0.0, 0.0
+    m_in = k_in = 0  # bar of entry
+    stopped = False
     for i in range(len(c)):
         if b == 0.0 and c.iloc[i] > hi55.iloc[i]:
             b = 1.0
         elif b == 1.0 and c.iloc[i] < lo20.iloc[i]:
             b = 0.0
+        above5 = c.iloc[i] > sma5.iloc[i]
+        oversold = rsi.iloc[i] < 10
         if m == 1.0:
-            if c.iloc[i] > sma5.iloc[i]:
+            if above5 and i - m_in >= min_hold:
                 m = 0.0
-        elif rsi.iloc[i] < 10 and c.iloc[i] > sma200.iloc[i]:
-            m = 1.0
+        elif oversold and c.iloc[i] > sma200.iloc[i]:
+            m, m_in = 1.0, i
         if k == 1.0:
-            if c.iloc[i] > sma5.iloc[i]:
+            new_low = low_close is not None and c.iloc[i] < low_close.iloc[i]
+            timed_out = max_hold and i - k_in >= max_hold
+            if above5 or new_low or timed_out:
                 k = 0.0
-        elif rsi.iloc[i] < 10 and c.iloc[i] < sma200.iloc[i]:
-            k = 1.0
+                stopped = not above5
+        elif stopped:
+            stopped = not above5
+        elif oversold and c.iloc[i] < sma200.iloc[i]:
+            k, k_in = 1.0, i
         brk.append(b)
         mr.append(m)
         rb.append(k)
@@ -431,18 +508,47 @@ def _naive_sleeves(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def test_sleeves_match_a_naive_pandas_version(spx):
-    from strategies import RegimeClassifier, Sleeves
+@pytest.mark.parametrize("params", [
+    {},  # the defaults: meanrev held >= 5 bars, rebound stopped at a new 10-day low or 5 bars
+    {"meanrev_min_hold": 1, "rebound_stop_low": 0, "rebound_max_hold": 0},  # v1's rules
+    {"meanrev_min_hold": 3, "rebound_stop_low": 5, "rebound_max_hold": 0},
+])
+def test_sleeves_match_a_naive_pandas_version(spx, params):
+    from strategies import RegimeClassifier, SleeveParams, Sleeves
 
     df = spx.iloc[:2500]
-    clf, sl = RegimeClassifier(), Sleeves()
+    clf, sl = RegimeClassifier(), Sleeves(SleeveParams(**params))
     rows = []
     for c, h, lo in zip(df["close"], df["high"], df["low"], strict=True):
         clf.update(c)
         rows.append(sl.update(c, h, lo, clf.sma))
     got = pd.DataFrame(rows, columns=list(SLEEVES), index=df.index)
-    want = _naive_sleeves(df)
+    sp = SleeveParams(**params)
+    want = _naive_sleeves(df, sp.meanrev_min_hold, sp.rebound_stop_low, sp.rebound_max_hold)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     # each sleeve but hold switches many times: the comparison is not between constant series
     flips = got.diff().abs().sum()
     assert (flips.drop("hold") >= 5).all() and flips["hold"] == 1
+
+
+def test_rebound_stops_bound_each_trade(spx):
+    """The rebound sleeve buys falling markets; its stops end every trade within
+    ``rebound_max_hold`` bars, and a stopped trade does not re-enter until a close above SMA(5).
+    """
+    from strategies import RegimeClassifier, SleeveParams, Sleeves
+
+    def lengths(**p):
+        clf, sl, out, run_len = RegimeClassifier(), Sleeves(SleeveParams(**p)), [], 0
+        for c, h, lo in zip(spx["close"], spx["high"], spx["low"], strict=True):
+            clf.update(c)
+            on = sl.update(c, h, lo, clf.sma)[3]
+            if on:
+                run_len += 1
+            elif run_len:
+                out.append(run_len)
+                run_len = 0
+        return out
+
+    stopped, unstopped = lengths(), lengths(rebound_stop_low=0, rebound_max_hold=0)
+    assert max(stopped) <= 5 < max(unstopped)
+    assert len(stopped) > 20

@@ -160,3 +160,50 @@ def test_a_scheduler_that_is_not_there_fails_at_once_and_writes_nothing(workdir,
     assert f"tcp://127.0.0.1:{port}: nothing listens there" in err
     assert len(err.strip().splitlines()) == 1, err
     assert not (workdir / "s").exists() or not list((workdir / "s").iterdir())
+
+
+def test_a_large_sweep_says_how_long_it_will_take_before_it_starts(workdir, monkeypatch):
+    """Above ESTIMATE_ABOVE tasks (10,000; lowered here) one task is timed in this process,
+    the estimate is announced, and only then do the other tasks run; the timed task is kept,
+    not run twice."""
+    from bt_ibkr.research import sweep as sweep_mod
+    from bt_ibkr.research.data import DataConfig
+    from bt_ibkr.research.engine import ClusterConfig
+
+    assert sweep_mod.ESTIMATE_ABOVE == 10_000
+    monkeypatch.setattr(sweep_mod, "ESTIMATE_ABOVE", 3)
+    lines: list[str] = []
+    seen_at_start: list[tuple[int, int]] = []
+    real = sweep_mod.run_tasks
+
+    def watched(specs, *args, **kwargs):
+        seen_at_start.append((len(lines), len(specs)))
+        return real(specs, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_tasks", watched)
+    config = sweep_mod.SweepConfig(
+        grid={"band": [0.05, 0.1], "target_vol": [0.08, 0.12]},
+        data=DataConfig(symbols=["^GSPC"], source="sample", start=pd.Timestamp("2010-01-01").date(),
+                        end=pd.Timestamp("2011-12-31").date(), progress=False),
+        cluster=ClusterConfig(serial=True), out_dir=workdir / "s", write_report=False,
+        progress=False)
+    outcome = sweep_mod.run_sweep(config, notify=lines.append)
+    assert len(lines) == 1 and seen_at_start == [(1, 3)]  # announced, then 3 more tasks
+    assert re.fullmatch(r"sweep: 4 tasks; one took \d+\.\d\d s here, so about \d+ (s|min) on 1 "
+                        r"worker thread \(serial \(in this process\)\)", lines[0]), lines[0]
+    assert [r.task_id for r in outcome.results] == [0, 1, 2, 3] and not outcome.failed
+    returns = pd.read_parquet(workdir / "s" / "returns.parquet")
+    assert sorted(returns["task_id"].unique()) == [0, 1, 2, 3]  # the timed one's returns too
+    assert (returns.groupby("task_id").size() == outcome.results[0].bars).all()
+
+
+def test_a_large_sweep_prints_the_estimate_on_the_terminal(workdir, capsys, monkeypatch):
+    from bt_ibkr.research import sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod, "ESTIMATE_ABOVE", 1)
+    code, out, err = _run([*DATA, "--serial", "--grid", "band=0.05,0.1", "--no-report",
+                           "--out", "s"], capsys)
+    assert code == EXIT_OK, err
+    text = " ".join(out.split())
+    assert "sweep: 2 tasks; one took" in text and text.index("sweep: 2 tasks") < text.index(
+        "2 tasks on serial")

@@ -13,7 +13,12 @@
 task), submits one Dask task per TaskSpec, shows a progress bar, and returns the TaskResults in
 spec order. A task that fails is a TaskResult with its error (the others finish). A worker that
 dies mid-run costs only its tasks: the scheduler re-runs them elsewhere, and if the bars were
-lost with it they are scattered again. Results are identical to a serial run.
+lost with it they are scattered again. Results are identical to a serial run. A SCHEDULER that
+dies mid-run cannot be worked around (it held every task's state): ``run_tasks`` raises
+:class:`SchedulerLostError`, which carries the results that had arrived.
+
+``estimate_run(specs, bars, client, strategy)`` times the first task in this process and
+returns a :class:`RunEstimate` (how long all of them should take on the cluster's threads).
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from bt_ibkr.research.tasks import BarSet, TaskResult, TaskSpec, run_task
 __all__ = [
     "ClusterConfig",
     "ClusterError",
+    "RunEstimate",
+    "SchedulerLostError",
     "available_cores",
+    "estimate_run",
     "open_cluster",
     "route_dask_logs",
     "run_tasks",
@@ -47,6 +55,30 @@ MAX_RESCATTERS = 3
 
 class ClusterError(BtIbkrError):
     """The Dask cluster could not be reached or started (the message says what to do)."""
+
+
+class SchedulerLostError(ClusterError):
+    """The connection to the Dask scheduler was lost mid-run.
+
+    ``results`` holds the TaskResults that had arrived (in spec order), ``missing`` the ids of
+    the tasks without one, ``where`` the scheduler as the user named it.
+    """
+
+    def __init__(self, where: str, results: list[TaskResult], missing: list[int]):
+        self.where = where
+        self.results = results
+        self.missing = missing
+        done = len(results)
+        self.summary = f"lost the Dask scheduler ({where}) after {done} of {done + len(missing)} tasks"
+        super().__init__(f"{self.summary}; start the scheduler again and rerun")
+
+
+def _scheduler_lost(client, exc: BaseException) -> bool:
+    """True when a future failed because this client lost its scheduler (every pending future
+    is then cancelled with the reason 'scheduler-connection-lost'), not because of its task."""
+    if getattr(exc, "reason", None) == "scheduler-connection-lost":
+        return True
+    return getattr(client, "status", "running") not in ("running", "newly-created")
 
 
 def available_cores() -> int:
@@ -218,6 +250,10 @@ def _run_dask(client, specs, bars, strategy, done: Callable[[TaskSpec, TaskResul
             result = fut.result()
         else:
             exc = _exception(fut)
+            if _scheduler_lost(client, exc):
+                # every pending future was cancelled with this one: nothing more will arrive,
+                # and nothing may be sent (no release, no re-scatter) to a scheduler that is gone
+                raise SchedulerLostError(_address(client), [], [])
             # The scattered bars died with every worker holding them (the scheduler re-runs
             # the tasks of a dead worker by itself, but cannot rebuild scattered data): scatter
             # them again, once for all such tasks, and re-run the task.
@@ -234,6 +270,13 @@ def _run_dask(client, specs, bars, strategy, done: Callable[[TaskSpec, TaskResul
         fut.release()
         done(spec, result)
     state["bars"].release()
+
+
+def _address(client) -> str:
+    try:
+        return str(client.scheduler.address)
+    except AttributeError:
+        return "the scheduler"
 
 
 def _exception(fut) -> BaseException:
@@ -267,8 +310,9 @@ def run_tasks(
             memory does not grow with the number of tasks.
         progress: a rich progress bar over tasks on stderr.
 
-    Task-level failures are TaskResults with ``error`` set; this call raises only ConfigError
-    for duplicate task ids.
+    Task-level failures are TaskResults with ``error`` set. Raises ConfigError for duplicate
+    task ids, and SchedulerLostError (with the results that had arrived) when the connection to
+    the Dask scheduler is lost mid-run.
     """
     ids = [s.task_id for s in specs]
     if len(set(ids)) != len(ids):
@@ -291,5 +335,65 @@ def run_tasks(
             for spec in specs:
                 done(spec, run_task(spec, bars, strategy))
         else:
-            _run_dask(client, list(specs), bars, strategy, done)
+            try:
+                _run_dask(client, list(specs), bars, strategy, done)
+            except SchedulerLostError as exc:
+                raise SchedulerLostError(
+                    exc.where, [results[i] for i in ids if i in results],
+                    [i for i in ids if i not in results]) from None
     return [results[i] for i in ids]
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """How long a run should take: ``tasks`` at ``seconds_per_task`` (one timed in this
+    process) on ``threads`` worker threads."""
+
+    tasks: int
+    seconds_per_task: float
+    threads: int
+
+    @property
+    def seconds(self) -> float:
+        """Estimated wall time of all tasks, assuming the threads stay busy."""
+        return self.tasks * self.seconds_per_task / max(1, self.threads)
+
+    def describe(self) -> str:
+        """One line: the task count, the timed task and the estimate, e.g. 'about 1 h 05 m'."""
+        return (f"{self.tasks:,} tasks; one took {self.seconds_per_task:.2f} s here, so about "
+                f"{_duration(self.seconds)} on {self.threads} worker thread"
+                f"{'s' if self.threads != 1 else ''}")
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{max(1, round(seconds))} s"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours / 24:.1f} days"
+
+
+def cluster_threads(client) -> int:
+    """Worker threads of ``client``'s cluster right now (1 for a serial run)."""
+    if client is None:
+        return 1
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a scheduler that cannot say: assume one
+        return 1
+
+
+def estimate_run(specs: Sequence[TaskSpec], bars: BarSet, client=None,
+                 strategy: type | None = None) -> tuple[RunEstimate, TaskResult]:
+    """Run the first spec in this process, timed; return (the estimate for all ``specs`` on
+    ``client``'s threads, that first result, to be kept rather than run again)."""
+    import time
+
+    t0 = time.perf_counter()
+    first = run_task(specs[0], bars, strategy)
+    took = time.perf_counter() - t0
+    return RunEstimate(len(specs), took, cluster_threads(client)), first

@@ -10,6 +10,11 @@
 The bars are loaded once (the backtest's source chain) and scattered to the workers; each task
 returns metrics and daily returns only. Outputs (under ``out_dir``): ``results.parquet``,
 ``returns.parquet``, ``sweep.json`` and the HTML summary ``sweep.html``.
+
+A sweep of more than ``ESTIMATE_ABOVE`` tasks first times one task here and says how long the
+whole grid should take (``notify``) before it starts. A sweep whose Dask scheduler is lost
+mid-run writes every output from the results that had arrived (``sweep.json`` says
+``"interrupted"`` and lists the missing task ids) and then raises SweepInterrupted.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from bt_ibkr.engine import (
 )
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.research.data import DataConfig, load_bars, slug
-from bt_ibkr.research.engine import ClusterConfig, open_cluster, run_tasks
+from bt_ibkr.research.engine import (
+    ClusterConfig,
+    SchedulerLostError,
+    estimate_run,
+    open_cluster,
+    run_tasks,
+)
 from bt_ibkr.research.grid import expand_grid
 from bt_ibkr.research.results import (
     ReturnsWriter,
@@ -41,9 +52,27 @@ from bt_ibkr.research.results import (
 )
 from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
 
-__all__ = ["period_label", "SweepConfig", "SweepOutcome", "check_common", "plan_sweep", "run_sweep"]
+__all__ = ["ESTIMATE_ABOVE", "SweepConfig", "SweepInterrupted", "SweepOutcome", "check_common",
+           "period_label", "plan_sweep", "run_sweep"]
 
 log = logging.getLogger("bt_ibkr.research")
+
+ESTIMATE_ABOVE = 10_000  # tasks: a larger sweep says how long it should take before it starts
+
+
+class SweepInterrupted(SchedulerLostError):
+    """The scheduler was lost mid-sweep; the outputs hold the results that had arrived.
+
+    ``outcome`` is the SweepOutcome of those results (its files are written).
+    """
+
+    def __init__(self, lost: SchedulerLostError, outcome: SweepOutcome):
+        super().__init__(lost.where, lost.results, lost.missing)
+        self.outcome = outcome
+        self.args = (
+            f"{lost.summary}; the {len(lost.results)} finished are kept in {outcome.out_dir} "
+            f"(sweep.json lists the {len(lost.missing)} missing); start the scheduler again and "
+            f"rerun the sweep",)
 
 
 def check_common(config: Any) -> None:
@@ -176,17 +205,21 @@ def _default_dir(kind: str, bars: BarSet) -> Path:
     return Path("reports") / f"{kind}-{slug(','.join(bars.frames))}-{first}-{last}"
 
 
-def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -> SweepOutcome:
+def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None,
+              notify=None) -> SweepOutcome:
     """Run the sweep and write its outputs; return a SweepOutcome.
 
     ``bars`` skips loading (use these frames); ``client`` reuses a connected Dask client
-    instead of opening ``config.cluster``. Failed tasks are in the outcome and the JSON's
-    ``failed`` list; this call does not raise for them.
+    instead of opening ``config.cluster``; ``notify(line)`` receives the time estimate of a
+    sweep of more than ESTIMATE_ABOVE tasks before it starts (default: the log). Failed tasks
+    are in the outcome and the JSON's ``failed`` list; this call does not raise for them.
 
     Raises:
         ConfigError: a bad config value (metric, cash, commission, cluster settings).
         DataError: no source could serve the symbols.
         ClusterError: the Dask scheduler could not be reached.
+        SweepInterrupted: the scheduler was lost mid-run, after every output was written from
+            the results that had arrived.
     """
     config.validate()
     bars = bars if bars is not None else load_bars(config.data)
@@ -200,14 +233,29 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
     returns_path = out_dir / "returns.parquet"
     where = "the given Dask client" if client is not None else config.cluster.describe()
     log.info("sweep: %d tasks on %s; %s", len(specs), where, bars.message)
+    say = notify or log.info
+    lost: SchedulerLostError | None = None
     with contextlib.ExitStack() as stack:
         # the cluster first: a scheduler that does not answer leaves no file behind
         active = client if client is not None else stack.enter_context(
             open_cluster(config.cluster))
         writer = stack.enter_context(ReturnsWriter(returns_path))
-        results = run_tasks(specs, bars, client=active, strategy=config.strategy,
-                            on_result=writer.add, keep_returns=False,
-                            progress=config.progress, label="sweep")
+        timed_first: list[TaskResult] = []
+        todo = specs
+        if len(specs) > ESTIMATE_ABOVE:
+            estimate, timed = estimate_run(specs, bars, active, config.strategy)
+            say(f"sweep: {estimate.describe()} ({where})")
+            writer.add(timed)
+            timed.returns = None
+            timed_first, todo = [timed], specs[1:]
+        try:
+            results = timed_first + run_tasks(
+                todo, bars, client=active, strategy=config.strategy, on_result=writer.add,
+                keep_returns=False, progress=config.progress, label="sweep")
+        except SchedulerLostError as exc:
+            lost = exc
+            results = sorted(timed_first + exc.results, key=lambda r: r.task_id)
+    missing = lost.missing if lost is not None else []
     parquet_path = write_results_parquet(results, out_dir / "results.parquet")
     first, last = bars.span()
     summary = summary_json(
@@ -222,6 +270,9 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
         ran_on=where,
         files={"results": str(parquet_path), "returns": str(returns_path)},
     )
+    if lost is not None:
+        summary["tasks"] = len(specs)
+        summary["interrupted"] = {"reason": lost.summary, "missing_task_ids": missing}
     report_path = None
     if config.write_report:
         from bt_ibkr.research.report import write_sweep_report
@@ -236,9 +287,12 @@ def run_sweep(config: SweepConfig, *, bars: BarSet | None = None, client=None) -
         )
         summary["files"]["report"] = str(report_path)
     json_path = write_json(summary, config.json_path or out_dir / "sweep.json")
-    return SweepOutcome(
+    outcome = SweepOutcome(
         results=results, summary=summary, out_dir=out_dir, json_path=json_path,
         parquet_path=parquet_path, returns_path=returns_path, report_path=report_path,
         message=bars.message,
     )
+    if lost is not None:
+        raise SweepInterrupted(lost, outcome)
+    return outcome
 
