@@ -52,11 +52,11 @@ def cluster(tmp_path):
         return proc
 
     try:
-        spawn(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+        spawn([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                "--scheduler-file", str(sched_file)], "scheduler.log")
         poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
         workers = [
-            spawn(["dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
                    "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
                   f"worker{i}.log")
             for i in range(2)
@@ -207,12 +207,12 @@ def doomed_cluster(tmp_path):
         return proc
 
     try:
-        scheduler = spawn(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+        scheduler = spawn([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
                            "--no-dashboard", "--scheduler-file", str(sched_file)],
                           "scheduler.log")
         poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
         for i in range(2):
-            spawn(["dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
                    "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
                   f"worker{i}.log")
         client = Client(scheduler_file=str(sched_file), timeout=5)
