@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bt_ibkr.errors import DataValidationError
+from bt_ibkr.sources import BAR_SOURCES
 
 __all__ = [
     "BAR_COLUMNS",
@@ -55,7 +56,6 @@ BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
-BAR_SOURCES: tuple[str, ...] = ("cache", "yahoo", "sample", "csv", "ibkr")
 """Allowed values of ``frame.attrs["source"]``."""
 
 REL_TOLERANCE = 1e-9

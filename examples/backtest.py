@@ -30,8 +30,9 @@ from bt_ibkr.cli_args import (
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 from bt_ibkr.redaction import masked_main
+from bt_ibkr.sources import REQUEST_SOURCES
 
-SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
+SOURCES = REQUEST_SOURCES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,9 +29,10 @@ from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 from bt_ibkr.redaction import masked_main
+from bt_ibkr.sources import REQUEST_SOURCES
 
 DIVERGED = 4
-SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
+SOURCES = REQUEST_SOURCES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,9 @@ from bt_ibkr.cli_args import (
 from bt_ibkr.errors import BtIbkrError, ConfigError
 from bt_ibkr.logs import log_dir, setup_logging
 from bt_ibkr.redaction import masked_main
+from bt_ibkr.sources import REQUEST_SOURCES
 
-SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
+SOURCES = REQUEST_SOURCES
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 

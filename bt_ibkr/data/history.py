@@ -35,6 +35,7 @@ from bt_ibkr.errors import (
 )
 from bt_ibkr.ib.bars import INTERVAL_BAR_SIZES
 from bt_ibkr.progress import progress
+from bt_ibkr.sources import REQUEST_SOURCES
 from bt_ibkr.validation import as_date, describe_range
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("bt_ibkr.data.history")
 
-VALID_SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
+VALID_SOURCES = REQUEST_SOURCES
 DEFAULT_SYMBOLS = ("SPY",)
 DEFAULT_YEARS = 10
 SPY_LIKE = frozenset({"SPY", "^GSPC", "GSPC", "SPX", "SP500", "S&P500", "VOO", "IVV"})
