@@ -50,6 +50,7 @@ def _run(tmp_path, frame, **kw):
     return cerebro.run()[0]
 
 
+@pytest.mark.slow
 def test_orderlog_records_fills_at_next_open(tmp_path):
     frame = _frame("2010-01-01", "2010-12-31")
     strat = _run(tmp_path, frame)
@@ -61,6 +62,7 @@ def test_orderlog_records_fills_at_next_open(tmp_path):
     assert fills[0].dt.startswith(frame.index[20].strftime("%Y-%m-%d"))
 
 
+@pytest.mark.slow
 def test_regime_attribution_splits_time_and_return(tmp_path):
     frame = _frame("2010-01-01", "2010-12-31")
     strat = _run(tmp_path, frame)
@@ -79,6 +81,7 @@ def test_regime_attribution_splits_time_and_return(tmp_path):
     assert 0 < report.by_regime["a"].avg_exposure < report.by_regime["b"].avg_exposure * 10
 
 
+@pytest.mark.slow
 def test_equity_csv_persists_every_bar(tmp_path):
     frame = _frame("2010-01-01", "2010-06-30")
     strat = _run(tmp_path, frame)
@@ -88,6 +91,7 @@ def test_equity_csv_persists_every_bar(tmp_path):
     assert saved.to_numpy() == pytest.approx(values.to_numpy())
 
 
+@pytest.mark.slow
 def test_tearsheet_has_benchmark_and_regime_section(tmp_path):
     frame = _frame("2010-01-01", "2011-12-31")
     strat = _run(tmp_path, frame, title="scripted")
@@ -102,6 +106,7 @@ def test_tearsheet_has_benchmark_and_regime_section(tmp_path):
     assert bench.iloc[1:].to_numpy() == pytest.approx(frame["close"].pct_change().iloc[1:].to_numpy())
 
 
+@pytest.mark.slow
 def test_tearsheet_of_flat_run_still_written(tmp_path):
     class Idle(bt.Strategy):
         regime = "range"
@@ -115,6 +120,7 @@ def test_tearsheet_of_flat_run_still_written(tmp_path):
     assert strat.analyzers.ts.get_analysis()["regimes"].counts() == {"range": 250}
 
 
+@pytest.mark.slow
 def test_tearsheet_analyzer_reports_after_the_warmup(tmp_path):
     frame = _frame("2010-01-01", "2010-12-31")
     strat = _run(tmp_path, frame, warmup_bars=30)

@@ -38,6 +38,7 @@ def _run(args, capsys):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_default_run_is_offline_and_writes_a_tearsheet(workdir, capsys):
     code, out, err = _run(["--json", "s.json"], capsys)
     assert code == 0, err
@@ -62,6 +63,7 @@ def test_default_run_is_offline_and_writes_a_tearsheet(workdir, capsys):
     assert (workdir / "logs" / "backtest.log").exists()
 
 
+@pytest.mark.slow
 def test_flags_reach_the_run(workdir, capsys):
     args = ["--source", "sample", "--symbols", "^GSPC,^IXIC", "--start", "2005-01-01",
             "--end", "2012-12-31", "--cash", "250000", "--commission-bps", "5",

@@ -177,6 +177,7 @@ def _assert_masked(paths, *printed):
         assert SECRET not in text
 
 
+@pytest.mark.slow
 def test_parity_replay_masks_a_secret_in_the_journal_path(in_tmp, capsys, monkeypatch):
     """The issue's case: the session (and its journal) lives under a folder named like the
     password; the replay's JSON and HTML, its lines and its log show ``***`` instead."""
@@ -210,6 +211,7 @@ def secret_csv(in_tmp, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_backtest_masks_a_secret_in_its_json_tearsheet_lines_and_log(in_tmp, capsys,
                                                                       secret_csv):
     code = backtest_cli.main(["--no-progress", "--csv", f"{SECRET}/gspc.csv",

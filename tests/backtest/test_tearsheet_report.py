@@ -126,6 +126,7 @@ def run(tmp_path_factory):
     return summary, out.getvalue(), text, page
 
 
+@pytest.mark.slow
 def test_page_reports_the_json_period(run):
     summary, _, _, page = run
     dates = page.h1.split("(Compounded)")[1].strip()

@@ -133,6 +133,7 @@ def test_the_strategy_defaults_are_the_first_candidate():
 
 
 # ------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_a_small_evaluation_end_to_end(monkeypatch):
     abl = ev.ablation_variants()
     keep = ("default: no regime layer", "default: absolute band 0.10")

@@ -127,6 +127,7 @@ def test_aligned_chunks_touch_at_midnights_and_respect_max_duration():
 # ------------------------------------------------------------------ IB history
 
 
+@pytest.mark.slow
 def test_ten_years_daily_equal_the_simulator_series_without_gaps_or_duplicates(
         gateway_sim, tmp_path):
     with provider(gateway_sim, tmp_path) as p:
@@ -245,6 +246,7 @@ def test_a_client_id_in_use_is_replaced(gateway_sim, tmp_path):
         assert first.connected and second.connected
 
 
+@pytest.mark.slow
 def test_no_pacing_violation_under_enforcement_on_a_virtual_clock(gateway_sim_factory,
                                                                    tmp_path):
     """IB's real windows (60 requests per 10 min, ...) enforced by the simulator on a clock
@@ -288,6 +290,7 @@ def test_pacing_violations_are_retried_with_backoff(gateway_sim_factory, tmp_pat
     assert frame.index.equals(pd.DatetimeIndex(truth.index, name="datetime"))
 
 
+@pytest.mark.slow
 def test_a_request_without_answer_is_retried_after_the_timeout(gateway_sim, tmp_path):
     gateway_sim.drop_replies(20, 1)  # the first reqHistoricalData never gets an answer
     # pacing_scale: the retry is an identical request, which IB wants 15 s apart

@@ -191,6 +191,7 @@ def test_make_feed_rejects_non_canonical_frame():
         make_feed(pd.DataFrame({"Close": [1.0]}), name="X")
 
 
+@pytest.mark.slow
 def test_feeds_package_imports_lazily():
     import subprocess
     import sys
@@ -207,6 +208,7 @@ def test_feeds_package_imports_lazily():
     assert out[1] == "^IXIC"
 
 
+@pytest.mark.slow
 def test_public_names_and_a_backtest_path_without_the_ib_client():
     """The names users import stay where the README says; the backtest path never loads the
     IB client library (it is imported lazily, only when a store, broker or provider is used)."""

@@ -161,6 +161,7 @@ def test_live_backfill_then_rtbars_resample_to_ibs_own_minute_bars(gateway_sim, 
         assert (o, h, lo, c) == pytest.approx((ref.open, ref.high, ref.low, ref.close))
 
 
+@pytest.mark.slow
 def test_reconnect_backfills_the_gap_without_duplicates_or_holes(gateway_sim, store):
     rec = {}
     cerebro = bt.Cerebro(stdstats=False)

@@ -156,6 +156,7 @@ def test_resampled_live_feeds_deliver_each_bar_time_together(gateway_sim):
                                             ref.volume)), f"{sym} {when}"
 
 
+@pytest.mark.slow
 def test_a_feed_whose_bars_never_come_holds_the_strategy_only_until_syncwait(gateway_sim):
     """QQQ sends nothing: SPY's bar of T is held until the feed clock reaches T + syncwait
     (SPY's next bar), then the Strategy runs T without QQQ and a warning names QQQ and T.
@@ -208,6 +209,7 @@ def test_daily_runner_on_two_symbols_is_aligned_without_live_sync(gateway_sim_fa
     assert stamps == sorted(set(stamps))
 
 
+@pytest.mark.slow
 def test_when_every_stream_stalls_a_hold_ends_after_synctimeout(gateway_sim):
     """QQQ sends nothing and SPY no further bar (the feed clock stands still, as when every
     stream stops at the close): SPY's bar of T is decided after ``synctimeout`` seconds of
@@ -255,6 +257,7 @@ class RunnerRows(bt.Strategy):
     prenext = next = _record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bar_size, periods", [("5 secs", 1), ("1 min", 12)],
                          ids=["5s", "1min-resampled"])
 def test_live_runner_stream_on_two_symbols_is_aligned_by_default(gateway_sim_factory, tmp_path,

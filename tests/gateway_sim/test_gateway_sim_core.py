@@ -89,6 +89,7 @@ def test_forced_server_versions_decode_contract_details(gateway_sim_factory, cli
     assert [code for _, code, _ in seen] == [200]
 
 
+@pytest.mark.slow
 def test_refuses_server_versions_below_157(gateway_sim_factory):
     sim = gateway_sim_factory(max_server_version=150)
     ib = IB()
@@ -117,6 +118,7 @@ def test_current_time_is_the_simulated_clock(gateway_sim, clients):
     assert ib.reqCurrentTime() == datetime(2024, 1, 2, 16, 30, tzinfo=UTC)
 
 
+@pytest.mark.slow
 def test_client_id_in_use_gets_326_and_close(gateway_sim, clients):
     first = clients(gateway_sim, client_id=5)
     second = IB()
@@ -447,6 +449,7 @@ def test_drop_connections_is_seen_and_server_keeps_listening(gateway_sim, client
     assert again.reqCurrentTime() is not None
 
 
+@pytest.mark.slow
 def test_restart_rolls_next_valid_id_back(gateway_sim_factory, clients):
     sim = gateway_sim_factory(next_valid_id=1000)
     ib = clients(sim)
@@ -479,6 +482,7 @@ def test_restart_rolls_next_valid_id_back(gateway_sim_factory, clients):
     assert sim.next_order_id() == 5
 
 
+@pytest.mark.slow
 def test_delay_and_drop_replies(gateway_sim, clients):
     ib = clients(gateway_sim)
     gateway_sim.drop_replies(49, 1)
@@ -509,6 +513,7 @@ def test_historical_pacing_identical_requests(gateway_sim_factory, clients):
     assert "pacing violation" in seen[0][2]
 
 
+@pytest.mark.slow
 def test_historical_pacing_same_contract_and_window(gateway_sim_factory, clients):
     sim = gateway_sim_factory(pacing=True, pacing_scale=1.0)
     ib = clients(sim)
@@ -553,6 +558,7 @@ def test_cli_port_in_use_names_the_port(gateway_sim, capsys, tmp_path):
     assert str(gateway_sim.port) in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_serves_and_logs_requests(tmp_path, capsys):
     import socket
     import threading

@@ -343,6 +343,7 @@ def test_tradename_routes_orders_to_the_trading_contract(gateway_sim):
     assert gateway_sim.broker.executions()[0].contract.symbol == "MSFT"
 
 
+@pytest.mark.slow
 def test_gateway_restart_never_reuses_an_order_id_and_holds_orders(gateway_sim):
     script = {1: lambda s: s.buy(size=1), 4: lambda s: s.buy(size=2)}
     with Live(gateway_sim, script) as live:
@@ -386,6 +387,7 @@ def test_ibdata_alone_uses_the_default_store(gateway_sim):
         IBStore.reset_default()
 
 
+@pytest.mark.slow
 def test_executions_missed_while_away_are_recovered_once(gateway_sim):
     """A MOC order fills at the close while the client is disconnected; after the reconnect
     the broker reports it Completed exactly once, with IB's price and commission."""

@@ -25,6 +25,7 @@ def _run(code: str, env_value: str | None) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_client_selection_by_environment_variable():
     code = "import bt_ibkr.ib.client as c; print(c.CLIENT_NAME, c.IB.__module__)"
     assert _run(code, None).stdout.split() == ["ib_async", "ib_async.ib"]
@@ -40,6 +41,7 @@ def test_client_selection_by_environment_variable():
     assert bad.returncode != 0 and "BT_IBKR_CLIENT='ibpy' is not a supported IB client" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("ib_insync") is None, reason="ib_insync not installed"
 )

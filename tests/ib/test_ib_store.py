@@ -213,6 +213,7 @@ def test_run_refuses_to_deadlock_from_the_loop_thread(gateway_sim, make_store):
     assert "deadlock" in seen[0]
 
 
+@pytest.mark.slow
 def test_orders_are_held_while_disconnected_and_sent_after_resync(gateway_sim, make_store):
     from bt_ibkr.ib.client import Order
 

@@ -23,6 +23,7 @@ def request(cache: BarCache, port: int) -> HistoryRequest:
                           ib_port=port, ib_client_id=7)
 
 
+@pytest.mark.slow
 def test_the_session_knows_the_simulator_and_treats_a_silent_gateway_as_real(
         gateway_sim_factory):
     sim = gateway_sim_factory(data="sample")

@@ -496,6 +496,7 @@ def test_crash_and_restart_against_the_gateway_simulator(gateway_sim, tmp_path):
 # durability
 
 
+@pytest.mark.slow
 def test_two_journal_objects_on_one_file_do_not_corrupt(tmp_path):
     path = tmp_path / "shared.sqlite"
     a, b = Journal(path), Journal(path)
@@ -542,6 +543,7 @@ CRASH_WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_file_survives_sigkill_mid_write(tmp_path):
     path = tmp_path / "crash.sqlite"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -115,6 +115,7 @@ def _cli(tmp_path: Path, port: int, journal: Path) -> subprocess.CompletedProces
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_second_runner_through_a_symlink_sends_nothing(gateway_sim_factory, tmp_path, holder):
     sim = gateway_sim_factory(data="sample")
     journal = tmp_path / "state" / "journal.sqlite"

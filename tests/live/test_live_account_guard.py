@@ -38,6 +38,7 @@ def _trade_until_orders(sim, broker, n: int) -> None:
     wait_for(lambda: len(_orders(broker)) >= n, 30, f"{n} order(s) at the gateway")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other", ["U7654321", "DU7654321"])
 def test_a_gateway_back_as_another_account_gets_nothing_and_the_run_exits_3(
         gateway_sim_factory, tmp_path, other):
@@ -68,6 +69,7 @@ def test_a_gateway_back_as_another_account_gets_nothing_and_the_run_exits_3(
     assert "DU1234567" in last and "nothing was sent" in last
 
 
+@pytest.mark.slow
 def test_a_restart_into_the_same_account_goes_on_trading(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample", account="DU1234567")
     proc = _start(tmp_path, sim)

@@ -49,6 +49,7 @@ def assert_consistent(sim, journal_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ stream
+@pytest.mark.slow
 def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim_factory,
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample")
@@ -102,6 +103,7 @@ def test_stream_survives_disconnects_connectivity_loss_and_a_restart(gateway_sim
 
 
 # ------------------------------------------------------------------------------------ kill -9
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", ["after_journal", "after_send"])
 def test_kill_9_then_restart_sends_no_duplicate_and_loses_no_fill(gateway_sim_factory,
                                                                     tmp_path, crash_at):
@@ -145,6 +147,7 @@ def test_kill_9_then_restart_sends_no_duplicate_and_loses_no_fill(gateway_sim_fa
 
 
 # ------------------------------------------------------------------------------------ signals
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,cancel_on_exit", [(signal.SIGTERM, True), (signal.SIGINT, False)])
 def test_signal_stops_cleanly_and_leaves_orders_as_configured(gateway_sim_factory, tmp_path, sig,
                                                                cancel_on_exit):

@@ -54,6 +54,7 @@ def test_bad_param_exits_2_naming_it(in_tmp, capsys):
     assert "bandd" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unreachable_gateway_exits_3_saying_what_to_check(in_tmp, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,6 +84,7 @@ def test_paper_refuses_a_live_account_exits_2(in_tmp, capsys, gateway_sim_factor
     assert sim.requests_named("placeOrder") == []
 
 
+@pytest.mark.slow
 def test_read_only_run_writes_withheld_orders(in_tmp, gateway_sim_factory):
     sim = gateway_sim_factory(data="sample")
     rc = cli.main(["--paper", "--port", str(sim.port), "--read-only", "--journal", "j.sqlite",
@@ -94,6 +96,7 @@ def test_read_only_run_writes_withheld_orders(in_tmp, gateway_sim_factory):
     assert summary["positions"] == {} and sim.requests_named("placeOrder") == []
 
 
+@pytest.mark.slow
 def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
@@ -144,6 +147,7 @@ def test_simulate_runs_end_to_end_as_a_subprocess(tmp_path):
         assert value not in proc.stderr + proc.stdout + again.stderr + again.stdout
 
 
+@pytest.mark.slow
 def test_a_secret_that_is_also_a_config_value_is_masked_in_every_output(tmp_path):
     """The account id doubles as the secret here: stderr, live.log, the audit and the JSON
     summary must all mask it (the journal, a data store bound to the account, keeps it)."""
@@ -185,6 +189,7 @@ def test_a_strategy_name_that_is_not_a_strategy_exits_2(in_tmp, capsys, name, sa
     assert err.count("\n") == 1 and name in err and says in err
 
 
+@pytest.mark.slow
 def test_a_gateway_that_accepts_but_never_answers_exits_3_within_the_timeout(in_tmp, capsys):
     """A socket that accepts and says nothing (a hung gateway): one line, exit 3, no traceback."""
     with socket.socket() as srv:

@@ -92,6 +92,7 @@ def test_another_client_sees_an_order_only_when_it_asks_and_cannot_touch_it(
 
 
 # ------------------------------------------------------------------ an order still working
+@pytest.mark.slow
 @pytest.mark.parametrize("placed, restarted", [(1, 2), (0, 2)])
 def test_an_order_working_under_another_client_id_refuses_the_start(gateway_sim_factory,
                                                                     tmp_path, placed, restarted):
@@ -119,6 +120,7 @@ def test_an_order_working_under_another_client_id_refuses_the_start(gateway_sim_
     assert third.reconcile["ok"] and len(_orders(sim)) == 1
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_with_one_line_and_exit_2(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
     ref = our_ref(tmp_path / "journal.sqlite")
@@ -204,6 +206,7 @@ def test_a_daily_redecision_never_waits_for_an_order_it_cannot_follow(gateway_si
 
 
 # ------------------------------------------------------------------ an order that filled meanwhile
+@pytest.mark.slow
 def test_a_fill_made_while_away_is_recorded_once_and_the_run_trades(gateway_sim_factory,
                                                                    tmp_path):
     """The first run (clientId 1) leaves a buy of 10 working; it fills with no one connected.

@@ -30,6 +30,7 @@ def run_end(tmp_path) -> dict:
 
 
 # ------------------------------------------------------------------------ item 5: freshness
+@pytest.mark.slow
 def test_stale_data_is_not_traded_exit_4_naming_symbol_bar_and_expected_date(
         gateway_sim_factory, tmp_path):
     """Sample prices end 2018-12-31; the gateway's clock is six weeks later."""
@@ -43,6 +44,7 @@ def test_stale_data_is_not_traded_exit_4_naming_symbol_bar_and_expected_date(
     assert "StaleDataError" in run_end(tmp_path)["error"]
 
 
+@pytest.mark.slow
 def test_a_bar_stamped_in_the_future_is_reported_not_dropped(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")  # clock 2017-01-03 09:30 New York
     sim.add_future_bar("SPY", days=7)  # a copy of 2016-12-30's bar stamped 2017-01-06
@@ -54,6 +56,7 @@ def test_a_bar_stamped_in_the_future_is_reported_not_dropped(gateway_sim_factory
 
 
 # ------------------------------------------------------------------------ item 7: bounded waits
+@pytest.mark.slow
 def test_no_reply_to_history_ends_within_max_runtime_exit_3(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")
     sim.drop_replies(REQ_HISTORICAL, n=1000)
@@ -65,6 +68,7 @@ def test_no_reply_to_history_ends_within_max_runtime_exit_3(gateway_sim_factory,
     assert "GatewayTimeoutError" in run_end(tmp_path)["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("values, says", [({"close": float("nan")}, "NaN"),
                                           ({"low": -1.0}, "not a positive price")])
 def test_a_nan_or_negative_bar_is_rejected_naming_symbol_and_time(gateway_sim_factory, tmp_path,
@@ -80,6 +84,7 @@ def test_a_nan_or_negative_bar_is_rejected_naming_symbol_and_time(gateway_sim_fa
 
 
 # ------------------------------------------------------------------------ item 8: exit codes
+@pytest.mark.slow
 @pytest.mark.parametrize("msg_id, says", [(REQ_EXECUTIONS, "reqExecutions"),
                                           (REQ_CURRENT_TIME, "time request")])
 def test_no_reply_to_executions_or_time_exits_3_in_one_line(gateway_sim_factory, tmp_path,
@@ -94,6 +99,7 @@ def test_no_reply_to_executions_or_time_exits_3_in_one_line(gateway_sim_factory,
     assert run_end(tmp_path)["stopped_by"] == "error"
 
 
+@pytest.mark.slow
 def test_a_rejected_order_is_journaled_audited_and_needs_attention(gateway_sim_factory,
                                                                    tmp_path):
     sim = gateway_sim_factory(data="sample")

@@ -86,6 +86,7 @@ def followed_fills(tmp_path: Path) -> list[dict]:
             for r in read_audit(path) if r["kind"] == "fill" and r.get("event") == "followed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("held,killed", [((), False), ((11, 59), False), ((), True)],
                          ids=["in_order", "execution_late", "killed_by_sigkill"])
 def test_restarted_stream_run_counts_the_fill_of_the_order_it_follows(gateway_sim_factory,
@@ -131,6 +132,7 @@ def test_restarted_stream_run_counts_the_fill_of_the_order_it_follows(gateway_si
         assert refused, "the Strategy decided while the execution was late"
 
 
+@pytest.mark.slow
 def test_order_filled_while_no_process_ran_is_in_the_adopted_position(gateway_sim_factory,
                                                                      tmp_path):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
@@ -154,6 +156,7 @@ def test_order_filled_while_no_process_ran_is_in_the_adopted_position(gateway_si
         assert j.get(ref).status == "filled" and j.pending_shares("SPY") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [None, 15], ids=["no_limit", "max_position_15"])
 def test_while_a_followed_order_works_a_stream_redecision_sends_no_duplicate(
         gateway_sim_factory, tmp_path, limit):

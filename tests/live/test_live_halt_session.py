@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from helpers.live import Flipper, wait_for
 from helpers.sim import stream_config
 
@@ -45,6 +46,7 @@ def _trade(sim, bars: int) -> None:
                  30, f"the bar ending {end}")
 
 
+@pytest.mark.slow
 def test_a_halt_inside_the_session_holds_for_a_restart_seconds_later(gateway_sim_factory,
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample", start=datetime(2017, 1, 3, 9, 29, 40, tzinfo=NY))

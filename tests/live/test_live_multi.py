@@ -57,6 +57,7 @@ def test_default_strategy_on_two_symbols_trades_both(gateway_sim_factory, tmp_pa
     assert_ledger_agrees(sim, tmp_path / "journal.sqlite", res.positions)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("symbols", [["SPY", "QQQ"], FIVE], ids=["2", "5"])
 def test_daily_run_on_several_symbols_decides_and_trades_each(gateway_sim_factory, tmp_path,
                                                               symbols):
@@ -77,6 +78,7 @@ def test_daily_run_on_several_symbols_decides_and_trades_each(gateway_sim_factor
     assert_ledger_agrees(sim, tmp_path / "journal.sqlite", again.positions)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("symbols", [["SPY", "QQQ"], FIVE], ids=["2", "5"])
 def test_stream_run_on_several_symbols_orders_on_every_feed(gateway_sim_factory, tmp_path,
                                                             symbols):

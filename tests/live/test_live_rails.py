@@ -141,6 +141,7 @@ def test_the_first_run_binds_the_journal_to_its_account(gateway_sim_factory, tmp
         assert j.account == "DU1234567"
 
 
+@pytest.mark.slow
 def test_a_second_runner_on_the_same_journal_is_refused_naming_the_holder(gateway_sim_factory,
                                                                          tmp_path):
     sim = gateway_sim_factory(data="sample")

@@ -85,6 +85,7 @@ def block_next_parts(session: Path, gz: bool) -> list[Path]:
 
 
 # ------------------------------------------------------------------ a records failure mid-run
+@pytest.mark.slow
 @pytest.mark.parametrize("gz", [False, True], ids=["part-in-the-way", "part-not-compressed"])
 def test_a_stream_run_whose_record_fails_cancels_its_order_and_exits_2_naming_the_file(
         gateway_sim_factory, tmp_path, gz):
@@ -211,6 +212,7 @@ def _age(folder: Path, days: float) -> None:
         os.utime(p, (then, then))
 
 
+@pytest.mark.slow
 def test_two_journals_in_one_folder_each_report_and_keep_only_their_own_records(
         in_tmp, capsys, gateway_sim_factory):
     ny = ZoneInfo("America/New_York")

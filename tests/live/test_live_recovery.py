@@ -40,6 +40,7 @@ def sim_position(sim, symbol: str = "SPY") -> float:
     return sum(p.position for p in sim.broker.positions() if p.contract.symbol == symbol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["moved_aside", "deleted"])
 def test_lost_journal_with_a_working_order_adopts_it_and_sends_nothing(gateway_sim_factory,
                                                                        tmp_path, how):
@@ -93,6 +94,7 @@ def test_a_new_journal_at_another_path_sends_nothing_next_to_the_old_ones_order(
     assert len(sim_orders(sim)) == 1, "the same decision was sent twice"
 
 
+@pytest.mark.slow
 def test_a_journal_made_again_after_the_fill_adopts_it_and_buys_nothing_more(
         gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")  # fills at once
@@ -114,6 +116,7 @@ def test_a_journal_made_again_after_the_fill_adopts_it_and_buys_nothing_more(
         assert j.positions() == {"SPY": qty}
 
 
+@pytest.mark.slow
 def test_cli_exits_4_next_to_another_journals_order_and_sends_nothing(gateway_sim_factory,
                                                                       tmp_path):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})

@@ -42,6 +42,7 @@ def equity_rows(tmp_path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_daily_run_journals_sends_fills_and_a_rerun_sends_nothing(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")
     cfg = make_config(tmp_path, sim.port)
@@ -71,6 +72,7 @@ def test_daily_run_journals_sends_fills_and_a_rerun_sends_nothing(gateway_sim_fa
     assert len(equity_rows(tmp_path)) == 1
 
 
+@pytest.mark.slow
 def test_restart_re_deciding_the_same_bar_follows_the_working_order(gateway_sim_factory,
                                                                        tmp_path):
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
@@ -171,6 +173,7 @@ def test_paper_mode_refuses_a_live_port_before_connecting(tmp_path):
     assert not (tmp_path / "journal.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_gateway_says_what_to_check(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,6 +185,7 @@ def test_unreachable_gateway_says_what_to_check(tmp_path):
     assert f"127.0.0.1:{port}" in msg and "API" in msg and "4002" in msg
 
 
+@pytest.mark.slow
 def test_equity_grows_one_row_per_day_and_report_is_written(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(data="sample")
     cfg = make_config(tmp_path, sim.port)
@@ -202,6 +206,7 @@ def test_equity_grows_one_row_per_day_and_report_is_written(gateway_sim_factory,
     assert "2 real session(s)" in res.report_message
 
 
+@pytest.mark.slow
 def test_gateway_restart_with_id_rollback_never_reuses_an_order_id(gateway_sim_factory,
                                                                     tmp_path):
     sim = gateway_sim_factory(data="sample")
@@ -232,6 +237,7 @@ def test_timeframe_of_bar_sizes():
         timeframe_of("1 fortnight")
 
 
+@pytest.mark.slow
 def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tmp_path):
     """The warm-up reads the parquet cache backtests share; a rerun asks IB only for what is new."""
     from bt_ibkr.cache import BarCache, CacheKey

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from helpers.live import make_config, sim_orders
 
 from bt_ibkr.live.journal import Journal
@@ -33,6 +34,7 @@ def test_capital_makes_a_large_account_trade_like_a_small_one(gateway_sim_factor
     assert len(sim_orders(sim)) == 1
 
 
+@pytest.mark.slow
 def test_the_ramp_scales_exposure_up_over_sessions(gateway_sim_factory, tmp_path):
     assert [ramp_fraction(n, 4, 0.25) for n in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert ramp_fraction(0, 0, 0.25) == 1.0

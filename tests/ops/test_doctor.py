@@ -120,6 +120,7 @@ def test_doctor_fails_on_a_closed_port_and_names_it(monkeypatch, capsys):
     assert "WARN  yfinance" in out
 
 
+@pytest.mark.slow
 def test_doctor_fails_when_the_port_never_answers_the_handshake(silent_server, monkeypatch,
                                                                  capsys):
     monkeypatch.setattr(yfinance, "download", yf_ok)

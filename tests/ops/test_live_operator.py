@@ -44,6 +44,7 @@ def receiver():
     r.close()
 
 
+@pytest.mark.slow
 def test_stream_run_serves_status_metrics_health_and_alerts(gateway_sim_factory, tmp_path,
                                                              receiver):
     sim = gateway_sim_factory(data="sample")

@@ -53,6 +53,7 @@ def _service(sim, cfg, end: datetime, record: ServiceRecord, decided_at: dict,
                           clock=lambda: sim.now().astimezone(UTC), wait=wait)
 
 
+@pytest.mark.slow
 def test_two_weeks_one_decision_per_session_and_a_crash_trades_nothing_twice(
         gateway_sim_factory, tmp_path):
     start = datetime(2017, 6, 26, 9, 0, tzinfo=NY)

@@ -33,6 +33,7 @@ class Clock:
         return self.t
 
 
+@pytest.mark.slow
 def test_a_fill_and_a_halt_reach_the_receiver_through_apprise(receiver):
     alerter = Alerter([receiver.url])
     try:
@@ -49,6 +50,7 @@ def test_a_fill_and_a_halt_reach_the_receiver_through_apprise(receiver):
     assert alerter.delivered == 2 and alerter.failed == 0
 
 
+@pytest.mark.slow
 def test_repeats_are_held_and_counted_then_rate_limited(receiver):
     clock = Clock()
     alerter = Alerter([receiver.url], repeat_after=600, max_per_hour=3, clock=clock)
@@ -71,6 +73,7 @@ def test_repeats_are_held_and_counted_then_rate_limited(receiver):
     assert outcomes.count("held") == 4 and outcomes.count("dropped") == 1
 
 
+@pytest.mark.slow
 def test_a_receiver_that_fails_never_stops_the_caller_and_the_url_is_masked(caplog):
     """The receiver answers 500: send() still returns at once, the failure is logged and the
     URL (it carries credentials) never appears in a log line."""
@@ -262,6 +265,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.slow
 def test_healthz_metrics_and_page_follow_the_run_status():
     from bt_ibkr.ops.http import StatusServer
     from bt_ibkr.ops.status import RunStatus
@@ -296,6 +300,7 @@ def test_healthz_metrics_and_page_follow_the_run_status():
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_port_off_loopback_needs_a_token():
     from bt_ibkr.ops.http import StatusServer
     from bt_ibkr.ops.status import RunStatus
@@ -348,6 +353,7 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_run_serves():
 
 
 # ----------------------------------------------------------------------------------- operator
+@pytest.mark.slow
 def test_disconnects_inside_the_restart_window_are_quiet_outside_they_alert(receiver):
     """The gateway's restart window (23:40-00:10 New York): a disconnect inside it is expected
     (no alert); one outside it alerts at once; a gateway not back 10 minutes after the window

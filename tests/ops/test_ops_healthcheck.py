@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
+
 from bt_ibkr.ops.healthcheck import HEALTHY, UNHEALTHY, WRONG_ACCOUNT, gateway_health
 
 
@@ -18,6 +20,7 @@ def test_a_gateway_that_answers_for_the_expected_account_is_healthy(gateway_sim_
     assert "logged into DU1234567" in result.line
 
 
+@pytest.mark.slow
 def test_a_port_that_accepts_but_never_answers_is_unhealthy():
     """After a restart the port can be open and dead: a listener that never handshakes."""
     listener = socket.socket()
@@ -50,6 +53,7 @@ def test_a_port_that_accepts_but_never_answers_is_unhealthy():
     assert result.line.startswith(f"unhealthy: 127.0.0.1:{port}")
 
 
+@pytest.mark.slow
 def test_a_gateway_that_does_not_answer_a_request_is_unhealthy(gateway_sim_factory):
     sim = gateway_sim_factory(account="DU1234567")
     sim.drop_replies(49, n=1000)  # reqCurrentTime never answered

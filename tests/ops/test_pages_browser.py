@@ -78,6 +78,7 @@ def _open(browser, path: Path):
     return page, errors, console, blocked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tearsheet", "sweep", "parity"])
 def test_page_loads_with_no_error_and_no_network(browser, pages, name):
     page, errors, console, blocked = _open(browser, pages[name])
@@ -91,6 +92,7 @@ def test_page_loads_with_no_error_and_no_network(browser, pages, name):
         page.close()
 
 
+@pytest.mark.slow
 def test_tearsheet_top_shows_the_summary_beside_the_chart(browser, pages):
     """What the README's screenshot shows: the run summary in the right column, next to the
     first chart, with the strategy column first and the period on one line."""

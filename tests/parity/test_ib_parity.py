@@ -174,6 +174,7 @@ def assert_parity(sim, live: dict, back: dict, live_days: int, min_orders: int) 
     assert net_liq == pytest.approx(back["value"], abs=abs(live["position"]) * 0.5 + 0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_sim", [{"data": "synthetic", "seed": 0}], indirect=True)
 def test_same_orders_fills_and_value_as_backbroker(gateway_sim):
     live = run_live(gateway_sim, SmaCross, WARMUP_FROM, LIVE_DAYS, client_id=51)
@@ -218,6 +219,7 @@ class GatedEnsemble(RegimeAwareEnsemble):
         super().next()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_sim", [{"data": "synthetic", "seed": 0}], indirect=True)
 def test_regime_aware_ensemble_parity(gateway_sim):
     # Production params. The ensemble sizes from broker.getvalue(), which IBBroker marks at the

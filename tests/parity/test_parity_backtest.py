@@ -62,6 +62,7 @@ def run(frames: dict[str, pd.DataFrame], preload: bool, **params):
     return rec["bars"], rec["fills"], cerebro.broker.getvalue()
 
 
+@pytest.mark.slow
 def test_single_feed_parity_preload_on_off(spx):
     bars_on, fills_on, value_on = run({"SPX": spx}, preload=True)
     bars_off, fills_off, value_off = run({"SPX": spx}, preload=False)
@@ -73,6 +74,7 @@ def test_single_feed_parity_preload_on_off(spx):
     assert value_on != 1_000_000.0
 
 
+@pytest.mark.slow
 def test_two_feed_parity_preload_on_off(spx, ndx):
     frames = {"SPX": spx, "IXIC": ndx}
     bars_on, fills_on, value_on = run(frames, preload=True)
@@ -87,6 +89,7 @@ def test_two_feed_parity_preload_on_off(spx, ndx):
     assert max(b[3]["SPX"] + b[3]["IXIC"] for b in bars_on) > 0.5
 
 
+@pytest.mark.slow
 def test_parity_with_hmm_overlay(spx):
     frame = spx.iloc[:2000]
     bars_on, fills_on, value_on = run({"SPX": frame}, preload=True, use_hmm=True)
@@ -96,6 +99,7 @@ def test_parity_with_hmm_overlay(spx):
     assert p[1259] is None and p[1260] is not None  # first fit on 1,260 returns (bar 1,261)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "params",
     [
@@ -113,6 +117,7 @@ def test_parity_of_the_ablation_modes(spx, params):
     assert len(on[1]) > 5  # it trades
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_hmm, cuts", [(False, (600, 1500, 3000)), (True, (1500,))])
 def test_cerebro_regimes_have_no_look_ahead(spx, use_hmm, cuts):
     end = 3200 if not use_hmm else 2200

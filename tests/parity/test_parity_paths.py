@@ -40,6 +40,7 @@ def assert_identical(run, min_orders):
                for b in run.ib.bars)
 
 
+@pytest.mark.slow
 def test_five_years_one_symbol_same_decisions_and_fills(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-FIVE_YEARS:]}
     run = run_parity(frames, RegimeAwareEnsemble, BUSY, ParityConfig(client_id=81),
@@ -49,6 +50,7 @@ def test_five_years_one_symbol_same_decisions_and_fills(gateway_sim, spx):
     assert [round(e.price, 6) for e in execs] == [round(f[4], 6) for f in fills_of(run.backtest)]
 
 
+@pytest.mark.slow
 def test_five_years_two_symbols_same_decisions_and_fills(gateway_sim, spx, ndx):
     frames = {"^GSPC": spx.iloc[-FIVE_YEARS:], "^IXIC": ndx.iloc[-FIVE_YEARS:]}
     run = run_parity(frames, RegimeAwareEnsemble, BUSY, ParityConfig(client_id=82),
@@ -57,6 +59,7 @@ def test_five_years_two_symbols_same_decisions_and_fills(gateway_sim, spx, ndx):
     assert {f["data"] for f in run.ib.fills()} == {"^GSPC", "^IXIC"}
 
 
+@pytest.mark.slow
 def test_partial_fills_keep_the_strategy_state(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-600:]}
     cfg = ParityConfig(client_id=83, partial_fill_qty=7)
@@ -71,6 +74,7 @@ def test_partial_fills_keep_the_strategy_state(gateway_sim, spx):
     assert r.max_value_diff < 1e-4
 
 
+@pytest.mark.slow
 def test_gateway_restart_with_id_rollback_mid_run(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-500:]}
     restarted = []
@@ -98,6 +102,7 @@ def test_gateway_restart_with_id_rollback_mid_run(gateway_sim, spx):
     assert len(set(ids)) == len(ids)
 
 
+@pytest.mark.slow
 def test_compare_reports_the_first_divergence(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-400:]}
     run = run_parity(frames, RegimeAwareEnsemble, {}, ParityConfig(client_id=85),
@@ -121,6 +126,7 @@ def test_compare_reports_the_first_divergence(gateway_sim, spx):
     assert compare(run.backtest, ib2, tolerance=0.0001).fill_diffs == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slippage", [5.0])
 def test_backtest_slippage_shows_as_fill_diffs_not_decision_diffs(gateway_sim, spx, slippage):
     frames = {"^GSPC": spx.iloc[-400:]}

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from bt_ibkr.parity.diff import compare
 from bt_ibkr.parity.report import render_html
 from bt_ibkr.records.recorder import BarRecord, Recording
 from examples import parity as parity_cli
 
 
+@pytest.mark.slow
 def test_cli_report_names_period_symbols_finals_curves_and_orders(in_tmp, capsys, monkeypatch):
     monkeypatch.setenv("BT_IBKR_CACHE_DIR", str(in_tmp / "cache"))
     rc = parity_cli.main(["--symbols", "^GSPC", "--start", "2016-06-01", "--end", "2018-06-30",

@@ -67,6 +67,7 @@ def spx_bars(spx):
     return {"^GSPC": spx.iloc[-BARS:]}
 
 
+@pytest.mark.slow
 def test_killed_with_an_order_in_flight_restarts_without_sending_it_again(gateway_sim, spx_bars,
                                                                           tmp_path):
     cfg = ParityConfig(client_id=91)
@@ -105,6 +106,7 @@ def test_killed_with_an_order_in_flight_restarts_without_sending_it_again(gatewa
         assert rec.run_id == first.run_id
 
 
+@pytest.mark.slow
 def test_fill_made_while_down_comes_from_reqexecutions(gateway_sim, spx_bars, tmp_path):
     cfg = ParityConfig(client_id=92)
     back = run_backtest_path(spx_bars, RegimeAwareEnsemble, {}, cfg)
@@ -141,6 +143,7 @@ def test_fill_made_while_down_comes_from_reqexecutions(gateway_sim, spx_bars, tm
         (o["side"], o["size"]) for o in back.bars[kill_at].orders] != []
 
 
+@pytest.mark.slow
 def test_kill_with_nothing_in_flight(gateway_sim, spx_bars):
     cfg = ParityConfig(client_id=93)
     back = run_backtest_path(spx_bars, RegimeAwareEnsemble, {}, cfg)

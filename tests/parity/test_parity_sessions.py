@@ -19,6 +19,7 @@ from examples import parity as parity_cli
 from strategies import RegimeAwareEnsemble
 
 
+@pytest.mark.slow
 def test_a_simulate_run_is_recorded_and_replays_with_no_decision_diff(in_tmp, capsys):
     assert live_cli.main(["--paper", "--simulate", "--json", "run.json",
                           "--max-runtime", "60"]) == 0
@@ -98,6 +99,7 @@ def test_replay_of_a_missing_folder_exits_2(in_tmp, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_one_session_of_five_second_bars_through_ib_replays_identically(gateway_sim):
     """AAPL's synthetic 2024-01-02 session (4,680 five-second bars) through IBData/IBBroker,
     then its recorded bars through BackBroker: the same decisions, orders and fills."""
@@ -145,6 +147,7 @@ def test_simulate_report_is_a_tearsheet_from_the_sessions_and_grows_across_runs(
     assert (in_tmp / "r.html").exists()
 
 
+@pytest.mark.slow
 def test_parity_cli_side_by_side_writes_json_and_report(in_tmp, capsys):
     rc = parity_cli.main(["--symbols", "^GSPC", "--start", "2016-06-01", "--end", "2018-06-30",
                           "--json", "p.json", "--report", "p.html"])
@@ -174,6 +177,7 @@ def test_parity_cli_bad_input_exits_2_before_running(in_tmp, capsys):
     assert "data status" not in (in_tmp / "logs" / "parity.log").read_text()  # nothing ran
 
 
+@pytest.mark.slow
 def test_parity_cli_reads_a_csv(in_tmp, capsys, spx):
     """--csv alone means --source csv; the CSV's bars go through both paths."""
     frame = spx.iloc[-700:].copy()
@@ -186,6 +190,7 @@ def test_parity_cli_reads_a_csv(in_tmp, capsys, spx):
     assert out["orders_backtest"] == out["orders_ib"] > 0
 
 
+@pytest.mark.slow
 def test_daily_paper_runs_accumulate_and_replay_with_their_adopted_positions(
         gateway_sim_factory, tmp_path):
     """Three daily runs on one paper account (the simulator's sample SPY), a trading day

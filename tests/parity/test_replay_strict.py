@@ -38,11 +38,13 @@ def _replay(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_an_untouched_record_replays_clean(session, capsys):
     code, out, _ = _replay(capsys, session)
     assert code == 0 and "diverged: nothing" in out
 
 
+@pytest.mark.slow
 def test_a_doubled_order_size_is_an_order_divergence(session, capsys):
     def double(bar):
         bar["orders"][0]["size"] *= 2
@@ -52,6 +54,7 @@ def test_a_doubled_order_size_is_an_order_divergence(session, capsys):
     assert "diverged: orders (1)" in out
 
 
+@pytest.mark.slow
 def test_a_position_and_cash_that_never_were_diverge(session, capsys):
     def fake(bar):
         bar["position"] = {k: 999.0 for k in bar["position"]}
@@ -63,6 +66,7 @@ def test_a_position_and_cash_that_never_were_diverge(session, capsys):
     assert "positions (1)" in line and "value (" in line and "beyond the tolerance" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meta_edit, field", [
     (lambda m: m.update(start_cash="abc"), "start_cash"),
     (lambda m: m.update(params={"no_such_param": 1}), "params"),
@@ -87,6 +91,7 @@ def test_a_meta_that_is_a_list_is_exit_2(session, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_empty_record_in_a_folder_is_skipped_with_a_note(session, capsys):
     empty = session.parent / "20991231T000000Z-deadbeef"
     shutil.copytree(session, empty)

@@ -72,6 +72,7 @@ def test_one_run_last_run_or_a_date_range(sessions):
     assert real.describe() == "all runs of the journal"
 
 
+@pytest.mark.slow
 def test_few_days_withhold_ratios_and_enough_days_give_the_tearsheet(sessions, tmp_path):
     out, summary = write_live_tearsheet(sessions, tmp_path / "few.html",
                                         selection=SessionSelection(run="last", simulated=False))

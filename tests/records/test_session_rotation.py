@@ -224,6 +224,7 @@ def test_a_damaged_gzip_falls_back_to_its_plain_part_or_names_the_file(tmp_path)
         load_session(d)
 
 
+@pytest.mark.slow
 def test_a_writer_killed_at_random_points_loses_at_most_the_line_being_written(tmp_path):
     """SIGKILL a writer rotating every ~20 lines with background gzip at three points: what
     is on disk reads back as an unbroken run of its lines, each once."""
@@ -289,6 +290,7 @@ def _record_backtest(frame, directory: Path, part_bytes: int):
     return cerebro.run()[0].analyzers.session_record.get_analysis()
 
 
+@pytest.mark.slow
 def test_a_session_recorded_in_parts_replays_streamed_as_it_does_in_memory(spx, tmp_path):
     """SessionRecorder over the real S&P 500 sample (2015-2018, 1006 bars) writes to disk
     only; the record, in gzip'd parts, replays with no decision diff, streamed or not."""
@@ -317,6 +319,7 @@ def test_a_session_recorded_in_parts_replays_streamed_as_it_does_in_memory(spx, 
     assert out.decision_diffs == 1 and out.first_divergence["bar"] == 700
 
 
+@pytest.mark.slow
 def test_the_tearsheet_streams_the_records_instead_of_loading_them(tmp_path):
     """Peak traced memory of session_equity over 6000 bars stays a small fraction of what
     holding the session's BarRecords takes (and the numbers are the same)."""

@@ -114,6 +114,7 @@ def test_each_variant_over_one_period(frames):
     assert same_vol.sharpe == pytest.approx(bh.sharpe, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_ablation_in_json_terminal_and_tearsheet(frames, tmp_path, capsys):
     from examples.backtest import _print_summary
 
@@ -170,6 +171,7 @@ def _cli_ablation(tmp_path, monkeypatch):
     return json.loads((tmp_path / "a.json").read_text()), out.getvalue()
 
 
+@pytest.mark.slow
 def test_cli_ablation_rows_match_the_summary(tmp_path, monkeypatch):
     summary, out = _cli_ablation(tmp_path, monkeypatch)
     names = [r["name"] for r in summary["ablation"]]
@@ -179,6 +181,7 @@ def test_cli_ablation_rows_match_the_summary(tmp_path, monkeypatch):
     assert "Ablation" in out and "buy_hold_same_vol" in out
 
 
+@pytest.mark.slow
 def test_regime_aware_ensemble_ablation(tmp_path, monkeypatch):
     summary, _ = _cli_ablation(tmp_path, monkeypatch)
     names = [r["name"] for r in summary["ablation"]]

@@ -83,6 +83,7 @@ def _executing(client) -> dict[str, list[str]]:
             if any(str(k).startswith("bt-task-") for k in keys)}
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_sweep_costs_only_a_rerun(cluster, tmp_path):
     from distributed import Event
 
@@ -146,6 +147,7 @@ def test_worker_killed_mid_sweep_costs_only_a_rerun(cluster, tmp_path):
         (("band", b), ("target_vol", v)) for b in GRID["band"] for v in GRID["target_vol"]}
 
 
+@pytest.mark.slow
 def test_bars_lost_with_the_only_worker_are_sent_again(caplog):
     """The one worker of a LocalCluster dies mid-task (its nanny starts a new one): the
     scattered bars died with it, so they are scattered again and every task still finishes,
@@ -228,6 +230,7 @@ def doomed_cluster(tmp_path):
             client.close(timeout=5)
 
 
+@pytest.mark.slow
 def test_scheduler_lost_mid_sweep_exits_3_with_one_line_and_keeps_what_finished(
         doomed_cluster, tmp_path):
     """Two tasks finish, two are held open at the gate, then the scheduler dies: the sweep

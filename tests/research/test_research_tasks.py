@@ -102,6 +102,7 @@ def test_a_window_counts_its_own_bars_and_is_fed_only_its_warmup():
     assert not cold.ok and "warm-up" in cold.error and result.trades > 0
 
 
+@pytest.mark.slow
 def test_serial_and_dask_give_bit_identical_results(bars):
     first, last = bars.span()
     specs = [TaskSpec(i, {"band": b, "target_vol": v}, ("^GSPC", "^IXIC"), first, last)

@@ -49,6 +49,7 @@ def _perturb_after(frame: pd.DataFrame, cutoff: date, seed: int) -> pd.DataFrame
     return out
 
 
+@pytest.mark.slow
 def test_no_test_window_bar_influences_a_selection(frame, tmp_path):
     base = _run(frame, tmp_path / "base")
     windows = base.windows
@@ -67,6 +68,7 @@ def test_no_test_window_bar_influences_a_selection(frame, tmp_path):
             assert moved.windows[k + 1].selected.record() != windows[k + 1].selected.record()
 
 
+@pytest.mark.slow
 def test_out_of_sample_windows_are_stitched_and_reported(frame, tmp_path):
     outcome = _run(frame, tmp_path / "wf", select="calmar", cash=40_000)
     tests = [w.test for w in outcome.windows]

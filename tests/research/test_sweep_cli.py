@@ -27,6 +27,7 @@ def _run(args, capsys):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_sweep_writes_json_parquet_and_html_and_reports_a_failed_task(workdir, capsys):
     code, out, err = _run([*DATA, "--serial", "--grid", "band=0.05,0.1,-0.5",
                            "--grid", "target_vol=0.08,0.12", "--out", "s", "--top", "3"], capsys)
@@ -101,6 +102,7 @@ def test_an_out_path_that_is_a_file_is_exit_2_before_any_work(workdir, capsys):
     assert code == EXIT_BAD_INPUT and "--out afile: is a file" in err and out == ""
 
 
+@pytest.mark.slow
 def test_walk_forward_cli_writes_windows_and_a_tearsheet(workdir, capsys):
     # the default warm-up is the Strategy's own (271 sessions): 2008 warms up, 2010 trains
     code, out, err = _run(["--source", "sample", "--symbols", "^GSPC", "--start", "2008-01-01",
@@ -125,6 +127,7 @@ def test_walk_forward_cli_writes_windows_and_a_tearsheet(workdir, capsys):
     assert re.findall(r"<tr><td>(\d{4})</td>", eoy) == ["2011", "2012"]
 
 
+@pytest.mark.slow
 def test_terminal_table_is_readable_at_80_columns_and_follows_top(workdir, capsys, monkeypatch):
     """Not a TTY, 80 columns: every varying param's value and the final value are printed in
     full (no "…"), and --top sets the rows as it does in the HTML."""

@@ -190,6 +190,7 @@ def _regime_walk(seed: int, n: int = 4000) -> np.ndarray:
     return 100.0 * np.exp(np.cumsum(r))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("series", ["sp500", "nasdaq", "synthetic-1", "synthetic-2"])
 @pytest.mark.parametrize("use_hmm", [False, True])
 def test_no_regime_lasts_less_than_the_dwell(series, use_hmm):
@@ -324,6 +325,7 @@ def test_late_2008_is_crisis_and_2017_is_bull_quiet(closes):
     assert (s["2017-01-01":"2017-12-31"] == "bull_quiet").mean() > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "use_hmm, end, cuts", [(False, 5031, (600, 1500, 3000)), (True, 2000, (600, 1300, 1500))]
 )
@@ -333,6 +335,7 @@ def test_labels_have_no_look_ahead(closes, use_hmm, end, cuts):
         assert label_series(closes[:t], use_hmm=use_hmm) == full[:t], t
 
 
+@pytest.mark.slow
 def test_hmm_overlay_changes_labels_only_by_promotion(closes):
     x = closes[:3000]
     plain = label_series(x)

@@ -92,6 +92,7 @@ def test_the_classifier_finds_the_planted_turbulence():
     assert np.mean(off_t) > 0.75 and np.mean(off_c) < 0.35
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_the_default_holds_less_in_planted_turbulence(seed):
     frame, turb, calm = planted(seed)
@@ -105,6 +106,7 @@ def test_the_default_holds_less_in_planted_turbulence(seed):
     assert held[turb].mean() <= held_off[turb].mean() + 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_the_regime_layer_alone_cuts_a_long_position_in_planted_turbulence(seed):
     """On a sleeve that is long in every regime (a volatility-managed hold), what is left of

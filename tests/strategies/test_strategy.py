@@ -233,6 +233,7 @@ def full_runs(spx, ndx):
             "IXIC v1 table": run({"IXIC": ndx}, **V1_TABLE)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["SPX", "IXIC"])
 def test_caps_are_ceilings_on_the_final_target_on_every_bar(full_runs, name):
     """With the sleeve-switching table (caps below 1): every bar's target is the formula, the
@@ -275,6 +276,7 @@ def test_every_regime_row_of_the_v1_table_acts_on_real_data(full_runs, name):
         assert acted[regime] >= 10, (regime, dict(acted))
 
 
+@pytest.mark.slow
 def test_vol_targeting_scales_targets(spx):
     # caps out of the way: the target is proportional to target_vol until max_leverage binds
     no_caps = {r: 10.0 for r in REGIMES}
@@ -302,6 +304,7 @@ def test_a_sleeve_alone_is_its_signal_with_vol_targeting(spx):
     assert {r[1] for r in s.rows} == set(REGIMES) | {WARMUP}
 
 
+@pytest.mark.slow
 def test_static_weights_ignore_the_regime(spx):
     # the hold sleeve is long in every regime: the regime layer's cash in crisis shows at once
     hold = {r: {"trend": 0.0, "hold": 1.0} for r in REGIMES}
@@ -334,6 +337,7 @@ def test_decision_delay_acts_on_the_decision_k_bars_earlier(spx, delay):
     assert min(bar for bar, _n, size, *_ in late.sent if size > 0) == first_buy + delay
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("relative", [True, False])
 def test_band_limits_turnover_and_every_order_is_justified(spx, relative):
     counts = {}
@@ -347,6 +351,7 @@ def test_band_limits_turnover_and_every_order_is_justified(spx, relative):
     assert counts[0.02] > counts[0.10] > counts[0.30] > 0
 
 
+@pytest.mark.slow
 def test_relative_band_resizes_small_positions(spx):
     """A relative band trades a small holding in proportion to it: it resizes by less than an
     absolute 0.10 band ever would."""
@@ -361,6 +366,7 @@ def test_relative_band_resizes_small_positions(spx):
         run({"SPX": spx.iloc[:50]}, band_relative="yes")
 
 
+@pytest.mark.slow
 def test_sells_are_sent_before_buys(spx, ndx):
     s = run({"SPX": spx, "IXIC": ndx}, band=0.02)
     by_bar = collections.defaultdict(list)
