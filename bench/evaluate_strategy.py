@@ -10,7 +10,7 @@ four minutes on two cores (``--workers``, default: the cores; ``--serial`` in th
 What is run: one backtest per (series, variant, cost level) with :func:`bt_ibkr.engine.simulate`
 (BackBroker, 100,000 of cash, decisions at the close, market orders filled at the next bar's
 open), each over the series' whole history. The Strategy is causal, so any stretch of a run is
-what a run started earlier would have earned there (tests/test_parity_backtest.py).
+what a run started earlier would have earned there (tests/parity/test_parity_backtest.py).
 
 Series:
   ^GSPC, ^IXIC  the offline sample (arch.data.sp500 / nasdaq, 1999-2018; price indices, no
