@@ -105,10 +105,10 @@ def unfollowable(journal: Journal, snapshots: Iterable[OrderSnapshot],
     out = []
     recorded: dict[str, int] | None = None
     for rec in journal.open_intents():
-        snap = working.get(rec.order_ref)
-        if snap is None or follows(rec.order_ref):
+        found = working.get(rec.order_ref)
+        if found is None or follows(rec.order_ref):
             continue
-        cid = snap.client_id
+        cid = found.client_id
         if cid is None:
             recorded = _client_ids_by_ref(journal) if recorded is None else recorded
             cid = recorded.get(rec.order_ref)

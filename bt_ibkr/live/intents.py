@@ -57,6 +57,11 @@ def parse_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def parse_required_time(text: str) -> datetime:
+    """Return the datetime of a stored ISO-8601 string from a NOT NULL column."""
+    return datetime.fromisoformat(text)
+
+
 def normalize_status(status: str) -> str:
     """Return the journal status for an IB order status (``Submitted`` -> ``submitted``...).
 
@@ -133,7 +138,7 @@ def intent_from_row(row: sqlite3.Row) -> IntentRecord:
     """Return the IntentRecord of one ``intents`` row."""
     return IntentRecord(
         order_ref=row["order_ref"], strategy=row["strategy"], symbol=row["symbol"],
-        side=row["side"], quantity=row["quantity"], decision_time=parse_time(row["decision_time"]),
+        side=row["side"], quantity=row["quantity"], decision_time=parse_required_time(row["decision_time"]),
         order_type=row["order_type"], limit_price=row["limit_price"],
         stop_price=row["stop_price"], tif=row["tif"], account=row["account"],
         run_id=row["run_id"], created=parse_time(row["created"]), note=row["note"],
@@ -147,7 +152,7 @@ def fill_from_row(row: sqlite3.Row) -> Fill:
     """Return the Fill of one ``fills`` row."""
     return Fill(
         exec_id=row["exec_id"], order_ref=row["order_ref"], symbol=row["symbol"],
-        side=row["side"], shares=row["shares"], price=row["price"], time=parse_time(row["time"]),
+        side=row["side"], shares=row["shares"], price=row["price"], time=parse_required_time(row["time"]),
         commission=row["commission"], order_id=row["order_id"], perm_id=row["perm_id"],
     )
 

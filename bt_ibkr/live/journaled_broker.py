@@ -231,13 +231,13 @@ class JournaledIBBroker(IBBroker):
         """Return the journaled orders this broker has no backtrader order for (an earlier
         run's) that are still working at the gateway or have executions this broker has not
         counted yet, of ``symbol`` when given."""
-        found = {r.order_ref: r for r in self.journal.intents((SENT, SUBMITTED, PARTIAL),
+        found = {r.order_ref: r for r in self._bound().intents((SENT, SUBMITTED, PARTIAL),
                                                               symbol=symbol)}
         # done per the journal, but IB announced fills not counted yet (only followed orders
         # have statuses or executions here without a backtrader order)
         for ref in self.unsettled_refs():
             if ref not in found and self._uncounted(ref):
-                rec = self.journal.get(ref)
+                rec = self._bound().get(ref)
                 if rec is not None and (symbol is None or rec.symbol == symbol):
                     found[ref] = rec
         return [r for r in found.values() if r.order_ref not in self.orders]
@@ -250,9 +250,16 @@ class JournaledIBBroker(IBBroker):
             return True
         reported = self.announced_filled(ref)
         return reported is not None and reported > sum(
-            f.shares for f in self.journal.fills(order_ref=ref)) + 1e-9
+            f.shares for f in self._bound().fills(order_ref=ref)) + 1e-9
 
     # ------------------------------------------------------------------ helpers
+    def _bound(self) -> Journal:
+        """Return the journal :meth:`configure` bound. Raises RuntimeError before that (an order
+        path reached before the run wired the broker is a bug, not a state to handle)."""
+        if self.journal is None:
+            raise RuntimeError("JournaledIBBroker used before configure() bound its journal")
+        return self.journal
+
     def _audit(self, kind: str, **fields: Any) -> None:
         if self.audit is not None:
             try:
@@ -406,7 +413,7 @@ class JournaledIBBroker(IBBroker):
         if working and not self.store.follows_order(ref):
             # bound to an order whose events never reach this process: it would wait for it in
             # vain (placed under another clientId); stop and say what to do
-            text = stop_line(rec, placed_by(self.journal, ref), self.store.clientId,
+            text = stop_line(rec, placed_by(self._bound(), ref), self.store.clientId,
                              waiting=True)
             log.error("%s: %s", ref, text)
             self._audit("order", orderRef=ref, symbol=symbol, side=side, quantity=qty,
@@ -479,7 +486,7 @@ class JournaledIBBroker(IBBroker):
     def _mark_rejected(self, ref: str, ib_status: str | None, ev: OrderStatusChanged | None,
                        code: int, text: str) -> None:
         text = re.sub(r"^Error -?\d+, reqId -?\d+: ", "", text or "").strip()
-        self.journal.update_status(ref, REJECTED, reason=f"IB error {code}: {text}")
+        self._bound().update_status(ref, REJECTED, reason=f"IB error {code}: {text}")
         log.warning("order %s rejected by the gateway: IB error %d: %s", ref, code, text)
         self._audit("order", orderRef=ref, status=REJECTED, ib_status=ib_status,
                     filled=0.0, remaining=ev.remaining if ev is not None else None,
@@ -487,7 +494,7 @@ class JournaledIBBroker(IBBroker):
         self._record(ref, status=REJECTED, filled=0.0, reason=f"IB error {code}: {text}")
 
     def _journal_status(self, ev: OrderStatusChanged) -> None:
-        rec = self.journal.get(ev.ref)
+        rec = self._bound().get(ev.ref)
         if rec is None:
             return
         code = ev.error_code if is_rejection(ev.error_code) else None
@@ -499,12 +506,12 @@ class JournaledIBBroker(IBBroker):
             self._mark_rejected(ev.ref, ev.status, ev, code, text or "")
             return
         try:
-            self.journal.update_status(ev.ref, ev.status, filled=ev.filled,
+            self._bound().update_status(ev.ref, ev.status, filled=ev.filled,
                                        avg_price=ev.avg_price if ev.avg_price and ev.filled
                                        else None)
         except ValueError:
             log.debug("unknown IB status %r for %s", ev.status, ev.ref)
-        new = self.journal.get(ev.ref)
+        new = self._bound().get(ev.ref)
         if new is not None and new.status != rec.status:
             self._audit("order", orderRef=ev.ref, status=new.status, ib_status=ev.status,
                         filled=ev.filled, remaining=ev.remaining, code=ev.error_code,
@@ -519,7 +526,7 @@ class JournaledIBBroker(IBBroker):
         if ev.exec_id in self._fills:
             return
         order = self.orders.get(ev.ref)
-        rec = self.journal.get(ev.ref)
+        rec = self._bound().get(ev.ref)
         if order is not None:
             symbol = contract_symbol(order.data.tradecontract)
         else:
@@ -531,11 +538,11 @@ class JournaledIBBroker(IBBroker):
                     commission=self._early_commission.pop(ev.exec_id, None),
                     order_id=order.orderId if order is not None else None)
         self._fills[ev.exec_id] = fill
-        if fill.shares > 0 and self.journal.record_fill(fill):
+        if fill.shares > 0 and self._bound().record_fill(fill):
             self._audit("fill", orderRef=ev.ref, execId=ev.exec_id, symbol=symbol,
                         side=fill.side, shares=fill.shares, price=fill.price,
                         time=t.isoformat())
-            rec = self.journal.get(ev.ref)
+            rec = self._bound().get(ev.ref)
             if rec is not None:
                 self._record(ev.ref, status=rec.status, filled=rec.filled,
                              symbol=rec.symbol, side=rec.side, quantity=rec.quantity)
@@ -550,7 +557,7 @@ class JournaledIBBroker(IBBroker):
                     price=fill.price, commission=fill.commission,
                     in_position_at_start=fill.in_position, in_cash_at_start=fill.in_cash,
                     position=fill.position, cash=fill.cash)
-        rec = self.journal.get(fill.ref)
+        rec = self._bound().get(fill.ref)
         if rec is not None:
             self._record(fill.ref, status=rec.status, filled=rec.filled, symbol=rec.symbol,
                          side=rec.side, quantity=rec.quantity, followed=True)
@@ -563,7 +570,7 @@ class JournaledIBBroker(IBBroker):
             self._early_commission[exec_id] = float(commission)
         elif fill.commission is None:
             self._fills[exec_id] = fill = replace(fill, commission=float(commission))
-            self.journal.record_fill(fill)
+            self._bound().record_fill(fill)
 
     # ------------------------------------------------------------------ queries
     def working_refs(self) -> list[str]:

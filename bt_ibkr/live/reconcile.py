@@ -199,8 +199,9 @@ def reconcile(
 
         def ours(ref: str | None) -> bool:
             """In this journal, or carrying its identity (a lost journal's orders)."""
-            return bool(ref) and (ref in known_refs or (jid is not None
-                                                        and ref_owner(ref) == jid))
+            if not ref:
+                return False
+            return ref in known_refs or (jid is not None and ref_owner(ref) == jid)
         known_syms = {r[0] for r in tx.execute(
             "SELECT symbol FROM start_positions UNION SELECT symbol FROM fills")}
         # what was open before this reconcile (recording fills below may finish some)
@@ -214,8 +215,8 @@ def reconcile(
                 report.foreign_fills.append(fill)  # never in our positions or cash
                 _note_other_journal(report, fill.order_ref, fill.symbol)
                 continue
-            intent = intents.get(fill.order_ref)
-            if intent is not None and (normalize_side(fill.side) != intent["side"]
+            intent = intents.get(fill.order_ref or "")
+            if fill.order_ref and intent is not None and (normalize_side(fill.side) != intent["side"]
                                        or fill.symbol != intent["symbol"]):
                 report.conflicts.append(_conflict(fill.order_ref, intent, fill.side,
                                                   fill.shares, fill.symbol, "an execution"))

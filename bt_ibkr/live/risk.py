@@ -75,11 +75,13 @@ class RiskDecision:
         return self.allowed
 
 
-def _money(x: float) -> str:
-    return f"{x:,.2f}"
+def _money(x: float | None) -> str:
+    return "none" if x is None else f"{x:,.2f}"
 
 
-def _qty(x: float) -> str:
+def _qty(x: float | None) -> str:
+    if x is None:
+        return "none"
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.4g}"
 
 

@@ -36,7 +36,7 @@ from bt_ibkr.errors import BtIbkrError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["JournalLockedError", "RunLock", "check_single_name", "journal_path", "lock_holder"]
 
