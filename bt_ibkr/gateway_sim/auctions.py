@@ -18,9 +18,11 @@ How IB treats these orders, as the simulator does (buy side shown, sell mirrored
   in ``fill_mode="immediate"`` an order placed outside the session waits for the next
   session's first bar unless it has ``outsideRth`` and the clock is in the extended hours of
   a US stock (04:00 to 20:00 New York), where it fills at once against the quote (the last
-  close: the price does not move outside the session in the simulator). ``outsideRth`` is
-  rejected on OPG, MOC and LOC orders (IB: "Not available for IOC, OPG (MOO and LOO), FOK,
-  MOC or LOC orders").
+  close: the price does not move outside the session in the simulator). On OPG, MOC and
+  LOC orders the flag changes nothing (they fill in their auction only); IB's order ticket
+  does not offer it for them ("Not available for IOC, OPG (MOO and LOO), FOK, MOC or LOC
+  orders"), and whether the API refuses or ignores it is not known here, so the simulator
+  takes it (bt_ibkr's named options refuse the combination before it is sent).
 * Adaptive (``algoStrategy="Adaptive"``, ``algoParams`` ``adaptivePriority`` Urgent, Normal
   or Patient) is accepted on MKT and LMT orders outside auctions and fills as the order it
   wraps; IB's price improvement is not simulated. Any other algo, order type or priority is
@@ -72,9 +74,6 @@ def validate_special(spec: OrderSpec, in_session: bool | None) -> None:
                                  f"(time in force {spec.tif!r})")
     if otype == "LOC" and (spec.lmtPrice is None or spec.lmtPrice <= 0):
         raise OrderRejectedError("LOC order needs a positive limit price")
-    if spec.outsideRth and is_auction(spec):
-        raise OrderRejectedError("Order rejected - reason:Outside RTH is not available for "
-                                 "OPG, MOC or LOC orders")
     algo = spec.algoStrategy
     if not algo:
         return
