@@ -14,8 +14,10 @@ after it closed, so an order made on bar *t* meets its first auction on a later 
   regular session is rejected (IB takes OPG orders only outside it; ``order.info.reason``).
 * ``auction="close"`` (MOC, LOC): fills at the close of the next session's closing bar:
   daily bars, the next bar's close (backtrader's ``Order.Close`` rule: an order made at
-  bar *t*'s close fills at bar *t+1*'s close; this broker reuses that code). LOC only if that
-  close is at the limit or better, else cancelled. On intraday bars the closing bar is the
+  bar *t*'s close fills at bar *t+1*'s close). LOC only if that close is at the limit or
+  better, else cancelled. Slippage: as backtrader applies it to a Market order's open (MOO,
+  MOC) and to a Limit order (LOO, LOC; with the backtest's ``slip_out`` it can pass the limit,
+  as a plain Limit order's can). On intraday bars the closing bar is the
   last regular-hours bar of the session the order was made in or the next one.
 * ``outside_rth``: daily (or coarser) bars are whole sessions, so it changes nothing. On
   intraday bars, an order without it is not tried on bars outside regular hours (09:30 to
@@ -124,11 +126,9 @@ class BacktestBroker(bt.brokers.BackBroker):
     def _try_exec_auction_close(self, order, opts: OrderOptions) -> None:
         data = order.data
         if not self._intraday(data):
-            if order.exectype == Order.Market:
-                self._try_exec_close(order, data.close[0])
-                return
+            # backtrader's Order.Close rule on daily bars: the first bar after the order's
             if data.datetime[0] > order.created.dt:
-                self._fill_loc(order, 0, data.close[0])
+                self._fill_at_close(order, 0)
             return
         # intraday: the closing auction happened when the previous bar was the session's
         # last regular-hours bar and it came after the order was made
@@ -136,17 +136,25 @@ class BacktestBroker(bt.brokers.BackBroker):
             return
         if self._in_rth(data) and self._session_date(data) == self._session_date(data, -1):
             return
-        if order.exectype == Order.Market:
-            self._execute(order, ago=-1, price=data.close[-1])
-        else:
-            self._fill_loc(order, -1, data.close[-1])
+        self._fill_at_close(order, -1)
 
-    def _fill_loc(self, order, ago: int, close: float) -> None:
-        limit = order.created.price
-        if (close <= limit) if order.isbuy() else (close >= limit):
-            self._execute(order, ago=ago, price=close)
-        else:
+    def _fill_at_close(self, order, ago: int) -> None:
+        """Fill a MOC at bar ``ago``'s close, a LOC there only at its limit or better (else
+        cancel it); slippage as backtrader's Market (MOC) or Limit (LOC) fills apply it."""
+        data = order.data
+        close = data.close[ago]
+        limit = order.created.price if order.exectype == Order.Limit else None
+        if limit is not None and not ((close <= limit) if order.isbuy() else (close >= limit)):
             self._auction_missed(order)
+            return
+        lim = limit is not None
+        if order.isbuy():
+            cap = min(data.high[ago], limit) if lim else data.high[ago]
+            price = self._slip_up(cap, close, lim=lim)
+        else:
+            cap = max(data.low[ago], limit) if lim else data.low[ago]
+            price = self._slip_down(cap, close, lim=lim)
+        self._execute(order, ago=ago, price=close if price is None else price)
 
     def _auction_missed(self, order) -> None:
         """Cancel an auction order its auction did not fill (BackBroker.cancel's steps, for

@@ -145,13 +145,28 @@ CASES = {
     "adaptive market": ({"algo": "adaptive", "priority": "Urgent"}, "Completed", NEXT.open),
     "adaptive limit": ({"algo": "adaptive", "exectype": "Limit", "price": LIMIT_BUY_MISS},
                        "Completed", LIMIT_BUY_MISS),
+    # sell side (a short sale): the price conditions mirror
+    "sell MOO": ({"auction": AUCTION_OPEN}, "Completed", NEXT.open),
+    "sell LOO hit": ({"auction": AUCTION_OPEN, "exectype": "Limit", "price": NEXT.open - 0.5},
+                     "Completed", NEXT.open),
+    "sell LOO miss": ({"auction": AUCTION_OPEN, "exectype": "Limit", "price": NEXT.open + 1.0},
+                      "Canceled", 0.0),
+    "sell MOC": ({"auction": AUCTION_CLOSE}, "Completed", NEXT.close),
+    "sell LOC hit": ({"auction": AUCTION_CLOSE, "exectype": "Limit", "price": NEXT.close - 0.5},
+                     "Completed", NEXT.close),
+    "sell LOC miss": ({"auction": AUCTION_CLOSE, "exectype": "Limit",
+                       "price": NEXT.close + 0.5}, "Canceled", 0.0),
 }
+
+
+def side_of(name: str) -> str:
+    return "sell" if name.startswith("sell ") else "buy"
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_backtest_fills_each_option_by_its_rule(name):
     kw, status, price = CASES[name]
-    got = backtest(kw)
+    got = backtest(kw, side=side_of(name))
     assert got[0] == status, got
     assert got[2] == pytest.approx(price)
     info = got[3]
@@ -245,6 +260,12 @@ IB_FIELDS = {
                         "algoParams": [("adaptivePriority", "Urgent")]},
     "adaptive limit": {"orderType": "LMT", "algoStrategy": "Adaptive",
                        "algoParams": [("adaptivePriority", "Normal")]},
+    "sell MOO": {"orderType": "MKT", "tif": "OPG", "action": "SELL"},
+    "sell LOO hit": {"orderType": "LMT", "tif": "OPG", "action": "SELL"},
+    "sell LOO miss": {"orderType": "LMT", "tif": "OPG", "action": "SELL"},
+    "sell MOC": {"orderType": "MOC", "tif": "DAY", "action": "SELL"},
+    "sell LOC hit": {"orderType": "LOC", "tif": "DAY", "action": "SELL"},
+    "sell LOC miss": {"orderType": "LOC", "tif": "DAY", "action": "SELL"},
 }
 
 
@@ -253,8 +274,8 @@ def test_each_option_reaches_the_gateway_fills_there_and_matches_the_backtest(ga
                                                                               name):
     kw, status, price = CASES[name]
     OneOrder.seen = {}
-    run = run_parity({"SPY": FRAME}, OneOrder, {"kw": kw}, ParityConfig(client_id=94),
-                     sim=gateway_sim)
+    run = run_parity({"SPY": FRAME}, OneOrder, {"kw": kw, "side": side_of(name)},
+                     ParityConfig(client_id=94), sim=gateway_sim)
     (order,) = gateway_sim.broker.completed_orders()
     spec = order.spec
     assert {k: getattr(spec, k) for k in IB_FIELDS[name]} == IB_FIELDS[name]
@@ -306,9 +327,53 @@ def test_parity_of_a_moo_moc_strategy_on_real_bars(gateway_sim, spx):
         assert ex.price == pytest.approx(day["open"] if ex.side == "BOT" else day["close"])
 
 
+def test_auction_orders_cross_whole_when_the_gateway_splits_other_fills(gateway_sim, spx):
+    """With the simulator filling plain orders 3 shares at a time, an auction still crosses
+    each order at one price, as BackBroker fills it: still 0 fill diffs."""
+    frames = {"^GSPC": spx.iloc[-40:]}
+    run = run_parity(frames, AuctionRoundTrips, {"every": 2},
+                     ParityConfig(client_id=98, partial_fill_qty=3), sim=gateway_sim)
+    r = run.report
+    assert r.order_diffs == r.fill_diffs == r.position_diffs == 0 and r.orders_ib >= 15
+    assert all(ex.shares == 10 for ex in gateway_sim.broker.executions())
+
+
+def test_an_auction_order_with_a_lifetime_stops_the_backtest():
+    with pytest.raises(ConfigError, match="valid=datetime.timedelta"):
+        backtest({"auction": AUCTION_CLOSE, "valid": timedelta(days=2)})
+
+
+def test_backtest_slippage_applies_to_moo_and_moc_as_to_a_market_order():
+    slipped = {}
+    for name in ("MOO", "MOC"):
+        OneOrder.seen = {}
+        cerebro = backtest_cerebro(100_000.0, 0.0, 10.0)  # 10 bp
+        cerebro.adddata(make_feed(FRAME, name="SPY"), name="SPY")
+        cerebro.addstrategy(OneOrder, kw=CASES[name][0])
+        cerebro.run()
+        slipped[name] = final_status("BacktestBroker")[2]
+    assert slipped["MOO"] == pytest.approx(NEXT.open * 1.001)
+    assert slipped["MOC"] == pytest.approx(NEXT.close * 1.001)
+
+
 def test_backtest_path_alone_is_the_backtests_broker():
     """The parity backtest path is the backtest's own broker (options included)."""
     OneOrder.seen = {}
     run_backtest_path({"SPY": FRAME}, OneOrder, {"kw": CASES["MOC"][0]},
                       ParityConfig(client_id=96))
     assert final_status("BacktestBroker")[2] == pytest.approx(NEXT.close)
+
+
+def test_a_moo_sent_during_the_session_is_rejected_with_ibs_reason(gateway_sim):
+    """The live Strategy sends a MOO at 09:30-ish New York (the opening auction is over):
+    the gateway refuses it and the Strategy hears Rejected with the reason; nothing fills."""
+    from test_ib_broker import Live
+
+    with Live(gateway_sim, {1: lambda s: s.buy(size=3, auction=AUCTION_OPEN)},
+              client_id=97) as live:
+        live.until(lambda: any(o["status"] == "Rejected" for o in live.rec["orders"]),
+                   what="the MOO rejected")
+    (rejected,) = [o for o in live.rec["orders"] if o["status"] == "Rejected"]
+    assert rejected["code"] == 201 and "OPG" in rejected["reason"]
+    assert len(gateway_sim.requests_named("placeOrder")) == 1  # it was sent, once
+    assert not gateway_sim.broker.open_orders() and not gateway_sim.broker.executions()
