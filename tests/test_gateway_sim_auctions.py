@@ -228,3 +228,27 @@ def test_adaptive_on_a_stop_or_with_an_unknown_priority_is_rejected(gateway_sim,
     assert trade.orderStatus.status == "Cancelled"
     ((code, text),) = rejection(trade)
     assert code == 201 and words in text
+
+
+def test_open_orders_report_the_auction_and_algo_fields_back(gateway_sim, ib):
+    """Another client (as a restarted process would) reads the working orders back from the
+    gateway with their TIF, order type, outsideRth and algo fields intact."""
+    c = aapl(ib)
+    after_close(gateway_sim)
+    ib.placeOrder(c, LimitOrder("BUY", 1, 1.0, tif="OPG"))
+    ib.placeOrder(c, ib_async.Order(action="SELL", totalQuantity=2, orderType="LOC",
+                                    lmtPrice=100000.0, tif="DAY"))
+    far = LimitOrder("BUY", 3, 1.0, tif="GTC")
+    far.outsideRth = True
+    ib.placeOrder(c, adaptive(far, "Urgent"))
+    ib.reqCurrentTime()
+    other = ib_async.IB()
+    other.connect(gateway_sim.host, gateway_sim.port, clientId=8, timeout=10)
+    try:
+        seen = {int(t.order.totalQuantity): t.order for t in other.reqAllOpenOrders()}
+    finally:
+        other.disconnect()
+    assert (seen[1].orderType, seen[1].tif) == ("LMT", "OPG")
+    assert (seen[2].orderType, seen[2].lmtPrice, seen[2].tif) == ("LOC", 100000.0, "DAY")
+    assert (seen[3].algoStrategy, seen[3].outsideRth) == ("Adaptive", True)
+    assert [(t.tag, t.value) for t in seen[3].algoParams] == [("adaptivePriority", "Urgent")]
