@@ -11,7 +11,8 @@ after it closed, so an order made on bar *t* meets its first auction on a later 
   open (with the backtest's slippage, as a Market order); LOO only if the open is at the
   limit or better (open <= limit), at the open. Not filled there: cancelled, as IB cancels
   an OPG order its auction did not fill. On intraday bars, an OPG order made during the
-  regular session is rejected (IB takes OPG orders only outside it; ``order.info.reason``).
+  regular session (decided at the end of a bar that ends after the open and before the
+  close) is rejected: IB takes OPG orders only outside it (``order.info.reason``).
 * ``auction="close"`` (MOC, LOC): fills at the close of the next session's closing bar:
   daily bars, the next bar's close (backtrader's ``Order.Close`` rule: an order made at
   bar *t*'s close fills at bar *t+1*'s close). LOC only if that close is at the limit or
@@ -31,7 +32,7 @@ Orders without options fill exactly as BackBroker fills them.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import backtrader as bt
@@ -86,11 +87,20 @@ class BacktestBroker(bt.brokers.BackBroker):
         return (len(data) < 2 or not self._in_rth(data, -1)
                 or self._session_date(data, -1) != self._session_date(data))
 
+    @staticmethod
+    def _bar_length(data) -> timedelta:
+        """Return the length of one bar of intraday ``data`` (its timeframe x compression)."""
+        unit = {bt.TimeFrame.Seconds: timedelta(seconds=1),
+                bt.TimeFrame.Minutes: timedelta(minutes=1)}.get(data._timeframe, timedelta(0))
+        return unit * data._compression
+
     def _made_in_session(self, order) -> bool:
-        """Return True when an intraday ``order`` was made on a regular-hours bar."""
-        made = bt.num2date(order.created.dt).replace(tzinfo=_UTC)
-        t = made.astimezone(ZoneInfo(self.p.rth_tz)).time()
-        return self.p.rth_open <= t < self.p.rth_close
+        """Return True when an intraday ``order`` was made while the regular session was
+        open: the Strategy decides when its bar has ended (bar start + bar length), so an
+        order made on the session's last bar is made at the close, outside the session."""
+        made = bt.num2date(order.created.dt) + self._bar_length(order.data)
+        t = made.replace(tzinfo=_UTC).astimezone(ZoneInfo(self.p.rth_tz)).time()
+        return self.p.rth_open < t < self.p.rth_close
 
     # ------------------------------------------------------------------ execution
     def _try_exec(self, order):
@@ -131,8 +141,9 @@ class BacktestBroker(bt.brokers.BackBroker):
                 self._fill_at_close(order, 0)
             return
         # intraday: the closing auction happened when the previous bar was the session's
-        # last regular-hours bar and it came after the order was made
-        if len(data) < 2 or data.datetime[-1] < order.created.dt or not self._in_rth(data, -1):
+        # last regular-hours bar and came after the bar the order was decided on (an order
+        # decided on the last bar itself is made at the close: the next session's auction)
+        if len(data) < 2 or data.datetime[-1] <= order.created.dt or not self._in_rth(data, -1):
             return
         if self._in_rth(data) and self._session_date(data) == self._session_date(data, -1):
             return

@@ -235,6 +235,17 @@ def test_intraday_moo_fills_at_the_first_regular_bar_of_the_next_session():
     assert (status, price) == ("Completed", frame.loc["2024-06-04 13:30", "open"])
 
 
+def test_intraday_moo_decided_on_the_sessions_last_bar_is_made_at_the_close():
+    # the 15:30 New York bar ends at 16:00: the decision is after the close, not in session
+    (status, price, _, _), frame = intraday("2024-06-03 19:30", {"auction": AUCTION_OPEN})
+    assert (status, price) == ("Completed", frame.loc["2024-06-04 13:30", "open"])
+
+
+def test_intraday_moo_decided_before_the_open_fills_at_that_days_open():
+    (status, price, _, _), frame = intraday("2024-06-04 12:30", {"auction": AUCTION_OPEN})
+    assert (status, price) == ("Completed", frame.loc["2024-06-04 13:30", "open"])
+
+
 def test_intraday_opg_made_during_the_session_is_rejected():
     (status, _, _, reason), _ = intraday("2024-06-03 15:00", {"auction": AUCTION_OPEN})
     assert status == "Rejected" and "OPG" in reason
@@ -377,3 +388,9 @@ def test_a_moo_sent_during_the_session_is_rejected_with_ibs_reason(gateway_sim):
     assert rejected["code"] == 201 and "OPG" in rejected["reason"]
     assert len(gateway_sim.requests_named("placeOrder")) == 1  # it was sent, once
     assert not gateway_sim.broker.open_orders() and not gateway_sim.broker.executions()
+
+
+def test_intraday_moc_decided_on_the_sessions_last_bar_goes_to_the_next_close():
+    (status, price, _, _), frame = intraday("2024-06-03 19:30", {"auction": AUCTION_CLOSE})
+    assert (status, price) == ("Completed", frame.loc["2024-06-04 19:30", "close"])
+
