@@ -25,6 +25,13 @@ is the auction's (OPG, or DAY for the close), so ``valid`` must be None or a day
 ``outside_rth`` is not available for OPG, MOC or LOC orders (IB's order ticket: "Not
 available for IOC, OPG (MOO and LOO), FOK, MOC or LOC orders"); Adaptive works on Market and
 Limit orders only, in the regular session (not in an auction).
+
+Sources: IB's TWS API Basic Orders (MOO, LOO, MOC, LOC;
+https://interactivebrokers.github.io/tws-api/basic_orders.html), IB Algos (Adaptive;
+https://interactivebrokers.github.io/tws-api/ibalgos.html#adaptive), the TWS order ticket's
+Time in Force help (outside RTH not for OPG, MOC, LOC; IB webhelp Screens/orderticketTif.htm),
+and QuantConnect Lean's IB integration, which found that IB rejects a MOC sent GTC
+(https://github.com/QuantConnect/Lean/pull/1432).
 """
 
 from __future__ import annotations

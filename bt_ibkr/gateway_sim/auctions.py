@@ -27,6 +27,14 @@ How IB treats these orders, as the simulator does (buy side shown, sell mirrored
   or Patient) is accepted on MKT and LMT orders outside auctions and fills as the order it
   wraps; IB's price improvement is not simulated. Any other algo, order type or priority is
   rejected with error 201.
+
+Sources: IB's TWS API Basic Orders and IB Algos pages (order types, Adaptive's
+``adaptivePriority``), the TWS Time in Force guide (OPG; DAY orders queued after the close),
+QuantConnect Lean's IB integration for what IB answers in practice: MOO accepted from 16:00 to
+about 09:28 New York (https://github.com/QuantConnect/Lean/pull/8969), "Exchange is closed"
+right at 16:00 (https://github.com/QuantConnect/Lean.Brokerages.InteractiveBrokers/issues/204),
+a GTC MOC rejected (https://github.com/QuantConnect/Lean/pull/1432). The wording of the
+simulator's own 201 texts is not IB's (IB's text for these cases was not found).
 """
 
 from __future__ import annotations
