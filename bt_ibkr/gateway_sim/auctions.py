@@ -7,8 +7,9 @@ How IB treats these orders, as the simulator does (buy side shown, sell mirrored
   auction crosses at one price); a LOO only when the open is at its limit or better. What the
   auction did not fill is cancelled. IB accepts OPG orders only outside the regular session
   (from the close to shortly before the next open); one sent while the session is open is
-  rejected with error 201 (IB rejects OPG orders placed during the session, and at the close
-  it answers "Order rejected - reason:Exchange is closed" for a few moments: not simulated).
+  rejected with error 201. Not simulated: the cut-off shortly before the open (about 09:28
+  New York) and the moments right at the close when IB answers "Order rejected -
+  reason:Exchange is closed".
 * MOC / LOC (orderType ``MOC`` / ``LOC``) fill at the close of the session's closing bar, all
   at once; a LOC only if the close is at its limit or better, else it is cancelled with the
   day's other orders. Their TIF must be DAY (IB rejects a MOC sent GTC). An order sent after
