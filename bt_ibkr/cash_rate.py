@@ -10,13 +10,13 @@ balance; the backtest does not lend). The Strategy sees the interest in ``getcas
 
 from __future__ import annotations
 
-import backtrader as bt
+from bt_ibkr.backtest_broker import BacktestBroker
 
 __all__ = ["CashRateBroker"]
 
 
-class CashRateBroker(bt.brokers.BackBroker):
-    """BackBroker that credits ``cash_rate`` (a yearly fraction, e.g. 0.02) on positive cash.
+class CashRateBroker(BacktestBroker):
+    """BacktestBroker (BackBroker with the named order options) that credits ``cash_rate`` (a yearly fraction, e.g. 0.02) on positive cash.
 
     ``clock`` is the data feed whose bar dates count the days (the first feed of the run; set
     it with :meth:`set_clock` before ``cerebro.run()``). ``interest`` is the total credited.

@@ -261,13 +261,19 @@ def backtest_cerebro(cash: float, commission_bps: float, slippage_bps: float, *,
     """Return an empty Cerebro whose BackBroker has the backtest's cash, costs and fill rules:
     market orders fill at the next bar's open (backtrader's default, stated explicitly), every
     fill pays ``commission_bps`` of its value and ``slippage_bps`` of its price, the open
-    included and never capped at the bar's high/low. ``cash_rate_pct`` > 0: idle cash earns that
-    yearly percentage (:class:`bt_ibkr.cash_rate.CashRateBroker`; its clock is the first feed)."""
+    included and never capped at the bar's high/low; the named order options (auctions,
+    outside regular hours, Adaptive) fill by :mod:`bt_ibkr.backtest_broker`'s rules.
+    ``cash_rate_pct`` > 0: idle cash earns that yearly percentage
+    (:class:`bt_ibkr.cash_rate.CashRateBroker`; its clock is the first feed)."""
     cerebro = bt.Cerebro(preload=preload, runonce=runonce, stdstats=False)
     if cash_rate_pct:
         from bt_ibkr.cash_rate import CashRateBroker
 
         cerebro.broker = CashRateBroker(cash_rate=cash_rate_pct / 100.0)
+    else:  # BackBroker plus the named order options (bt_ibkr.order_options)
+        from bt_ibkr.backtest_broker import BacktestBroker
+
+        cerebro.broker = BacktestBroker()
     broker = cerebro.broker
     broker.setcash(cash)
     broker.setcommission(commission=commission_bps / 10_000.0)

@@ -15,7 +15,8 @@ change the same orders under one lock:
   for the first bar of the next session (MKT fills at its open).
 * ``fill_mode="next_bar"``: nothing fills on place; MKT fills at the OPEN of the next bar
   (decide at the close, fill at the next open, as a backtrader backtest does).
-* MOC fills at the close of the session's closing bar.
+* MOC fills at the close of the session's closing bar. Auction orders (MOO/LOO: TIF OPG;
+  MOC/LOC), outsideRth and the Adaptive algo follow :mod:`~bt_ibkr.gateway_sim.auctions`.
 * Session close: ``on_bar(..., session_end=True)``, else ``is_session_end(contract, bar
   time)`` when given (the server passes "the market is closed at the bar's end"), else a bar
   whose local time (contract.timeZoneId) is >= ``session_close`` (16:00) closes that local
@@ -48,7 +49,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from . import fills
+from . import auctions, fills
 from .account import SimAccount, multiplier
 from .model import Quote, SimContract
 from .order_codec import ContractSpec, OrderSpec
@@ -172,6 +173,10 @@ class SimBroker:
         except (KeyError, ValueError):
             return ZoneInfo("UTC")
 
+    def _session_open(self, contract: SimContract) -> bool | None:
+        """Return whether ``contract``'s regular session is open now (None: unknown)."""
+        return None if self.is_open is None else bool(self.is_open(contract))
+
     def _current_quote(self, contract: SimContract) -> Quote | None:
         q = self.quote(contract)
         if q is not None:
@@ -200,6 +205,7 @@ class SimBroker:
             try:
                 self._check_fault()
                 validate_order(spec, self.account)
+                auctions.validate_special(spec, self._session_open(contract))
             except OrderRejectedError as exc:
                 text = exc.reason if exc.reason.startswith("Order rejected") else (
                     f"Order rejected - reason:{exc.reason}")
@@ -503,9 +509,11 @@ class SimBroker:
     def _on_place_fill(self, order: SimOrder) -> None:
         """Immediate mode: fill a marketable order against the current quote."""
         tif = order.spec.tif.upper()
-        if self.fill_mode != "immediate":
-            return
-        if self.is_open is not None and not self.is_open(order.contract):
+        if self.fill_mode != "immediate" or auctions.is_auction(order.spec):
+            return  # auction orders fill only in their auction
+        if self.is_open is not None and not self.is_open(order.contract) and not (
+                order.spec.outsideRth and auctions.in_extended_hours(order.contract,
+                                                                     self._now())):
             return  # market closed: the order waits for the next session's first bar
         q = self._current_quote(order.contract)
         if q is None:
@@ -552,6 +560,10 @@ class SimBroker:
                 if self._expired(order):
                     self._cancel(order, "Expired")
                     continue
+                if auctions.is_opening_auction(order.spec):
+                    self._opening_auction(order, quote, bar_time,
+                                          prev_date is None or local.date() > prev_date)
+                    continue
                 order.bars_seen += 1
                 price = fills.bar_fill_price(order, quote)
                 if price is not None:
@@ -580,6 +592,20 @@ class SimBroker:
                 self._emit(PortfolioRevalued(contract))
                 self._emit(AccountChanged(self.account_values()))
 
+    def _opening_auction(self, order: SimOrder, bar: Quote, when: datetime,
+                         first_of_day: bool) -> None:
+        """A MOO/LOO meets ``bar``: on the session's first bar it fills at the open (a LOO only
+        if marketable there) or is cancelled; on a later bar (placed mid-session without a
+        known session) it waits for the next opening auction."""
+        if not first_of_day:
+            return
+        order.bars_seen += 1
+        price = auctions.open_auction_price(order, bar)
+        if price is not None:
+            self._fill(order, price, when=when, all_qty=True)
+        if not order.is_done:
+            self._cancel(order, "Cancelled (not filled in the opening auction)")
+
     def _session_close(self, contract: SimContract, bar: Quote) -> None:
         for order in [o for o in self._working_orders()
                       if o.contract.conId == contract.conId]:
@@ -590,6 +616,13 @@ class SimBroker:
             if order.spec.orderType.upper() == "MOC":
                 self._fill(order, bar.close, when=bar.time if isinstance(
                     bar.time, datetime) else None, all_qty=True)
+            elif order.spec.orderType.upper() == "LOC":
+                price = auctions.close_auction_price(order, bar)
+                if price is not None:
+                    self._fill(order, price, when=bar.time if isinstance(
+                        bar.time, datetime) else None, all_qty=True)
+                else:
+                    self._cancel(order, "Cancelled (not filled in the closing auction)")
             elif order.spec.tif.upper() in ("", "DAY", "OPG"):
                 self._cancel(order, "Expired (end of day)")
 

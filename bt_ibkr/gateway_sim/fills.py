@@ -4,7 +4,8 @@ Buy side shown, sell side mirrored; ``b`` is the bar, "quote" the quote at place
 
 * On a quote (``fill_mode="immediate"``, at place time): MKT at the ask (sell: bid); LMT when
   ask <= limit, at the ask; STP/TRAIL when last >= stop, at the ask; STP LMT / TRAIL LIMIT when
-  triggered and ask <= limit. MOC never fills on a quote.
+  triggered and ask <= limit. MOC and LOC never fill on a quote;
+  OPG, MOC and LOC orders fill in auctions only (:mod:`~bt_ibkr.gateway_sim.auctions`).
 * On a bar: MKT -> b.open. LMT -> b.open if open <= limit (a gap in your favour) else the limit
   if b.low <= limit. STP -> b.open if open >= stop (gap through the stop) else the stop if
   b.high >= stop. STP LMT: triggers like STP at p = max(stop, open); fills at p if p <= limit,
@@ -65,8 +66,8 @@ def quote_fill_price(order: SimOrder, q: Quote) -> float | None:
     last = q.last if q.last and q.last > 0 else q.close
     touch = (q.ask if q.ask and q.ask > 0 else last) if buy else (
         q.bid if q.bid and q.bid > 0 else last)
-    if otype == "MOC":
-        return None
+    if otype in ("MOC", "LOC"):
+        return None  # closing auction only (gateway_sim.auctions)
     if otype == "MKT":
         return touch
     if otype == "LMT":
@@ -105,8 +106,8 @@ def bar_fill_price(order: SimOrder, b: Quote) -> float | None:
     buy = order.is_buy
     if otype == "MKT":
         return b.open
-    if otype == "MOC":
-        return None
+    if otype in ("MOC", "LOC"):
+        return None  # closing auction only (gateway_sim.auctions)
     if otype == "LMT":
         return _limit_on_bar(buy, order.spec.lmtPrice, b)
     if otype in ("STP", "STP LMT"):

@@ -14,7 +14,7 @@ from .model import SimContract
 from .order_codec import ContractSpec, OrderSpec, OrderStateInfo
 
 DONE = {"Filled", "Cancelled"}
-ORDER_TYPES = {"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC"}
+ORDER_TYPES = {"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC"}
 TIFS = {"", "DAY", "GTC", "GTD", "IOC", "OPG"}
 
 

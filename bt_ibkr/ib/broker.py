@@ -1,10 +1,13 @@
 """IBBroker(bt.BrokerBase): backtrader orders to Interactive Brokers through an IBStore.
 
 Drop-in for backtrader's ``IBBroker``: Market, Limit, Stop, StopLimit, StopTrail,
-StopTrailLimit and Close (MOC) orders; ``valid`` -> TIF (None: GTC, ``timedelta(0)``/0: DAY, a
-datetime or other timedelta: GTD); brackets (``buy_bracket``/``sell_bracket``: children carry
-the parent's id, only the last one transmits); ``oco=`` -> an IB OCA group; any extra keyword is
-set on the IB ``Order`` (``outsideRth=True``, ``orderRef=...``, ``account=...``).
+StopTrailLimit and Close (MOC, a DAY order) orders; ``valid`` -> TIF (None: GTC,
+``timedelta(0)``/0: DAY, a datetime or other timedelta: GTD); brackets
+(``buy_bracket``/``sell_bracket``: children carry the parent's id, only the last one
+transmits); ``oco=`` -> an IB OCA group; the named options of :mod:`bt_ibkr.order_options`
+(``auction="open"|"close"`` -> MOO/LOO/MOC/LOC, ``outside_rth=True``, ``algo="adaptive"``
+with ``priority``) mean what they mean in a backtest; any other extra keyword is set on the
+IB ``Order`` as it is (``outsideRth=True``, ``orderRef=...``, ``account=...``).
 
 Submitting never waits on the network: the order goes to the store's loop thread and the
 call returns. Order status, executions and commission reports come back on the store's

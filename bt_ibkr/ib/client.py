@@ -77,6 +77,7 @@ RealTimeBarList = ib_module.RealTimeBarList
 Ticker = ib_module.Ticker
 AccountValue = ib_module.AccountValue
 Position = ib_module.Position
+TagValue = ib_module.TagValue
 util = ib_module.util
 
 __all__ = [
@@ -108,5 +109,6 @@ __all__ = [
     "Ticker",
     "AccountValue",
     "Position",
+    "TagValue",
     "util",
 ]

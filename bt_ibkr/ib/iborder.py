@@ -17,6 +17,7 @@ from backtrader.order import Order, OrderBase
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.ib import client as ibc
+from bt_ibkr.order_options import OPTION_NAMES, OrderOptions, ib_fields
 from bt_ibkr.utc import naive_utc, utc_now
 
 __all__ = ["IBCommInfo", "IBOrder", "tif_for"]
@@ -76,13 +77,17 @@ def tif_for(valid) -> tuple[str, str]:
 class IBOrder(OrderBase):
     """A backtrader order carrying the IB ``Order`` it is sent as (``order.ib_order``).
 
-    Extra keyword arguments are set on the IB order (unknown field names are an error).
+    The named options of :mod:`bt_ibkr.order_options` (``auction``, ``outside_rth``,
+    ``algo``, ``priority``) become IB's fields for them and are kept in ``order.info`` (as
+    BackBroker keeps them); other extra keyword arguments are set on the IB order as they are
+    (unknown field names are an error).
     ``order.orderRef`` is the unique key of the order, ``order.orderId`` IB's id once placed.
     """
 
     def __init__(self, action: str, **kwargs: Any) -> None:
         self.ordtype = self.Buy if action == "BUY" else self.Sell
         raw_valid = self.p.valid
+        named = {k: kwargs.pop(k) for k in OPTION_NAMES if k in kwargs}
         super().__init__()
         self._willexpire = False
         self.orderId: int | None = None
@@ -118,6 +123,15 @@ class IBOrder(OrderBase):
         ib.transmit = bool(self.transmit)
         ib.ocaType = 1  # as backtrader: a fill cancels the other members of an OCA group
         ib.tif, ib.goodTillDate = tif_for(raw_valid)
+        if self.exectype == Order.Close and raw_valid is None:
+            ib.tif = "DAY"  # a MOC lives until today's close; IB refuses a GTC one
+        opts = OrderOptions.parse(named, self.exectype, raw_valid)
+        for name, value in ib_fields(opts, self.exectype).items():
+            if name == "algoParams":
+                value = [ibc.TagValue(tag, v) for tag, v in value]
+            setattr(ib, name, value)
+        if opts.any:
+            self.addinfo(**opts.info())
         for name, value in kwargs.items():
             if not hasattr(ib, name):
                 raise ConfigError(

@@ -147,8 +147,10 @@ def _replay_cerebro(meta: dict[str, Any], frames: dict[str, pd.DataFrame],
     strategy_cls = resolve_strategy(meta.get("strategy_path") or meta.get("strategy"))
     params = dict(meta.get("params") or {})
     cash = float(meta.get("start_cash") or cfg.cash)
+    from bt_ibkr.backtest_broker import BacktestBroker
+
     cerebro = bt.Cerebro(stdstats=False)
-    broker = cerebro.broker
+    cerebro.broker = broker = BacktestBroker()  # BackBroker + the named order options
     broker.setcash(cash)
     broker.setcommission(commission=cfg.commission_bps / 10_000.0)
     broker.set_slippage_perc(cfg.slippage_bps / 10_000.0, slip_open=True, slip_limit=True,

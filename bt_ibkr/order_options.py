@@ -1,0 +1,195 @@
+"""Named order options a Strategy passes to ``buy``/``sell``: auctions, extended hours, Adaptive.
+
+backtrader's convention: ``Strategy.buy(..., **kwargs)`` hands the extra keywords to the
+broker; BackBroker stores them in ``order.info`` and IBBroker turns them into IB ``Order``
+fields. The options below mean the same on both brokers (and are in ``order.info`` on both):
+
+* ``auction="open"``: take part in the opening auction. exectype Market -> MOO (IB: MKT, TIF
+  OPG), Limit -> LOO (IB: LMT, TIF OPG; fills only if the limit is marketable at the open).
+  An auction order that does not fill in its auction is cancelled.
+* ``auction="close"``: take part in the closing auction. Market -> MOC (IB: orderType MOC,
+  TIF DAY), Limit -> LOC (IB: orderType LOC, TIF DAY; fills only if the close is at the
+  limit or better).
+* ``outside_rth=True``: may fill outside regular trading hours (IB: ``outsideRth``).
+* ``algo="adaptive"`` with ``priority="Normal"`` (default), ``"Urgent"`` or ``"Patient"``:
+  IB's Adaptive algo on a Market or Limit order (IB: ``algoStrategy="Adaptive"``,
+  ``algoParams=[TagValue("adaptivePriority", priority)]``).
+
+Example: ``self.buy(size=10, auction=AUCTION_OPEN)``, ``self.sell(size=10,
+exectype=bt.Order.Limit, price=99.5, auction=AUCTION_CLOSE)``, ``self.buy(size=5,
+algo=ADAPTIVE, priority="Patient")``.
+
+IB's rules the validation follows (each a :class:`~bt_ibkr.errors.ConfigError` naming the
+bad value): only Market and Limit orders go to an auction; an auction order's time in force
+is the auction's (OPG, or DAY for the close), so ``valid`` must be None or a day order;
+``outside_rth`` is not available for OPG, MOC or LOC orders (IB's order ticket: "Not
+available for IOC, OPG (MOO and LOO), FOK, MOC or LOC orders"); Adaptive works on Market and
+Limit orders only, in the regular session (not in an auction).
+
+Sources: IB's TWS API Basic Orders (MOO, LOO, MOC, LOC;
+https://interactivebrokers.github.io/tws-api/basic_orders.html), IB Algos (Adaptive;
+https://interactivebrokers.github.io/tws-api/ibalgos.html#adaptive), the TWS order ticket's
+Time in Force help (outside RTH not for OPG, MOC, LOC; IB webhelp Screens/orderticketTif.htm),
+and QuantConnect Lean's IB integration, which found that IB rejects a MOC sent GTC
+(https://github.com/QuantConnect/Lean/pull/1432).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from backtrader.order import Order
+
+from bt_ibkr.errors import ConfigError
+
+__all__ = ["ADAPTIVE", "ADAPTIVE_PRIORITIES", "AUCTION_CLOSE", "AUCTION_OPEN", "OPTION_NAMES",
+           "OrderOptions", "ib_fields", "options_of"]
+
+AUCTION_OPEN = "open"
+AUCTION_CLOSE = "close"
+ADAPTIVE = "adaptive"
+ADAPTIVE_PRIORITIES = ("Urgent", "Normal", "Patient")
+OPTION_NAMES = ("auction", "outside_rth", "algo", "priority")
+
+
+@dataclass(frozen=True)
+class OrderOptions:
+    """The named options of one order (see the module docstring); all unset by default."""
+
+    auction: str | None = None
+    outside_rth: bool = False
+    algo: str | None = None
+    priority: str | None = None
+
+    @property
+    def any(self) -> bool:
+        """Return True when at least one option is set."""
+        return bool(self.auction or self.outside_rth or self.algo)
+
+    def info(self) -> dict[str, Any]:
+        """Return the options that are set, as ``order.info`` keys."""
+        out: dict[str, Any] = {}
+        if self.auction:
+            out["auction"] = self.auction
+        if self.outside_rth:
+            out["outside_rth"] = True
+        if self.algo:
+            out["algo"] = self.algo
+            out["priority"] = self.priority
+        return out
+
+    @classmethod
+    def parse(cls, values: dict[str, Any], exectype: int | None = None,
+              valid: Any = None) -> OrderOptions:
+        """Return the validated options in ``values`` (other keys are ignored) for an order of
+        backtrader ``exectype`` (None: Market) and ``valid``.
+
+        Raises ConfigError naming the first bad value and what to use instead.
+        """
+        exectype = Order.Market if exectype is None else exectype
+        kind = Order.ExecTypes[exectype] if 0 <= exectype < len(Order.ExecTypes) else exectype
+        auction = values.get("auction")
+        if auction is not None:
+            if auction not in (AUCTION_OPEN, AUCTION_CLOSE):
+                raise ConfigError(f"order option auction={auction!r}: use 'open' (MOO/LOO) or "
+                                  "'close' (MOC/LOC)")
+            if exectype not in (Order.Market, Order.Limit):
+                raise ConfigError(f"order option auction={auction!r} with exectype {kind!r}: "
+                                  "only Market (MOO/MOC) and Limit (LOO/LOC) orders go to an "
+                                  "auction")
+            if not _is_day(valid):
+                raise ConfigError(f"order option auction={auction!r} with valid={valid!r}: an "
+                                  "auction order lives until its auction; leave valid unset")
+        outside = values.get("outside_rth", False)
+        if outside is None:
+            outside = False
+        if not isinstance(outside, bool):
+            raise ConfigError(f"order option outside_rth={outside!r}: use True or False")
+        if outside and auction is not None:
+            raise ConfigError(f"order option outside_rth=True with auction={auction!r}: IB "
+                              "does not allow outside-RTH on OPG, MOC or LOC orders; drop one")
+        algo = values.get("algo")
+        priority = values.get("priority")
+        if algo is not None:
+            if not isinstance(algo, str) or algo.lower() != ADAPTIVE:
+                raise ConfigError(f"order option algo={algo!r}: the only algo supported is "
+                                  "'adaptive' (IB's Adaptive)")
+            algo = ADAPTIVE
+            if exectype not in (Order.Market, Order.Limit):
+                raise ConfigError(f"order option algo='adaptive' with exectype {kind!r}: IB's "
+                                  "Adaptive algo takes Market and Limit orders only")
+            if auction is not None:
+                raise ConfigError(f"order option algo='adaptive' with auction={auction!r}: "
+                                  "the Adaptive algo works in the regular session, not in an "
+                                  "auction; drop one")
+            priority = "Normal" if priority is None else priority
+            wanted = {p.lower(): p for p in ADAPTIVE_PRIORITIES}
+            if not isinstance(priority, str) or priority.lower() not in wanted:
+                raise ConfigError(f"order option priority={priority!r}: use one of "
+                                  f"{', '.join(ADAPTIVE_PRIORITIES)}")
+            priority = wanted[priority.lower()]
+        elif priority is not None:
+            raise ConfigError(f"order option priority={priority!r} without algo='adaptive': "
+                              "priority is the Adaptive algo's setting; add algo='adaptive'")
+        return cls(auction=auction, outside_rth=outside, algo=algo, priority=priority)
+
+
+def _is_day(valid: Any) -> bool:
+    """Return True for a ``valid`` an auction order accepts: unset, or a day order."""
+    if valid is None:
+        return True
+    if isinstance(valid, timedelta):
+        return valid == timedelta(0)
+    if isinstance(valid, bool):
+        return False
+    return isinstance(valid, int | float) and valid == 0
+
+
+def options_of(order: Any) -> OrderOptions:
+    """Return the named options recorded in ``order.info`` (a backtrader order of either
+    broker), validated against the order's exectype and ``valid``; raises ConfigError for a
+    bad value."""
+    cached = getattr(order, "_bt_ibkr_options", None)
+    if cached is not None:
+        return cached
+    info = order.info
+    values = {name: info[name] for name in OPTION_NAMES if name in info}
+    opts = OrderOptions.parse(values, order.exectype, getattr(order.p, "valid", None))
+    order._bt_ibkr_options = opts
+    return opts
+
+
+def ib_fields(opts: OrderOptions, exectype: int | None) -> dict[str, Any]:
+    """Return the IB ``Order`` fields ``opts`` set on an order of backtrader ``exectype``
+    (validated already), as IB's API documents them:
+
+    * MOO: orderType MKT, tif OPG; LOO: orderType LMT, tif OPG ("A Market-on-Open (MOO) order
+      combines a market order with the OPG time in force"; "A Limit-on-Open (LOO) order
+      combines a limit order with the OPG time in force", TWS API order types).
+    * MOC: orderType MOC; LOC: orderType LOC (TWS API order types), tif DAY (IB rejects a
+      MOC with GTC).
+    * outsideRth True ("Allow this order to be triggered or filled outside of regular trading
+      hours", the Order's outsideRth field).
+    * Adaptive: algoStrategy "Adaptive", algoParams [TagValue("adaptivePriority", priority)]
+      (TWS API IB Algos, ``FillAdaptiveParams``).
+
+    ``algoParams`` is returned as ``(tag, value)`` pairs; the caller makes TagValues.
+    """
+    exectype = Order.Market if exectype is None else exectype
+    out: dict[str, Any] = {}
+    if opts.auction == AUCTION_OPEN:
+        out["orderType"] = "MKT" if exectype == Order.Market else "LMT"
+        out["tif"] = "OPG"
+        out["goodTillDate"] = ""
+    elif opts.auction == AUCTION_CLOSE:
+        out["orderType"] = "MOC" if exectype == Order.Market else "LOC"
+        out["tif"] = "DAY"
+        out["goodTillDate"] = ""
+    if opts.outside_rth:
+        out["outsideRth"] = True
+    if opts.algo == ADAPTIVE:
+        out["algoStrategy"] = "Adaptive"
+        out["algoParams"] = [("adaptivePriority", opts.priority)]
+    return out
