@@ -16,7 +16,7 @@ from datetime import timedelta
 import backtrader as bt
 import pandas as pd
 import pytest
-from sim_helpers import fills_of
+from helpers.sim import fills_of
 
 from bt_ibkr.engine import backtest_cerebro
 from bt_ibkr.errors import ConfigError
@@ -280,6 +280,7 @@ IB_FIELDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_each_option_reaches_the_gateway_fills_there_and_matches_the_backtest(gateway_sim,
                                                                               name):
@@ -319,6 +320,7 @@ class AuctionRoundTrips(bt.Strategy):
             self.buy(size=10, auction=AUCTION_OPEN)
 
 
+@pytest.mark.slow
 def test_parity_of_a_moo_moc_strategy_on_real_bars(gateway_sim, spx):
     frames = {"^GSPC": spx.iloc[-120:]}
     run = run_parity(frames, AuctionRoundTrips, {"every": 2}, ParityConfig(client_id=95),
@@ -338,6 +340,7 @@ def test_parity_of_a_moo_moc_strategy_on_real_bars(gateway_sim, spx):
         assert ex.price == pytest.approx(day["open"] if ex.side == "BOT" else day["close"])
 
 
+@pytest.mark.slow
 def test_auction_orders_cross_whole_when_the_gateway_splits_other_fills(gateway_sim, spx):
     """With the simulator filling plain orders 3 shares at a time, an auction still crosses
     each order at one price, as BackBroker fills it: still 0 fill diffs."""
@@ -378,7 +381,7 @@ def test_backtest_path_alone_is_the_backtests_broker():
 def test_a_moo_sent_during_the_session_is_rejected_with_ibs_reason(gateway_sim):
     """The live Strategy sends a MOO at 09:30-ish New York (the opening auction is over):
     the gateway refuses it and the Strategy hears Rejected with the reason; nothing fills."""
-    from test_ib_broker import Live
+    from helpers.ib import Live
 
     with Live(gateway_sim, {1: lambda s: s.buy(size=3, auction=AUCTION_OPEN)},
               client_id=97) as live:
