@@ -13,6 +13,7 @@ from bt_ibkr.cache import BarCache
 from bt_ibkr.errors import ConfigError, DataError
 from bt_ibkr.futures.continuous import (
     build_continuous,
+    cached_continuous,
     continuous_key,
     load_continuous,
     store_continuous,
@@ -113,3 +114,12 @@ def test_missing_contract_and_unmeasurable_gap_are_named():
         build_continuous("ES", cut)
     with pytest.raises(ConfigError, match="ratio, difference"):
         build_continuous("ES", bars, "panama")
+
+
+def test_cached_continuous_builds_once_then_serves_from_the_cache(tmp_path):
+    bars = contract_bars("ES", FIRST, LAST, seed=5)
+    first = cached_continuous(BarCache(tmp_path), "ES", bars)
+    again = cached_continuous(BarCache(tmp_path), "ES", None)  # no bars needed any more
+    assert again.rolls == first.rolls and again.frame.attrs["source"] == "cache"
+    with pytest.raises(DataError, match="no cached ratio continuous series"):
+        cached_continuous(BarCache(tmp_path / "empty"), "ES", None)

@@ -34,7 +34,8 @@ from bt_ibkr.errors import ConfigError, DataError
 from bt_ibkr.futures.registry import ContractMonth, FutureSpec, get_spec
 from bt_ibkr.validation import validate_bars
 
-__all__ = ["METHODS", "ContinuousSeries", "Roll", "build_continuous", "continuous_key",
+__all__ = ["METHODS", "ContinuousSeries", "Roll", "build_continuous", "cached_continuous",
+           "continuous_key",
            "load_continuous", "store_continuous"]
 
 log = logging.getLogger("bt_ibkr.futures.continuous")
@@ -232,3 +233,20 @@ def load_continuous(cache: BarCache, root: str, method: str = "ratio") -> Contin
         return None
     frame.attrs["source"] = "cache"
     return ContinuousSeries(spec.root, method, frame, rolls, held)
+
+
+def cached_continuous(cache: BarCache, root: str,
+                      contracts: Mapping[ContractMonth | str, pd.DataFrame] | None,
+                      method: str = "ratio") -> ContinuousSeries:
+    """Return ``root``'s continuous series from the cache when it has one, else build it from
+    ``contracts`` and store it. Raises DataError when neither is available, and what
+    :func:`build_continuous` raises."""
+    hit = load_continuous(cache, root, method)
+    if hit is not None:
+        return hit
+    if not contracts:
+        raise DataError(f"{root}: no cached {method} continuous series in {cache.root} and no "
+                        "contract bars given to build one")
+    series = build_continuous(root, contracts, method)
+    store_continuous(cache, series)
+    return series
