@@ -66,7 +66,7 @@ def test_adjusted_moves_are_the_held_contract_moves_with_no_jump_at_rolls(contra
     raw = pd.Series([{c.code: f for c, f in bars.items()}[series.held[t]].at[t, "close"]
                      for t in series.frame.index], index=series.frame.index)
     for r in series.rolls:
-        at, before = pd.Timestamp(r.date), pd.Timestamp(r.measured)
+        at, before = pd.Timestamp(r.day), pd.Timestamp(r.measured)
         raw_move = raw[at] / raw[before]
         adj_move = series.frame.at[at, "close"] / series.frame.at[before, "close"]
         assert abs(raw_move - adj_move) > 1e-3
@@ -77,7 +77,7 @@ def test_newest_contract_keeps_its_real_prices(contracts):
     series = build_continuous(root, bars, "ratio")
     last_code = series.held.iloc[-1]
     real = {c.code: f for c, f in bars.items()}[last_code]
-    tail = series.frame.loc[series.frame.index >= pd.Timestamp(series.rolls[-1].date)]
+    tail = series.frame.loc[series.frame.index >= pd.Timestamp(series.rolls[-1].day)]
     pd.testing.assert_frame_equal(tail, real.loc[tail.index], check_freq=False, check_index_type=False,
                                   check_names=False)
 

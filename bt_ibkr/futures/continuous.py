@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -48,12 +50,12 @@ _PRICES = ["open", "high", "low", "close"]
 class Roll:
     """One roll in a continuous series.
 
-    ``date``: the first bar taken from ``new`` (ISO date text in JSON). ``old_close`` and
-    ``new_close``: both contracts' closes on ``measured``, the last bar before ``date``, from
+    ``day``: the first bar taken from ``new`` (ISO date text in JSON). ``old_close`` and
+    ``new_close``: both contracts' closes on ``measured``, the last bar before ``day``, from
     which the adjustment (ratio ``new/old`` or difference ``new - old``) is computed.
     """
 
-    date: date
+    day: date
     old: str
     new: str
     measured: date
@@ -73,14 +75,14 @@ class Roll:
     def to_json(self) -> dict:
         """A JSON-safe dict (dates as ISO text)."""
         d = asdict(self)
-        d["date"] = self.date.isoformat()
+        d["day"] = self.day.isoformat()
         d["measured"] = self.measured.isoformat()
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> Roll:
         """Inverse of :meth:`to_json`."""
-        return cls(date.fromisoformat(d["date"]), str(d["old"]), str(d["new"]),
+        return cls(date.fromisoformat(d["day"]), str(d["old"]), str(d["new"]),
                    date.fromisoformat(d["measured"]), float(d["old_close"]),
                    float(d["new_close"]))
 
@@ -99,7 +101,7 @@ class ContinuousSeries:
     @property
     def roll_dates(self) -> list[date]:
         """The dates of the rolls, oldest first."""
-        return [r.date for r in self.rolls]
+        return [r.day for r in self.rolls]
 
 
 def _day(ts: pd.Timestamp) -> date:
@@ -159,7 +161,7 @@ def build_continuous(root: str, contracts: Mapping[ContractMonth | str, pd.DataF
     # back-adjust, newest roll first so each factor applies to everything before it
     prices = out[_PRICES].to_numpy(copy=True)
     for r in reversed(rolls):
-        before = (out.index < pd.Timestamp(r.date))
+        before = out.index < pd.Timestamp(r.day)
         if method == "ratio":
             prices[before] *= r.ratio
         else:
@@ -192,9 +194,6 @@ def store_continuous(cache: BarCache, series: ContinuousSeries) -> Path:
     parquet without (or with the previous) sidecar; :func:`load_continuous` then compares the
     sidecar's row count and last date with the bars and treats a mismatch as a miss.
     """
-    import os
-    import tempfile
-
     key = continuous_key(series.root, series.method)
     path = cache.store(key, series.frame, replace=True)
     meta = {"root": series.root, "method": series.method, "bars": int(len(series.frame)),

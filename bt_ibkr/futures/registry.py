@@ -24,6 +24,7 @@ Unknown roots raise :class:`~bt_ibkr.errors.ConfigError` naming the known ones.
 from __future__ import annotations
 
 import calendar as _cal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -176,8 +177,8 @@ class FutureSpec:
     multiplier: float
     held_months: str
     settlement: str
-    expiry_rule: object  # (year, month, calendar) -> date
-    notice_rule: object | None = None  # (year, month, calendar) -> date, physical roots
+    expiry_rule: Callable[[int, int, str], date]  # (year, month, calendar) -> last trade
+    notice_rule: Callable[[int, int, str], date] | None = None  # -> first notice day
     roll_days: int = 5
     close_out_days: int = 2
     warn_days: int = 5
@@ -206,14 +207,14 @@ class FutureSpec:
 
     def last_trade(self, year: int, month: int) -> date:
         """Return the last trade date of the ``year``-``month`` contract."""
-        return self.expiry_rule(year, month, self.calendar)  # type: ignore[operator]
+        return self.expiry_rule(year, month, self.calendar)
 
     def first_notice(self, year: int, month: int) -> date | None:
         """Return the first notice day of the contract, or None (cash settled, or no notice
         before the last trade, as for CL)."""
         if self.notice_rule is None:
             return None
-        return self.notice_rule(year, month, self.calendar)  # type: ignore[operator]
+        return self.notice_rule(year, month, self.calendar)
 
     def roll_anchor(self, year: int, month: int) -> date:
         """The date the roll and the close-out count back from: the first notice day when
