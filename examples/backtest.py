@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-id", type=client_id, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
     p.add_argument(
-        "--futures", metavar="SYMBOL[=ROOT],...",
+        "--futures", metavar="SYMBOL[:ROOT],...",
         help="symbols that are continuous futures (e.g. --symbols ES --csv es.csv --futures ES; "
         "ROOT defaults to the symbol; known roots: ES, NQ, CL, GC, ZN): the contract multiplier "
         "applies to value, sizing and commission",

@@ -73,3 +73,16 @@ def test_bad_futures_flags_are_one_line_and_exit_2(workdir, capsys, flags, says)
     assert code == 2
     assert err.strip().splitlines() == [f"error: {err.strip()[len('error: '):]}"]
     assert says in err
+
+
+def test_futures_flag_spelling():
+    from bt_ibkr.errors import ConfigError
+    from bt_ibkr.futures.cli import futures_roots
+
+    assert futures_roots(None) == {}
+    assert futures_roots("ES, nq") == {"ES": "ES", "nq": "NQ"}
+    assert futures_roots("ES=F:ES,GC=F:gc") == {"ES=F": "ES", "GC=F": "GC"}
+    with pytest.raises(ConfigError, match="empty item"):
+        futures_roots("ES,,NQ")
+    with pytest.raises(ConfigError, match="--futures ES=F: unknown futures root 'ES=F'"):
+        futures_roots("ES=F")

@@ -115,3 +115,21 @@ def test_a_short_roll_buys_back_the_old_and_sells_the_new(tmp_path):
     opened = roll_step(journal, plan, NOW).intent
     assert (opened.symbol, opened.side, opened.quantity) == ("ESM4", "SELL", 2.0)
     journal.close()
+
+
+def test_the_open_of_a_roll_into_a_close_out_window_is_refused_before_sending(tmp_path):
+    from bt_ibkr.futures.guard import CloseOutError
+    from bt_ibkr.futures.roll_exec import execute_roll
+
+    journal = Journal(tmp_path / "j.sqlite")
+    k4, m4 = ContractMonth("CL", 2024, 5), ContractMonth("CL", 2024, 6)  # CLM4: window 05-17
+    plan = RollPlan(k4, m4, 2.0)
+    close = roll_step(journal, plan, NOW).intent
+    journal.mark_sent(close.order_ref, 1)
+    journal.record_fill(Fill("c1", close.order_ref, "CLK4", "SELL", 2, 80.0, NOW))
+    late = datetime(2024, 5, 20, 15, 0, tzinfo=UTC)
+    with pytest.raises(CloseOutError, match="CL 202406"):
+        execute_roll(None, journal, plan, lambda: late)  # never reaches the gateway
+    opened = journal.get(plan.refs[1])
+    assert opened.status == "intent" and opened.quantity == 2.0  # journaled, not sent
+    journal.close()

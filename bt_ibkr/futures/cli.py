@@ -1,4 +1,5 @@
-"""Command-line spelling of futures: ``--futures ES,MYES=ES``."""
+"""Command-line spelling of futures: ``--futures ES,ES=F:ES`` (``SYMBOL[:ROOT]``; a colon,
+because Yahoo's continuous futures symbols contain ``=``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ __all__ = ["futures_roots"]
 
 
 def futures_roots(text: str | None) -> dict[str, str]:
-    """Return ``{symbol: root}`` of a ``--futures`` text (``SYMBOL[=ROOT]`` comma-separated;
+    """Return ``{symbol: root}`` of a ``--futures`` text (``SYMBOL[:ROOT]`` comma-separated;
     the root defaults to the symbol). Empty or None gives ``{}``.
 
     Raises ConfigError naming the flag for an empty item or an unknown root (the message
@@ -19,11 +20,11 @@ def futures_roots(text: str | None) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for item in text.split(","):
-        symbol, _, root = item.strip().partition("=")
+        symbol, _, root = item.strip().partition(":")
         symbol, root = symbol.strip(), (root.strip() or symbol.strip())
         if not symbol:
             raise ConfigError(f"--futures {text!r}: empty item; give e.g. --futures ES or "
-                              "--futures MYES=ES")
+                              "--futures ES=F:ES")
         try:
             out[symbol] = get_spec(root).root
         except ConfigError as exc:

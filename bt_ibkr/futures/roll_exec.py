@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bt_ibkr.errors import AttentionError, UnknownSymbolError
+from bt_ibkr.futures.guard import CloseOutGuard
 from bt_ibkr.futures.registry import get_spec
 from bt_ibkr.futures.roll import RollPlan, RollStep, roll_step
 from bt_ibkr.ib.parsing import Fill
@@ -95,20 +96,27 @@ def recover_roll_orders(ib, journal) -> None:
 
 
 def execute_roll(ib, journal, plan: RollPlan, clock: Callable[[], datetime],
-                 timeout: float = 60.0) -> RollStep:
+                 timeout: float = 60.0, guard: CloseOutGuard | None = None) -> RollStep:
     """Drive ``plan`` to "done" or "abandoned" on ``ib``; return the final step.
+
+    Before the open is sent, ``guard`` (default a new :class:`CloseOutGuard`) checks the new
+    contract: a roll into a physically settled contract inside its close-out window raises
+    CloseOutError with the close done and the open journaled but not sent.
 
     Raises AttentionError when an order of the roll makes no progress for ``timeout`` seconds
     (the roll stays journaled: a later call resumes it), UnknownSymbolError when a contract
     cannot be qualified.
     """
     refs = set(plan.refs)
+    guard = guard or CloseOutGuard()
     waited_since: float | None = None
     while True:
         step = roll_step(journal, plan, clock())
         if step.action in ("done", "abandoned"):
             return step
         if step.action == "send":
+            if step.intent.order_ref == plan.refs[1]:  # opening the new contract
+                guard.check(plan.new, clock().date(), 0.0, plan.quantity)
             send_roll_intent(ib, journal, step.intent, plan.old.root)
             waited_since = None
             continue
