@@ -123,3 +123,12 @@ def test_cached_continuous_builds_once_then_serves_from_the_cache(tmp_path):
     assert again.rolls == first.rolls and again.frame.attrs["source"] == "cache"
     with pytest.raises(DataError, match="no cached ratio continuous series"):
         cached_continuous(BarCache(tmp_path / "empty"), "ES", None)
+
+
+def test_the_series_starts_with_the_first_contract_given():
+    bars = contract_bars("ES", FIRST, LAST, seed=3)
+    first = sorted(bars)[0]
+    later = {c: f for c, f in bars.items() if c != first}
+    series = build_continuous("ES", later)
+    assert series.held.iloc[0] == sorted(later)[0].code
+    assert series.frame.index[0] > build_continuous("ES", bars).frame.index[0]

@@ -114,8 +114,9 @@ def build_continuous(root: str, contracts: Mapping[ContractMonth | str, pd.DataF
 
     ``contracts`` maps a :class:`ContractMonth` (or its ``YYYYMM`` code) to that contract's
     canonical daily bar frame. On each date where the held contract (registry rule) has a bar,
-    that bar enters the series. Raises ConfigError for an unknown root or method, DataError
-    when a held contract has no bars, or when the new contract has no bar on the last day
+    that bar enters the series; it starts on the first day whose held contract is given.
+    Raises ConfigError for an unknown root or method, DataError
+    when a held contract after the start has no bars, or when the new contract has no bar on the last day
     before a roll (the gap cannot be measured).
     """
     if method not in METHODS:
@@ -136,6 +137,8 @@ def build_continuous(root: str, contracts: Mapping[ContractMonth | str, pd.DataF
     for d in days:
         c = spec.held_contract(d)
         frame = frames.get(c.code)
+        if frame is None and prev_code is None:
+            continue  # before the first contract given: the series starts later
         if frame is None:
             raise DataError(f"{spec.root}: no bars for {c} which is held on {d} "
                             f"(have {', '.join(sorted(frames))})")
