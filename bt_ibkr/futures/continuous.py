@@ -115,9 +115,9 @@ def build_continuous(root: str, contracts: Mapping[ContractMonth | str, pd.DataF
     ``contracts`` maps a :class:`ContractMonth` (or its ``YYYYMM`` code) to that contract's
     canonical daily bar frame. On each date where the held contract (registry rule) has a bar,
     that bar enters the series; it starts on the first day whose held contract is given.
-    Raises ConfigError for an unknown root or method, DataError
-    when a held contract after the start has no bars, or when the new contract has no bar on the last day
-    before a roll (the gap cannot be measured).
+    Raises ConfigError for an unknown root or method, DataError when a held contract after
+    the start has no bars, or when the new contract has no bar on the last day before a roll
+    (the gap cannot be measured).
     """
     if method not in METHODS:
         raise ConfigError(f"continuous adjustment {method!r}: use one of {', '.join(METHODS)}")
