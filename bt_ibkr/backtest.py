@@ -326,6 +326,11 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
     summary["range_notes"] = range_notes(config, pd.Timestamp(first).date(),
                                          pd.Timestamp(last).date())
     summary["notes"] = report_notes(summary)
+    if config.futures:
+        from bt_ibkr.futures.backtest import futures_text
+
+        summary["futures"] = dict(config.futures)
+        summary["notes"].insert(0, f"futures: {futures_text(config.futures)}")
     if ablation is not None:
         summary["ablation"] = ablation.to_list()
         if ablation.skipped:
@@ -349,7 +354,9 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
                 notes=summary["range_notes"] + summary["notes"],
                 ablation=summary.get("ablation"),
                 ablation_note="; ".join(summary.get("ablation_skipped", [])),
-                parameters={"Costs": costs_text(summary)},
+                parameters={"Costs": costs_text(summary),
+                            **({"Futures": summary["notes"][0][len("futures: "):]}
+                               if config.futures else {})},
             )
             summary["report"] = str(report)
         except ValueError as exc:  # e.g. intraday bars spanning fewer than 2 days

@@ -77,9 +77,18 @@ class BacktestConfig:
     ib_host: str = "127.0.0.1"  # source "ibkr": the gateway to load history from
     ib_port: int = 4002
     ib_client_id: int | None = None
+    futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field (as its CLI flag) and its value."""
+        if self.futures:
+            from bt_ibkr.futures.registry import get_spec
+
+            for symbol, root in self.futures.items():
+                get_spec(root)
+                if self.symbols is not None and symbol not in self.symbols:
+                    raise ConfigError(f"--futures {symbol}: not one of --symbols "
+                                      f"{','.join(self.symbols)}; list it there too")
         if not _finite(self.cash) or self.cash <= 0:
             raise ConfigError(f"--cash {self.cash}: must be a finite amount > 0, e.g. --cash 100000")
         for flag, bps in (("--commission-bps", self.commission_bps),
@@ -304,6 +313,10 @@ def simulate(config: BacktestConfig, frames: dict[str, pd.DataFrame],
                                preload=config.preload, runonce=config.runonce,
                                cash_rate_pct=config.cash_rate_pct)
     bars = 0
+    if config.futures:  # continuous futures: one unit = one contract (bt_ibkr.futures.backtest)
+        from bt_ibkr.futures.backtest import per_contract_frames
+
+        frames = per_contract_frames(frames, config.futures)
     for symbol, frame in frames.items():
         feed = make_feed(frame, name=symbol, **(feed_kw or {}).get(symbol, {}))
         cerebro.adddata(feed, name=symbol)

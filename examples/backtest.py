@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=tcp_port, default=4002, help="--source ibkr: gateway port (default 4002, IB Gateway paper)")
     p.add_argument("--client-id", type=client_id, default=None, help="--source ibkr: API client id (default: a random free one)")
     p.add_argument("--csv", help="CSV file(s) for --source csv (comma-separated, one per symbol)")
+    p.add_argument(
+        "--futures", metavar="SYMBOL[:ROOT],...",
+        help="symbols that are continuous futures (e.g. --symbols ES --csv es.csv --futures ES; "
+        "ROOT defaults to the symbol; known roots: ES, NQ, CL, GC, ZN): the contract multiplier "
+        "applies to value, sizing and commission",
+    )
     p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
     p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
     p.add_argument("--cash", type=positive_float, default=100_000.0, help="starting cash (default 100000)")
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         from bt_ibkr.backtest import BacktestConfig, run_backtest
+        from bt_ibkr.futures.cli import futures_roots
         from bt_ibkr.params import parse_params
         from strategies import RegimeAwareEnsemble
 
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             ib_host=args.host,
             ib_port=args.port,
             ib_client_id=args.client_id,
+            futures=futures_roots(args.futures),
         )
         result = run_backtest(config)
     except BtIbkrError as exc:

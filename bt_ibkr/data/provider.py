@@ -485,6 +485,21 @@ class IBKRDataProvider:
         self.last_attempts[symbol] = [Attempt("ibkr", True, f"{len(frame)} bars")]
         return frame
 
+    def get_continuous_future(self, root: str, duration: str = "1 Y", bar_size: str = "1 day",
+                              use_rth: bool = True):
+        """Return IB's continuous history of futures ``root`` (one CONTFUT request ending now;
+        IB refuses an explicit end) as a :class:`bt_ibkr.futures.history.ContFutHistory`
+        (bars plus the front contract). Raises ConfigError for an unknown root (naming the
+        known ones), UnknownSymbolError, SourceUnavailableError, DataError."""
+        from bt_ibkr.futures.history import contfut_history
+        from bt_ibkr.futures.registry import get_spec
+
+        spec = get_spec(root)
+        size = normalize_bar_size(bar_size)
+        parse_duration(duration)
+        return self._run(contfut_history(self.session, self.history, spec, duration, size,
+                                         use_rth=use_rth))
+
     def get_real_time_price(self, symbol: str) -> float:
         """Return the current price of ``symbol`` from an IB snapshot (reqMktData snapshot).
 

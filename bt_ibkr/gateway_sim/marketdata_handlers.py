@@ -17,6 +17,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bt_ibkr.gateway_sim.contfut import (
+    CONTFUT,
+    CONTFUT_END_CODE,
+    CONTFUT_END_TEXT,
+    contfut_view,
+    front_future,
+)
 from bt_ibkr.gateway_sim.marketdata import (
     HMDS,
     Bar,
@@ -134,10 +141,27 @@ class MarketDataRouter:
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
             primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
 
+    def _front(self, spec: dict[str, object]) -> SimContract | None:
+        """The front future a CONTFUT request stands for (None: no such future)."""
+        return front_future(self.server.contracts.all(), str(spec["symbol"]),
+                            self.server.clock.now().date(), str(spec["exchange"]),
+                            str(spec["currency"]))
+
     def _on_contract_details(self, session: Any, reader: FieldReader) -> None:
         reader.skip()  # version 8
         req_id = reader.int()
         spec = self._read_contract(reader)
+        if str(spec["secType"]).upper() == CONTFUT:
+            front = self._front(spec)
+            if front is None:
+                self.server.error(session, req_id, 200, NO_SECDEF)
+                return
+            view = self.server.contracts.details_view(front, str(spec["exchange"]),
+                                                      self.server.clock.now().date())
+            session.send(contract_details_fields(contfut_view(view), req_id,
+                                                 session.server_version))
+            session.send(contract_details_end_fields(req_id))
+            return
         con_id = int(float(spec["conId"] or 0))
         found = self.server.contracts.matches(
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
@@ -183,7 +207,11 @@ class MarketDataRouter:
         if spec["secType"] == "BAG":
             reader.skip(4 * reader.int())
         keep_up = reader.bool()
-        contract = self._resolve(spec)
+        contfut = str(spec["secType"]).upper() == CONTFUT
+        if contfut and end_text.strip():
+            self.server.error(session, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
+            return
+        contract = self._front(spec) if contfut else self._resolve(spec)
         if contract is None:
             self.server.error(session, req_id, 200, NO_SECDEF)
             return
