@@ -7,8 +7,7 @@ import json
 import arch.data.sp500
 import pandas as pd
 import pytest
-
-from examples.backtest import main
+from helpers.cli import run_backtest
 
 SUMMARY_KEYS = {
     "source", "symbols", "bars", "start", "end", "final_value", "total_return", "cagr", "sharpe",
@@ -32,10 +31,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _run(args, capsys):
-    code = main(["--no-progress", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_backtest
 
 
 @pytest.mark.slow

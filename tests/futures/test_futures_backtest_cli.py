@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.cli import run_backtest
 from helpers.futures_synth import write_continuous_csv
-
-from examples.backtest import main
 
 
 @pytest.fixture
@@ -20,10 +19,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _run(args, capsys):
-    code = main(["--no-progress", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_backtest
 
 
 @pytest.mark.slow
