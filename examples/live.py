@@ -366,16 +366,16 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
 
 def _runner(args, config, strategy_cls, operator, say):
+    from bt_ibkr.live.options import RunOptions
     from bt_ibkr.live.runner import LiveRunner
     from bt_ibkr.records.tearsheet import SessionSelection
 
-    return LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
-                      max_runtime=args.max_runtime, json_path=args.json,
-                      report_path=args.report, progress=say, lift_halt=args.lift_halt,
-                      report_select=SessionSelection(run=args.report_run,
-                                                     start=args.report_from,
-                                                     end=args.report_to),
-                      operator=operator)
+    return LiveRunner(config, RunOptions(
+        strategy=strategy_cls, simulate=args.simulate, max_runtime=args.max_runtime,
+        json_path=args.json, report_path=args.report, progress=say, lift_halt=args.lift_halt,
+        report_select=SessionSelection(run=args.report_run, start=args.report_from,
+                                       end=args.report_to),
+        operator=operator))
 
 
 def _run_once(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:

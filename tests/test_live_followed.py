@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -82,8 +83,7 @@ class Run:
     def __init__(self, sim, cfg, **params):
         self.sim = sim
         HoldTen.last_bar, HoldTen.seen = None, []
-        self.runner = LiveRunner(cfg, strategy=HoldTen, max_runtime=HANG)
-        self.runner.config.params = params
+        self.runner = LiveRunner(replace(cfg, params=params), strategy=HoldTen, max_runtime=HANG)
         self.out: dict = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
         subs = len(sim.requests_named("reqRealTimeBars"))
