@@ -19,6 +19,7 @@ import argparse
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bt_ibkr.cli_args import (
@@ -275,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                            f"config {args.config}: strategy.params" if args.config
                            else "strategy.params")
         if args.param:
-            config.params = {**config.params, **parse_params(strategy_cls, args.param)}
+            config = replace(config, params={**config.params,
+                                             **parse_params(strategy_cls, args.param)})
         if args.service and config.run_mode != "daily":
             raise ConfigError("--service decides once per exchange session: it runs --mode "
                               "daily (a stream run is already long-running)")

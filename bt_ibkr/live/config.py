@@ -38,6 +38,7 @@ The checks of single values (types, ranges, choices, ``decide_at``) live in
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -45,6 +46,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
@@ -90,7 +92,7 @@ SECRET_NAME_RE = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 """A key or variable name that matches this holds a secret (used by redaction everywhere)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConnectionConfig:
     """Where the TWS / IB Gateway API listens and which session to use.
 
@@ -108,7 +110,7 @@ class ConnectionConfig:
     readonly: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class RiskConfig:
     """Risk limits checked before every order (see :mod:`bt_ibkr.live.risk`); ``None`` = no limit.
 
@@ -134,7 +136,7 @@ class RiskConfig:
     shrink: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PathsConfig:
     """Where a run keeps its state and records (relative paths are relative to the cwd)."""
 
@@ -144,7 +146,7 @@ class PathsConfig:
     equity: Path = Path("state/equity.csv")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionsConfig:
     """The session records under ``<journal folder>/sessions/`` (bt_ibkr.records.sessions).
 
@@ -160,7 +162,7 @@ class SessionsConfig:
     archive: Path | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class OpsConfig:
     """Running unattended (docs/DEPLOY.md): the status/health/metrics port (``http_port``
     None: off; ``http_host`` beyond loopback needs ``BT_IBKR_HTTP_TOKEN``), the gateway's daily
@@ -175,9 +177,12 @@ class OpsConfig:
     calendar: str = "XNYS"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveConfig:
-    """Everything a paper/live run needs, validated. Build it with :func:`load_config`."""
+    """Everything a paper/live run needs, validated. Build it with :func:`load_config`.
+
+    Frozen, as every section: a run reads the config it was given from start to end; a
+    changed copy is ``dataclasses.replace(config, ...)``."""
 
     mode: str = "paper"
     run_mode: str = "daily"
@@ -231,6 +236,11 @@ class LiveConfig:
         return out
 
 
+_SECTION_TYPES: dict[str, type] = {"connection": ConnectionConfig, "risk": RiskConfig,
+                                   "paths": PathsConfig, "sessions": SessionsConfig,
+                                   "ops": OpsConfig}
+
+
 def _mask_keys(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
@@ -242,10 +252,33 @@ def _mask_keys(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# applying one layer (file, environment, overrides) onto a LiveConfig
+# applying one layer (file, environment, overrides) onto a draft of a LiveConfig
+
+Draft = SimpleNamespace
+"""A LiveConfig being built: the same attributes (sections as Drafts too), assignable."""
 
 
-def _set_connection(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def draft(config: LiveConfig | None = None) -> Draft:
+    """Return a mutable Draft of ``config`` (default: the defaults), for :func:`freeze`."""
+    config = LiveConfig() if config is None else config
+    top = {f.name: getattr(config, f.name) for f in fields(LiveConfig)}
+    for name, cls in _SECTION_TYPES.items():
+        section = top[name]
+        top[name] = Draft(**{f.name: copy.copy(getattr(section, f.name)) for f in fields(cls)})
+    top["symbols"], top["params"] = list(top["symbols"]), dict(top["params"])
+    top["secrets"] = dict(top["secrets"])
+    return Draft(**top)
+
+
+def freeze(cfg: Draft) -> LiveConfig:
+    """Return the frozen LiveConfig of the Draft ``cfg``."""
+    values = dict(vars(cfg))
+    for name, cls in _SECTION_TYPES.items():
+        values[name] = cls(**vars(values[name]))
+    return LiveConfig(**values)
+
+
+def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"connection.{key}"
     c = cfg.connection
     if key == "host":
@@ -264,7 +297,7 @@ def _set_connection(cfg: LiveConfig, where: Where, key: str, value: Any) -> None
         raise unknown_key(where, "connection", key, _names(ConnectionConfig))
 
 
-def _set_risk(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"risk.{key}"
     r = cfg.risk
     if key in ("max_position_per_symbol", "max_position_notional", "max_order_notional"):
@@ -294,12 +327,12 @@ def _set_risk(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
         raise unknown_key(where, "risk", key, _names(RiskConfig))
 
 
-def _set_path(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def _set_path(cfg: Draft, where: Where, key: str, value: Any) -> None:
     text = as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
     setattr(cfg.paths, key, Path(os.path.expanduser(text)))  # type: ignore[arg-type]
 
 
-def _set_sessions(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def _set_sessions(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"sessions.{key}"
     s = cfg.sessions
     if key == "part_mb":
@@ -317,7 +350,7 @@ def _set_sessions(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
         raise unknown_key(where, "sessions", key, _names(SessionsConfig))
 
 
-def _set_ops(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"ops.{key}"
     o = cfg.ops
     if key == "http_host":
@@ -369,7 +402,7 @@ _SECTIONS = {
 }
 
 
-def _set_top(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
+def _set_top(cfg: Draft, where: Where, key: str, value: Any) -> None:
     if key == "mode":
         cfg.mode = as_choice(where, key, value, MODES)
     elif key == "run_mode":
@@ -409,7 +442,7 @@ def _set_top(cfg: LiveConfig, where: Where, key: str, value: Any) -> None:
         raise unknown_key(where, "", key, _TOP_KEYS)
 
 
-def _apply_file(cfg: LiveConfig, where: Where, data: Any) -> None:
+def _apply_file(cfg: Draft, where: Where, data: Any) -> None:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where.origin}: expected a JSON object at the top level, got {type(data).__name__}")
     for key, value in data.items():
@@ -440,7 +473,7 @@ def _apply_file(cfg: LiveConfig, where: Where, data: Any) -> None:
             raise unknown_key(where, "", key, _TOP_KEYS)
 
 
-def _apply_env(cfg: LiveConfig, env: Mapping[str, str]) -> None:
+def _apply_env(cfg: Draft, env: Mapping[str, str]) -> None:
     for var, path in ENV_CONNECTION.items():
         raw = env.get(var)
         if raw is None or raw.strip() == "":
@@ -456,7 +489,7 @@ def _apply_env(cfg: LiveConfig, env: Mapping[str, str]) -> None:
     cfg.secrets = secrets
 
 
-def _apply_dotted(cfg: LiveConfig, where: Where, dotted: str, value: Any) -> None:
+def _apply_dotted(cfg: Draft, where: Where, dotted: str, value: Any) -> None:
     section, _, key = dotted.partition(".")
     if key and section in _SECTIONS:
         cls, setter = _SECTIONS[section]
@@ -524,7 +557,7 @@ def load_config(
             (key path and source named), or ``confirm_live``/secrets appear in the file.
     """
     env = os.environ if env is None else env
-    cfg = LiveConfig()
+    cfg = draft()
     if path is not None:
         path = Path(path)
         cfg.source = str(path)
@@ -538,4 +571,4 @@ def load_config(
             _apply_dotted(cfg, where, dotted, value)
     if cfg.connection.port is None:
         cfg.connection.port = DEFAULT_PORT_BY_MODE[cfg.mode]
-    return cfg
+    return freeze(cfg)

@@ -53,13 +53,13 @@ def check_params(strategy_cls: type, params: dict[str, Any]) -> None:
     Raises:
         ConfigError: names the param(s) (``strategy.params``) and the valid names.
     """
-    names = set(strategy_cls.params._getkeys())
+    from bt_ibkr.params import check_param_values, param_defaults
+
+    names = set(param_defaults(strategy_cls))
     unknown = sorted(set(params) - names)
     if unknown:
         raise ConfigError(f"strategy.params {unknown}: {strategy_cls.__name__} has no such "
                           f"param; valid: {', '.join(sorted(names))}")
-    from bt_ibkr.params import check_param_values
-
     # typed as the CLI types them: a library caller's use_hmm="maybe" is refused too
     check_param_values(strategy_cls, params, "strategy.params")
 
