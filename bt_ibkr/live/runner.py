@@ -9,17 +9,19 @@
    is resolved here, before connecting, and never changes during the run;
 3. connect (:class:`~bt_ibkr.ib.store.IBStore`), refuse accounts that do not match the mode
    (:func:`safety.check_trading_mode`);
-4. reconcile the SQLite journal with the gateway (:mod:`bt_ibkr.live.run_reconcile`): open and completed orders, executions
-   (``reqExecutions``), positions; adopt what it finds (working orders of ours are followed,
-   their fills journaled), bump the client's order-id sequence past every id ever used;
+4. reconcile the SQLite journal with the gateway (:mod:`bt_ibkr.live.run_reconcile`): open
+   and completed orders, executions (``reqExecutions``), positions; adopt what it finds
+   (working orders of ours are followed, their fills journaled), bump the client's order-id
+   sequence past every id ever used;
 5. run Cerebro with the strategy, :class:`~bt_ibkr.live.journaled_broker.JournaledIBBroker`
    (risk gate, journal-before-send, read-only) and the equity recorder (appended across runs).
    Warm-up and backfill go through the store's historical path and the shared bar cache, on
    the store's one connection:
 
    * ``run_mode="daily"``: backfill completed daily bars (:class:`~feeds.daily_decision.
-     DailyDecisionData`), let the strategy decide on the last one, place the orders, wait until they are finished (or ``max_runtime``; unfinished ones
-     stay working and journaled) and return;
+     DailyDecisionData`), let the strategy decide on the last one, place the orders, wait
+     until they are finished (or ``max_runtime``; unfinished ones stay working and
+     journaled) and return;
    * ``run_mode="stream"``: backfill, then trade every live bar until :meth:`LiveRunner.stop`
      (SIGINT/SIGTERM in the CLI) or ``max_runtime``; on stop this run's working orders are
      cancelled when ``risk.cancel_on_exit`` is true, also when the run stops on an error
@@ -30,13 +32,12 @@
      feed at that time; a feed whose bar does not come within one more bar is reported
      (log, audit, status line) and the strategy goes on without it;
 
-6. assemble the :class:`~bt_ibkr.live.result.LiveResult` and write the run summary (``--json``) and the quantstats tearsheet of the recorded equity
-   (``--report``); every decision, order, fill, connection event and risk refusal is in the
-   audit log ``<logs>/audit-YYYYMMDD.jsonl``.
+6. write the :class:`~bt_ibkr.live.result.LiveResult` as the run summary (``--json``) and
+   the tearsheet of the recorded sessions (``--report``); every decision, order, fill,
+   connection event and risk refusal is in the audit log ``<logs>/audit-YYYYMMDD.jsonl``.
 
-The run's options outside its LiveConfig are one frozen
-:class:`~bt_ibkr.live.options.RunOptions`; the feeds, analyzers, store and session record are
-built by :mod:`bt_ibkr.live.wiring`.
+The options outside the LiveConfig are one frozen :class:`~bt_ibkr.live.options.RunOptions`;
+store, broker, feeds, analyzers and session record are built by :mod:`bt_ibkr.live.wiring`.
 
 Errors: :class:`~bt_ibkr.errors.ConfigError` (bad input, safety refusal: the message names the
 input), :class:`~bt_ibkr.errors.RecordsError` (the session record cannot be written: the
