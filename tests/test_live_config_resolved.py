@@ -79,3 +79,33 @@ def test_a_simulated_stream_run_leaves_its_config_as_it_was(tmp_path, monkeypatc
     (connected,) = [r for r in read_audit(Path(result.audit))
                     if r.get("kind") == "connection" and r.get("event") == "connected"]
     assert (connected["host"], connected["port"]) == address
+
+
+def test_one_config_run_twice_with_simulate_starts_each_simulator_afresh(tmp_path, monkeypatch):
+    """The service runs one LiveConfig session after session. With ``--simulate`` each run has
+    a fresh simulator, so each starts a fresh simulated journal (the previous one kept as
+    ``*.prev``) and trades the same: before, the first run rewrote the config's paths, so the
+    second reused a journal describing a simulator that no longer existed."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, env={})
+    first = LiveRunner(cfg, RunOptions(simulate=True, max_runtime=HANG)).run()
+    assert [o["status"] for o in first.orders] == ["filled"]
+    second = LiveRunner(cfg, RunOptions(simulate=True, max_runtime=HANG)).run()
+    assert second.journal == first.journal == str(Path("state/simulate/journal.sqlite"))
+    assert Path("state/simulate/journal.sqlite.prev").exists()
+    assert [(o["orderRef"], o["status"]) for o in second.orders] == \
+        [(o["orderRef"], o["status"]) for o in first.orders]
+    assert second.needs_attention == []
+
+
+def test_the_config_cannot_be_changed_in_place():
+    """Every section of a LiveConfig is frozen: a changed config is a new one."""
+    import dataclasses
+
+    cfg = load_config(None, env={})
+    for target, name in ((cfg, "mode"), (cfg.connection, "port"), (cfg.paths, "journal"),
+                         (cfg.risk, "max_daily_loss"), (cfg.sessions, "part_mb"),
+                         (cfg.ops, "http_port")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(target, name, getattr(target, name))
+    assert dataclasses.replace(cfg, mode="live").mode == "live" and cfg.mode == "paper"
