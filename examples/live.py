@@ -19,6 +19,7 @@ import argparse
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bt_ibkr.cli_args import (
@@ -275,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                            f"config {args.config}: strategy.params" if args.config
                            else "strategy.params")
         if args.param:
-            config.params = {**config.params, **parse_params(strategy_cls, args.param)}
+            config = replace(config, params={**config.params,
+                                             **parse_params(strategy_cls, args.param)})
         if args.service and config.run_mode != "daily":
             raise ConfigError("--service decides once per exchange session: it runs --mode "
                               "daily (a stream run is already long-running)")
@@ -366,16 +368,16 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
 
 def _runner(args, config, strategy_cls, operator, say):
+    from bt_ibkr.live.options import RunOptions
     from bt_ibkr.live.runner import LiveRunner
     from bt_ibkr.records.tearsheet import SessionSelection
 
-    return LiveRunner(config, strategy=strategy_cls, simulate=args.simulate,
-                      max_runtime=args.max_runtime, json_path=args.json,
-                      report_path=args.report, progress=say, lift_halt=args.lift_halt,
-                      report_select=SessionSelection(run=args.report_run,
-                                                     start=args.report_from,
-                                                     end=args.report_to),
-                      operator=operator)
+    return LiveRunner(config, RunOptions(
+        strategy=strategy_cls, simulate=args.simulate, max_runtime=args.max_runtime,
+        json_path=args.json, report_path=args.report, progress=say, lift_halt=args.lift_halt,
+        report_select=SessionSelection(run=args.report_run, start=args.report_from,
+                                       end=args.report_to),
+        operator=operator))
 
 
 def _run_once(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:

@@ -31,22 +31,37 @@ explicit command-line flag on each run.
 Secrets (``TWS_USERID``, ``TWS_PASSWORD``, ``BT_IBKR_ALERT_URLS``, ``BT_IBKR_HTTP_TOKEN`` ...) are read only from the
 environment into :attr:`LiveConfig.secrets`, which is left out of ``repr()`` and shown as
 ``"***"`` by :meth:`LiveConfig.redacted`.
+
+The checks of single values (types, ranges, choices, ``decide_at``) live in
+:mod:`bt_ibkr.live.config_values`; :func:`parse_decide_at` is importable from here too.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.ib.bars import BAR_SIZES
+from bt_ibkr.live.config_values import (
+    Where,
+    as_bool,
+    as_choice,
+    as_float,
+    as_int,
+    as_str,
+    as_symbols,
+    parse_decide_at,
+    unknown_key,
+)
 
 DEFAULT_PORT_BY_MODE: dict[str, int] = {"paper": 4002, "live": 4001}
 """Port used when none is configured: IB Gateway's paper or live port."""
@@ -77,7 +92,7 @@ SECRET_NAME_RE = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 """A key or variable name that matches this holds a secret (used by redaction everywhere)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConnectionConfig:
     """Where the TWS / IB Gateway API listens and which session to use.
 
@@ -95,7 +110,7 @@ class ConnectionConfig:
     readonly: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class RiskConfig:
     """Risk limits checked before every order (see :mod:`bt_ibkr.live.risk`); ``None`` = no limit.
 
@@ -121,7 +136,7 @@ class RiskConfig:
     shrink: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PathsConfig:
     """Where a run keeps its state and records (relative paths are relative to the cwd)."""
 
@@ -131,7 +146,7 @@ class PathsConfig:
     equity: Path = Path("state/equity.csv")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionsConfig:
     """The session records under ``<journal folder>/sessions/`` (bt_ibkr.records.sessions).
 
@@ -147,7 +162,7 @@ class SessionsConfig:
     archive: Path | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class OpsConfig:
     """Running unattended (docs/DEPLOY.md): the status/health/metrics port (``http_port``
     None: off; ``http_host`` beyond loopback needs ``BT_IBKR_HTTP_TOKEN``), the gateway's daily
@@ -162,9 +177,12 @@ class OpsConfig:
     calendar: str = "XNYS"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveConfig:
-    """Everything a paper/live run needs, validated. Build it with :func:`load_config`."""
+    """Everything a paper/live run needs, validated. Build it with :func:`load_config`.
+
+    Frozen, as every section: a run reads the config it was given from start to end; a
+    changed copy is ``dataclasses.replace(config, ...)``."""
 
     mode: str = "paper"
     run_mode: str = "daily"
@@ -218,6 +236,11 @@ class LiveConfig:
         return out
 
 
+_SECTION_TYPES: dict[str, type] = {"connection": ConnectionConfig, "risk": RiskConfig,
+                                   "paths": PathsConfig, "sessions": SessionsConfig,
+                                   "ops": OpsConfig}
+
+
 def _mask_keys(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
@@ -229,153 +252,66 @@ def _mask_keys(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# validation helpers
+# applying one layer (file, environment, overrides) onto a draft of a LiveConfig
+
+Draft = SimpleNamespace
+"""A LiveConfig being built: the same attributes (sections as Drafts too), assignable."""
 
 
-class _Where:
-    """Builds error messages that name the source of a value (file, environment, CLI)."""
-
-    def __init__(self, origin: str, *, name_key: bool = True) -> None:
-        self.origin = origin
-        self.name_key = name_key
-
-    def error(self, key: str, message: str) -> ConfigError:
-        if not self.name_key:
-            return ConfigError(f"{self.origin}: {message}")
-        return ConfigError(f"{self.origin}: {key}: {message}")
-
-
-def _unknown_key(where: _Where, section: str, key: str, valid: list[str]) -> ConfigError:
-    path = f"{section}.{key}" if section else key
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else f" (valid keys: {', '.join(valid)})"
-    return where.error(path, f"unknown key{hint}")
+def draft(config: LiveConfig | None = None) -> Draft:
+    """Return a mutable Draft of ``config`` (default: the defaults), for :func:`freeze`."""
+    config = LiveConfig() if config is None else config
+    top = {f.name: getattr(config, f.name) for f in fields(LiveConfig)}
+    for name, cls in _SECTION_TYPES.items():
+        section = top[name]
+        top[name] = Draft(**{f.name: copy.copy(getattr(section, f.name)) for f in fields(cls)})
+    top["symbols"], top["params"] = list(top["symbols"]), dict(top["params"])
+    top["secrets"] = dict(top["secrets"])
+    return Draft(**top)
 
 
-def _as_int(where: _Where, key: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}") from None
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}")
-    return value
+def freeze(cfg: Draft) -> LiveConfig:
+    """Return the frozen LiveConfig of the Draft ``cfg``."""
+    values = dict(vars(cfg))
+    for name, cls in _SECTION_TYPES.items():
+        values[name] = cls(**vars(values[name]))
+    return LiveConfig(**values)
 
 
-def _as_float(
-    where: _Where, key: str, value: Any, *, lo: float, hi: float | None = None,
-    lo_open: bool = True, hi_open: bool = True, nullable: bool = False,
-) -> float | None:
-    if value is None and nullable:
-        return None
-    expected = "a number" + (" or null" if nullable else "")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise where.error(key, f"expected {expected}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise where.error(key, f"expected {expected}, got {value!r}")
-    value = float(value)
-    too_low = value <= lo if lo_open else value < lo
-    too_high = hi is not None and (value >= hi if hi_open else value > hi)
-    if too_low or too_high:
-        rng = f"{'>' if lo_open else '>='} {lo:g}"
-        if hi is not None:
-            rng += f" and {'<' if hi_open else '<='} {hi:g}"
-        raise where.error(key, f"expected a number {rng}, got {value!r}")
-    return value
-
-
-def _as_bool(where: _Where, key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-    raise where.error(key, f"expected true or false, got {value!r}")
-
-
-def _as_str(where: _Where, key: str, value: Any, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise where.error(key, f"expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _as_choice(where: _Where, key: str, value: Any, choices: tuple[str, ...]) -> str:
-    if isinstance(value, str) and value.strip().lower() in choices:
-        return value.strip().lower()
-    hint = ""
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value.strip().lower(), choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise where.error(key, f"expected one of {', '.join(map(repr, choices))}, got {value!r}{hint}")
-
-
-def _as_symbols(where: _Where, key: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [s for s in (part.strip() for part in value.split(",")) if s]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise where.error(key, f"expected a non-empty list of symbols, got {value!r}")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip():
-            raise where.error(f"{key}[{i}]", f"expected a symbol string, got {item!r}")
-        sym = item.strip()
-        if sym in out:
-            raise where.error(f"{key}[{i}]", f"duplicate symbol {sym!r}")
-        out.append(sym)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# applying one layer (file, environment, overrides) onto a LiveConfig
-
-
-def _set_connection(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"connection.{key}"
     c = cfg.connection
     if key == "host":
-        c.host = _as_str(where, path, value)  # type: ignore[assignment]
+        c.host = as_str(where, path, value)  # type: ignore[assignment]
     elif key == "port":
-        c.port = None if value is None else _as_int(where, path, value, 1, 65535)
+        c.port = None if value is None else as_int(where, path, value, 1, 65535)
     elif key == "client_id":
-        c.client_id = _as_int(where, path, value, 0, 2**31 - 1)
+        c.client_id = as_int(where, path, value, 0, 2**31 - 1)
     elif key == "account":
-        c.account = _as_str(where, path, value, nullable=True)
+        c.account = as_str(where, path, value, nullable=True)
     elif key == "timeout":
-        c.timeout = _as_float(where, path, value, lo=0.0)  # type: ignore[assignment]
+        c.timeout = as_float(where, path, value, lo=0.0)  # type: ignore[assignment]
     elif key == "readonly":
-        c.readonly = _as_bool(where, path, value)
+        c.readonly = as_bool(where, path, value)
     else:  # pragma: no cover - callers check names first
-        raise _unknown_key(where, "connection", key, _names(ConnectionConfig))
+        raise unknown_key(where, "connection", key, _names(ConnectionConfig))
 
 
-def _set_risk(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"risk.{key}"
     r = cfg.risk
     if key in ("max_position_per_symbol", "max_position_notional", "max_order_notional"):
-        setattr(r, key, _as_float(where, path, value, lo=0.0, nullable=True))
+        setattr(r, key, as_float(where, path, value, lo=0.0, nullable=True))
     elif key == "max_daily_loss":
-        r.max_daily_loss = _as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
+        r.max_daily_loss = as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
     elif key == "cancel_on_exit":
-        r.cancel_on_exit = _as_bool(where, path, value)
+        r.cancel_on_exit = as_bool(where, path, value)
     elif key == "capital":
-        r.capital = _as_float(where, path, value, lo=0.0, nullable=True)
+        r.capital = as_float(where, path, value, lo=0.0, nullable=True)
     elif key == "ramp_sessions":
-        r.ramp_sessions = _as_int(where, path, value, 0, 10_000)
+        r.ramp_sessions = as_int(where, path, value, 0, 10_000)
     elif key == "ramp_start":
-        r.ramp_start = _as_float(where, path, value, lo=0.0, hi=1.0,  # type: ignore[assignment]
+        r.ramp_start = as_float(where, path, value, lo=0.0, hi=1.0,  # type: ignore[assignment]
                                  hi_open=False)
     elif key == "shrink":
         names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
@@ -388,41 +324,41 @@ def _set_risk(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
                                        f"{', '.join(shrinkable)}")
         r.shrink = [n for n in names if n]
     else:  # pragma: no cover
-        raise _unknown_key(where, "risk", key, _names(RiskConfig))
+        raise unknown_key(where, "risk", key, _names(RiskConfig))
 
 
-def _set_path(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
-    text = _as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
+def _set_path(cfg: Draft, where: Where, key: str, value: Any) -> None:
+    text = as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
     setattr(cfg.paths, key, Path(os.path.expanduser(text)))  # type: ignore[arg-type]
 
 
-def _set_sessions(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+def _set_sessions(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"sessions.{key}"
     s = cfg.sessions
     if key == "part_mb":
-        s.part_mb = _as_float(where, path, value, lo=0.0, hi=4096.0,  # type: ignore[assignment]
+        s.part_mb = as_float(where, path, value, lo=0.0, hi=4096.0,  # type: ignore[assignment]
                               hi_open=False)
     elif key == "keep_days":
-        s.keep_days = _as_float(where, path, value, lo=0.0, nullable=True)
+        s.keep_days = as_float(where, path, value, lo=0.0, nullable=True)
     elif key == "expired":
-        s.expired = _as_choice(where, path, value, ("delete", "archive"))
+        s.expired = as_choice(where, path, value, ("delete", "archive"))
     elif key == "archive":
-        text = _as_str(where, path, str(value) if isinstance(value, Path) else value,
+        text = as_str(where, path, str(value) if isinstance(value, Path) else value,
                        nullable=True)
         s.archive = None if text is None else Path(os.path.expanduser(text))
     else:  # pragma: no cover
-        raise _unknown_key(where, "sessions", key, _names(SessionsConfig))
+        raise unknown_key(where, "sessions", key, _names(SessionsConfig))
 
 
-def _set_ops(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"ops.{key}"
     o = cfg.ops
     if key == "http_host":
-        o.http_host = _as_str(where, path, value)  # type: ignore[assignment]
+        o.http_host = as_str(where, path, value)  # type: ignore[assignment]
     elif key == "http_port":
-        o.http_port = None if value is None else _as_int(where, path, value, 0, 65535)
+        o.http_port = None if value is None else as_int(where, path, value, 0, 65535)
     elif key == "restart_window":
-        text = _as_str(where, path, value, nullable=True)
+        text = as_str(where, path, value, nullable=True)
         if text is not None:
             from bt_ibkr.ops.restart_window import RestartWindow
 
@@ -432,7 +368,7 @@ def _set_ops(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
                 raise where.error(key, str(exc)) from None
         o.restart_window = text
     elif key == "decide_at":
-        text = _as_str(where, path, value)
+        text = as_str(where, path, value)
         try:
             parse_decide_at(text)
         except ConfigError as exc:
@@ -441,35 +377,14 @@ def _set_ops(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
     elif key == "calendar":
         from bt_ibkr.calendars import get_calendar
 
-        text = _as_str(where, path, value)
+        text = as_str(where, path, value)
         try:
             get_calendar(str(text))
         except ConfigError as exc:
             raise where.error(key, str(exc)) from None
         o.calendar = text  # type: ignore[assignment]
     else:  # pragma: no cover
-        raise _unknown_key(where, "ops", key, _names(OpsConfig))
-
-
-_DECIDE_AT = re.compile(r"^\s*(close|open)\s*(?:([+-])\s*(\d+)\s*(m|min|h))?\s*$")
-
-
-def parse_decide_at(text: str | None) -> tuple[str, int]:
-    """Return ``(anchor, minutes)`` of a decision time like ``close+5m``, ``open-15m``,
-    ``close`` or ``close+1h`` (minutes after the anchor; negative: before).
-
-    Raises:
-        ConfigError: anything else (the message shows the form).
-    """
-    m = _DECIDE_AT.match(str(text or ""))
-    if not m:
-        raise ConfigError(f"decide_at {text!r}: expected close|open[+-N m|h], e.g. close+5m or "
-                          "open-15m")
-    anchor, sign, n, unit = m.groups()
-    minutes = int(n or 0) * (60 if unit == "h" else 1) * (-1 if sign == "-" else 1)
-    if abs(minutes) > 12 * 60:
-        raise ConfigError(f"decide_at {text!r}: at most 12 hours from the {anchor}")
-    return anchor, minutes
+        raise unknown_key(where, "ops", key, _names(OpsConfig))
 
 
 def _names(cls: type) -> list[str]:
@@ -487,13 +402,13 @@ _SECTIONS = {
 }
 
 
-def _set_top(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
+def _set_top(cfg: Draft, where: Where, key: str, value: Any) -> None:
     if key == "mode":
-        cfg.mode = _as_choice(where, key, value, MODES)
+        cfg.mode = as_choice(where, key, value, MODES)
     elif key == "run_mode":
-        cfg.run_mode = _as_choice(where, key, value, RUN_MODES)
+        cfg.run_mode = as_choice(where, key, value, RUN_MODES)
     elif key == "symbols":
-        cfg.symbols = _as_symbols(where, key, value)
+        cfg.symbols = as_symbols(where, key, value)
     elif key == "bar_size":
         if not isinstance(value, str) or value.strip() not in BAR_SIZES:
             close = difflib.get_close_matches(str(value), BAR_SIZES, n=1)
@@ -501,12 +416,12 @@ def _set_top(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
             raise where.error(key, f"expected an IB bar size like '1 day' or '5 mins', got {value!r}{hint}")
         cfg.bar_size = value.strip()
     elif key == "read_only":
-        cfg.read_only = _as_bool(where, key, value)
+        cfg.read_only = as_bool(where, key, value)
     elif key == "confirm_live":
-        cfg.confirm_live = _as_bool(where, key, value)
+        cfg.confirm_live = as_bool(where, key, value)
     elif key == "strategy":
         if isinstance(value, str):
-            cfg.strategy = _as_str(where, key, value)  # type: ignore[assignment]
+            cfg.strategy = as_str(where, key, value)  # type: ignore[assignment]
             return
         if not isinstance(value, Mapping):
             raise where.error(key, f'expected {{"name": ..., "params": {{...}}}} or a name, got {value!r}')
@@ -514,20 +429,20 @@ def _set_top(cfg: LiveConfig, where: _Where, key: str, value: Any) -> None:
             if str(sub).startswith("_"):
                 continue
             if sub == "name":
-                cfg.strategy = _as_str(where, "strategy.name", subval)  # type: ignore[assignment]
+                cfg.strategy = as_str(where, "strategy.name", subval)  # type: ignore[assignment]
             elif sub == "params":
                 _set_top(cfg, where, "strategy.params", subval)
             else:
-                raise _unknown_key(where, "strategy", str(sub), ["name", "params"])
+                raise unknown_key(where, "strategy", str(sub), ["name", "params"])
     elif key in ("params", "strategy.params"):
         if not isinstance(value, Mapping):
             raise where.error(key, f"expected an object of strategy params, got {value!r}")
         cfg.params = {**cfg.params, **{str(k): v for k, v in value.items()}}
     else:  # pragma: no cover
-        raise _unknown_key(where, "", key, _TOP_KEYS)
+        raise unknown_key(where, "", key, _TOP_KEYS)
 
 
-def _apply_file(cfg: LiveConfig, where: _Where, data: Any) -> None:
+def _apply_file(cfg: Draft, where: Where, data: Any) -> None:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where.origin}: expected a JSON object at the top level, got {type(data).__name__}")
     for key, value in data.items():
@@ -550,21 +465,21 @@ def _apply_file(cfg: LiveConfig, where: _Where, data: Any) -> None:
                 if sub.startswith("_"):
                     continue
                 if sub not in valid:
-                    raise _unknown_key(where, key, sub, valid)
+                    raise unknown_key(where, key, sub, valid)
                 setter(cfg, where, sub, subval)
         elif key in _TOP_KEYS:
             _set_top(cfg, where, key, value)
         else:
-            raise _unknown_key(where, "", key, _TOP_KEYS)
+            raise unknown_key(where, "", key, _TOP_KEYS)
 
 
-def _apply_env(cfg: LiveConfig, env: Mapping[str, str]) -> None:
+def _apply_env(cfg: Draft, env: Mapping[str, str]) -> None:
     for var, path in ENV_CONNECTION.items():
         raw = env.get(var)
         if raw is None or raw.strip() == "":
             continue
         # errors read "BT_IBKR_PORT='x': expected an integer 1..65535, got 'x'"
-        _apply_dotted(cfg, _Where(f"{var}={raw!r}", name_key=False), path, raw)
+        _apply_dotted(cfg, Where(f"{var}={raw!r}", name_key=False), path, raw)
     secrets = {}
     for var, value in env.items():
         if not value:
@@ -574,19 +489,19 @@ def _apply_env(cfg: LiveConfig, env: Mapping[str, str]) -> None:
     cfg.secrets = secrets
 
 
-def _apply_dotted(cfg: LiveConfig, where: _Where, dotted: str, value: Any) -> None:
+def _apply_dotted(cfg: Draft, where: Where, dotted: str, value: Any) -> None:
     section, _, key = dotted.partition(".")
     if key and section in _SECTIONS:
         cls, setter = _SECTIONS[section]
         if key not in _names(cls):
-            raise _unknown_key(where, section, key, _names(cls))
+            raise unknown_key(where, section, key, _names(cls))
         setter(cfg, where, key, value)
     elif section == "strategy" and key in ("name", "params"):
         _set_top(cfg, where, "strategy" if key == "name" else "strategy.params", value)
     elif not key and (section in _TOP_KEYS or section == "confirm_live") and section not in _SECTIONS:
         _set_top(cfg, where, section, value)
     else:
-        raise _unknown_key(where, "", dotted, _TOP_KEYS + ["confirm_live"])
+        raise unknown_key(where, "", dotted, _TOP_KEYS + ["confirm_live"])
 
 
 def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -642,18 +557,18 @@ def load_config(
             (key path and source named), or ``confirm_live``/secrets appear in the file.
     """
     env = os.environ if env is None else env
-    cfg = LiveConfig()
+    cfg = draft()
     if path is not None:
         path = Path(path)
         cfg.source = str(path)
-        _apply_file(cfg, _Where(f"config {path}"), _read_json(path))
+        _apply_file(cfg, Where(f"config {path}"), _read_json(path))
     _apply_env(cfg, env)
     if overrides:
-        where = _Where("command line")
+        where = Where("command line")
         for dotted, value in _flatten(overrides).items():
             if value is None:
                 continue
             _apply_dotted(cfg, where, dotted, value)
     if cfg.connection.port is None:
         cfg.connection.port = DEFAULT_PORT_BY_MODE[cfg.mode]
-    return cfg
+    return freeze(cfg)

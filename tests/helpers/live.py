@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import backtrader as bt
@@ -171,8 +172,7 @@ class Run:
     def __init__(self, sim, cfg, **params):
         self.sim = sim
         HoldTen.last_bar, HoldTen.seen = None, []
-        self.runner = LiveRunner(cfg, strategy=HoldTen, max_runtime=HANG)
-        self.runner.config.params = params
+        self.runner = LiveRunner(replace(cfg, params=params), strategy=HoldTen, max_runtime=HANG)
         self.out: dict = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
         subs = len(sim.requests_named("reqRealTimeBars"))

@@ -27,6 +27,7 @@ from helpers.live import (
 from helpers.sim import order_status, our_ref, run_live_until
 
 from bt_ibkr.errors import AttentionError, ConfigError
+from bt_ibkr.live import run_reconcile
 from bt_ibkr.live.audit import read_audit
 from bt_ibkr.live.client_ids import placed_by
 from bt_ibkr.live.journal import Intent, Journal
@@ -172,7 +173,7 @@ def test_the_broker_stops_instead_of_refusing_every_bar(gateway_sim_factory, tmp
     sim = gateway_sim_factory(data="sample", broker_options={"fill_mode": "next_bar"})
     ref = leave_an_order_working(sim, stream_config(tmp_path, sim.port,
                                                     **{"connection.client_id": 1}))
-    monkeypatch.setattr(LiveRunner, "_check_client_ids", lambda *args: None)
+    monkeypatch.setattr(run_reconcile, "check_client_ids", lambda *args: None)
     run = Run(sim, stream_config(tmp_path, sim.port, **{"connection.client_id": 2}))
     with pytest.raises(AttentionError) as err:
         run.step_until(lambda: False, "the stop", bars=5)
@@ -195,7 +196,7 @@ def test_a_daily_redecision_never_waits_for_an_order_it_cannot_follow(gateway_si
     ref = our_ref(tmp_path / "journal.sqlite")
     run_live_until(make_config(tmp_path, sim.port, **{"connection.client_id": 1}),
                    order_status(ref, "submitted"))
-    monkeypatch.setattr(LiveRunner, "_check_client_ids", lambda *args: None)
+    monkeypatch.setattr(run_reconcile, "check_client_ids", lambda *args: None)
     with pytest.raises(AttentionError) as err:
         run_live(make_config(tmp_path, sim.port, **{"connection.client_id": 2}),
                  max_runtime=HANG)

@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import backtrader as bt
@@ -269,7 +270,6 @@ def test_daily_warm_up_goes_through_the_shared_bar_cache(gateway_sim_factory, tm
 
 
 def test_a_mistyped_strategy_param_is_refused_from_python_too(tmp_path):
-    cfg = make_config(tmp_path, 4002)
-    cfg.params = {"use_hmm": "maybe"}
+    cfg = replace(make_config(tmp_path, 4002), params={"use_hmm": "maybe"})
     with pytest.raises(ConfigError, match="use_hmm"):
         run_live(cfg, max_runtime=5)
