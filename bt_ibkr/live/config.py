@@ -329,7 +329,7 @@ def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
 
 def _set_path(cfg: Draft, where: Where, key: str, value: Any) -> None:
     text = as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
-    setattr(cfg.paths, key, Path(os.path.expanduser(text)))  # type: ignore[arg-type]
+    setattr(cfg.paths, key, Path(os.path.expanduser(text or "")))  # as_str: never None here
 
 
 def _set_sessions(cfg: Draft, where: Where, key: str, value: Any) -> None:

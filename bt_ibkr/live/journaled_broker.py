@@ -49,6 +49,7 @@ import math
 import os
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -139,8 +140,10 @@ class JournaledIBBroker(IBBroker):
         self.trading_day: date | None = None
         #: the session of "now" on the gateway's clock, and what to do when it moves on (set
         #: by the runner: the halt is filed under the session of the loss)
-        self.session_now = None
-        self.on_new_day = None
+        #: the trading session of "now" on the gateway's clock (set by the run's wiring)
+        self.session_now: Callable[[], date] | None = None
+        #: called with (new day, equity) when a stream run reaches the next session
+        self.on_new_day: Callable[[date, float], None] | None = None
         self.records: dict[str, dict[str, Any]] = {}
         self.halt_announced = False
         self._fills: dict[str, Fill] = {}

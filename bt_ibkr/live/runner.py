@@ -53,7 +53,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 
@@ -76,6 +76,10 @@ from bt_ibkr.live.safety import check_launch, check_trading_mode
 from bt_ibkr.live.simulator import start_simulator
 from bt_ibkr.live.status_lines import audit_line
 from bt_ibkr.params import resolve_strategy
+
+if TYPE_CHECKING:
+    from bt_ibkr.gateway_sim import GatewaySim
+    from bt_ibkr.records.sessions import SessionWriter
 
 log = logging.getLogger("bt_ibkr.live")
 
@@ -107,14 +111,14 @@ class LiveRunner:
         sink = self.options.progress or (lambda msg: None)
         self.progress = lambda msg: sink(self.redactor.text(str(msg)))
         self.crash_at = self.options.crash_point()
-        self.sim = None
+        self.sim: GatewaySim | None = None
         self.store: IBStore | None = None
         self.broker: JournaledIBBroker | None = None
         self.cerebro: bt.Cerebro | None = None
         self.feeds: list = []
         self.session_dir = None
         self._records = None  # this journal's session records (JournalRecords)
-        self._session_writer = None
+        self._session_writer: SessionWriter | None = None
         self._exited = False
         self._stop = threading.Event()
         self._stopped_by = ""
@@ -166,10 +170,10 @@ class LiveRunner:
             check_outputs((("--json", opts.json_path), ("--report", opts.report_path)))
             cfg = self.config
             if opts.simulate:
-                self.sim, cfg = start_simulator(cfg, opts.sim_options)
-                self._say(f"simulator: gateway_sim on {self.sim.host}:{self.sim.port} (account "
-                          f"{self.sim.account}, simulated time "
-                          f"{self.sim.now():%Y-%m-%d %H:%M} UTC)")
+                sim, cfg = start_simulator(cfg, opts.sim_options)
+                self.sim = sim
+                self._say(f"simulator: gateway_sim on {sim.host}:{sim.port} (account "
+                          f"{sim.account}, simulated time {sim.now():%Y-%m-%d %H:%M} UTC)")
             self.run_config = cfg  # resolved: from here on the run only reads it
             # 1. before connecting: mode vs port, live confirmation
             check_launch(cfg.mode, cfg.port, cfg.confirm_live)
@@ -295,9 +299,10 @@ class LiveRunner:
                                       lambda note: self._note(audit, note))
         wiring.add_analyzers(cerebro, cfg, strategy_cls, store, opts, account, run_id,
                              lambda: wiring.feeds_live(self.feeds), self._say)
-        self._session_writer, self._records = wiring.record_session(
+        writer, self._records = wiring.record_session(
             cerebro, cfg, run_id, account, opts.simulate, audit, journal, self._say)
-        self.session_dir = self._session_writer.dir
+        self._session_writer = writer
+        self.session_dir = writer.dir
         self.cerebro = cerebro
         held = store.get_positions()
         self._say(f"running {strategy_cls.__name__} on {', '.join(cfg.symbols)} "
