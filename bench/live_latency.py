@@ -7,7 +7,7 @@
   Strategy placed on that bar arrives back at the simulator (a timestamp where it dispatches
   the placeOrder message), over ``bars`` bars. The path crosses the real ib_async client, the
   store's event-loop thread, the feed queue, backtrader's live loop, IBBroker and the socket.
-* ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the session's ``server_time``) on
+* ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the connection's ``server_time``) on
   the same connection, in the same run (the ratio ``p50_over_baseline`` is what to compare across machines).
 * ``bars``, ``client`` (ib_async or ib_insync), ``target_p99_ms`` (20).
 
@@ -94,7 +94,7 @@ def _baseline(store: IBStore, n: int = 100) -> list[float]:
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
-            await store.session.server_time()
+            await store.connection.server_time()
             out.append((time.perf_counter() - t0) * 1000.0)
             await asyncio.sleep(PACE)  # stay under the client's 45 requests/s throttle
         return out

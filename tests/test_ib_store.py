@@ -59,7 +59,7 @@ def test_connects_reports_and_stops_cleanly(gateway_sim, make_store):
     msgs = [str(m) for m, _, _ in store.get_notifications()]
     assert any("connected to 127.0.0.1" in m and "clientId 21" in m for m in msgs)
     assert any("2104" in m for m in msgs)  # the gateway's farm notices reach notify_store
-    thread = store.session.loop_thread
+    thread = store.connection.loop_thread
     assert thread.is_alive() and thread is not threading.current_thread()
     store.stop()
     assert not store.connected()

@@ -1,7 +1,7 @@
-"""IBStore: backtrader's Store for Interactive Brokers, on one :class:`~bt_ibkr.ib.session.IBSession`.
+"""IBStore: backtrader's Store for Interactive Brokers, on one :class:`~bt_ibkr.ib.connection.IBConnection`.
 
 The store is the face the feeds (:class:`~feeds.ibdata.IBData`) and the broker
-(:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one session (one client object on one
+(:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one connection (one client object on one
 asyncio loop in one background thread) and three parts that run on that loop: the live streams
 (:mod:`bt_ibkr.ib.streams`), the order routes (:mod:`bt_ibkr.ib.orders`) and the historical
 path (:mod:`bt_ibkr.ib.historical`). backtrader's thread calls in through methods that return
@@ -54,6 +54,7 @@ from bt_ibkr.errors import (
 from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
 from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
+from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
     AccountChanged,
@@ -78,7 +79,6 @@ from bt_ibkr.ib.parsing import (
     frame_bars,
     order_snapshot,
 )
-from bt_ibkr.ib.session import IBSession
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
 from bt_ibkr.utc import naive_utc, to_utc
 
@@ -130,7 +130,7 @@ class _Hybrid:
 
 
 class IBStore:
-    """Owns the IB session; see the module docstring. ``IBStore(**params)``.
+    """Owns the IB connection; see the module docstring. ``IBStore(**params)``.
 
     Raises :class:`ConfigError` for an unknown parameter name.
     """
@@ -160,7 +160,7 @@ class IBStore:
         self.broker_q: queue.Queue = queue.Queue()
         self.broker = None
         self.datas: list = []
-        self.session = IBSession(
+        self.connection = IBConnection(
             p.host, p.port, self.clientId, account=p.account, readonly=p.readonly,
             connect_timeout=p.connect_timeout, request_timeout=p.request_timeout,
             market_data_type=p.marketdatatype,
@@ -168,14 +168,14 @@ class IBStore:
             reconnect_policy=lambda: (int(self.p.reconnect), float(self.p.timeout),
                                       float(self.p.backoff_max)),
             name="bt_ibkr-ib")
-        self.streams = LiveStreams(self.session, delayed_fallback=bool(p.delayed_fallback))
-        self.routes = OrderRoutes(self.session, self.broker_q, self._route_notice,
+        self.streams = LiveStreams(self.connection, delayed_fallback=bool(p.delayed_fallback))
+        self.routes = OrderRoutes(self.connection, self.broker_q, self._route_notice,
                                   notifyall=bool(p.notifyall))
-        self.history = HistoricalData(self.session, cache=p.cache or None, pacing=p.pacing,
+        self.history = HistoricalData(self.connection, cache=p.cache or None, pacing=p.pacing,
                                       timeout=p.request_timeout)
         #: which executions the adopted position and cash include (:mod:`bt_ibkr.ib.book`)
         self.book = FillBook(p.account)
-        s = self.session
+        s = self.connection
         s.on_client.append(self.routes.attach)
         s.on_client.append(self.book.attach)
         s.on_error.append(self._on_error)
@@ -226,7 +226,7 @@ class IBStore:
     # ------------------------------------------------------------------ loop thread
     def in_loop_thread(self) -> bool:
         """Return True when called from the store's event-loop thread."""
-        return self.session.in_loop_thread()
+        return self.connection.in_loop_thread()
 
     def run(self, coro, timeout: float | None = None):
         """Run ``coro`` on the store's loop and return its result (blocks the caller).
@@ -234,15 +234,15 @@ class IBStore:
         Meant for start-up calls and tests, never for backtrader's per-bar path. Raises
         ``TimeoutError`` after ``timeout`` seconds and whatever the coroutine raises.
         """
-        return self.session.run(coro, timeout)
+        return self.connection.run(coro, timeout)
 
     def call(self, fn: Callable, *args: Any, timeout: float | None = 30.0):
         """Call the plain function ``fn(*args)`` in the loop thread and return its result."""
-        return self.session.call(fn, *args, timeout=timeout)
+        return self.connection.call(fn, *args, timeout=timeout)
 
     def post(self, fn: Callable, *args: Any) -> None:
         """Schedule ``fn(*args)`` in the loop thread and return at once (fire and forget)."""
-        self.session.post(fn, *args)
+        self.connection.post(fn, *args)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, data=None, broker=None):
@@ -263,7 +263,7 @@ class IBStore:
                 self.broker = broker
             if not self.connected():
                 try:
-                    self.session.connect(int(self.p.reconnect), float(self.p.timeout))
+                    self.connection.connect(int(self.p.reconnect), float(self.p.timeout))
                 except BaseException:
                     self._refs -= 1
                     raise
@@ -280,7 +280,7 @@ class IBStore:
         with self._lock:
             self._refs = 0
             self._closing = True
-            self.session.close()
+            self.connection.close()
             self.streams.broadcast(StoreClosed())
             with IBStore._default_lock:
                 if IBStore._default is self:
@@ -288,17 +288,17 @@ class IBStore:
 
     def connected(self) -> bool:
         """Return True when the socket to the gateway is up."""
-        return self.session.connected
+        return self.connection.connected
 
     @property
     def ready(self) -> bool:
         """True when connected and re-synced after the last (re)connect: orders go out."""
-        return self.session.ready
+        return self.connection.ready
 
     @property
     def managed_accounts(self) -> list[str]:
         """The accounts the gateway said this login manages."""
-        return list(self.session.managed_accounts)
+        return list(self.connection.managed_accounts)
 
     def expect_account(self, account: str, mode: str) -> None:
         """From now on, check after every reconnect that the gateway is still logged into
@@ -306,19 +306,19 @@ class IBStore:
         ``U``/``F``) BEFORE anything is sent on the new connection; on a mismatch the store
         disconnects, never re-dials, puts :class:`~bt_ibkr.ib.events.AccountChanged` on the
         broker's queue and reports it in :attr:`identity_error`. Returns None."""
-        self.session.account_guard = account_guard(account, mode)
+        self.connection.account_guard = account_guard(account, mode)
 
     @property
     def identity_error(self) -> str | None:
         """Why the store stopped after reconnecting into the wrong account (None: it did
         not)."""
-        return self.session.identity_error
+        return self.connection.identity_error
 
     def _on_identity(self, reason: str) -> None:
         self.streams.broadcast(ConnectionGaveUp())
         self.broker_q.put(AccountChanged(reason))
 
-    # ------------------------------------------------------------------ session hooks (loop)
+    # --------------------------------------------------------------- connection hooks (loop)
     def _on_connected(self, first: bool) -> None:
         self.book.rebase()
         self.routes.floor_ids()  # never reuse an order id, even after an id rollback
@@ -378,7 +378,7 @@ class IBStore:
     # ------------------------------------------------------------------ clock, account
     def timeoffset(self) -> timedelta:
         """Return the gateway-minus-local clock offset (zero with ``timeoffset=False``)."""
-        return self.session.timeoffset() if self.p.timeoffset else timedelta()
+        return self.connection.timeoffset() if self.p.timeoffset else timedelta()
 
     def server_time(self, timeout: float = 10.0, strict: bool = False) -> datetime:
         """Return the gateway's clock, tz-aware UTC (a blocking round trip; for start-up code
@@ -386,7 +386,7 @@ class IBStore:
         measured offset, or with ``strict`` :class:`GatewayTimeoutError`."""
         timeout = self.remaining(timeout)
         try:
-            return self.run(self.session.server_time(timeout, strict), timeout=timeout + 5)
+            return self.run(self.connection.server_time(timeout, strict), timeout=timeout + 5)
         except TimeoutError:
             if strict:
                 raise GatewayTimeoutError(
@@ -407,17 +407,17 @@ class IBStore:
 
     def get_acc_cash(self, account: str | None = None) -> float:
         """Return the account's cash (TotalCashBalance in BASE), 0.0 before the first download."""
-        return self.session.account.number(
+        return self.connection.account.number(
             ("TotalCashBalance", "CashBalance", "TotalCashValue", "AvailableFunds"), account)
 
     def get_acc_value(self, account: str | None = None) -> float:
         """Return the account's net liquidation value, 0.0 before the first download."""
-        return self.session.account.number(("NetLiquidation", "NetLiquidationByCurrency"),
+        return self.connection.account.number(("NetLiquidation", "NetLiquidationByCurrency"),
                                            account)
 
     def get_acc_values(self, account: str | None = None) -> dict:
         """Return every account value as ``{(account, tag, currency): value}``."""
-        return self.session.account.values(account)
+        return self.connection.account.values(account)
 
     def account_snapshot(self, settle: float = 5.0) -> AccountSnapshot:
         """Return positions, cash, value and which known executions they include, read in the
@@ -427,16 +427,16 @@ class IBStore:
         book = self.book
         return book.settle(lambda: self.call(lambda: book.snapshot(
             self.get_positions(), self.get_acc_cash(), self.get_acc_value(),
-            [f.execution.execId for f in self.session.ib.fills()])), self.remaining(settle))
+            [f.execution.execId for f in self.connection.ib.fills()])), self.remaining(settle))
 
     def get_positions(self) -> dict[int, tuple[float, float]]:
         """Return the gateway's positions as ``{conId: (size, avgCost)}`` (a copy)."""
-        return self.session.account.positions()
+        return self.connection.account.positions()
 
     def holdings(self, account: str | None = None) -> dict[str, float]:
         """Return ``{symbol: size}`` of the non-zero positions (of ``account`` when given)."""
         out: dict[str, float] = {}
-        for contract, size in self.session.account.holdings(account):
+        for contract, size in self.connection.account.holdings(account):
             sym = contract_symbol(contract)
             out[sym] = out.get(sym, 0.0) + float(size)
         return out
@@ -451,7 +451,7 @@ class IBStore:
         name = dataname or contract_to_dataname(contract)
         timeout = self.remaining(timeout or self.p.request_timeout)
         try:
-            return self.run(self.session.qualify(contract, name), timeout=timeout + 5)
+            return self.run(self.connection.qualify(contract, name), timeout=timeout + 5)
         except TimeoutError:
             raise GatewayTimeoutError(
                 f"contract lookup for dataname {name!r} got no answer in {timeout:g}s"
@@ -493,7 +493,7 @@ class IBStore:
                        name) -> None:
         n = 0
         try:
-            now = await self.session.server_time()
+            now = await self.connection.server_time()
             until = to_utc(end) if end is not None else now
             since = to_utc(start) if start is not None else \
                 until - timedelta(seconds=MAX_DURATION[barsize])
@@ -595,7 +595,7 @@ class IBStore:
         message has no clientId: None). Completed orders are left out (with a warning) when
         the gateway cannot list them.
         """
-        ib = self.session.ib
+        ib = self.connection.ib
 
         async def ask() -> tuple[list, list]:
             working = list(await ib.reqAllOpenOrdersAsync())
@@ -626,7 +626,7 @@ class IBStore:
         """
         from bt_ibkr.ib import client as ibc
 
-        ib = self.session.ib
+        ib = self.connection.ib
         filters = [ibc.ExecutionFilter(acctCode=account)]
         filters += [ibc.ExecutionFilter(clientId=int(c), acctCode=account)
                     for c in sorted({int(c) for c in client_ids}) if int(c) > 0]

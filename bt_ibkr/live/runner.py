@@ -335,7 +335,7 @@ class LiveRunner:
             store.start()
         except ConnectionFailedError as exc:
             store.close()
-            why = getattr(exc, "reason", None)  # the session's one line: why, and what to do
+            why = getattr(exc, "reason", None)  # the connection's one line: why, and what to do
             if why:
                 raise ConnectionFailedError(f"cannot connect to the IB gateway: {why}") from None
             raise ConnectionFailedError(
@@ -377,8 +377,8 @@ class LiveRunner:
             store = self.store = self._connect()
             audit.write("connection", event="connected", host=cfg.connection.host,
                         port=cfg.port, accounts=store.managed_accounts,
-                        simulator=store.session.simulated)
-            if store.session.simulated:
+                        simulator=store.connection.simulated)
+            if store.connection.simulated:
                 self._say(f"the gateway at {cfg.connection.host}:{cfg.port} is bt_ibkr's "
                           "simulator: simulated prices and fills (bars cached as ibkr-sim)")
             try:

@@ -234,13 +234,13 @@ def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityC
     if not steps:
         return
     if on_step is None:
-        session = store.session
+        connection = store.connection
         # ib_async holds a client to 45 requests per wall second (IB's limit is 50/s). On the
         # compressed clock a session lasts a fraction of a millisecond, so one request per
         # bar would hit a limit no real daily run comes near: lift it for this connection.
-        store.call(setattr, session.ib.client, "MaxRequests", 0)
+        store.call(setattr, connection.ib.client, "MaxRequests", 0)
         gate.warm = warm
-        gate.ack = lambda: store.post(lambda: session.ib.client.reqCurrentTime())
+        gate.ack = lambda: store.post(lambda: connection.ib.client.reqCurrentTime())
         sim.call(sim.server.pace, steps[1:])
         try:
             sim.advance(seconds=max(steps[0] - sim.now().timestamp(), 0.0))
