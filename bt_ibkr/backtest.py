@@ -35,7 +35,12 @@ import pandas as pd
 from analyzers.orders import Fill
 from analyzers.regime import RegimeReport
 from analyzers.tearsheet import write_tearsheet
-from bt_ibkr.engine import (  # the engine, re-exported: the public backtest API
+from bt_ibkr.metrics import (
+    compute_stats,
+    scale_to_volatility,
+)
+from bt_ibkr.redaction import write_json
+from bt_ibkr.simulation import (  # the engine, re-exported: the public backtest API
     BacktestConfig,
     RunRecord,
     check_history_length,
@@ -46,11 +51,6 @@ from bt_ibkr.engine import (  # the engine, re-exported: the public backtest API
     simulate,
     warmup_bars,
 )
-from bt_ibkr.metrics import (
-    compute_stats,
-    scale_to_volatility,
-)
-from bt_ibkr.redaction import write_json
 
 log = logging.getLogger("bt_ibkr.backtest")
 

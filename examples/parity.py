@@ -25,10 +25,10 @@ from bt_ibkr.cli_args import (
     iso_date,
     positive_float,
 )
-from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 from bt_ibkr.redaction import masked_main
+from bt_ibkr.simulation import MAX_BPS, check_history_length, check_outputs, warmup_bars
 
 DIVERGED = 4
 SOURCES = ("sample", "auto", "yahoo", "csv", "ibkr")
