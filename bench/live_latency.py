@@ -31,6 +31,7 @@ import backtrader as bt
 from bt_ibkr.gateway_sim import GatewaySim
 from bt_ibkr.ib import client as ibc
 from bt_ibkr.ib.store import IBStore
+from feeds.ibdata import IBData  # noqa: F401  (registers itself: store.getdata makes IBData)
 
 ORDER_REF_FIELD = 26  # placeOrder: [3, orderId, contract x12, secIdType, secId, action, qty,
 #                       orderType, lmtPrice, auxPrice, tif, ocaGroup, account, openClose,

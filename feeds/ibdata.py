@@ -480,4 +480,4 @@ class IBData(DataBase):
         return True
 
 
-IBStore.DataCls = IBData
+IBStore.register_feed(IBData)

@@ -595,6 +595,3 @@ class IBBroker(bt.BrokerBase):
             if not self._pending_exec_for(order.orderRef):
                 order.cancel()
                 self.notify(order)
-
-
-IBStore.BrokerCls = IBBroker

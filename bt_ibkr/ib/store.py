@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import queue
 import random
@@ -136,13 +135,9 @@ class IBStore:
     """
 
     params = tuple(STORE_PARAMS.items())
-    #: the feed and broker classes ``getdata``/``getbroker`` make. Their modules register them
-    #: when imported (as backtrader's do); until then the modules named here are imported by
-    #: name, so the store never imports the layers above it.
-    DataCls: type | None = None
-    BrokerCls: type | None = None
-    DATA_MODULE = "feeds.ibdata"
-    BROKER_MODULE = "bt_ibkr.ib.broker"
+    #: the feed class ``getdata`` makes: the feed registers itself when its module is imported
+    #: (:meth:`register_feed`, called by ``feeds.ibdata``), so this layer never imports feeds/
+    _feed_cls: type | None = None
     _default: IBStore | None = None
     _default_lock = threading.Lock()
 
@@ -209,19 +204,31 @@ class IBStore:
         with cls._default_lock:
             cls._default = None
 
+    @classmethod
+    def register_feed(cls, feed_cls: type) -> None:
+        """Make ``feed_cls`` the class :meth:`getdata` returns (``feeds.ibdata`` registers
+        ``IBData`` when it is imported)."""
+        IBStore._feed_cls = feed_cls
+
     @_Hybrid
     def getdata(self, *args: Any, **kwargs: Any):
-        """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``)."""
-        if IBStore.DataCls is None:
-            importlib.import_module(IBStore.DATA_MODULE)  # registers IBData
-        return IBStore.DataCls(*args, store=self, **kwargs)
+        """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``).
+
+        Raises ConfigError when no feed class is registered yet (``from feeds import IBData``
+        registers it).
+        """
+        feed_cls = IBStore._feed_cls
+        if feed_cls is None:
+            raise ConfigError("IBStore.getdata: no IB data feed is registered; import the feed "
+                              "first (from feeds import IBData)")
+        return feed_cls(*args, store=self, **kwargs)
 
     @_Hybrid
     def getbroker(self, *args: Any, **kwargs: Any):
         """Return an ``IBBroker`` bound to this store."""
-        if IBStore.BrokerCls is None:
-            importlib.import_module(IBStore.BROKER_MODULE)  # registers IBBroker
-        return IBStore.BrokerCls(*args, store=self, **kwargs)
+        from bt_ibkr.ib.broker import IBBroker  # imported on use: broker.py imports this module
+
+        return IBBroker(*args, store=self, **kwargs)
 
     # ------------------------------------------------------------------ loop thread
     def in_loop_thread(self) -> bool:
