@@ -165,52 +165,55 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
     from feeds.ibdata import IBData
 
     store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
-    gate = _Gate()
-    notes: list[str] = []  # a feed the Strategy stopped waiting for (never expected here)
-    cerebro = bt.Cerebro(stdstats=False)
-    kwargs = {"backfill_start": False, **(data_kwargs or {})}
-    warm = 0
-    for name, dataname in datanames.items():
-        extra = dict(kwargs)
-        if backfill is not None:
-            frame = backfill[name]
-            warm = max(warm, len(frame))
-            extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
-        # several feeds: IBData hands the Strategy each session's bars together (syncfeeds)
-        data = IBData(dataname=dataname, store=store, rtbar=True, report=notes.append,
-                      timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck,
-                      **extra)
-        cerebro.adddata(data, name=name)
-    cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
-    cerebro.addstrategy(strategy_cls, **params)
-    cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
-    errors: list[BaseException] = []
-    result: list = []
+    try:  # closed on every path: a failure while building the run must not leave it open
+        gate = _Gate()
+        notes: list[str] = []  # a feed the Strategy stopped waiting for (never expected here)
+        cerebro = bt.Cerebro(stdstats=False)
+        kwargs = {"backfill_start": False, **(data_kwargs or {})}
+        warm = 0
+        for name, dataname in datanames.items():
+            extra = dict(kwargs)
+            if backfill is not None:
+                frame = backfill[name]
+                warm = max(warm, len(frame))
+                extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
+            # several feeds: IBData hands the Strategy each session's bars together (syncfeeds)
+            data = IBData(dataname=dataname, store=store, rtbar=True, report=notes.append,
+                          timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck,
+                          **extra)
+            cerebro.adddata(data, name=name)
+        cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
+        cerebro.addstrategy(strategy_cls, **params)
+        cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
+        errors: list[BaseException] = []
+        result: list = []
 
-    def run() -> None:
+        def run() -> None:
+            try:
+                result.extend(cerebro.run())
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        # what the gateway had before this run's Strategy starts (it subscribes from its
+        # thread, which may be before _drive runs)
+        before = (len(sim.requests_named("reqRealTimeBars")),
+                  len(sim.requests_named("placeOrder")))
+        thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
+        thread.start()
         try:
-            result.extend(cerebro.run())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    # what the gateway had before this run's Strategy starts (it subscribes from its thread,
-    # which may be before _drive runs)
-    before = (len(sim.requests_named("reqRealTimeBars")), len(sim.requests_named("placeOrder")))
-    thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
-    thread.start()
-    try:
-        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm, before)
+            _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm, before)
+        finally:
+            cerebro.runstop()
+            thread.join(cfg.hang)
+        if errors:
+            raise errors[0]
+        rec = result[0].analyzers.parity.get_analysis()
+        rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()),
+                        feed_notes=notes)
+        return rec
     finally:
-        cerebro.runstop()
-        thread.join(cfg.hang)
         store.close()
         IBStore.reset_default()
-    if errors:
-        raise errors[0]
-    rec = result[0].analyzers.parity.get_analysis()
-    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()),
-                    feed_notes=notes)
-    return rec
 
 
 def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
