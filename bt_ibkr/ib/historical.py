@@ -31,10 +31,12 @@ import asyncio
 import functools
 import logging
 import math
+import queue
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 import pandas as pd
@@ -64,9 +66,10 @@ from bt_ibkr.ib.codes import (
     is_pacing_violation,
 )
 from bt_ibkr.ib.connection import ConnectFailed, IBConnection
+from bt_ibkr.ib.events import BarReceived, HistoryEnded, RequestFailed
 from bt_ibkr.ib.pacing import HistoricalPacer, HistRequest
-from bt_ibkr.ib.parsing import bars_frame
-from bt_ibkr.utc import midnight, to_utc
+from bt_ibkr.ib.parsing import bars_frame, frame_bars
+from bt_ibkr.utc import midnight, naive_utc, to_utc
 from bt_ibkr.validation import validate_bars
 
 __all__ = ["ADJUSTED", "Chunk", "HistoricalData", "HistoryStats", "chunk_range", "coded",
@@ -419,6 +422,43 @@ class HistoricalData:
                                          contract, tz, now, tick, attrs)
         return await self._fetch(name, None, missing, rng, size, what, use_rth, contract, tz,
                                  now, tick, attrs)
+
+    async def into_queue(self, contract: Any, start: datetime | None, end: datetime | None,
+                         bar_size: str, what: str, use_rth: bool, tz: Any,
+                         sessionend: dtime | None, q: queue.Queue, name: str) -> None:
+        """Put ``contract``'s bars from ``start`` to ``end`` (naive UTC; None end: now on the
+        gateway's clock, None start: IB's max duration) on ``q`` as :class:`BarReceived`
+        events, then :class:`HistoryEnded` (loop thread; what
+        :meth:`~bt_ibkr.ib.store.IBStore.request_history` runs). Never raises: a failure is a
+        :class:`RequestFailed` event before the end (``bad_data`` for bad bars)."""
+        n = 0
+        try:
+            now = await self.connection.server_time()
+            until = to_utc(end) if end is not None else now
+            since = to_utc(start) if start is not None else \
+                until - timedelta(seconds=MAX_DURATION[bar_size])
+            if since >= until:
+                q.put(HistoryEnded(0))
+                return
+            zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
+            frame = await self.bars(name, since, until, bar_size, what, use_rth,
+                                    contract=contract, tz=zone, now=now)
+            floor = naive_utc(since)
+            for bar in frame_bars(frame, bar_size, tz, sessionend):
+                if is_intraday(bar_size) or bar.dt >= floor:
+                    q.put(BarReceived(bar))
+                    n += 1
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
+            code = getattr(exc, "code", 0)
+            if isinstance(exc, DataError) and not code:  # bad bars: the message says which
+                log.warning("historical request failed: %s", exc)
+            elif not code:
+                log.exception("historical request failed")
+            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}",
+                                bad_data=isinstance(exc, DataError) and not code))
+        q.put(HistoryEnded(n))
 
     async def _fetch(self, name: str, key: CacheKey | None, missing: list[tuple[date, date]],
                      rng: _Range, size: str, what: str, use_rth: bool, contract: Any,

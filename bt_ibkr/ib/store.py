@@ -1,4 +1,5 @@
-"""IBStore: backtrader's Store for Interactive Brokers, on one :class:`~bt_ibkr.ib.connection.IBConnection`.
+"""IBStore: backtrader's Store for Interactive Brokers, on one
+:class:`~bt_ibkr.ib.connection.IBConnection`.
 
 The store is the face the feeds (:class:`~feeds.ibdata.IBData`) and the broker
 (:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one connection (one client object on one
@@ -8,8 +9,9 @@ path (:mod:`bt_ibkr.ib.historical`). backtrader's thread calls in through method
 at once (subscribe, place, cancel, request history) and receives through ``queue.Queue``
 objects: one per data feed (bars, errors, connection events) and :attr:`IBStore.broker_q`
 (order status, executions, commission reports). Nothing here waits on the network in
-backtrader's thread except the explicit start-up calls (connect, qualify, reconcile queries)
-that backtrader's own IBStore also makes synchronously.
+backtrader's thread except the explicit start-up calls (connect, qualify, the reconcile
+queries of :mod:`bt_ibkr.ib.reconcile_queries`) that backtrader's own IBStore also makes
+synchronously.
 
 Drop-in with backtrader's ``IBStore`` parameters (host, port, clientId, notifyall, _debug,
 reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours: ``account`` (the
@@ -39,47 +41,34 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
 from bt_ibkr.errors import (
     ConfigError,
-    DataError,
     GatewayTimeoutError,
     UnknownSymbolError,
 )
-from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
 from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
 from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
     AccountChanged,
-    BarReceived,
     ConnectionGaveUp,
     ConnectionLost,
     ConnectionRestored,
     ConnectivityNotice,
-    HistoryEnded,
-    RequestFailed,
     StoreClosed,
     StoreMessage,
 )
 from bt_ibkr.ib.historical import HistoricalData
 from bt_ibkr.ib.identity import account_guard
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
-from bt_ibkr.ib.parsing import (
-    ExecSnapshot,
-    OrderSnapshot,
-    contract_symbol,
-    exec_snapshot,
-    frame_bars,
-    order_snapshot,
-)
+from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, contract_symbol
+from bt_ibkr.ib.reconcile_queries import ask_executions, ask_orders
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
-from bt_ibkr.utc import naive_utc, to_utc
 
 __all__ = ["STORE_PARAMS", "IBStore", "StoreMessage"]
 
@@ -492,40 +481,9 @@ class IBStore:
         """
         q = q if q is not None else queue.Queue()
         name = name or contract_to_dataname(contract)
-        self.post(lambda: asyncio.ensure_future(
-            self._history(contract, start, end, barsize, what, use_rth, tz, sessionend, q, name)))
+        self.post(lambda: asyncio.ensure_future(self.history.into_queue(
+            contract, start, end, barsize, what, use_rth, tz, sessionend, q, name)))
         return q
-
-    async def _history(self, contract, start, end, barsize, what, use_rth, tz, sessionend, q,
-                       name) -> None:
-        n = 0
-        try:
-            now = await self.connection.server_time()
-            until = to_utc(end) if end is not None else now
-            since = to_utc(start) if start is not None else \
-                until - timedelta(seconds=MAX_DURATION[barsize])
-            if since >= until:
-                q.put(HistoryEnded(0))
-                return
-            zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
-            frame = await self.history.bars(name, since, until, barsize, what, use_rth,
-                                            contract=contract, tz=zone, now=now)
-            floor = naive_utc(since)
-            for bar in frame_bars(frame, barsize, tz, sessionend):
-                if is_intraday(barsize) or bar.dt >= floor:
-                    q.put(BarReceived(bar))
-                    n += 1
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
-            code = getattr(exc, "code", 0)
-            if isinstance(exc, DataError) and not code:  # bad bars: the message says which
-                log.warning("historical request failed: %s", exc)
-            elif not code:
-                log.exception("historical request failed")
-            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}",
-                                bad_data=isinstance(exc, DataError) and not code))
-        q.put(HistoryEnded(n))
 
     # ------------------------------------------------------------------ live data
     def subscribe_live(self, contract, rtbar: bool, what: str | None, use_rth: bool,
@@ -593,62 +551,17 @@ class IBStore:
                 f"the gateway did not answer {what} within {timeout:g}s; check that it is "
                 "running and logged in, then run again (the journal is safe)") from None
 
-
     def order_snapshots(self, account: str, timeout: float = 30.0) -> list[OrderSnapshot]:
-        """Return the gateway's open and completed orders of ``account`` (blocking, start-up).
-
-        Open orders are every API client's (``reqAllOpenOrders``), each with the clientId
-        that placed it (``client_id``); completed orders carry none (IB's completedOrder
-        message has no clientId: None). Completed orders are left out (with a warning) when
-        the gateway cannot list them.
-        """
-        ib = self.connection.ib
-
-        async def ask() -> tuple[list, list]:
-            working = list(await ib.reqAllOpenOrdersAsync())
-            done: list = []
-            try:
-                done = list(await ib.reqCompletedOrdersAsync(True))
-            except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
-                log.warning("reqCompletedOrders failed; reconciling without completed orders")
-            return working, done
-
-        working, done = self._answer(ask(), timeout, "the open and completed orders request "
-                                     "(reqAllOpenOrders / reqCompletedOrders)")
-        snaps = [order_snapshot(t) for t in working]
-        snaps += [replace(order_snapshot(t), client_id=None) for t in done]
-        return [s for s, t in zip(snaps, working + done, strict=True)
-                if not getattr(t.order, "account", "") or t.order.account == account]
+        """Return the gateway's open and completed orders of ``account`` (blocking, start-up;
+        see :func:`~bt_ibkr.ib.reconcile_queries.ask_orders`). Raises GatewayTimeoutError."""
+        return self._answer(ask_orders(self.connection.ib, account), timeout,
+                            "the open and completed orders request "
+                            "(reqAllOpenOrders / reqCompletedOrders)")
 
     def exec_snapshots(self, account: str, client_ids: Iterable[int] = (),
                        timeout: float = 30.0) -> list[ExecSnapshot]:
-        """Return every execution the gateway still has for ``account`` (blocking, start-up).
-
-        IB keeps them from the last day up to a week (a TWS setting). No time filter: our clock
-        and the gateway's may differ, and a filter on ours would hide fills made while away.
-        One request with the filter's clientId 0 (every client's executions), and one more per
-        id in ``client_ids`` (the clientIds that placed the journal's orders), so the fills of
-        an earlier run under another clientId come back however a gateway reads clientId 0;
-        deduplicated by execId.
-        """
-        from bt_ibkr.ib import client as ibc
-
-        ib = self.connection.ib
-        filters = [ibc.ExecutionFilter(acctCode=account)]
-        filters += [ibc.ExecutionFilter(clientId=int(c), acctCode=account)
-                    for c in sorted({int(c) for c in client_ids}) if int(c) > 0]
-
-        async def ask() -> list:
-            fills: dict[str, Any] = {}
-            for flt in filters:
-                for f in await ib.reqExecutionsAsync(flt):
-                    fills.setdefault(f.execution.execId, f)
-            # an execution the client saw before (at connect, or live) comes back as a new
-            # object without its commission; ib_async keeps the report on the one it saw first
-            known = {f.execution.execId: f for f in ib.fills()}
-            return [known.get(x, f) for x, f in fills.items()]
-
-        fills = self._answer(ask(), timeout, "the executions request (reqExecutions)")
-        return [exec_snapshot(f) for f in fills
-                if not getattr(f.execution, "acctNumber", "")
-                or f.execution.acctNumber == account]
+        """Return every execution the gateway still has for ``account`` (blocking, start-up;
+        ``client_ids``: see :func:`~bt_ibkr.ib.reconcile_queries.ask_executions`). Raises
+        GatewayTimeoutError."""
+        return self._answer(ask_executions(self.connection.ib, account, client_ids), timeout,
+                            "the executions request (reqExecutions)")
