@@ -127,6 +127,7 @@ class IBBroker(bt.BrokerBase):
         self._pending_exec: dict[str, ExecutionReceived] = {}
         self._early_comm: dict[str, CommissionReceived] = {}
         self._applied: set[str] = set()
+        self._cancel_after_fills: set[str] = set()  # refs cancelled while fills were due
         self._snapshot: AccountSnapshot | None = None
         self._followed: dict[str, list[FollowedFill]] = {}  # ref -> fills of orders not placed here
         self._derived: list[FollowedFill] = []  # for the subscribers, after the queue's event
@@ -413,7 +414,7 @@ class IBBroker(bt.BrokerBase):
                 self._reject(order, ev.error_code, ev.reason)
                 return
             if self._pending_exec_for(ev.ref):
-                order._cancel_after_fills = True  # executions still on their way
+                self._cancel_after_fills.add(ev.ref)  # executions still on their way
                 return
             order.cancel()
             self.notify(order)
@@ -591,7 +592,8 @@ class IBBroker(bt.BrokerBase):
         else:
             order.partial()
         self.notify(order)
-        if order.alive() and getattr(order, "_cancel_after_fills", False):
+        if order.alive() and order.orderRef in self._cancel_after_fills:
             if not self._pending_exec_for(order.orderRef):
+                self._cancel_after_fills.discard(order.orderRef)
                 order.cancel()
                 self.notify(order)

@@ -174,7 +174,7 @@ class IBStore:
         #: monotonic time after which blocking waits give up (a run's max-runtime); None: none
         self.deadline: float | None = None
         with IBStore._default_lock:
-            if IBStore._default is None or IBStore._default._closing:
+            if IBStore._default is None or IBStore._default.closing:
                 IBStore._default = self
 
     # ------------------------------------------------------------------ defaults, factories
@@ -183,7 +183,7 @@ class IBStore:
         """Return the shared default store, creating it with ``kwargs`` if there is none."""
         with cls._default_lock:
             store = cls._default
-            if store is not None and not store._closing:
+            if store is not None and not store.closing:
                 return store
         return cls(**kwargs)
 
@@ -281,6 +281,11 @@ class IBStore:
             with IBStore._default_lock:
                 if IBStore._default is self:
                     IBStore._default = None
+
+    @property
+    def closing(self) -> bool:
+        """True from :meth:`close` until the next :meth:`start`."""
+        return self._closing
 
     def connected(self) -> bool:
         """Return True when the socket to the gateway is up."""
