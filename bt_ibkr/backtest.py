@@ -35,12 +35,7 @@ import pandas as pd
 from analyzers.orders import Fill
 from analyzers.regime import RegimeReport
 from analyzers.tearsheet import write_tearsheet
-from bt_ibkr.metrics import (
-    compute_stats,
-    scale_to_volatility,
-)
-from bt_ibkr.redaction import write_json
-from bt_ibkr.simulation import (  # the engine, re-exported: the public backtest API
+from bt_ibkr.backtest_run import (  # the engine, re-exported: the public backtest API
     BacktestConfig,
     RunRecord,
     check_history_length,
@@ -51,6 +46,11 @@ from bt_ibkr.simulation import (  # the engine, re-exported: the public backtest
     simulate,
     warmup_bars,
 )
+from bt_ibkr.metrics import (
+    compute_stats,
+    scale_to_volatility,
+)
+from bt_ibkr.redaction import write_json
 
 log = logging.getLogger("bt_ibkr.backtest")
 

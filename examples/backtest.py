@@ -36,7 +36,7 @@ SOURCES = ("auto", "yahoo", "sample", "csv", "ibkr")
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
-    from bt_ibkr.simulation import (
+    from bt_ibkr.backtest_run import (
         DEFAULT_COMMISSION_BPS,
         DEFAULT_SLIPPAGE_BPS,
         MAX_BPS,

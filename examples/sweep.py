@@ -45,8 +45,8 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.sweep``."""
+    from bt_ibkr.backtest_run import MAX_BPS
     from bt_ibkr.research.tasks import METRICS, SELECT_METRICS
-    from bt_ibkr.simulation import MAX_BPS
 
     p = OneLineParser(
         prog="python -m examples.sweep", description=__doc__.split("\n\n")[0],

@@ -57,6 +57,7 @@ import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
 from analyzers.live_progress import LiveProgress
+from bt_ibkr.backtest_run import check_outputs, warmup_bars
 from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
 from bt_ibkr.errors import (
     AccountChangedError,
@@ -80,7 +81,6 @@ from bt_ibkr.live.sizing import strategy_capital, traded_days
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.params import resolve_strategy
 from bt_ibkr.records.tearsheet import SessionSelection
-from bt_ibkr.simulation import check_outputs, warmup_bars
 from bt_ibkr.utc import utc_now
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData

@@ -2,7 +2,7 @@
 through IBStore/IBBroker/IBData against the gateway simulator.
 
 * :func:`run_backtest_path`: frame feeds on the backtest's own Cerebro and BackBroker
-  (:func:`bt_ibkr.simulation.backtest_cerebro`: cash, ``commission_bps`` of the value,
+  (:func:`bt_ibkr.backtest_run.backtest_cerebro`: cash, ``commission_bps`` of the value,
   ``slippage_bps`` on the next open, market orders at the next bar's open).
 * :func:`run_ib_path`: the simulator serves exactly the same frames, one session per
   5-second step (:mod:`bt_ibkr.gateway_sim.frames` says why that is faithful for daily bars);
@@ -28,9 +28,9 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
+from bt_ibkr.backtest_run import BacktestConfig, backtest_cerebro
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.records.recorder import ParityRecorder, Recording
-from bt_ibkr.simulation import BacktestConfig, backtest_cerebro
 
 
 @dataclass
@@ -72,7 +72,7 @@ def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,
     from feeds.frame_feed import make_feed
 
     cfg.validate()
-    # exactly the broker python -m examples.backtest runs (bt_ibkr.simulation)
+    # exactly the broker python -m examples.backtest runs (bt_ibkr.backtest_run)
     cerebro = backtest_cerebro(cfg.cash, cfg.commission_bps, cfg.slippage_bps,
                                preload=cfg.preload, runonce=cfg.preload)
     for name, frame in frames.items():

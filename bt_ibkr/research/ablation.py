@@ -27,9 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from bt_ibkr.metrics import compute_stats, constant_exposure_turnover, scale_to_volatility
-from bt_ibkr.params import param_defaults
-from bt_ibkr.simulation import (
+from bt_ibkr.backtest_run import (
     BacktestConfig,
     RunRecord,
     measure,
@@ -37,6 +35,8 @@ from bt_ibkr.simulation import (
     simulate,
     warmup_bars,
 )
+from bt_ibkr.metrics import compute_stats, constant_exposure_turnover, scale_to_volatility
+from bt_ibkr.params import param_defaults
 
 __all__ = ["ABLATION_COLUMNS", "AblationReport", "AblationRow", "ablation_variants", "run_ablation"]
 

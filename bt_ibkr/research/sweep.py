@@ -26,6 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bt_ibkr.backtest_run import (
+    DEFAULT_COMMISSION_BPS,
+    DEFAULT_SLIPPAGE_BPS,
+    BacktestConfig,
+    check_history_length,
+    check_outputs,
+    warmup_bars,
+)
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.research.cluster import (
     ClusterConfig,
@@ -43,14 +51,6 @@ from bt_ibkr.research.results import (
     write_results_parquet,
 )
 from bt_ibkr.research.tasks import METRICS, BarSet, TaskResult, TaskSpec, default_strategy
-from bt_ibkr.simulation import (
-    DEFAULT_COMMISSION_BPS,
-    DEFAULT_SLIPPAGE_BPS,
-    BacktestConfig,
-    check_history_length,
-    check_outputs,
-    warmup_bars,
-)
 
 __all__ = ["ESTIMATE_ABOVE", "SweepConfig", "SweepInterrupted", "SweepOutcome", "check_common",
            "period_label", "plan_sweep", "run_sweep"]
@@ -100,7 +100,7 @@ def check_common(config: Any) -> None:
 def check_warmup(config: Any, bars: BarSet) -> None:
     """Raise DataError when a symbol's bars cannot cover the Strategy's warm-up, one decision
     and its fill under any combination of the grid (the backtest's rule,
-    :func:`bt_ibkr.simulation.check_history_length`, with the shortest warm-up of the grid): no
+    :func:`bt_ibkr.backtest_run.check_history_length`, with the shortest warm-up of the grid): no
     task would trade, and every result would be an empty run."""
     strategy = config.strategy or default_strategy()
     need = min(warmup_bars(strategy, {**config.fixed_params, **combo})

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bt_ibkr.backtest_run import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError, DataError
-from bt_ibkr.simulation import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 
 __all__ = [
     "METRICS",
@@ -234,8 +234,8 @@ def _strategy_params(strategy: type, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
+    from bt_ibkr.backtest_run import BacktestConfig, simulate, warmup_bars
     from bt_ibkr.metrics import compute_stats, period_returns
-    from bt_ibkr.simulation import BacktestConfig, simulate, warmup_bars
 
     params = _strategy_params(strategy, spec.params)
     missing = [s for s in spec.symbols if s not in bars.frames]
