@@ -592,8 +592,9 @@ class IBBroker(bt.BrokerBase):
         else:
             order.partial()
         self.notify(order)
-        if order.alive() and order.orderRef in self._cancel_after_fills:
-            if not self._pending_exec_for(order.orderRef):
-                self._cancel_after_fills.discard(order.orderRef)
+        ref = order.orderRef
+        if ref in self._cancel_after_fills and not self._pending_exec_for(ref):
+            self._cancel_after_fills.discard(ref)  # its fills are in: end it as IB did
+            if order.alive():
                 order.cancel()
                 self.notify(order)
