@@ -7,7 +7,7 @@ prints the Markdown tables of docs/RESULTS.md (and the README's results section)
 ``--json FILE`` also writes every number (and the decision record) as one JSON object. About
 four minutes on two cores (``--workers``, default: the cores; ``--serial`` in this process).
 
-What is run: one backtest per (series, variant, cost level) with :func:`bt_ibkr.engine.simulate`
+What is run: one backtest per (series, variant, cost level) with :func:`bt_ibkr.backtest_run.simulate`
 (BackBroker, 100,000 of cash, decisions at the close, market orders filled at the next bar's
 open), each over the series' whole history. The Strategy is causal, so any stretch of a run is
 what a run started earlier would have earned there (tests/parity/test_parity_backtest.py).
@@ -293,7 +293,7 @@ class Run:
 
 def simulate_run(frame: pd.DataFrame, params: dict, cost_bps: float) -> Run:
     """Run the Strategy over ``frame`` at ``cost_bps`` a side (commission, no slippage)."""
-    from bt_ibkr.engine import BacktestConfig, simulate
+    from bt_ibkr.backtest_run import BacktestConfig, simulate
     from strategies import RegimeAwareEnsemble
 
     cfg = BacktestConfig(commission_bps=cost_bps, slippage_bps=0.0, progress=False)
@@ -1038,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         series = {n: load_series(n, csv) for n in names}
-        from bt_ibkr.research.engine import ClusterConfig, open_cluster, route_dask_logs
+        from bt_ibkr.research.cluster import ClusterConfig, open_cluster, route_dask_logs
 
         warm = longest_warmup()
         short = [n for n, f in series.items() if len(f) < warm + 2 + 252 * 6]

@@ -7,7 +7,7 @@
   Strategy placed on that bar arrives back at the simulator (a timestamp where it dispatches
   the placeOrder message), over ``bars`` bars. The path crosses the real ib_async client, the
   store's event-loop thread, the feed queue, backtrader's live loop, IBBroker and the socket.
-* ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the session's ``server_time``) on
+* ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the connection's ``server_time``) on
   the same connection, in the same run (the ratio ``p50_over_baseline`` is what to compare across machines).
 * ``bars``, ``client`` (ib_async or ib_insync), ``target_p99_ms`` (20).
 
@@ -31,6 +31,7 @@ import backtrader as bt
 from bt_ibkr.gateway_sim import GatewaySim
 from bt_ibkr.ib import client as ibc
 from bt_ibkr.ib.store import IBStore
+from feeds.ibdata import IBData  # noqa: F401  (registers itself: store.getdata makes IBData)
 
 ORDER_REF_FIELD = 26  # placeOrder: [3, orderId, contract x12, secIdType, secId, action, qty,
 #                       orderType, lmtPrice, auxPrice, tif, ocaGroup, account, openClose,
@@ -70,17 +71,17 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
     orig_send = server.market_data.send_rt_bar
     orig_dispatch = server._dispatch
 
-    def send_rt_bar(session, sub, t):
+    def send_rt_bar(conn, sub, t):
         sent.setdefault(int(t), time.perf_counter())
-        return orig_send(session, sub, t)
+        return orig_send(conn, sub, t)
 
-    async def dispatch(session, fields):
+    async def dispatch(conn, fields):
         if fields and fields[0] == "3" and len(fields) > ORDER_REF_FIELD:
             now = time.perf_counter()
             ref = fields[ORDER_REF_FIELD]
             if ref.startswith("lat-"):
                 arrived.setdefault(int(ref.split("-", 1)[1]), now)
-        return await orig_dispatch(session, fields)
+        return await orig_dispatch(conn, fields)
 
     server.market_data.send_rt_bar = send_rt_bar
     server._dispatch = dispatch
@@ -94,7 +95,7 @@ def _baseline(store: IBStore, n: int = 100) -> list[float]:
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
-            await store.session.server_time()
+            await store.connection.server_time()
             out.append((time.perf_counter() - t0) * 1000.0)
             await asyncio.sleep(PACE)  # stay under the client's 45 requests/s throttle
         return out

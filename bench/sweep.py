@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from bt_ibkr.research import BarSet, ClusterConfig, TaskSpec, expand_grid, open_cluster, run_tasks
-from bt_ibkr.research.engine import available_cores
+from bt_ibkr.research.cluster import available_cores
 from bt_ibkr.research.results import ReturnsWriter
 
 GRID = {"band": [0.02, 0.05, 0.1, 0.15, 0.2], "target_vol": [0.08, 0.1, 0.12, 0.15]}

@@ -35,7 +35,7 @@ import pandas as pd
 from analyzers.orders import Fill
 from analyzers.regime import RegimeReport
 from analyzers.tearsheet import write_tearsheet
-from bt_ibkr.engine import (  # the engine, re-exported: the public backtest API
+from bt_ibkr.backtest_run import (  # the engine, re-exported: the public backtest API
     BacktestConfig,
     RunRecord,
     check_history_length,

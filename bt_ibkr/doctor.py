@@ -6,7 +6,7 @@
 Checks, in order, each PASS / WARN / FAIL (or SKIP when an earlier failure makes it moot):
 
 1. gateway reachable: a TCP connect to host:port;
-2. API handshake: the IB API session opens (a port that accepts but never answers the handshake
+2. API handshake: the IB API connection opens (a port that accepts but never answers the handshake
    means the API is disabled, the host is not trusted, or another service owns the port);
 3. account: the managed account, paper (DU..., or DF... for an advisor's paper master) or live, and what kind of port this is;
 4. market data, per symbol: a snapshot; live, "delayed only" (354/10089/10167/10168), or none;
@@ -218,14 +218,14 @@ def run_doctor(host: str = "127.0.0.1", port: int = 4002, client_id: int | None 
         if tcp.status == PASS:
             try:
                 accounts = provider.connect()
-                add(Check("API handshake", PASS, f"API session open (server version "
+                add(Check("API handshake", PASS, f"API connection open (server version "
                           f"{provider.server_version}, client id {provider.client_id})"))
             except SourceUnavailableError as exc:
                 add(Check("API handshake", FAIL, str(exc).split(" — ")[0].split("; ")[0],
                           _handshake_fix(str(exc))))
         if accounts is None:
             for n in ib_names[len(report.checks) - 1:]:
-                add(Check(n, SKIP, "needs a working API session"))
+                add(Check(n, SKIP, "needs a working API connection"))
         else:
             add(check_account(accounts, port))
             for sym in symbols:

@@ -151,14 +151,9 @@ def options_of(order: Any) -> OrderOptions:
     """Return the named options recorded in ``order.info`` (a backtrader order of either
     broker), validated against the order's exectype and ``valid``; raises ConfigError for a
     bad value."""
-    cached = getattr(order, "_bt_ibkr_options", None)
-    if cached is not None:
-        return cached
     info = order.info
     values = {name: info[name] for name in OPTION_NAMES if name in info}
-    opts = OrderOptions.parse(values, order.exectype, getattr(order.p, "valid", None))
-    order._bt_ibkr_options = opts
-    return opts
+    return OrderOptions.parse(values, order.exectype, getattr(order.p, "valid", None))
 
 
 def ib_fields(opts: OrderOptions, exectype: int | None) -> dict[str, Any]:

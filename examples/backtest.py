@@ -37,7 +37,7 @@ SOURCES = REQUEST_SOURCES
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.backtest``."""
-    from bt_ibkr.engine import (
+    from bt_ibkr.backtest_run import (
         DEFAULT_COMMISSION_BPS,
         DEFAULT_SLIPPAGE_BPS,
         MAX_BPS,

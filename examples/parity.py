@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bt_ibkr.backtest_run import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.cli_args import (
     OneLineParser,
     data_selection,
@@ -25,7 +26,6 @@ from bt_ibkr.cli_args import (
     iso_date,
     positive_float,
 )
-from bt_ibkr.engine import MAX_BPS, check_history_length, check_outputs, warmup_bars
 from bt_ibkr.errors import BtIbkrError
 from bt_ibkr.logs import setup_logging
 from bt_ibkr.redaction import masked_main

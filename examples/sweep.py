@@ -46,7 +46,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_SCHEDULER_LOST, EXIT_TASKS_FAILED = 0, 2, 3, 4
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m examples.sweep``."""
-    from bt_ibkr.engine import MAX_BPS
+    from bt_ibkr.backtest_run import MAX_BPS
     from bt_ibkr.research.tasks import METRICS, SELECT_METRICS
 
     p = OneLineParser(
@@ -217,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     from bt_ibkr.live.audit import RedactingFilter
     from bt_ibkr.redaction import env_redactor
-    from bt_ibkr.research.engine import DASK_LOGGERS, route_dask_logs
+    from bt_ibkr.research.cluster import DASK_LOGGERS, route_dask_logs
 
     route_dask_logs(log_dir() / "sweep-dask.log")
     RedactingFilter(env_redactor()).install(logging.getLogger(DASK_LOGGERS[0]))
     from rich.console import Console
     from rich.markup import escape
 
-    from bt_ibkr.research.engine import SchedulerLostError
+    from bt_ibkr.research.cluster import SchedulerLostError
 
     console = Console()
     try:

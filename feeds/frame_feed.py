@@ -11,7 +11,8 @@ sample sees all 5031 bars with the frame's first and last closes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
 import backtrader as bt
 import numpy as np
@@ -19,9 +20,6 @@ import pandas as pd
 
 from bt_ibkr.errors import DataValidationError
 from bt_ibkr.validation import BAR_COLUMNS, is_intraday_frame
-
-if TYPE_CHECKING:
-    from bt_ibkr.data.history import HistoryResult
 
 __all__ = ["FrameFeed", "infer_timeframe", "load_frames_as_feeds", "make_feed"]
 
@@ -162,6 +160,12 @@ def make_feed(frame: pd.DataFrame, name: str | None = None, **kw) -> FrameFeed:
     return FrameFeed(dataname=data, name=name, **kw)
 
 
-def load_frames_as_feeds(result: HistoryResult) -> list[FrameFeed]:
-    """Return one FrameFeed per frame of a HistoryResult, in the result's symbol order."""
-    return [make_feed(frame, name=symbol) for symbol, frame in result.frames.items()]
+def load_frames_as_feeds(frames: Mapping[str, pd.DataFrame] | Any) -> list[FrameFeed]:
+    """Return one FrameFeed per frame, named by its symbol, in the mapping's order.
+
+    ``frames``: symbol -> canonical bar frame, or anything holding that mapping as ``.frames``
+    (a :class:`~bt_ibkr.data.history.HistoryResult`); read by duck typing, so this leaf
+    module never imports the data layer above it.
+    """
+    frames = getattr(frames, "frames", frames)
+    return [make_feed(frame, name=symbol) for symbol, frame in frames.items()]

@@ -149,7 +149,7 @@ class IBData(DataBase):
         """Return the LiveBarSync this feed takes part in (None: it takes no part)."""
         return self._sync
 
-    def _sync_phase(self) -> str | None:
+    def sync_phase(self) -> str | None:
         """Return what the feed is loading for LiveBarSync: ``"history"`` (backfilling),
         ``"live"``, or None (not loading bars it could be waited for: not started yet,
         replaying ``backfill_from``, waiting for a reconnect, ended)."""
@@ -480,4 +480,4 @@ class IBData(DataBase):
         return True
 
 
-IBStore.DataCls = IBData
+IBStore.register_feed(IBData)

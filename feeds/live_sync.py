@@ -144,11 +144,14 @@ class LiveBarSync:
             group = cls._groups.get(env)
             if group is None:
                 group = cls._groups[env] = cls()
-        name = getattr(feed, "_name", "") or str(feed.p.dataname)
-        with group._cond:
-            group._members = [m for m in group._members if m.feed is not feed]
-            group._members.append(_Member(feed, name))
+        group.add(feed, getattr(feed, "_name", "") or str(feed.p.dataname))
         return group
+
+    def add(self, feed: Any, name: str) -> None:
+        """Make ``feed`` a member under ``name`` (replacing an earlier membership of it)."""
+        with self._cond:
+            self._members = [m for m in self._members if m.feed is not feed]
+            self._members.append(_Member(feed, name))
 
     def leave(self, feed: Any) -> None:
         """Remove ``feed``; members waiting for it stop waiting."""
@@ -220,7 +223,7 @@ class LiveBarSync:
         """Return True when ``feed`` can deliver a bar of ``when`` or later (it has arrived)."""
         with self._cond:
             me = self._member(feed)
-            have = me.got(feed._sync_phase())
+            have = me.got(feed.sync_phase())
             return have is not None and have >= when
 
     def wait_own(self, feed: Any) -> None:
@@ -228,7 +231,7 @@ class LiveBarSync:
         been handed a newer bar, wait (bounded) for ``feed``'s bar of that time."""
         me = self._member(feed)
         with self._cond:
-            if me.behind or feed._sync_phase() != LIVE:
+            if me.behind or feed.sync_phase() != LIVE:
                 return
             have = me.got(LIVE)
             ahead = [m.live for m in self._members if m is not me and m.live is not None
@@ -269,7 +272,7 @@ class LiveBarSync:
             self.waiting = None
             for m in self._members:  # members given up on earlier miss this time too
                 if m.behind and m is not me and (m.late_until is None or m.late_until < when):
-                    have = m.got(m.feed._sync_phase())
+                    have = m.got(m.feed.sync_phase())
                     if have is None or have < when:
                         m.late_until = when
                         m.missed += 1
@@ -277,7 +280,7 @@ class LiveBarSync:
             self._report(m, note)
 
     def _lacks(self, m: _Member, when: datetime) -> bool:
-        phase = m.feed._sync_phase()
+        phase = m.feed.sync_phase()
         if phase is None:
             return False
         have = m.got(phase)
@@ -292,7 +295,7 @@ class LiveBarSync:
     @staticmethod
     def _past_bound(m: _Member, when: datetime, frontier: datetime | None, waited: float,
                     p: Any) -> bool:
-        if m.feed._sync_phase() == HISTORY and not m.hist_done:
+        if m.feed.sync_phase() == HISTORY and not m.hist_done:
             return waited >= float(m.feed.p.hist_timeout)
         if frontier is not None and frontier >= when + timedelta(seconds=float(p.syncwait)):
             return True

@@ -25,7 +25,7 @@ by dates. ``end`` None means now on the gateway's clock; a date means "through t
 :meth:`IBKRDataProvider.get_ib_bars` sends ONE request counted IB's way ("5 D" of daily bars =
 the last 5 sessions).
 
-Threading: the provider owns one :class:`~bt_ibkr.ib.session.IBSession` (its own loop thread,
+Threading: the provider owns one :class:`~bt_ibkr.ib.connection.IBConnection` (its own loop thread,
 ``bt_ibkr-provider``), opened on first use, so it works the same from a plain script, a CLI and
 a Jupyter notebook whose own loop is already running. Every public method blocks the caller
 until done. ``close()`` (or leaving the ``with`` block) disconnects and ends the thread.
@@ -49,6 +49,7 @@ from bt_ibkr.cache import BarCache
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
 from bt_ibkr.ib.bars import duration_delta, is_intraday, normalize_bar_size, parse_duration
 from bt_ibkr.ib.codes import PORT_HINT
+from bt_ibkr.ib.connection import ConnectFailed, IBConnection
 from bt_ibkr.ib.historical import (
     ADJUSTED,
     Chunk,
@@ -58,7 +59,6 @@ from bt_ibkr.ib.historical import (
 )
 from bt_ibkr.ib.pacing import HistoricalPacer
 from bt_ibkr.ib.parsing import bars_frame
-from bt_ibkr.ib.session import ConnectFailed, IBSession
 from bt_ibkr.ib.snapshot import snapshot_price
 from bt_ibkr.progress import progress
 from bt_ibkr.utc import to_utc, utc_now
@@ -173,12 +173,12 @@ class IBKRDataProvider:
         self.progress = progress
         self.timeout = float(timeout)
         self.yf_timeout = float(yf_timeout)
-        self.session = IBSession(host, port, client_id, readonly=True,
+        self.connection = IBConnection(host, port, client_id, readonly=True,
                                  connect_timeout=connect_timeout, request_timeout=timeout,
                                  market_data_type=market_data_type, replace_client_id=True,
                                  name="bt_ibkr-provider")
         self.history = HistoricalData(
-            self.session, cache=self.cache if use_cache else None,
+            self.connection, cache=self.cache if use_cache else None,
             pacer=HistoricalPacer.for_gateway(pacing_scale), pacing=pacing, timeout=timeout,
             max_retries=max_retries, backoff=backoff, max_concurrent=max_concurrent)
         #: symbol -> the source that served it in the last call ("ibkr", "cache", "yahoo")
@@ -201,16 +201,16 @@ class IBKRDataProvider:
 
     @property
     def host(self) -> str:
-        return self.session.host
+        return self.connection.host
 
     @property
     def port(self) -> int:
-        return self.session.port
+        return self.connection.port
 
     @property
     def client_id(self) -> int:
         """The API client id (a clash with another connection replaces it)."""
-        return self.session.client_id
+        return self.connection.client_id
 
     @property
     def stats(self) -> HistoryStats:
@@ -219,32 +219,32 @@ class IBKRDataProvider:
 
     def close(self) -> None:
         """Disconnect from the gateway and stop the provider's thread (idempotent)."""
-        self.session.close()
+        self.connection.close()
 
     def connect(self) -> list[str]:
-        """Open the API session now (normally opened on first use); return the managed accounts.
+        """Open the API connection now (normally opened on first use); return the managed accounts.
 
         Raises SourceUnavailableError saying why it failed (nothing listens on the port, the
         API handshake never completes, the client id is in use).
         """
-        self._run(self.session.ensure_connected())
-        return list(self.session.managed_accounts)
+        self._run(self.connection.ensure_connected())
+        return list(self.connection.managed_accounts)
 
     @property
     def server_version(self) -> int | None:
-        """The TWS API server version of the open session (None when not connected)."""
-        return self.session.server_version
+        """The TWS API server version of the open connection (None when not connected)."""
+        return self.connection.server_version
 
     @property
     def connected(self) -> bool:
-        """True while the provider holds an open API session."""
-        return self.session.connected
+        """True while the provider holds an open API connection."""
+        return self.connection.connected
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the session's loop; a failed connect is a SourceUnavailableError."""
-        self.session.open()
+        """Run ``coro`` on the connection's loop; a failed connect is a SourceUnavailableError."""
+        self.connection.open()
         try:
-            return self.session.run(coro)
+            return self.connection.run(coro)
         except ConnectFailed as exc:
             raise SourceUnavailableError(exc.reason) from exc
 
@@ -365,14 +365,14 @@ class IBKRDataProvider:
             else:
                 frames[sym] = res
                 # where the bars come from: a real gateway or bt_ibkr's simulator
-                res.attrs["gateway"] = self.session.describe()
-                res.attrs["simulated"] = bool(self.session.simulated)
+                res.attrs["gateway"] = self.connection.describe()
+                res.attrs["simulated"] = bool(self.connection.simulated)
                 if res.attrs.get("source") == "cache":
                     attempts[sym].append(Attempt("cache", True, f"{len(res)} bars"))
 
     async def _gateway_now(self) -> datetime:
-        await self.session.ensure_connected(self.session.connect_timeout + 5)
-        return await self.session.server_time(self.timeout)
+        await self.connection.ensure_connected(self.connection.connect_timeout + 5)
+        return await self.connection.server_time(self.timeout)
 
     async def _fetch_many(self, symbols: list[str], start: datetime, end: datetime,
                           bar_size: str, what: str, use_rth: bool, now: datetime,
@@ -468,7 +468,7 @@ class IBKRDataProvider:
 
         async def fetch() -> tuple[list, str]:
             now = await self._gateway_now()
-            contract, tz = await self.session.qualify_dataname(symbol)
+            contract, tz = await self.connection.qualify_dataname(symbol)
             chunk = Chunk(start=now, end=now, duration=" ".join(duration.upper().split()))
             return await self.history.request(contract, chunk, size, what, use_rth,
                                               name=symbol), tz
@@ -497,7 +497,7 @@ class IBKRDataProvider:
         spec = get_spec(root)
         size = normalize_bar_size(bar_size)
         parse_duration(duration)
-        return self._run(contfut_history(self.session, self.history, spec, duration, size,
+        return self._run(contfut_history(self.connection, self.history, spec, duration, size,
                                          use_rth=use_rth))
 
     def get_real_time_price(self, symbol: str) -> float:
@@ -511,9 +511,9 @@ class IBKRDataProvider:
         attempts: list[Attempt] = []
 
         async def snap() -> tuple[float, bool]:
-            await self.session.ensure_connected(self.session.connect_timeout + 5)
-            contract, _tz = await self.session.qualify_dataname(symbol)
-            return await snapshot_price(self.session, contract, symbol, self.timeout)
+            await self.connection.ensure_connected(self.connection.connect_timeout + 5)
+            contract, _tz = await self.connection.qualify_dataname(symbol)
+            return await snapshot_price(self.connection, contract, symbol, self.timeout)
 
         try:
             price, delayed = self._run(snap())

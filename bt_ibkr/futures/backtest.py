@@ -3,7 +3,7 @@
 Two ways, for two kinds of strategy:
 
 - :func:`per_contract_frames` (what ``python -m examples.backtest --futures`` and
-  :func:`bt_ibkr.engine.simulate` use): the continuous series' prices are multiplied by the
+  :func:`bt_ibkr.backtest_run.simulate` use): the continuous series' prices are multiplied by the
   contract multiplier, so the feed quotes the notional of ONE contract (ES at 4,000 points
   reads 200,000). A strategy that sizes in units of price, as RegimeAwareEnsemble does
   (``int(target * value / close)``), then buys whole contracts, a position of ``k`` is

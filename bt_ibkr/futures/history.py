@@ -6,7 +6,7 @@ date/time for continuous future security type is not allowed."), so the request 
 size. Before asking, the ContFuture is qualified: IB answers with the front contract's conId,
 expiry and localSymbol, which the result reports as the contract a live position would hold.
 
-:func:`contfut_history` runs on an :class:`~bt_ibkr.ib.session.IBSession`'s loop with a
+:func:`contfut_history` runs on an :class:`~bt_ibkr.ib.connection.IBConnection`'s loop with a
 :class:`~bt_ibkr.ib.historical.HistoricalData` (paced and retried like every request);
 ``IBKRDataProvider.get_continuous_future`` is the blocking entry point.
 """
@@ -41,7 +41,7 @@ class ContFutHistory:
     front_expiry: str
 
 
-async def contfut_history(session: Any, history: Any, spec: FutureSpec, duration: str,
+async def contfut_history(connection: Any, history: Any, spec: FutureSpec, duration: str,
                           bar_size: str, what: str = "TRADES",
                           use_rth: bool = True) -> ContFutHistory:
     """Qualify ``ContFuture(spec.root, spec.exchange, spec.currency)`` and request its history
@@ -52,11 +52,11 @@ async def contfut_history(session: Any, history: Any, spec: FutureSpec, duration
     """
     from bt_ibkr.ib import client as ibc
 
-    await session.ensure_connected(session.request_timeout)
+    await connection.ensure_connected(connection.request_timeout)
     contract = ibc.ib_module.ContFuture(spec.root, exchange=spec.exchange,
                                         currency=spec.currency)
     try:
-        qualified = await session.ib.qualifyContractsAsync(contract)
+        qualified = await connection.ib.qualifyContractsAsync(contract)
     except ibc.ib_module.RequestError:  # error 200: no security definition
         qualified = []
     if not qualified or qualified[0] is None or not contract.conId:

@@ -8,8 +8,8 @@ order engine), faults. Start it from Python with ``GatewaySim`` or from a shell 
 
 from __future__ import annotations
 
+from bt_ibkr.gateway_sim.connection import ClientConnection, FaultPlan
 from bt_ibkr.gateway_sim.harness import GatewaySim
 from bt_ibkr.gateway_sim.server import GatewayServer
-from bt_ibkr.gateway_sim.session import FaultPlan, Session
 
-__all__ = ["FaultPlan", "GatewayServer", "GatewaySim", "Session"]
+__all__ = ["FaultPlan", "GatewayServer", "GatewaySim", "ClientConnection"]

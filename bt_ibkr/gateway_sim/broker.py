@@ -5,7 +5,8 @@ step; it answers with events (:mod:`~bt_ibkr.gateway_sim.records`) that ``order_
 turns into TWS messages. Everything is deterministic: prices come only from the quotes, ids
 from counters. Fill rules are :mod:`~bt_ibkr.gateway_sim.fills` (the price of an order on a
 quote or a bar); cash, positions, commission and margin are
-:class:`~bt_ibkr.gateway_sim.account.SimAccount`. This module is the order book, about 650
+:class:`~bt_ibkr.gateway_sim.account.SimAccount`; reqExecutions' filter is
+:class:`~bt_ibkr.gateway_sim.exec_filter.ExecFilter`. This module is the order book, about 700
 lines that stay together because brackets, OCA groups, session closes and partial fills all
 change the same orders under one lock:
 
@@ -51,6 +52,7 @@ from zoneinfo import ZoneInfo
 
 from . import auctions, fills
 from .account import SimAccount, multiplier
+from .exec_filter import ExecFilter
 from .model import Quote, SimContract
 from .order_codec import ContractSpec, OrderSpec
 from .records import (
@@ -291,36 +293,10 @@ class SimBroker:
         exchange: str = "",
         side: str = "",
     ) -> list[SimExecution]:
-        """Return executions matching an IB ExecutionFilter (empty/0 fields match all).
-
-        ``time_from`` is "YYYYMMDD HH:MM:SS [Zone]"; ``side`` BUY/SELL (or BOT/SLD).
-        """
+        """Return executions matching an IB ExecutionFilter (:class:`ExecFilter`)."""
+        wanted = ExecFilter(client_id, acct_code, time_from, symbol, sec_type, exchange, side)
         with self._lock:
-            since = None
-            if time_from:
-                try:
-                    since = parse_ib_datetime(time_from, "UTC")
-                except ValueError:
-                    since = None
-            want_side = {"BUY": "BOT", "SELL": "SLD"}.get(side.upper(), side.upper())
-            out = []
-            for ex in self._executions:
-                if client_id and ex.client_id != client_id:
-                    continue
-                if acct_code and ex.account != acct_code:
-                    continue
-                if since is not None and ex.time < since:
-                    continue
-                if symbol and ex.contract.symbol.upper() != symbol.upper():
-                    continue
-                if sec_type and ex.contract.secType.upper() != sec_type.upper():
-                    continue
-                if exchange and ex.exchange.upper() != exchange.upper():
-                    continue
-                if want_side and ex.side != want_side:
-                    continue
-                out.append(ex)
-            return out
+            return wanted.select(self._executions)
 
     def positions(self) -> list[SimPosition]:
         """Return every position ever held (closed ones with position 0), by conId."""

@@ -263,6 +263,11 @@ class GatewaySim:
             self.server._driver = asyncio.get_running_loop().create_task(self.server._drive())
 
     # ------------------------------------------------------------ faults
+    def connected_clients(self) -> list[int]:
+        """Return the client ids of the API clients connected now (started, socket open), in
+        the order they connected."""
+        return self.call(lambda: [c.client_id for c in self.server.connections if not c.closed])
+
     def drop_connections(self) -> None:
         """Close every client socket (clients see a disconnect); keep listening."""
         self.call(self.server.drop_all)

@@ -2,7 +2,7 @@
 
 :class:`MarketDataRouter` installs the handlers of reqContractDetails (9), reqHistoricalData /
 cancel (20/25, keepUpToDate), reqRealTimeBars / cancel (50/51), reqMktData / cancel (1/2),
-reqMarketDataType (59) and reqHeadTimeStamp (87) on the server, keeps each session's
+reqMarketDataType (59) and reqHeadTimeStamp (87) on the server, keeps each connection's
 subscriptions and, at every 5-second clock step, sends what they subscribed to
 (:meth:`MarketDataRouter.step`). The order-side twin is :mod:`~bt_ibkr.gateway_sim.order_handlers`;
 the messages are encoded by :mod:`~bt_ibkr.gateway_sim.marketdata_codec`.
@@ -91,7 +91,7 @@ class MarketDataRouter:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        #: real-time bars held back by ``faults.rt_bar_lags``: (due epoch s, order, session,
+        #: real-time bars held back by ``faults.rt_bar_lags``: (due epoch s, order, conn,
         #: req id, fields), sent by :meth:`release_held` once the clock reaches ``due``
         self.held: list[tuple[float, int, Any, int, list]] = []
         self._held_seq = 0
@@ -109,23 +109,23 @@ class MarketDataRouter:
         h[2] = lambda s, r: (r.skip(), s.market_subs.pop(r.int(), None))
         h[87] = self._on_head_timestamp
 
-    def step(self, session: Any, contract: SimContract, t: int) -> None:
-        """Send ``session`` what it subscribed to on ``contract`` for the step ending at ``t``:
+    def step(self, conn: Any, contract: SimContract, t: int) -> None:
+        """Send ``conn`` what it subscribed to on ``contract`` for the step ending at ``t``:
         real-time bars, keepUpToDate updates and ticks."""
-        for rt in list(session.rt_subs.values()):
+        for rt in list(conn.rt_subs.values()):
             if rt.contract.conId == contract.conId:
-                self.send_rt_bar(session, rt, t)
-        for hs in list(session.hist_subs.values()):
+                self.send_rt_bar(conn, rt, t)
+        for hs in list(conn.hist_subs.values()):
             if hs.contract.conId == contract.conId:
-                self.send_hist_update(session, hs, t)
-        for ms in list(session.market_subs.values()):
+                self.send_hist_update(conn, hs, t)
+        for ms in list(conn.market_subs.values()):
             if ms.contract.conId == contract.conId:
-                self.send_ticks(session, ms, t)
+                self.send_ticks(conn, ms, t)
 
     # ------------------------------------------------------------ requests
-    def _on_market_data_type(self, session: Any, reader: FieldReader) -> None:
+    def _on_market_data_type(self, conn: Any, reader: FieldReader) -> None:
         reader.skip()
-        session.market_data_type = reader.int(1)
+        conn.market_data_type = reader.int(1)
 
     def _read_contract(self, reader: FieldReader) -> dict[str, object]:
         keys = ("conId", "symbol", "secType", "lastTradeDateOrContractMonth", "strike",
@@ -147,20 +147,20 @@ class MarketDataRouter:
                             self.server.clock.now().date(), str(spec["exchange"]),
                             str(spec["currency"]))
 
-    def _on_contract_details(self, session: Any, reader: FieldReader) -> None:
+    def _on_contract_details(self, conn: Any, reader: FieldReader) -> None:
         reader.skip()  # version 8
         req_id = reader.int()
         spec = self._read_contract(reader)
         if str(spec["secType"]).upper() == CONTFUT:
             front = self._front(spec)
             if front is None:
-                self.server.error(session, req_id, 200, NO_SECDEF)
+                self.server.error(conn, req_id, 200, NO_SECDEF)
                 return
             view = self.server.contracts.details_view(front, str(spec["exchange"]),
                                                       self.server.clock.now().date())
-            session.send(contract_details_fields(contfut_view(view), req_id,
-                                                 session.server_version))
-            session.send(contract_details_end_fields(req_id))
+            conn.send(contract_details_fields(contfut_view(view), req_id,
+                                                 conn.server_version))
+            conn.send(contract_details_end_fields(req_id))
             return
         con_id = int(float(spec["conId"] or 0))
         found = self.server.contracts.matches(
@@ -169,32 +169,32 @@ class MarketDataRouter:
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
             primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
         if not found:
-            self.server.error(session, req_id, 200, NO_SECDEF)
+            self.server.error(conn, req_id, 200, NO_SECDEF)
             return
         today = self.server.clock.now().date()
         for c in found:
             view = self.server.contracts.details_view(c, str(spec["exchange"]), today)
-            session.send(contract_details_fields(view, req_id, session.server_version))
-        session.send(contract_details_end_fields(req_id))
+            conn.send(contract_details_fields(view, req_id, conn.server_version))
+        conn.send(contract_details_end_fields(req_id))
 
-    def _on_head_timestamp(self, session: Any, reader: FieldReader) -> None:
+    def _on_head_timestamp(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
         contract = self._resolve(self._read_contract(reader))
         if contract is None:
-            self.server.error(session, req_id, 200, NO_SECDEF)
+            self.server.error(conn, req_id, 200, NO_SECDEF)
             return
         reader.skip(3)  # includeExpired, useRTH, whatToShow
         fmt_date = reader.int(1)
         series = self.server.market.series(contract)
         if series is None or not len(series.opens):
-            self.server.error(session, req_id, 162, f"{HMDS}HMDS query returned no data")
+            self.server.error(conn, req_id, 162, f"{HMDS}HMDS query returned no data")
             return
         first = int(series.opens[0])
         text = str(first) if fmt_date == 2 else datetime.fromtimestamp(
             first, ZoneInfo("UTC")).strftime("%Y%m%d-%H:%M:%S")
-        session.send(head_timestamp_fields(req_id, text))
+        conn.send(head_timestamp_fields(req_id, text))
 
-    def _on_historical(self, session: Any, reader: FieldReader) -> None:
+    def _on_historical(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
         spec = self._read_contract(reader)
         reader.skip()  # includeExpired
@@ -209,21 +209,21 @@ class MarketDataRouter:
         keep_up = reader.bool()
         contfut = str(spec["secType"]).upper() == CONTFUT
         if contfut and end_text.strip():
-            self.server.error(session, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
+            self.server.error(conn, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
             return
         contract = self._front(spec) if contfut else self._resolve(spec)
         if contract is None:
-            self.server.error(session, req_id, 200, NO_SECDEF)
+            self.server.error(conn, req_id, 200, NO_SECDEF)
             return
         if self.server.pacing is not None:
             identical = (contract.conId, end_text, bar_size, duration, what, format_date)
             reason = self.server.pacing.check(identical, (contract.conId, contract.exchange, what))
             if reason is not None:
                 log.info("pacing: request %d refused (%s)", req_id, reason)
-                self.server.error(session, req_id, 162, PACING_TEXT)
+                self.server.error(conn, req_id, 162, PACING_TEXT)
                 return
         if keep_up and end_text.strip():
-            self.server.error(session, req_id, 321, "Error validating request.-'bX' : cause - End "
+            self.server.error(conn, req_id, 321, "Error validating request.-'bX' : cause - End "
                        "date not supported with live updates: pass endDateTime=''")
             return
         now = int(math.floor(self.server.clock.now().timestamp()))
@@ -231,36 +231,36 @@ class MarketDataRouter:
             end = min(parse_end_datetime(end_text, contract.timeZoneId, now), now)
             bars = self.server.market.historical(contract, end, duration, bar_size, what, now)
         except HistoricalDataError as exc:
-            self.server.error(session, req_id, exc.code, exc.message)
+            self.server.error(conn, req_id, exc.code, exc.message)
             return
         for edit in self.server.faults.bar_edits.get(contract.symbol, ()):
             bars = edit(list(bars))
-        session.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
+        conn.send(historical_data_fields(req_id, bars, contract.timeZoneId, format_date,
                                            end))
         if keep_up:
-            session.hist_subs[req_id] = HistSub(req_id, contract, bar_size,
+            conn.hist_subs[req_id] = HistSub(req_id, contract, bar_size,
                                                 bar_step(bar_size), what, format_date)
 
-    def _on_cancel_historical(self, session: Any, reader: FieldReader) -> None:
+    def _on_cancel_historical(self, conn: Any, reader: FieldReader) -> None:
         reader.skip()
-        session.hist_subs.pop(reader.int(), None)
+        conn.hist_subs.pop(reader.int(), None)
 
-    def _on_realtime_bars(self, session: Any, reader: FieldReader) -> None:
+    def _on_realtime_bars(self, conn: Any, reader: FieldReader) -> None:
         reader.skip()  # version 3
         req_id = reader.int()
         contract = self._resolve(self._read_contract(reader))
         reader.skip()  # bar size (always 5)
         what = reader.str().upper() or "TRADES"
         if contract is None:
-            self.server.error(session, req_id, 200, NO_SECDEF)
+            self.server.error(conn, req_id, 200, NO_SECDEF)
             return
         if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
-            self.server.error(session, req_id, 420, f"Invalid Real-time Query:whatToShow {what!r} "
+            self.server.error(conn, req_id, 420, f"Invalid Real-time Query:whatToShow {what!r} "
                        "is not supported; use TRADES, MIDPOINT, BID or ASK")
             return
-        session.rt_subs[req_id] = RealTimeSub(req_id, contract, what)
+        conn.rt_subs[req_id] = RealTimeSub(req_id, contract, what)
 
-    def _on_mkt_data(self, session: Any, reader: FieldReader) -> None:
+    def _on_mkt_data(self, conn: Any, reader: FieldReader) -> None:
         reader.skip()  # version 11
         req_id = reader.int()
         spec = self._read_contract(reader)
@@ -273,30 +273,30 @@ class MarketDataRouter:
         regulatory = reader.bool()
         contract = self._resolve(spec)
         if contract is None:
-            self.server.error(session, req_id, 200, NO_SECDEF)
+            self.server.error(conn, req_id, 200, NO_SECDEF)
             return
-        delayed = session.market_data_type in (3, 4)
+        delayed = conn.market_data_type in (3, 4)
         if not self.server.live_data:
             listing = f"{contract.symbol} {contract.primaryExchange or contract.exchange}/TOP/ALL"
             if not delayed:
-                self.server.error(session, req_id, 10089, "Requested market data requires additional "
+                self.server.error(conn, req_id, 10089, "Requested market data requires additional "
                            "subscription for API. See link in 'Market Data Connections dialog' "
                            f"for more details.Delayed market data is available.{listing}")
                 return
-            self.server.error(session, req_id, 10167, "Requested market data is not subscribed. "
+            self.server.error(conn, req_id, 10167, "Requested market data is not subscribed. "
                        f"Displaying delayed market data.{listing}")
         sub = MarketSub(req_id, contract, delayed,
                         rt_volume="233" in generic.replace(" ", "").split(","))
-        session.send(market_data_type_fields(req_id, delayed))
+        conn.send(market_data_type_fields(req_id, delayed))
         now = int(math.floor(self.server.clock.now().timestamp()))
-        self.send_ticks(session, sub, now, full=True)
+        self.send_ticks(conn, sub, now, full=True)
         if snapshot or regulatory:
-            session.send(tick_snapshot_end_fields(req_id))
+            conn.send(tick_snapshot_end_fields(req_id))
         else:
-            session.market_subs[req_id] = sub
+            conn.market_subs[req_id] = sub
 
     # ------------------------------------------------------------ per clock step
-    def send_rt_bar(self, session: Any, sub: RealTimeSub, t: int) -> None:
+    def send_rt_bar(self, conn: Any, sub: RealTimeSub, t: int) -> None:
         bar = self.server.market.window(sub.contract, t - 5, t)
         if bar is None:
             return
@@ -306,9 +306,9 @@ class MarketDataRouter:
         lag = self.server.faults.rt_bar_lags.get(sub.contract.symbol, 0.0)
         if lag > 0:
             self._held_seq += 1
-            self.held.append((t + lag, self._held_seq, session, sub.req_id, fields))
+            self.held.append((t + lag, self._held_seq, conn, sub.req_id, fields))
             return
-        session.send(fields)
+        conn.send(fields)
 
     def release_held(self, now: float) -> None:
         """Send the held-back real-time bars due at or before epoch ``now`` (oldest first), or
@@ -316,17 +316,17 @@ class MarketDataRouter:
         lags = self.server.faults.rt_bar_lags
         due, keep = [], []
         for item in self.held:
-            _, _, session, req_id, _ = item
-            sub = session.rt_subs.get(req_id)
-            if session.closed or sub is None:
+            _, _, conn, req_id, _ = item
+            sub = conn.rt_subs.get(req_id)
+            if conn.closed or sub is None:
                 continue
             cleared = lags.get(sub.contract.symbol, 0.0) <= 0
             (due if cleared or item[0] <= now else keep).append(item)
         self.held = keep
-        for _, _, session, _, fields in sorted(due, key=lambda i: (i[0], i[1])):
-            session.send(fields)
+        for _, _, conn, _, fields in sorted(due, key=lambda i: (i[0], i[1])):
+            conn.send(fields)
 
-    def send_hist_update(self, session: Any, sub: HistSub, t: int) -> None:
+    def send_hist_update(self, conn: Any, sub: HistSub, t: int) -> None:
         c = sub.contract
         bar: Bar | None
         if sub.step:
@@ -351,9 +351,9 @@ class MarketDataRouter:
             except HistoricalDataError:
                 return
             bar = bars[-1]
-        session.send(historical_update_fields(sub.req_id, bar, c.timeZoneId, sub.format_date))
+        conn.send(historical_update_fields(sub.req_id, bar, c.timeZoneId, sub.format_date))
 
-    def send_ticks(self, session: Any, sub: MarketSub, t: int, full: bool = False) -> None:
+    def send_ticks(self, conn: Any, sub: MarketSub, t: int, full: bool = False) -> None:
         at = t - 900 if sub.delayed else t  # delayed data is 15 minutes old
         quote = self.server.market.quote_at(sub.contract, at)
         if quote is None:
@@ -375,14 +375,14 @@ class MarketDataRouter:
             if not full and sub.last.get(key) == price:
                 continue
             sub.last[key] = price
-            session.send(tick_price_fields(sub.req_id, tick_type, price, size))
+            conn.send(tick_price_fields(sub.req_id, tick_type, price, size))
         if stats is not None:
             vol = stats["volume"]
             if full or sub.last.get(-1) != vol:
                 sub.last[-1] = vol
-                session.send(tick_size_fields(sub.req_id, 74 if d else 8, vol))
+                conn.send(tick_size_fields(sub.req_id, 74 if d else 8, vol))
                 if sub.rt_volume and not d and quote.volume > 0:
                     vwap = round((stats["high"] + stats["low"] + quote.last) / 3.0, 6)
                     text = (f"{quote.last};{int(quote.volume)};{at * 1000};{int(vol)};{vwap};"
                             "false")
-                    session.send(tick_string_fields(sub.req_id, 48, text))
+                    conn.send(tick_string_fields(sub.req_id, 48, text))

@@ -10,7 +10,7 @@ What one API client sees of another's orders (IB's rules, as the TWS API documen
 ib_async's ``Wrapper.openOrder`` describe them):
 
 * pushed order messages (openOrder, orderStatus, execDetails, commissionReport) go to the
-  PLACING client's session(s) and to the session of the *Master API client ID*
+  PLACING client's connection(s) and to the connection of the *Master API client ID*
   (``server.master_client_id``, a TWS setting, None by default); order errors to the placing
   client only. No other client hears of an order as it changes;
 * 5 reqOpenOrders answers the asking client's own working orders; 16 reqAllOpenOrders every
@@ -24,10 +24,10 @@ ib_async's ``Wrapper.openOrder`` describe them):
 * 99 reqCompletedOrders answers the account's filled and cancelled orders, every client's
   (the completedOrder message carries no clientId).
 
-Position/account/PnL pushes go to the sessions that subscribed. State lives in the broker, so it
+Position/account/PnL pushes go to the connections that subscribed. State lives in the broker, so it
 survives disconnects and ``server.restart()``.
 
-Subscription state is kept in ``session.subscriptions`` under these keys: "positions" (bool),
+Subscription state is kept in ``conn.subscriptions`` under these keys: "positions" (bool),
 "auto_open_orders" (bool), "account_updates" (bool), "account_summary" ({reqId: tags}),
 "account_multi" ({reqId: modelCode}), "positions_multi" (set of reqIds), "pnl" ({reqId: None}),
 "pnl_single" ({reqId: conId}).
@@ -137,52 +137,52 @@ class OrderRouter:
 
     # ------------------------------------------------------------ targets
 
-    def _sessions(self) -> list[Any]:
-        return [s for s in list(self.server.sessions) if not getattr(s, "closed", False)]
+    def _conns(self) -> list[Any]:
+        return [s for s in list(self.server.connections) if not getattr(s, "closed", False)]
 
     def _order_targets(self, client_id: int) -> list[Any]:
-        """The sessions that hear of an order of ``client_id`` as it changes: that client's and
+        """The connections that hear of an order of ``client_id`` as it changes: that client's and
         the Master API client's (module docstring)."""
         master = getattr(self.server, "master_client_id", None)
-        return [s for s in self._sessions() if s.client_id == client_id
+        return [s for s in self._conns() if s.client_id == client_id
                 or (master is not None and s.client_id == master)]
 
     def _subscribed(self, key: str) -> list[Any]:
-        return [s for s in self._sessions() if s.subscriptions.get(key)]
+        return [s for s in self._conns() if s.subscriptions.get(key)]
 
     # ------------------------------------------------------------ encoders
 
-    def _send_order(self, session: Any, order: SimOrder, with_status: bool = True) -> None:
-        v = session.server_version
-        session.send(open_order_fields(order.order_id, order.client_id, order.perm_id,
+    def _send_order(self, conn: Any, order: SimOrder, with_status: bool = True) -> None:
+        v = conn.server_version
+        conn.send(open_order_fields(order.order_id, order.client_id, order.perm_id,
                                        order.contract, order.spec, v, order.order_state(),
                                        order.contract_spec))
         if with_status:
-            session.send(order_status_fields(
+            conn.send(order_status_fields(
                 order.order_id, order.status, order.filled, order.remaining,
                 order.avg_fill_price, order.perm_id, order.parent_id, order.last_fill_price,
                 order.client_id, order.why_held))
 
-    def _send_execution(self, session: Any, ex: Any, req_id: int) -> None:
-        session.send(exec_details_fields(ex, req_id, session.server_version))
-        session.send(commission_report_fields(ex.exec_id, ex.commission, ex.currency,
+    def _send_execution(self, conn: Any, ex: Any, req_id: int) -> None:
+        conn.send(exec_details_fields(ex, req_id, conn.server_version))
+        conn.send(commission_report_fields(ex.exec_id, ex.commission, ex.currency,
                                               ex.realized_pnl))
 
-    def _send_portfolio(self, session: Any, contract: Any) -> None:
+    def _send_portfolio(self, conn: Any, contract: Any) -> None:
         item = self.broker.portfolio_item(contract)
         if item is None:
             return
-        session.send(portfolio_value_fields(
+        conn.send(portfolio_value_fields(
             self.server.account, item.contract, item.position, item.market_price,
             item.market_value, item.average_cost, item.unrealized_pnl, item.realized_pnl))
 
     @staticmethod
-    def _changed(session: Any, key: Any, rows: list[tuple[str, str, str]],
+    def _changed(conn: Any, key: Any, rows: list[tuple[str, str, str]],
                  full: bool) -> list[tuple[str, str, str]]:
         """Return the rows of ``rows`` this subscription (``key``) has not been sent yet with
         that value (all of them when ``full``: a new subscription gets the whole snapshot).
         TWS pushes an account value when it changes, not the whole account every time."""
-        sent = session.subscriptions.setdefault("account_sent", {})
+        sent = conn.subscriptions.setdefault("account_sent", {})
         if full:
             sent[key] = {}
         last = sent.setdefault(key, {})
@@ -193,31 +193,31 @@ class OrderRouter:
                 out.append(row)
         return out
 
-    def _send_account_values(self, session: Any, rows: list[tuple[str, str, str]],
+    def _send_account_values(self, conn: Any, rows: list[tuple[str, str, str]],
                              full: bool = False) -> None:
-        for key, value, ccy in self._changed(session, "updates", rows, full):
-            session.send(account_value_fields(key, value, ccy, self.server.account))
+        for key, value, ccy in self._changed(conn, "updates", rows, full):
+            conn.send(account_value_fields(key, value, ccy, self.server.account))
 
-    def _send_account_time(self, session: Any) -> None:
+    def _send_account_time(self, conn: Any) -> None:
         from zoneinfo import ZoneInfo
 
         now = self.server.clock.now().astimezone(ZoneInfo("America/New_York"))
-        session.send(account_time_fields(now))
+        conn.send(account_time_fields(now))
 
-    def _send_multi(self, session: Any, req_id: int, model: str,
+    def _send_multi(self, conn: Any, req_id: int, model: str,
                     rows: list[tuple[str, str, str]], full: bool = False) -> None:
-        for key, value, ccy in self._changed(session, ("multi", req_id), rows, full):
-            session.send(account_update_multi_fields(req_id, self.server.account, model, key,
+        for key, value, ccy in self._changed(conn, ("multi", req_id), rows, full):
+            conn.send(account_update_multi_fields(req_id, self.server.account, model, key,
                                                      value, ccy))
 
-    def _send_pnl(self, session: Any, req_id: int) -> None:
-        session.send(pnl_fields(req_id, *self.broker.pnl()))
+    def _send_pnl(self, conn: Any, req_id: int) -> None:
+        conn.send(pnl_fields(req_id, *self.broker.pnl()))
 
-    def _send_pnl_single(self, session: Any, req_id: int, con_id: int) -> None:
-        session.send(pnl_single_fields(req_id, *self.broker.pnl_single(con_id)))
+    def _send_pnl_single(self, conn: Any, req_id: int, con_id: int) -> None:
+        conn.send(pnl_single_fields(req_id, *self.broker.pnl_single(con_id)))
 
     def _push_pnl(self, con_id: int | None = None) -> None:
-        for s in self._sessions():
+        for s in self._conns():
             for req_id in list(s.subscriptions.get("pnl", {}) or {}):
                 self._send_pnl(s, req_id)
             for req_id, cid in list((s.subscriptions.get("pnl_single", {}) or {}).items()):
@@ -227,14 +227,14 @@ class OrderRouter:
     # ------------------------------------------------------------ broker events
 
     def on_event(self, event: Any) -> None:
-        """Deliver one broker event to the sessions that should see it (none when the
+        """Deliver one broker event to the connections that should see it (none when the
         gateway is logged into another account than this router's)."""
         if getattr(self.server, "broker", self.broker) is not self.broker:
             return
         if isinstance(event, OrderUpdated):
             order = event.order
             if order.spec.whatIf:
-                for s in self._sessions():
+                for s in self._conns():
                     if s.client_id == event.client_id:
                         self._send_order(s, order, with_status=False)
                 return
@@ -244,14 +244,14 @@ class OrderRouter:
             for s in self._order_targets(event.client_id):
                 self._send_execution(s, event.execution, -1)
         elif isinstance(event, OrderError):
-            for s in self._sessions():
+            for s in self._conns():
                 if s.client_id == event.client_id:
                     self.server.error(s, event.order_id, event.code, event.text)
         elif isinstance(event, PositionChanged):
             for s in self._subscribed("positions"):
                 s.send(position_fields(self.server.account, event.contract, event.position,
                                        event.avg_cost))
-            for s in self._sessions():
+            for s in self._conns():
                 for req_id in sorted(s.subscriptions.get("positions_multi", ()) or ()):
                     s.send(_position_multi(req_id, self.server.account, event.contract,
                                            event.position, event.avg_cost))
@@ -266,7 +266,7 @@ class OrderRouter:
             for s in self._subscribed("account_updates"):
                 self._send_account_values(s, event.values)
                 self._send_account_time(s)
-            for s in self._sessions():
+            for s in self._conns():
                 for req_id, model in list((s.subscriptions.get("account_multi", {})
                                            or {}).items()):
                     self._send_multi(s, req_id, model, event.values)
@@ -278,15 +278,15 @@ class OrderRouter:
 
     # ------------------------------------------------------------ order requests
 
-    def on_place_order(self, session: Any, reader: FieldReader) -> None:
+    def on_place_order(self, conn: Any, reader: FieldReader) -> None:
         """3 placeOrder -> broker.place (errors 200 unknown contract, 320 unreadable)."""
         try:
-            request = parse_place_order(reader, session.server_version)
+            request = parse_place_order(reader, conn.server_version)
         except (IndexError, ValueError) as exc:
             order_id = _safe_int(reader.fields[1]) if len(reader.fields) > 1 else -1
-            log.warning("client %d placeOrder %s unreadable: %s", session.client_id,
+            log.warning("client %d placeOrder %s unreadable: %s", conn.client_id,
                         order_id, exc)
-            self.server.error(session, order_id, 320,
+            self.server.error(conn, order_id, 320,
                               f"Error reading request:placeOrder could not be parsed ({exc})")
             return
         c = request.contract
@@ -298,55 +298,55 @@ class OrderRouter:
                 currency=c.currency,
                 lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth)
         if contract is None:
-            self.server.error(session, request.order_id, 200, NO_SECDEF)
+            self.server.error(conn, request.order_id, 200, NO_SECDEF)
             return
-        self.broker.place(session.client_id, request.order_id, contract, request.order, c)
+        self.broker.place(conn.client_id, request.order_id, contract, request.order, c)
 
-    def on_cancel_order(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_order(self, conn: Any, reader: FieldReader) -> None:
         """4 cancelOrder [4, 1, orderId, (manualCancelOrderTime)]."""
         reader.skip()
-        self.broker.cancel(session.client_id, reader.int())
+        self.broker.cancel(conn.client_id, reader.int())
 
-    def on_global_cancel(self, session: Any, reader: FieldReader) -> None:
+    def on_global_cancel(self, conn: Any, reader: FieldReader) -> None:
         """58 reqGlobalCancel: cancel every working order of every client."""
         self.broker.global_cancel()
 
-    def on_open_orders(self, session: Any, reader: FieldReader) -> None:
+    def on_open_orders(self, conn: Any, reader: FieldReader) -> None:
         """5 reqOpenOrders: this client's working orders, then openOrderEnd."""
-        for order in self.broker.open_orders(session.client_id):
-            self._send_order(session, order)
-        session.send([53, 1])
+        for order in self.broker.open_orders(conn.client_id):
+            self._send_order(conn, order)
+        conn.send([53, 1])
 
-    def on_all_open_orders(self, session: Any, reader: FieldReader) -> None:
+    def on_all_open_orders(self, conn: Any, reader: FieldReader) -> None:
         """16 reqAllOpenOrders: every client's working orders, then openOrderEnd."""
         for order in self.broker.open_orders():
-            self._send_order(session, order)
-        session.send([53, 1])
+            self._send_order(conn, order)
+        conn.send([53, 1])
 
-    def on_auto_open_orders(self, session: Any, reader: FieldReader) -> None:
+    def on_auto_open_orders(self, conn: Any, reader: FieldReader) -> None:
         """15 reqAutoOpenOrders(bAutoBind): clientId 0 only; binds orders placed by hand in TWS
         (the simulator has none). Other API clients' orders are not bound by it."""
         reader.skip()
         flag = reader.bool()
-        if session.client_id != 0:
-            self.server.error(session, -1, 321, "Error validating request.-'bK' : cause - "
+        if conn.client_id != 0:
+            self.server.error(conn, -1, 321, "Error validating request.-'bK' : cause - "
                               "reqAutoOpenOrders is only allowed for client id 0")
             return
-        session.subscriptions["auto_open_orders"] = flag
+        conn.subscriptions["auto_open_orders"] = flag
 
-    def on_completed_orders(self, session: Any, reader: FieldReader) -> None:
+    def on_completed_orders(self, conn: Any, reader: FieldReader) -> None:
         """99 reqCompletedOrders(apiOnly): Filled/Cancelled orders, then [102]."""
         for order in self.broker.completed_orders():
             when = order.completed_at or self.server.clock.now()
             parent = (self.broker.get_order(order.client_id, order.parent_id)
                       if order.parent_id else None)
-            session.send(completed_order_fields(
-                order.perm_id, order.contract, order.spec, session.server_version,
+            conn.send(completed_order_fields(
+                order.perm_id, order.contract, order.spec, conn.server_version,
                 order.status, ib_time(when), order.completed_status, order.filled,
                 order.contract_spec, parent.perm_id if parent else 0))
-        session.send([102])
+        conn.send([102])
 
-    def on_executions(self, session: Any, reader: FieldReader) -> None:
+    def on_executions(self, conn: Any, reader: FieldReader) -> None:
         """7 reqExecutions [7, 3, reqId, clientId, acct, time, symbol, secType, exch, side]."""
         reader.skip()
         req_id = reader.int()
@@ -355,108 +355,108 @@ class OrderRouter:
             symbol=reader.str(), sec_type=reader.str(), exchange=reader.str(),
             side=reader.str())
         for ex in found:
-            self._send_execution(session, ex, req_id)
-        session.send([55, 1, req_id])
+            self._send_execution(conn, ex, req_id)
+        conn.send([55, 1, req_id])
 
     # ------------------------------------------------------------ positions / account
 
-    def on_positions(self, session: Any, reader: FieldReader) -> None:
+    def on_positions(self, conn: Any, reader: FieldReader) -> None:
         """61 reqPositions: held positions, positionEnd, then pushes on every change."""
-        session.subscriptions["positions"] = True
+        conn.subscriptions["positions"] = True
         for pos in self.broker.positions():
             if pos.position:
-                session.send(position_fields(self.server.account, pos.contract, pos.position,
+                conn.send(position_fields(self.server.account, pos.contract, pos.position,
                                              pos.avg_cost))
-        session.send([62, 1])
+        conn.send([62, 1])
 
-    def on_cancel_positions(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_positions(self, conn: Any, reader: FieldReader) -> None:
         """64 cancelPositions: stop the position pushes."""
-        session.subscriptions["positions"] = False
+        conn.subscriptions["positions"] = False
 
-    def on_positions_multi(self, session: Any, reader: FieldReader) -> None:
+    def on_positions_multi(self, conn: Any, reader: FieldReader) -> None:
         """74 reqPositionsMulti [74, 1, reqId, account, modelCode] -> 71*, [72, 1, reqId]."""
         reader.skip()
         req_id = reader.int()
-        session.subscriptions.setdefault("positions_multi", set()).add(req_id)
+        conn.subscriptions.setdefault("positions_multi", set()).add(req_id)
         for pos in self.broker.positions():
             if pos.position:
-                session.send(_position_multi(req_id, self.server.account, pos.contract,
+                conn.send(_position_multi(req_id, self.server.account, pos.contract,
                                              pos.position, pos.avg_cost))
-        session.send([72, 1, req_id])
+        conn.send([72, 1, req_id])
 
-    def on_cancel_positions_multi(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_positions_multi(self, conn: Any, reader: FieldReader) -> None:
         """75 cancelPositionsMulti [75, 1, reqId]."""
         reader.skip()
-        session.subscriptions.get("positions_multi", set()).discard(reader.int())
+        conn.subscriptions.get("positions_multi", set()).discard(reader.int())
 
-    def on_account_updates(self, session: Any, reader: FieldReader) -> None:
+    def on_account_updates(self, conn: Any, reader: FieldReader) -> None:
         """6 reqAccountUpdates [6, 2, subscribe, acct] -> 6*, 7*, 8, 54; then pushes."""
         reader.skip()
         subscribe = reader.bool()
         account = reader.str() or self.server.account
-        session.subscriptions["account_updates"] = subscribe
+        conn.subscriptions["account_updates"] = subscribe
         if not subscribe:
             return
-        self._send_account_values(session, self.broker.account_values(), full=True)
+        self._send_account_values(conn, self.broker.account_values(), full=True)
         for item in self.broker.portfolio():
             if item.position:
-                self._send_portfolio(session, item.contract)
-        self._send_account_time(session)
-        session.send(account_download_end_fields(account))
+                self._send_portfolio(conn, item.contract)
+        self._send_account_time(conn)
+        conn.send(account_download_end_fields(account))
 
-    def on_account_summary(self, session: Any, reader: FieldReader) -> None:
+    def on_account_summary(self, conn: Any, reader: FieldReader) -> None:
         """62 reqAccountSummary [62, 1, reqId, group, tags] -> 63*, 64; then pushes."""
         reader.skip()
         req_id = reader.int()
         reader.str()  # group ("All")
         tags = reader.str()
-        session.subscriptions.setdefault("account_summary", {})[req_id] = tags
+        conn.subscriptions.setdefault("account_summary", {})[req_id] = tags
         for tag, value, ccy in self.broker.account_summary(tags):
-            session.send(account_summary_fields(req_id, self.server.account, tag, value, ccy))
-        session.send([64, 1, req_id])
+            conn.send(account_summary_fields(req_id, self.server.account, tag, value, ccy))
+        conn.send([64, 1, req_id])
 
-    def on_cancel_account_summary(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_account_summary(self, conn: Any, reader: FieldReader) -> None:
         """63 cancelAccountSummary [63, 1, reqId]."""
         reader.skip()
-        session.subscriptions.get("account_summary", {}).pop(reader.int(), None)
+        conn.subscriptions.get("account_summary", {}).pop(reader.int(), None)
 
-    def on_account_updates_multi(self, session: Any, reader: FieldReader) -> None:
+    def on_account_updates_multi(self, conn: Any, reader: FieldReader) -> None:
         """76 reqAccountUpdatesMulti [76, 1, reqId, account, model, ledgerAndNLV] -> 73*, 74."""
         reader.skip()
         req_id = reader.int()
         reader.str()  # account
         model = reader.str()
-        session.subscriptions.setdefault("account_multi", {})[req_id] = model
-        self._send_multi(session, req_id, model, self.broker.account_values(), full=True)
-        session.send([74, 1, req_id])
+        conn.subscriptions.setdefault("account_multi", {})[req_id] = model
+        self._send_multi(conn, req_id, model, self.broker.account_values(), full=True)
+        conn.send([74, 1, req_id])
 
-    def on_cancel_account_updates_multi(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_account_updates_multi(self, conn: Any, reader: FieldReader) -> None:
         """77 cancelAccountUpdatesMulti [77, 1, reqId]."""
         reader.skip()
-        session.subscriptions.get("account_multi", {}).pop(reader.int(), None)
+        conn.subscriptions.get("account_multi", {}).pop(reader.int(), None)
 
-    def on_pnl(self, session: Any, reader: FieldReader) -> None:
+    def on_pnl(self, conn: Any, reader: FieldReader) -> None:
         """92 reqPnL [92, reqId, account, modelCode] -> 94 now and on every change."""
         req_id = reader.int()
-        session.subscriptions.setdefault("pnl", {})[req_id] = None
-        self._send_pnl(session, req_id)
+        conn.subscriptions.setdefault("pnl", {})[req_id] = None
+        self._send_pnl(conn, req_id)
 
-    def on_cancel_pnl(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_pnl(self, conn: Any, reader: FieldReader) -> None:
         """93 cancelPnL [93, reqId]."""
-        session.subscriptions.get("pnl", {}).pop(reader.int(), None)
+        conn.subscriptions.get("pnl", {}).pop(reader.int(), None)
 
-    def on_pnl_single(self, session: Any, reader: FieldReader) -> None:
+    def on_pnl_single(self, conn: Any, reader: FieldReader) -> None:
         """94 reqPnLSingle [94, reqId, account, modelCode, conId] -> 95 now and on change."""
         req_id = reader.int()
         reader.str()
         reader.str()
         con_id = reader.int()
-        session.subscriptions.setdefault("pnl_single", {})[req_id] = con_id
-        self._send_pnl_single(session, req_id, con_id)
+        conn.subscriptions.setdefault("pnl_single", {})[req_id] = con_id
+        self._send_pnl_single(conn, req_id, con_id)
 
-    def on_cancel_pnl_single(self, session: Any, reader: FieldReader) -> None:
+    def on_cancel_pnl_single(self, conn: Any, reader: FieldReader) -> None:
         """95 cancelPnLSingle [95, reqId]."""
-        session.subscriptions.get("pnl_single", {}).pop(reader.int(), None)
+        conn.subscriptions.get("pnl_single", {}).pop(reader.int(), None)
 
 
 def _position_multi(req_id: int, account: str, contract: Any, position: float,

@@ -3,16 +3,16 @@
 Architecture
 ------------
 ``GatewayServer`` owns one ``asyncio`` server bound to 127.0.0.1 (never any other address).
-Each accepted socket becomes a ``Session``:
+Each accepted socket becomes a ``ClientConnection``:
 
 1. handshake: raw ``API\\0``, then the client's ``v<min>..<max>`` range; the server answers
    ``[version, connTime]`` with ``version = min(max_server_version, client max)`` and closes the
    socket (logging why) when that is below ``max(157, client min)``;
 2. ``startApi`` (71) carries the clientId: a clientId already connected gets error 326 and the
-   socket is closed; otherwise the session is *started*: ``nextValidId`` (9),
+   socket is closed; otherwise the connection is *started*: ``nextValidId`` (9),
    ``managedAccounts`` (15) and the farm notices 2104/2106/2158 are sent;
 3. every later message is recorded (``requests``), logged as one line and dispatched through
-   ``handlers[msg_id](session, reader)``.
+   ``handlers[msg_id](conn, reader)``.
 
 The market is driven by a ``SimClock`` (``clock.py``): ``advance()``/``catch_up()`` walk the
 clock forward in 5-second steps; at each step inside a contract's session the server sends the
@@ -27,7 +27,7 @@ Served requests (besides startApi): 8 reqIds, 49 reqCurrentTime (the SIMULATED c
 9 reqContractDetails (10/52, version-correct; unknown -> error 200 only), 20/25
 reqHistoricalData/cancel (17, keepUpToDate -> 90), 50/51 real-time bars, 1/2 reqMktData/cancel
 (58 + ticks 1/2, delayed ids 66-76 in market data type 3/4, RTVolume tickString 48 for generic
-tick 233, snapshots end with 57), 87 reqHeadTimeStamp. Clients and faults: ``session``.
+tick 233, snapshots end with 57), 87 reqHeadTimeStamp. Clients and faults: ``connection``.
 Until ``order_handlers.register`` replaces them, the startup-sync requests (61, 5, 16, 99, 6,
 76, 62, 7, 15) get empty but valid replies and placeOrder is rejected with 201.
 
@@ -40,25 +40,25 @@ client's order messages; see ``order_handlers``),
 
 Extension interface (what ``order_handlers.register(server)`` codes against)
 ---------------------------------------------------------------------------
-``Session``
+``ClientConnection``
     ``client_id: int`` (from startApi), ``server_version: int`` (negotiated),
     ``send(fields: list) -> None`` (frame and write; non-blocking; thread-safe; honours the
     delay/drop faults of the request being handled), ``subscriptions: dict`` (free-form state
     for handlers, e.g. ``{"positions": True}``), ``closed: bool``.
 ``GatewayServer``
-    ``account: str``; ``sessions: list[Session]`` (connected *and started*);
+    ``account: str``; ``connections: list[ClientConnection]`` (connected *and started*);
     ``contracts: ContractDB`` (``.resolve(conId=, symbol=, secType=, exchange=, currency=,
     lastTradeDateOrContractMonth=) -> SimContract | None``, ``.by_conid(conId)``);
     ``clock: SimClock`` (``.now()`` tz-aware UTC); ``market: MarketData``
     (``.quote(contract) -> Quote | None``); ``broker`` (set by ``register``; the server calls
     ``broker.on_bar(contract, quote)`` at every clock step for the contracts in
     ``broker.active_conids()`` when that method exists, else for every contract with data);
-    ``handlers: dict[int, Callable[[Session, FieldReader], None | Awaitable[None]]]`` — the
-    reader is positioned just after the message id (a version field, if the message has one,
+    ``handlers: dict[int, Callable[[ClientConnection, FieldReader], None | Awaitable[None]]]``
+    — the reader is positioned just after the message id (a version field, if the message has one,
     is NOT consumed); ``next_order_id() -> int`` (the id the next ``nextValidId`` would carry;
     placeOrder ids bump it; ``restart(rollback_ids=True)`` rolls it back);
-    ``error(session, req_id, code, message, advanced_json="")`` (msg 4 with the
-    version-correct field count; ``session=None`` sends to every session);
+    ``error(conn, req_id, code, message, advanced_json="")`` (msg 4 with the
+    version-correct field count; ``conn=None`` sends to every connection);
     ``faults: FaultPlan`` (``reject_next_order: tuple[int, str] | None`` is consumed by the
     order handlers).
 
@@ -83,6 +83,7 @@ from zoneinfo import ZoneInfo
 
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.gateway_sim.clock import SimClock
+from bt_ibkr.gateway_sim.connection import ClientConnection, FaultPlan, reply_context
 from bt_ibkr.gateway_sim.contracts_db import ContractDB
 from bt_ibkr.gateway_sim.marketdata import (
     MarketData,
@@ -91,7 +92,6 @@ from bt_ibkr.gateway_sim.marketdata_handlers import MarketDataRouter
 from bt_ibkr.gateway_sim.model import SimContract
 from bt_ibkr.gateway_sim.order_codec import account_download_end_fields, account_time_fields
 from bt_ibkr.gateway_sim.pacing import PacingGuard
-from bt_ibkr.gateway_sim.session import FaultPlan, Session, reply_context
 from bt_ibkr.gateway_sim.wire import MSG_NAMES, FieldReader, split_fields
 from bt_ibkr.ib.codes import SIMULATOR_BRAND
 
@@ -113,7 +113,7 @@ NOTICES: dict[int, str] = {
     2158: "Sec-def data farm connection is OK:secdefnj",
 }
 
-Handler = Callable[["Session", FieldReader], "None | Awaitable[None]"]
+Handler = Callable[["ClientConnection", FieldReader], "None | Awaitable[None]"]
 
 class GatewayServer:
     """The simulated gateway (see the module docstring). Create, then ``await start()``.
@@ -168,8 +168,8 @@ class GatewayServer:
         self.faults = FaultPlan()
         self.pacing: PacingGuard | None = PacingGuard(
             scale=pacing_scale, clock=pacing_clock or time.monotonic) if pacing else None
-        self.sessions: list[Session] = []
-        self._pending: list[Session] = []
+        self.connections: list[ClientConnection] = []
+        self._pending: list[ClientConnection] = []
         self.handlers: dict[int, Handler] = {}
         self.market_data = MarketDataRouter(self)
         self.broker = None
@@ -281,10 +281,10 @@ class GatewayServer:
         """Bump the nextValidId counter past ``order_id`` (called for every placeOrder)."""
         self._next_id = max(self._next_id, int(order_id) + 1)
 
-    def error(self, session: Session | None, req_id: int, code: int, message: str,
+    def error(self, conn: ClientConnection | None, req_id: int, code: int, message: str,
               advanced_json: str = "") -> None:
-        """Send error/notice msg 4 to ``session`` (None: every started session)."""
-        targets = [session] if session is not None else list(self.sessions)
+        """Send error/notice msg 4 to ``conn`` (None: every started connection)."""
+        targets = [conn] if conn is not None else list(self.connections)
         for s in targets:
             fields: list = [4, 2, req_id, code, message]
             if s.server_version >= 166:
@@ -293,9 +293,9 @@ class GatewayServer:
 
     def drop_all(self) -> None:
         """Close every client connection; the server keeps listening."""
-        for s in list(self.sessions) + list(self._pending):
+        for s in list(self.connections) + list(self._pending):
             s.close()
-        self.sessions.clear()
+        self.connections.clear()
         self._pending.clear()
 
     def notice(self, code: int, message: str | None = None) -> None:
@@ -307,7 +307,7 @@ class GatewayServer:
         text = message or NOTICES.get(code, f"notice {code}")
         self.error(None, -1, code, text)
         if code == 1101:
-            for s in self.sessions:
+            for s in self.connections:
                 s.market_subs.clear()
                 s.rt_subs.clear()
                 s.hist_subs.clear()
@@ -376,12 +376,12 @@ class GatewayServer:
         (bt_ibkr.parity.paths). Call on the server's loop."""
         self.paced_steps = deque(int(t) for t in steps) if steps is not None else None
 
-    async def _on_current_time(self, session: Session, reader: FieldReader) -> None:
+    async def _on_current_time(self, conn: ClientConnection, reader: FieldReader) -> None:
         """49 reqCurrentTime -> 49 currentTime (the simulated clock; paced: step first)."""
         if self.paced_steps:
             target = self.paced_steps.popleft()
             await self.advance(max(target - self.clock.now().timestamp(), 0.0))
-        session.send([49, 1, int(self.clock.now().timestamp())])
+        conn.send([49, 1, int(self.clock.now().timestamp())])
 
     async def advance(self, seconds: float) -> datetime:
         """Advance the simulated clock by ``seconds`` and emit everything in between; return
@@ -426,7 +426,7 @@ class GatewayServer:
                     for c in active:
                         await self._step_broker(c, t)
                     for c in active:
-                        for s in list(self.sessions):
+                        for s in list(self.connections):
                             self.market_data.step(s, c, t)
                 else:
                     for c in active:
@@ -442,7 +442,7 @@ class GatewayServer:
 
     def _relevant_contracts(self) -> list[SimContract]:
         by_id: dict[int, SimContract] = {}
-        for s in self.sessions:
+        for s in self.connections:
             for sub in (*s.market_subs.values(), *s.rt_subs.values(), *s.hist_subs.values()):
                 by_id[sub.contract.conId] = sub.contract
         if self.broker is not None:
@@ -455,7 +455,7 @@ class GatewayServer:
         return list(by_id.values())
 
     async def _step(self, contract: SimContract, t: int) -> None:
-        for s in list(self.sessions):
+        for s in list(self.connections):
             self.market_data.step(s, contract, t)
         await self._step_broker(contract, t)
 
@@ -481,48 +481,48 @@ class GatewayServer:
     # ------------------------------------------------------------ connection handling
     async def _on_client(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        session = Session(self, reader, writer)
-        self._pending.append(session)
+        conn = ClientConnection(self, reader, writer)
+        self._pending.append(conn)
         try:
             if time.monotonic() < self._refuse_until:
-                log.info("refusing %s: gateway is restarting", session.peer)
+                log.info("refusing %s: gateway is restarting", conn.peer)
                 return
-            if not await self._handshake(session):
+            if not await self._handshake(conn):
                 return
-            while not session.closed:
+            while not conn.closed:
                 head = await reader.readexactly(4)
                 size = int.from_bytes(head, "big")
                 if size > MAX_MESSAGE_BYTES:
                     log.warning("client %d sent a %d-byte message (limit %d): closing",
-                                session.client_id, size, MAX_MESSAGE_BYTES)
+                                conn.client_id, size, MAX_MESSAGE_BYTES)
                     return
                 payload = await reader.readexactly(size)
-                await self._dispatch(session, split_fields(payload))
+                await self._dispatch(conn, split_fields(payload))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("gateway_sim: session %r failed", session)
+            log.exception("gateway_sim: connection %r failed", conn)
         finally:
-            if session in self._pending:
-                self._pending.remove(session)
-            if session in self.sessions:
-                self.sessions.remove(session)
-            if not session.closed:
-                log.info("client %d disconnected", session.client_id)
-            session.close()
+            if conn in self._pending:
+                self._pending.remove(conn)
+            if conn in self.connections:
+                self.connections.remove(conn)
+            if not conn.closed:
+                log.info("client %d disconnected", conn.client_id)
+            conn.close()
 
-    async def _handshake(self, session: Session) -> bool:
-        prefix = await session.reader.readexactly(4)
+    async def _handshake(self, conn: ClientConnection) -> bool:
+        prefix = await conn.reader.readexactly(4)
         if prefix != b"API\0":
-            log.warning("refusing %s: expected the API\\0 prefix, got %r", session.peer, prefix)
+            log.warning("refusing %s: expected the API\\0 prefix, got %r", conn.peer, prefix)
             return False
-        size = int.from_bytes(await session.reader.readexactly(4), "big")
-        text = (await session.reader.readexactly(size)).decode(errors="replace")
+        size = int.from_bytes(await conn.reader.readexactly(4), "big")
+        text = (await conn.reader.readexactly(size)).decode(errors="replace")
         m = re.match(r"v(\d+)(?:\.\.(\d+))?", text.strip())
         if not m:
-            log.warning("refusing %s: bad version string %r", session.peer, text)
+            log.warning("refusing %s: bad version string %r", conn.peer, text)
             return False
         cmin = int(m.group(1))
         cmax = int(m.group(2) or m.group(1))
@@ -530,59 +530,59 @@ class GatewayServer:
         if version < max(cmin, MIN_SERVER_VERSION):
             log.warning(
                 "refusing %s: client speaks v%d..%d, simulator offers up to v%d (minimum %d); "
-                "closing", session.peer, cmin, cmax, self.max_server_version, MIN_SERVER_VERSION)
+                "closing", conn.peer, cmin, cmax, self.max_server_version, MIN_SERVER_VERSION)
             return False
-        session.server_version = version
+        conn.server_version = version
         conn_time = self.clock.now().astimezone(ZoneInfo("America/New_York"))
-        session.send([version, conn_time.strftime("%Y%m%d %H:%M:%S %Z")])
+        conn.send([version, conn_time.strftime("%Y%m%d %H:%M:%S %Z")])
         return True
 
-    def _start_api(self, session: Session, fields: list[str]) -> None:
+    def _start_api(self, conn: ClientConnection, fields: list[str]) -> None:
         client_id = int(fields[2]) if len(fields) > 2 and fields[2] else 0
-        session.client_id = client_id
-        if any(s.client_id == client_id and not s.closed for s in self.sessions):
+        conn.client_id = client_id
+        if any(s.client_id == client_id and not s.closed for s in self.connections):
             log.warning("client id %d already in use: error 326, closing", client_id)
-            self.error(session, -1, 326, "Unable to connect as the client id is already in "
+            self.error(conn, -1, 326, "Unable to connect as the client id is already in "
                        "use. Retry with a unique client id.")
-            session.close()
+            conn.close()
             return
-        if session in self._pending:
-            self._pending.remove(session)
-        self.sessions.append(session)
-        session.started = True
-        session.send([9, 1, self._next_id])
-        session.send([15, 1, self.account])
+        if conn in self._pending:
+            self._pending.remove(conn)
+        self.connections.append(conn)
+        conn.started = True
+        conn.send([9, 1, self._next_id])
+        conn.send([15, 1, self.account])
         for code in (2104, 2106, 2158):
-            self.error(session, -1, code, NOTICES[code])
+            self.error(conn, -1, code, NOTICES[code])
 
-    async def _dispatch(self, session: Session, fields: list[str]) -> None:
+    async def _dispatch(self, conn: ClientConnection, fields: list[str]) -> None:
         if not fields:
             return
         try:
             msg_id = int(fields[0])
         except ValueError:
-            log.warning("client %d sent a non-numeric message id %r", session.client_id,
+            log.warning("client %d sent a non-numeric message id %r", conn.client_id,
                         fields[0])
             return
         name = MSG_NAMES.get(msg_id, f"msg{msg_id}")
-        client_id = session.client_id
+        client_id = conn.client_id
         if msg_id == 71 and len(fields) > 2 and fields[2].lstrip("-").isdigit():
             client_id = int(fields[2])
         with self._req_lock:
             self._requests.append((client_id, msg_id, name, tuple(fields)))
         log.info("client %d %s %s", client_id, name, _summary(fields))
         if msg_id == 71:
-            if not session.started:
-                self._start_api(session, fields)
+            if not conn.started:
+                self._start_api(conn, fields)
             return
-        if not session.started:
+        if not conn.started:
             log.warning("client sent %s before startApi; ignored", name)
             return
         if msg_id == 3 and len(fields) > 1 and fields[1].lstrip("-").isdigit():
             self.note_order_id(int(fields[1]))
         handler = self.handlers.get(msg_id)
         if handler is None:
-            log.info("client %d %s: not simulated, no reply", session.client_id, name)
+            log.info("client %d %s: not simulated, no reply", conn.client_id, name)
             return
         drop = False
         if self.faults.drops.get(msg_id, 0) > 0:
@@ -593,7 +593,7 @@ class GatewayServer:
         try:
             reader = FieldReader(fields, name)
             reader.pos = 1
-            result = handler(session, reader)
+            result = handler(conn, reader)
             if inspect.isawaitable(result):
                 await result
         except Exception:
@@ -626,25 +626,25 @@ class GatewayServer:
         h[4] = self._on_cancel_order_unavailable
         h[58] = lambda s, r: None
 
-    def _on_place_order_unavailable(self, session: Session, reader: FieldReader) -> None:
+    def _on_place_order_unavailable(self, conn: ClientConnection, reader: FieldReader) -> None:
         order_id = reader.int()
-        self.error(session, order_id, 201, "Order rejected - reason:the simulator's order "
+        self.error(conn, order_id, 201, "Order rejected - reason:the simulator's order "
                    "engine (bt_ibkr.gateway_sim.order_handlers) is not installed")
 
-    def _on_cancel_order_unavailable(self, session: Session, reader: FieldReader) -> None:
+    def _on_cancel_order_unavailable(self, conn: ClientConnection, reader: FieldReader) -> None:
         reader.skip()  # version
         order_id = reader.int()
-        self.error(session, order_id, 10147,
+        self.error(conn, order_id, 10147,
                    f"OrderId {order_id} that needs to be cancelled is not found.")
 
-    def _on_account_updates(self, session: Session, reader: FieldReader) -> None:
+    def _on_account_updates(self, conn: ClientConnection, reader: FieldReader) -> None:
         reader.skip()
         subscribe = reader.bool()
         account = reader.str() or self.account
         if subscribe:
             now = self.clock.now().astimezone(ZoneInfo("America/New_York"))
-            session.send(account_time_fields(now))
-            session.send(account_download_end_fields(account))
+            conn.send(account_time_fields(now))
+            conn.send(account_download_end_fields(account))
 
 def default_start(data: str) -> datetime:
     """Return the default clock start: 2017-01-03 09:30 New York (sample) or

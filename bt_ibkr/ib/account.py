@@ -1,4 +1,4 @@
-"""AccountState: the account values and positions a session's client reports, kept current."""
+"""AccountState: the account values and positions a connection's client reports, kept current."""
 
 from __future__ import annotations
 

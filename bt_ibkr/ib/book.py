@@ -99,7 +99,7 @@ class FillBook:
         self.waiting = False
 
     def attach(self, ib: Any) -> None:
-        """Follow a client object's executions, positions and account values (a session hook)."""
+        """Follow a client object's executions, positions and account values (a connection hook)."""
         ib.execDetailsEvent += self.on_exec
         ib.positionEvent += self.on_position
         ib.accountValueEvent += self.on_value

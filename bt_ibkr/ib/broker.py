@@ -13,8 +13,7 @@ Submitting never waits on the network: the order goes to the store's loop thread
 call returns. Order status, executions and commission reports come back on the store's
 broker queue and are applied in backtrader's thread in :meth:`IBBroker.next`, producing the
 usual notifications (Submitted, Accepted, Partial, Completed, Canceled, Rejected with IB's
-reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``); positions open
-at start are adopted.
+reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``).
 
 What a Strategy reads at a decision (``mark="close"``, the default): ``getcash()`` is the
 account's cash at start minus what this broker's own fills cost (price x size x multiplier plus
@@ -23,11 +22,10 @@ IB's commission); ``getposition()`` is the position adopted at start plus those 
 decision bar's close; a position whose feed has no bar yet at its average cost). That is what
 backtrader's BackBroker means by the same calls, so a Strategy that sizes from them makes the
 same decision on both brokers. IB's own NetLiquidation is no substitute: it is recomputed on
-IB's schedule (about every few minutes on a real gateway), so at a close it lags the bar the
-Strategy is deciding on and sizes came out a share or two apart. The account is still the
-truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is from IB's
-numbers and :meth:`IBBroker.reconcile` adopts IB's cash (call it when no order is working).
-``mark="account"`` restores the old reading (IB's TotalCashBalance and NetLiquidation).
+IB's schedule (every few minutes), so at a close it lags the decision bar. The account is
+still the truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is from
+IB's numbers, :meth:`IBBroker.reconcile` adopts IB's cash (when no order is working), and
+``mark="account"`` reads IB's TotalCashBalance and NetLiquidation instead.
 
 Positions and cash are adopted once, in :meth:`IBBroker.start`, from one snapshot of the account
 (:meth:`IBStore.account_snapshot`) that also says which executions they already include; from
@@ -36,7 +34,7 @@ this broker's orders, and those of orders it did not place, i.e. an earlier proc
 that the store follows after a restart (:meth:`IBStore.follow_trades`) and their fills replayed
 at start-up. IB tells of a fill in separate messages (execDetails, commissionReport, position,
 account values) that may reach the client before or after the snapshot, in any order; the
-snapshot is taken in the store's loop thread between two messages, and
+snapshot is taken in the loop thread between two messages, and
 :mod:`bt_ibkr.ib.book` records in which order they came, so a fill is added to the position
 unless a position report that includes it came before the snapshot, and to the cash unless a
 cash report that includes it did (anchored on execIds, never on comparing numbers; see
@@ -47,10 +45,9 @@ keyword arguments orderRef, symbol, side, size, price, commission, execId) and t
 (:meth:`IBBroker.bind_order`, a restarted run re-making the same decision) gets those fills as
 its executions.
 
-Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`: strategy,
-symbol, decision bar, number within the decision) unless the user gave one: the key a journal
-records before sending. Code that must see every event the broker applies (a journal, an
-audit) subscribes with :meth:`IBBroker.subscribe`.
+Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`) unless the
+user gave one: the key a journal records before sending. Code that must see every event the
+broker applies (a journal, an audit) subscribes with :meth:`IBBroker.subscribe`.
 """
 
 from __future__ import annotations
@@ -130,6 +127,7 @@ class IBBroker(bt.BrokerBase):
         self._pending_exec: dict[str, ExecutionReceived] = {}
         self._early_comm: dict[str, CommissionReceived] = {}
         self._applied: set[str] = set()
+        self._cancel_after_fills: set[str] = set()  # refs cancelled while fills were due
         self._snapshot: AccountSnapshot | None = None
         self._followed: dict[str, list[FollowedFill]] = {}  # ref -> fills of orders not placed here
         self._derived: list[FollowedFill] = []  # for the subscribers, after the queue's event
@@ -416,7 +414,7 @@ class IBBroker(bt.BrokerBase):
                 self._reject(order, ev.error_code, ev.reason)
                 return
             if self._pending_exec_for(ev.ref):
-                order._cancel_after_fills = True  # executions still on their way
+                self._cancel_after_fills.add(ev.ref)  # executions still on their way
                 return
             order.cancel()
             self.notify(order)
@@ -594,10 +592,9 @@ class IBBroker(bt.BrokerBase):
         else:
             order.partial()
         self.notify(order)
-        if order.alive() and getattr(order, "_cancel_after_fills", False):
-            if not self._pending_exec_for(order.orderRef):
+        ref = order.orderRef
+        if ref in self._cancel_after_fills and not self._pending_exec_for(ref):
+            self._cancel_after_fills.discard(ref)  # its fills are in: end it as IB did
+            if order.alive():
                 order.cancel()
                 self.notify(order)
-
-
-IBStore.BrokerCls = IBBroker

@@ -79,5 +79,5 @@ CANCELLED_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
 INACTIVE = "Inactive"
 
 SIMULATOR_BRAND = "bt_ibkr-gateway_sim"
-"""What bt_ibkr's gateway simulator answers to reqUserInfo (its white-branding id): a session
+"""What bt_ibkr's gateway simulator answers to reqUserInfo (its white-branding id): a connection
 tells the simulator from a real gateway by it, so simulated prices are never filed as IB's."""

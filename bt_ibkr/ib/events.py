@@ -79,7 +79,7 @@ class ConnectionRestored:
 
 @dataclass(frozen=True)
 class ConnectionGaveUp:
-    """Re-dialling the gateway stopped after the configured retries: the session is over."""
+    """Re-dialling the gateway stopped after the configured retries: the connection is over."""
 
 
 @dataclass(frozen=True)

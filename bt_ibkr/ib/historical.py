@@ -1,6 +1,6 @@
 """The one way historical bars come from IB: chunked, paced, retried and cached.
 
-Every consumer goes through :class:`HistoricalData` on an :class:`~bt_ibkr.ib.session.IBSession`:
+Every consumer goes through :class:`HistoricalData` on an :class:`~bt_ibkr.ib.connection.IBConnection`:
 backtests (``--source ibkr``) and :class:`~bt_ibkr.data.provider.IBKRDataProvider` through the
 provider, the live daily warm-up and the stream backfill of :class:`~feeds.ibdata.IBData`
 through the store.
@@ -10,9 +10,9 @@ through the store.
   a start at a UTC midnight (daily bars always start there) every boundary is a midnight and no
   bar is split between two requests even when the end is "now" in the middle of a session.
 * Pacing: :class:`~bt_ibkr.ib.pacing.HistoricalPacer` (60 requests / 10 min, no identical
-  request within 15 s, 6 per contract per 2 s), shared by every request of the session.
+  request within 15 s, 6 per contract per 2 s), shared by every request of the connection.
 * Retries (:meth:`HistoricalData.request`): a pacing violation (162), the gateway losing IB
-  (1100: wait for it to come back), a dropped socket (wait for the session to reconnect) and an
+  (1100: wait for it to come back), a dropped socket (wait for the connection to reconnect) and an
   unanswered request are retried with exponential back-off; other IB errors end the request
   with an error that names it and carries IB's ``code``.
 * The parquet cache (:meth:`HistoricalData.bars`): the dates the cache covers are read from it,
@@ -31,10 +31,12 @@ import asyncio
 import functools
 import logging
 import math
+import queue
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 import pandas as pd
@@ -63,10 +65,11 @@ from bt_ibkr.ib.codes import (
     is_no_data,
     is_pacing_violation,
 )
+from bt_ibkr.ib.connection import ConnectFailed, IBConnection
+from bt_ibkr.ib.events import BarReceived, HistoryEnded, RequestFailed
 from bt_ibkr.ib.pacing import HistoricalPacer, HistRequest
-from bt_ibkr.ib.parsing import bars_frame
-from bt_ibkr.ib.session import ConnectFailed, IBSession
-from bt_ibkr.utc import midnight, to_utc
+from bt_ibkr.ib.parsing import bars_frame, frame_bars
+from bt_ibkr.utc import midnight, naive_utc, to_utc
 from bt_ibkr.validation import validate_bars
 
 __all__ = ["ADJUSTED", "Chunk", "HistoricalData", "HistoryStats", "chunk_range", "coded",
@@ -170,14 +173,14 @@ class _Gap:
 
 
 class HistoricalData:
-    """Historical bars from IB on ``session`` (see the module docstring).
+    """Historical bars from IB on ``connection`` (see the module docstring).
 
     Args:
-        session: the IBSession to request on (its loop runs every coroutine here).
+        connection: the IBConnection to request on (its loop runs every coroutine here).
         cache: the BarCache to read and fill (None: no cache).
         pacer: the client-side pacer (default: IB's windows, :meth:`HistoricalPacer.for_gateway`).
         pacing: False sends requests unpaced (only for a simulator that does not enforce it).
-        timeout: seconds one request may take before it is retried (default: the session's).
+        timeout: seconds one request may take before it is retried (default: the connection's).
         max_retries: retries per request on transient errors.
         backoff: first retry delay in seconds (doubles per retry, capped at 60 s).
         max_concurrent: requests in flight at once (over all symbols).
@@ -185,16 +188,16 @@ class HistoricalData:
             passes its controlled clock's, together with a pacer on that clock).
     """
 
-    def __init__(self, session: IBSession, *, cache: BarCache | None = None,
+    def __init__(self, connection: IBConnection, *, cache: BarCache | None = None,
                  pacer: HistoricalPacer | None = None, pacing: bool = True,
                  timeout: float | None = None, max_retries: int = 4, backoff: float = 1.0,
                  max_concurrent: int = 6,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
-        self.session = session
+        self.connection = connection
         self.cache = cache
         self.pacer = pacer if pacer is not None else HistoricalPacer.for_gateway()
         self.pacing = bool(pacing)
-        self.timeout = float(timeout) if timeout is not None else session.request_timeout
+        self.timeout = float(timeout) if timeout is not None else connection.request_timeout
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_concurrent = max(1, int(max_concurrent))
@@ -240,17 +243,17 @@ class HistoricalData:
                          chunk.duration, delay, last)
                 await self.sleep(delay)
             try:
-                if await self.session.ensure_connected(self.timeout) and self.session.connects > 1:
+                if await self.connection.ensure_connected(self.timeout) and self.connection.connects > 1:
                     self.stats.reconnects += 1
-                await self.session.wait_connectivity(self.timeout)
+                await self.connection.wait_connectivity(self.timeout)
                 async with self._semaphore():
                     if self.pacing:  # not `+= await`: that loses concurrent requests' waits
                         waited = await self.pacer.acquire(req)
                         self.stats.pacing_wait += waited
                     self.stats.requests += 1
                     began = time.monotonic()
-                    answered, bars = await self.session.until_answer_or_loss(
-                        self.session.ib.reqHistoricalDataAsync(
+                    answered, bars = await self.connection.until_answer_or_loss(
+                        self.connection.ib.reqHistoricalDataAsync(
                             contract, endDateTime=end_at, durationStr=chunk.duration,
                             barSizeSetting=bar_size, whatToShow=what, useRTH=bool(use_rth),
                             formatDate=2, timeout=self.timeout))
@@ -303,8 +306,8 @@ class HistoricalData:
     # ------------------------------------------------------------------ a range, through the cache
     def cache_key(self, name: str, bar_size: str, what: str, use_rth: bool) -> CacheKey:
         """Return the CacheKey of ``name``'s IB bars: source "ibkr", or "ibkr-sim" when the
-        session talks to bt_ibkr's gateway simulator (simulated prices are never IB's)."""
-        source = SIM_SOURCE if getattr(self.session, "simulated", False) else "ibkr"
+        connection talks to bt_ibkr's gateway simulator (simulated prices are never IB's)."""
+        source = SIM_SOURCE if getattr(self.connection, "simulated", False) else "ibkr"
         return CacheKey(source=source, symbol=name, bar_size=bar_size, what_to_show=what,
                         use_rth=bool(use_rth), adjusted=what == ADJUSTED)
 
@@ -392,7 +395,7 @@ class HistoricalData:
         """Return ``name``'s bars in ``[start, end)`` (UTC; ``end`` None = now on the gateway's
         clock) as a canonical frame, through the cache (loop thread).
 
-        ``name`` is the dataname the cache files the bars under (qualified through the session
+        ``name`` is the dataname the cache files the bars under (qualified through the connection
         unless ``contract`` and its exchange ``tz`` are given); ``tick(name)`` is called after
         each request. The frame's attrs say ``source`` ("cache": no request was needed, else
         "ibkr"), ``tz``, ``adjusted``; it is empty when IB has no bars in the range. Raises
@@ -400,7 +403,7 @@ class HistoricalData:
         """
         size, what = normalize_request(bar_size, what)
         intraday = is_intraday(size)
-        now = to_utc(now) if now is not None else await self.session.server_time()
+        now = to_utc(now) if now is not None else await self.connection.server_time()
         rng = self._range(start, min(to_utc(end), now) if end is not None else now)
         attrs = {"symbol": name, "source": "ibkr", "tz": tz, "adjusted": what == ADJUSTED}
         key = self.cache_key(name, size, what, use_rth) if self.cache is not None else None
@@ -420,12 +423,49 @@ class HistoricalData:
         return await self._fetch(name, None, missing, rng, size, what, use_rth, contract, tz,
                                  now, tick, attrs)
 
+    async def into_queue(self, contract: Any, start: datetime | None, end: datetime | None,
+                         bar_size: str, what: str, use_rth: bool, tz: Any,
+                         sessionend: dtime | None, q: queue.Queue, name: str) -> None:
+        """Put ``contract``'s bars from ``start`` to ``end`` (naive UTC; None end: now on the
+        gateway's clock, None start: IB's max duration) on ``q`` as :class:`BarReceived`
+        events, then :class:`HistoryEnded` (loop thread; what
+        :meth:`~bt_ibkr.ib.store.IBStore.request_history` runs). Never raises: a failure is a
+        :class:`RequestFailed` event before the end (``bad_data`` for bad bars)."""
+        n = 0
+        try:
+            now = await self.connection.server_time()
+            until = to_utc(end) if end is not None else now
+            since = to_utc(start) if start is not None else \
+                until - timedelta(seconds=MAX_DURATION[bar_size])
+            if since >= until:
+                q.put(HistoryEnded(0))
+                return
+            zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
+            frame = await self.bars(name, since, until, bar_size, what, use_rth,
+                                    contract=contract, tz=zone, now=now)
+            floor = naive_utc(since)
+            for bar in frame_bars(frame, bar_size, tz, sessionend):
+                if is_intraday(bar_size) or bar.dt >= floor:
+                    q.put(BarReceived(bar))
+                    n += 1
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
+            code = getattr(exc, "code", 0)
+            if isinstance(exc, DataError) and not code:  # bad bars: the message says which
+                log.warning("historical request failed: %s", exc)
+            elif not code:
+                log.exception("historical request failed")
+            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}",
+                                bad_data=isinstance(exc, DataError) and not code))
+        q.put(HistoryEnded(n))
+
     async def _fetch(self, name: str, key: CacheKey | None, missing: list[tuple[date, date]],
                      rng: _Range, size: str, what: str, use_rth: bool, contract: Any,
                      tz: str | None, now: datetime, tick: Callable[[str], None] | None,
                      attrs: dict) -> pd.DataFrame:
         if contract is None:
-            contract, tz = await self.session.qualify_dataname(name)
+            contract, tz = await self.connection.qualify_dataname(name)
             attrs["tz"] = tz
         intraday = is_intraday(size)
         gaps = self._gaps(missing, rng, intraday, now, self._whole_days(key is not None, size))

@@ -1,4 +1,4 @@
-"""Which account a gateway session is logged into, and whether that is still the run's.
+"""Which account a gateway connection is logged into, and whether that is still the run's.
 
 IB account ids tell paper from live: a paper (simulated) account's id starts with ``D``
 (``DU1234567`` for an individual or client paper account, ``DF1234567`` for an advisor's paper
@@ -31,7 +31,7 @@ def account_kind(account: str) -> str:
 
 
 def account_guard(account: str, mode: str) -> Callable[[list[str]], str | None]:
-    """Return the check of a reconnected session's managed accounts: None when ``account`` is
+    """Return the check of a reconnected connection's managed accounts: None when ``account`` is
     still managed and every managed account is of ``mode``'s kind ("paper" or "live"), else
     the reason, naming the accounts now managed and the run's."""
     expected = account.strip().upper()

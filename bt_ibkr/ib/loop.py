@@ -60,7 +60,7 @@ class LoopThread:
         """
         if not asyncio.iscoroutine(coro):
             raise TypeError("run() needs a coroutine object: wrap the IB call in an async function "
-                            "so that it is created on the session's loop, not in this thread")
+                            "so that it is created on the connection's loop, not in this thread")
         if self.in_thread():
             coro.close()
             raise RuntimeError("run() called from the loop thread would deadlock")

@@ -1,8 +1,8 @@
 """Order routing between backtrader's thread and IB, keyed by each order's orderRef.
 
-:class:`OrderRoutes` runs in the session's loop thread. ``place``/``cancel`` are posted to it
+:class:`OrderRoutes` runs in the connection's loop thread. ``place``/``cancel`` are posted to it
 and return at once; what IB answers (order status, executions, commission reports, errors) is
-put on the broker queue under the order's key (its orderRef). While the session is not ready
+put on the broker queue under the order's key (its orderRef). While the connection is not ready
 (disconnected, or reconnected but not yet re-synced) new orders are held and sent, oldest
 first, once it is. After a reconnect the executions of our orders are handed over again
 (:meth:`OrderRoutes.recover_executions`; the broker deduplicates by execId). Order ids are never
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.events import (
     CommissionReceived,
     ExecutionReceived,
@@ -26,7 +27,6 @@ from bt_ibkr.ib.events import (
     OrderStatusChanged,
 )
 from bt_ibkr.ib.parsing import finite
-from bt_ibkr.ib.session import IBSession
 
 log = logging.getLogger("bt_ibkr.ib.orders")
 
@@ -42,16 +42,16 @@ class PendingOrder:
 
 
 class OrderRoutes:
-    """The orders of one session (see the module docstring).
+    """The orders of one connection (see the module docstring).
 
     ``broker_q`` receives the broker's events; ``notify(text, reqId, kind)`` reports to
     ``notify_store`` (an order held: kind "connection"; with ``notifyall`` every status and
     execution: kind "event").
     """
 
-    def __init__(self, session: IBSession, broker_q: queue.Queue,
+    def __init__(self, connection: IBConnection, broker_q: queue.Queue,
                  notify: Callable[[str, int, str], None], notifyall: bool = False) -> None:
-        self.session = session
+        self.connection = connection
         self.broker_q = broker_q
         self.notify = notify
         self.notifyall = notifyall
@@ -61,15 +61,15 @@ class OrderRoutes:
         self.max_order_id = 0
 
     def attach(self, ib: Any) -> None:
-        """Follow a new client object's order events (a session hook)."""
+        """Follow a new client object's order events (a connection hook)."""
         ib.orderStatusEvent += self._on_order_status
         ib.execDetailsEvent += self._on_exec
         ib.commissionReportEvent += self._on_commission
 
     # ------------------------------------------------------------------ placing (loop thread)
     def place(self, pending: PendingOrder) -> None:
-        """Send ``pending`` now, or hold it until the session is ready again."""
-        if not self.session.ready:
+        """Send ``pending`` now, or hold it until the connection is ready again."""
+        if not self.connection.ready:
             self.held.append(pending)
             self.notify(f"order {pending.key} held until the gateway is back", -1, "connection")
             return
@@ -84,7 +84,7 @@ class OrderRoutes:
                 return
             order.parentId = parent.order.orderId
         try:
-            trade = self.session.ib.placeOrder(pending.contract, order)
+            trade = self.connection.ib.placeOrder(pending.contract, order)
         except Exception as exc:  # noqa: BLE001 - reported as a rejection
             self.broker_q.put(OrderError(pending.key, 0, f"placeOrder failed: {exc}"))
             return
@@ -102,9 +102,9 @@ class OrderRoutes:
                 self.broker_q.put(OrderStatusChanged(key, "Cancelled", 0.0, 0.0, 0.0))
                 return
         trade = self.trades.get(key)
-        if trade is None or not self.session.connected or trade.isDone():
+        if trade is None or not self.connection.connected or trade.isDone():
             return
-        self.session.ib.cancelOrder(trade.order)
+        self.connection.ib.cancelOrder(trade.order)
 
     def flush_held(self) -> None:
         """Send the held orders (oldest first)."""
@@ -119,14 +119,14 @@ class OrderRoutes:
 
     def floor_ids(self) -> None:
         """Make the client's next order id exceed every id used (after each connect)."""
-        if self.session.connected:
-            self.session.ib.client.updateReqId(self.max_order_id + 1)
+        if self.connection.connected:
+            self.connection.ib.client.updateReqId(self.max_order_id + 1)
 
     def follow(self, refs: set[str]) -> list[str]:
         """Route the events of open trades whose orderRef is in ``refs`` (orders placed by an
         earlier process) under that orderRef; return the refs newly followed (loop thread).
 
-        Only trades placed under this session's clientId are followed: IB pushes an order's
+        Only trades placed under this connection's clientId are followed: IB pushes an order's
         status and executions to the client that placed it (and to the Master API client ID,
         a TWS setting), so another clientId's order, which ``reqAllOpenOrders`` lists, would
         never send this client a word. The executions the client already has of a followed
@@ -134,8 +134,8 @@ class OrderRoutes:
         commission: the broker and the journal deduplicate by execId and tell which of them
         the adopted position and cash include."""
         followed = []
-        mine = self.session.ib.client.clientId
-        for trade in self.session.ib.openTrades():
+        mine = self.connection.ib.client.clientId
+        for trade in self.connection.ib.openTrades():
             ref = getattr(trade.order, "orderRef", "")
             if (ref and ref in refs and ref not in self.trades
                     and getattr(trade.order, "clientId", mine) == mine):
@@ -213,7 +213,7 @@ class OrderRoutes:
 
     def recover_executions(self) -> None:
         """Hand the broker every execution of ours the client knows (it dedupes by execId)."""
-        for fill in self.session.ib.fills():
+        for fill in self.connection.ib.fills():
             key = fill.execution.orderId and self.key_by_oid.get(fill.execution.orderId)
             for ref, trade in self.trades.items():
                 if trade.order.permId and trade.order.permId == fill.execution.permId:

@@ -9,7 +9,7 @@ makes
 
 :class:`HistoricalPacer` keeps a client-side record of the requests sent and says how long the
 next one must wait (``delay``), or waits for it (``acquire`` in the event loop). It never
-sleeps in backtrader's thread: :mod:`bt_ibkr.ib.historical` awaits it on the session's loop.
+sleeps in backtrader's thread: :mod:`bt_ibkr.ib.historical` awaits it on the connection's loop.
 IB also limits the duration of one request by bar size: that table is
 :data:`bt_ibkr.ib.bars.MAX_DURATION`, the chunking :func:`bt_ibkr.ib.historical.chunk_range`.
 """

@@ -8,28 +8,28 @@ from typing import Any
 
 from bt_ibkr.errors import DataError, SourceUnavailableError
 from bt_ibkr.ib.codes import NOT_SUBSCRIBED
-from bt_ibkr.ib.session import IBSession
+from bt_ibkr.ib.connection import IBConnection
 
 log = logging.getLogger("bt_ibkr.ib.snapshot")
 
 
-async def snapshot_price(session: IBSession, contract: Any, name: str,
+async def snapshot_price(connection: IBConnection, contract: Any, name: str,
                          timeout: float) -> tuple[float, bool]:
     """Return ``(price, delayed)`` from one market-data snapshot of ``contract`` (loop thread).
 
-    Asks with the session's market-data type; on "not subscribed" (354, 420, 10089, 10168,
-    10197) asks again for delayed data (reqMarketDataType 3, remembered by the session).
+    Asks with the connection's market-data type; on "not subscribed" (354, 420, 10089, 10168,
+    10197) asks again for delayed data (reqMarketDataType 3, remembered by the connection).
     ``delayed`` is what the gateway says it sent. The price is the ticker's market price, else
     the last trade, else the close. Raises DataError (refused, or no price in the answer),
     SourceUnavailableError (no answer within ``timeout`` s, or neither live nor delayed data).
     """
     from bt_ibkr.ib import client as ibc
 
-    mdt = session.market_data_type
+    mdt = connection.market_data_type
     for _ in range(2):
-        session.set_market_data_type(mdt)
+        connection.set_market_data_type(mdt)
         try:
-            tickers = await asyncio.wait_for(session.ib.reqTickersAsync(contract), timeout)
+            tickers = await asyncio.wait_for(connection.ib.reqTickersAsync(contract), timeout)
         except ibc.ib_module.RequestError as exc:
             if exc.code in NOT_SUBSCRIBED and mdt in (1, 2):
                 log.info("no live data for %s (%d); asking for delayed data", name, exc.code)

@@ -1,15 +1,17 @@
-"""IBStore: backtrader's Store for Interactive Brokers, on one :class:`~bt_ibkr.ib.session.IBSession`.
+"""IBStore: backtrader's Store for Interactive Brokers, on one
+:class:`~bt_ibkr.ib.connection.IBConnection`.
 
 The store is the face the feeds (:class:`~feeds.ibdata.IBData`) and the broker
-(:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one session (one client object on one
+(:class:`~bt_ibkr.ib.broker.IBBroker`) see. It owns one connection (one client object on one
 asyncio loop in one background thread) and three parts that run on that loop: the live streams
 (:mod:`bt_ibkr.ib.streams`), the order routes (:mod:`bt_ibkr.ib.orders`) and the historical
 path (:mod:`bt_ibkr.ib.historical`). backtrader's thread calls in through methods that return
 at once (subscribe, place, cancel, request history) and receives through ``queue.Queue``
 objects: one per data feed (bars, errors, connection events) and :attr:`IBStore.broker_q`
 (order status, executions, commission reports). Nothing here waits on the network in
-backtrader's thread except the explicit start-up calls (connect, qualify, reconcile queries)
-that backtrader's own IBStore also makes synchronously.
+backtrader's thread except the explicit start-up calls (connect, qualify, the reconcile
+queries of :mod:`bt_ibkr.ib.reconcile_queries`) that backtrader's own IBStore also makes
+synchronously.
 
 Drop-in with backtrader's ``IBStore`` parameters (host, port, clientId, notifyall, _debug,
 reconnect, timeout, timeoffset, timerefresh, indcash) plus a few of ours: ``account`` (the
@@ -33,54 +35,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
 from bt_ibkr.errors import (
     ConfigError,
-    DataError,
     GatewayTimeoutError,
     UnknownSymbolError,
 )
-from bt_ibkr.ib.bars import MAX_DURATION, is_intraday
 from bt_ibkr.ib.book import AccountSnapshot, FillBook
 from bt_ibkr.ib.codes import CONNECTIVITY, CONNECTIVITY_RESTORED_DATA_LOST
+from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.contracts import contract_to_dataname
 from bt_ibkr.ib.events import (
     AccountChanged,
-    BarReceived,
     ConnectionGaveUp,
     ConnectionLost,
     ConnectionRestored,
     ConnectivityNotice,
-    HistoryEnded,
-    RequestFailed,
     StoreClosed,
     StoreMessage,
 )
 from bt_ibkr.ib.historical import HistoricalData
 from bt_ibkr.ib.identity import account_guard
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
-from bt_ibkr.ib.parsing import (
-    ExecSnapshot,
-    OrderSnapshot,
-    contract_symbol,
-    exec_snapshot,
-    frame_bars,
-    order_snapshot,
-)
-from bt_ibkr.ib.session import IBSession
+from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, contract_symbol
+from bt_ibkr.ib.reconcile_queries import ask_executions, ask_orders
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
-from bt_ibkr.utc import naive_utc, to_utc
 
 __all__ = ["STORE_PARAMS", "IBStore", "StoreMessage"]
 
@@ -130,19 +118,15 @@ class _Hybrid:
 
 
 class IBStore:
-    """Owns the IB session; see the module docstring. ``IBStore(**params)``.
+    """Owns the IB connection; see the module docstring. ``IBStore(**params)``.
 
     Raises :class:`ConfigError` for an unknown parameter name.
     """
 
     params = tuple(STORE_PARAMS.items())
-    #: the feed and broker classes ``getdata``/``getbroker`` make. Their modules register them
-    #: when imported (as backtrader's do); until then the modules named here are imported by
-    #: name, so the store never imports the layers above it.
-    DataCls: type | None = None
-    BrokerCls: type | None = None
-    DATA_MODULE = "feeds.ibdata"
-    BROKER_MODULE = "bt_ibkr.ib.broker"
+    #: the feed class ``getdata`` makes: the feed registers itself when its module is imported
+    #: (:meth:`register_feed`, called by ``feeds.ibdata``), so this layer never imports feeds/
+    _feed_cls: type | None = None
     _default: IBStore | None = None
     _default_lock = threading.Lock()
 
@@ -160,7 +144,7 @@ class IBStore:
         self.broker_q: queue.Queue = queue.Queue()
         self.broker = None
         self.datas: list = []
-        self.session = IBSession(
+        self.connection = IBConnection(
             p.host, p.port, self.clientId, account=p.account, readonly=p.readonly,
             connect_timeout=p.connect_timeout, request_timeout=p.request_timeout,
             market_data_type=p.marketdatatype,
@@ -168,14 +152,14 @@ class IBStore:
             reconnect_policy=lambda: (int(self.p.reconnect), float(self.p.timeout),
                                       float(self.p.backoff_max)),
             name="bt_ibkr-ib")
-        self.streams = LiveStreams(self.session, delayed_fallback=bool(p.delayed_fallback))
-        self.routes = OrderRoutes(self.session, self.broker_q, self._route_notice,
+        self.streams = LiveStreams(self.connection, delayed_fallback=bool(p.delayed_fallback))
+        self.routes = OrderRoutes(self.connection, self.broker_q, self._route_notice,
                                   notifyall=bool(p.notifyall))
-        self.history = HistoricalData(self.session, cache=p.cache or None, pacing=p.pacing,
+        self.history = HistoricalData(self.connection, cache=p.cache or None, pacing=p.pacing,
                                       timeout=p.request_timeout)
         #: which executions the adopted position and cash include (:mod:`bt_ibkr.ib.book`)
         self.book = FillBook(p.account)
-        s = self.session
+        s = self.connection
         s.on_client.append(self.routes.attach)
         s.on_client.append(self.book.attach)
         s.on_error.append(self._on_error)
@@ -190,7 +174,7 @@ class IBStore:
         #: monotonic time after which blocking waits give up (a run's max-runtime); None: none
         self.deadline: float | None = None
         with IBStore._default_lock:
-            if IBStore._default is None or IBStore._default._closing:
+            if IBStore._default is None or IBStore._default.closing:
                 IBStore._default = self
 
     # ------------------------------------------------------------------ defaults, factories
@@ -199,7 +183,7 @@ class IBStore:
         """Return the shared default store, creating it with ``kwargs`` if there is none."""
         with cls._default_lock:
             store = cls._default
-            if store is not None and not store._closing:
+            if store is not None and not store.closing:
                 return store
         return cls(**kwargs)
 
@@ -209,24 +193,36 @@ class IBStore:
         with cls._default_lock:
             cls._default = None
 
+    @classmethod
+    def register_feed(cls, feed_cls: type) -> None:
+        """Make ``feed_cls`` the class :meth:`getdata` returns (``feeds.ibdata`` registers
+        ``IBData`` when it is imported)."""
+        IBStore._feed_cls = feed_cls
+
     @_Hybrid
     def getdata(self, *args: Any, **kwargs: Any):
-        """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``)."""
-        if IBStore.DataCls is None:
-            importlib.import_module(IBStore.DATA_MODULE)  # registers IBData
-        return IBStore.DataCls(*args, store=self, **kwargs)
+        """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``).
+
+        Raises ConfigError when no feed class is registered yet (``from feeds import IBData``
+        registers it).
+        """
+        feed_cls = IBStore._feed_cls
+        if feed_cls is None:
+            raise ConfigError("IBStore.getdata: no IB data feed is registered; import the feed "
+                              "first (from feeds import IBData)")
+        return feed_cls(*args, store=self, **kwargs)
 
     @_Hybrid
     def getbroker(self, *args: Any, **kwargs: Any):
         """Return an ``IBBroker`` bound to this store."""
-        if IBStore.BrokerCls is None:
-            importlib.import_module(IBStore.BROKER_MODULE)  # registers IBBroker
-        return IBStore.BrokerCls(*args, store=self, **kwargs)
+        from bt_ibkr.ib.broker import IBBroker  # imported on use: broker.py imports this module
+
+        return IBBroker(*args, store=self, **kwargs)
 
     # ------------------------------------------------------------------ loop thread
     def in_loop_thread(self) -> bool:
         """Return True when called from the store's event-loop thread."""
-        return self.session.in_loop_thread()
+        return self.connection.in_loop_thread()
 
     def run(self, coro, timeout: float | None = None):
         """Run ``coro`` on the store's loop and return its result (blocks the caller).
@@ -234,15 +230,15 @@ class IBStore:
         Meant for start-up calls and tests, never for backtrader's per-bar path. Raises
         ``TimeoutError`` after ``timeout`` seconds and whatever the coroutine raises.
         """
-        return self.session.run(coro, timeout)
+        return self.connection.run(coro, timeout)
 
     def call(self, fn: Callable, *args: Any, timeout: float | None = 30.0):
         """Call the plain function ``fn(*args)`` in the loop thread and return its result."""
-        return self.session.call(fn, *args, timeout=timeout)
+        return self.connection.call(fn, *args, timeout=timeout)
 
     def post(self, fn: Callable, *args: Any) -> None:
         """Schedule ``fn(*args)`` in the loop thread and return at once (fire and forget)."""
-        self.session.post(fn, *args)
+        self.connection.post(fn, *args)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, data=None, broker=None):
@@ -263,7 +259,7 @@ class IBStore:
                 self.broker = broker
             if not self.connected():
                 try:
-                    self.session.connect(int(self.p.reconnect), float(self.p.timeout))
+                    self.connection.connect(int(self.p.reconnect), float(self.p.timeout))
                 except BaseException:
                     self._refs -= 1
                     raise
@@ -280,25 +276,30 @@ class IBStore:
         with self._lock:
             self._refs = 0
             self._closing = True
-            self.session.close()
+            self.connection.close()
             self.streams.broadcast(StoreClosed())
             with IBStore._default_lock:
                 if IBStore._default is self:
                     IBStore._default = None
 
+    @property
+    def closing(self) -> bool:
+        """True from :meth:`close` until the next :meth:`start`."""
+        return self._closing
+
     def connected(self) -> bool:
         """Return True when the socket to the gateway is up."""
-        return self.session.connected
+        return self.connection.connected
 
     @property
     def ready(self) -> bool:
         """True when connected and re-synced after the last (re)connect: orders go out."""
-        return self.session.ready
+        return self.connection.ready
 
     @property
     def managed_accounts(self) -> list[str]:
         """The accounts the gateway said this login manages."""
-        return list(self.session.managed_accounts)
+        return list(self.connection.managed_accounts)
 
     def expect_account(self, account: str, mode: str) -> None:
         """From now on, check after every reconnect that the gateway is still logged into
@@ -306,19 +307,19 @@ class IBStore:
         ``U``/``F``) BEFORE anything is sent on the new connection; on a mismatch the store
         disconnects, never re-dials, puts :class:`~bt_ibkr.ib.events.AccountChanged` on the
         broker's queue and reports it in :attr:`identity_error`. Returns None."""
-        self.session.account_guard = account_guard(account, mode)
+        self.connection.account_guard = account_guard(account, mode)
 
     @property
     def identity_error(self) -> str | None:
         """Why the store stopped after reconnecting into the wrong account (None: it did
         not)."""
-        return self.session.identity_error
+        return self.connection.identity_error
 
     def _on_identity(self, reason: str) -> None:
         self.streams.broadcast(ConnectionGaveUp())
         self.broker_q.put(AccountChanged(reason))
 
-    # ------------------------------------------------------------------ session hooks (loop)
+    # --------------------------------------------------------------- connection hooks (loop)
     def _on_connected(self, first: bool) -> None:
         self.book.rebase()
         self.routes.floor_ids()  # never reuse an order id, even after an id rollback
@@ -378,7 +379,7 @@ class IBStore:
     # ------------------------------------------------------------------ clock, account
     def timeoffset(self) -> timedelta:
         """Return the gateway-minus-local clock offset (zero with ``timeoffset=False``)."""
-        return self.session.timeoffset() if self.p.timeoffset else timedelta()
+        return self.connection.timeoffset() if self.p.timeoffset else timedelta()
 
     def server_time(self, timeout: float = 10.0, strict: bool = False) -> datetime:
         """Return the gateway's clock, tz-aware UTC (a blocking round trip; for start-up code
@@ -386,7 +387,7 @@ class IBStore:
         measured offset, or with ``strict`` :class:`GatewayTimeoutError`."""
         timeout = self.remaining(timeout)
         try:
-            return self.run(self.session.server_time(timeout, strict), timeout=timeout + 5)
+            return self.run(self.connection.server_time(timeout, strict), timeout=timeout + 5)
         except TimeoutError:
             if strict:
                 raise GatewayTimeoutError(
@@ -407,17 +408,17 @@ class IBStore:
 
     def get_acc_cash(self, account: str | None = None) -> float:
         """Return the account's cash (TotalCashBalance in BASE), 0.0 before the first download."""
-        return self.session.account.number(
+        return self.connection.account.number(
             ("TotalCashBalance", "CashBalance", "TotalCashValue", "AvailableFunds"), account)
 
     def get_acc_value(self, account: str | None = None) -> float:
         """Return the account's net liquidation value, 0.0 before the first download."""
-        return self.session.account.number(("NetLiquidation", "NetLiquidationByCurrency"),
+        return self.connection.account.number(("NetLiquidation", "NetLiquidationByCurrency"),
                                            account)
 
     def get_acc_values(self, account: str | None = None) -> dict:
         """Return every account value as ``{(account, tag, currency): value}``."""
-        return self.session.account.values(account)
+        return self.connection.account.values(account)
 
     def account_snapshot(self, settle: float = 5.0) -> AccountSnapshot:
         """Return positions, cash, value and which known executions they include, read in the
@@ -427,16 +428,16 @@ class IBStore:
         book = self.book
         return book.settle(lambda: self.call(lambda: book.snapshot(
             self.get_positions(), self.get_acc_cash(), self.get_acc_value(),
-            [f.execution.execId for f in self.session.ib.fills()])), self.remaining(settle))
+            [f.execution.execId for f in self.connection.ib.fills()])), self.remaining(settle))
 
     def get_positions(self) -> dict[int, tuple[float, float]]:
         """Return the gateway's positions as ``{conId: (size, avgCost)}`` (a copy)."""
-        return self.session.account.positions()
+        return self.connection.account.positions()
 
     def holdings(self, account: str | None = None) -> dict[str, float]:
         """Return ``{symbol: size}`` of the non-zero positions (of ``account`` when given)."""
         out: dict[str, float] = {}
-        for contract, size in self.session.account.holdings(account):
+        for contract, size in self.connection.account.holdings(account):
             sym = contract_symbol(contract)
             out[sym] = out.get(sym, 0.0) + float(size)
         return out
@@ -451,7 +452,7 @@ class IBStore:
         name = dataname or contract_to_dataname(contract)
         timeout = self.remaining(timeout or self.p.request_timeout)
         try:
-            return self.run(self.session.qualify(contract, name), timeout=timeout + 5)
+            return self.run(self.connection.qualify(contract, name), timeout=timeout + 5)
         except TimeoutError:
             raise GatewayTimeoutError(
                 f"contract lookup for dataname {name!r} got no answer in {timeout:g}s"
@@ -485,40 +486,9 @@ class IBStore:
         """
         q = q if q is not None else queue.Queue()
         name = name or contract_to_dataname(contract)
-        self.post(lambda: asyncio.ensure_future(
-            self._history(contract, start, end, barsize, what, use_rth, tz, sessionend, q, name)))
+        self.post(lambda: asyncio.ensure_future(self.history.into_queue(
+            contract, start, end, barsize, what, use_rth, tz, sessionend, q, name)))
         return q
-
-    async def _history(self, contract, start, end, barsize, what, use_rth, tz, sessionend, q,
-                       name) -> None:
-        n = 0
-        try:
-            now = await self.session.server_time()
-            until = to_utc(end) if end is not None else now
-            since = to_utc(start) if start is not None else \
-                until - timedelta(seconds=MAX_DURATION[barsize])
-            if since >= until:
-                q.put(HistoryEnded(0))
-                return
-            zone = getattr(tz, "zone", None) or getattr(tz, "key", None)
-            frame = await self.history.bars(name, since, until, barsize, what, use_rth,
-                                            contract=contract, tz=zone, now=now)
-            floor = naive_utc(since)
-            for bar in frame_bars(frame, barsize, tz, sessionend):
-                if is_intraday(barsize) or bar.dt >= floor:
-                    q.put(BarReceived(bar))
-                    n += 1
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - surfaced to the feed with IB's code
-            code = getattr(exc, "code", 0)
-            if isinstance(exc, DataError) and not code:  # bad bars: the message says which
-                log.warning("historical request failed: %s", exc)
-            elif not code:
-                log.exception("historical request failed")
-            q.put(RequestFailed(code, str(exc) if code else f"historical request failed: {exc}",
-                                bad_data=isinstance(exc, DataError) and not code))
-        q.put(HistoryEnded(n))
 
     # ------------------------------------------------------------------ live data
     def subscribe_live(self, contract, rtbar: bool, what: str | None, use_rth: bool,
@@ -586,62 +556,17 @@ class IBStore:
                 f"the gateway did not answer {what} within {timeout:g}s; check that it is "
                 "running and logged in, then run again (the journal is safe)") from None
 
-
     def order_snapshots(self, account: str, timeout: float = 30.0) -> list[OrderSnapshot]:
-        """Return the gateway's open and completed orders of ``account`` (blocking, start-up).
-
-        Open orders are every API client's (``reqAllOpenOrders``), each with the clientId
-        that placed it (``client_id``); completed orders carry none (IB's completedOrder
-        message has no clientId: None). Completed orders are left out (with a warning) when
-        the gateway cannot list them.
-        """
-        ib = self.session.ib
-
-        async def ask() -> tuple[list, list]:
-            working = list(await ib.reqAllOpenOrdersAsync())
-            done: list = []
-            try:
-                done = list(await ib.reqCompletedOrdersAsync(True))
-            except Exception:  # noqa: BLE001 - older gateways: open orders + executions suffice
-                log.warning("reqCompletedOrders failed; reconciling without completed orders")
-            return working, done
-
-        working, done = self._answer(ask(), timeout, "the open and completed orders request "
-                                     "(reqAllOpenOrders / reqCompletedOrders)")
-        snaps = [order_snapshot(t) for t in working]
-        snaps += [replace(order_snapshot(t), client_id=None) for t in done]
-        return [s for s, t in zip(snaps, working + done, strict=True)
-                if not getattr(t.order, "account", "") or t.order.account == account]
+        """Return the gateway's open and completed orders of ``account`` (blocking, start-up;
+        see :func:`~bt_ibkr.ib.reconcile_queries.ask_orders`). Raises GatewayTimeoutError."""
+        return self._answer(ask_orders(self.connection.ib, account), timeout,
+                            "the open and completed orders request "
+                            "(reqAllOpenOrders / reqCompletedOrders)")
 
     def exec_snapshots(self, account: str, client_ids: Iterable[int] = (),
                        timeout: float = 30.0) -> list[ExecSnapshot]:
-        """Return every execution the gateway still has for ``account`` (blocking, start-up).
-
-        IB keeps them from the last day up to a week (a TWS setting). No time filter: our clock
-        and the gateway's may differ, and a filter on ours would hide fills made while away.
-        One request with the filter's clientId 0 (every client's executions), and one more per
-        id in ``client_ids`` (the clientIds that placed the journal's orders), so the fills of
-        an earlier run under another clientId come back however a gateway reads clientId 0;
-        deduplicated by execId.
-        """
-        from bt_ibkr.ib import client as ibc
-
-        ib = self.session.ib
-        filters = [ibc.ExecutionFilter(acctCode=account)]
-        filters += [ibc.ExecutionFilter(clientId=int(c), acctCode=account)
-                    for c in sorted({int(c) for c in client_ids}) if int(c) > 0]
-
-        async def ask() -> list:
-            fills: dict[str, Any] = {}
-            for flt in filters:
-                for f in await ib.reqExecutionsAsync(flt):
-                    fills.setdefault(f.execution.execId, f)
-            # an execution the client saw before (at connect, or live) comes back as a new
-            # object without its commission; ib_async keeps the report on the one it saw first
-            known = {f.execution.execId: f for f in ib.fills()}
-            return [known.get(x, f) for x, f in fills.items()]
-
-        fills = self._answer(ask(), timeout, "the executions request (reqExecutions)")
-        return [exec_snapshot(f) for f in fills
-                if not getattr(f.execution, "acctNumber", "")
-                or f.execution.acctNumber == account]
+        """Return every execution the gateway still has for ``account`` (blocking, start-up;
+        ``client_ids``: see :func:`~bt_ibkr.ib.reconcile_queries.ask_executions`). Raises
+        GatewayTimeoutError."""
+        return self._answer(ask_executions(self.connection.ib, account, client_ids), timeout,
+                            "the executions request (reqExecutions)")

@@ -1,6 +1,6 @@
 """Live market-data streams of the store's feeds: 5-second bars or ticks, into one queue each.
 
-:class:`LiveStreams` runs in the session's loop thread (its ``_``-methods) and is driven from
+:class:`LiveStreams` runs in the connection's loop thread (its ``_``-methods) and is driven from
 backtrader's thread through :meth:`LiveStreams.subscribe` / :meth:`LiveStreams.cancel`, which
 return at once. A stream survives reconnects: :meth:`LiveStreams.resubscribe_all` renews every
 subscription after the store reconnected (or IB's 1101). With ``delayed_fallback`` a tick
@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from bt_ibkr.ib.codes import DELAYED_AVAILABLE, FEED_STOP
+from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.events import BarReceived, RequestFailed, SwitchedToDelayed
 from bt_ibkr.ib.parsing import finite, realtime_bar, tick_bar
-from bt_ibkr.ib.session import IBSession
 from bt_ibkr.utc import utc_now
 
 log = logging.getLogger("bt_ibkr.ib.streams")
@@ -45,10 +45,10 @@ class LiveStream:
 
 
 class LiveStreams:
-    """The live streams of one session (see the module docstring)."""
+    """The live streams of one connection (see the module docstring)."""
 
-    def __init__(self, session: IBSession, delayed_fallback: bool = False) -> None:
-        self.session = session
+    def __init__(self, connection: IBConnection, delayed_fallback: bool = False) -> None:
+        self.connection = connection
         self.delayed_fallback = delayed_fallback
         self.streams: list[LiveStream] = []
         self._by_req: dict[int, LiveStream] = {}
@@ -70,16 +70,16 @@ class LiveStreams:
         if rtbar and sec in ("CASH", "CFD") and not what:
             stream.what = "MIDPOINT"
         self.streams.append(stream)
-        self.session.post(self._start, stream)
+        self.connection.post(self._start, stream)
         return stream
 
     def cancel(self, stream: LiveStream) -> None:
-        """Stop ``stream`` (returns at once; nothing is sent when the session is gone)."""
+        """Stop ``stream`` (returns at once; nothing is sent when the connection is gone)."""
         stream.active = False
         if stream in self.streams:
             self.streams.remove(stream)
-        if self.session.running:
-            self.session.post(self._cancel, stream)
+        if self.connection.running:
+            self.connection.post(self._cancel, stream)
 
     def broadcast(self, event: Any) -> None:
         """Put ``event`` on every stream's queue (connection events)."""
@@ -88,9 +88,9 @@ class LiveStreams:
 
     # ------------------------------------------------------------------ loop thread
     def _start(self, stream: LiveStream) -> None:
-        if not stream.active or not self.session.connected:
+        if not stream.active or not self.connection.connected:
             return
-        ib = self.session.ib
+        ib = self.connection.ib
         if stream.rtbar:
             bars = ib.reqRealTimeBars(stream.contract, 5, stream.what, stream.use_rth)
             bars.updateEvent += functools.partial(self._on_rtbar, stream)
@@ -106,13 +106,13 @@ class LiveStreams:
 
     def _cancel(self, stream: LiveStream) -> None:
         self._by_req.pop(stream.reqId, None)
-        if not self.session.connected or stream.handle is None:
+        if not self.connection.connected or stream.handle is None:
             return
         try:
             if stream.rtbar:
-                self.session.ib.cancelRealTimeBars(stream.handle)
+                self.connection.ib.cancelRealTimeBars(stream.handle)
             else:
-                self.session.ib.cancelMktData(stream.contract)
+                self.connection.ib.cancelMktData(stream.contract)
         except Exception:  # noqa: BLE001 - the stream is gone either way
             log.debug("cancel of live stream failed", exc_info=True)
 
@@ -140,7 +140,7 @@ class LiveStreams:
             if price <= 0:
                 continue
             # ticks carry the local receive time: move it to the gateway's clock (timeoffset)
-            when: datetime = (td.time or utc_now()) + self.session.timeoffset()
+            when: datetime = (td.time or utc_now()) + self.connection.timeoffset()
             stream.q.put(BarReceived(tick_bar(td, when, price), delayed))
 
     def on_error(self, req_id: int, code: int, text: str) -> bool:
@@ -159,10 +159,10 @@ class LiveStreams:
     def _fall_back_to_delayed(self, stream: LiveStream, code: int, text: str) -> None:
         self._by_req.pop(stream.reqId, None)
         try:
-            self.session.ib.cancelMktData(stream.contract)
+            self.connection.ib.cancelMktData(stream.contract)
         except Exception:  # noqa: BLE001 - IB already ended it
             log.debug("cancelMktData after %s failed", code, exc_info=True)
-        self.session.set_market_data_type(3)
+        self.connection.set_market_data_type(3)
         stream.q.put(SwitchedToDelayed(code, text))
         stream.handle = None
         self._start(stream)

@@ -10,10 +10,12 @@ meant to do against what the gateway did.
 One file, WAL mode, ``synchronous=FULL``: a committed row survives a process kill or power loss,
 and several processes/threads may open the same file (writers wait for each other).
 
-The house: this module is the store (schema, intents, fills, positions, runs, events, the
-account binding and the daily-loss halt); :mod:`bt_ibkr.live.intents` holds the statuses and
-records it hands out; :mod:`bt_ibkr.live.reconcile` the start-up reconciliation, which writes
-through :meth:`Journal.transaction`. Times are stored as UTC ISO-8601 strings; naive datetimes
+The house: this module is the store (intents, fills, positions, runs, events, the account
+binding and the daily-loss halt); :mod:`bt_ibkr.live.journal_schema` holds its tables,
+:mod:`bt_ibkr.live.journal_tx` the table rules every write goes through (and
+:class:`JournalTx`), :mod:`bt_ibkr.live.intents` the statuses and records it hands out;
+:mod:`bt_ibkr.live.reconcile` the start-up reconciliation, which writes through
+:meth:`Journal.transaction`. Times are stored as UTC ISO-8601 strings; naive datetimes
 are taken to be UTC.
 """
 
@@ -56,79 +58,22 @@ from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vo
     normalize_status,
     parse_time,
 )
+from bt_ibkr.live.journal_schema import SCHEMA, SCHEMA_VERSION
 from bt_ibkr.live.journal_storage import (  # noqa: F401 - re-exported
     JournalError,
     journal_identity,
     storage_error,
 )
+from bt_ibkr.live.journal_tx import (
+    JournalTx,
+    add_event,
+    adopt_position,
+    position,
+    record_fill,
+    set_status,
+)
 from bt_ibkr.utc import to_utc as _utc
 from bt_ibkr.utc import utc_now as _now
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS intents (
-    order_ref     TEXT PRIMARY KEY,
-    run_id        TEXT,
-    strategy      TEXT NOT NULL,
-    symbol        TEXT NOT NULL,
-    side          TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
-    quantity      REAL NOT NULL CHECK (quantity > 0),
-    order_type    TEXT NOT NULL,
-    limit_price   REAL,
-    stop_price    REAL,
-    tif           TEXT,
-    account       TEXT,
-    decision_time TEXT NOT NULL,
-    created       TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    order_id      INTEGER,
-    perm_id       INTEGER,
-    filled        REAL NOT NULL DEFAULT 0,
-    avg_price     REAL,
-    sent_at       TEXT,
-    updated       TEXT NOT NULL,
-    note          TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS intents_status ON intents (status);
-CREATE TABLE IF NOT EXISTS fills (
-    exec_id    TEXT PRIMARY KEY,
-    order_ref  TEXT,
-    symbol     TEXT NOT NULL,
-    side       TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
-    shares     REAL NOT NULL CHECK (shares > 0),
-    price      REAL NOT NULL,
-    time       TEXT NOT NULL,
-    commission REAL,
-    order_id   INTEGER,
-    perm_id    INTEGER,
-    recorded   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fills_ref ON fills (order_ref);
-CREATE INDEX IF NOT EXISTS fills_symbol ON fills (symbol);
-CREATE TABLE IF NOT EXISTS start_positions (
-    symbol   TEXT PRIMARY KEY,
-    quantity REAL NOT NULL,
-    adopted  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id  TEXT PRIMARY KEY,
-    started TEXT NOT NULL,
-    ended   TEXT,
-    mode    TEXT,
-    account TEXT,
-    pid     INTEGER
-);
-CREATE TABLE IF NOT EXISTS events (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts        TEXT NOT NULL,
-    run_id    TEXT,
-    kind      TEXT NOT NULL,
-    order_ref TEXT,
-    detail    TEXT NOT NULL DEFAULT '{}'
-);
-"""
-SCHEMA_VERSION = "1"
-
 
 # --------------------------------------------------------------------------------------------
 # the journal
@@ -170,7 +115,7 @@ class Journal:
             with self._lock:
                 # CREATE ... IF NOT EXISTS is idempotent; executescript runs outside _tx because
                 # it commits any open transaction itself
-                self._db.executescript(_SCHEMA)
+                self._db.executescript(SCHEMA)
             with self._tx() as db:
                 row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
                 if row is None:
@@ -272,7 +217,7 @@ class Journal:
             )
             new = cur.rowcount == 1
             if new:
-                self._event(db, "intent", intent.order_ref, {"side": side, "quantity": intent.quantity,
+                add_event(db, "intent", intent.order_ref, {"side": side, "quantity": intent.quantity,
                                                              "symbol": intent.symbol})
         return new
 
@@ -294,7 +239,7 @@ class Journal:
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no journaled intent {order_ref!r}: record_intent() comes first")
-            self._event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id,
+            add_event(db, "sent", order_ref, {"order_id": order_id, "perm_id": perm_id,
                                                 "client_id": client_id})
 
     def update_status(
@@ -316,33 +261,7 @@ class Journal:
                              (order_ref,)).fetchone()
             if row is None:
                 raise KeyError(f"no journaled intent {order_ref!r}")
-            self._set_status(db, order_ref, row, new, filled, avg_price, perm_id, reason)
-
-    def _set_status(self, db, order_ref, row, new, filled, avg_price, perm_id,
-                    reason: str | None = None) -> bool:
-        old = row["status"]
-        qty = row["quantity"]
-        filled_now = row["filled"] if filled is None else float(filled)
-        if old in TERMINAL_STATUSES and new in OPEN_STATUSES:
-            return False
-        if new in (SUBMITTED, SENT) and 0 < filled_now < qty:
-            new = PARTIAL
-        if new == SUBMITTED and old == PARTIAL and filled_now > 0:
-            new = PARTIAL
-        changed = new != old or filled_now != row["filled"]
-        if not changed and avg_price is None and perm_id is None:
-            return False
-        db.execute(
-            "UPDATE intents SET status = ?, filled = ?, avg_price = COALESCE(?, avg_price),"
-            " perm_id = COALESCE(?, perm_id), updated = ? WHERE order_ref = ?",
-            (new, filled_now, avg_price, perm_id, iso(_now()), order_ref),
-        )
-        if new != old:
-            detail = {"from": old, "to": new, "filled": filled_now}
-            if reason:
-                detail["reason"] = reason
-            self._event(db, "status", order_ref, detail)
-        return changed
+            set_status(db, order_ref, row, new, filled, avg_price, perm_id, reason)
 
     def get(self, order_ref: str) -> IntentRecord | None:
         """Return the journaled intent with that orderRef, or None."""
@@ -383,43 +302,7 @@ class Journal:
         if not fill.shares or fill.shares <= 0:
             raise ValueError(f"fill {fill.exec_id}: shares must be > 0, got {fill.shares}")
         with self._tx() as db:
-            return self._record_fill(db, fill, side)
-
-    def _record_fill(self, db: sqlite3.Connection, fill: Fill, side: str) -> bool:
-        cur = db.execute(
-            "INSERT OR IGNORE INTO fills (exec_id, order_ref, symbol, side, shares, price, time,"
-            " commission, order_id, perm_id, recorded) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (fill.exec_id, fill.order_ref or None, fill.symbol, side, float(fill.shares),
-             float(fill.price), iso(fill.time), fill.commission, fill.order_id, fill.perm_id,
-             iso(_now())),
-        )
-        if cur.rowcount != 1:
-            if fill.commission is not None:
-                db.execute("UPDATE fills SET commission = ? WHERE exec_id = ?",
-                           (fill.commission, fill.exec_id))
-            return False
-        self._event(db, "fill", fill.order_ref, {"exec_id": fill.exec_id, "side": side,
-                                                  "shares": fill.shares, "price": fill.price})
-        if fill.order_ref:
-            self._refresh_filled(db, fill.order_ref)
-        return True
-
-    def _refresh_filled(self, db: sqlite3.Connection, order_ref: str) -> None:
-        row = db.execute("SELECT status, quantity, filled FROM intents WHERE order_ref = ?",
-                         (order_ref,)).fetchone()
-        if row is None:
-            return
-        agg = db.execute("SELECT SUM(shares), SUM(shares * price) FROM fills WHERE order_ref = ?",
-                         (order_ref,)).fetchone()
-        shares = agg[0] or 0.0
-        avg = agg[1] / shares if shares else None
-        if shares >= row["quantity"] - 1e-9:
-            status = FILLED
-        elif row["status"] in TERMINAL_STATUSES:
-            status = row["status"]
-        else:
-            status = PARTIAL
-        self._set_status(db, order_ref, row, status, shares, avg, None)
+            return record_fill(db, fill, side)
 
     def fills(self, symbol: str | None = None, order_ref: str | None = None) -> list[Fill]:
         """Return recorded fills in execution-time order, optionally for one symbol/orderRef."""
@@ -435,23 +318,14 @@ class Journal:
     def position_from_fills(self, symbol: str) -> float:
         """Return the journal's position in ``symbol``: adopted start position + signed fills."""
         with self._lock:
-            return self._position(self._db, symbol)
-
-    @staticmethod
-    def _position(db: sqlite3.Connection, symbol: str) -> float:
-        start = db.execute("SELECT quantity FROM start_positions WHERE symbol = ?",
-                           (symbol,)).fetchone()
-        net = db.execute(
-            "SELECT COALESCE(SUM(CASE side WHEN 'BUY' THEN shares ELSE -shares END), 0)"
-            " FROM fills WHERE symbol = ?", (symbol,)).fetchone()[0]
-        return (start[0] if start else 0.0) + float(net)
+            return position(self._db, symbol)
 
     def positions(self) -> dict[str, float]:
         """Return the journal's non-zero positions by symbol."""
         with self._lock:
             syms = [r[0] for r in self._db.execute(
                 "SELECT symbol FROM start_positions UNION SELECT symbol FROM fills")]
-            out = {s: self._position(self._db, s) for s in syms}
+            out = {s: position(self._db, s) for s in syms}
         return {s: q for s, q in sorted(out.items()) if abs(q) > 1e-9}
 
     def last_exec_time(self) -> datetime | None:
@@ -467,27 +341,7 @@ class Journal:
         """
         with self._tx() as db:
             for symbol, qty in positions.items():
-                self._adopt_position(db, symbol, float(qty), now or _now())
-
-    def _adopt_position(self, db: sqlite3.Connection, symbol: str, qty: float,
-                        now: datetime) -> float:
-        """Set the start position so that start + fills == qty; return the start position."""
-        net = self._position(db, symbol) - (self._start(db, symbol) or 0.0)
-        db.execute(
-            "INSERT INTO start_positions (symbol, quantity, adopted) VALUES (?,?,?)"
-            " ON CONFLICT(symbol) DO UPDATE SET quantity = excluded.quantity,"
-            " adopted = excluded.adopted",
-            (symbol, qty - net, iso(now)),
-        )
-        self._event(db, "adopt_position", None, {"symbol": symbol, "quantity": qty,
-                                                   "start": qty - net})
-        return qty - net
-
-    @staticmethod
-    def _start(db: sqlite3.Connection, symbol: str) -> float | None:
-        row = db.execute("SELECT quantity FROM start_positions WHERE symbol = ?",
-                         (symbol,)).fetchone()
-        return None if row is None else float(row[0])
+                adopt_position(db, symbol, float(qty), now or _now())
 
     # -- runs and events ----------------------------------------------------------------------
 
@@ -498,14 +352,14 @@ class Journal:
         with self._tx() as db:
             db.execute("INSERT INTO runs (run_id, started, mode, account, pid) VALUES (?,?,?,?,?)",
                        (run_id, iso(now), mode, account, os.getpid()))
-            self._event(db, "run_start", None, {"mode": mode, "account": account}, run_id)
+            add_event(db, "run_start", None, {"mode": mode, "account": account}, run_id)
         return run_id
 
     def end_run(self, run_id: str, now: datetime | None = None) -> None:
         """Record the end of a run (a run without an end crashed or was killed)."""
         with self._tx() as db:
             db.execute("UPDATE runs SET ended = ? WHERE run_id = ?", (iso(now or _now()), run_id))
-            self._event(db, "run_end", None, {}, run_id)
+            add_event(db, "run_end", None, {}, run_id)
 
     def runs(self) -> list[RunInfo]:
         """Return every run, oldest first."""
@@ -522,7 +376,7 @@ class Journal:
                   order_ref: str | None = None, run_id: str | None = None) -> None:
         """Append a free-form event (connection lost, halt, reconcile summary ...)."""
         with self._tx() as db:
-            self._event(db, kind, order_ref, dict(detail or {}), run_id)
+            add_event(db, kind, order_ref, dict(detail or {}), run_id)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Return events (oldest first) as dicts with ts, run_id, kind, order_ref, detail."""
@@ -533,11 +387,6 @@ class Journal:
         return [{"ts": parse_time(r["ts"]), "run_id": r["run_id"], "kind": r["kind"],
                  "order_ref": r["order_ref"], "detail": json.loads(r["detail"])}
                 for r in self._query(sql + " ORDER BY id", args)]
-
-    @staticmethod
-    def _event(db, kind, order_ref, detail, run_id=None) -> None:
-        db.execute("INSERT INTO events (ts, run_id, kind, order_ref, detail) VALUES (?,?,?,?,?)",
-                   (iso(_now()), run_id, kind, order_ref, json.dumps(detail, default=str)))
 
     # -- account binding and the daily-loss halt -----------------------------------------------
 
@@ -555,12 +404,12 @@ class Journal:
             row = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta (key, value) VALUES ('account', ?)", (account,))
-                self._event(db, "bound", None, {"account": account})
+                add_event(db, "bound", None, {"account": account})
             if db.execute("SELECT 1 FROM meta WHERE key = 'journal_id'").fetchone() is None \
                     and (row is None or row[0] == account):
                 jid = journal_identity(account, self.path)
                 db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?)", (jid,))
-                self._event(db, "identity", None, {"journal_id": jid})
+                add_event(db, "identity", None, {"journal_id": jid})
             elif row[0] != account:
                 raise JournalError(
                     f"journal {self.path} belongs to account {row[0]}, not {account}: give this "
@@ -629,48 +478,4 @@ class Journal:
             JournalError: the journal's storage failed (disk full, read-only).
         """
         with self._tx() as db:
-            yield JournalTx(self, db)
-
-
-
-class JournalTx:
-    """The writes of one open journal transaction (:meth:`Journal.transaction`).
-
-    The same helpers keep the tables consistent for every journal write: a fill updates its
-    intent's filled quantity and status, a status never moves back from terminal to working,
-    an adopted position is a start position that adds up with the fills. The reconciliation
-    (:mod:`bt_ibkr.live.reconcile`) uses them inside its one transaction.
-    """
-
-    def __init__(self, journal: Journal, db: sqlite3.Connection) -> None:
-        self._journal = journal
-        self._db = db
-
-    def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
-        """Run one SQL statement in the transaction; return its cursor."""
-        return self._db.execute(sql, tuple(args))
-
-    def record_fill(self, fill: Fill) -> bool:
-        """Record an execution once (see :meth:`Journal.record_fill`); True when new."""
-        return self._journal._record_fill(self._db, fill, normalize_side(fill.side))
-
-    def set_status(self, order_ref: str, row: Mapping[str, Any], new: str,
-                   filled: float | None, avg_price: float | None, perm_id: int | None,
-                   reason: str | None = None) -> bool:
-        """Move the intent ``order_ref`` (its current ``row``: status, quantity, filled) to
-        status ``new``; return True when something changed."""
-        return self._journal._set_status(self._db, order_ref, row, new, filled, avg_price,
-                                         perm_id, reason)
-
-    def position(self, symbol: str) -> float:
-        """Return the journal's position in ``symbol`` (start position + signed fills)."""
-        return Journal._position(self._db, symbol)
-
-    def adopt_position(self, symbol: str, qty: float, now: datetime) -> float:
-        """Set the start position so that start + fills == ``qty``; return the start position."""
-        return self._journal._adopt_position(self._db, symbol, qty, now)
-
-    def event(self, kind: str, order_ref: str | None, detail: Mapping[str, Any],
-              run_id: str | None = None) -> None:
-        """Append an event row."""
-        Journal._event(self._db, kind, order_ref, dict(detail), run_id)
+            yield JournalTx(db)

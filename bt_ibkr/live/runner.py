@@ -57,8 +57,8 @@ from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 
+from bt_ibkr.backtest_run import check_outputs
 from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
-from bt_ibkr.engine import check_outputs
 from bt_ibkr.errors import AccountChangedError, ConfigError
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live import wiring
@@ -223,8 +223,8 @@ class LiveRunner:
             store = self.store = self._connect()
             audit.write("connection", event="connected", host=cfg.connection.host,
                         port=cfg.port, accounts=store.managed_accounts,
-                        simulator=store.session.simulated)
-            if store.session.simulated:
+                        simulator=store.connection.simulated)
+            if store.connection.simulated:
                 self._say(f"the gateway at {cfg.connection.host}:{cfg.port} is bt_ibkr's "
                           "simulator: simulated prices and fills (bars cached as ibkr-sim)")
             try:

@@ -19,8 +19,8 @@ import backtrader as bt
 
 from analyzers.live_equity import LiveEquityRecorder
 from analyzers.live_progress import LiveProgress
+from bt_ibkr.backtest_run import warmup_bars
 from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
-from bt_ibkr.engine import warmup_bars
 from bt_ibkr.errors import ConfigError, ConnectionFailedError
 from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
@@ -98,7 +98,7 @@ def open_store(cfg: LiveConfig, options: RunOptions, connect_timeout: float,
     store.deadline = deadline
     try:
         # the first connect is tried twice only; ``reconnect`` above is for lost connections
-        store.session.connect(CONNECT_RETRIES, 0.5)
+        store.connection.connect(CONNECT_RETRIES, 0.5)
         store.start()
     except ConnectionFailedError as exc:
         store.close()

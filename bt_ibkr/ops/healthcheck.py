@@ -2,7 +2,7 @@
 
 A container or service health check needs one exit code, fast, and no false "healthy": after
 IB Gateway restarts, its port can accept connections while the API answers nothing. So the
-check opens an API session, asks the gateway for its clock (``reqCurrentTime``, a real
+check opens an API connection, asks the gateway for its clock (``reqCurrentTime``, a real
 request that only a logged-in gateway answers) and compares the managed accounts with the
 expected account and kind (paper or live), using the same rules as the live runner.
 
@@ -35,24 +35,24 @@ def gateway_health(host: str, port: int, *, client_id: int | None = None,
     """Return the health of the gateway at ``host:port`` for ``account`` in ``mode``
     ("paper" or "live"; ``account`` None: any one account of that kind). Never raises for
     an unhealthy gateway; raises ConfigError for a bad ``mode``."""
-    from bt_ibkr.ib.session import IBSession
+    from bt_ibkr.ib.connection import IBConnection
     from bt_ibkr.live.safety import is_paper_account
 
     if mode not in ("paper", "live"):
         raise ConfigError(f"--mode {mode!r}: use paper or live")
     where = f"{host}:{port}"
-    session = IBSession(host, port, client_id, connect_timeout=timeout,
+    connection = IBConnection(host, port, client_id, connect_timeout=timeout,
                         request_timeout=timeout, name="bt_ibkr-health")
     try:
         try:
-            accounts = session.connect()
+            accounts = connection.connect()
         except ConnectionFailedError as exc:
             reason = getattr(exc, "reason", None) or str(exc)
             return HealthResult(UNHEALTHY, f"unhealthy: {where}: {reason}")
         try:
-            now = session.run(session.server_time(timeout, strict=True), timeout=timeout + 5)
+            now = connection.run(connection.server_time(timeout, strict=True), timeout=timeout + 5)
         except (BtIbkrError, TimeoutError) as exc:
-            return HealthResult(UNHEALTHY, f"unhealthy: {where} accepted the session but did "
+            return HealthResult(UNHEALTHY, f"unhealthy: {where} accepted the connection but did "
                                 f"not answer a request ({exc}); the gateway may be restarting "
                                 "or waiting for a login (2FA)")
         managed = [a for a in accounts if a]
@@ -73,4 +73,4 @@ def gateway_health(host: str, port: int, *, client_id: int | None = None,
         return HealthResult(HEALTHY, f"healthy: {where} answers (gateway time "
                             f"{now:%Y-%m-%d %H:%M:%S} UTC), logged into {', '.join(managed)}")
     finally:
-        session.close()
+        connection.close()

@@ -2,7 +2,7 @@
 through IBStore/IBBroker/IBData against the gateway simulator.
 
 * :func:`run_backtest_path`: frame feeds on the backtest's own Cerebro and BackBroker
-  (:func:`bt_ibkr.engine.backtest_cerebro`: cash, ``commission_bps`` of the value,
+  (:func:`bt_ibkr.backtest_run.backtest_cerebro`: cash, ``commission_bps`` of the value,
   ``slippage_bps`` on the next open, market orders at the next bar's open).
 * :func:`run_ib_path`: the simulator serves exactly the same frames, one session per
   5-second step (:mod:`bt_ibkr.gateway_sim.frames` says why that is faithful for daily bars);
@@ -28,7 +28,7 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
-from bt_ibkr.engine import BacktestConfig, backtest_cerebro
+from bt_ibkr.backtest_run import BacktestConfig, backtest_cerebro
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.records.recorder import ParityRecorder, Recording
 
@@ -72,7 +72,7 @@ def run_backtest_path(frames: dict[str, pd.DataFrame], strategy_cls: type,
     from feeds.frame_feed import make_feed
 
     cfg.validate()
-    # exactly the broker python -m examples.backtest runs (bt_ibkr.engine)
+    # exactly the broker python -m examples.backtest runs (bt_ibkr.backtest_run)
     cerebro = backtest_cerebro(cfg.cash, cfg.commission_bps, cfg.slippage_bps,
                                preload=cfg.preload, runonce=cfg.preload)
     for name, frame in frames.items():
@@ -165,52 +165,55 @@ def run_ib_feeds(sim, datanames: dict[str, str], steps: list[int], strategy_cls:
     from feeds.ibdata import IBData
 
     store = IBStore(port=sim.port, clientId=cfg.client_id, timeout=0.2)
-    gate = _Gate()
-    notes: list[str] = []  # a feed the Strategy stopped waiting for (never expected here)
-    cerebro = bt.Cerebro(stdstats=False)
-    kwargs = {"backfill_start": False, **(data_kwargs or {})}
-    warm = 0
-    for name, dataname in datanames.items():
-        extra = dict(kwargs)
-        if backfill is not None:
-            frame = backfill[name]
-            warm = max(warm, len(frame))
-            extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
-        # several feeds: IBData hands the Strategy each session's bars together (syncfeeds)
-        data = IBData(dataname=dataname, store=store, rtbar=True, report=notes.append,
-                      timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck,
-                      **extra)
-        cerebro.adddata(data, name=name)
-    cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
-    cerebro.addstrategy(strategy_cls, **params)
-    cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
-    errors: list[BaseException] = []
-    result: list = []
+    try:  # closed on every path: a failure while building the run must not leave it open
+        gate = _Gate()
+        notes: list[str] = []  # a feed the Strategy stopped waiting for (never expected here)
+        cerebro = bt.Cerebro(stdstats=False)
+        kwargs = {"backfill_start": False, **(data_kwargs or {})}
+        warm = 0
+        for name, dataname in datanames.items():
+            extra = dict(kwargs)
+            if backfill is not None:
+                frame = backfill[name]
+                warm = max(warm, len(frame))
+                extra["backfill_from"] = bt.feeds.PandasData(dataname=frame, tz="UTC")
+            # several feeds: IBData hands the Strategy each session's bars together (syncfeeds)
+            data = IBData(dataname=dataname, store=store, rtbar=True, report=notes.append,
+                          timeframe=bt.TimeFrame.Seconds, compression=5, qcheck=cfg.qcheck,
+                          **extra)
+            cerebro.adddata(data, name=name)
+        cerebro.setbroker(make_broker(store) if make_broker is not None else store.getbroker())
+        cerebro.addstrategy(strategy_cls, **params)
+        cerebro.addanalyzer(ParityRecorder, _name="parity", on_bar=gate)
+        errors: list[BaseException] = []
+        result: list = []
 
-    def run() -> None:
+        def run() -> None:
+            try:
+                result.extend(cerebro.run())
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        # what the gateway had before this run's Strategy starts (it subscribes from its
+        # thread, which may be before _drive runs)
+        before = (len(sim.requests_named("reqRealTimeBars")),
+                  len(sim.requests_named("placeOrder")))
+        thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
+        thread.start()
         try:
-            result.extend(cerebro.run())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    # what the gateway had before this run's Strategy starts (it subscribes from its thread,
-    # which may be before _drive runs)
-    before = (len(sim.requests_named("reqRealTimeBars")), len(sim.requests_named("placeOrder")))
-    thread = threading.Thread(target=run, name="parity-ib-cerebro", daemon=True)
-    thread.start()
-    try:
-        _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm, before)
+            _drive(sim, store, len(datanames), steps, gate, cfg, errors, on_step, warm, before)
+        finally:
+            cerebro.runstop()
+            thread.join(cfg.hang)
+        if errors:
+            raise errors[0]
+        rec = result[0].analyzers.parity.get_analysis()
+        rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()),
+                        feed_notes=notes)
+        return rec
     finally:
-        cerebro.runstop()
-        thread.join(cfg.hang)
         store.close()
         IBStore.reset_default()
-    if errors:
-        raise errors[0]
-    rec = result[0].analyzers.parity.get_analysis()
-    rec.meta.update(path="ib", broker="IBBroker", executions=len(sim.broker.executions()),
-                    feed_notes=notes)
-    return rec
 
 
 def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityConfig,
@@ -234,13 +237,13 @@ def _drive(sim, store, n_feeds: int, steps: list[int], gate: _Gate, cfg: ParityC
     if not steps:
         return
     if on_step is None:
-        session = store.session
+        connection = store.connection
         # ib_async holds a client to 45 requests per wall second (IB's limit is 50/s). On the
         # compressed clock a session lasts a fraction of a millisecond, so one request per
         # bar would hit a limit no real daily run comes near: lift it for this connection.
-        store.call(setattr, session.ib.client, "MaxRequests", 0)
+        store.call(setattr, connection.ib.client, "MaxRequests", 0)
         gate.warm = warm
-        gate.ack = lambda: store.post(lambda: session.ib.client.reqCurrentTime())
+        gate.ack = lambda: store.post(lambda: connection.ib.client.reqCurrentTime())
         sim.call(sim.server.pace, steps[1:])
         try:
             sim.advance(seconds=max(steps[0] - sim.now().timestamp(), 0.0))

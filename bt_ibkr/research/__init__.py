@@ -12,8 +12,8 @@ Dask LocalCluster, on any existing Dask cluster, or serially (:func:`open_cluste
 The command line is ``python -m examples.sweep``.
 """
 
+from bt_ibkr.research.cluster import ClusterConfig, ClusterError, open_cluster, run_tasks
 from bt_ibkr.research.data import DataConfig, load_bars
-from bt_ibkr.research.engine import ClusterConfig, ClusterError, open_cluster, run_tasks
 from bt_ibkr.research.grid import (
     GridSpecError,
     WalkForwardSpec,

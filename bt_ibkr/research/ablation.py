@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from bt_ibkr.engine import (
+from bt_ibkr.backtest_run import (
     BacktestConfig,
     RunRecord,
     measure,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bt_ibkr.engine import (
+from bt_ibkr.backtest_run import (
     DEFAULT_COMMISSION_BPS,
     DEFAULT_SLIPPAGE_BPS,
     BacktestConfig,
@@ -35,14 +35,14 @@ from bt_ibkr.engine import (
     warmup_bars,
 )
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.research.data import DataConfig, load_bars, slug
-from bt_ibkr.research.engine import (
+from bt_ibkr.research.cluster import (
     ClusterConfig,
     SchedulerLostError,
     estimate_run,
     open_cluster,
     run_tasks,
 )
+from bt_ibkr.research.data import DataConfig, load_bars, slug
 from bt_ibkr.research.grid import expand_grid
 from bt_ibkr.research.results import (
     ReturnsWriter,
@@ -100,7 +100,7 @@ def check_common(config: Any) -> None:
 def check_warmup(config: Any, bars: BarSet) -> None:
     """Raise DataError when a symbol's bars cannot cover the Strategy's warm-up, one decision
     and its fill under any combination of the grid (the backtest's rule,
-    :func:`bt_ibkr.engine.check_history_length`, with the shortest warm-up of the grid): no
+    :func:`bt_ibkr.backtest_run.check_history_length`, with the shortest warm-up of the grid): no
     task would trade, and every result would be an empty run."""
     strategy = config.strategy or default_strategy()
     need = min(warmup_bars(strategy, {**config.fixed_params, **combo})

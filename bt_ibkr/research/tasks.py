@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
+from bt_ibkr.backtest_run import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError, DataError
 
 __all__ = [
@@ -234,7 +234,7 @@ def _strategy_params(strategy: type, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(spec: TaskSpec, bars: BarSet, strategy: type) -> TaskResult:
-    from bt_ibkr.engine import BacktestConfig, simulate, warmup_bars
+    from bt_ibkr.backtest_run import BacktestConfig, simulate, warmup_bars
     from bt_ibkr.metrics import compute_stats, period_returns
 
     params = _strategy_params(strategy, spec.params)

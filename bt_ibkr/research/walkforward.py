@@ -28,11 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from bt_ibkr.engine import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
+from bt_ibkr.backtest_run import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.metrics import buy_and_hold_returns, compute_stats
+from bt_ibkr.research.cluster import ClusterConfig, open_cluster, run_tasks
 from bt_ibkr.research.data import DataConfig, load_bars, slug
-from bt_ibkr.research.engine import ClusterConfig, open_cluster, run_tasks
 from bt_ibkr.research.grid import WalkForwardSpec, expand_grid
 from bt_ibkr.research.results import (
     ReturnsWriter,
@@ -265,7 +265,7 @@ def _stitch(windows: list[WindowResult]) -> pd.Series:
 def strategy_warmup(config: WalkForwardConfig) -> int:
     """Return the bars the Strategy needs before it can act, the most any grid point needs
     (each test window is fed that many bars first, so it trades from its first day)."""
-    from bt_ibkr.engine import warmup_bars
+    from bt_ibkr.backtest_run import warmup_bars
 
     strategy = config.strategy or default_strategy()
     need = 0

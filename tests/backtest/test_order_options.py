@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from helpers.sim import fills_of
 
-from bt_ibkr.engine import backtest_cerebro
+from bt_ibkr.backtest_run import backtest_cerebro
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.order_options import AUCTION_CLOSE, AUCTION_OPEN, OrderOptions
 from bt_ibkr.parity.paths import ParityConfig, run_backtest_path, run_ib_path

@@ -315,7 +315,7 @@ def test_connectivity_loss_1100_holds_and_retries(gateway_sim, tmp_path):
     held: list[int] = []
     t = threading.Thread(target=lose_and_restore)
     with provider(gateway_sim, tmp_path, pacing_scale=0.01) as p:
-        p.session.on_error.append(lambda req_id, code, text: seen.append(code))
+        p.connection.on_error.append(lambda req_id, code, text: seen.append(code))
         t.start()
         frame = p.get_historical_data("SPY", "1 M", "1 day", end="2023-12-29")
         t.join(HANG)

@@ -209,6 +209,7 @@ def test_sample_source_with_clipped_dates():
 
     feeds = load_frames_as_feeds(result)
     assert [f._name for f in feeds] == ["^IXIC", "^GSPC"]
+    assert [f._name for f in load_frames_as_feeds(result.frames)] == ["^IXIC", "^GSPC"]
     assert [len(f.p.dataname) for f in feeds] == [147, 147]  # NYSE sessions 2018-06-01..12-31
 
 

@@ -282,7 +282,7 @@ def test_live_runner_stream_on_two_symbols_is_aligned_by_default(gateway_sim_fac
     try:
         sim.wait_for_request("reqRealTimeBars", count=2, timeout=HANG)
         poll_until(lambda: len(runner.feeds) == 2
-                   and all(d._sync_phase() == "live" for d in runner.feeds), HANG,
+                   and all(d.sync_phase() == "live" for d in runner.feeds), HANG,
                    "both feeds past their backfill")
         warm = len(rows)
         assert warm >= 600 // (5 * periods)  # both feeds' 10-minute backfill

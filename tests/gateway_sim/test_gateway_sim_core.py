@@ -96,7 +96,7 @@ def test_refuses_server_versions_below_157(gateway_sim_factory):
     with pytest.raises((ConnectionError, OSError, TimeoutError)):
         ib.connect(sim.host, sim.port, clientId=1, timeout=1)
     ib.disconnect()
-    assert not sim.server.sessions
+    assert not sim.server.connections
 
 
 def test_farm_notices_after_start(gateway_sim):
@@ -127,7 +127,7 @@ def test_client_id_in_use_gets_326_and_close(gateway_sim, clients):
     second.disconnect()
     assert first.isConnected()
     assert first.reqCurrentTime() is not None
-    assert len([s for s in gateway_sim.server.sessions if s.client_id == 5]) == 1
+    assert len([s for s in gateway_sim.server.connections if s.client_id == 5]) == 1
 
 
 # ---------------------------------------------------------------- reference data

@@ -168,7 +168,7 @@ class HoldMessages:
     until :meth:`release` sends them, in order: a message late on its way, so that the client
     reads a fill's execDetails (11), commissionReport (59), position (61) or account values
     (6) in another order, or later, than the simulator sends them. An execDetails answering a
-    reqExecutions is never held. A context manager (patches ``Session.send`` while active;
+    reqExecutions is never held. A context manager (patches ``ClientConnection.send`` while active;
     on exit it releases what it still holds)."""
 
     def __init__(self, sim, client_id: int, *msg_ids: int) -> None:
@@ -178,25 +178,25 @@ class HoldMessages:
         self.held: list[tuple[object, list]] = []
         self._orig = None
 
-    def _hold(self, session, fields) -> bool:
-        return (self._orig is not None and session.server is self.sim.server
-                and session.client_id == self.client_id and bool(fields)
+    def _hold(self, conn, fields) -> bool:
+        return (self._orig is not None and conn.server is self.sim.server
+                and conn.client_id == self.client_id and bool(fields)
                 and fields[0] in self.msg_ids and not (fields[0] == 11 and fields[1] != -1)
                 and threading.get_ident() == self.sim.server.loop_thread_id)
 
     def __enter__(self) -> HoldMessages:
-        from bt_ibkr.gateway_sim.session import Session
+        from bt_ibkr.gateway_sim.connection import ClientConnection
 
-        orig = self._orig = Session.send
+        orig = self._orig = ClientConnection.send
         hold = self
 
-        def send(session, fields):
-            if hold._hold(session, fields):
-                hold.held.append((session, list(fields)))
+        def send(conn, fields):
+            if hold._hold(conn, fields):
+                hold.held.append((conn, list(fields)))
                 return None
-            return orig(session, fields)
+            return orig(conn, fields)
 
-        Session.send = send
+        ClientConnection.send = send
         return self
 
     def ids(self) -> list[int]:
@@ -206,11 +206,11 @@ class HoldMessages:
     def release(self) -> None:
         """Send the held messages now (on the simulator's loop, in the order they were held)
         and stop holding."""
-        from bt_ibkr.gateway_sim.session import Session
+        from bt_ibkr.gateway_sim.connection import ClientConnection
 
         orig, self._orig = self._orig, None
         if orig is not None:
-            Session.send = orig
+            ClientConnection.send = orig
         held, self.held = self.held, []
         if held:
             self.sim.call(lambda: [orig(s, f) for s, f in held])

@@ -131,9 +131,9 @@ def test_a_followed_fill_is_counted_once_whatever_reaches_the_client_first(
         assert REF in msg.text and "BUY 10 SPY" in msg.text
 
         # a reconnect hands every execution over again: nothing is counted twice
-        connects = store.session.connects
+        connects = store.connection.connects
         sim.drop_connections()
-        poll_until(lambda: store.session.connects > connects and store.ready, timeout=HANG,
+        poll_until(lambda: store.connection.connects > connects and store.ready, timeout=HANG,
                    what="the reconnect")
         read_all(store)
         broker.process_events()

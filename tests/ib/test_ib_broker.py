@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 import backtrader as bt
 import pytest
-from helpers.ib import CLIENT, Live
+from helpers.ib import CLIENT, HANG, Live
+from helpers.sim import HoldMessages
 from helpers.sim import poll_until as wait_until
 
 from bt_ibkr.errors import ConfigError
@@ -196,6 +197,29 @@ def test_partial_fills_are_reported_then_completed(gateway_sim):
     execs = gateway_sim.broker.executions()
     assert [b for b in rows[-1]["exbits"]] == [(e.shares, e.price) for e in execs]
     assert rows[-1]["comm"] == pytest.approx(sum(e.commission for e in execs))
+
+
+def test_a_cancel_confirmed_while_fills_await_commissions_ends_after_them(gateway_sim):
+    """IB confirms a cancel while fills of the order still wait for their commission reports:
+    the order stays working until those fills count, then ends Canceled holding all of them."""
+    gateway_sim.broker.partial_fill_qty = 40
+    script = {1: lambda s: s.rec["handles"].update(mkt=s.buy(size=100)),
+              2: lambda s: s.cancel(s.rec["handles"]["mkt"])}
+    with HoldMessages(gateway_sim, CLIENT, 59) as hold, Live(gateway_sim, script) as live:
+        live.step(2)
+        wait_until(lambda: [o.status for o in gateway_sim.broker.completed_orders()]
+                   == ["Cancelled"], timeout=HANG, what="the cancel at the gateway")
+        live.step(2)  # the broker reads IB's Cancelled while the fills await commissions
+        assert hold.ids() and set(hold.ids()) == {59}
+        assert live.statuses(live.ref(1)) == ["Submitted", "Accepted"]
+        hold.release()
+        live.until(lambda: "Canceled" in live.statuses(live.ref(1)))
+    rows = [o for o in live.rec["orders"] if o["ref"] == live.ref(1)]
+    execs = gateway_sim.broker.executions()
+    assert 0 < sum(e.shares for e in execs) < 100
+    assert rows[-1]["status"] == "Canceled"
+    assert rows[-1]["size"] == sum(e.shares for e in execs)
+    assert [r["status"] for r in rows].count("Canceled") == 1
 
 
 def test_rejection_reaches_notify_order_and_notify_store(gateway_sim):

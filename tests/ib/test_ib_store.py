@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from helpers.sim import VirtualClock, history_settled, use_virtual_clock
@@ -59,7 +60,7 @@ def test_connects_reports_and_stops_cleanly(gateway_sim, make_store):
     msgs = [str(m) for m, _, _ in store.get_notifications()]
     assert any("connected to 127.0.0.1" in m and "clientId 21" in m for m in msgs)
     assert any("2104" in m for m in msgs)  # the gateway's farm notices reach notify_store
-    thread = store.session.loop_thread
+    thread = store.connection.loop_thread
     assert thread.is_alive() and thread is not threading.current_thread()
     store.stop()
     assert not store.connected()
@@ -100,10 +101,11 @@ def test_default_store_is_shared_like_backtraders_singleton(gateway_sim, make_st
     IBStore.reset_default()
     store = make_store(gateway_sim)
     assert IBStore.default() is store
+    from bt_ibkr.ib.broker import IBBroker
+    from feeds.ibdata import IBData  # registers itself as the store's feed
+
     data = store.getdata(dataname="AAPL-STK-SMART-USD")
     assert data.ib is store
-    from bt_ibkr.ib.broker import IBBroker
-    from feeds.ibdata import IBData
 
     assert IBData(dataname="MSFT").ib is store
     assert IBBroker().ib is store
@@ -268,3 +270,30 @@ def test_client_id_in_use_is_a_clear_error_without_retries(gateway_sim, make_sto
         assert len(starts) == 2  # the first store and one refused attempt, no retries
     finally:
         other.close()
+
+
+def test_the_store_never_imports_feeds_and_getdata_says_what_to_import():
+    """bt_ibkr.ib sits below feeds/: the store and broker load without it, and getdata before
+    the feed registered itself is one clear error (the feed registers on import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from bt_ibkr import IBStore\n"
+        "store = IBStore(port=1, clientId=1)\n"
+        "broker = store.getbroker()\n"
+        "assert not [m for m in sys.modules if m == 'feeds' or m.startswith('feeds.')], "
+        "sorted(sys.modules)\n"
+        "try:\n"
+        "    store.getdata(dataname='AAPL')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "from feeds import IBData\n"
+        "assert type(store.getdata(dataname='AAPL')) is IBData\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("ConfigError IBStore.getdata: no IB data feed is registered; "
+                                  "import the feed first (from feeds import IBData)")

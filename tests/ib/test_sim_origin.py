@@ -1,4 +1,4 @@
-"""Simulated prices never pose as IB's: the session recognises bt_ibkr's gateway simulator
+"""Simulated prices never pose as IB's: the connection recognises bt_ibkr's gateway simulator
 (it answers reqUserInfo with its brand), the history path files its bars under the cache
 source "ibkr-sim", the backtest's data message names the origin, and a later ``--source ibkr``
 with nothing listening fails clearly instead of backtesting on the simulator's bars."""
@@ -12,7 +12,7 @@ import pytest
 from bt_ibkr.cache import BarCache
 from bt_ibkr.data.history import HistoryRequest, load_history
 from bt_ibkr.errors import SourceUnavailableError
-from bt_ibkr.ib.session import IBSession
+from bt_ibkr.ib.connection import IBConnection
 
 REQ_USER_INFO = 104
 
@@ -24,24 +24,24 @@ def request(cache: BarCache, port: int) -> HistoryRequest:
 
 
 @pytest.mark.slow
-def test_the_session_knows_the_simulator_and_treats_a_silent_gateway_as_real(
+def test_the_connection_knows_the_simulator_and_treats_a_silent_gateway_as_real(
         gateway_sim_factory):
     sim = gateway_sim_factory(data="sample")
-    session = IBSession("127.0.0.1", sim.port, 11)
+    connection = IBConnection("127.0.0.1", sim.port, 11)
     try:
-        session.connect()
-        assert session.simulated
-        assert session.describe() == f"IB gateway simulator at 127.0.0.1:{sim.port}"
+        connection.connect()
+        assert connection.simulated
+        assert connection.describe() == f"IB gateway simulator at 127.0.0.1:{sim.port}"
     finally:
-        session.close()
+        connection.close()
     sim.drop_replies(REQ_USER_INFO, n=1)  # a gateway that does not answer: a real one
-    session = IBSession("127.0.0.1", sim.port, 12)
+    connection = IBConnection("127.0.0.1", sim.port, 12)
     try:
-        session.connect()
-        assert not session.simulated
-        assert session.describe().startswith("IB gateway at ")
+        connection.connect()
+        assert not connection.simulated
+        assert connection.describe().startswith("IB gateway at ")
     finally:
-        session.close()
+        connection.close()
 
 
 def test_simulator_bars_are_cached_as_ibkr_sim_and_never_served_as_ibs(gateway_sim_factory,

@@ -19,6 +19,7 @@ import pytest
 from helpers.sim import poll_until as wait_until
 
 from bt_ibkr.ib.store import IBStore
+from feeds.ibdata import IBData  # noqa: F401  (registers itself: store.getdata makes IBData)
 from strategies.ensemble import RegimeAwareEnsemble
 
 HANG = 120

@@ -15,8 +15,10 @@ import copy
 import pytest
 from helpers.sim import fills_of, poll_until
 
+from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib.store import IBStore
 from bt_ibkr.parity.diff import compare
-from bt_ibkr.parity.paths import ParityConfig
+from bt_ibkr.parity.paths import ParityConfig, run_ib_feeds
 from bt_ibkr.parity.run import run_parity
 from strategies import RegimeAwareEnsemble
 
@@ -134,3 +136,29 @@ def test_backtest_slippage_shows_as_fill_diffs_not_decision_diffs(gateway_sim, s
     r = run_parity(frames, RegimeAwareEnsemble, {}, cfg, sim=gateway_sim).report
     assert r.fill_diffs > 0
     assert r.decision_diffs == 0
+
+
+def test_a_run_that_fails_while_being_built_leaves_nothing_connected(gateway_sim):
+    """The IB path's store is closed on every path: a broker factory that fails after the
+    store connected leaves no client at the gateway, and a feed refused at construction
+    leaves no half-built store behind as the default that a later IBData would share."""
+
+    def failing_broker(store):
+        store.start()
+        raise RuntimeError("broker refused")
+
+    aapl = {"AAPL": "AAPL-STK-SMART-USD"}
+    with pytest.raises(RuntimeError, match="broker refused"):
+        run_ib_feeds(gateway_sim, aapl, [], RegimeAwareEnsemble, {},
+                     ParityConfig(client_id=61), make_broker=failing_broker)
+    poll_until(lambda: gateway_sim.connected_clients() == [], timeout=30,
+               what="the failed run's client to disconnect")
+
+    with pytest.raises(ConfigError, match="syncwait"):
+        run_ib_feeds(gateway_sim, aapl, [], RegimeAwareEnsemble, {},
+                     ParityConfig(client_id=62), data_kwargs={"syncwait": 0})
+    fresh = IBStore.default(port=gateway_sim.port, clientId=63)
+    try:
+        assert fresh.clientId == 63  # not the failed run's store (clientId 62)
+    finally:
+        fresh.close()

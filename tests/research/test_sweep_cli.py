@@ -170,8 +170,8 @@ def test_a_large_sweep_says_how_long_it_will_take_before_it_starts(workdir, monk
     the estimate is announced, and only then do the other tasks run; the timed task is kept,
     not run twice."""
     from bt_ibkr.research import sweep as sweep_mod
+    from bt_ibkr.research.cluster import ClusterConfig
     from bt_ibkr.research.data import DataConfig
-    from bt_ibkr.research.engine import ClusterConfig
 
     assert sweep_mod.ESTIMATE_ABOVE == 10_000
     monkeypatch.setattr(sweep_mod, "ESTIMATE_ABOVE", 3)

@@ -1,4 +1,4 @@
-"""One backtest run over in-memory bars, and its measurement: the engine under
+"""One backtest run over in-memory bars, and its measurement: the core under
 :mod:`bt_ibkr.backtest` (which adds loading, reports and the JSON summary) and under the
 research tools (:mod:`bt_ibkr.research.ablation`).
 

@@ -1,16 +1,16 @@
-"""IBSession: the one IB client object, on one asyncio loop in one background thread.
+"""IBConnection: the one IB client object, on one asyncio loop in one background thread.
 
-backtrader is synchronous, the IB client is asyncio. A session runs an event loop in a daemon
+backtrader is synchronous, the IB client is asyncio. A connection runs an event loop in a daemon
 thread (:class:`LoopThread`) and owns the client object: this module is the only place that
-creates one. Everything else reaches IB through a session: the store (live feeds, orders), the
+creates one. Everything else reaches IB through a connection: the store (live feeds, orders), the
 historical path (:mod:`bt_ibkr.ib.historical`), the data provider and, through those, the
-doctor and the live runner. Callers in other threads use :meth:`IBSession.run` (a coroutine,
-blocking for its result), :meth:`~IBSession.call` and :meth:`~IBSession.post`; code already on
+doctor and the live runner. Callers in other threads use :meth:`IBConnection.run` (a coroutine,
+blocking for its result), :meth:`~IBConnection.call` and :meth:`~IBConnection.post`; code already on
 the loop awaits the ``async`` methods.
 
-What a session keeps:
+What a connection keeps:
 
-* the connection: :meth:`~IBSession.connect` with retries (error 326, client id in use, fails
+* the connection: :meth:`~IBConnection.connect` with retries (error 326, client id in use, fails
   at once or, with ``replace_client_id``, retries under a new id), :meth:`ensure_connected`
   (connect on first use, or wait for a reconnect in progress: one reconnect shared by all),
   automatic re-dialling with exponential back-off after a lost socket when a
@@ -20,7 +20,7 @@ What a session keeps:
 * the gateway's clock: :meth:`server_time`, :meth:`timeoffset` (refreshed every
   ``clock_refresh`` seconds when set);
 * contracts: :meth:`qualify` (one ContractDetails or a clear error), :meth:`qualify_dataname`
-  (cached per session);
+  (cached per connection);
 * account state: :attr:`managed_accounts`, :attr:`account` (values and positions, kept current
   by the client's events).
 
@@ -56,17 +56,17 @@ from bt_ibkr.ib.contracts import parse_dataname, select_single
 from bt_ibkr.ib.loop import LoopThread
 from bt_ibkr.utc import to_utc, utc_now
 
-__all__ = ["SIMULATOR_BRAND", "ConnectFailed", "IBSession", "classify_connect_error",
+__all__ = ["SIMULATOR_BRAND", "ConnectFailed", "IBConnection", "classify_connect_error",
            "safe_disconnect"]
 
 
-log = logging.getLogger("bt_ibkr.ib.session")
+log = logging.getLogger("bt_ibkr.ib.connection")
 
 T = TypeVar("T")
 
 
 class ConnectFailed(ConnectionFailedError):
-    """The session could not connect; ``reason`` is the one line saying why and what to do."""
+    """The connection could not be made; ``reason`` is the one line saying why and what to do."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -87,21 +87,21 @@ def classify_connect_error(exc: BaseException, host: str, port: int, timeout: fl
     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
         return f"cannot reach {host}:{port}: {exc}"
     text = str(exc) or type(exc).__name__
-    return (f"the gateway on {host}:{port} closed the API session ({text}); check that the API "
+    return (f"the gateway on {host}:{port} closed the API connection ({text}); check that the API "
             f"is enabled and that the client id is free")
 
 
 def safe_disconnect(ib: Any) -> None:
     """Disconnect ``ib`` even half-connected (ib_async's disconnect() raises when the socket is
-    open but the API session never became ready)."""
+    open but the API connection never became ready)."""
     try:
         ib.disconnect()
     except ConnectionError:
         ib.client.disconnect()
 
 
-class IBSession:
-    """One API session with IB Gateway/TWS (see the module docstring).
+class IBConnection:
+    """One API connection to IB Gateway/TWS (see the module docstring).
 
     Args:
         host, port, client_id: where to connect and as whom (None: a random id).
@@ -152,7 +152,7 @@ class IBSession:
         #: returns None (fine) or why not (the account or its kind changed); see
         #: :meth:`IBStore.expect_account`
         self.account_guard: Callable[[list[str]], str | None] | None = None
-        #: why the session stopped for good after a reconnect into the wrong account
+        #: why the connection stopped for good after a reconnect into the wrong account
         self.identity_error: str | None = None
         self.on_identity: list[Callable[[str], None]] = []
         self._thread: LoopThread | None = None
@@ -171,7 +171,7 @@ class IBSession:
         self._connectivity: asyncio.Event | None = None
 
     def __repr__(self) -> str:
-        return f"IBSession({self.host}:{self.port}, clientId {self.client_id})"
+        return f"IBConnection({self.host}:{self.port}, clientId {self.client_id})"
 
     # ------------------------------------------------------------------ the loop thread
     def open(self) -> None:
@@ -202,12 +202,12 @@ class IBSession:
     def ib(self) -> Any:
         """The client object (``ib_async.IB`` or ``ib_insync.IB``); for bt_ibkr.ib's modules."""
         if self._ib is None:
-            raise ConnectionFailedError("the IB session is not open; call open() or connect()")
+            raise ConnectionFailedError("the IB connection is not open; call open() or connect()")
         return self._ib
 
     @property
     def loop_thread(self) -> threading.Thread | None:
-        """The thread the session's loop runs in (None before ``open()``)."""
+        """The thread the connection's loop runs in (None before ``open()``)."""
         return self._thread.thread if self._thread is not None else None
 
     @property
@@ -216,19 +216,19 @@ class IBSession:
         return self._thread is not None and self._thread.alive
 
     def in_loop_thread(self) -> bool:
-        """Return True when called from the session's loop thread."""
+        """Return True when called from the connection's loop thread."""
         return self._thread is not None and self._thread.in_thread()
 
     def _loop_thread(self) -> LoopThread:
         if self._thread is None or not self._thread.alive:
-            raise ConnectionFailedError("the IB session is not running; connect first")
+            raise ConnectionFailedError("the IB connection is not running; connect first")
         return self._thread
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the session's loop and return its result (see LoopThread.run)."""
+        """Run ``coro`` on the connection's loop and return its result (see LoopThread.run)."""
         if self._thread is None or not self._thread.alive:
             coro.close()
-            raise ConnectionFailedError("the IB session is not running; connect first")
+            raise ConnectionFailedError("the IB connection is not running; connect first")
         return self._thread.run(coro, timeout)
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = 30.0) -> T:
@@ -274,11 +274,11 @@ class IBSession:
 
     @property
     def server_version(self) -> int | None:
-        """The TWS API server version of the open session (None when not connected)."""
+        """The TWS API server version of the open connection (None when not connected)."""
         return self._ib.client.serverVersion() if self.connected else None
 
     def connect(self, retries: int = 0, retry_delay: float = 1.0) -> list[str]:
-        """Open the loop thread and the API session (blocking); return the managed accounts.
+        """Open the loop thread and the API connection (blocking); return the managed accounts.
 
         ``retries`` more attempts ``retry_delay`` seconds apart (-1: forever) follow a failed
         one. Raises :class:`ConnectFailed` saying why (nothing listens, no handshake, client id
@@ -296,7 +296,7 @@ class IBSession:
                             exponential: bool = False, max_delay: float | None = None) -> bool:
         """Connect unless already connected; return True when this call connected.
 
-        One connect at a time: a second caller waits and finds the session ready. Raises
+        One connect at a time: a second caller waits and finds the connection ready. Raises
         :class:`ConnectFailed` after ``retries`` + 1 failed attempts (error 326 at once unless
         ``replace_client_id``).
         """
@@ -325,7 +325,7 @@ class IBSession:
                                  self.port, self.client_id)
                         continue
                     raise ConnectFailed(f"IB gateway at {self.host}:{self.port} refused the "
-                                        f"session: {reason}", reason) from None
+                                        f"connection: {reason}", reason) from None
                 attempt += 1
                 reason = classify_connect_error(exc, self.host, self.port, self.connect_timeout)
                 if self._closing or (retries >= 0 and attempt > retries):
@@ -355,7 +355,7 @@ class IBSession:
         self.managed_accounts = list(ib.managedAccounts())
         if self.account_guard is not None and self.connects > 0:
             # a RE-connect: the gateway may have come back logged into someone else. Check
-            # before the session is ready: held orders, resends and cancels wait for ready
+            # before the connection is ready: held orders, resends and cancels wait for ready
             why = self.account_guard(self.managed_accounts)
             if why:
                 self.identity_error = (f"the gateway at {self.host}:{self.port} came back "
@@ -389,7 +389,7 @@ class IBSession:
         ignore the request) counts as a real one.
 
         ib_async and ib_insync both drop the answer's ``whiteBrandingId`` (their
-        ``reqUserInfoAsync`` resolves to None), so the session reads it off the client's
+        ``reqUserInfoAsync`` resolves to None), so the connection reads it off the client's
         ``wrapper.userInfo`` call for the length of the request."""
         wrapper = self._ib.wrapper
         brands: list[str] = []
@@ -426,7 +426,7 @@ class IBSession:
             await asyncio.wait_for(asyncio.shield(task), timeout)
             if self.ready:
                 return False
-            raise ConnectFailed(f"the session to {self.host}:{self.port} is lost and "
+            raise ConnectFailed(f"the connection to {self.host}:{self.port} is lost and "
                                 "re-dialling gave up", "re-dialling gave up")
         return await asyncio.wait_for(self.connect_async(), timeout)
 

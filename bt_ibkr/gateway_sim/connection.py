@@ -1,8 +1,8 @@
 """One connected client of the simulated gateway, and the faults the test API schedules.
 
-``Session.send`` frames a reply and writes it (thread-safe); while the server handles a request
-whose message id has a delay or drop fault (:class:`FaultPlan`), the replies to it are held back
-or dropped. The server marks that request with :data:`reply_context` around its handler.
+``ClientConnection.send`` frames a reply and writes it (thread-safe); while the server handles
+a request whose message id has a delay or drop fault (:class:`FaultPlan`), the replies to it are
+held back or dropped. The server marks that request with :data:`reply_context` around its handler.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class FaultPlan:
     rt_bar_lags: dict[str, float] = field(default_factory=dict)
 
 
-class Session:
+class ClientConnection:
     """One connected client (see the module docstring for the handler-facing interface)."""
 
     def __init__(self, server: Any, reader: asyncio.StreamReader,
@@ -67,7 +67,7 @@ class Session:
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
     def __repr__(self) -> str:
-        return f"Session(client_id={self.client_id}, v{self.server_version}, {self.peer})"
+        return f"ClientConnection(client_id={self.client_id}, v{self.server_version}, {self.peer})"
 
     def send(self, fields: list) -> None:
         """Frame ``fields`` and write them to the client (non-blocking; thread-safe).
