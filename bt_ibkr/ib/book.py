@@ -36,7 +36,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ib_async import IB, Fill, Trade
 
 __all__ = ["CASH_TAGS", "AccountSnapshot", "FillBook"]
 
@@ -98,7 +101,7 @@ class FillBook:
         #: True while :meth:`settle` waits for a message (tests wait on it)
         self.waiting = False
 
-    def attach(self, ib: Any) -> None:
+    def attach(self, ib: IB) -> None:
         """Follow a client object's executions, positions and account values (a connection hook)."""
         ib.execDetailsEvent += self.on_exec
         ib.positionEvent += self.on_position
@@ -109,7 +112,7 @@ class FillBook:
     def _mine(self, account: str) -> bool:
         return not self.account or not account or account == self.account
 
-    def on_exec(self, trade: Any, fill: Any) -> None:
+    def on_exec(self, trade: Trade, fill: Fill) -> None:
         """A live execution (``execDetailsEvent``: new, of an order the client knows)."""
         ex = fill.execution
         if not self._mine(getattr(ex, "acctNumber", "")):

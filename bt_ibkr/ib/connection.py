@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bt_ibkr.errors import ConnectionFailedError, GatewayTimeoutError, SourceUnavailableError
 from bt_ibkr.ib.account import AccountState
@@ -55,6 +55,9 @@ from bt_ibkr.ib.codes import (
 from bt_ibkr.ib.contracts import parse_dataname, select_single
 from bt_ibkr.ib.loop import LoopThread
 from bt_ibkr.utc import to_utc, utc_now
+
+if TYPE_CHECKING:
+    from ib_async import IB, Contract
 
 __all__ = ["SIMULATOR_BRAND", "ConnectFailed", "IBConnection", "classify_connect_error",
            "safe_disconnect"]
@@ -91,7 +94,7 @@ def classify_connect_error(exc: BaseException, host: str, port: int, timeout: fl
             f"is enabled and that the client id is free")
 
 
-def safe_disconnect(ib: Any) -> None:
+def safe_disconnect(ib: IB) -> None:
     """Disconnect ``ib`` even half-connected (ib_async's disconnect() raises when the socket is
     open but the API connection never became ready)."""
     try:
@@ -380,8 +383,8 @@ class IBConnection:
 
         self._notice(f"connected to {self.host}:{self.port} as clientId {self.client_id} "
                      f"({ibc.CLIENT_NAME} {ibc.CLIENT_VERSION})")
-        for hook in self.on_connected:
-            hook(first)
+        for on_connected in self.on_connected:
+            on_connected(first)
 
     async def _is_simulator(self) -> bool:
         """Ask the gateway who it is (reqUserInfo, once per connect): True when it answers
@@ -454,7 +457,7 @@ class IBConnection:
                 hook(str(exc))
 
     # ------------------------------------------------------------------ errors, connectivity
-    def _on_error(self, req_id: int, code: int, text: str, contract: Any = None) -> None:
+    def _on_error(self, req_id: int, code: int, text: str, contract: Contract | None = None) -> None:
         if code == CLIENT_ID_IN_USE:  # retrying with this id cannot help
             self._fatal = (f"IB error 326: clientId {self.client_id} is already connected to "
                            f"{self.host}:{self.port}; pass another client id (each connection "
@@ -483,7 +486,12 @@ class IBConnection:
         cancel it when no longer needed (loop thread only)."""
         fut = asyncio.get_running_loop().create_future()
         self._loss_waiters.append(fut)
-        fut.add_done_callback(lambda f: f in self._loss_waiters and self._loss_waiters.remove(f))
+
+        def forget(done: asyncio.Future) -> None:
+            if done in self._loss_waiters:
+                self._loss_waiters.remove(done)
+
+        fut.add_done_callback(forget)
         return fut
 
     async def wait_connectivity(self, timeout: float | None = None) -> None:
@@ -533,7 +541,7 @@ class IBConnection:
                 float(self.clock_refresh), lambda: asyncio.ensure_future(self._refresh_clock()))
 
     # ------------------------------------------------------------------ contracts
-    async def qualify(self, contract: Any, name: str) -> Any:
+    async def qualify(self, contract: Contract, name: str) -> Any:
         """Return the one ``ContractDetails`` IB has for ``contract`` (``name`` = the user's
         dataname, for messages). Raises UnknownSymbolError (none), AmbiguousContractError
         (several), SourceUnavailableError (lookup failed or unanswered)."""

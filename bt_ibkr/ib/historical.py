@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -71,6 +71,9 @@ from bt_ibkr.ib.pacing import HistoricalPacer, HistRequest
 from bt_ibkr.ib.parsing import bars_frame, frame_bars
 from bt_ibkr.utc import midnight, naive_utc, to_utc
 from bt_ibkr.validation import validate_bars
+
+if TYPE_CHECKING:
+    from ib_async import Contract
 
 __all__ = ["ADJUSTED", "Chunk", "HistoricalData", "HistoryStats", "chunk_range", "coded",
            "normalize_request"]
@@ -219,7 +222,7 @@ class HistoricalData:
         self._semaphore()  # drops the locks of a previous loop
         return self._key_locks.setdefault(key, asyncio.Lock())
 
-    async def request(self, contract: Any, chunk: Chunk, bar_size: str, what: str,
+    async def request(self, contract: Contract, chunk: Chunk, bar_size: str, what: str,
                       use_rth: bool, *, name: str = "", end_now: bool = False) -> list:
         """Send one paced historical request, retrying transient failures; return IB's bars.
 
@@ -406,11 +409,12 @@ class HistoricalData:
         now = to_utc(now) if now is not None else await self.connection.server_time()
         rng = self._range(start, min(to_utc(end), now) if end is not None else now)
         attrs = {"symbol": name, "source": "ibkr", "tz": tz, "adjusted": what == ADJUSTED}
-        key = self.cache_key(name, size, what, use_rth) if self.cache is not None else None
+        cache = self.cache
+        key = self.cache_key(name, size, what, use_rth) if cache is not None else None
         missing = [(rng.start_d, rng.end_d)]
-        if key is not None:
+        if cache is not None and key is not None:
             async with self._key_lock(key):
-                gaps = await self._io(self.cache.missing, key, rng.start_d, rng.end_d)
+                gaps = await self._io(cache.missing, key, rng.start_d, rng.end_d)
                 if not gaps:
                     frame = await self._io(self._from_cache, key, rng, intraday)
                     if frame is not None:
@@ -423,7 +427,7 @@ class HistoricalData:
         return await self._fetch(name, None, missing, rng, size, what, use_rth, contract, tz,
                                  now, tick, attrs)
 
-    async def into_queue(self, contract: Any, start: datetime | None, end: datetime | None,
+    async def into_queue(self, contract: Contract, start: datetime | None, end: datetime | None,
                          bar_size: str, what: str, use_rth: bool, tz: Any,
                          sessionend: dtime | None, q: queue.Queue, name: str) -> None:
         """Put ``contract``'s bars from ``start`` to ``end`` (naive UTC; None end: now on the

@@ -16,7 +16,7 @@ import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.events import (
@@ -27,6 +27,9 @@ from bt_ibkr.ib.events import (
     OrderStatusChanged,
 )
 from bt_ibkr.ib.parsing import finite
+
+if TYPE_CHECKING:
+    from ib_async import IB, CommissionReport, Fill, Trade
 
 log = logging.getLogger("bt_ibkr.ib.orders")
 
@@ -60,7 +63,7 @@ class OrderRoutes:
         self.held: list[PendingOrder] = []
         self.max_order_id = 0
 
-    def attach(self, ib: Any) -> None:
+    def attach(self, ib: IB) -> None:
         """Follow a new client object's order events (a connection hook)."""
         ib.orderStatusEvent += self._on_order_status
         ib.execDetailsEvent += self._on_exec
@@ -152,7 +155,7 @@ class OrderRoutes:
         return ref in self.trades
 
     # ------------------------------------------------------------------ IB's answers (loop)
-    def _key_of(self, trade: Any) -> str | None:
+    def _key_of(self, trade: Trade) -> str | None:
         ref = getattr(trade.order, "orderRef", "")
         if ref and ref in self.trades:
             if self.trades[ref] is not trade:
@@ -169,7 +172,7 @@ class OrderRoutes:
         self.broker_q.put(OrderError(key, code, text))
         return True
 
-    def _on_order_status(self, trade: Any) -> None:
+    def _on_order_status(self, trade: Trade) -> None:
         key = self._key_of(trade)
         if key is None:
             return
@@ -185,12 +188,12 @@ class OrderRoutes:
         if self.notifyall:
             self.notify(f"order {key}: {st.status}", trade.order.orderId, "event")
 
-    def _on_exec(self, trade: Any, fill: Any) -> None:
+    def _on_exec(self, trade: Trade, fill: Fill) -> None:
         key = self._key_of(trade)
         if key is not None:
             self._push_fill(key, fill)
 
-    def _push_fill(self, key: str, fill: Any, with_commission: bool = False) -> None:
+    def _push_fill(self, key: str, fill: Fill, with_commission: bool = False) -> None:
         ex = fill.execution
         shares = float(ex.shares)
         signed = shares if ex.side in ("BOT", "BUY") else -shares
@@ -205,7 +208,7 @@ class OrderRoutes:
         if self.notifyall:
             self.notify(f"execution {ex.execId}: {signed:g} @ {ex.price}", ex.orderId, "event")
 
-    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+    def _on_commission(self, trade: Trade, fill: Fill, report: CommissionReport) -> None:
         key = self._key_of(trade)
         if key is not None:
             self.broker_q.put(CommissionReceived(key, report.execId, finite(report.commission),

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bt_ibkr.ib.bars import BAR_SECONDS, is_intraday
 from bt_ibkr.ib.events import Bar
 from bt_ibkr.utc import naive_utc, to_utc
+
+if TYPE_CHECKING:
+    from ib_async import Contract, Trade
+    from ib_async import Fill as IBFill
 
 #: IB sends 1.7976931348623157E308 (UNSET_DOUBLE) for "no value"
 UNSET = 1e300
@@ -158,12 +162,12 @@ class ExecSnapshot(Fill):
     fields as a journaled :class:`Fill`."""
 
 
-def contract_symbol(contract: Any) -> str:
+def contract_symbol(contract: Contract) -> str:
     """Return the symbol bt_ibkr files a contract under (``symbol``, else ``localSymbol``)."""
     return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "") or "?"
 
 
-def order_snapshot(trade: Any,
+def order_snapshot(trade: Trade,
                    symbol_of: Callable[[Any], str] = contract_symbol) -> OrderSnapshot:
     """Return the :class:`OrderSnapshot` of a ``Trade`` (``ib.openTrades()``,
     ``reqAllOpenOrders()``, ``reqCompletedOrders()``); ``symbol_of(contract)`` names its symbol.
@@ -187,13 +191,14 @@ def order_snapshot(trade: Any,
     )
 
 
-def exec_snapshot(fill: Any, symbol_of: Callable[[Any], str] = contract_symbol) -> ExecSnapshot:
+def exec_snapshot(fill: IBFill,
+                  symbol_of: Callable[[Any], str] = contract_symbol) -> ExecSnapshot:
     """Return the :class:`ExecSnapshot` of a client ``Fill`` (``ib.fills()``,
     ``reqExecutions()``); the commission is None until IB's commission report has arrived."""
     ex = fill.execution
     report = getattr(fill, "commissionReport", None)
     commission = None
-    if report is not None and getattr(report, "execId", "") and report.commission < UNSET:
+    if report is not None and getattr(report, "execId", None) and report.commission < UNSET:
         commission = float(report.commission)
     return ExecSnapshot(
         exec_id=ex.execId,

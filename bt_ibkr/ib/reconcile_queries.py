@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, exec_snapshot, order_snapshot
+
+if TYPE_CHECKING:
+    from ib_async import IB
 
 __all__ = ["ask_executions", "ask_orders"]
 
 log = logging.getLogger("bt_ibkr.ib.store")
 
 
-async def ask_orders(ib: Any, account: str) -> list[OrderSnapshot]:
+async def ask_orders(ib: IB, account: str) -> list[OrderSnapshot]:
     """Return the gateway's open and completed orders of ``account``.
 
     Open orders are every API client's (``reqAllOpenOrders``), each with the clientId that
@@ -40,7 +43,7 @@ async def ask_orders(ib: Any, account: str) -> list[OrderSnapshot]:
             if not getattr(t.order, "account", "") or t.order.account == account]
 
 
-async def ask_executions(ib: Any, account: str,
+async def ask_executions(ib: IB, account: str,
                          client_ids: Iterable[int] = ()) -> list[ExecSnapshot]:
     """Return every execution the gateway still has for ``account``.
 

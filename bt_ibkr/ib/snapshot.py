@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bt_ibkr.errors import DataError, SourceUnavailableError
 from bt_ibkr.ib.codes import NOT_SUBSCRIBED
 from bt_ibkr.ib.connection import IBConnection
 
+if TYPE_CHECKING:
+    from ib_async import Contract
+
 log = logging.getLogger("bt_ibkr.ib.snapshot")
 
 
-async def snapshot_price(connection: IBConnection, contract: Any, name: str,
+async def snapshot_price(connection: IBConnection, contract: Contract, name: str,
                          timeout: float) -> tuple[float, bool]:
     """Return ``(price, delayed)`` from one market-data snapshot of ``contract`` (loop thread).
 

@@ -15,13 +15,16 @@ import logging
 import queue
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bt_ibkr.ib.codes import DELAYED_AVAILABLE, FEED_STOP
 from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.events import BarReceived, RequestFailed, SwitchedToDelayed
 from bt_ibkr.ib.parsing import finite, realtime_bar, tick_bar
 from bt_ibkr.utc import utc_now
+
+if TYPE_CHECKING:
+    from ib_async import Contract, RealTimeBarList, Ticker
 
 log = logging.getLogger("bt_ibkr.ib.streams")
 
@@ -54,7 +57,7 @@ class LiveStreams:
         self._by_req: dict[int, LiveStream] = {}
 
     # ------------------------------------------------------------------ backtrader's thread
-    def subscribe(self, contract: Any, rtbar: bool, what: str | None, use_rth: bool,
+    def subscribe(self, contract: Contract, rtbar: bool, what: str | None, use_rth: bool,
                   q: queue.Queue) -> LiveStream:
         """Start a live stream into ``q`` and return it (at once).
 
@@ -123,12 +126,12 @@ class LiveStreams:
             stream.handle = None
             self._start(stream)
 
-    def _on_rtbar(self, stream: LiveStream, bars: Any, has_new_bar: bool) -> None:
+    def _on_rtbar(self, stream: LiveStream, bars: RealTimeBarList, has_new_bar: bool) -> None:
         if not has_new_bar or not stream.active or bars is not stream.handle:
             return
         stream.q.put(BarReceived(realtime_bar(bars[-1])))
 
-    def _on_ticker(self, stream: LiveStream, ticker: Any) -> None:
+    def _on_ticker(self, stream: LiveStream, ticker: Ticker) -> None:
         if not stream.active or ticker is not stream.handle:
             return
         wanted = TICK_TYPES[stream.kind]

@@ -282,7 +282,7 @@ def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"connection.{key}"
     c = cfg.connection
     if key == "host":
-        c.host = as_str(where, path, value)  # type: ignore[assignment]
+        c.host = as_str(where, path, value)
     elif key == "port":
         c.port = None if value is None else as_int(where, path, value, 1, 65535)
     elif key == "client_id":
@@ -290,7 +290,7 @@ def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
     elif key == "account":
         c.account = as_str(where, path, value, nullable=True)
     elif key == "timeout":
-        c.timeout = as_float(where, path, value, lo=0.0)  # type: ignore[assignment]
+        c.timeout = as_float(where, path, value, lo=0.0)
     elif key == "readonly":
         c.readonly = as_bool(where, path, value)
     else:  # pragma: no cover - callers check names first
@@ -311,7 +311,7 @@ def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
     elif key == "ramp_sessions":
         r.ramp_sessions = as_int(where, path, value, 0, 10_000)
     elif key == "ramp_start":
-        r.ramp_start = as_float(where, path, value, lo=0.0, hi=1.0,  # type: ignore[assignment]
+        r.ramp_start = as_float(where, path, value, lo=0.0, hi=1.0,
                                  hi_open=False)
     elif key == "shrink":
         names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
@@ -336,7 +336,7 @@ def _set_sessions(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"sessions.{key}"
     s = cfg.sessions
     if key == "part_mb":
-        s.part_mb = as_float(where, path, value, lo=0.0, hi=4096.0,  # type: ignore[assignment]
+        s.part_mb = as_float(where, path, value, lo=0.0, hi=4096.0,
                               hi_open=False)
     elif key == "keep_days":
         s.keep_days = as_float(where, path, value, lo=0.0, nullable=True)
@@ -354,7 +354,7 @@ def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
     path = f"ops.{key}"
     o = cfg.ops
     if key == "http_host":
-        o.http_host = as_str(where, path, value)  # type: ignore[assignment]
+        o.http_host = as_str(where, path, value)
     elif key == "http_port":
         o.http_port = None if value is None else as_int(where, path, value, 0, 65535)
     elif key == "restart_window":
@@ -373,7 +373,7 @@ def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
             parse_decide_at(text)
         except ConfigError as exc:
             raise where.error(key, str(exc)) from None
-        o.decide_at = text  # type: ignore[assignment]
+        o.decide_at = text
     elif key == "calendar":
         from bt_ibkr.calendars import get_calendar
 
@@ -382,7 +382,7 @@ def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
             get_calendar(str(text))
         except ConfigError as exc:
             raise where.error(key, str(exc)) from None
-        o.calendar = text  # type: ignore[assignment]
+        o.calendar = text
     else:  # pragma: no cover
         raise unknown_key(where, "ops", key, _names(OpsConfig))
 
@@ -421,7 +421,7 @@ def _set_top(cfg: Draft, where: Where, key: str, value: Any) -> None:
         cfg.confirm_live = as_bool(where, key, value)
     elif key == "strategy":
         if isinstance(value, str):
-            cfg.strategy = as_str(where, key, value)  # type: ignore[assignment]
+            cfg.strategy = as_str(where, key, value)
             return
         if not isinstance(value, Mapping):
             raise where.error(key, f'expected {{"name": ..., "params": {{...}}}} or a name, got {value!r}')
@@ -429,7 +429,7 @@ def _set_top(cfg: Draft, where: Where, key: str, value: Any) -> None:
             if str(sub).startswith("_"):
                 continue
             if sub == "name":
-                cfg.strategy = as_str(where, "strategy.name", subval)  # type: ignore[assignment]
+                cfg.strategy = as_str(where, "strategy.name", subval)
             elif sub == "params":
                 _set_top(cfg, where, "strategy.params", subval)
             else:

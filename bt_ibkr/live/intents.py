@@ -47,7 +47,7 @@ _IB_STATUS = {
 # helpers
 
 
-def iso(ts: datetime | None) -> str | None:
+def iso(ts: datetime | date | None) -> str | None:
     """Return ``ts`` as a UTC ISO-8601 string (naive = UTC), None for None."""
     return None if ts is None else _utc(ts).isoformat()
 

@@ -56,6 +56,7 @@ from bt_ibkr.live.intents import (  # noqa: F401 - re-exported: the journal's vo
     intent_from_row,
     iso,
     normalize_status,
+    parse_required_time,
     parse_time,
 )
 from bt_ibkr.live.journal_schema import SCHEMA, SCHEMA_VERSION
@@ -363,8 +364,8 @@ class Journal:
 
     def runs(self) -> list[RunInfo]:
         """Return every run, oldest first."""
-        return [RunInfo(r["run_id"], parse_time(r["started"]), parse_time(r["ended"]), r["mode"],
-                        r["account"], r["pid"])
+        return [RunInfo(r["run_id"], parse_required_time(r["started"]), parse_time(r["ended"]),
+                        r["mode"], r["account"], r["pid"])
                 for r in self._query("SELECT * FROM runs ORDER BY started, run_id")]
 
     def last_run(self) -> RunInfo | None:
