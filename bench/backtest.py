@@ -13,10 +13,14 @@ shared machine do not inflate it the way they inflate wall time; feed loading in
 
     bars, feeds, repeats, preload, bars_per_sec_{empty,sma,ensemble,ensemble_hmm},
     ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, final_value_ensemble,
-    hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms)
+    hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms),
+    breakdown_us_per_bar (CPU microseconds per bar: the whole run, the empty Strategy's,
+    the Strategy's computing with the regime update, sleeves and decide(), backtrader's work
+    for orders and the held position, the HMM overlay and its refits; see :func:`breakdown`)
 
 A ratio is (time of the ensemble) / (time of the baseline) on the same bars: machine noise
-largely cancels. Target: ratio_vs_empty <= 2.0 with the HMM off.
+largely cancels. Targets (issue #23): ratio_vs_empty <= 1.3, ratio_vs_sma <= 1.0,
+ratio_vs_empty_hmm <= 2.0; README's Benchmarks section has the measured rows.
 """
 
 from __future__ import annotations
@@ -75,6 +79,99 @@ def run_once(frame: pd.DataFrame, feeds: int, strategy, preload: bool, **kwargs)
     return time.process_time() - t0, cerebro.broker.getvalue()
 
 
+def _cpu_per_bar(fn, bars: int, repeats: int) -> float:
+    """Median CPU microseconds per bar of ``fn()`` (which runs over ``bars`` bars)."""
+    out = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        out.append(time.process_time() - t0)
+    return statistics.median(out) * 1e6 / bars
+
+
+def component_costs(frame: pd.DataFrame, repeats: int) -> dict[str, float]:
+    """CPU microseconds per bar of the regime update (without and with the HMM overlay) and of
+    the default sleeves, each replayed alone over the sample's bars (the Strategy's own
+    classes with the Strategy's default params), plus the HMM refit count and cost."""
+    from strategies import (
+        RegimeAwareEnsemble,
+        RegimeClassifier,
+        RegimeParams,
+        Sleeves,
+        resolve_table,
+        weighted_sleeves,
+    )
+    from strategies.sleeves import SleeveParams
+
+    params = RegimeAwareEnsemble.param_defaults()
+    closes = frame["close"].tolist()
+    highs = frame["high"].tolist()
+    lows = frame["low"].tolist()
+    rp = RegimeParams.from_mapping(params)
+    rp_hmm = RegimeParams.from_mapping({**params, "use_hmm": True})
+    sp = SleeveParams.from_mapping(params)
+    ref = RegimeClassifier(rp)
+    smas = [(ref.update(c), ref.sma)[1] for c in closes]
+    active = weighted_sleeves(resolve_table())
+
+    def regime(p=rp):
+        upd = RegimeClassifier(p).update
+        for c in closes:
+            upd(c)
+
+    def sleeves():
+        upd = Sleeves(sp, active).update
+        for c, h, lo, m in zip(closes, highs, lows, smas, strict=True):
+            upd(c, h, lo, m)
+
+    bars = len(closes)
+    hmm_clf = RegimeClassifier(rp_hmm)
+    t0 = time.process_time()
+    for c in closes:
+        hmm_clf.update(c)
+    hmm_s = time.process_time() - t0
+    fits = hmm_clf.hmm_fits
+    return {
+        "regime_update": _cpu_per_bar(regime, bars, repeats),
+        "regime_update_hmm": hmm_s * 1e6 / bars,
+        "sleeves": _cpu_per_bar(sleeves, bars, repeats),
+        "hmm_refits": fits,
+        "hmm_ms_per_refit": (hmm_s - _cpu_per_bar(regime, bars, 1) * bars * 1e-6) * 1e3
+        / max(fits, 1),
+    }
+
+
+def breakdown(med: dict[str, float], bars: int, parts: dict[str, float]) -> dict:
+    """Where the ensemble's time goes, in CPU microseconds per bar.
+
+    From the interleaved whole-run medians ``med``: ``backtrader_empty`` (feed, clock and
+    broker with an empty Strategy), ``strategy_compute`` (the ensemble's run that never
+    trades minus the empty one: next() with the regime update, sleeves and decide()),
+    ``orders_and_positions`` (the ensemble's run minus the one that never trades: backtrader
+    creating, checking and filling the orders, valuing the held position every bar, the band
+    check) and ``hmm_overlay`` (the run with use_hmm minus the one without). From replays of
+    the Strategy's classes alone (``parts``): ``regime_update`` and ``sleeves`` inside
+    strategy_compute (``decide_and_rest`` is the remainder: decide(), reading the bar, the
+    bookkeeping), and the HMM's refits.
+    """
+    us = {k: v * 1e6 / bars for k, v in med.items()}
+    compute = us["ensemble_notrade"] - us["empty"]
+    out = {
+        "total": us["ensemble"],
+        "backtrader_empty": us["empty"],
+        "strategy_compute": compute,
+        "regime_update": parts["regime_update"],
+        "sleeves": parts["sleeves"],
+        "decide_and_rest": compute - parts["regime_update"] - parts["sleeves"],
+        "orders_and_positions": us["ensemble"] - us["ensemble_notrade"],
+        "hmm_overlay": us["ensemble_hmm"] - us["ensemble"],
+        "regime_update_hmm": parts["regime_update_hmm"],
+        "hmm_refits": parts["hmm_refits"],
+        "hmm_ms_per_refit": parts["hmm_ms_per_refit"],
+    }
+    return {k: v if isinstance(v, int) else round(v, 2) for k, v in out.items()}
+
+
 def hmm_fit_ms(frame: pd.DataFrame, repeats: int) -> float:
     """Median wall time (ms) of one forced 50-iteration EM fit on the last 1,260 log returns."""
     import numpy as np
@@ -116,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     times["ensemble_hmm"] = []
+    times["ensemble_notrade"] = []
     final_value = None
     run_once(frame, args.feeds, EmptyStrategy, preload)  # warm caches / imports
     for i in range(repeats):
@@ -124,6 +222,9 @@ def main(argv: list[str] | None = None) -> dict:
             times[name].append(dt)
             if name == "ensemble":
                 final_value = value
+                # the same computing, never an order: a rebalancing band no target can leave
+                dt, _ = run_once(frame, args.feeds, cls, preload, band=1e9)
+                times["ensemble_notrade"].append(dt)
         if i < hmm_repeats:
             dt, _ = run_once(frame, args.feeds, RegimeAwareEnsemble, preload, use_hmm=True)
             times["ensemble_hmm"].append(dt)
@@ -145,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_empty_hmm": round(med["ensemble_hmm"] / med["empty"], 3),
         "final_value_ensemble": round(final_value, 2),
         "hmm_fit_ms_1260x50": round(hmm_fit_ms(frame, 5), 2),
+        "breakdown_us_per_bar": breakdown(med, bars, component_costs(frame, 5)),
     }
     print(json.dumps(out))
     return out

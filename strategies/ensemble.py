@@ -54,7 +54,9 @@ Attributes read by analyzers after every ``next()``: ``regime`` (primary feed, `
 final: after vol targeting, cap, 1/N and the cash buffer), ``hmm_p_high`` (primary feed's
 P(high-variance HMM state), None without ``use_hmm`` or before the first fit). With a
 ``decision_delay`` the regime and target are the ones being acted on. ``regimes``/``targets``
-are new dicts every bar (never mutated afterwards). Data names are ``data._name`` (``data<i>``
+are replaced by new dicts on a bar that changes one of their values and never mutated: a dict
+kept from an earlier bar keeps that bar's values. ``active_sleeves``: the sleeves computed per
+bar (those some row of the table weighs; all five when a subclass overrides :meth:`decide`). Data names are ``data._name`` (``data<i>``
 when empty, ``name#<i>`` when two feeds share a name).
 """
 
@@ -74,6 +76,7 @@ from .allocation import (
     DEFAULT_WEIGHTS,
     AllocationTable,
     resolve_table,
+    weighted_sleeves,
 )
 from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams, warmup_bars
 from .sleeves import SLEEVES, SleeveParams, Sleeves
@@ -244,8 +247,7 @@ class RegimeAwareEnsemble(bt.Strategy):
         # a sleeve no row weighs cannot change a target: it is not computed (it reads 0.0),
         # unless a subclass overrides decide() and so may look at every signal
         if type(self).decide is RegimeAwareEnsemble.decide:
-            active = tuple(s for i, s in enumerate(SLEEVES)
-                           if any(row[0][i] for row in self._rows.values()))
+            active = weighted_sleeves(self.table)
         else:
             active = SLEEVES
         self.active_sleeves: tuple[str, ...] = active
