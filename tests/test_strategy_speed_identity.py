@@ -231,7 +231,7 @@ def test_only_weighted_sleeves_are_computed_and_they_match_all_sleeves(gspc):
     # the default table weighs the trend sleeve only: that is all the Strategy computes
     assert weighted_sleeves(resolve_table()) == ("trend",)
     assert weighted_sleeves(resolve_table(**V1_TABLE)) == SLEEVES[:4]
-    for frame in (gspc.rename(columns=str.lower), _synthetic(11)):
+    for frame in (gspc, _synthetic(11)):
         clf = RegimeClassifier()
         every = Sleeves()
         subsets = {a: Sleeves(active=a) for a in [("trend",), ("breakout",), ("meanrev",),
