@@ -12,7 +12,9 @@ shared machine do not inflate it the way they inflate wall time; feed loading in
 ``--repeats`` runs. Prints ONE JSON object:
 
     bars, feeds, repeats, preload, bars_per_sec_{empty,sma,ensemble,ensemble_hmm},
-    ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, final_value_ensemble,
+    ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, floor_ratio_vs_empty (a Strategy that
+    only replays the ensemble's orders, vs the empty one: the floor for these decisions),
+    final_value_ensemble (the replay must end on the same value, or the bench exits),
     hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms),
     breakdown_us_per_bar (CPU microseconds per bar: the whole run, the empty Strategy's,
     the Strategy's computing with the regime update, sleeves and decide(), backtrader's work
@@ -56,6 +58,43 @@ class SmaCross(bt.Strategy):
             self.buy(size=self.p.stake)
         elif self.cross[0] < 0 and self.position:
             self.close()
+
+
+class ReplayOrders(bt.Strategy):
+    """Sends given orders on given bars and computes nothing: ``plan`` maps len(self) (the
+    bar count) to a list of (data index, signed size). Replaying the ensemble's orders gives
+    backtrader's own cost of the ensemble's decisions (orders, fills, valuing the position)."""
+
+    params = (("plan", None),)
+
+    def next(self):
+        todo = self.p.plan.get(len(self))
+        if todo:
+            for i, size in todo:
+                if size < 0:
+                    self.sell(data=self.datas[i], size=-size)
+                else:
+                    self.buy(data=self.datas[i], size=size)
+
+
+def _recording_ensemble(plan: dict):
+    """RegimeAwareEnsemble that writes each order it sends into ``plan`` (see ReplayOrders);
+    decide() is untouched, so it runs the Strategy's own per-bar path."""
+    from strategies import RegimeAwareEnsemble
+
+    class Recording(RegimeAwareEnsemble):
+        def _note(self, data, size):
+            plan.setdefault(len(self), []).append((self.datas.index(data), size))
+
+        def buy(self, data=None, size=None, **kwargs):
+            self._note(data, size)
+            return super().buy(data=data, size=size, **kwargs)
+
+        def sell(self, data=None, size=None, **kwargs):
+            self._note(data, -size)
+            return super().sell(data=data, size=size, **kwargs)
+
+    return Recording
 
 
 def load_sample() -> pd.DataFrame:
@@ -145,25 +184,25 @@ def breakdown(med: dict[str, float], bars: int, parts: dict[str, float]) -> dict
     """Where the ensemble's time goes, in CPU microseconds per bar.
 
     From the interleaved whole-run medians ``med``: ``backtrader_empty`` (feed, clock and
-    broker with an empty Strategy), ``strategy_compute`` (the ensemble's run that never
-    trades minus the empty one: next() with the regime update, sleeves and decide()),
-    ``orders_and_positions`` (the ensemble's run minus the one that never trades: backtrader
-    creating, checking and filling the orders, valuing the held position every bar, the band
-    check) and ``hmm_overlay`` (the run with use_hmm minus the one without). From replays of
-    the Strategy's classes alone (``parts``): ``regime_update`` and ``sleeves`` inside
-    strategy_compute (``decide_and_rest`` is the remainder: decide(), reading the bar, the
-    bookkeeping), and the HMM's refits.
+    broker with an empty Strategy), ``orders_and_positions`` (a Strategy that only replays the
+    ensemble's orders on the same bars, minus the empty one: backtrader creating, checking and
+    filling those orders and valuing the held position every bar; no Strategy that makes
+    these decisions can cost less), ``strategy_compute`` (the ensemble minus that replay: its
+    next() with the regime update, sleeves, decide() and the band check) and ``hmm_overlay``
+    (the run with use_hmm minus the one without). From replays of the Strategy's classes alone
+    (``parts``): ``regime_update`` and ``sleeves`` inside strategy_compute
+    (``decide_and_rest`` is the remainder) and the HMM's refits.
     """
     us = {k: v * 1e6 / bars for k, v in med.items()}
-    compute = us["ensemble_notrade"] - us["empty"]
+    compute = us["ensemble"] - us["orders_only"]
     out = {
         "total": us["ensemble"],
         "backtrader_empty": us["empty"],
+        "orders_and_positions": us["orders_only"] - us["empty"],
         "strategy_compute": compute,
         "regime_update": parts["regime_update"],
         "sleeves": parts["sleeves"],
         "decide_and_rest": compute - parts["regime_update"] - parts["sleeves"],
-        "orders_and_positions": us["ensemble"] - us["ensemble_notrade"],
         "hmm_overlay": us["ensemble_hmm"] - us["ensemble"],
         "regime_update_hmm": parts["regime_update_hmm"],
         "hmm_refits": parts["hmm_refits"],
@@ -213,7 +252,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     times["ensemble_hmm"] = []
-    times["ensemble_notrade"] = []
+    times["orders_only"] = []
+    plan: dict = {}
+    _, recorded_value = run_once(frame, args.feeds, _recording_ensemble(plan), preload)
     final_value = None
     run_once(frame, args.feeds, EmptyStrategy, preload)  # warm caches / imports
     for i in range(repeats):
@@ -222,14 +263,16 @@ def main(argv: list[str] | None = None) -> dict:
             times[name].append(dt)
             if name == "ensemble":
                 final_value = value
-                # the same computing, never an order: a rebalancing band no target can leave
-                dt, _ = run_once(frame, args.feeds, cls, preload, band=1e9)
-                times["ensemble_notrade"].append(dt)
+                dt, replay_value = run_once(frame, args.feeds, ReplayOrders, preload, plan=plan)
+                times["orders_only"].append(dt)
         if i < hmm_repeats:
             dt, _ = run_once(frame, args.feeds, RegimeAwareEnsemble, preload, use_hmm=True)
             times["ensemble_hmm"].append(dt)
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    if not final_value == recorded_value == replay_value:
+        raise SystemExit(f"bench.backtest: final values differ: ensemble {final_value!r}, "
+                         f"recorded {recorded_value!r}, replayed {replay_value!r}")
     bars = len(frame) * args.feeds
     out = {
         "bars": bars,
@@ -244,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_empty": round(med["ensemble"] / med["empty"], 3),
         "ratio_vs_sma": round(med["ensemble"] / med["sma"], 3),
         "ratio_vs_empty_hmm": round(med["ensemble_hmm"] / med["empty"], 3),
+        "floor_ratio_vs_empty": round(med["orders_only"] / med["empty"], 3),
         "final_value_ensemble": round(final_value, 2),
         "hmm_fit_ms_1260x50": round(hmm_fit_ms(frame, 5), 2),
         "breakdown_us_per_bar": breakdown(med, bars, component_costs(frame, 5)),
