@@ -55,9 +55,15 @@ final: after vol targeting, cap, 1/N and the cash buffer), ``hmm_p_high`` (prima
 P(high-variance HMM state), None without ``use_hmm`` or before the first fit). With a
 ``decision_delay`` the regime and target are the ones being acted on. ``regimes``/``targets``
 are replaced by new dicts on a bar that changes one of their values and never mutated: a dict
-kept from an earlier bar keeps that bar's values. ``active_sleeves``: the sleeves computed per
-bar (those some row of the table weighs; all five when a subclass overrides :meth:`decide`). Data names are ``data._name`` (``data<i>``
+kept from an earlier bar keeps that bar's values. Data names are ``data._name`` (``data<i>``
 when empty, ``name#<i>`` when two feeds share a name).
+
+Per-bar cost: ``active_sleeves`` are the sleeves computed on each bar, those some row of the
+resolved table weighs (the trend sleeve alone by default; all five when a subclass overrides
+:meth:`decide`, which then sees every signal): a sleeve no row weighs cannot move a target.
+The table is resolved once into per-regime (weights, cap, exposure x (1 - cash_buffer)) and
+the decision queue is only used with a ``decision_delay``; the same floats result as from
+the plain per-bar loop (tests/test_strategy_speed_identity.py compares them bar by bar).
 """
 
 from __future__ import annotations
