@@ -13,6 +13,7 @@ from .allocation import (
     AllocationTable,
     parse_sleeves,
     resolve_table,
+    weighted_sleeves,
 )
 from .ensemble import RegimeAwareEnsemble
 from .hmm import HMMFit, HMMOverlay, HMMParams, fit_hmm, forward_filter
@@ -54,4 +55,5 @@ __all__ = [
     "resolve_table",
     "vol_high_next",
     "warmup_bars",
+    "weighted_sleeves",
 ]

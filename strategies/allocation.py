@@ -51,6 +51,7 @@ __all__ = [
     "AllocationTable",
     "parse_sleeves",
     "resolve_table",
+    "weighted_sleeves",
 ]
 
 
@@ -213,3 +214,11 @@ def resolve_table(
             rows[r] = static
     rows[WARMUP] = (zero, 0.0, 0.0)
     return AllocationTable(rows=rows, sleeves=chosen, use_regimes=use_regimes)
+
+
+def weighted_sleeves(table: AllocationTable) -> tuple[str, ...]:
+    """Return the sleeves some row of ``table`` weighs (weight > 0), in :data:`SLEEVES` order.
+
+    Only these can move a target: the Strategy computes no other sleeve.
+    """
+    return tuple(s for i, s in enumerate(SLEEVES) if any(row[0][i] for row in table.rows.values()))

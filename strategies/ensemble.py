@@ -54,8 +54,16 @@ Attributes read by analyzers after every ``next()``: ``regime`` (primary feed, `
 final: after vol targeting, cap, 1/N and the cash buffer), ``hmm_p_high`` (primary feed's
 P(high-variance HMM state), None without ``use_hmm`` or before the first fit). With a
 ``decision_delay`` the regime and target are the ones being acted on. ``regimes``/``targets``
-are new dicts every bar (never mutated afterwards). Data names are ``data._name`` (``data<i>``
+are replaced by new dicts on a bar that changes one of their values and never mutated: a dict
+kept from an earlier bar keeps that bar's values. Data names are ``data._name`` (``data<i>``
 when empty, ``name#<i>`` when two feeds share a name).
+
+Per-bar cost: ``active_sleeves`` are the sleeves computed on each bar, those some row of the
+resolved table weighs (the trend sleeve alone by default; all five when a subclass overrides
+:meth:`decide`, which then sees every signal): a sleeve no row weighs cannot move a target.
+The table is resolved once into per-regime (weights, cap, exposure x (1 - cash_buffer)) and
+the decision queue is only used with a ``decision_delay``; the same floats result as from
+the plain per-bar loop (tests/test_strategy_speed_identity.py compares them bar by bar).
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ from .allocation import (
     DEFAULT_WEIGHTS,
     AllocationTable,
     resolve_table,
+    weighted_sleeves,
 )
 from .regime import REGIMES, WARMUP, RegimeClassifier, RegimeParams, warmup_bars
 from .sleeves import SLEEVES, SleeveParams, Sleeves
@@ -114,11 +123,12 @@ class _Feed:
         "low",
     )
 
-    def __init__(self, data, name: str, rp: RegimeParams, sp: SleeveParams, delay: int):
+    def __init__(self, data, name: str, rp: RegimeParams, sp: SleeveParams, delay: int,
+                 active: tuple[str, ...] = SLEEVES):
         self.data = data
         self.name = name
         self.clf = RegimeClassifier(rp)
-        self.sleeves = Sleeves(sp)
+        self.sleeves = Sleeves(sp, active)
         # (regime, target) of the last delay+1 bars; queue[0] is the one acted on once full
         self.queue: deque[tuple[str, float]] = deque(maxlen=delay + 1)
         self.seen = 0
@@ -233,6 +243,21 @@ class RegimeAwareEnsemble(bt.Strategy):
             raise ConfigError(f"decision_delay must be an int >= 0 (bars), got {delay!r}")
         if not self.datas:
             raise ConfigError("RegimeAwareEnsemble needs at least one data feed (cerebro.adddata)")
+        # per regime: the (sleeve index, weight) pairs with a weight, its cap and the product
+        # (1 - cash_buffer) * exposure, resolved once (decide() reads one tuple per bar)
+        scale = 1.0 - self._buffer
+        self._plan: dict[str, tuple[tuple[tuple[int, float], ...], float, float]] = {
+            r: (tuple((i, w) for i, w in enumerate(weights) if w), cap, scale * exposure)
+            for r, (weights, cap, exposure) in self._rows.items()
+        }
+        # a sleeve no row weighs cannot change a target: it is not computed (it reads 0.0),
+        # unless a subclass overrides decide() and so may look at every signal
+        if type(self).decide is RegimeAwareEnsemble.decide:
+            active = weighted_sleeves(self.table)
+        else:
+            active = SLEEVES
+        self.active_sleeves: tuple[str, ...] = active
+        self._need_hl = "breakout" in active
         self._feeds: list[_Feed] = []
         used: set[str] = set()
         for i, d in enumerate(self.datas):
@@ -240,8 +265,9 @@ class RegimeAwareEnsemble(bt.Strategy):
             if name in used:  # two feeds with one name: keep both visible in regimes/targets
                 name = f"{name}#{i}"
             used.add(name)
-            self._feeds.append(_Feed(d, name, rp, sp, delay))
+            self._feeds.append(_Feed(d, name, rp, sp, delay, active))
         self._by_data = {id(f.data): f for f in self._feeds}
+        self._delay = delay
         self._share = 1.0 / len(self._feeds)
         self.regime: str = WARMUP
         self.regimes: dict[str, str] = {f.name: WARMUP for f in self._feeds}
@@ -267,12 +293,14 @@ class RegimeAwareEnsemble(bt.Strategy):
 
         target = 1/N * min(cap, exposure * (1 - cash_buffer) * min(max_leverage, blend * tv / rv)),
         where blend is the regime row's weighted sum of the signals and exposure the regime's
-        risk scale; 0 when the blend is 0.
+        risk scale; 0 when the blend is 0. A subclass may override it (a hook called once per
+        feed and bar, with all five signals computed).
         """
-        weights, cap, exposure = self._rows[regime]
+        terms, cap, scale = self._plan[regime]
         blend = 0.0
-        for w, s in zip(weights, signals, strict=True):
-            if w and s:
+        for i, w in terms:
+            s = signals[i]
+            if s:
                 blend += w * s
         if not blend > 0.0:
             return 0.0
@@ -280,7 +308,7 @@ class RegimeAwareEnsemble(bt.Strategy):
         lev = blend * self._target_vol / rv if rv else self._max_lev
         if lev > self._max_lev:
             lev = self._max_lev
-        lev *= (1.0 - self._buffer) * exposure
+        lev *= scale
         if lev > cap:
             lev = cap
         return lev * self._share
@@ -288,28 +316,47 @@ class RegimeAwareEnsemble(bt.Strategy):
     def next(self):
         broker = self.broker
         value = broker.getvalue()
-        # fresh dicts every bar: an analyzer may keep last bar's dict without copying it
-        self.regimes = regimes = dict(self.regimes)
-        self.targets = targets = dict(self.targets)
+        regimes = self.regimes
+        targets = self.targets
+        fresh_r = fresh_t = False  # copy-on-write: a dict handed out is never mutated
         orders = None
+        decide = self.decide
+        hl = self._need_hl
         for f in self._feeds:
             # len(data) without its three nested calls: the close buffer's bar count
-            n = f.close.lencount
+            cl = f.close
+            n = cl.lencount
             if n == f.seen:
                 continue  # no new bar on this feed (other calendars / prenext)
             f.seen = n
-            close = f.close[0]
+            close = cl.array[cl.idx]  # cl[0] without the method call
             try:
                 fresh = f.clf.update(close)
             except DataError as exc:  # a bad bar must not kill a live session: skip it
                 self.log("%s: bar skipped: %s", f.name, exc, level=logging.WARNING)
                 continue
-            signals = f.sleeves.update(close, f.high[0], f.low[0], f.clf.sma)
-            q = f.queue
-            q.append((fresh, self.decide(f, fresh, signals)))
-            regime, target = q[0] if len(q) == q.maxlen else _IDLE
-            regimes[f.name] = regime
-            targets[f.name] = target
+            if hl:  # only the breakout sleeve reads the high and the low
+                signals = f.sleeves.update(close, f.high[0], f.low[0], f.clf.sma)
+            else:
+                signals = f.sleeves.update(close, close, close, f.clf.sma)
+            target = decide(f, fresh, signals)
+            if self._delay:
+                q = f.queue
+                q.append((fresh, target))
+                regime, target = q[0] if len(q) == q.maxlen else _IDLE
+            else:
+                regime = fresh
+            name = f.name
+            if regimes[name] != regime:
+                if not fresh_r:
+                    self.regimes = regimes = dict(regimes)
+                    fresh_r = True
+                regimes[name] = regime
+            if targets[name] != target:
+                if not fresh_t:
+                    self.targets = targets = dict(targets)
+                    fresh_t = True
+                targets[name] = target
             if f.pending is not None or not f.tradable or not value > 0.0:
                 continue
             d = f.data

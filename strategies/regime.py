@@ -278,6 +278,11 @@ class RegimeClassifier:
         self.bars = 0
         self.last_return: float | None = None
 
+    @property
+    def hmm_fits(self) -> int:
+        """How many times the HMM overlay has been fitted (0 without ``use_hmm``)."""
+        return self._hmm.fits if self._hmm is not None else 0
+
     def update(self, close: float) -> str:
         """Feed one bar's close; return the regime label after it."""
         if not close > 0.0 or close == math.inf:

@@ -13,7 +13,7 @@ floating-point drift of add/subtract updates never accumulates beyond one window
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 from bt_ibkr.errors import ConfigError
@@ -135,10 +135,11 @@ class RollingRank:
         buf.append(x)
         if len(buf) > self.n:
             del srt[bisect_left(srt, buf.popleft())]
-        insort(srt, x)
+        i = bisect_right(srt, x)  # where insort would put x: after every value <= x
+        srt.insert(i, x)
         m = len(srt)
         if m >= self.min_count:
-            self.value = bisect_right(srt, x) / m
+            self.value = (i + 1) / m  # values <= x, x included
         return self.value
 
 

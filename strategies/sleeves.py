@@ -104,6 +104,9 @@ class Sleeves:
     ``update(close, high, low, sma_long)`` returns ``(trend, breakout, meanrev, rebound, hold)``
     (the order of :data:`SLEEVES`) as floats in {0.0, 1.0}; ``sma_long`` is the long SMA after
     this bar (None during its warm-up). The latest values are also attributes of those names.
+    ``active`` names the sleeves to compute (default: all); the others stay 0.0 and cost
+    nothing (the Strategy leaves out sleeves no row of its table weighs). Raises
+    :class:`ConfigError` for an unknown name in ``active``.
     """
 
     __slots__ = (
@@ -117,6 +120,7 @@ class Sleeves:
         "_mr_held",
         "_rb_held",
         "_rb_stopped",
+        "_on",
         "trend",
         "breakout",
         "meanrev",
@@ -124,9 +128,15 @@ class Sleeves:
         "hold",
     )
 
-    def __init__(self, params: SleeveParams | None = None):
+    def __init__(self, params: SleeveParams | None = None, active=SLEEVES):
         p = params if params is not None else SleeveParams()
         self.p = p
+        unknown = set(active) - set(SLEEVES)
+        if unknown:
+            raise ConfigError(f"Sleeves: unknown sleeve(s) {sorted(unknown)}; valid: {SLEEVES}")
+        # (trend, breakout, meanrev, rebound, hold): which sleeves are computed; the others
+        # keep 0.0 and their indicators are never fed (a sleeve no table row weighs)
+        self._on = tuple(s in active for s in SLEEVES)
         self._fast = RollingMean(p.sma_fast)
         self._exit_sma = RollingMean(p.meanrev_exit_sma)
         self._hi = RollingMax(p.breakout_entry)
@@ -146,34 +156,50 @@ class Sleeves:
     def update(
         self, close: float, high: float, low: float, sma_long: float | None
     ) -> tuple[float, float, float, float, float]:
-        """Feed one bar; return (trend, breakout, meanrev, rebound, hold) after it."""
-        # breakout: compare with the channel of the PREVIOUS bars, then add today's bar
-        hi, lo = self._hi, self._lo
-        if self.breakout == 0.0:
-            if hi._i >= hi.n and close > hi._q[0][1]:  # full channel, above its max
-                self.breakout = 1.0
-        elif lo._i >= lo.n and close < lo._q[0][1]:
-            self.breakout = 0.0
-        hi.update(high)
-        lo.update(low)
+        """Feed one bar; return (trend, breakout, meanrev, rebound, hold) after it.
 
-        fast = self._fast.update(close)
+        Sleeves left out of ``active`` are not computed: they stay 0.0.
+        """
+        on_trend, on_breakout, on_meanrev, on_rebound, on_hold = self._on
         warm = sma_long is not None
-        self.trend = 1.0 if (fast is not None and warm and fast > sma_long) else 0.0
-        self.hold = 1.0 if warm else 0.0
+        if on_breakout:
+            # breakout: compare with the channel of the PREVIOUS bars, then add today's bar
+            hi, lo = self._hi, self._lo
+            if self.breakout == 0.0:
+                if hi._i >= hi.n and close > hi._q[0][1]:  # full channel, above its max
+                    self.breakout = 1.0
+            elif lo._i >= lo.n and close < lo._q[0][1]:
+                self.breakout = 0.0
+            hi.update(high)
+            lo.update(low)
+        if on_trend:
+            fast = self._fast.update(close)
+            self.trend = 1.0 if (fast is not None and warm and fast > sma_long) else 0.0
+        if on_hold:
+            self.hold = 1.0 if warm else 0.0
+        if on_meanrev or on_rebound:
+            self._reversion(close, sma_long, warm, on_meanrev, on_rebound)
+        return self.trend, self.breakout, self.meanrev, self.rebound, self.hold
 
+    def _reversion(self, close: float, sma_long, warm: bool, on_meanrev: bool,
+                   on_rebound: bool) -> None:
+        """The meanrev and rebound sleeves (they share RSI(2) and the exit SMA)."""
         rsi = self._rsi.update(close)
         exit_sma = self._exit_sma.update(close)
         p = self.p
         oversold = rsi is not None and rsi < p.rsi_entry and warm
         exit_now = exit_sma is not None and close > exit_sma
-        if self.meanrev == 1.0:
+        if not on_meanrev:
+            pass
+        elif self.meanrev == 1.0:
             self._mr_held += 1
             if exit_now and self._mr_held >= p.meanrev_min_hold:
                 self.meanrev = 0.0
         elif oversold and close > sma_long:
             self.meanrev = 1.0
             self._mr_held = 0
+        if not on_rebound:
+            return
         lows = self._closes
         if self.rebound == 1.0:
             self._rb_held += 1
@@ -191,7 +217,6 @@ class Sleeves:
             self._rb_held = 0
         if lows is not None:
             lows.update(close)
-        return self.trend, self.breakout, self.meanrev, self.rebound, self.hold
 
     def signals(self) -> SleeveSignals:
         """The latest signals as a :class:`SleeveSignals`."""

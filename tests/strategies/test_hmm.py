@@ -154,3 +154,141 @@ def test_strategy_overlay_waits_for_the_full_window():
         close *= float(np.exp(r))
         clf.update(close)
         assert (clf.p_high is None) == (t < 400), t
+
+
+# ---------------------------------------------- the one-pass EM against the loop version (#23)
+def _reference_fit(x, max_iter: int = 50, tol: float = 1e-7):
+    """fit_hmm as it was before the one-pass forward/backward: two separate Python loops per
+    EM iteration (kept here verbatim as the reference). Returns (params, loglik, n_iter,
+    converged, filtered_last)."""
+    from strategies.hmm import (
+        _MIN_TRANS,
+        _MIN_VAR_FRACTION,
+        _initial_params,
+        _log_emissions,
+        _loglik,
+        _ratio,
+        _sorted_by_variance,
+    )
+
+    def forward(ratio, p):
+        (a00, a01), (a10, a11) = p.trans
+        d0, d1 = a10 - a00, a11 - a01
+        rs = ratio.tolist()
+        v = p.init[1] * rs[0]
+        f1 = v / (p.init[0] + v)
+        out = [f1]
+        for r in rs[1:]:
+            v = (a01 + d1 * f1) * r
+            f1 = v / (a00 + d0 * f1 + v)
+            out.append(f1)
+        return np.array(out)
+
+    def backward(ratio, p):
+        (a00, a01), (a10, a11) = p.trans
+        q = 1.0
+        out = [1.0]
+        for r in reversed(ratio.tolist()[1:]):
+            w = r * q
+            q = (a10 + a11 * w) / (a00 + a01 * w)
+            out.append(q)
+        out.reverse()
+        return np.array(out)
+
+    x = np.asarray(x, dtype=float).ravel()
+    floor = float(np.var(x)) * _MIN_VAR_FRACTION
+    p = _initial_params(x)
+    n = x.size
+    prev_ll = -np.inf
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        l0, l1 = _log_emissions(x, p)
+        ratio = _ratio(l0, l1)
+        f1 = forward(ratio, p)
+        ll = _loglik(l0, l1, f1, p)
+        q = backward(ratio, p)
+        f0 = 1.0 - f1
+        h = f1 * q
+        g1 = h / (f0 + h)
+        g0 = 1.0 - g1
+        (a00, a01), (a10, a11) = p.trans
+        y = ratio[1:] * q[1:]
+        F0, F1 = f0[:-1], f1[:-1]
+        inv = 1.0 / (F0 * (a00 + a01 * y) + F1 * (a10 + a11 * y))
+        F0, F1 = F0 * inv, F1 * inv
+        s00, s01 = a00 * float(F0.sum()), a01 * float(F0 @ y)
+        s10, s11 = a10 * float(F1.sum()), a11 * float(F1 @ y)
+        r0, r1 = s00 + s01, s10 + s11
+        w0, w1 = float(g0.sum()), float(g1.sum())
+        if not (w0 > 0.0 and w1 > 0.0 and r0 > 0.0 and r1 > 0.0):
+            break
+        m0, m1 = float(g0 @ x) / w0, float(g1 @ x) / w1
+        v0 = max(float(g0 @ (x - m0) ** 2) / w0, floor)
+        v1 = max(float(g1 @ (x - m1) ** 2) / w1, floor)
+        t01 = min(max(s01 / r0, _MIN_TRANS), 1.0 - _MIN_TRANS)
+        t10 = min(max(s10 / r1, _MIN_TRANS), 1.0 - _MIN_TRANS)
+        p = HMMParams(means=(m0, m1), variances=(v0, v1),
+                      trans=((1.0 - t01, t01), (t10, 1.0 - t10)),
+                      init=(float(g0[0]), float(g1[0])))
+        if abs(ll - prev_ll) < tol * n:
+            converged = True
+            break
+        prev_ll = ll
+    p = _sorted_by_variance(p)
+    l0, l1 = _log_emissions(x, p)
+    f1 = forward(_ratio(l0, l1), p)
+    last = float(f1[-1])
+    return p, _loglik(l0, l1, f1, p), it, converged, (1.0 - last, last)
+
+
+def _gspc_returns():
+    from feeds.sample import load_sample
+
+    close = load_sample("^GSPC")["close"].to_numpy(dtype=float)
+    return np.diff(np.log(close))
+
+
+def test_em_fit_equals_the_loop_version_on_every_refit_window():
+    """Every window the Strategy's overlay refits on (^GSPC, 1,260 returns every 21 bars) and
+    seeded synthetic windows: the same parameters, log-likelihood, iteration count and last
+    filtered probability, to the last bit."""
+    x = _gspc_returns()
+    windows = [x[end - 1260:end] for end in range(1260, len(x) + 1, 21)]
+    windows += [_simulate(n, seed)[0] for n, seed in ((1260, 21), (500, 22), (60, 23))]
+    for i, w in enumerate(windows):
+        fit = fit_hmm(w)
+        got = (fit.params, fit.loglik, fit.n_iter, fit.converged, fit.filtered_last)
+        assert got == _reference_fit(w), i
+    forced = fit_hmm(windows[0], max_iter=50, tol=0.0)
+    ref = _reference_fit(windows[0], max_iter=50, tol=0.0)
+    assert (forced.params, forced.loglik, forced.n_iter) == ref[:3] and forced.n_iter == 50
+
+
+def test_hmm_labels_equal_the_loop_version_bar_for_bar(monkeypatch):
+    """The regime labels and P(high) with use_hmm on ^GSPC, bar for bar, with the fit as
+    shipped and with the loop version."""
+    import strategies.hmm as hmm_mod
+    from feeds.sample import load_sample
+    from strategies.regime import RegimeClassifier, RegimeParams
+
+    closes = load_sample("^GSPC")["close"].tolist()
+
+    def run():
+        clf = RegimeClassifier(RegimeParams(use_hmm=True))
+        rows = [(clf.update(c), clf.p_high, clf.hmm_on) for c in closes]
+        return rows, clf.hmm_fits
+
+    shipped, fits = run()
+
+    def loop_fit(x, max_iter=50, tol=1e-7, init=None):
+        p, ll, it, conv, last = _reference_fit(x, max_iter, tol)
+        return hmm_mod.HMMFit(params=p, loglik=ll, n_iter=it, converged=conv,
+                              filtered_last=last)
+
+    monkeypatch.setattr(hmm_mod, "fit_hmm", loop_fit)
+    reference, ref_fits = run()
+    assert fits == ref_fits == 180
+    assert sum(on for _, _, on in shipped) > 100  # the overlay does promote somewhere
+    for i, (a, b) in enumerate(zip(shipped, reference, strict=True)):
+        assert a == b, f"bar {i + 1}: {a} != {b}"
