@@ -249,6 +249,7 @@ def _gspc_returns():
     return np.diff(np.log(close))
 
 
+@pytest.mark.slow
 def test_em_fit_equals_the_loop_version_on_every_refit_window():
     """Every window the Strategy's overlay refits on (^GSPC, 1,260 returns every 21 bars) and
     seeded synthetic windows: the same parameters, log-likelihood, iteration count and last
@@ -265,6 +266,7 @@ def test_em_fit_equals_the_loop_version_on_every_refit_window():
     assert (forced.params, forced.loglik, forced.n_iter) == ref[:3] and forced.n_iter == 50
 
 
+@pytest.mark.slow
 def test_hmm_labels_equal_the_loop_version_bar_for_bar(monkeypatch):
     """The regime labels and P(high) with use_hmm on ^GSPC, bar for bar, with the fit as
     shipped and with the loop version."""

@@ -203,6 +203,7 @@ def _assert_same(fast, plain):
     assert fv == pv  # the final value, every digit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("params", CASES)
 def test_fast_path_decides_as_the_plain_loop_on_gspc(gspc, params):
     fast = _run(FastProbe, {"^GSPC": gspc}, **params)
@@ -211,6 +212,7 @@ def test_fast_path_decides_as_the_plain_loop_on_gspc(gspc, params):
     _assert_same(fast, plain)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 7, 23])
 @pytest.mark.parametrize("params", CASES[:2] + CASES[4:5])
 def test_fast_path_decides_as_the_plain_loop_on_synthetic_series(params, seed):
@@ -219,6 +221,7 @@ def test_fast_path_decides_as_the_plain_loop_on_synthetic_series(params, seed):
     _assert_same(fast, plain)
 
 
+@pytest.mark.slow
 def test_fast_path_with_two_feeds_and_the_hmm(gspc):
     frames = {"^GSPC": gspc, "SYN": _synthetic(5, n=len(gspc)).set_axis(gspc.index)}
     fast = _run(FastProbe, frames, use_hmm=True)
