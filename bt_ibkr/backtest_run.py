@@ -30,6 +30,13 @@ import pandas as pd
 from analyzers.equity import EquityRecorder
 from analyzers.orders import Fill, OrderLog
 from analyzers.regime import RegimeAttribution, RegimeReport, build_report
+from bt_ibkr.costs import (  # noqa: F401 - MAX_BPS: re-exported for the CLIs
+    DEFAULT_CASH,
+    DEFAULT_COMMISSION_BPS,
+    DEFAULT_SLIPPAGE_BPS,
+    MAX_BPS,
+    Costs,
+)
 from bt_ibkr.errors import ConfigError, DataError
 from bt_ibkr.metrics import (
     PerformanceStats,
@@ -43,9 +50,6 @@ from bt_ibkr.progress import progress
 
 log = logging.getLogger("bt_ibkr.backtest")
 
-DEFAULT_COMMISSION_BPS = 1.0
-DEFAULT_SLIPPAGE_BPS = 2.0
-MAX_BPS = 1000.0
 MAX_CASH_RATE_PCT = 20.0
 """The highest yearly cash rate a backtest accepts, in percent."""
 
@@ -59,7 +63,7 @@ class BacktestConfig:
     csv_paths: list[Path] | None = None
     start: date | None = None
     end: date | None = None
-    cash: float = 100_000.0
+    cash: float = DEFAULT_CASH
     commission_bps: float = DEFAULT_COMMISSION_BPS
     slippage_bps: float = DEFAULT_SLIPPAGE_BPS
     cash_rate_pct: float = 0.0  # yearly % earned on idle (positive) cash (bt_ibkr.cash_rate)
@@ -79,6 +83,11 @@ class BacktestConfig:
     ib_client_id: int | None = None
     futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
 
+    @property
+    def costs(self) -> Costs:
+        """The run's cash, commission and slippage as one :class:`~bt_ibkr.costs.Costs`."""
+        return Costs.of(self)
+
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field (as its CLI flag) and its value."""
         if self.futures:
@@ -89,12 +98,7 @@ class BacktestConfig:
                 if self.symbols is not None and symbol not in self.symbols:
                     raise ConfigError(f"--futures {symbol}: not one of --symbols "
                                       f"{','.join(self.symbols)}; list it there too")
-        if not _finite(self.cash) or self.cash <= 0:
-            raise ConfigError(f"--cash {self.cash}: must be a finite amount > 0, e.g. --cash 100000")
-        for flag, bps in (("--commission-bps", self.commission_bps),
-                          ("--slippage-bps", self.slippage_bps)):
-            if not _finite(bps) or not 0 <= bps < MAX_BPS:
-                raise ConfigError(f"{flag} {bps}: must be a finite number of basis points in [0, {MAX_BPS:g})")
+        self.costs.validate()
         if not _finite(self.cash_rate_pct) or not 0 <= self.cash_rate_pct <= MAX_CASH_RATE_PCT:
             raise ConfigError(f"--cash-rate {self.cash_rate_pct}: must be a yearly percentage in "
                               f"[0, {MAX_CASH_RATE_PCT:g}], e.g. --cash-rate 2 for 2% a year")

@@ -28,7 +28,8 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
-from bt_ibkr.backtest_run import BacktestConfig, backtest_cerebro
+from bt_ibkr.backtest_run import backtest_cerebro
+from bt_ibkr.costs import Costs
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.records.recorder import ParityRecorder, Recording
 
@@ -56,8 +57,7 @@ class ParityConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field (as its CLI flag)."""
-        BacktestConfig(cash=self.cash, commission_bps=self.commission_bps,
-                       slippage_bps=self.slippage_bps).validate()  # the backtest's own rules
+        Costs.of(self).validate()  # the backtest's own rules
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"--tolerance {self.tolerance}: must be a fraction in [0, 1)")
         qty = self.partial_fill_qty

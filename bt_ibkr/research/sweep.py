@@ -26,14 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bt_ibkr.backtest_run import (
-    DEFAULT_COMMISSION_BPS,
-    DEFAULT_SLIPPAGE_BPS,
-    BacktestConfig,
-    check_history_length,
-    check_outputs,
-    warmup_bars,
-)
+from bt_ibkr.backtest_run import check_history_length, check_outputs, warmup_bars
+from bt_ibkr.costs import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, Costs
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.research.cluster import (
     ClusterConfig,
@@ -81,8 +75,7 @@ def check_common(config: Any) -> None:
 
     Raises ConfigError naming the first bad field.
     """
-    BacktestConfig(cash=config.cash, commission_bps=config.commission_bps,
-                   slippage_bps=config.slippage_bps).validate()
+    Costs.of(config).validate()
     both = sorted(set(config.grid) & set(config.fixed_params))
     if both:
         raise ConfigError(f"{', '.join(both)} is given both in --grid and --param: keep one")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bt_ibkr.backtest_run import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
+from bt_ibkr.costs import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError, DataError
 
 __all__ = [

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from bt_ibkr.backtest_run import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
+from bt_ibkr.costs import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.metrics import buy_and_hold_returns, compute_stats
 from bt_ibkr.research.cluster import ClusterConfig, open_cluster, run_tasks
