@@ -54,7 +54,7 @@ def setup_logging(name: str, *, console_level: int = logging.WARNING) -> Path:
 
     Returns the log file's path. A second call replaces the handlers of the first.
     """
-    from bt_ibkr.live.audit import RedactingFilter
+    from bt_ibkr.masking import RedactingFilter
     from bt_ibkr.redaction import env_redactor
 
     path = log_dir() / f"{name}.log"

@@ -1,7 +1,7 @@
 """Secrets out of every output of the CLIs: the files they write, the lines they print, the logs.
 
-The live run masks its outputs with :class:`bt_ibkr.live.audit.Redactor` (the secrets of the
-environment: ``TWS_PASSWORD`` and the other :data:`~bt_ibkr.live.config.SECRET_ENV_VARS`, and
+The live run masks its outputs with :class:`bt_ibkr.masking.Redactor` (the secrets of the
+environment: ``TWS_PASSWORD`` and the other :data:`~bt_ibkr.masking.SECRET_ENV_VARS`, and
 variables whose names look like secrets). The other CLIs (backtest, sweep, parity, doctor) use
 the same Redactor, in three places shared by all of them:
 
@@ -12,7 +12,7 @@ the same Redactor, in three places shared by all of them:
   ``sys.stderr`` for the run of a CLI's ``main`` (its summary, its one-line errors,
   argparse's messages);
 * logs: :func:`bt_ibkr.logs.setup_logging` puts a
-  :class:`~bt_ibkr.live.audit.RedactingFilter` on the log file and console handlers.
+  :class:`~bt_ibkr.masking.RedactingFilter` on the log file and console handlers.
 
 A secret that appears in a path given to a CLI (``--json``, ``--replay``, ``--csv`` ...) is
 therefore shown as ``***`` everywhere it would be printed or written.
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from bt_ibkr.live.audit import MIN_SECRET_LEN, Redactor
+from bt_ibkr.masking import MIN_SECRET_LEN, Redactor
 
 __all__ = ["MaskedStream", "OutputRedactor", "env_redactor", "masked_main", "masked_output",
            "write_json", "write_text"]

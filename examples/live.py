@@ -218,10 +218,10 @@ def _report(result, say, log_path) -> int:
 def _operator(config, args, say):
     """Return the run's Operator (alerts from BT_IBKR_ALERT_URLS; the status port when
     --http-port / ops.http_port is set)."""
+    from bt_ibkr.ib.restart_window import RestartWindow
     from bt_ibkr.ops.alerts import Alerter
     from bt_ibkr.ops.http import HTTP_TOKEN_ENV
     from bt_ibkr.ops.operator import Operator
-    from bt_ibkr.ops.restart_window import RestartWindow
 
     ops = config.ops
     window = RestartWindow.parse(ops.restart_window) if ops.restart_window else None
@@ -235,7 +235,7 @@ def _operator(config, args, say):
 
 def _masker(config):
     """Return a function that masks the config's secrets in a text."""
-    from bt_ibkr.live.audit import Redactor
+    from bt_ibkr.masking import Redactor
 
     return Redactor(config.secrets.values()).text
 
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     log_path = setup_logging("live")
     logger = logging.getLogger("bt_ibkr.live")
-    from bt_ibkr.live.audit import RedactingFilter, Redactor
+    from bt_ibkr.masking import RedactingFilter, Redactor
 
     redactor = Redactor()  # the environment's secrets; the config's are added once loaded
     RedactingFilter(redactor).install()

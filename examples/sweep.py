@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: log folder (BT_IBKR_LOG_DIR or ./logs): {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from bt_ibkr.live.audit import RedactingFilter
+    from bt_ibkr.masking import RedactingFilter
     from bt_ibkr.redaction import env_redactor
     from bt_ibkr.research.cluster import DASK_LOGGERS, route_dask_logs
 

@@ -42,7 +42,6 @@ import copy
 import difflib
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -62,6 +61,7 @@ from bt_ibkr.live.config_values import (
     parse_decide_at,
     unknown_key,
 )
+from bt_ibkr.masking import SECRET_ENV_VARS, SECRET_NAME_RE  # noqa: F401 - also re-exported
 
 DEFAULT_PORT_BY_MODE: dict[str, int] = {"paper": 4002, "live": 4001}
 """Port used when none is configured: IB Gateway's paper or live port."""
@@ -78,18 +78,6 @@ ENV_CONNECTION = {
 }
 """Environment variables that override connection settings, and the key each one sets."""
 
-SECRET_ENV_VARS = (
-    "BT_IBKR_ALERT_URLS",
-    "BT_IBKR_HTTP_TOKEN",
-    "TWS_USERID",
-    "TWS_PASSWORD",
-    "TWS_USERID_PAPER",
-    "TWS_PASSWORD_PAPER",
-)
-"""Environment variables always treated as secrets (read into ``LiveConfig.secrets``)."""
-
-SECRET_NAME_RE = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
-"""A key or variable name that matches this holds a secret (used by redaction everywhere)."""
 
 
 @dataclass(frozen=True)
@@ -360,7 +348,7 @@ def _set_ops(cfg: Draft, where: Where, key: str, value: Any) -> None:
     elif key == "restart_window":
         text = as_str(where, path, value, nullable=True)
         if text is not None:
-            from bt_ibkr.ops.restart_window import RestartWindow
+            from bt_ibkr.ib.restart_window import RestartWindow
 
             try:
                 RestartWindow.parse(text, where=path)

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.live.audit import Redactor, audit_path
+from bt_ibkr.live.audit import audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.journal import REJECTED, Journal
 from bt_ibkr.live.options import RunOptions
 from bt_ibkr.live.reconcile import ReconcileReport
+from bt_ibkr.masking import Redactor
 
 
 @dataclass

@@ -62,7 +62,7 @@ from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
 from bt_ibkr.errors import AccountChangedError, ConfigError
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live import wiring
-from bt_ibkr.live.audit import AuditLog, RedactingFilter, Redactor, audit_path
+from bt_ibkr.live.audit import AuditLog, audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.exit_orders import settle_working_orders
 from bt_ibkr.live.journal import Journal, JournalError
@@ -75,6 +75,7 @@ from bt_ibkr.live.run_reconcile import reconcile_run
 from bt_ibkr.live.safety import check_launch, check_trading_mode
 from bt_ibkr.live.simulator import start_simulator
 from bt_ibkr.live.status_lines import audit_line
+from bt_ibkr.masking import RedactingFilter, Redactor
 from bt_ibkr.params import resolve_strategy
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from typing import Any
 
 import backtrader as bt
 
+from bt_ibkr.ib.restart_window import RestartWindow
 from bt_ibkr.ops.alerts import Alert, Alerter
-from bt_ibkr.ops.restart_window import RestartWindow
 from bt_ibkr.ops.status import RunStatus, health
 
 __all__ = ["Operator"]

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bt_ibkr.futures.registry import ContractMonth
-from bt_ibkr.futures.roll import RollPlan, pending_rolls, plan_rolls, roll_step
 from bt_ibkr.ib.parsing import Fill
+from bt_ibkr.live.futures_roll import RollPlan, pending_rolls, plan_rolls, roll_step
 from bt_ibkr.live.journal import Journal
 
 NOW = datetime(2024, 3, 8, 15, 0, tzinfo=UTC)
@@ -119,7 +119,7 @@ def test_a_short_roll_buys_back_the_old_and_sells_the_new(tmp_path):
 
 def test_the_open_of_a_roll_into_a_close_out_window_is_refused_before_sending(tmp_path):
     from bt_ibkr.futures.guard import CloseOutError
-    from bt_ibkr.futures.roll_exec import execute_roll
+    from bt_ibkr.live.futures_roll_exec import execute_roll
 
     journal = Journal(tmp_path / "j.sqlite")
     k4, m4 = ContractMonth("CL", 2024, 5), ContractMonth("CL", 2024, 6)  # CLM4: window 05-17

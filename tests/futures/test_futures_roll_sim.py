@@ -11,8 +11,8 @@ import pytest
 from ib_async import IB, Future, MarketOrder
 
 from bt_ibkr.futures.registry import ContractMonth
-from bt_ibkr.futures.roll import pending_rolls, plan_rolls, roll_step
-from bt_ibkr.futures.roll_exec import execute_roll, recover_roll_orders
+from bt_ibkr.live.futures_roll import pending_rolls, plan_rolls, roll_step
+from bt_ibkr.live.futures_roll_exec import execute_roll, recover_roll_orders
 from bt_ibkr.live.journal import Journal
 
 NY = ZoneInfo("America/New_York")

@@ -360,8 +360,8 @@ def test_disconnects_inside_the_restart_window_are_quiet_outside_they_alert(rece
     alerts that it needs a login (2FA); the reconnect after an alert is said too."""
     from zoneinfo import ZoneInfo
 
+    from bt_ibkr.ib.restart_window import RestartWindow
     from bt_ibkr.ops.operator import Operator
-    from bt_ibkr.ops.restart_window import RestartWindow
 
     ny = ZoneInfo("America/New_York")
     now = {"t": datetime(2026, 12, 1, 23, 45, tzinfo=ny)}
@@ -390,7 +390,7 @@ def test_disconnects_inside_the_restart_window_are_quiet_outside_they_alert(rece
 
 
 def test_a_restart_window_that_is_not_one_is_named():
-    from bt_ibkr.ops.restart_window import RestartWindow
+    from bt_ibkr.ib.restart_window import RestartWindow
 
     with pytest.raises(ConfigError, match="expected 'HH:MM-HH:MM Area/City'"):
         RestartWindow.parse("midnight")

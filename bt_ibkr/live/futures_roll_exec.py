@@ -1,4 +1,4 @@
-"""Carry out a journaled roll (:mod:`bt_ibkr.futures.roll`) on an IB connection (ib_async's
+"""Carry out a journaled roll (:mod:`bt_ibkr.live.futures_roll`) on an IB connection (ib_async's
 synchronous API), and bring the journal up to date with the gateway after a restart.
 
     recover_roll_orders(ib, journal)            # on every (re)start, before anything is sent
@@ -20,8 +20,8 @@ from datetime import datetime
 from bt_ibkr.errors import AttentionError, UnknownSymbolError
 from bt_ibkr.futures.guard import CloseOutGuard
 from bt_ibkr.futures.registry import get_spec
-from bt_ibkr.futures.roll import RollPlan, RollStep, roll_step
 from bt_ibkr.ib.parsing import Fill
+from bt_ibkr.live.futures_roll import RollPlan, RollStep, roll_step
 from bt_ibkr.live.intents import INTENT, IntentRecord
 
 __all__ = ["REF_PREFIX", "execute_roll", "recover_roll_orders", "send_roll_intent"]
@@ -114,16 +114,19 @@ def execute_roll(ib, journal, plan: RollPlan, clock: Callable[[], datetime],
         step = roll_step(journal, plan, clock())
         if step.action in ("done", "abandoned"):
             return step
+        intent = step.intent
+        if intent is None:  # every other action names its intent (roll_step's contract)
+            raise RuntimeError(f"roll step {step.action!r} without an intent")
         if step.action == "send":
-            if step.intent.order_ref == plan.refs[1]:  # opening the new contract
+            if intent.order_ref == plan.refs[1]:  # opening the new contract
                 guard.check(plan.new, clock().date(), 0.0, plan.quantity)
-            send_roll_intent(ib, journal, step.intent, plan.old.root)
+            send_roll_intent(ib, journal, intent, plan.old.root)
             waited_since = None
             continue
-        before = (step.intent.status, step.intent.filled)
+        before = (intent.status, intent.filled)
         _sync(ib, journal, refs)
-        now = journal.get(step.intent.order_ref)
-        if (now.status, now.filled) != before:
+        now = journal.get(intent.order_ref)
+        if now is None or (now.status, now.filled) != before:
             waited_since = None
             continue
         waited_since = waited_since or time.monotonic()
