@@ -50,7 +50,7 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from . import auctions, fills
-from .account import SimAccount, multiplier
+from .account import SimAccount, check_base_currency, multiplier
 from .model import Quote, SimContract
 from .order_codec import ContractSpec, OrderSpec
 from .records import (
@@ -103,18 +103,21 @@ class SimBroker:
         revalue_interval: float = 60.0,
         is_open: Callable[[SimContract], bool] | None = None,
         is_session_end: Callable[[SimContract, datetime], bool] | None = None,
+        fx_rates: dict[str, float] | None = None,
     ) -> None:
         if fill_mode not in ("immediate", "next_bar"):
             raise ValueError(f"fill_mode must be 'immediate' or 'next_bar', got {fill_mode!r}")
         if partial_fill_qty is not None and partial_fill_qty <= 0:
             raise ValueError(f"partial_fill_qty must be > 0 or None, got {partial_fill_qty!r}")
+        check_base_currency(currency, fx_rates)
         self.account = account
         self.clock = clock
         self.quote = quote
         self.ledger = SimAccount(
             account, lambda c: self._last_quote.get(c.conId) or self.quote(c), cash=cash,
             commission_per_share=commission_per_share, min_commission=min_commission,
-            max_commission_pct=max_commission_pct, margin_rate=margin_rate, currency=currency)
+            max_commission_pct=max_commission_pct, margin_rate=margin_rate, currency=currency,
+            fx_rates=fx_rates)
         self.fill_mode = fill_mode
         self.partial_fill_qty = partial_fill_qty
         self.session_close = session_close
