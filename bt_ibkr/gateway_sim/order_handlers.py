@@ -249,12 +249,14 @@ class OrderRouter:
                     self.server.error(s, event.order_id, event.code, event.text)
         elif isinstance(event, PositionChanged):
             for s in self._subscribed("positions"):
-                s.send(position_fields(self.server.account, event.contract, event.position,
-                                       event.avg_cost))
+                s.send(position_fields(event.account or self.server.account, event.contract,
+                                       event.position, event.avg_cost))
             for s in self._sessions():
                 for req_id in sorted(s.subscriptions.get("positions_multi", ()) or ()):
-                    s.send(_position_multi(req_id, self.server.account, event.contract,
-                                           event.position, event.avg_cost))
+                    s.send(_position_multi(req_id, event.account or self.server.account,
+                                           event.contract, event.position, event.avg_cost))
+            if event.account and event.account != self.server.account:
+                return  # another managed account: the login's portfolio and PnL are unchanged
             for s in self._subscribed("account_updates"):
                 self._send_portfolio(s, event.contract)
             self._push_pnl(event.contract.conId)
@@ -363,9 +365,9 @@ class OrderRouter:
     def on_positions(self, session: Any, reader: FieldReader) -> None:
         """61 reqPositions: held positions, positionEnd, then pushes on every change."""
         session.subscriptions["positions"] = True
-        for pos in self.broker.positions():
+        for account, pos in self.broker.account_positions():  # every managed account's
             if pos.position:
-                session.send(position_fields(self.server.account, pos.contract, pos.position,
+                session.send(position_fields(account, pos.contract, pos.position,
                                              pos.avg_cost))
         session.send([62, 1])
 
