@@ -78,6 +78,7 @@ class BacktestConfig:
     ib_port: int = 4002
     ib_client_id: int | None = None
     futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
+    fx: dict[str, str] = field(default_factory=dict)  # symbol -> "BASE.QUOTE" pair (--fx)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field (as its CLI flag) and its value."""
@@ -89,6 +90,17 @@ class BacktestConfig:
                 if self.symbols is not None and symbol not in self.symbols:
                     raise ConfigError(f"--futures {symbol}: not one of --symbols "
                                       f"{','.join(self.symbols)}; list it there too")
+        if self.fx:
+            from bt_ibkr.fx.backtest import base_currency
+
+            for symbol in self.fx:
+                if self.symbols is not None and symbol not in self.symbols:
+                    raise ConfigError(f"--fx {symbol}: not one of --symbols "
+                                      f"{','.join(self.symbols)}; list it there too")
+                if symbol in self.futures:
+                    raise ConfigError(f"--fx {symbol}: also given to --futures; a symbol is "
+                                      "one or the other")
+            base_currency(self.fx, self.symbols)
         if not _finite(self.cash) or self.cash <= 0:
             raise ConfigError(f"--cash {self.cash}: must be a finite amount > 0, e.g. --cash 100000")
         for flag, bps in (("--commission-bps", self.commission_bps),
