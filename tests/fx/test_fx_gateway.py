@@ -12,8 +12,6 @@ from bt_ibkr.fx import CurrencyLedger, Holding, MissingRateError
 ib_async = pytest.importorskip("ib_async")
 from ib_async import MarketOrder  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def connect():
@@ -39,6 +37,7 @@ def values(ib, tag):
     return {v.currency: float(v.value) for v in ib.accountValues() if v.tag == tag}
 
 
+@pytest.mark.slow
 def test_history_midpoint_served_trades_refused_with_162(gateway_sim, connect):
     ib = connect(gateway_sim)
     c = eurusd(ib)
@@ -51,6 +50,7 @@ def test_history_midpoint_served_trades_refused_with_162(gateway_sim, connect):
     assert "No historical market data for EUR/CASH@FXSUBPIP Last" in errors[-1][1]
 
 
+@pytest.mark.slow
 def test_fx_order_is_sized_in_base_currency_and_moves_both_balances(gateway_sim, connect):
     ib = connect(gateway_sim)
     c = eurusd(ib)
@@ -72,6 +72,7 @@ def test_fx_order_is_sized_in_base_currency_and_moves_both_balances(gateway_sim,
     assert net == pytest.approx(cash["USD"] + cash["EUR"] * rates["EUR"], abs=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_sim", [{"broker_options": {
     "currency": "GBP", "cash": 100_000.0, "fx_rates": {"USD": 0.8}}}], indirect=True)
 def test_gbp_base_account_values_a_eurusd_position(gateway_sim, connect):
@@ -100,6 +101,7 @@ def test_gbp_base_account_values_a_eurusd_position(gateway_sim, connect):
     assert ledger.rate("EUR") == pytest.approx(price * 1.01 * 0.8)
 
 
+@pytest.mark.slow
 def test_non_usd_base_without_a_usd_rate_is_refused(gateway_sim_factory):
     with pytest.raises(ConfigError, match="fx_rates"):
         gateway_sim_factory(broker_options={"currency": "GBP"})
