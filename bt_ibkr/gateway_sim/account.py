@@ -68,6 +68,13 @@ class SimAccount:
         """Set the account to hold ``value`` of the base currency and no other cash."""
         self.balances = {self.currency: float(value)}
 
+    def set_fx_rates(self, fx_rates: dict[str, float] | None) -> None:
+        """Set the configured rates (``{ccy: value of one unit in the base currency}``);
+        ConfigError when the base currency is not USD and no USD rate is given (see
+        :func:`check_base_currency`)."""
+        check_base_currency(self.currency, fx_rates)
+        self.fx_rates = {str(k).upper(): float(v) for k, v in (fx_rates or {}).items()}
+
     def rate(self, ccy: str) -> float:
         """Return the value of one unit of ``ccy`` in the base currency: 1 for the base, the
         configured ``fx_rates`` entry, else a held CASH pair's mark times its quote currency's

@@ -50,7 +50,8 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from . import auctions, fills
-from .account import SimAccount, check_base_currency, multiplier
+from .account import SimAccount, multiplier
+from .managed import ManagedLedgers
 from .model import Quote, SimContract
 from .order_codec import ContractSpec, OrderSpec
 from .records import (
@@ -103,21 +104,18 @@ class SimBroker:
         revalue_interval: float = 60.0,
         is_open: Callable[[SimContract], bool] | None = None,
         is_session_end: Callable[[SimContract, datetime], bool] | None = None,
-        fx_rates: dict[str, float] | None = None,
     ) -> None:
         if fill_mode not in ("immediate", "next_bar"):
             raise ValueError(f"fill_mode must be 'immediate' or 'next_bar', got {fill_mode!r}")
         if partial_fill_qty is not None and partial_fill_qty <= 0:
             raise ValueError(f"partial_fill_qty must be > 0 or None, got {partial_fill_qty!r}")
-        check_base_currency(currency, fx_rates)
         self.account = account
         self.clock = clock
         self.quote = quote
         self.ledger = SimAccount(
             account, lambda c: self._last_quote.get(c.conId) or self.quote(c), cash=cash,
             commission_per_share=commission_per_share, min_commission=min_commission,
-            max_commission_pct=max_commission_pct, margin_rate=margin_rate, currency=currency,
-            fx_rates=fx_rates)
+            max_commission_pct=max_commission_pct, margin_rate=margin_rate, currency=currency)
         self.fill_mode = fill_mode
         self.partial_fill_qty = partial_fill_qty
         self.session_close = session_close
@@ -141,48 +139,12 @@ class SimBroker:
         self._last_quote: dict[int, Quote] = {}
         self._last_bar_date: dict[int, date] = {}
         self._closed_dates: dict[int, set[date]] = {}
-        #: the other accounts this login manages (add_account), each with its own ledger
-        self._other_ledgers: dict[str, SimAccount] = {}
+        self.accounts = ManagedLedgers(self.ledger, self._lock)
 
     @property
     def cash(self) -> float:
         """The account's cash balance."""
         return self.ledger.cash
-
-    # ---------------------------------------------------------------- several accounts
-    def add_account(self, account: str, cash: float | None = None) -> SimAccount:
-        """Let this login manage ``account`` too (an advisor's or linked login): orders that
-        name it are booked in its own ledger (``cash`` default: the login account's starting
-        settings). Returns that ledger; ConfigError for an empty or repeated id."""
-        from bt_ibkr.errors import ConfigError
-
-        with self._lock:
-            others = self._other_ledgers
-            if not account or account == self.account or account in others:
-                raise ConfigError(f"gateway_sim add_account {account!r}: give a new account id")
-            base = self.ledger
-            others[account] = SimAccount(
-                account, base.price_of, cash=base.cash if cash is None else cash,
-                commission_per_share=base.commission_per_share,
-                min_commission=base.min_commission, max_commission_pct=base.max_commission_pct,
-                margin_rate=base.margin_rate, currency=base.currency, fx_rates=base.fx_rates)
-            return others[account]
-
-    def managed_accounts(self) -> list[str]:
-        """Return the accounts this login manages: its own first, then the added ones."""
-        return [self.account, *self._other_ledgers]
-
-    def ledger_for(self, account: str | None) -> SimAccount:
-        """Return the ledger of ``account`` ("" or None: the login's own account)."""
-        if not account or account == self.account:
-            return self.ledger
-        return self._other_ledgers.get(account, self.ledger)
-
-    def account_positions(self) -> list[tuple[str, SimPosition]]:
-        """Return ``(account, position)`` for every position of every managed account."""
-        with self._lock:
-            return [(acc, pos) for acc in self.managed_accounts()
-                    for pos in self.ledger_for(acc).position_list()]
 
     # ---------------------------------------------------------------- plumbing
 
@@ -244,7 +206,7 @@ class SimBroker:
             self._touch_day()
             try:
                 self._check_fault()
-                validate_order(spec, self.managed_accounts())
+                validate_order(spec, self.accounts.names())
                 auctions.validate_special(spec, self._session_open(contract))
             except OrderRejectedError as exc:
                 text = exc.reason if exc.reason.startswith("Order rejected") else (
@@ -688,7 +650,7 @@ class SimBroker:
         order.avg_fill_price = order.filled_value / order.filled
         order.last_fill_price = price
         signed = qty if order.is_buy else -qty
-        ledger = self.ledger_for(order.spec.account)
+        ledger = self.accounts.ledger_for(order.spec.account)
         realized = ledger.apply_fill(order.contract, signed, price, commission)
         ex = SimExecution(
             exec_id=f"{self._exec_prefix}.{next(self._exec_seq):08x}.01.01",
@@ -710,8 +672,7 @@ class SimBroker:
         self._emit(Executed(order.client_id, replace(order), ex))
         self._order_updated(order)
         pos = ledger.positions[order.contract.conId]
-        self._emit(PositionChanged(order.contract, pos.position, pos.avg_cost,
-                                   ledger.account))
+        self._emit(PositionChanged(order.contract, pos.position, pos.avg_cost, ledger.account))
         self._emit(AccountChanged(self.account_values()))
         self._after_fill(order, qty)
 

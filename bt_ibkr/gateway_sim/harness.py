@@ -293,7 +293,7 @@ class GatewaySim:
         connect; orders naming it are booked in its own ledger; reqPositions reports every
         managed account's positions). Account values and PnL still answer for the login's
         own account only."""
-        self.call(self.server.broker.add_account, account, cash)
+        self.call(self.server.broker.accounts.add, account, cash)
 
     def reject_next_order(self, code: int = 201,
                           reason: str = "Order rejected - reason:simulated rejection") -> None:

@@ -77,10 +77,13 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
     """Create ``server.broker`` and install the order/account handlers; return the broker.
 
     ``broker_options`` (else ``server.broker_options`` when the server has it) are passed to
-    ``SimBroker`` (fill_mode, partial_fill_qty, cash, commission_per_share, ...).
+    ``SimBroker`` (fill_mode, partial_fill_qty, cash, commission_per_share, currency, ...),
+    except ``fx_rates`` (``{ccy: value of one unit in the base currency}``), which go to its
+    ledger: a base ``currency`` other than USD needs a USD rate (ConfigError otherwise).
     """
     options = dict(getattr(server, "broker_options", None) or {})
     options.update(broker_options)
+    fx_rates = options.pop("fx_rates", None)
     options.setdefault("faults", getattr(server, "faults", None))
     market = server.market
     if callable(getattr(market, "in_session", None)):
@@ -90,6 +93,7 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
             c, int(t.timestamp())))
     broker = SimBroker(server.account, clock=server.clock.now, quote=server.market.quote,
                        **options)
+    broker.ledger.set_fx_rates(fx_rates)
     server.broker = broker
     router = OrderRouter(server, broker)
     router.install()
@@ -365,7 +369,7 @@ class OrderRouter:
     def on_positions(self, session: Any, reader: FieldReader) -> None:
         """61 reqPositions: held positions, positionEnd, then pushes on every change."""
         session.subscriptions["positions"] = True
-        for account, pos in self.broker.account_positions():  # every managed account's
+        for account, pos in self.broker.accounts.positions():  # every managed account's
             if pos.position:
                 session.send(position_fields(account, pos.contract, pos.position,
                                              pos.avg_cost))

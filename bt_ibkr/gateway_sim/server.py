@@ -335,9 +335,9 @@ class GatewayServer:
 
     def managed_accounts_text(self) -> str:
         """Return the managedAccounts (15) text: the login's account, then any other account
-        it manages (``broker.add_account``), comma-separated as TWS sends them."""
-        managed = getattr(self.broker, "managed_accounts", None)
-        return ",".join(managed()) if callable(managed) else self.account
+        it manages (``broker.accounts``), comma-separated as TWS sends them."""
+        accounts = getattr(self.broker, "accounts", None)  # None before the order handlers
+        return ",".join(accounts.names()) if accounts is not None else self.account
 
     def login_as(self, account: str) -> None:
         """Log the gateway into ``account`` (as after a restart with another user): the

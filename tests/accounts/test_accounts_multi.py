@@ -73,10 +73,10 @@ def test_a_run_naming_one_account_orders_for_it_and_never_counts_the_other(
     # the FA options reached the gateway as IB's order fields
     assert (mine.spec.extra.get("faGroup"), mine.spec.extra.get("faMethod")) == (
         "Growth", "EqualQuantity")
-    assert sim.broker.ledger_for(MINE).held(mine.contract.conId) == 10
-    assert sim.broker.ledger_for(OTHER).held(mine.contract.conId) == 50
+    assert sim.broker.accounts.ledger_for(MINE).held(mine.contract.conId) == 10
+    assert sim.broker.accounts.ledger_for(OTHER).held(mine.contract.conId) == 50
     # cash and value are MINE's alone (OTHER's 50,000 is never added)
-    mine_cash = sim.broker.ledger_for(MINE).cash
+    mine_cash = sim.broker.accounts.ledger_for(MINE).cash
     assert live.rec["cash"] == pytest.approx(mine_cash, abs=0.01)
     assert live.rec["cash"] < 100_000.0
 
