@@ -5,7 +5,8 @@ IB lists every account a login manages (an advisor's login, linked accounts) in
 positions of all of them, each under its account code. The login's own account is the
 :class:`~bt_ibkr.gateway_sim.broker.SimBroker`'s ``ledger``; :meth:`ManagedLedgers.add`
 adds another, whose ledger copies the login account's commission, margin and currency
-settings. Account values and PnL are still answered for the login's own account only.
+settings. Account values (reqAccountUpdates, reqAccountUpdatesMulti) are answered for the
+account asked for; portfolio rows, account summaries and PnL for the login's own account only.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class ManagedLedgers:
         if not account or account == self.own.account:
             return self.own
         return self._others.get(account, self.own)
+
+    def values(self, account: str | None) -> list[tuple[str, str, str]]:
+        """Return the (key, value, currency) account-value rows of ``account``'s ledger."""
+        with self._lock:
+            return self.ledger_for(account).values()
 
     def positions(self) -> list[tuple[str, SimPosition]]:
         """Return ``(account, position)`` for every position of every managed account."""

@@ -199,8 +199,20 @@ class OrderRouter:
 
     def _send_account_values(self, session: Any, rows: list[tuple[str, str, str]],
                              full: bool = False) -> None:
+        code = self._code(session, "updates")
         for key, value, ccy in self._changed(session, "updates", rows, full):
-            session.send(account_value_fields(key, value, ccy, self.server.account))
+            session.send(account_value_fields(key, value, ccy, code))
+
+    def _code(self, session: Any, key: Any) -> str:
+        """Return the account a subscription (``key``: "updates" or ("multi", reqId)) asked
+        for: another managed account's, or the login's own."""
+        return session.subscriptions.get("account_codes", {}).get(key) or self.server.account
+
+    def _rows(self, session: Any, key: Any, own: list[tuple[str, str, str]]) -> list:
+        """Return the account-value rows for subscription ``key``: ``own`` (the login's
+        account's) or the other managed account's it asked for."""
+        code = self._code(session, key)
+        return own if code == self.server.account else self.broker.accounts.values(code)
 
     def _send_account_time(self, session: Any) -> None:
         from zoneinfo import ZoneInfo
@@ -210,9 +222,9 @@ class OrderRouter:
 
     def _send_multi(self, session: Any, req_id: int, model: str,
                     rows: list[tuple[str, str, str]], full: bool = False) -> None:
+        code = self._code(session, ("multi", req_id))
         for key, value, ccy in self._changed(session, ("multi", req_id), rows, full):
-            session.send(account_update_multi_fields(req_id, self.server.account, model, key,
-                                                     value, ccy))
+            session.send(account_update_multi_fields(req_id, code, model, key, value, ccy))
 
     def _send_pnl(self, session: Any, req_id: int) -> None:
         session.send(pnl_fields(req_id, *self.broker.pnl()))
@@ -270,12 +282,13 @@ class OrderRouter:
             self._push_pnl(event.contract.conId)
         elif isinstance(event, AccountChanged):
             for s in self._subscribed("account_updates"):
-                self._send_account_values(s, event.values)
+                self._send_account_values(s, self._rows(s, "updates", event.values))
                 self._send_account_time(s)
             for s in self._sessions():
                 for req_id, model in list((s.subscriptions.get("account_multi", {})
                                            or {}).items()):
-                    self._send_multi(s, req_id, model, event.values)
+                    self._send_multi(s, req_id, model,
+                                     self._rows(s, ("multi", req_id), event.values))
                 for req_id, tags in list((s.subscriptions.get("account_summary", {})
                                           or {}).items()):
                     for tag, value, ccy in self.broker.account_summary(tags):
@@ -403,8 +416,10 @@ class OrderRouter:
         session.subscriptions["account_updates"] = subscribe
         if not subscribe:
             return
-        self._send_account_values(session, self.broker.account_values(), full=True)
-        for item in self.broker.portfolio():
+        session.subscriptions.setdefault("account_codes", {})["updates"] = account
+        self._send_account_values(session, self._rows(session, "updates",
+                                                      self.broker.account_values()), full=True)
+        for item in self.broker.portfolio() if account == self.server.account else ():
             if item.position:
                 self._send_portfolio(session, item.contract)
         self._send_account_time(session)
@@ -430,10 +445,12 @@ class OrderRouter:
         """76 reqAccountUpdatesMulti [76, 1, reqId, account, model, ledgerAndNLV] -> 73*, 74."""
         reader.skip()
         req_id = reader.int()
-        reader.str()  # account
+        account = reader.str() or self.server.account
         model = reader.str()
         session.subscriptions.setdefault("account_multi", {})[req_id] = model
-        self._send_multi(session, req_id, model, self.broker.account_values(), full=True)
+        session.subscriptions.setdefault("account_codes", {})[("multi", req_id)] = account
+        self._send_multi(session, req_id, model, self._rows(
+            session, ("multi", req_id), self.broker.account_values()), full=True)
         session.send([74, 1, req_id])
 
     def on_cancel_account_updates_multi(self, session: Any, reader: FieldReader) -> None:

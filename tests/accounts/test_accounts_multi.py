@@ -82,6 +82,25 @@ def test_a_run_naming_one_account_orders_for_it_and_never_counts_the_other(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_run_naming_the_other_account_sees_its_position_and_cash_only(gateway_sim_factory):
+    sim = two_account_login(gateway_sim_factory)
+    script = {2: lambda s: s.sell(size=20)}
+    with AccountLive(sim, script, OTHER, client_id=44) as live:
+        live.step(2)
+        live.until(lambda: "Completed" in live.statuses(live.ref(1)), "the sell filled")
+        live.step()
+    assert live.rec["first_position"] == 50  # OTHER's own 50 AAPL
+    (mine,) = [o for o in sim.broker.completed_orders() if o.client_id == 44]
+    assert mine.spec.account == OTHER
+    assert sim.broker.accounts.ledger_for(OTHER).held(mine.contract.conId) == 30
+    assert sim.broker.accounts.ledger_for(MINE).held(mine.contract.conId) == 0
+    # its cash is OTHER's (50,000 less the first buy, plus the sale), never MINE's 100,000
+    assert live.rec["cash"] == pytest.approx(sim.broker.accounts.ledger_for(OTHER).cash,
+                                             abs=0.01)
+    assert live.rec["cash"] < 50_000.0
+
+
 def test_a_run_without_an_account_on_a_two_account_login_exits_2_naming_both(
         gateway_sim_factory, tmp_path, monkeypatch, capsys):
     sim = gateway_sim_factory(account=MINE)
