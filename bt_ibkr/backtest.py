@@ -331,6 +331,15 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
 
         summary["futures"] = dict(config.futures)
         summary["notes"].insert(0, f"futures: {futures_text(config.futures)}")
+    from bt_ibkr.fx.backtest import base_currency, fx_text, odd_lot_note
+
+    summary["base_currency"] = base_currency(config.fx, symbols)
+    if config.fx:
+        summary["fx"] = dict(config.fx)
+        summary["notes"].insert(0, f"forex: {fx_text(config.fx, summary['base_currency'])}")
+        odd = odd_lot_note(record.fills, config.fx)
+        if odd:
+            summary["notes"].append(odd)
     if ablation is not None:
         summary["ablation"] = ablation.to_list()
         if ablation.skipped:
@@ -354,9 +363,9 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
                 notes=summary["range_notes"] + summary["notes"],
                 ablation=summary.get("ablation"),
                 ablation_note="; ".join(summary.get("ablation_skipped", [])),
-                parameters={"Costs": costs_text(summary),
-                            **({"Futures": summary["notes"][0][len("futures: "):]}
-                               if config.futures else {})},
+                parameters={"Base currency": _base_text(summary),
+                            "Costs": costs_text(summary),
+                            **({"Futures": _futures_line(summary)} if config.futures else {})},
             )
             summary["report"] = str(report)
         except ValueError as exc:  # e.g. intraday bars spanning fewer than 2 days
@@ -368,6 +377,19 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
         summary=summary, fills=record.fills, regimes=perf.regimes, values=values, report=report,
         message=history.message, returns=returns, benchmark=bench, ablation=ablation,
     )
+
+
+def _base_text(summary: dict[str, Any]) -> str:
+    """Return the tearsheet's "Base currency" line: the currency of every value on the page."""
+    return (f"{summary['base_currency']} (cash, values and returns; forex pairs are sized in "
+            "their base currency and priced in this one)" if summary.get("fx")
+            else f"{summary['base_currency']} (cash, values and returns)")
+
+
+def _futures_line(summary: dict[str, Any]) -> str:
+    """Return the futures note of ``summary`` without its ``futures: `` label."""
+    return next((n[len("futures: "):] for n in summary["notes"] if n.startswith("futures: ")),
+                "")
 
 
 __all__ = ["BacktestConfig", "BacktestResult", "RunRecord", "aggregated_warnings",

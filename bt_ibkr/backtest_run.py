@@ -82,6 +82,7 @@ class BacktestConfig:
     ib_port: int = 4002
     ib_client_id: int | None = None
     futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
+    fx: dict[str, str] = field(default_factory=dict)  # symbol -> "BASE.QUOTE" pair (--fx)
 
     @property
     def costs(self) -> Costs:
@@ -98,6 +99,17 @@ class BacktestConfig:
                 if self.symbols is not None and symbol not in self.symbols:
                     raise ConfigError(f"--futures {symbol}: not one of --symbols "
                                       f"{','.join(self.symbols)}; list it there too")
+        if self.fx:
+            from bt_ibkr.fx.backtest import base_currency
+
+            for symbol in self.fx:
+                if self.symbols is not None and symbol not in self.symbols:
+                    raise ConfigError(f"--fx {symbol}: not one of --symbols "
+                                      f"{','.join(self.symbols)}; list it there too")
+                if symbol in self.futures:
+                    raise ConfigError(f"--fx {symbol}: also given to --futures; a symbol is "
+                                      "one or the other")
+            base_currency(self.fx, self.symbols)
         self.costs.validate()
         if not _finite(self.cash_rate_pct) or not 0 <= self.cash_rate_pct <= MAX_CASH_RATE_PCT:
             raise ConfigError(f"--cash-rate {self.cash_rate_pct}: must be a yearly percentage in "

@@ -14,6 +14,16 @@ fields. The options below mean the same on both brokers (and are in ``order.info
 * ``algo="adaptive"`` with ``priority="Normal"`` (default), ``"Urgent"`` or ``"Patient"``:
   IB's Adaptive algo on a Market or Limit order (IB: ``algoStrategy="Adaptive"``,
   ``algoParams=[TagValue("adaptivePriority", priority)]``).
+* Financial-advisor allocation (IB: ``faGroup``, ``faMethod``, ``faPercentage``,
+  ``faProfile``): ``fa_group="Growth"`` allocates the order over an FA account group set up in
+  TWS; ``fa_method`` is one of IB's group methods ``EqualQuantity``, ``NetLiq``,
+  ``AvailableEquity``, ``PctChange``; ``fa_percentage`` (with ``PctChange`` only, a
+  non-zero number in [-100, 100]); ``fa_profile`` names an allocation profile. IB merged
+  profiles into groups (TWS 983+, "Unification of Groups and Profiles"), and the API client
+  sends ``faProfile`` only to gateways older than server version 177: on a current gateway
+  name the profile in ``fa_group``. The backtest broker records these options but allocates
+  nothing (a backtest has one account). Tested: the fields reach the gateway simulator on the
+  order; not tested: IB's real allocation over an FA's accounts.
 
 Example: ``self.buy(size=10, auction=AUCTION_OPEN)``, ``self.sell(size=10,
 exectype=bt.Order.Limit, price=99.5, auction=AUCTION_CLOSE)``, ``self.buy(size=5,
@@ -30,8 +40,10 @@ Sources: IB's TWS API Basic Orders (MOO, LOO, MOC, LOC;
 https://interactivebrokers.github.io/tws-api/basic_orders.html), IB Algos (Adaptive;
 https://interactivebrokers.github.io/tws-api/ibalgos.html#adaptive), the TWS order ticket's
 Time in Force help (outside RTH not for OPG, MOC, LOC; IB webhelp Screens/orderticketTif.htm),
-and QuantConnect Lean's IB integration, which found that IB rejects a MOC sent GTC
-(https://github.com/QuantConnect/Lean/pull/1432).
+QuantConnect Lean's IB integration, which found that IB rejects a MOC sent GTC
+(https://github.com/QuantConnect/Lean/pull/1432), and IB's Financial Advisors pages (allocation
+methods and order fields; https://interactivebrokers.github.io/tws-api/financial_advisor.html,
+financial_advisor_methods_and_orders.html).
 """
 
 from __future__ import annotations
@@ -44,14 +56,17 @@ from backtrader.order import Order
 
 from bt_ibkr.errors import ConfigError
 
-__all__ = ["ADAPTIVE", "ADAPTIVE_PRIORITIES", "AUCTION_CLOSE", "AUCTION_OPEN", "OPTION_NAMES",
-           "OrderOptions", "ib_fields", "options_of"]
+__all__ = ["ADAPTIVE", "ADAPTIVE_PRIORITIES", "AUCTION_CLOSE", "AUCTION_OPEN", "FA_METHODS",
+           "OPTION_NAMES", "OrderOptions", "ib_fields", "options_of"]
 
 AUCTION_OPEN = "open"
 AUCTION_CLOSE = "close"
 ADAPTIVE = "adaptive"
 ADAPTIVE_PRIORITIES = ("Urgent", "Normal", "Patient")
-OPTION_NAMES = ("auction", "outside_rth", "algo", "priority")
+#: IB's allocation methods for an FA group (TWS API, Financial Advisors: Allocation by Group)
+FA_METHODS = ("EqualQuantity", "NetLiq", "AvailableEquity", "PctChange")
+FA_OPTION_NAMES = ("fa_group", "fa_method", "fa_percentage", "fa_profile")
+OPTION_NAMES = ("auction", "outside_rth", "algo", "priority", *FA_OPTION_NAMES)
 
 
 @dataclass(frozen=True)
@@ -62,11 +77,16 @@ class OrderOptions:
     outside_rth: bool = False
     algo: str | None = None
     priority: str | None = None
+    fa_group: str | None = None
+    fa_method: str | None = None
+    fa_percentage: float | None = None
+    fa_profile: str | None = None
 
     @property
     def any(self) -> bool:
         """Return True when at least one option is set."""
-        return bool(self.auction or self.outside_rth or self.algo)
+        return bool(self.auction or self.outside_rth or self.algo or self.fa_group
+                    or self.fa_profile)
 
     def info(self) -> dict[str, Any]:
         """Return the options that are set, as ``order.info`` keys."""
@@ -78,6 +98,9 @@ class OrderOptions:
         if self.algo:
             out["algo"] = self.algo
             out["priority"] = self.priority
+        for name in FA_OPTION_NAMES:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @classmethod
@@ -133,7 +156,44 @@ class OrderOptions:
         elif priority is not None:
             raise ConfigError(f"order option priority={priority!r} without algo='adaptive': "
                               "priority is the Adaptive algo's setting; add algo='adaptive'")
-        return cls(auction=auction, outside_rth=outside, algo=algo, priority=priority)
+        return cls(auction=auction, outside_rth=outside, algo=algo, priority=priority,
+                   **_parse_fa(values))
+
+
+def _parse_fa(values: dict[str, Any]) -> dict[str, Any]:
+    """Return the validated FA options in ``values``; ConfigError naming a bad one."""
+    group, method = values.get("fa_group"), values.get("fa_method")
+    pct, profile = values.get("fa_percentage"), values.get("fa_profile")
+    for name, text in (("fa_group", group), ("fa_profile", profile)):
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ConfigError(f"order option {name}={text!r}: give the name set up in TWS "
+                              "(Allocations), e.g. 'Growth'")
+    if group is not None and profile is not None:
+        raise ConfigError(f"order option fa_group={group!r} with fa_profile={profile!r}: an "
+                          "order is allocated by a group or a profile, not both; drop one")
+    if method is not None:
+        if group is None:
+            raise ConfigError(f"order option fa_method={method!r} without fa_group: the "
+                              "method is the group's; add fa_group")
+        wanted = {m.lower(): m for m in FA_METHODS}
+        if not isinstance(method, str) or method.lower() not in wanted:
+            raise ConfigError(f"order option fa_method={method!r}: use one of "
+                              f"{', '.join(FA_METHODS)}")
+        method = wanted[method.lower()]
+    if pct is not None:
+        if method != "PctChange":
+            raise ConfigError(f"order option fa_percentage={pct!r} needs "
+                              "fa_method='PctChange' (IB uses it with that method only)")
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or not (
+                0 < abs(pct) <= 100):
+            raise ConfigError(f"order option fa_percentage={pct!r}: give a non-zero "
+                              "percentage in [-100, 100]")
+        pct = float(pct)
+    elif method == "PctChange":
+        raise ConfigError("order option fa_method='PctChange' needs fa_percentage (the "
+                          "percentage to change each account's position by)")
+    return {"fa_group": group.strip() if group else None, "fa_method": method,
+            "fa_percentage": pct, "fa_profile": profile.strip() if profile else None}
 
 
 def _is_day(valid: Any) -> bool:
@@ -169,6 +229,8 @@ def ib_fields(opts: OrderOptions, exectype: int | None) -> dict[str, Any]:
       hours", the Order's outsideRth field).
     * Adaptive: algoStrategy "Adaptive", algoParams [TagValue("adaptivePriority", priority)]
       (TWS API IB Algos, ``FillAdaptiveParams``).
+    * FA allocation: faGroup, faMethod, faPercentage (as text, IB's field type), faProfile
+      (TWS API, Placing Orders to a FA account).
 
     ``algoParams`` is returned as ``(tag, value)`` pairs; the caller makes TagValues.
     """
@@ -187,4 +249,12 @@ def ib_fields(opts: OrderOptions, exectype: int | None) -> dict[str, Any]:
     if opts.algo == ADAPTIVE:
         out["algoStrategy"] = "Adaptive"
         out["algoParams"] = [("adaptivePriority", opts.priority)]
+    if opts.fa_group:
+        out["faGroup"] = opts.fa_group
+    if opts.fa_method:
+        out["faMethod"] = opts.fa_method
+    if opts.fa_percentage is not None:
+        out["faPercentage"] = f"{opts.fa_percentage:g}"
+    if opts.fa_profile:
+        out["faProfile"] = opts.fa_profile
     return out

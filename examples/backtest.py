@@ -5,6 +5,7 @@
     python -m examples.backtest --source sample --symbols ^GSPC,^IXIC --param band=0.05
     python -m examples.backtest --source ibkr --port 4002 --symbols SPY,QQQ --start 2016-01-01
     python -m examples.backtest --source sample --ablation      # each sleeve, static weights, B&H
+    python -m examples.backtest --symbols EURUSD --csv eurusd.csv --fx EURUSD   # a forex pair
 
 A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input, with one line that
 names it, before any work is done.
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="symbols that are continuous futures (e.g. --symbols ES --csv es.csv --futures ES; "
         "ROOT defaults to the symbol; known roots: ES, NQ, CL, GC, ZN): the contract multiplier "
         "applies to value, sizing and commission",
+    )
+    p.add_argument(
+        "--fx", metavar="SYMBOL[:PAIR],...",
+        help="symbols that are forex pairs (e.g. --symbols EURUSD --csv eurusd.csv --fx EURUSD; "
+        "PAIR defaults to the symbol read as BASE.QUOTE): sized in the pair's base currency "
+        "(EUR), priced in its quote currency (USD), which is the report's base currency",
     )
     p.add_argument("--start", type=iso_date, help="first date, YYYY-MM-DD")
     p.add_argument("--end", type=iso_date, help="last date, YYYY-MM-DD")
@@ -117,6 +124,7 @@ def _print_summary(summary: dict, message: str) -> None:
         f"from {summary['data_start']} (the tearsheet and the JSON use the same period)"
     )
     console.print(f"costs: {costs_text(summary)}")
+    console.print(f"base currency: {summary.get('base_currency', 'USD')} (cash, values, returns)")
     for note in summary.get("range_notes", []):
         console.print(f"[bold]range: {note}[/bold]")
     for note in summary.get("notes", []):
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from bt_ibkr.backtest import BacktestConfig, run_backtest
         from bt_ibkr.futures.cli import futures_roots
+        from bt_ibkr.fx.backtest import fx_pairs
         from bt_ibkr.params import parse_params
         from strategies import RegimeAwareEnsemble
 
@@ -188,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             ib_port=args.port,
             ib_client_id=args.client_id,
             futures=futures_roots(args.futures),
+            fx=fx_pairs(args.fx),
         )
         result = run_backtest(config)
     except BtIbkrError as exc:

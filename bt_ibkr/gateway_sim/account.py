@@ -7,6 +7,16 @@
   gross position value; BuyingPower = AvailableFunds / margin_rate.
 * Positions are marked at the last price ``price_of(contract)`` reports (the last trade, else
   the close), or at their average cost when there is none.
+* Currencies: ``currency`` is the account's base currency. Cash is kept per currency
+  (:attr:`balances`); a fill moves the contract currency's balance, and a forex (CASH) fill
+  also moves the base currency of the pair (buying 25,000 EUR.USD: EUR +25,000, USD
+  -25,000 x price). A foreign currency is converted to the base at ``fx_rates[ccy]`` (the
+  value of one unit in the base currency; fixed, as configured) or, when not configured, at
+  the mark of a held CASH pair ``CCY.QUOTE`` times the quote currency's rate. Account values
+  carry ``BASE`` rows (totals in the base currency), the base currency's rows, and per held
+  currency ``Currency``, ``ExchangeRate``, ``CashBalance``, ``TotalCashBalance`` and
+  ``NetLiquidationByCurrency`` rows, as TWS's reqAccountUpdates does. Portfolio values stay
+  in the contract's currency (IB's updatePortfolio does too); account totals are in the base.
 
 Not thread-safe on its own: :class:`~bt_ibkr.gateway_sim.broker.SimBroker` calls it under its
 lock.
@@ -29,10 +39,14 @@ class SimAccount:
     def __init__(self, account: str, price_of: Callable[[SimContract], Quote | None],
                  cash: float = 1_000_000.0, commission_per_share: float = 0.005,
                  min_commission: float = 1.0, max_commission_pct: float = 0.01,
-                 margin_rate: float = 0.25, currency: str = "USD") -> None:
+                 margin_rate: float = 0.25, currency: str = "USD",
+                 fx_rates: dict[str, float] | None = None) -> None:
         self.account = account
         self.price_of = price_of
-        self.cash = float(cash)
+        #: value of one unit of a foreign currency in the base currency (``currency``)
+        self.fx_rates = {str(k).upper(): float(v) for k, v in (fx_rates or {}).items()}
+        #: cash per currency (the base currency's entry always exists)
+        self.balances: dict[str, float] = {currency: float(cash)}
         self.commission_per_share = commission_per_share
         self.min_commission = min_commission
         self.max_commission_pct = max_commission_pct
@@ -42,6 +56,40 @@ class SimAccount:
         self.positions: dict[int, SimPosition] = {}
         self.realized_total = 0.0
         self._day_start: tuple[date, float] | None = None
+
+    # ------------------------------------------------------------------ currencies
+    @property
+    def cash(self) -> float:
+        """Return the cash of every currency, converted to the base currency."""
+        return sum(amount * self.rate(ccy) for ccy, amount in self.balances.items())
+
+    @cash.setter
+    def cash(self, value: float) -> None:
+        """Set the account to hold ``value`` of the base currency and no other cash."""
+        self.balances = {self.currency: float(value)}
+
+    def set_fx_rates(self, fx_rates: dict[str, float] | None) -> None:
+        """Set the configured rates (``{ccy: value of one unit in the base currency}``);
+        ConfigError when the base currency is not USD and no USD rate is given (see
+        :func:`check_base_currency`)."""
+        check_base_currency(self.currency, fx_rates)
+        self.fx_rates = {str(k).upper(): float(v) for k, v in (fx_rates or {}).items()}
+
+    def rate(self, ccy: str) -> float:
+        """Return the value of one unit of ``ccy`` in the base currency: 1 for the base, the
+        configured ``fx_rates`` entry, else a held CASH pair's mark times its quote currency's
+        rate. Raises KeyError naming the currency when none of these is known."""
+        ccy = (ccy or self.currency).upper()
+        if ccy == self.currency:
+            return 1.0
+        if ccy in self.fx_rates:
+            return self.fx_rates[ccy]
+        for pos in self.positions.values():
+            c = pos.contract
+            if c.secType == "CASH" and c.symbol == ccy and c.currency != ccy:
+                return self._mark(c) * self.rate(c.currency)
+        raise KeyError(f"gateway_sim account {self.account} (base {self.currency}) has no "
+                       f"exchange rate for {ccy}; pass fx_rates={{{ccy!r}: ...}}")
 
     # ------------------------------------------------------------------ trading
     def commission(self, qty: float, value: float) -> float:
@@ -56,7 +104,10 @@ class SimAccount:
         """Book a fill of ``signed`` shares at ``price``: cash and position; return the
         realized PnL (None when nothing was closed)."""
         mult = multiplier(contract)
-        self.cash -= signed * price * mult + commission
+        ccy = contract.currency or self.currency
+        self.balances[ccy] = self.balances.get(ccy, 0.0) - (signed * price * mult + commission)
+        if contract.secType == "CASH":  # the pair's base currency is bought or sold
+            self.balances[contract.symbol] = self.balances.get(contract.symbol, 0.0) + signed
         pos = self.positions.setdefault(contract.conId, SimPosition(contract))
         old = pos.position
         if old == 0 or (old > 0) == (signed > 0):
@@ -72,7 +123,7 @@ class SimAccount:
         realized = (-closing) * (price * mult - pos.avg_cost) - comm_close
         pos.position = old + closing
         pos.realized_pnl += realized
-        self.realized_total += realized
+        self.realized_total += realized * self.rate(ccy)
         if abs(pos.position) < 1e-12:
             pos.position = 0.0
             pos.avg_cost = 0.0
@@ -146,10 +197,14 @@ class SimAccount:
 
     def numbers(self) -> dict[str, float]:
         """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
-        items = [self.portfolio_item(p) for p in self.positions.values()]
-        gross = sum(abs(i.market_value) for i in items)
-        market = sum(i.market_value for i in items)
-        unreal = sum(i.unrealized_pnl for i in items)
+        gross = market = unreal = 0.0
+        for pos in self.positions.values():
+            item = self.portfolio_item(pos)
+            rate = self.rate(pos.contract.currency)
+            gross += abs(item.market_value) * rate
+            unreal += item.unrealized_pnl * rate
+            if pos.contract.secType != "CASH":  # a forex position is in the cash balances
+                market += item.market_value * rate
         net = self.cash + market
         margin = gross * self.margin_rate
         available = net - margin
@@ -179,25 +234,44 @@ class SimAccount:
     def values(self) -> list[tuple[str, str, str]]:
         """Return (key, value, currency) rows as reqAccountUpdates reports them.
 
-        Money values come twice, with currency USD and BASE; a few are currency-less.
+        Money totals come twice, with the base currency and BASE; a few are currency-less.
+        Cash comes per currency: ``CashBalance``/``TotalCashBalance``/
+        ``NetLiquidationByCurrency`` of each currency held (its own units) and of ``BASE`` (all
+        of them in the base currency), with each currency's ``ExchangeRate`` to the base.
         """
         nums = self.numbers()
+        base = self.currency
         rows: list[tuple[str, str, str]] = [
             ("AccountCode", self.account, ""),
             ("AccountType", "INDIVIDUAL", ""),
             ("AccountReady", "true", ""),
-            ("Currency", self.currency, self.currency),
+            ("Currency", base, base),
             ("Currency", "BASE", "BASE"),
-            ("ExchangeRate", "1.00", self.currency),
+            ("ExchangeRate", "1.00", base),
             ("ExchangeRate", "1.00", "BASE"),
             ("DayTradesRemaining", "-1", ""),
         ]
+        for ccy in sorted(c for c in self.balances if c != base):
+            rows.append(("Currency", ccy, ccy))
+            rows.append(("ExchangeRate", f"{self.rate(ccy):.8g}", ccy))
+        per_ccy = ("CashBalance", "TotalCashBalance", "NetLiquidationByCurrency")
         for key, value in nums.items():
             if key == "Leverage-S":
                 rows.append((key, f"{value:.2f}", ""))
                 continue
-            for ccy in (self.currency, "BASE"):
+            if key == "CashBalance":
+                continue
+            for ccy in (base, "BASE"):
                 rows.append((key, f"{value:.2f}", ccy))
+        for key in per_ccy:
+            for ccy in sorted(self.balances, key=lambda c: (c != base, c)):
+                amount = self.balances[ccy]
+                if key == "NetLiquidationByCurrency" and ccy == base:
+                    amount = nums["NetLiquidation"] - sum(
+                        v * self.rate(c) for c, v in self.balances.items() if c != base)
+                rows.append((key, f"{amount:.2f}", ccy))
+            total = nums["NetLiquidation"] if key == "NetLiquidationByCurrency" else self.cash
+            rows.append((key, f"{total:.2f}", "BASE"))
         return rows
 
     def summary(self, tags: str) -> list[tuple[str, str, str]]:
@@ -253,6 +327,26 @@ class SimAccount:
         item = self.portfolio_item(pos)
         return (item.position, item.unrealized_pnl, item.unrealized_pnl,
                 item.realized_pnl, item.market_value)
+
+
+def check_base_currency(currency: str, fx_rates: dict[str, float] | None) -> None:
+    """Raise ConfigError unless an account with base ``currency`` can value what the simulator
+    trades: every simulated contract is quoted in USD, so a non-USD base needs
+    ``fx_rates["USD"]`` (the value of one USD in the base currency) > 0."""
+    from bt_ibkr.errors import ConfigError
+
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+        raise ConfigError(f"gateway_sim currency {currency!r}: give a base currency code such "
+                          "as 'USD' or 'GBP'")
+    rates = fx_rates or {}
+    for ccy, rate in rates.items():
+        if not isinstance(rate, int | float) or not rate > 0:
+            raise ConfigError(f"gateway_sim fx_rates[{ccy!r}] = {rate!r}: give the value of one "
+                              f"{ccy} in {currency}, a number > 0")
+    if currency != "USD" and "USD" not in {str(c).upper() for c in rates}:
+        raise ConfigError(f"gateway_sim base currency {currency} needs fx_rates={{'USD': ...}} "
+                          f"(the value of one USD in {currency}): the simulated contracts "
+                          "are quoted in USD")
 
 
 def multiplier(contract: SimContract) -> float:

@@ -53,6 +53,7 @@ from zoneinfo import ZoneInfo
 from . import auctions, fills
 from .account import SimAccount, multiplier
 from .exec_filter import ExecFilter
+from .managed import ManagedLedgers
 from .model import Quote, SimContract
 from .order_codec import ContractSpec, OrderSpec
 from .records import (
@@ -140,6 +141,7 @@ class SimBroker:
         self._last_quote: dict[int, Quote] = {}
         self._last_bar_date: dict[int, date] = {}
         self._closed_dates: dict[int, set[date]] = {}
+        self.accounts = ManagedLedgers(self.ledger, self._lock)
 
     @property
     def cash(self) -> float:
@@ -206,7 +208,7 @@ class SimBroker:
             self._touch_day()
             try:
                 self._check_fault()
-                validate_order(spec, self.account)
+                validate_order(spec, self.accounts.names())
                 auctions.validate_special(spec, self._session_open(contract))
             except OrderRejectedError as exc:
                 text = exc.reason if exc.reason.startswith("Order rejected") else (
@@ -624,7 +626,8 @@ class SimBroker:
         order.avg_fill_price = order.filled_value / order.filled
         order.last_fill_price = price
         signed = qty if order.is_buy else -qty
-        realized = self.ledger.apply_fill(order.contract, signed, price, commission)
+        ledger = self.accounts.ledger_for(order.spec.account)
+        realized = ledger.apply_fill(order.contract, signed, price, commission)
         ex = SimExecution(
             exec_id=f"{self._exec_prefix}.{next(self._exec_seq):08x}.01.01",
             order_id=order.order_id, client_id=order.client_id, perm_id=order.perm_id,
@@ -644,8 +647,8 @@ class SimBroker:
             order.status = "Submitted"
         self._emit(Executed(order.client_id, replace(order), ex))
         self._order_updated(order)
-        pos = self.ledger.positions[order.contract.conId]
-        self._emit(PositionChanged(order.contract, pos.position, pos.avg_cost))
+        pos = ledger.positions[order.contract.conId]
+        self._emit(PositionChanged(order.contract, pos.position, pos.avg_cost, ledger.account))
         self._emit(AccountChanged(self.account_values()))
         self._after_fill(order, qty)
 

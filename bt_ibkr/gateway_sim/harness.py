@@ -293,6 +293,13 @@ class GatewaySim:
         ``U...`` or another paper ``DU...``), whose positions and orders are its own."""
         self.call(self.server.restart, rollback_ids, rollback_to, downtime, account)
 
+    def add_account(self, account: str, cash: float | None = None) -> None:
+        """Let the login manage ``account`` as well (managedAccounts lists both from the next
+        connect; orders naming it are booked in its own ledger; reqPositions reports every
+        managed account's positions; account values answer for the account asked for).
+        Portfolio rows, account summaries and PnL still answer for the login's own account."""
+        self.call(self.server.broker.accounts.add, account, cash)
+
     def reject_next_order(self, code: int = 201,
                           reason: str = "Order rejected - reason:simulated rejection") -> None:
         """Make the order engine reject the next placeOrder with ``code``/``reason``."""

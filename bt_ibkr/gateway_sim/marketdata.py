@@ -375,9 +375,12 @@ class MarketData:
             raise HistoricalDataError(162, f"{HMDS}No historical market data for "
                                            f"{contract.symbol}/{contract.secType} {what}")
         if contract.secType == "CASH" and what in ("TRADES", "ADJUSTED_LAST"):
+            # IB disseminates no trades for forex; its answer (as users report it, e.g.
+            # github.com/ranaroussi/ezibpy/issues/24, erdewit/ib_insync/issues/316):
+            # "Error 162 ... No historical market data for EUR/CASH@FXSUBPIP Last 1d"
             raise HistoricalDataError(
-                162, f"{HMDS}No historical market data for {contract.localSymbol}/CASH@FXSUBPB "
-                     f"Last {bar_size}; request MIDPOINT, BID or ASK for forex")
+                162, f"{HMDS}No historical market data for {contract.symbol}/CASH@FXSUBPIP "
+                     f"Last {bar_size}")
         s = self.series(contract)
         if s is None:
             raise HistoricalDataError(162, f"{HMDS}HMDS query returned no data: "

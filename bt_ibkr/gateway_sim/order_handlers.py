@@ -77,10 +77,13 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
     """Create ``server.broker`` and install the order/account handlers; return the broker.
 
     ``broker_options`` (else ``server.broker_options`` when the server has it) are passed to
-    ``SimBroker`` (fill_mode, partial_fill_qty, cash, commission_per_share, ...).
+    ``SimBroker`` (fill_mode, partial_fill_qty, cash, commission_per_share, currency, ...),
+    except ``fx_rates`` (``{ccy: value of one unit in the base currency}``), which go to its
+    ledger: a base ``currency`` other than USD needs a USD rate (ConfigError otherwise).
     """
     options = dict(getattr(server, "broker_options", None) or {})
     options.update(broker_options)
+    fx_rates = options.pop("fx_rates", None)
     options.setdefault("faults", getattr(server, "faults", None))
     market = server.market
     if callable(getattr(market, "in_session", None)):
@@ -90,6 +93,7 @@ def register(server: Any, **broker_options: Any) -> SimBroker:
             c, int(t.timestamp())))
     broker = SimBroker(server.account, clock=server.clock.now, quote=server.market.quote,
                        **options)
+    broker.ledger.set_fx_rates(fx_rates)
     server.broker = broker
     router = OrderRouter(server, broker)
     router.install()
@@ -195,8 +199,20 @@ class OrderRouter:
 
     def _send_account_values(self, conn: Any, rows: list[tuple[str, str, str]],
                              full: bool = False) -> None:
+        code = self._code(conn, "updates")
         for key, value, ccy in self._changed(conn, "updates", rows, full):
-            conn.send(account_value_fields(key, value, ccy, self.server.account))
+            conn.send(account_value_fields(key, value, ccy, code))
+
+    def _code(self, conn: Any, key: Any) -> str:
+        """Return the account a subscription (``key``: "updates" or ("multi", reqId)) asked
+        for: another managed account's, or the login's own."""
+        return conn.subscriptions.get("account_codes", {}).get(key) or self.server.account
+
+    def _rows(self, conn: Any, key: Any, own: list[tuple[str, str, str]]) -> list:
+        """Return the account-value rows for subscription ``key``: ``own`` (the login's
+        account's) or the other managed account's it asked for."""
+        code = self._code(conn, key)
+        return own if code == self.server.account else self.broker.accounts.values(code)
 
     def _send_account_time(self, conn: Any) -> None:
         from zoneinfo import ZoneInfo
@@ -206,9 +222,9 @@ class OrderRouter:
 
     def _send_multi(self, conn: Any, req_id: int, model: str,
                     rows: list[tuple[str, str, str]], full: bool = False) -> None:
+        code = self._code(conn, ("multi", req_id))
         for key, value, ccy in self._changed(conn, ("multi", req_id), rows, full):
-            conn.send(account_update_multi_fields(req_id, self.server.account, model, key,
-                                                     value, ccy))
+            conn.send(account_update_multi_fields(req_id, code, model, key, value, ccy))
 
     def _send_pnl(self, conn: Any, req_id: int) -> None:
         conn.send(pnl_fields(req_id, *self.broker.pnl()))
@@ -249,12 +265,14 @@ class OrderRouter:
                     self.server.error(s, event.order_id, event.code, event.text)
         elif isinstance(event, PositionChanged):
             for s in self._subscribed("positions"):
-                s.send(position_fields(self.server.account, event.contract, event.position,
-                                       event.avg_cost))
+                s.send(position_fields(event.account or self.server.account, event.contract,
+                                       event.position, event.avg_cost))
             for s in self._conns():
                 for req_id in sorted(s.subscriptions.get("positions_multi", ()) or ()):
-                    s.send(_position_multi(req_id, self.server.account, event.contract,
-                                           event.position, event.avg_cost))
+                    s.send(_position_multi(req_id, event.account or self.server.account,
+                                           event.contract, event.position, event.avg_cost))
+            if event.account and event.account != self.server.account:
+                return  # another managed account: the login's portfolio and PnL are unchanged
             for s in self._subscribed("account_updates"):
                 self._send_portfolio(s, event.contract)
             self._push_pnl(event.contract.conId)
@@ -264,12 +282,13 @@ class OrderRouter:
             self._push_pnl(event.contract.conId)
         elif isinstance(event, AccountChanged):
             for s in self._subscribed("account_updates"):
-                self._send_account_values(s, event.values)
+                self._send_account_values(s, self._rows(s, "updates", event.values))
                 self._send_account_time(s)
             for s in self._conns():
                 for req_id, model in list((s.subscriptions.get("account_multi", {})
                                            or {}).items()):
-                    self._send_multi(s, req_id, model, event.values)
+                    self._send_multi(s, req_id, model,
+                                     self._rows(s, ("multi", req_id), event.values))
                 for req_id, tags in list((s.subscriptions.get("account_summary", {})
                                           or {}).items()):
                     for tag, value, ccy in self.broker.account_summary(tags):
@@ -363,9 +382,9 @@ class OrderRouter:
     def on_positions(self, conn: Any, reader: FieldReader) -> None:
         """61 reqPositions: held positions, positionEnd, then pushes on every change."""
         conn.subscriptions["positions"] = True
-        for pos in self.broker.positions():
+        for account, pos in self.broker.accounts.positions():  # every managed account's
             if pos.position:
-                conn.send(position_fields(self.server.account, pos.contract, pos.position,
+                conn.send(position_fields(account, pos.contract, pos.position,
                                              pos.avg_cost))
         conn.send([62, 1])
 
@@ -397,8 +416,10 @@ class OrderRouter:
         conn.subscriptions["account_updates"] = subscribe
         if not subscribe:
             return
-        self._send_account_values(conn, self.broker.account_values(), full=True)
-        for item in self.broker.portfolio():
+        conn.subscriptions.setdefault("account_codes", {})["updates"] = account
+        self._send_account_values(conn, self._rows(conn, "updates",
+                                                      self.broker.account_values()), full=True)
+        for item in self.broker.portfolio() if account == self.server.account else ():
             if item.position:
                 self._send_portfolio(conn, item.contract)
         self._send_account_time(conn)
@@ -424,10 +445,12 @@ class OrderRouter:
         """76 reqAccountUpdatesMulti [76, 1, reqId, account, model, ledgerAndNLV] -> 73*, 74."""
         reader.skip()
         req_id = reader.int()
-        reader.str()  # account
+        account = reader.str() or self.server.account
         model = reader.str()
         conn.subscriptions.setdefault("account_multi", {})[req_id] = model
-        self._send_multi(conn, req_id, model, self.broker.account_values(), full=True)
+        conn.subscriptions.setdefault("account_codes", {})[("multi", req_id)] = account
+        self._send_multi(conn, req_id, model, self._rows(
+            conn, ("multi", req_id), self.broker.account_values()), full=True)
         conn.send([74, 1, req_id])
 
     def on_cancel_account_updates_multi(self, conn: Any, reader: FieldReader) -> None:

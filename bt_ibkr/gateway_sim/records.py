@@ -142,6 +142,8 @@ class PositionChanged:
     contract: SimContract
     position: float
     avg_cost: float
+    #: the account whose position changed ("" = the login's account)
+    account: str = ""
 
 
 @dataclass
@@ -204,9 +206,12 @@ def parse_ib_datetime(text: str, default_tz: str) -> datetime:
     return stamp.replace(tzinfo=zone).astimezone(UTC)
 
 
-def validate_order(spec: OrderSpec, account: str) -> None:
+def validate_order(spec: OrderSpec, account: str | list[str]) -> None:
     """Raise OrderRejectedError (201, the reason in IB's words) for an order the simulator
-    cannot take: bad action/type/quantity/TIF, another account, missing prices."""
+    cannot take: bad action/type/quantity/TIF, an account the login does not manage
+    (``account``: the login's account, or the list of every account it manages), missing
+    prices."""
+    managed = [account] if isinstance(account, str) else list(account)
     otype = spec.orderType.upper()
     if spec.action.upper() not in ("BUY", "SELL"):
         raise OrderRejectedError(f"Invalid action {spec.action!r}: use BUY or SELL")
@@ -219,9 +224,9 @@ def validate_order(spec: OrderSpec, account: str) -> None:
             f"The order quantity must be positive (got {spec.totalQuantity})")
     if spec.tif.upper() not in TIFS:
         raise OrderRejectedError(f"Invalid time in force {spec.tif!r}")
-    if spec.account and spec.account != account:
+    if spec.account and spec.account not in managed:
         raise OrderRejectedError(
-            f"Account {spec.account!r} is not managed by this login ({account})")
+            f"Account {spec.account!r} is not managed by this login ({', '.join(managed)})")
     if otype in ("LMT", "STP LMT") and (spec.lmtPrice is None or spec.lmtPrice <= 0):
         raise OrderRejectedError(f"{otype} order needs a positive limit price")
     if otype in ("STP", "STP LMT") and (spec.auxPrice is None or spec.auxPrice <= 0):

@@ -333,6 +333,12 @@ class GatewayServer:
             self.loop.call_later(downtime, lambda: self.loop.create_task(self._relisten()))
         log.info("fault: gateway restart (next id %d, down %.2fs)", self._next_id, downtime)
 
+    def managed_accounts_text(self) -> str:
+        """Return the managedAccounts (15) text: the login's account, then any other account
+        it manages (``broker.accounts``), comma-separated as TWS sends them."""
+        accounts = getattr(self.broker, "accounts", None)  # None before the order handlers
+        return ",".join(accounts.names()) if accounts is not None else self.account
+
     def login_as(self, account: str) -> None:
         """Log the gateway into ``account`` (as after a restart with another user): the
         managed accounts, positions, cash, orders and executions clients see from now on are
@@ -551,7 +557,7 @@ class GatewayServer:
         self.connections.append(conn)
         conn.started = True
         conn.send([9, 1, self._next_id])
-        conn.send([15, 1, self.account])
+        conn.send([15, 1, self.managed_accounts_text()])
         for code in (2104, 2106, 2158):
             self.error(conn, -1, code, NOTICES[code])
 
@@ -606,7 +612,7 @@ class GatewayServer:
         h = self.handlers
         h[8] = lambda s, r: s.send([9, 1, self._next_id])
         h[49] = self._on_current_time
-        h[17] = lambda s, r: s.send([15, 1, self.account])
+        h[17] = lambda s, r: s.send([15, 1, self.managed_accounts_text()])
         self.market_data.install()
         # empty-but-valid startup sync, replaced by order_handlers.register()
         h[61] = lambda s, r: s.send([62, 1])

@@ -402,9 +402,14 @@ class HistoricalData:
         unless ``contract`` and its exchange ``tz`` are given); ``tick(name)`` is called after
         each request. The frame's attrs say ``source`` ("cache": no request was needed, else
         "ibkr"), ``tz``, ``adjusted``; it is empty when IB has no bars in the range. Raises
-        like :meth:`request`, ConfigError for a bad bar size or an empty range.
+        like :meth:`request`, ConfigError for a bad bar size, an empty range, or TRADES or
+        ADJUSTED_LAST on a forex (CASH) contract (IB has none: it answers error 162).
         """
         size, what = normalize_request(bar_size, what)
+        if getattr(contract, "secType", "") == "CASH":  # IB has no forex trades (error 162)
+            from bt_ibkr.fx.pairs import history_what
+
+            what = history_what("CASH", what)
         intraday = is_intraday(size)
         now = to_utc(now) if now is not None else await self.connection.server_time()
         rng = self._range(start, min(to_utc(end), now) if end is not None else now)
