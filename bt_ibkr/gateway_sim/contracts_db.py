@@ -8,6 +8,8 @@ Instruments (conIds are IB's real ones where known):
   ``COMP``/IND/NASDAQ (Yahoo-style names are accepted as aliases of those symbols).
 * A forex pair: EUR.USD CASH IDEALPRO (symbol ``EUR``, currency ``USD``, localSymbol
   ``EUR.USD``); its simulated session is 00:00-17:00 New York (the FX day ends at 17:00).
+* Options: the SPY chain of ``gateway_sim.options`` (added by the server at start); a
+  request's ``strike`` and ``right`` (C/CALL, P/PUT) narrow the match.
 * A future: ES on CME, the next two quarterly expiries after the clock's start date
   (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00.
 
@@ -193,6 +195,8 @@ class ContractDB:
         lastTradeDateOrContractMonth: str = "",
         primaryExchange: str = "",
         localSymbol: str = "",
+        strike: float | str = 0.0,
+        right: str = "",
         **_ignored: object,
     ) -> list[SimContract]:
         """Return every contract matching the request the way TWS matches it (may be empty)."""
@@ -222,6 +226,8 @@ class ContractDB:
             if lastTradeDateOrContractMonth and not c.lastTradeDateOrContractMonth.startswith(
                     lastTradeDateOrContractMonth):
                 continue
+            if not _option_ok(c, strike, right):
+                continue
             out.append(c)
         return out
 
@@ -248,6 +254,15 @@ class ContractDB:
         hours = hours_text(contract, today)
         return dataclasses.replace(contract, exchange=exchange, tradingHours=hours,
                                    liquidHours=hours)
+
+
+def _option_ok(contract: SimContract, strike: float | str, right: str) -> bool:
+    """True when an option's strike and right match the request's (unset ones match all)."""
+    k = float(strike or 0.0)
+    if k and k > 0 and abs(contract.strike - k) > 1e-9:
+        return False
+    r = (right or "").strip().upper()[:1]
+    return not (r in ("C", "P") and contract.right and contract.right != r)
 
 
 def _exchange_ok(contract: SimContract, exchange: str) -> bool:

@@ -296,7 +296,8 @@ class OrderRouter:
             contract = self.server.contracts.resolve(
                 conId=0, symbol=c.symbol, secType=c.secType, exchange=c.exchange,
                 currency=c.currency,
-                lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth)
+                lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth,
+                strike=c.strike, right=c.right)
         if contract is None:
             self.server.error(session, request.order_id, 200, NO_SECDEF)
             return

@@ -89,6 +89,7 @@ from bt_ibkr.gateway_sim.marketdata import (
 )
 from bt_ibkr.gateway_sim.marketdata_handlers import MarketDataRouter
 from bt_ibkr.gateway_sim.model import SimContract
+from bt_ibkr.gateway_sim.options import install as install_options
 from bt_ibkr.gateway_sim.order_codec import account_download_end_fields, account_time_fields
 from bt_ibkr.gateway_sim.pacing import PacingGuard
 from bt_ibkr.gateway_sim.session import FaultPlan, Session, reply_context
@@ -172,6 +173,7 @@ class GatewayServer:
         self._pending: list[Session] = []
         self.handlers: dict[int, Handler] = {}
         self.market_data = MarketDataRouter(self)
+        self.options = install_options(self)  # the SPY chain and reqSecDefOptParams (78)
         self.broker = None
         #: keyword arguments order_handlers.register() passes to SimBroker (fill_mode, cash, ...)
         self.broker_options: dict = dict(broker_options or {})
