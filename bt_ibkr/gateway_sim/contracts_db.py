@@ -21,6 +21,7 @@ exchange (``SMART``, the primary exchange, any valid exchange, or empty), and fo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -166,14 +167,30 @@ class ContractDB:
         start_date = start.date() if isinstance(start, datetime) else start
         self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(start_date)
         self._by_conid = {c.conId: c for c in self._contracts}
+        self._lazy: list[Callable[[], list[SimContract]]] = []
+
+    def add_lazy(self, loader: Callable[[], list[SimContract]]) -> None:
+        """Add the contracts ``loader()`` returns the first time a lookup could need them
+        (e.g. an option chain priced from the market, built only when options are asked for)."""
+        self._lazy.append(loader)
+
+    def _load(self) -> None:
+        while self._lazy:
+            for c in self._lazy.pop(0)():
+                self.add(c)
 
     def all(self) -> list[SimContract]:
         """Return every known contract."""
+        self._load()
         return list(self._contracts)
 
     def by_conid(self, conId: int) -> SimContract | None:
         """Return the contract with ``conId`` or None."""
-        return self._by_conid.get(int(conId or 0))
+        found = self._by_conid.get(int(conId or 0))
+        if found is None and self._lazy:
+            self._load()
+            found = self._by_conid.get(int(conId or 0))
+        return found
 
     def by_symbol(self, symbol: str, secType: str = "") -> SimContract | None:
         """Return the first contract whose symbol (or alias) is ``symbol`` (optionally secType)."""
@@ -201,8 +218,10 @@ class ContractDB:
     ) -> list[SimContract]:
         """Return every contract matching the request the way TWS matches it (may be empty)."""
         if conId and int(conId) > 0:
-            found = self._by_conid.get(int(conId))
+            found = self.by_conid(int(conId))
             return [found] if found else []
+        if self._lazy and (secType or "").upper() in ("", "OPT"):
+            self._load()
         sym = (symbol or "").strip().upper()
         sym = SYMBOL_ALIASES.get(sym, sym)
         local = (localSymbol or "").strip().upper()

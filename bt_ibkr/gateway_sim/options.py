@@ -255,18 +255,23 @@ class OptionsDesk:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.chains: dict[int, list[SimContract]] = {}
+        self._start = server.clock.now()  # the chain is listed as of the server's start
 
     def install(self) -> None:
-        """Add the SPY chain (priced from the start day's close) and the 78 handler."""
-        spy = self.server.contracts.by_symbol("SPY", "STK")
-        start = self.server.clock.now()
-        quote = self.server.market.quote_at(spy, int(start.timestamp())) if spy else None
-        if spy is not None and quote is not None:
-            chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
-            for c in chain:
-                self.server.contracts.add(c)
-            self.chains[spy.conId] = chain
+        """Register the SPY chain (built, priced at the start day's close, on the first lookup
+        that could concern options) and the 78 handler."""
+        self.server.contracts.add_lazy(self._build)
         self.server.handlers[78] = self._on_sec_def_opt_params
+
+    def _build(self) -> list[SimContract]:
+        spy = next((c for c in BASE_CONTRACTS if c.symbol == "SPY" and c.secType == "STK"), None)
+        start = self._start
+        quote = self.server.market.quote_at(spy, int(start.timestamp())) if spy else None
+        if spy is None or quote is None:
+            return []
+        chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
+        self.chains[spy.conId] = chain
+        return chain
 
     def _on_sec_def_opt_params(self, session: Any, reader: FieldReader) -> None:
         req_id = reader.int()
@@ -275,6 +280,7 @@ class OptionsDesk:
         sec_type = reader.str().upper()
         con_id = reader.int()
         und = self.server.contracts.by_conid(con_id)
+        self.server.contracts.all()  # builds the chain on first use
         chain = self.chains.get(con_id, []) if und is not None and und.symbol == symbol \
             and und.secType == sec_type else []
         if chain:

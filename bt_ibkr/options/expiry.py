@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import backtrader as bt
 from backtrader.comminfo import CommInfoBase
 from backtrader.order import BuyOrder, Order, SellOrder
 
