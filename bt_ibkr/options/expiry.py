@@ -149,9 +149,10 @@ class OptionExpiry:
         """Execute a market order of ``size`` on ``data`` at ``price`` now (a settlement)."""
         cls = BuyOrder if size > 0 else SellOrder
         order = cls(owner=None, data=data, size=abs(size), price=price,
-                    exectype=Order.Market, simulated=True)
+                    exectype=Order.Market)
         order.addinfo(reason=reason)
         order.addcomminfo(self.getcommissioninfo(data))
+        self._ocoize(order, None)  # BackBroker's bookkeeping for every order it executes
         order.submit(self)
         order.accept(self)
         self.orders.append(order)
