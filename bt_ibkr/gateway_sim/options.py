@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from bt_ibkr.gateway_sim.contracts_db import BASE_CONTRACTS, NEW_YORK, third_friday
 from bt_ibkr.gateway_sim.model import Quote, SimContract
 from bt_ibkr.gateway_sim.wire import FieldReader
+from bt_ibkr.options.pricing import bs_greeks, bs_price, implied_vol
 
 __all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "install", "option_bar",
            "option_day_stats", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
@@ -71,73 +72,13 @@ def years_to_expiry(contract: SimContract, t: int) -> float:
     return max(end - t, 0.0) / _YEAR
 
 
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _npdf(x: float) -> float:
-    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-def bs_price(spot: float, strike: float, years: float, right: str, vol: float = OPTION_VOL,
-             rate: float = OPTION_RATE) -> float:
-    """Return the Black-Scholes price of a European option (intrinsic value at expiry)."""
-    call = right.upper().startswith("C")
-    if years <= 0 or vol <= 0:
-        return max(spot - strike, 0.0) if call else max(strike - spot, 0.0)
-    sq = vol * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sq
-    d2 = d1 - sq
-    disc = math.exp(-rate * years)
-    if call:
-        return spot * _ncdf(d1) - strike * disc * _ncdf(d2)
-    return strike * disc * _ncdf(-d2) - spot * _ncdf(-d1)
-
-
-def bs_greeks(spot: float, strike: float, years: float, right: str, vol: float = OPTION_VOL,
-              rate: float = OPTION_RATE) -> dict[str, float] | None:
-    """Return delta, gamma, vega (per 1 vol point), theta (per calendar day); None at expiry."""
-    if years <= 0 or vol <= 0:
-        return None
-    call = right.upper().startswith("C")
-    sq = vol * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sq
-    d2 = d1 - sq
-    disc = math.exp(-rate * years)
-    delta = _ncdf(d1) if call else _ncdf(d1) - 1.0
-    gamma = _npdf(d1) / (spot * sq)
-    vega = spot * _npdf(d1) * math.sqrt(years) / 100.0
-    decay = -spot * _npdf(d1) * vol / (2.0 * math.sqrt(years))
-    carry = rate * strike * disc * (_ncdf(d2) if call else -_ncdf(-d2))
-    theta = (decay - carry) / 365.0
-    return {"delta": delta, "gamma": gamma, "vega": vega, "theta": theta}
-
-
-def implied_vol(price: float, spot: float, strike: float, years: float, right: str) -> float | None:
-    """Return the volatility at which Black-Scholes gives ``price`` (bisection), or None when
-    no volatility in (0.1%, 500%) does (e.g. a price below intrinsic value)."""
-    if years <= 0 or price <= 0:
-        return None
-    lo, hi = 0.001, 5.0
-    if not bs_price(spot, strike, years, right, lo) <= price <= bs_price(spot, strike, years,
-                                                                          right, hi):
-        return None
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if bs_price(spot, strike, years, right, mid) < price:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
 def _tick(x: float, tick: float = 0.01) -> float:
     return max(round(round(x / tick) * tick, 10), 0.0)
 
 
 def _price(contract: SimContract, spot: float, t: int) -> float:
-    return _tick(bs_price(spot, contract.strike, years_to_expiry(contract, t), contract.right),
-                 contract.minTick or 0.01)
+    return _tick(bs_price(spot, contract.strike, years_to_expiry(contract, t), contract.right,
+                          OPTION_VOL, OPTION_RATE), contract.minTick or 0.01)
 
 
 def option_quote(market: Any, contract: SimContract, t: int) -> Quote | None:
@@ -182,7 +123,7 @@ def computation_fields(req_id: int, tick_type: int, contract: SimContract, price
     ``spot`` (implied vol from ``price``; IB's sentinels for what cannot be computed)."""
     years = years_to_expiry(contract, t)
     iv = implied_vol(price, spot, contract.strike, years, contract.right)
-    greeks = bs_greeks(spot, contract.strike, years, contract.right, iv or OPTION_VOL) \
+    greeks = bs_greeks(spot, contract.strike, years, contract.right, iv, OPTION_RATE) \
         if iv is not None else None
     g = greeks or {}
     return [21, req_id, tick_type, 1 if tick_type in (13, 83) else 0,
@@ -201,7 +142,7 @@ def send_computations(market: Any, session: Any, req_id: int, contract: SimContr
     if uq is None or q is None:
         return
     years = years_to_expiry(contract, t)
-    model = bs_price(uq.last, contract.strike, years, contract.right)
+    model = bs_price(uq.last, contract.strike, years, contract.right, OPTION_VOL, OPTION_RATE)
     base = 80 if delayed else 10
     for k, price in enumerate((q.bid, q.ask, q.last, model)):
         session.send(computation_fields(req_id, base + k, contract, price, uq.last, t))

@@ -100,8 +100,8 @@ def test_option_prices_follow_the_underlying_and_greeks_arrive_after_the_first_t
     # the first burst has prices only: IB computes greeks asynchronously
     assert tk.modelGreeks is None and greeks_of(tk) is None
     gateway_sim.advance(seconds=5)
-    wait_until(lambda: tk.modelGreeks is not None and tk.bidGreeks is not None, ib.sleep)
-    ib.sleep(0.05)
+    # model greeks are the step's last message: its prices and other greeks came before
+    wait_until(lambda: tk.modelGreeks is not None, ib.sleep)
     g = greeks_of(tk)
     assert g is not None and g.und_price == und.last
     t = int(gateway_sim.now().timestamp())
@@ -119,6 +119,7 @@ def test_greeks_ib_could_not_compute_are_none(gateway_sim, ib):
     passes a -2 vega/theta through, greeks_of maps all of them to None."""
     [opt] = ib.qualifyContracts(make_contract("SPY-OPT-SMART-USD-20240105-370-P"))
     tk = ib.reqMktData(opt)
+    wait_until(lambda: tk.ask == tk.ask, ib.sleep)  # subscribed: the first prices are in
     gateway_sim.advance(seconds=5)
     wait_until(lambda: tk.bidGreeks is not None, ib.sleep)
     assert tk.bid == 0.0
