@@ -104,6 +104,10 @@ def test_otm_index_call_expires_worthless_and_a_cent_itm_is_exercised():
     rec = _run(und, [30.0] * 10, "SPX-OPT-SMART-USD-20240119-4700-C",
                under_name="SPX-IND-CBOE-USD")
     assert rec["fills"][1][2] == 0.0 and "expired worthless" in rec["fills"][1][3]
+    und = [4700.0] * 9 + [4700.005] + [4800.0] * 3  # in the money by less than a cent
+    rec = _run(und, [30.0] * 10, "SPX-OPT-SMART-USD-20240119-4700-C",
+               under_name="SPX-IND-CBOE-USD")
+    assert rec["fills"][1][2] == 0.0 and "expired worthless" in rec["fills"][1][3]
     und = [4700.0] * 9 + [4700.01] + [4800.0] * 3
     rec = _run(und, [30.0] * 10, "SPX-OPT-SMART-USD-20240119-4700-C",
                under_name="SPX-IND-CBOE-USD")
