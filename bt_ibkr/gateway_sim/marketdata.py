@@ -387,6 +387,14 @@ class MarketData:
             raise HistoricalDataError(
                 162, f"{HMDS}No historical market data for {contract.localSymbol}/CASH@FXSUBPB "
                      f"Last {bar_size}; request MIDPOINT, BID or ASK for forex")
+        if contract.secType == "OPT":  # priced from the underlying (gateway_sim.options)
+            from bt_ibkr.gateway_sim.options import option_history
+            bars = option_history(self, contract, end, duration, bar_size, now)
+            if not bars:
+                raise HistoricalDataError(162, f"{HMDS}HMDS query returned no data: "
+                                               f"{contract.localSymbol}@{contract.exchange} "
+                                               f"{what}")
+            return [transform_bar(b, what, contract, None) for b in bars]
         s = self.series(contract)
         if s is None:
             raise HistoricalDataError(162, f"{HMDS}HMDS query returned no data: "

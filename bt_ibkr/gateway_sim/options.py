@@ -25,7 +25,8 @@ The price model (stated, not IB's): Black-Scholes on the underlying's simulated 
 fixed volatility ``OPTION_VOL`` (20%), rate ``OPTION_RATE`` (0), no dividends; time to expiry
 runs to 16:00 New York on the expiry date. Because the price is monotonic in the underlying at a
 fixed time, an option bar's high/low are the prices at the underlying's high/low (swapped for
-puts). Option volume is not simulated (0); option history (reqHistoricalData) is not served.
+puts). Option volume is not simulated (0). History (reqHistoricalData) is the underlying's bars
+priced at each bar's end (daily bars at 16:00 New York), none after the expiry.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from bt_ibkr.gateway_sim.wire import FieldReader
 from bt_ibkr.options.pricing import bs_greeks, bs_price, implied_vol
 
 __all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "install", "option_bar",
-           "option_day_stats", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
+           "option_day_stats", "option_history", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
 
 OPTION_VOL = 0.20
 OPTION_RATE = 0.0
@@ -104,6 +105,41 @@ def option_bar(market: Any, contract: SimContract, t0: int, t1: int) -> Any:
     a, b = _price(contract, bar.high, t1), _price(contract, bar.low, t1)
     return dataclasses.replace(bar, open=o, high=max(a, b), low=min(a, b), close=c,
                                volume=0.0, wap=c, count=0)
+
+
+def option_history(market: Any, contract: SimContract, end: int, duration: str,
+                   bar_size: str, now: int) -> list:
+    """Return the option's TRADES bars of a reqHistoricalData request: the underlying's bars
+    priced at each bar's end (a daily bar at 16:00 New York of its day), only bars that start
+    before the expiry's 16:00 (IB has no prices after expiry). Raises what the underlying's
+    request raises (HistoricalDataError)."""
+    und = underlying_of(contract)
+    if und is None:
+        return []
+    from bt_ibkr.gateway_sim.marketdata import bar_step
+    step = bar_step(" ".join(bar_size.split()))
+    expiry_end = expiry_close_epoch(contract)
+    out = []
+    for bar in market.historical(und, end, duration, bar_size, "TRADES", now):
+        if bar.start >= expiry_end:
+            break
+        if step:
+            t = bar.start + step
+        else:
+            t = int(datetime.combine(bar.day, time(16, 0), _NY).timestamp()) if bar.day \
+                else bar.start
+        t = min(t, now, expiry_end)
+        o, c = _price(contract, bar.open, t), _price(contract, bar.close, t)
+        a, b = _price(contract, bar.high, t), _price(contract, bar.low, t)
+        out.append(dataclasses.replace(bar, open=o, high=max(a, b), low=min(a, b), close=c,
+                                       volume=0.0, wap=c, count=0))
+    return out
+
+
+def expiry_close_epoch(contract: SimContract) -> int:
+    """Return the epoch second of 16:00 New York on ``contract``'s expiry date."""
+    d = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
+    return int(datetime.combine(d, time(16, 0), _NY).timestamp())
 
 
 def option_day_stats(market: Any, contract: SimContract, t: int) -> dict[str, float] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
+import pandas as pd
 import pytest
 from helpers.sim import wait_until
 from ib_async import IB, Index, Option, OptionComputation, Stock, Ticker
@@ -141,3 +142,20 @@ def test_greeks_of_maps_every_sentinel_and_rejects_an_unknown_source():
         None, None, 2.5, None, 0.1, -0.05, 4700.0)
     with pytest.raises(ValueError, match="'mid'"):
         greeks_of(t, "mid")
+
+
+def test_option_history_is_priced_from_the_underlying_and_ends_at_expiry(gateway_sim, ib):
+    spy = _spy(ib)
+    [opt] = ib.qualifyContracts(make_contract("SPY-OPT-SMART-USD-20240105-470-P"))
+    gateway_sim.advance_days(5)  # past the 2024-01-05 expiry
+    und = ib.reqHistoricalData(spy, "", "10 D", "1 day", "TRADES", True)
+    bars = ib.reqHistoricalData(opt, "", "10 D", "1 day", "TRADES", True)
+    assert bars and [b.date for b in bars] == [b.date for b in und if b.date <= date(2024, 1, 5)]
+    sim_opt = gateway_sim.contracts.by_conid(opt.conId)
+    for b, u in zip(bars, und, strict=False):
+        t = int(pd.Timestamp(f"{b.date} 16:00", tz="America/New_York").timestamp())
+        fair = bs_price(u.close, 470.0, years_to_expiry(sim_opt, t), "P")
+        assert b.close == pytest.approx(round(fair, 2), abs=1e-9)
+        assert b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close)
+    # on the expiry day the option is worth its intrinsic value
+    assert bars[-1].close == pytest.approx(max(470.0 - und[len(bars) - 1].close, 0.0), abs=0.006)
