@@ -1,7 +1,7 @@
 """Options: chains from IB (``chain``), greeks from tickers (``greeks``), Black-Scholes
 (``pricing``) and option expiry in a backtest (``expiry``)."""
 
-from bt_ibkr.options.chain import OptionChain, fetch_chain, pick_option
+from bt_ibkr.options.chain import OptionChain, fetch_chain, fetch_chain_async, pick_option
 from bt_ibkr.options.expiry import (
     ExpiryRule,
     OptionCommInfo,
@@ -12,4 +12,4 @@ from bt_ibkr.options.expiry import (
 from bt_ibkr.options.greeks import Greeks, greeks_of
 
 __all__ = ["ExpiryRule", "Greeks", "OptionChain", "OptionCommInfo", "OptionExpiry",
-           "OptionsBacktestBroker", "fetch_chain", "greeks_of", "pick_option", "settle_expired"]
+           "OptionsBacktestBroker", "fetch_chain", "fetch_chain_async", "greeks_of", "pick_option", "settle_expired"]

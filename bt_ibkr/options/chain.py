@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 from bt_ibkr.errors import ConfigError
 
-__all__ = ["OptionChain", "chain_from_rows", "fetch_chain", "pick_option"]
+__all__ = ["OptionChain", "chain_from_rows", "fetch_chain", "fetch_chain_async", "pick_option"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ def chain_from_rows(symbol: str, rows: list, exchange: str = "SMART") -> OptionC
         listed = ", ".join(sorted({r.exchange for r in rows}))
         raise ConfigError(f"IB lists no {symbol!r} options on exchange {exchange!r}; "
                           f"use one of: {listed}")
+    if not row.expirations or not row.strikes:
+        raise ConfigError(f"IB lists no {symbol!r} expirations or strikes on {exchange!r}")
     return OptionChain(
         symbol=symbol, underlying_con_id=int(row.underlyingConId), exchange=row.exchange,
         trading_class=row.tradingClass, multiplier=str(row.multiplier),
