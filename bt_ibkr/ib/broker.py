@@ -283,7 +283,8 @@ class IBBroker(bt.BrokerBase):
 
     def _comminfo_of(self, contract) -> IBCommInfo:
         sec = getattr(contract, "secType", "STK")
-        key = (self._contract_multiplier(contract), sec not in ("FUT", "OPT", "FOP"))
+        # an option's premium is paid in full, as a stock's price: stock-like, x multiplier
+        key = (self._contract_multiplier(contract), sec not in ("FUT", "FOP"))
         info = self._comminfo.get(key)
         if info is None:
             info = self._comminfo[key] = IBCommInfo(mult=key[0], stocklike=key[1])

@@ -11,7 +11,12 @@ DATANAME = "SPY-OPT-SMART-USD-20240119-470-C"
 
 @pytest.mark.slow
 def test_option_buy_and_sell_fill_at_ib_with_the_multiplier(gateway_sim):
-    script = {2: lambda s: s.buy(size=3), 8: lambda s: s.sell(size=3)}
+    def look(s):  # what the strategy reads while it holds the options
+        s.rec["held"] = dict(cash=s.broker.getcash(), size=s.getposition().size,
+                             close=s.data.close[0],
+                             position_value=s.broker.getvalue(datas=[s.data]))
+
+    script = {2: lambda s: s.buy(size=3), 6: look, 8: lambda s: s.sell(size=3)}
     cash0 = gateway_sim.broker.cash
     with Live(gateway_sim, script, dataname=DATANAME) as live:
         live.step(3)
@@ -31,6 +36,11 @@ def test_option_buy_and_sell_fill_at_ib_with_the_multiplier(gateway_sim):
         live.until(lambda: "Completed" in live.statuses(live.ref(2)))
         live.until(lambda: live.rec["trades"], what="the closed trade")
     buy, sell = gateway_sim.broker.executions()
+    # the strategy's cash paid the premium (x 100) and the position is worth price x 100
+    held = live.rec["held"]
+    assert held["size"] == 3
+    assert held["cash"] == pytest.approx(cash0 - 3 * 100 * buy.price - buy.commission, abs=0.01)
+    assert held["position_value"] == pytest.approx(3 * 100 * held["close"])
     assert (buy.side, buy.shares, sell.side, sell.shares) == ("BOT", 3, "SLD", 3)
     done = [o for o in live.rec["orders"] if o["status"] == "Completed"]
     assert [(o["size"], o["price"]) for o in done] == [(3, buy.price), (-3, sell.price)]
