@@ -339,6 +339,17 @@ class SimBroker:
         with self._lock:
             return self.ledger.portfolio()
 
+    def book_delivery(self, contract: SimContract, signed: float, price: float) -> None:
+        """Book a position change that is not an order's fill (an option's exercise,
+        assignment or expiry): ``signed`` units of ``contract`` at ``price``, no commission
+        and no execution report (IB sends none); clients get the position and account
+        updates."""
+        with self._lock:
+            self.ledger.apply_fill(contract, signed, price, 0.0)
+            pos = self.ledger.positions[contract.conId]
+            self._emit(PositionChanged(contract, pos.position, pos.avg_cost))
+            self._emit(AccountChanged(self.account_values()))
+
     def portfolio_item(self, contract: SimContract) -> PortfolioItem | None:
         """Return the PortfolioItem for ``contract`` or None when never held."""
         with self._lock:

@@ -16,6 +16,11 @@ What IB Gateway does, and this module reproduces:
   first, as with IB), ``tickOptionComputation`` (21) for bid/ask/last/model (10/11/12/13;
   80-83 delayed). A field IB could not compute is sent as IB's sentinel: -1 for implied vol,
   option price, pvDividend and underlying price, -2 for delta, gamma, vega and theta.
+- An option position still held after its expiry (16:00 New York on the expiry date) is
+  settled at the next clock step, as IB does overnight: in the money by $0.01 or more at the
+  underlying's close, exercised (long) or assigned (short) into ``position x 100`` shares at
+  the strike; otherwise it expires worthless. The client sees position and account updates
+  and no execution (IB reports exercises in statements, not as executions).
 
 The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
 next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
@@ -32,6 +37,7 @@ priced at each bar's end (daily bars at 16:00 New York), none after the expiry.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -52,8 +58,11 @@ CHAIN_EXCHANGES = ("SMART", "CBOE", "AMEX")
 OPTION_EXCHANGES = "SMART,AMEX,BATS,BOX,CBOE,CBOE2,EDGX,EMERALD,GEMINI,IBUSOPT,ISE,MERCURY," \
     "MIAX,NASDAQBX,NASDAQOM,PEARL,PHLX,PSE"
 _NY = ZoneInfo(NEW_YORK)
+log = logging.getLogger("bt_ibkr.gateway_sim")
 _YEAR = 365.0 * 86400.0
 #: the not-computed sentinels IB sends in tickOptionComputation
+#: OCC exercise by exception: in the money by at least this much at expiry
+ITM_THRESHOLD = 0.01
 NOT_COMPUTED = -1.0
 NOT_COMPUTED_GREEK = -2.0
 
@@ -249,6 +258,43 @@ class OptionsDesk:
         chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
         self.chains[spy.conId] = chain
         return chain
+
+    def on_step(self, t: int) -> None:
+        """At a clock step ``t``: settle every option position whose expiry (16:00 New York)
+        is past, as IB does overnight after expiry. In the money by $0.01 or more at the
+        underlying's expiry-day close: exercised (long) or assigned (short): the option leaves
+        at 0 and ``position x multiplier`` shares are bought (call long, put short) or sold
+        at the strike; otherwise it expires worthless. Options on an index are cash-settled at
+        intrinsic value. No execution is reported."""
+        broker = self.server.broker
+        if broker is None or not hasattr(broker, "book_delivery"):
+            return
+        due = [p for p in broker.positions() if p.position and p.contract.secType == "OPT"
+               and expiry_close_epoch(p.contract) < t]
+        for pos in due:
+            self.settle(pos.contract, pos.position)
+
+    def settle(self, contract: SimContract, position: float) -> None:
+        """Settle ``position`` contracts of the expired option ``contract`` (see on_step)."""
+        broker = self.server.broker
+        und = underlying_of(contract)
+        q = self.server.market.quote_at(und, expiry_close_epoch(contract)) if und else None
+        spot = q.last if q is not None else None
+        value = 0.0 if spot is None else (max(spot - contract.strike, 0.0) if contract.right
+                                          == "C" else max(contract.strike - spot, 0.0))
+        mult = float(contract.multiplier or 100)
+        itm = round(value, 6) >= ITM_THRESHOLD
+        if itm and und is not None and und.secType == "IND":
+            broker.book_delivery(contract, -position, value)
+        elif itm and und is not None:
+            broker.book_delivery(contract, -position, 0.0)
+            shares = position * mult * (1 if contract.right == "C" else -1)
+            broker.book_delivery(und, shares, contract.strike)
+        else:
+            broker.book_delivery(contract, -position, 0.0)
+        log.info("option %s expired %s: %s %g (underlying %s)", contract.localSymbol,
+                 contract.lastTradeDateOrContractMonth,
+                 "exercised/assigned" if itm else "worthless", position, spot)
 
     def _on_sec_def_opt_params(self, session: Any, reader: FieldReader) -> None:
         req_id = reader.int()

@@ -424,6 +424,7 @@ class GatewayServer:
                 if until is not None:
                     self.clock.set(datetime.fromtimestamp(t, UTC))
                 self.market_data.release_held(t)  # bars held back by faults.rt_bar_lags
+                self.options.on_step(t)  # options held past their expiry: exercise or expire
                 if self.fills_first:  # see frames.py: a session compressed to one step
                     for c in active:
                         await self._step_broker(c, t)
