@@ -342,8 +342,7 @@ class SimBroker:
     def book_delivery(self, contract: SimContract, signed: float, price: float) -> None:
         """Book a position change that is not an order's fill (an option's exercise,
         assignment or expiry): ``signed`` units of ``contract`` at ``price``, no commission
-        and no execution report (IB sends none); clients get the position and account
-        updates."""
+        and no execution report; clients get the position and account updates."""
         with self._lock:
             self.ledger.apply_fill(contract, signed, price, 0.0)
             pos = self.ledger.positions[contract.conId]

@@ -8,8 +8,9 @@ Instruments (conIds are IB's real ones where known):
   ``COMP``/IND/NASDAQ (Yahoo-style names are accepted as aliases of those symbols).
 * A forex pair: EUR.USD CASH IDEALPRO (symbol ``EUR``, currency ``USD``, localSymbol
   ``EUR.USD``); its simulated session is 00:00-17:00 New York (the FX day ends at 17:00).
-* Options: the SPY chain of ``gateway_sim.options`` (added by the server at start); a
-  request's ``strike`` and ``right`` (C/CALL, P/PUT) narrow the match.
+* Options: the SPY chain of ``gateway_sim.options`` (registered with ``add_lazy`` by the
+  server and built on the first lookup that could concern options); a request's ``strike``
+  and ``right`` (C/CALL, P/PUT) narrow the match.
 * A future: ES on CME, the next two quarterly expiries after the clock's start date
   (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00.
 

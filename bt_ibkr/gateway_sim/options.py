@@ -7,7 +7,8 @@ What IB Gateway does, and this module reproduces:
   (``[75, reqId, exchange, underConId, tradingClass, multiplier, nExp, exp..., nStrikes,
   strike...]``), then ``securityDefinitionOptionParameterEnd`` (76). The union of strikes over
   all expirations is sent, as IB does: not every (expiry, strike) pair need exist. An
-  underlying without options gets just the End message (IB sends no error).
+  underlying without options gets just the End message (the simulator's assumption; not
+  checked against IB).
 - reqContractDetails / reqMktData / placeOrder for ``Option("SPY", expiry, strike, right,
   "SMART")`` resolve to one contract (multiplier "100", tradingClass "SPY", OCC localSymbol
   ``SPY   240119C00470000``).
@@ -20,7 +21,7 @@ What IB Gateway does, and this module reproduces:
   settled at the next clock step, as IB does overnight: in the money by $0.01 or more at the
   underlying's close, exercised (long) or assigned (short) into ``position x 100`` shares at
   the strike; otherwise it expires worthless. The client sees position and account updates
-  and no execution (IB reports exercises in statements, not as executions).
+  and no execution report (how IB reports an exercise through the API is not checked).
 
 The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
 next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
@@ -265,7 +266,7 @@ class OptionsDesk:
         underlying's expiry-day close: exercised (long) or assigned (short): the option leaves
         at 0 and ``position x multiplier`` shares are bought (call long, put short) or sold
         at the strike; otherwise it expires worthless. Options on an index are cash-settled at
-        intrinsic value. No execution is reported."""
+        intrinsic value. No execution report is sent."""
         broker = self.server.broker
         if broker is None or not hasattr(broker, "book_delivery"):
             return

@@ -1,6 +1,6 @@
 """An option held at the simulated gateway through its expiry: IB exercises an in-the-money
-one into shares at the strike and lets an out-of-the-money one expire, with no execution
-report: what the real ib_async client sees in its positions and account."""
+one into shares at the strike and lets an out-of-the-money one expire (no execution report):
+what the real ib_async client sees in its positions and account."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_itm_call_is_exercised_into_shares_and_otm_put_expires_worthless(gateway
                    ib.sleep)
         [pos] = [p for p in ib.positions() if p.position]
         assert pos.avgCost == pytest.approx(strike)
-        # 200 shares paid at the strike; no execution for the exercise (IB reports none)
+        # 200 shares paid at the strike; no execution for the exercise
         assert gateway_sim.broker.cash == pytest.approx(cash_after_buys - 200 * strike)
         assert len(gateway_sim.broker.executions()) == 2
     finally:
