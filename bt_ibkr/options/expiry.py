@@ -91,15 +91,16 @@ class ExpiryRule:
                       settlement: str | None = None) -> ExpiryRule:
         """Return the rule for an option written as a dataname
         (``SPY-OPT-SMART-USD-20240119-470-C-100``; multiplier 100 when absent). Settlement
-        defaults to "cash" for options on an index (``underlying``'s dataname is ``-IND-``)
-        and "physical" otherwise. Raises ConfigError naming a dataname that is not an option.
+        defaults to "cash" for options on an index (``underlying``'s name is an ``-IND-``
+        dataname or a Yahoo index such as ``^GSPC``) and "physical" otherwise. Raises ConfigError naming a dataname that is not an option.
         """
         spec = parse_dataname(dataname)
         if spec.sectype != "OPT":
             raise ConfigError(f"dataname {dataname!r} is not an option (…-OPT-…)")
         if settlement is None:
             und = str(getattr(underlying, "_name", "") or "")
-            settlement = "cash" if "-IND" in und.upper() else "physical"
+            index = "-IND" in und.upper() or und.startswith("^")  # SPX-IND-CBOE, ^GSPC
+            settlement = "cash" if index else "physical"
         return cls(option=option, underlying=underlying,
                    expiry=datetime.strptime(spec.expiry[:8], "%Y%m%d").date(),
                    strike=float(spec.strike), right=spec.right,

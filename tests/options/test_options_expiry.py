@@ -122,6 +122,14 @@ def test_short_equity_put_is_assigned_shares():
     assert rec["final_cash"] == pytest.approx(100_000 + 400.0 - 47_000.0)
 
 
+def test_settlement_follows_the_underlying_unless_given():
+    named = [(_feed([1.0] * 13, n), n) for n in ("SPX-IND-CBOE-USD", "^GSPC", "SPY")]
+    dn = "SPX-OPT-SMART-USD-20240119-4700-C"
+    assert [ExpiryRule.from_dataname(dn, None, d).settlement for d, _ in named] == [
+        "cash", "cash", "physical"]
+    assert ExpiryRule.from_dataname(dn, None, named[2][0], settlement="cash").settlement == "cash"
+
+
 def test_rules_refuse_bad_input_by_name():
     with pytest.raises(ConfigError, match="'SPY-STK-SMART-USD' is not an option"):
         ExpiryRule.from_dataname("SPY-STK-SMART-USD", option=None, underlying=None)
