@@ -63,7 +63,6 @@ from .records import (
     OrderError,
     OrderRejectedError,
     OrderUpdated,
-    PortfolioItem,
     PortfolioRevalued,
     PositionChanged,
     SimExecution,
@@ -312,41 +311,20 @@ class SimBroker:
             ids |= {c for c, p in self.ledger.positions.items() if p.position}
             return ids
 
-    def portfolio(self) -> list[PortfolioItem]:
-        """Return one PortfolioItem per position ever held (closed ones report 0)."""
+    def book_delivery(self, contract: SimContract, signed: float, price: float) -> None:
+        """Book a position change that is not an order's fill (an option's exercise,
+        assignment or expiry): ``signed`` units of ``contract`` at ``price``, no commission
+        and no execution report; clients get the position and account updates."""
         with self._lock:
-            return self.ledger.portfolio()
-
-    def portfolio_item(self, contract: SimContract) -> PortfolioItem | None:
-        """Return the PortfolioItem for ``contract`` or None when never held."""
-        with self._lock:
-            pos = self.ledger.positions.get(contract.conId)
-            return self.ledger.portfolio_item(pos) if pos else None
-
-    def account_numbers(self) -> dict[str, float]:
-        """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
-        with self._lock:
-            return self.ledger.numbers()
-
-    def account_values(self) -> list[tuple[str, str, str]]:
-        """Return (key, value, currency) rows as reqAccountUpdates reports them."""
-        with self._lock:
-            return self.ledger.values()
-
-    def account_summary(self, tags: str) -> list[tuple[str, str, str]]:
-        """Return (tag, value, currency) for a reqAccountSummary ``tags`` string."""
-        with self._lock:
-            return self.ledger.summary(tags)
+            self.ledger.apply_fill(contract, signed, price, 0.0)
+            pos = self.ledger.positions[contract.conId]
+            self._emit(PositionChanged(contract, pos.position, pos.avg_cost))
+            self._emit(AccountChanged(self.ledger.values()))
 
     def pnl(self) -> tuple[float, float, float]:
         """Return (dailyPnL, unrealizedPnL, realizedPnL) for the account."""
         with self._lock:
             return self.ledger.pnl(self._now().date())
-
-    def pnl_single(self, con_id: int) -> tuple[float, float, float, float, float]:
-        """Return (position, dailyPnL, unrealizedPnL, realizedPnL, value) for one conId."""
-        with self._lock:
-            return self.ledger.pnl_single(con_id)
 
     def _touch_day(self) -> None:
         self.ledger.touch_day(self._now().date())
@@ -568,7 +546,7 @@ class SimBroker:
             if due and self.ledger.held(con_id):
                 self._last_revalue[con_id] = bar_time
                 self._emit(PortfolioRevalued(contract))
-                self._emit(AccountChanged(self.account_values()))
+                self._emit(AccountChanged(self.ledger.values()))
 
     def _opening_auction(self, order: SimOrder, bar: Quote, when: datetime,
                          first_of_day: bool) -> None:
@@ -649,7 +627,7 @@ class SimBroker:
         self._order_updated(order)
         pos = ledger.positions[order.contract.conId]
         self._emit(PositionChanged(order.contract, pos.position, pos.avg_cost, ledger.account))
-        self._emit(AccountChanged(self.account_values()))
+        self._emit(AccountChanged(self.ledger.values()))
         self._after_fill(order, qty)
 
     def _after_fill(self, order: SimOrder, qty: float) -> None:

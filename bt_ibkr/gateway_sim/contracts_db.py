@@ -8,6 +8,9 @@ Instruments (conIds are IB's real ones where known):
   ``COMP``/IND/NASDAQ (Yahoo-style names are accepted as aliases of those symbols).
 * A forex pair: EUR.USD CASH IDEALPRO (symbol ``EUR``, currency ``USD``, localSymbol
   ``EUR.USD``); its simulated session is 00:00-17:00 New York (the FX day ends at 17:00).
+* Options: the SPY chain of ``gateway_sim.options`` (registered with ``add_lazy`` by the
+  server and built on the first lookup that could concern options); a request's ``strike``
+  and ``right`` (C/CALL, P/PUT) narrow the match.
 * A future: ES on CME, the next two quarterly expiries after the clock's start date
   (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00.
 
@@ -19,6 +22,7 @@ exchange (``SMART``, the primary exchange, any valid exchange, or empty), and fo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -164,14 +168,30 @@ class ContractDB:
         start_date = start.date() if isinstance(start, datetime) else start
         self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(start_date)
         self._by_conid = {c.conId: c for c in self._contracts}
+        self._lazy: list[Callable[[], list[SimContract]]] = []
+
+    def add_lazy(self, loader: Callable[[], list[SimContract]]) -> None:
+        """Add the contracts ``loader()`` returns the first time a lookup could need them
+        (e.g. an option chain priced from the market, built only when options are asked for)."""
+        self._lazy.append(loader)
+
+    def _load(self) -> None:
+        while self._lazy:
+            for c in self._lazy.pop(0)():
+                self.add(c)
 
     def all(self) -> list[SimContract]:
         """Return every known contract."""
+        self._load()
         return list(self._contracts)
 
     def by_conid(self, conId: int) -> SimContract | None:
         """Return the contract with ``conId`` or None."""
-        return self._by_conid.get(int(conId or 0))
+        found = self._by_conid.get(int(conId or 0))
+        if found is None and self._lazy:
+            self._load()
+            found = self._by_conid.get(int(conId or 0))
+        return found
 
     def by_symbol(self, symbol: str, secType: str = "") -> SimContract | None:
         """Return the first contract whose symbol (or alias) is ``symbol`` (optionally secType)."""
@@ -193,12 +213,16 @@ class ContractDB:
         lastTradeDateOrContractMonth: str = "",
         primaryExchange: str = "",
         localSymbol: str = "",
+        strike: float | str = 0.0,
+        right: str = "",
         **_ignored: object,
     ) -> list[SimContract]:
         """Return every contract matching the request the way TWS matches it (may be empty)."""
         if conId and int(conId) > 0:
-            found = self._by_conid.get(int(conId))
+            found = self.by_conid(int(conId))
             return [found] if found else []
+        if self._lazy and (secType or "").upper() in ("", "OPT"):
+            self._load()
         sym = (symbol or "").strip().upper()
         sym = SYMBOL_ALIASES.get(sym, sym)
         local = (localSymbol or "").strip().upper()
@@ -221,6 +245,8 @@ class ContractDB:
                 continue
             if lastTradeDateOrContractMonth and not c.lastTradeDateOrContractMonth.startswith(
                     lastTradeDateOrContractMonth):
+                continue
+            if not _option_ok(c, strike, right):
                 continue
             out.append(c)
         return out
@@ -248,6 +274,15 @@ class ContractDB:
         hours = hours_text(contract, today)
         return dataclasses.replace(contract, exchange=exchange, tradingHours=hours,
                                    liquidHours=hours)
+
+
+def _option_ok(contract: SimContract, strike: float | str, right: str) -> bool:
+    """True when an option's strike and right match the request's (unset ones match all)."""
+    k = float(strike or 0.0)
+    if k and k > 0 and abs(contract.strike - k) > 1e-9:
+        return False
+    r = (right or "").strip().upper()[:1]
+    return not (r in ("C", "P") and contract.right and contract.right != r)
 
 
 def _exchange_ok(contract: SimContract, exchange: str) -> bool:

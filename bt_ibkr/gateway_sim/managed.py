@@ -16,7 +16,8 @@ import threading
 from bt_ibkr.errors import ConfigError
 
 from .account import SimAccount
-from .records import SimPosition
+from .model import SimContract
+from .records import PortfolioItem, SimPosition
 
 __all__ = ["ManagedLedgers"]
 
@@ -65,3 +66,30 @@ class ManagedLedgers:
         with self._lock:
             return [(acc, pos) for acc in self.names()
                     for pos in self.ledger_for(acc).position_list()]
+
+    # the login's own account, as reqAccountUpdates/-Summary/reqPnLSingle report it
+    def portfolio(self) -> list[PortfolioItem]:
+        """Return one PortfolioItem per position ever held (closed ones report 0)."""
+        with self._lock:
+            return self.own.portfolio()
+
+    def portfolio_item(self, contract: SimContract) -> PortfolioItem | None:
+        """Return the PortfolioItem for ``contract`` or None when never held."""
+        with self._lock:
+            pos = self.own.positions.get(contract.conId)
+            return self.own.portfolio_item(pos) if pos else None
+
+    def numbers(self) -> dict[str, float]:
+        """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
+        with self._lock:
+            return self.own.numbers()
+
+    def summary(self, tags: str) -> list[tuple[str, str, str]]:
+        """Return (tag, value, currency) for a reqAccountSummary ``tags`` string."""
+        with self._lock:
+            return self.own.summary(tags)
+
+    def pnl_single(self, con_id: int) -> tuple[float, float, float, float, float]:
+        """Return (position, dailyPnL, unrealizedPnL, realizedPnL, value) for one conId."""
+        with self._lock:
+            return self.own.pnl_single(con_id)

@@ -271,6 +271,9 @@ class MarketData:
     def window(self, contract: SimContract, t0: int, t1: int) -> Bar | None:
         """Return the bar aggregated over epoch seconds [t0, t1) within one session, or None
         when no second of that range is inside a session."""
+        if contract.secType == "OPT":  # priced from the underlying (gateway_sim.options)
+            from bt_ibkr.gateway_sim.options import option_bar
+            return option_bar(self, contract, t0, t1)
         s = self.series(contract)
         if s is None:
             return None
@@ -305,6 +308,9 @@ class MarketData:
     def quote_at(self, contract: SimContract, t: int) -> Quote | None:
         """Return the market at epoch ``t``: the last price, bid/ask around it, and the last
         completed 5-second bar (o/h/l/c/volume). Outside a session: the last session's close."""
+        if contract.secType == "OPT":  # priced from the underlying (gateway_sim.options)
+            from bt_ibkr.gateway_sim.options import option_quote
+            return option_quote(self, contract, t)
         s = self.series(contract)
         if s is None:
             return None
@@ -330,6 +336,9 @@ class MarketData:
     def day_stats(self, contract: SimContract, t: int) -> dict[str, float] | None:
         """Return the session's open/high/low/volume so far and the prior close at epoch ``t``
         (between sessions: the last session's values, and its own close as ``close``)."""
+        if contract.secType == "OPT":  # priced from the underlying (gateway_sim.options)
+            from bt_ibkr.gateway_sim.options import option_day_stats
+            return option_day_stats(self, contract, t)
         s = self.series(contract)
         if s is None:
             return None
@@ -381,6 +390,14 @@ class MarketData:
             raise HistoricalDataError(
                 162, f"{HMDS}No historical market data for {contract.symbol}/CASH@FXSUBPIP "
                      f"Last {bar_size}")
+        if contract.secType == "OPT":  # priced from the underlying (gateway_sim.options)
+            from bt_ibkr.gateway_sim.options import option_history
+            bars = option_history(self, contract, end, duration, bar_size, now)
+            if not bars:
+                raise HistoricalDataError(162, f"{HMDS}HMDS query returned no data: "
+                                               f"{contract.localSymbol}@{contract.exchange} "
+                                               f"{what}")
+            return [transform_bar(b, what, contract, None) for b in bars]
         s = self.series(contract)
         if s is None:
             raise HistoricalDataError(162, f"{HMDS}HMDS query returned no data: "

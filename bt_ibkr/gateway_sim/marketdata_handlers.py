@@ -139,7 +139,8 @@ class MarketDataRouter:
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
-            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
+            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]),
+            strike=str(spec["strike"]), right=str(spec["right"]))
 
     def _front(self, spec: dict[str, object]) -> SimContract | None:
         """The front future a CONTFUT request stands for (None: no such future)."""
@@ -167,7 +168,8 @@ class MarketDataRouter:
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
-            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]))
+            primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]),
+            strike=str(spec["strike"]), right=str(spec["right"]))
         if not found:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return
@@ -376,6 +378,9 @@ class MarketDataRouter:
                 continue
             sub.last[key] = price
             conn.send(tick_price_fields(sub.req_id, tick_type, price, size))
+        if sub.contract.secType == "OPT" and not full:  # greeks come after the first prices
+            from bt_ibkr.gateway_sim.options import send_computations
+            send_computations(self.server.market, conn, sub.req_id, sub.contract, at, d)
         if stats is not None:
             vol = stats["volume"]
             if full or sub.last.get(-1) != vol:

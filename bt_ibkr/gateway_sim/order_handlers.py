@@ -173,7 +173,7 @@ class OrderRouter:
                                               ex.realized_pnl))
 
     def _send_portfolio(self, conn: Any, contract: Any) -> None:
-        item = self.broker.portfolio_item(contract)
+        item = self.broker.accounts.portfolio_item(contract)
         if item is None:
             return
         conn.send(portfolio_value_fields(
@@ -230,7 +230,7 @@ class OrderRouter:
         conn.send(pnl_fields(req_id, *self.broker.pnl()))
 
     def _send_pnl_single(self, conn: Any, req_id: int, con_id: int) -> None:
-        conn.send(pnl_single_fields(req_id, *self.broker.pnl_single(con_id)))
+        conn.send(pnl_single_fields(req_id, *self.broker.accounts.pnl_single(con_id)))
 
     def _push_pnl(self, con_id: int | None = None) -> None:
         for s in self._conns():
@@ -291,7 +291,7 @@ class OrderRouter:
                                      self._rows(s, ("multi", req_id), event.values))
                 for req_id, tags in list((s.subscriptions.get("account_summary", {})
                                           or {}).items()):
-                    for tag, value, ccy in self.broker.account_summary(tags):
+                    for tag, value, ccy in self.broker.accounts.summary(tags):
                         s.send(account_summary_fields(req_id, self.server.account, tag,
                                                       value, ccy))
 
@@ -315,7 +315,8 @@ class OrderRouter:
             contract = self.server.contracts.resolve(
                 conId=0, symbol=c.symbol, secType=c.secType, exchange=c.exchange,
                 currency=c.currency,
-                lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth)
+                lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth,
+                strike=c.strike, right=c.right)
         if contract is None:
             self.server.error(conn, request.order_id, 200, NO_SECDEF)
             return
@@ -418,8 +419,8 @@ class OrderRouter:
             return
         conn.subscriptions.setdefault("account_codes", {})["updates"] = account
         self._send_account_values(conn, self._rows(conn, "updates",
-                                                      self.broker.account_values()), full=True)
-        for item in self.broker.portfolio() if account == self.server.account else ():
+                                                      self.broker.accounts.values(None)), full=True)
+        for item in self.broker.accounts.portfolio() if account == self.server.account else ():
             if item.position:
                 self._send_portfolio(conn, item.contract)
         self._send_account_time(conn)
@@ -432,7 +433,7 @@ class OrderRouter:
         reader.str()  # group ("All")
         tags = reader.str()
         conn.subscriptions.setdefault("account_summary", {})[req_id] = tags
-        for tag, value, ccy in self.broker.account_summary(tags):
+        for tag, value, ccy in self.broker.accounts.summary(tags):
             conn.send(account_summary_fields(req_id, self.server.account, tag, value, ccy))
         conn.send([64, 1, req_id])
 
@@ -450,7 +451,7 @@ class OrderRouter:
         conn.subscriptions.setdefault("account_multi", {})[req_id] = model
         conn.subscriptions.setdefault("account_codes", {})[("multi", req_id)] = account
         self._send_multi(conn, req_id, model, self._rows(
-            conn, ("multi", req_id), self.broker.account_values()), full=True)
+            conn, ("multi", req_id), self.broker.accounts.values(None)), full=True)
         conn.send([74, 1, req_id])
 
     def on_cancel_account_updates_multi(self, conn: Any, reader: FieldReader) -> None:

@@ -90,6 +90,7 @@ from bt_ibkr.gateway_sim.marketdata import (
 )
 from bt_ibkr.gateway_sim.marketdata_handlers import MarketDataRouter
 from bt_ibkr.gateway_sim.model import SimContract
+from bt_ibkr.gateway_sim.options import install as install_options
 from bt_ibkr.gateway_sim.order_codec import account_download_end_fields, account_time_fields
 from bt_ibkr.gateway_sim.pacing import PacingGuard
 from bt_ibkr.gateway_sim.wire import MSG_NAMES, FieldReader, split_fields
@@ -172,6 +173,7 @@ class GatewayServer:
         self._pending: list[ClientConnection] = []
         self.handlers: dict[int, Handler] = {}
         self.market_data = MarketDataRouter(self)
+        self.options = install_options(self)  # the SPY chain and reqSecDefOptParams (78)
         self.broker = None
         #: keyword arguments order_handlers.register() passes to SimBroker (fill_mode, cash, ...)
         self.broker_options: dict = dict(broker_options or {})
@@ -428,6 +430,7 @@ class GatewayServer:
                 if until is not None:
                     self.clock.set(datetime.fromtimestamp(t, UTC))
                 self.market_data.release_held(t)  # bars held back by faults.rt_bar_lags
+                self.options.on_step(t)  # options held past their expiry: exercise or expire
                 if self.fills_first:  # see frames.py: a session compressed to one step
                     for c in active:
                         await self._step_broker(c, t)

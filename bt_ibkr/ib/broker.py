@@ -83,7 +83,7 @@ from bt_ibkr.ib.events import (
     OrderPlaced,
     OrderStatusChanged,
 )
-from bt_ibkr.ib.iborder import IBCommInfo, IBOrder, tif_for
+from bt_ibkr.ib.iborder import CommInfoBook, IBCommInfo, IBOrder, contract_multiplier, tif_for
 from bt_ibkr.ib.order_refs import OrderRefs, decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.ib.store import STORE_PARAMS, IBStore
@@ -136,7 +136,7 @@ class IBBroker(bt.BrokerBase):
         self._ledger_cash = 0.0
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
         self._marks: dict[int, float] = {}  # conId -> the last finite close seen
-        self._comminfo: dict[tuple[float, bool], IBCommInfo] = {}
+        self._comminfo = CommInfoBook()
         self.capital_offset = 0.0  # account value left out of the ledger (``capital``)
         self.account: str | None = None  # the account every order is placed for
 
@@ -265,27 +265,11 @@ class IBBroker(bt.BrokerBase):
 
     @staticmethod
     def _multiplier(data) -> float:
-        return IBBroker._contract_multiplier(getattr(data, "tradecontract", None))
-
-    @staticmethod
-    def _contract_multiplier(contract) -> float:
-        try:
-            return float(contract.multiplier) or 1.0
-        except (AttributeError, TypeError, ValueError):
-            return 1.0
+        return contract_multiplier(getattr(data, "tradecontract", None))
 
     def getcommissioninfo(self, data) -> IBCommInfo:
-        """Return the IBCommInfo of ``data``'s trade contract (one per multiplier and kind:
-        backtrader's params objects are slow to build and this runs several times a bar)."""
-        return self._comminfo_of(getattr(data, "tradecontract", None))
-
-    def _comminfo_of(self, contract) -> IBCommInfo:
-        sec = getattr(contract, "secType", "STK")
-        key = (self._contract_multiplier(contract), sec not in ("FUT", "OPT", "FOP"))
-        info = self._comminfo.get(key)
-        if info is None:
-            info = self._comminfo[key] = IBCommInfo(mult=key[0], stocklike=key[1])
-        return info
+        """Return the IBCommInfo of ``data``'s trade contract (:class:`CommInfoBook`)."""
+        return self._comminfo.of(getattr(data, "tradecontract", None))
 
     # ------------------------------------------------------------------ orders
     def _order_ref(self, owner, data) -> str:
@@ -503,7 +487,7 @@ class IBBroker(bt.BrokerBase):
             return
         in_pos, in_cash = counted
         data = self._feed_of(contract.conId)
-        info = self.getcommissioninfo(data) if data is not None else self._comminfo_of(contract)
+        info = self.getcommissioninfo(data) if data is not None else self._comminfo.of(contract)
         mult = info.p.mult
         position = self._position(contract.conId, mult)
         pnl = comm.realized_pnl  # IB's, for a fill the adopted position already holds

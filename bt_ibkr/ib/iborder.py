@@ -20,7 +20,7 @@ from bt_ibkr.ib import client as ibc
 from bt_ibkr.order_options import OPTION_NAMES, OrderOptions, ib_fields
 from bt_ibkr.utc import naive_utc, utc_now
 
-__all__ = ["IBCommInfo", "IBOrder", "tif_for"]
+__all__ = ["CommInfoBook", "IBCommInfo", "IBOrder", "contract_multiplier", "tif_for"]
 
 
 class IBCommInfo(CommInfoBase):
@@ -33,6 +33,32 @@ class IBCommInfo(CommInfoBase):
 
     def getoperationcost(self, size, price):
         return abs(size) * price * self.p.mult
+
+
+def contract_multiplier(contract: Any) -> float:
+    """Return ``contract.multiplier`` as a number (1.0 when unset, empty or unreadable)."""
+    try:
+        return float(contract.multiplier) or 1.0
+    except (AttributeError, TypeError, ValueError):
+        return 1.0
+
+
+class CommInfoBook:
+    """One :class:`IBCommInfo` per (multiplier, stock-like): backtrader's params objects are
+    slow to build, and the broker asks several times a bar. Futures (FUT, FOP) are not
+    stock-like; an option's premium is paid in full, as a stock's price, times its multiplier."""
+
+    def __init__(self) -> None:
+        self._infos: dict[tuple[float, bool], IBCommInfo] = {}
+
+    def of(self, contract: Any) -> IBCommInfo:
+        """Return the IBCommInfo of ``contract`` (None: a stock with multiplier 1)."""
+        sec = getattr(contract, "secType", "STK")
+        key = (contract_multiplier(contract), sec not in ("FUT", "FOP"))
+        info = self._infos.get(key)
+        if info is None:
+            info = self._infos[key] = IBCommInfo(mult=key[0], stocklike=key[1])
+        return info
 
 
 _IB_ORDER_TYPES = {

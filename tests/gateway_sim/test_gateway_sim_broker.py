@@ -99,7 +99,7 @@ def test_market_buy_fills_at_ask_with_commission_position_and_cash(market):
     assert broker.cash == pytest.approx(1_000_000 - 10_010 - 1.0)
     assert any(isinstance(e, PositionChanged) and e.position == 100 for e in events)
     assert isinstance(events[-1], AccountChanged)
-    values = {(k, c): v for k, v, c in broker.account_values()}
+    values = {(k, c): v for k, v, c in broker.accounts.values(None)}
     assert values[("TotalCashValue", "USD")] == "989989.00"
     assert values[("TotalCashValue", "BASE")] == "989989.00"
     # marked at last 100.0: 10000 market value
@@ -121,7 +121,7 @@ def test_market_sell_fills_at_bid_and_round_trip_realizes_pnl(market):
     assert fills(events, 1)[0].realized_pnl is None
     assert broker.positions()[0].position == 0
     assert broker.cash == pytest.approx(1_000_000 + 4790.0)
-    assert broker.account_numbers()["RealizedPnL"] == pytest.approx(4790.0)
+    assert broker.accounts.numbers()["RealizedPnL"] == pytest.approx(4790.0)
 
 
 def test_commission_is_capped_at_one_percent_and_per_order(market):
@@ -482,14 +482,14 @@ def test_pnl_daily_unrealized_realized(market):
     assert unreal == pytest.approx(100 * 101.5 - (100 * 100.1 + 1.0))
     assert daily == pytest.approx(100 * (101.5 - 100.1) - 1.0)  # since the day's first event
     assert realized == 0.0
-    pos, _, u1, r1, value = broker.pnl_single(AAPL.conId)
+    pos, _, u1, r1, value = broker.accounts.pnl_single(AAPL.conId)
     assert (pos, value) == (100.0, pytest.approx(10150.0)) and u1 == pytest.approx(unreal)
     market.set(AAPL, 101.9, 102.1, last=102.0)
     broker.place(1, 2, AAPL, spec(action="SELL", totalQuantity=40))  # 40 @ 101.9, fee 1.00
     _, _, realized = broker.pnl()
     assert realized == pytest.approx(40 * (101.9 - 100.11) - 1.0)
-    summary = dict((t, v) for t, v, _ in broker.account_summary("NetLiquidation,BuyingPower,"
+    summary = dict((t, v) for t, v, _ in broker.accounts.summary("NetLiquidation,BuyingPower,"
                                                                   "AccountType"))
     assert summary["AccountType"] == "INDIVIDUAL"
-    nums = broker.account_numbers()
+    nums = broker.accounts.numbers()
     assert float(summary["BuyingPower"]) == pytest.approx(nums["AvailableFunds"] * 4, abs=0.01)

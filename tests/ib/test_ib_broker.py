@@ -27,7 +27,7 @@ def test_market_order_fills_with_ibs_price_and_commission(gateway_sim):
         # the account updates follow the fills: step until next() saw them
         live.until(lambda: live.rec["trades"] and live.rec["cash"] == pytest.approx(
             gateway_sim.broker.cash, abs=0.01) and live.rec["value"] == pytest.approx(
-            gateway_sim.broker.account_numbers()["NetLiquidation"], abs=0.01),
+            gateway_sim.broker.accounts.numbers()["NetLiquidation"], abs=0.01),
             what="the account update after the fills")
     execs = gateway_sim.broker.executions()
     assert [e.order_ref for e in execs] == [live.ref(1), live.ref(2)]
@@ -45,7 +45,7 @@ def test_market_order_fills_with_ibs_price_and_commission(gateway_sim):
     assert pnlcomm == pytest.approx(pnl - execs[0].commission - execs[1].commission)
     # cash and value come from the account updates
     assert live.rec["cash"] == pytest.approx(gateway_sim.broker.cash, abs=0.01)
-    assert live.rec["value"] == pytest.approx(gateway_sim.broker.account_numbers()["NetLiquidation"],
+    assert live.rec["value"] == pytest.approx(gateway_sim.broker.accounts.numbers()["NetLiquidation"],
                                               abs=0.01)
     assert gateway_sim.broker.cash == pytest.approx(1_000_000 + pnlcomm, abs=0.01)
 

@@ -171,7 +171,7 @@ def assert_parity(sim, live: dict, back: dict, live_days: int, min_orders: int) 
     assert live["value"] == pytest.approx(back["value"], abs=0.01)
     # IB's own NetLiquidation: the simulator marks the account every 60 simulated seconds,
     # so its last mark may be up to a minute of price movement before the close
-    net_liq = sim.broker.account_numbers()["NetLiquidation"]
+    net_liq = sim.broker.accounts.numbers()["NetLiquidation"]
     assert net_liq == pytest.approx(back["value"], abs=abs(live["position"]) * 0.5 + 0.01)
 
 

@@ -1,0 +1,328 @@
+"""Equity options in the simulated gateway: a deterministic SPY chain, prices and greeks.
+
+What IB Gateway does, and this module reproduces:
+
+- ``reqSecDefOptParams`` (78) for an underlying (symbol, secType, conId) answers one
+  ``securityDefinitionOptionParameter`` (75) row per exchange the class trades on
+  (``[75, reqId, exchange, underConId, tradingClass, multiplier, nExp, exp..., nStrikes,
+  strike...]``), then ``securityDefinitionOptionParameterEnd`` (76). The union of strikes over
+  all expirations is sent, as IB does: not every (expiry, strike) pair need exist. An
+  underlying without options gets just the End message (the simulator's assumption; not
+  checked against IB).
+- reqContractDetails / reqMktData / placeOrder for ``Option("SPY", expiry, strike, right,
+  "SMART")`` resolve to one contract (multiplier "100", tradingClass "SPY", OCC localSymbol
+  ``SPY   240119C00470000``).
+- reqMktData on an option sends the price ticks and, from the first clock step after the
+  subscription (never in the initial burst, so a client sees ``Ticker.modelGreeks is None``
+  first, as with IB), ``tickOptionComputation`` (21) for bid/ask/last/model (10/11/12/13;
+  80-83 delayed). A field IB could not compute is sent as IB's sentinel: -1 for implied vol,
+  option price, pvDividend and underlying price, -2 for delta, gamma, vega and theta.
+- An option position still held after its expiry (16:00 New York on the expiry date) is
+  settled at the next clock step, as IB does overnight: in the money by $0.01 or more at the
+  underlying's close, exercised (long) or assigned (short) into ``position x 100`` shares at
+  the strike; otherwise it expires worthless. The client sees position and account updates
+  and no execution report (how IB reports an exercise through the API is not checked).
+
+The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
+next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
+on the start day (rounded to $5). Expiries that pass during a run stay listed.
+
+The price model (stated, not IB's): Black-Scholes on the underlying's simulated price with a
+fixed volatility ``OPTION_VOL`` (20%), rate ``OPTION_RATE`` (0), no dividends; time to expiry
+runs to 16:00 New York on the expiry date. Because the price is monotonic in the underlying at a
+fixed time, an option bar's high/low are the prices at the underlying's high/low (swapped for
+puts). Option volume is not simulated (0). History (reqHistoricalData) is the underlying's bars
+priced at each bar's end (daily bars at 16:00 New York), none after the expiry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bt_ibkr.gateway_sim.contracts_db import BASE_CONTRACTS, NEW_YORK, third_friday
+from bt_ibkr.gateway_sim.model import Quote, SimContract
+from bt_ibkr.gateway_sim.wire import FieldReader
+from bt_ibkr.options.pricing import bs_greeks, bs_price, implied_vol
+
+__all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "install", "option_bar",
+           "option_day_stats", "option_history", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
+
+OPTION_VOL = 0.20
+OPTION_RATE = 0.0
+MULTIPLIER = "100"
+CHAIN_EXCHANGES = ("SMART", "CBOE", "AMEX")
+OPTION_EXCHANGES = "SMART,AMEX,BATS,BOX,CBOE,CBOE2,EDGX,EMERALD,GEMINI,IBUSOPT,ISE,MERCURY," \
+    "MIAX,NASDAQBX,NASDAQOM,PEARL,PHLX,PSE"
+_NY = ZoneInfo(NEW_YORK)
+log = logging.getLogger("bt_ibkr.gateway_sim")
+_YEAR = 365.0 * 86400.0
+#: the not-computed sentinels IB sends in tickOptionComputation
+#: OCC exercise by exception: in the money by at least this much at expiry
+ITM_THRESHOLD = 0.01
+NOT_COMPUTED = -1.0
+NOT_COMPUTED_GREEK = -2.0
+
+
+def underlying_of(contract: SimContract) -> SimContract | None:
+    """Return the stock an option on ``contract.symbol`` is written on, or None."""
+    for c in BASE_CONTRACTS:
+        if c.symbol == contract.symbol and c.secType == "STK":
+            return c
+    return None
+
+
+def years_to_expiry(contract: SimContract, t: int) -> float:
+    """Return the time in years from epoch ``t`` to 16:00 New York on the expiry (>= 0)."""
+    d = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
+    end = datetime.combine(d, time(16, 0), _NY).timestamp()
+    return max(end - t, 0.0) / _YEAR
+
+
+def _tick(x: float, tick: float = 0.01) -> float:
+    return max(round(round(x / tick) * tick, 10), 0.0)
+
+
+def _price(contract: SimContract, spot: float, t: int) -> float:
+    return _tick(bs_price(spot, contract.strike, years_to_expiry(contract, t), contract.right,
+                          OPTION_VOL, OPTION_RATE), contract.minTick or 0.01)
+
+
+def option_quote(market: Any, contract: SimContract, t: int) -> Quote | None:
+    """Return the option's market at epoch ``t`` priced from the underlying's quote."""
+    und = underlying_of(contract)
+    uq = market.quote_at(und, t) if und is not None else None
+    if uq is None:
+        return None
+    o, c, last = (_price(contract, x, t) for x in (uq.open, uq.close, uq.last))
+    a, b = _price(contract, uq.high, t), _price(contract, uq.low, t)
+    tick = contract.minTick or 0.01
+    return Quote(time=uq.time, open=o, high=max(a, b), low=min(a, b), close=c, last=last,
+                 bid=max(round(last - tick, 10), 0.0), ask=round(last + tick, 10), volume=0.0)
+
+
+def option_bar(market: Any, contract: SimContract, t0: int, t1: int) -> Any:
+    """Return the option's bar over [t0, t1) from the underlying's bar (None: no data)."""
+    und = underlying_of(contract)
+    bar = market.window(und, t0, t1) if und is not None else None
+    if bar is None:
+        return None
+    o, c = _price(contract, bar.open, t1), _price(contract, bar.close, t1)
+    a, b = _price(contract, bar.high, t1), _price(contract, bar.low, t1)
+    return dataclasses.replace(bar, open=o, high=max(a, b), low=min(a, b), close=c,
+                               volume=0.0, wap=c, count=0)
+
+
+def option_history(market: Any, contract: SimContract, end: int, duration: str,
+                   bar_size: str, now: int) -> list:
+    """Return the option's TRADES bars of a reqHistoricalData request: the underlying's bars
+    priced at each bar's end (a daily bar at 16:00 New York of its day), only bars that start
+    before the expiry's 16:00 (IB has no prices after expiry). Raises what the underlying's
+    request raises (HistoricalDataError)."""
+    und = underlying_of(contract)
+    if und is None:
+        return []
+    from bt_ibkr.gateway_sim.marketdata import bar_step
+    step = bar_step(" ".join(bar_size.split()))
+    expiry_end = expiry_close_epoch(contract)
+    out = []
+    for bar in market.historical(und, end, duration, bar_size, "TRADES", now):
+        if bar.start >= expiry_end:
+            break
+        if step:
+            t = bar.start + step
+        else:
+            t = int(datetime.combine(bar.day, time(16, 0), _NY).timestamp()) if bar.day \
+                else bar.start
+        t = min(t, now, expiry_end)
+        o, c = _price(contract, bar.open, t), _price(contract, bar.close, t)
+        a, b = _price(contract, bar.high, t), _price(contract, bar.low, t)
+        out.append(dataclasses.replace(bar, open=o, high=max(a, b), low=min(a, b), close=c,
+                                       volume=0.0, wap=c, count=0))
+    return out
+
+
+def expiry_close_epoch(contract: SimContract) -> int:
+    """Return the epoch second of 16:00 New York on ``contract``'s expiry date."""
+    d = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
+    return int(datetime.combine(d, time(16, 0), _NY).timestamp())
+
+
+def option_day_stats(market: Any, contract: SimContract, t: int) -> dict[str, float] | None:
+    """Return the session's open/high/low/prior close of the option, priced at ``t``."""
+    und = underlying_of(contract)
+    st = market.day_stats(und, t) if und is not None else None
+    if st is None:
+        return None
+    a, b = _price(contract, st["high"], t), _price(contract, st["low"], t)
+    return {"open": _price(contract, st["open"], t), "high": max(a, b), "low": min(a, b),
+            "close": _price(contract, st["close"], t), "volume": 0.0}
+
+
+def computation_fields(req_id: int, tick_type: int, contract: SimContract, price: float,
+                       spot: float, t: int) -> list:
+    """Return tickOptionComputation (21) for ``price`` of ``contract`` with the underlying at
+    ``spot`` (implied vol from ``price``; IB's sentinels for what cannot be computed)."""
+    years = years_to_expiry(contract, t)
+    iv = implied_vol(price, spot, contract.strike, years, contract.right)
+    greeks = bs_greeks(spot, contract.strike, years, contract.right, iv, OPTION_RATE) \
+        if iv is not None else None
+    g = greeks or {}
+    return [21, req_id, tick_type, 1 if tick_type in (13, 83) else 0,
+            iv if iv is not None else NOT_COMPUTED,
+            g.get("delta", NOT_COMPUTED_GREEK), price if price > 0 else NOT_COMPUTED,
+            0.0, g.get("gamma", NOT_COMPUTED_GREEK), g.get("vega", NOT_COMPUTED_GREEK),
+            g.get("theta", NOT_COMPUTED_GREEK), spot]
+
+
+def send_computations(market: Any, conn: Any, req_id: int, contract: SimContract, t: int,
+                      delayed: bool) -> None:
+    """Send the bid/ask/last/model tickOptionComputation messages of one subscription."""
+    und = underlying_of(contract)
+    uq = market.quote_at(und, t) if und is not None else None
+    q = market.quote_at(contract, t)
+    if uq is None or q is None:
+        return
+    years = years_to_expiry(contract, t)
+    model = bs_price(uq.last, contract.strike, years, contract.right, OPTION_VOL, OPTION_RATE)
+    base = 80 if delayed else 10
+    for k, price in enumerate((q.bid, q.ask, q.last, model)):
+        conn.send(computation_fields(req_id, base + k, contract, price, uq.last, t))
+
+
+def _fridays_after(start: date, count: int) -> list[date]:
+    d = start + timedelta(days=1)
+    while d.weekday() != 4:
+        d += timedelta(days=1)
+    return [d + timedelta(days=7 * k) for k in range(count)]
+
+
+def _monthlies_after(start: date, count: int) -> list[date]:
+    out, y, m = [], start.year, start.month
+    while len(out) < count:
+        f = third_friday(y, m)
+        if f > start:
+            out.append(f)
+        m += 1
+        if m > 12:
+            y, m = y + 1, 1
+    return out
+
+
+def spy_chain(start: date, spot: float, underlying: SimContract) -> list[SimContract]:
+    """Return the simulated option contracts on ``underlying`` (see the module docstring)."""
+    expiries = sorted(set(_fridays_after(start, 4)) | set(_monthlies_after(start, 2)))
+    center = 5.0 * round(spot / 5.0)
+    lo, hi = 5.0 * math.floor(0.8 * center / 5.0), 5.0 * math.ceil(1.2 * center / 5.0)
+    strikes = [lo + 5.0 * k for k in range(int((hi - lo) / 5.0) + 1)]
+    out = []
+    for i, exp in enumerate(expiries):
+        ymd = exp.strftime("%Y%m%d")
+        for j, k in enumerate(strikes):
+            for r, right in enumerate("CP"):
+                sym = underlying.symbol
+                local = f"{sym:<6}{exp:%y%m%d}{right}{int(round(k * 1000)):08d}"
+                out.append(SimContract(
+                    conId=800_000_000 + i * 10_000 + j * 2 + r, symbol=sym, secType="OPT",
+                    exchange="SMART", currency="USD", localSymbol=local, tradingClass=sym,
+                    lastTradeDateOrContractMonth=ymd, strike=k, right=right,
+                    multiplier=MULTIPLIER, longName=underlying.longName,
+                    timeZoneId=NEW_YORK, minTick=0.01, orderTypes="LMT,MKT,STP,STP LMT",
+                    validExchanges=OPTION_EXCHANGES, series=underlying.series or sym))
+    return out
+
+
+class OptionsDesk:
+    """Installs the chain into a GatewayServer and serves reqSecDefOptParams (78)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.chains: dict[int, list[SimContract]] = {}
+        self._start = server.clock.now()  # the chain is listed as of the server's start
+
+    def install(self) -> None:
+        """Register the SPY chain (built, priced at the start day's close, on the first lookup
+        that could concern options) and the 78 handler."""
+        self.server.contracts.add_lazy(self._build)
+        self.server.handlers[78] = self._on_sec_def_opt_params
+
+    def _build(self) -> list[SimContract]:
+        spy = next((c for c in BASE_CONTRACTS if c.symbol == "SPY" and c.secType == "STK"), None)
+        start = self._start
+        quote = self.server.market.quote_at(spy, int(start.timestamp())) if spy else None
+        if spy is None or quote is None:
+            return []
+        chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
+        self.chains[spy.conId] = chain
+        return chain
+
+    def on_step(self, t: int) -> None:
+        """At a clock step ``t``: settle every option position whose expiry (16:00 New York)
+        is past, as IB does overnight after expiry. In the money by $0.01 or more at the
+        underlying's expiry-day close: exercised (long) or assigned (short): the option leaves
+        at 0 and ``position x multiplier`` shares are bought (call long, put short) or sold
+        at the strike; otherwise it expires worthless. Options on an index are cash-settled at
+        intrinsic value. No execution report is sent."""
+        broker = self.server.broker
+        if broker is None or not hasattr(broker, "book_delivery"):
+            return
+        due = [p for p in broker.positions() if p.position and p.contract.secType == "OPT"
+               and expiry_close_epoch(p.contract) < t]
+        for pos in due:
+            self.settle(pos.contract, pos.position)
+
+    def settle(self, contract: SimContract, position: float) -> None:
+        """Settle ``position`` contracts of the expired option ``contract`` (see on_step)."""
+        broker = self.server.broker
+        und = underlying_of(contract)
+        q = self.server.market.quote_at(und, expiry_close_epoch(contract)) if und else None
+        spot = q.last if q is not None else None
+        value = 0.0 if spot is None else (max(spot - contract.strike, 0.0) if contract.right
+                                          == "C" else max(contract.strike - spot, 0.0))
+        mult = float(contract.multiplier or 100)
+        itm = round(value, 6) >= ITM_THRESHOLD
+        if itm and und is not None and und.secType == "IND":
+            broker.book_delivery(contract, -position, value)
+        elif itm and und is not None:
+            broker.book_delivery(contract, -position, 0.0)
+            shares = position * mult * (1 if contract.right == "C" else -1)
+            broker.book_delivery(und, shares, contract.strike)
+        else:
+            broker.book_delivery(contract, -position, 0.0)
+        log.info("option %s expired %s: %s %g (underlying %s)", contract.localSymbol,
+                 contract.lastTradeDateOrContractMonth,
+                 "exercised/assigned" if itm else "worthless", position, spot)
+
+    def _on_sec_def_opt_params(self, conn: Any, reader: FieldReader) -> None:
+        req_id = reader.int()
+        symbol = reader.str().upper()
+        reader.str()  # futFopExchange: only for future options
+        sec_type = reader.str().upper()
+        con_id = reader.int()
+        und = self.server.contracts.by_conid(con_id)
+        self.server.contracts.all()  # builds the chain on first use
+        chain = self.chains.get(con_id, []) if und is not None and und.symbol == symbol \
+            and und.secType == sec_type else []
+        if chain:
+            expiries = sorted({c.lastTradeDateOrContractMonth for c in chain})
+            strikes = sorted({c.strike for c in chain})
+            for exch in CHAIN_EXCHANGES:
+                conn.send([75, req_id, exch, con_id, chain[0].tradingClass, MULTIPLIER,
+                              len(expiries), *expiries, len(strikes), *strikes])
+        conn.send([76, req_id])
+
+
+def install(server: Any) -> OptionsDesk:
+    """Install the options desk on ``server`` and return it."""
+    desk = OptionsDesk(server)
+    desk.install()
+    return desk
+
+
+def now_epoch(server: Any) -> int:
+    """Return the server's simulated now as epoch seconds."""
+    return int(math.floor(server.clock.now().astimezone(UTC).timestamp()))

@@ -1,0 +1,55 @@
+"""An option held at the simulated gateway through its expiry: IB exercises an in-the-money
+one into shares at the strike and lets an out-of-the-money one expire (no execution report):
+what the real ib_async client sees in its positions and account."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from helpers.sim import wait_until
+from ib_async import IB, MarketOrder
+
+from bt_ibkr.gateway_sim.options import expiry_close_epoch
+from bt_ibkr.ib.contracts import make_contract
+
+EXPIRY = "20240105"
+
+
+@pytest.mark.slow
+def test_itm_call_is_exercised_into_shares_and_otm_put_expires_worthless(gateway_sim):
+    ib = IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=9, timeout=10)
+    try:
+        # strikes either side of SPY's close on the expiry day
+        spy_sim = gateway_sim.contracts.by_symbol("SPY", "STK")
+        call_sim = gateway_sim.contracts.matches(symbol="SPY", secType="OPT",
+                                                 lastTradeDateOrContractMonth=EXPIRY)[0]
+        spot = gateway_sim.market.quote_at(spy_sim, expiry_close_epoch(call_sim)).last
+        strike = 5.0 * math.floor(spot / 5.0) - 5.0  # call in the money, put out of it
+        call = make_contract(f"SPY-OPT-SMART-USD-{EXPIRY}-{strike:g}-C")
+        put = make_contract(f"SPY-OPT-SMART-USD-{EXPIRY}-{strike:g}-P")
+        ib.qualifyContracts(call, put)
+        trades = [ib.placeOrder(c, MarketOrder("BUY", 2)) for c in (call, put)]
+        wait_until(lambda: all(t.orderStatus.status in ("Submitted", "Filled") for t in trades),
+                   ib.sleep)
+        gateway_sim.advance(seconds=5)  # (next_bar fill mode: market orders fill at the open)
+        wait_until(lambda: all(t.orderStatus.status == "Filled" for t in trades)
+                   and len(ib.positions()) == 2, ib.sleep)
+        cash_after_buys = gateway_sim.broker.cash
+        assert {(p.contract.conId, p.position) for p in ib.positions()} == {
+            (call.conId, 2), (put.conId, 2)}
+        # to the session after the expiry (Friday 2024-01-05 -> Monday 2024-01-08)
+        gateway_sim.advance_days(4)
+        assert gateway_sim.now() > datetime(2024, 1, 8, 14, 30, tzinfo=UTC)
+        wait_until(lambda: {(p.contract.symbol, p.contract.secType, p.position)
+                            for p in ib.positions() if p.position} == {("SPY", "STK", 200)},
+                   ib.sleep)
+        [pos] = [p for p in ib.positions() if p.position]
+        assert pos.avgCost == pytest.approx(strike)
+        # 200 shares paid at the strike; no execution for the exercise
+        assert gateway_sim.broker.cash == pytest.approx(cash_after_buys - 200 * strike)
+        assert len(gateway_sim.broker.executions()) == 2
+    finally:
+        ib.disconnect()
