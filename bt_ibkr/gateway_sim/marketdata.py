@@ -39,17 +39,10 @@ import pandas as pd
 from bt_ibkr.gateway_sim.clock import SimClock
 from bt_ibkr.gateway_sim.contracts_db import SessionSpec, session_for
 from bt_ibkr.gateway_sim.model import Quote, SimContract
-from bt_ibkr.ib.bars import BAR_SECONDS, DAY
+from bt_ibkr.ib.bars import BAR_SECONDS, bar_step  # noqa: F401 - bar_step re-exported
 
 HMDS = "Historical Market Data Service error message:"
 
-
-
-def bar_step(bar_size: str) -> int:
-    """Return the seconds of an intraday IB bar size, 0 for day/week/month bars (handled by
-    session); KeyError when IB has no such bar size."""
-    seconds = BAR_SECONDS[bar_size]
-    return seconds if seconds < DAY else 0
 
 
 WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK", "ADJUSTED_LAST")

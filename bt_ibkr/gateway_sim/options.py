@@ -126,7 +126,7 @@ def option_history(market: Any, contract: SimContract, end: int, duration: str,
     und = underlying_of(contract)
     if und is None:
         return []
-    from bt_ibkr.gateway_sim.marketdata import bar_step
+    from bt_ibkr.ib.bars import bar_step
     step = bar_step(" ".join(bar_size.split()))
     expiry_end = expiry_close_epoch(contract)
     out = []

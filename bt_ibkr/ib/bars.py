@@ -157,3 +157,10 @@ def duration_str(seconds: float) -> str:
     if seconds <= DAY:
         return f"{max(60, math.ceil(seconds))} S"
     return f"{math.ceil(seconds / DAY)} D"
+
+
+def bar_step(bar_size: str) -> int:
+    """Return the seconds of an intraday IB bar size, 0 for day/week/month bars (handled by
+    session); KeyError when IB has no such bar size."""
+    seconds = BAR_SECONDS[bar_size]
+    return seconds if seconds < DAY else 0

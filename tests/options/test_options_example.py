@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bt_ibkr.options import OptionsBacktestBroker
-from strategies.options_example import ProtectedEnsemble, add_protective_puts, monthly_put_legs
+from examples.protective_put import ProtectedEnsemble, add_protective_puts, monthly_put_legs
 
 
 class Book(bt.Analyzer):

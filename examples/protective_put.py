@@ -12,7 +12,7 @@ Option prices are Black-Scholes from the underlying at a fixed volatility
 (``bt_ibkr.options.feed``): an illustration of the mechanics (contracts, multiplier, roll,
 expiry), not a statement about what puts cost in the market.
 
-Run: ``python -m strategies.options_example`` (the SPY sample, 2007-2009).
+Run: ``python -m examples.protective_put`` (the SPY sample, 2007-2009).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import pandas as pd
 
 from bt_ibkr.options.expiry import ExpiryRule, OptionCommInfo, OptionsBacktestBroker
 from bt_ibkr.options.feed import option_frame
-
-from .ensemble import RegimeAwareEnsemble
+from strategies.ensemble import RegimeAwareEnsemble
 
 __all__ = ["ProtectedEnsemble", "PutLeg", "add_protective_puts", "monthly_put_legs"]
 
