@@ -221,8 +221,8 @@ class ContractDB:
         if conId and int(conId) > 0:
             found = self.by_conid(int(conId))
             return [found] if found else []
-        if self._lazy and (secType or "").upper() in ("", "OPT"):
-            self._load()
+        if self._lazy and ((secType or "").upper() == "OPT" or strike or right):
+            self._load()  # only a request that names an option builds the chain
         sym = (symbol or "").strip().upper()
         sym = SYMBOL_ALIASES.get(sym, sym)
         local = (localSymbol or "").strip().upper()

@@ -8,6 +8,7 @@ import threading
 import backtrader as bt
 
 from bt_ibkr.ib.store import IBStore
+from feeds import IBData  # noqa: F401 - registers the IB feed that store.getdata returns
 from helpers.sim import poll_until as wait_until
 
 HANG = 60
