@@ -19,7 +19,7 @@ import backtrader as bt
 import pandas as pd
 
 from analyzers.equity import gross_exposure
-from analyzers.quantstats_fixes import clean_report_html, report_context
+from analyzers.quantstats_fixes import clean_report_html, report_context, skip_unused_charts
 from analyzers.regime import RegimeReport, build_report
 from analyzers.sections import (
     REGIME_COLORS,
@@ -132,6 +132,9 @@ def write_tearsheet(
     Raises:
         ValueError: the period has fewer than two days of equity.
     """
+    from bt_ibkr.tearsheet_worker import matplotlib_cache_dir
+
+    matplotlib_cache_dir()  # before matplotlib's first import: its font list built once
     if returns is None:
         returns = period_returns(values, warmup_bars)
     if len(returns) < 2:
@@ -147,7 +150,8 @@ def write_tearsheet(
         # write the report without the comparison rather than no report at all.
         log.warning("strategy returns are flat (no trades?): tearsheet written without benchmark")
         bench = None
-    with quiet_reporting(), report_context(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_reporting(), report_context(), skip_unused_charts(), \
+            tempfile.TemporaryDirectory() as tmp:
         import quantstats as qs
 
         template = Path(tmp) / "report.html"
