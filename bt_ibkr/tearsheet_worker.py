@@ -284,6 +284,12 @@ class TearsheetWorker:
         self._sender.start()
         return TearsheetJob(self, kwargs)
 
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs, else None."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def ready(self) -> bool:
         """True when a reply (or the worker's end) is waiting to be received."""
         import select
