@@ -183,7 +183,7 @@ def write_tearsheet(
         )
         text = text.replace(
             _SUMMARY_MARK,
-            (summary_table(summary_rows, benchmark_title=benchmark_title, notes=notes)
+            (summary_table(summary_rows, benchmark_title=benchmark_title, notes=notes or [])
              if summary_rows else ""),
         )
         text = text.replace(

@@ -1,6 +1,6 @@
 """End-to-end time of ``python -m examples.backtest``, as ratios to a bare interpreter start.
 
-    python -m bench.cli [--repeats N] [--args "CLI ARGS"]
+    python -m bench.cli [--repeats N] [--args "CLI ARGS"] [--before PATH]
 
 Runs, interleaved ``--repeats`` times, each as a whole new process in one scratch folder (its
 own empty bar cache, its own logs and reports; the machine's network as it is, so by default
@@ -12,6 +12,11 @@ the CLI serves the embedded sample when Yahoo is unreachable):
 - ``report_in_process``: the same with ``BT_IBKR_REPORT_WORKER=0`` (rendered in the CLI's
   process, as before the worker existed).
 
+``--before PATH`` (another checkout of the project, e.g. the commit before a change) adds
+``before_no_report`` and ``before_report``: the same two CLI runs from that tree, interleaved
+with the others, and the ratios ``no_report_vs_before`` and ``report_vs_before`` (this tree's
+median wall / that tree's).
+
 Wall time is what a user waits; CPU time (user + system of the process and its children) is
 what it costs the machine. Each figure is the median over the repeats; a ratio is a run's median
 over the baseline's median of the same invocation, so a slower or busier machine largely
@@ -21,6 +26,7 @@ cancels out. Prints ONE JSON object:
     {no_report,report,report_in_process}_ratio (wall / baseline wall),
     same_output (the report run prints the same lines with and without the worker),
     final_value (the summary's final value line)
+    [before_{no_report,report}_{wall,cpu}_s, {no_report,report}_vs_before]
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def run(repeats: int = 3, extra: list[str] | None = None) -> dict:
+def run(repeats: int = 3, extra: list[str] | None = None, before: Path | None = None) -> dict:
     """Run the benchmark and return its JSON-ready result (see the module docstring)."""
     import resource
 
@@ -64,6 +70,10 @@ def run(repeats: int = 3, extra: list[str] | None = None) -> dict:
         "report": (cli, {}),
         "report_in_process": (cli, {"BT_IBKR_REPORT_WORKER": "0"}),
     }
+    if before is not None:
+        other = {"PYTHONPATH": str(Path(before).resolve())}
+        variants["before_no_report"] = ([*cli, "--no-report"], other)
+        variants["before_report"] = (cli, other)
     walls: dict[str, list[float]] = {k: [] for k in variants}
     cpus: dict[str, list[float]] = {k: [] for k in variants}
     outputs: dict[str, str] = {}
@@ -93,6 +103,9 @@ def run(repeats: int = 3, extra: list[str] | None = None) -> dict:
         result[f"{k}_cpu_s"] = round(cpu[k], 3)
     for k in ("no_report", "report", "report_in_process"):
         result[f"{k}_ratio"] = round(med[k] / med["baseline"], 1)
+    if before is not None:
+        for k in ("no_report", "report"):
+            result[f"{k}_vs_before"] = round(med[k] / med[f"before_{k}"], 3)
     result["same_output"] = outputs["report"] == outputs["report_in_process"]
     result["final_value"] = next((" ".join(line.strip("│ ").split()) for line in
                                   outputs["report"].splitlines() if "final value" in line), None)
@@ -103,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cli",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (default 3)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout to time the same CLI runs from, interleaved")
     parser.add_argument("--args", default="",
                         help='extra arguments for the CLI, e.g. "--source sample" (default none)')
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    json.dump(run(args.repeats, shlex.split(args.args)), sys.stdout)
+    json.dump(run(args.repeats, shlex.split(args.args), args.before), sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -27,6 +27,7 @@ import logging
 import os
 import tempfile
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,36 @@ class _Collect(logging.Handler):
         self.records.append((record.name, record.levelno, record.getMessage()))
 
 
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until one of its attributes is read: then the
+    real module is imported (replacing this one in ``sys.modules``) and answers."""
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+        import sys
+
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _defer_import(name: str) -> None:
+    """Let ``import name`` succeed at once and import the module on first attribute use;
+    nothing when it is imported already or not installed."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        sys.modules[name] = _ImportedOnFirstUse(name)
+
+
 def _warm_up() -> int:
-    """Import what a report needs (in the worker, while the caller works); return the pid."""
+    """Import what a report needs (in the worker, while the caller works); return the pid.
+
+    quantstats imports yfinance at its top (about half a second) for downloads that a report
+    of given return series never makes: in the worker that import waits for a first use.
+    """
+    _defer_import("yfinance")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

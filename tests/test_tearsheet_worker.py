@@ -123,13 +123,12 @@ def test_a_refusal_crosses_the_process_as_the_same_error(worker, tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_a_dead_worker_still_gives_the_report(inputs, tmp_path, caplog):
+def test_a_worker_that_dies_mid_job_still_gives_the_report(inputs, tmp_path, caplog):
     w = TearsheetWorker()
-    w.start()
-    assert w.pid is not None
-    os.kill(w.pid, signal.SIGKILL)
+    job = w.submit(output=tmp_path / "d.html", **inputs)
+    os.kill(w.pid, signal.SIGKILL)  # long before it can answer (imports + render take seconds)
     with caplog.at_level(logging.WARNING, logger="bt_ibkr"):
-        path = w.submit(output=tmp_path / "d.html", **inputs).result()
+        path = job.result()
     w.close()
     assert path.stat().st_size > 100_000
     assert any("tearsheet worker failed" in r.message for r in caplog.records)
@@ -174,3 +173,17 @@ def test_a_secret_set_after_the_worker_started_is_masked_on_the_page(
     path = worker.submit(output=tmp_path / "s.html", title=f"run {secret}", **inputs).result()
     page = path.read_text(encoding="utf-8")
     assert secret not in page and "run ***" in page
+
+
+def test_the_worker_imports_yfinance_only_when_used():
+    """quantstats imports yfinance (half a second) for downloads a report never makes: the
+    worker's warm-up leaves it unimported until an attribute is read, then it is the real one."""
+    code = ("import sys, bt_ibkr.tearsheet_worker as w; w._warm_up(); "
+            "a = 'yfinance.base' in sys.modules; import quantstats, yfinance; "
+            "f = yfinance.download; print(a, 'yfinance.base' in sys.modules, "
+            "sys.modules['yfinance'].__file__ is not None, callable(f))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300, check=True)
+    assert out.stdout.split() == ["False", "True", "True", "True"]
