@@ -7,7 +7,9 @@
     python -m examples.backtest --source sample --ablation      # each sleeve, static weights, B&H
 
 A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input, with one line that
-names it, before any work is done.
+names it, before any work is done. The summary is printed as soon as the run ends; the
+tearsheet is rendered meanwhile in a worker process (bt_ibkr.tearsheet_worker) started first
+thing, and its line follows once it is written (``BT_IBKR_REPORT_WORKER=0``: rendered here).
 """
 
 from __future__ import annotations
