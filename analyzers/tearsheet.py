@@ -156,10 +156,12 @@ def write_tearsheet(
 
         template = Path(tmp) / "report.html"
         template.write_text(_template(), encoding="utf-8")
+        # quantstats writes its page unmasked: into the temporary folder, never at ``output``
+        page = Path(tmp) / "page.html"
         qs.reports.html(
             returns,
             benchmark=bench,
-            output=str(output),
+            output=str(page),
             title=title,
             strategy_title="Strategy",
             benchmark_title=benchmark_title,
@@ -173,7 +175,7 @@ def write_tearsheet(
             sections += regime_section(regime_report, kept)
         if ablation:
             sections += ablation_section(ablation, ablation_note)
-        text = clean_report_html(output.read_text(encoding="utf-8"), title=title,
+        text = clean_report_html(page.read_text(encoding="utf-8"), title=title,
                                  benchmark=benchmark_title)
         text = text.replace("\ufe6a", "%")  # quantstats' "CAGR\ufe6a" (small percent sign)
         text = text.replace(

@@ -187,3 +187,26 @@ def test_the_worker_imports_yfinance_only_when_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=300, check=True)
     assert out.stdout.split() == ["False", "True", "True", "True"]
+
+
+def test_quantstats_never_writes_its_unmasked_page_at_the_output(inputs, tmp_path, monkeypatch):
+    """quantstats writes its page before bt_ibkr masks it: that draft goes to a temporary
+    folder, so the output path only ever holds the masked page."""
+    import quantstats
+
+    from analyzers.tearsheet import write_tearsheet
+
+    secret = "hunter2-very-secret"
+    monkeypatch.setenv("TWS_PASSWORD", secret)
+    drafts: list[str] = []
+    html = quantstats.reports.html
+
+    def recording(*args, **kwargs):
+        drafts.append(kwargs["output"])
+        return html(*args, **kwargs)
+
+    monkeypatch.setattr(quantstats.reports, "html", recording)
+    out = tmp_path / "m.html"
+    write_tearsheet(output=out, title=f"run {secret}", **inputs)
+    assert drafts and all(Path(d).resolve() != out.resolve() for d in drafts)
+    assert secret not in out.read_text(encoding="utf-8")
