@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Iterator
 
-__all__ = ["clean_report_html", "exact_percent", "report_context"]
+__all__ = ["clean_report_html", "exact_percent", "report_context", "skip_unused_charts"]
 
 _DROPPED_CHARTS = ("log_returns", "vol_returns")
 _DROPPED_ROWS = ("Treynor Ratio",)
@@ -95,6 +95,37 @@ def report_context() -> Iterator[None]:
             yield
     finally:
         Figure.savefig = original
+
+
+@contextlib.contextmanager
+def skip_unused_charts() -> Iterator[None]:
+    """Inside this block ``quantstats.reports.html`` does not draw the charts that never reach
+    the page: the log-scaled and the volatility-matched returns charts (removed by
+    :func:`clean_report_html`) and its EOY returns chart (bt_ibkr's template has no slot for
+    it: :func:`analyzers.sections.eoy_chart_svg` takes its place). Each is about a tenth of
+    the report's time. Their slots stay empty and are removed as before, so the page is the
+    same. Undone after the block."""
+    import quantstats.plots as plots
+
+    saved = {name: getattr(plots, name) for name in ("log_returns", "yearly_returns", "returns")}
+    draw_returns = saved["returns"]
+
+    def skipped(*_args, **_kwargs):
+        return None
+
+    def returns(*args, **kwargs):
+        if kwargs.get("match_volatility"):
+            return None  # the volatility-matched chart
+        return draw_returns(*args, **kwargs)
+
+    plots.log_returns = skipped
+    plots.yearly_returns = skipped
+    plots.returns = returns
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(plots, name, fn)
 
 
 def _cells(row: str) -> list[str]:

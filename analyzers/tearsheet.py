@@ -19,7 +19,7 @@ import backtrader as bt
 import pandas as pd
 
 from analyzers.equity import gross_exposure
-from analyzers.quantstats_fixes import clean_report_html, report_context
+from analyzers.quantstats_fixes import clean_report_html, report_context, skip_unused_charts
 from analyzers.regime import RegimeReport, build_report
 from analyzers.sections import (
     REGIME_COLORS,
@@ -132,6 +132,9 @@ def write_tearsheet(
     Raises:
         ValueError: the period has fewer than two days of equity.
     """
+    from bt_ibkr.tearsheet_worker import matplotlib_cache_dir
+
+    matplotlib_cache_dir()  # before matplotlib's first import: its font list built once
     if returns is None:
         returns = period_returns(values, warmup_bars)
     if len(returns) < 2:
@@ -147,15 +150,18 @@ def write_tearsheet(
         # write the report without the comparison rather than no report at all.
         log.warning("strategy returns are flat (no trades?): tearsheet written without benchmark")
         bench = None
-    with quiet_reporting(), report_context(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_reporting(), report_context(), skip_unused_charts(), \
+            tempfile.TemporaryDirectory() as tmp:
         import quantstats as qs
 
         template = Path(tmp) / "report.html"
         template.write_text(_template(), encoding="utf-8")
+        # quantstats writes its page unmasked: into the temporary folder, never at ``output``
+        page = Path(tmp) / "page.html"
         qs.reports.html(
             returns,
             benchmark=bench,
-            output=str(output),
+            output=str(page),
             title=title,
             strategy_title="Strategy",
             benchmark_title=benchmark_title,
@@ -169,7 +175,7 @@ def write_tearsheet(
             sections += regime_section(regime_report, kept)
         if ablation:
             sections += ablation_section(ablation, ablation_note)
-        text = clean_report_html(output.read_text(encoding="utf-8"), title=title,
+        text = clean_report_html(page.read_text(encoding="utf-8"), title=title,
                                  benchmark=benchmark_title)
         text = text.replace("\ufe6a", "%")  # quantstats' "CAGR\ufe6a" (small percent sign)
         text = text.replace(
@@ -179,7 +185,7 @@ def write_tearsheet(
         )
         text = text.replace(
             _SUMMARY_MARK,
-            (summary_table(summary_rows, benchmark_title=benchmark_title, notes=notes)
+            (summary_table(summary_rows, benchmark_title=benchmark_title, notes=notes or [])
              if summary_rows else ""),
         )
         text = text.replace(

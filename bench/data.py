@@ -16,7 +16,18 @@ every window scaled by F (60 requests per 600*F s; the provider adds a 1 s safet
 that window, which then dominates source_s).
 
 Prints ONE JSON object: symbols, years, bars, requests, pacing_violations, source_s, cache_s,
-speedup = source_s / cache_s, plus identical (the cached frames equal the fetched ones).
+speedup = source_s / cache_s, plus identical (the cached frames equal the fetched ones), and
+``cache_breakdown``: where a cache run's time goes, each part timed alone over all symbols after
+the timed runs (seconds):
+
+- ``connect_s``: opening the API session of a new provider (the cache run needs it: bars from
+  the simulator are filed apart from IB's, so the provider asks the gateway who it is first);
+- ``coverage_s``: the coverage checks (``BarCache.missing``: the JSON sidecars);
+- ``load_s``: ``BarCache.load``: parquet read, integrity check (schema, rows, SHA-256 of the
+  values), frame built and cut to the range;
+- ``parquet_read_s``: pyarrow reading the same files and nothing else (the floor of load_s);
+- ``full_validation_s``: what load_s would be if every read re-ran the row rules of
+  bt_ibkr.validation on a pandas read (as reads did before the integrity record).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ import tempfile
 import time
 from datetime import date
 
-from bt_ibkr.cache import BarCache
+from bt_ibkr.cache import BarCache, CacheKey
 from bt_ibkr.data.provider import IBKRDataProvider
 from bt_ibkr.gateway_sim import GatewaySim
 
@@ -51,6 +62,37 @@ def add_symbols(sim: GatewaySim, count: int) -> list[str]:
             longName=f"SYNTHETIC STOCK {k}", series=sym))
         symbols.append(sym)
     return symbols
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def cache_breakdown(cache: BarCache, keys: list[CacheKey], start: date, end: date) -> dict:
+    """Time each part of serving ``keys`` from ``cache`` alone (see the module docstring)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bt_ibkr.validation import validate_bars
+
+    def parquet_only() -> None:
+        for k in keys:
+            pq.ParquetFile(pa.BufferReader(cache.path_for(k).read_bytes())).read(
+                use_threads=False)
+
+    def full_validation() -> None:
+        for k in keys:
+            validate_bars(pd.read_parquet(cache.path_for(k)), "bench", intraday=k.intraday)
+
+    return {
+        "coverage_s": round(_timed(lambda: [cache.missing(k, start, end) for k in keys]), 4),
+        "load_s": round(_timed(lambda: [cache.load(k, start, end) for k in keys]), 4),
+        "parquet_read_s": round(_timed(parquet_only), 4),
+        "full_validation_s": round(_timed(full_validation), 4),
+    }
 
 
 def run(n_symbols: int = 50, years: int = 10, pacing_scale: float = 0.0,
@@ -80,6 +122,12 @@ def run(n_symbols: int = 50, years: int = 10, pacing_scale: float = 0.0,
             cache_s = time.perf_counter() - t0
             sources = set(provider.last_sources.values())
         extra = len(sim.requests_named("reqHistoricalData")) - requests
+        with IBKRDataProvider(port=sim.port, client_id=43, cache=cache, progress=False,
+                              fallback_to_yfinance=False) as provider:
+            connect_s = _timed(provider.connect)
+            keys = [provider.history.cache_key(s, "1 day", "TRADES", True) for s in symbols]
+        breakdown = {"connect_s": round(connect_s, 4),
+                     **cache_breakdown(cache, keys, start, end)}
     identical = all(cached[s].equals(fetched[s]) for s in symbols)
     return {
         "symbols": len(symbols),
@@ -94,6 +142,7 @@ def run(n_symbols: int = 50, years: int = 10, pacing_scale: float = 0.0,
         "speedup": round(source_s / cache_s, 2) if cache_s > 0 else None,
         "cache_run_sources": sorted(sources),
         "identical": identical,
+        "cache_breakdown": breakdown,
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,7 +34,6 @@ import pandas as pd
 
 from analyzers.orders import Fill
 from analyzers.regime import RegimeReport
-from analyzers.tearsheet import write_tearsheet
 from bt_ibkr.backtest_run import (  # the engine, re-exported: the public backtest API
     BacktestConfig,
     RunRecord,
@@ -231,12 +230,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"
 
 
-def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
+def run_backtest(config: BacktestConfig, history: Any = None, *,
+                 on_summary: Callable[[BacktestResult], None] | None = None,
+                 report_worker: bool = True) -> BacktestResult:
     """Run one backtest and return its BacktestResult (also writes the report/JSON if asked).
 
     ``history`` (a bt_ibkr.data.history.HistoryResult) skips loading; by default the bars are
     loaded as ``config`` says. Everything that can be checked without running is checked
     first: config values, output paths, then bar counts against the strategy's warm-up.
+
+    The tearsheet is rendered in a separate process (bt_ibkr.tearsheet_worker), started
+    before the bars are loaded so that its imports overlap the run; ``report_worker`` False
+    renders it in this process instead (the same page). ``on_summary`` is called with the
+    result as soon as the summary is known, while the tearsheet is still being written (its
+    ``report`` is then None and ``summary`` has no "report" yet); meanwhile a transient
+    progress line shows on stderr (``config.progress``, on a terminal). The JSON is written once the
+    tearsheet is, so it names the report.
 
     Raises:
         ConfigError: a bad config value (dates, cash, costs, params) or an unwritable output.
@@ -247,6 +256,12 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
 
     config.validate()
     check_outputs(config.output_paths())
+    worker = None
+    if config.write_report and report_worker:
+        from bt_ibkr.tearsheet_worker import shared_worker
+
+        worker = shared_worker()
+        worker.start()  # its imports run while the bars load and the strategy runs
     strategy_cls = config.strategy_class()
     params = config.strategy_params()
     warmup = warmup_bars(strategy_cls, params)
@@ -346,37 +361,63 @@ def run_backtest(config: BacktestConfig, history: Any = None) -> BacktestResult:
             summary["ablation_skipped"] = list(ablation.skipped)
 
     report: Path | None = None
+    job = None
     if config.write_report:
         report = config.report or Path("reports") / (
             f"backtest-{_slug(','.join(symbols))}-{summary['start']}-{summary['end']}.html"
         )
+        tearsheet_args = dict(
+            values=values,
+            output=report,
+            benchmark=bench,
+            benchmark_title="Buy & hold",
+            title=f"{strategy_cls.__name__} on {', '.join(symbols)}",
+            regime_report=perf.regimes,
+            warmup_bars=warmup,
+            summary_rows=summary_rows(summary),
+            notes=summary["range_notes"] + summary["notes"],
+            ablation=summary.get("ablation"),
+            ablation_note="; ".join(summary.get("ablation_skipped", [])),
+            parameters={"Base currency": _base_text(summary),
+                        "Costs": costs_text(summary),
+                        **({"Futures": _futures_line(summary)} if config.futures else {})},
+        )
+        if worker is not None:
+            job = worker.submit(**tearsheet_args)
+        else:
+            from bt_ibkr.tearsheet_worker import TearsheetJob
+
+            job = TearsheetJob(None, tearsheet_args)  # renders here when asked for
+
+    def result(report: Path | None) -> BacktestResult:
+        return BacktestResult(
+            summary=summary, fills=record.fills, regimes=perf.regimes, values=values,
+            report=report, message=history.message, returns=returns, benchmark=bench,
+            ablation=ablation,
+        )
+
+    if on_summary is not None:
+        on_summary(result(None))
+    if job is not None:
         try:
-            report = write_tearsheet(
-                values,
-                report,
-                benchmark=bench,
-                benchmark_title="Buy & hold",
-                title=f"{strategy_cls.__name__} on {', '.join(symbols)}",
-                regime_report=perf.regimes,
-                warmup_bars=warmup,
-                summary_rows=summary_rows(summary),
-                notes=summary["range_notes"] + summary["notes"],
-                ablation=summary.get("ablation"),
-                ablation_note="; ".join(summary.get("ablation_skipped", [])),
-                parameters={"Base currency": _base_text(summary),
-                            "Costs": costs_text(summary),
-                            **({"Futures": _futures_line(summary)} if config.futures else {})},
-            )
+            if job.done():
+                report = job.result()
+            else:
+                import sys
+
+                from bt_ibkr.progress import progress
+
+                # a live line on a terminal only (rich leaves a blank line on a pipe)
+                shown = config.progress and sys.stderr.isatty()
+                with progress(None, "tearsheet: rendering", enabled=shown):
+                    report = job.result()
             summary["report"] = str(report)
         except ValueError as exc:  # e.g. intraday bars spanning fewer than 2 days
             log.warning("no tearsheet written to %s: %s", report, exc)
             report = None
     if config.json_path:
         write_json(summary, config.json_path)  # the environment's secrets masked
-    return BacktestResult(
-        summary=summary, fills=record.fills, regimes=perf.regimes, values=values, report=report,
-        message=history.message, returns=returns, benchmark=bench, ablation=ablation,
-    )
+    return result(report)
 
 
 def _base_text(summary: dict[str, Any]) -> str:

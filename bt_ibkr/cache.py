@@ -12,10 +12,19 @@ which sub-ranges of a request still need fetching; ``store()`` merges new rows (
 overlap) and adds the interval. Both files are written atomically (temp file + ``os.replace``).
 A parquet or sidecar file that cannot be read is renamed to ``*.corrupt`` with a warning that
 names it, and the cache treats the key as empty.
+
+Validation happens on write: ``store()`` validates the bars (bt_ibkr.validation) and records in
+the parquet file's own metadata (key ``bt_ibkr``) the format version, the row count and a
+SHA-256 of the bar values as written. A read then checks only what can change on disk since:
+the schema (column names and types, the index's zone), the row count and the digest of the
+values read back, which catches a truncated, corrupted or edited file without re-running the
+row rules (a mismatch is treated as corrupt, like an unreadable file). Files without that
+record (written by an older version, or by hand) are validated in full on every read.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,12 +35,14 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bt_ibkr.errors import ConfigError
-from bt_ibkr.validation import as_date, validate_bars
+from bt_ibkr.validation import BAR_COLUMNS, as_date, validate_bars
 
-__all__ = ["CACHE_DIR_ENV", "DEFAULT_CACHE_DIR", "BarCache", "CacheKey", "default_cache_dir"]
+__all__ = ["CACHE_DIR_ENV", "DEFAULT_CACHE_DIR", "FORMAT", "BarCache", "CacheIntegrityError",
+           "CacheKey", "default_cache_dir"]
 
 log = logging.getLogger("bt_ibkr.cache")
 
@@ -74,7 +85,7 @@ class CacheKey:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"CacheKey.{field} must be a non-empty string, got {value!r}")
 
-    @property
+    @functools.cached_property
     def stem(self) -> str:
         """File name without extension; safe on every file system and unique per key."""
         parts = (
@@ -121,6 +132,79 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+FORMAT = 2
+"""Version of the integrity record written into each parquet file's metadata."""
+
+_META_KEY = b"bt_ibkr"
+
+
+class CacheIntegrityError(ValueError):
+    """A cache file whose schema, row count or value digest differs from what was written."""
+
+
+def _digest(index_ns: np.ndarray, columns: list[np.ndarray]) -> str:
+    """SHA-256 of the bar values: the int64 nanosecond stamps, then each float64 column."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(index_ns, dtype="<i8").tobytes())
+    for values in columns:
+        h.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    return _digest(frame.index.asi8, [frame[c].to_numpy() for c in BAR_COLUMNS])
+
+
+def _to_parquet(frame: pd.DataFrame, path: str, intraday: bool) -> None:
+    """Write a validated canonical frame with its integrity record in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    record = {"format": FORMAT, "rows": len(frame), "intraday": bool(intraday),
+              "sha256": _frame_digest(frame)}
+    meta = dict(table.schema.metadata or {})
+    meta[_META_KEY] = json.dumps(record).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def _read_verified(path: Path, intraday: bool) -> pd.DataFrame | None:
+    """Return the canonical frame of a file written by :func:`_to_parquet`, checked against its
+    integrity record; None when the file has no record (validate it in full instead).
+
+    Raises CacheIntegrityError when the schema, row count or digest differ (and whatever
+    pyarrow raises for an unreadable file).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # ParquetFile on the file's bytes: about 2.5x faster than pq.read_table (the datasets
+    # layer) for a file of a few thousand rows
+    table = pq.ParquetFile(pa.BufferReader(path.read_bytes())).read(use_threads=False)
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None  # another format version: validate in full
+    stamp = pa.timestamp("ns", tz="UTC" if intraday else None)
+    expected = pa.schema([(c, pa.float64()) for c in BAR_COLUMNS] + [("datetime", stamp)])
+    if not table.schema.remove_metadata().equals(expected):
+        raise CacheIntegrityError(
+            f"schema {table.schema.remove_metadata()} is not the canonical bar schema")
+    if table.num_rows != record.get("rows") or table.num_rows == 0:
+        raise CacheIntegrityError(
+            f"{table.num_rows} rows where {record.get('rows')} were written")
+    index = table.column("datetime").to_numpy().view("i8")
+    columns = [table.column(c).to_numpy() for c in BAR_COLUMNS]
+    if _digest(index, columns) != record.get("sha256"):
+        raise CacheIntegrityError("the bar values differ from those written (digest mismatch)")
+    dt_index = pd.DatetimeIndex(index.view("M8[ns]"), name="datetime")
+    if intraday:
+        dt_index = dt_index.tz_localize("UTC")
+    return pd.DataFrame(dict(zip(BAR_COLUMNS, columns, strict=True)), index=dt_index)
+
+
 class BarCache:
     """Parquet store of canonical bar frames keyed by CacheKey (see the module docstring)."""
 
@@ -153,20 +237,32 @@ class BarCache:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     # -- coverage ------------------------------------------------------------------------------
+    def _meta(self, key: CacheKey) -> dict | None:
+        """Return the parsed sidecar of ``key`` (None when absent, when the bars are gone, or
+        when it is unreadable: then it is quarantined)."""
+        sidecar = self._sidecar(key)
+        try:
+            text = sidecar.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._quarantine(sidecar, exc)
+            return None
+        if not self.path_for(key).exists():
+            return None  # bars gone (or quarantined): coverage means nothing without them
+        try:
+            meta = json.loads(text)
+            meta["covered"] = [(date.fromisoformat(a), date.fromisoformat(b))
+                               for a, b in meta["covered"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._quarantine(sidecar, exc)
+            return None
+        return meta
+
     def coverage(self, key: CacheKey) -> list[tuple[date, date]]:
         """Return the merged, sorted, inclusive date intervals recorded as covered for ``key``."""
-        sidecar = self._sidecar(key)
-        if not sidecar.exists():
-            return []
-        if not self.path_for(key).exists():
-            return []  # bars gone (or quarantined): coverage means nothing without them
-        try:
-            meta = json.loads(sidecar.read_text())
-            intervals = [(date.fromisoformat(a), date.fromisoformat(b)) for a, b in meta["covered"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self._quarantine(sidecar, exc)
-            return []
-        return _merge_intervals(intervals)
+        meta = self._meta(key)
+        return _merge_intervals(meta["covered"]) if meta is not None else []
 
     def missing(self, key: CacheKey, start, end) -> list[tuple[date, date]]:
         """Return the sub-ranges of ``start``..``end`` (inclusive dates) not yet covered.
@@ -204,10 +300,9 @@ class BarCache:
         _atomic_write(self._sidecar(key), lambda tmp: Path(tmp).write_text(text))
 
     def _read_tz(self, key: CacheKey) -> str | None:
-        try:
-            return json.loads(self._sidecar(key).read_text()).get("tz")
-        except (OSError, ValueError, AttributeError):
-            return None
+        meta = self._meta(key)
+        tz = meta.get("tz") if meta is not None else None
+        return tz if isinstance(tz, str) else None
 
     def mark_covered(self, key: CacheKey, start, end) -> None:
         """Record ``start``..``end`` as covered without adding bars (a range with no sessions).
@@ -225,8 +320,11 @@ class BarCache:
         if not path.exists():
             return None
         try:
-            frame = pd.read_parquet(path)
-            return validate_bars(frame, f"cache {path}", intraday=key.intraday)
+            frame = _read_verified(path, key.intraday)
+            if frame is None:  # no integrity record (older file): the full row rules
+                frame = validate_bars(pd.read_parquet(path), f"cache {path}",
+                                      intraday=key.intraday)
+            return frame
         except Exception as exc:  # any unreadable or invalid file is a miss, never a crash
             self._quarantine(path, exc)
             return None
@@ -241,17 +339,21 @@ class BarCache:
         frame = self._read(key)
         if frame is None:
             return None
-        index = frame.index
+        stamps = frame.index.asi8
+        utc = frame.index.tz is not None
+        lo_i, hi_i = 0, len(stamps)
         if start is not None:
             lo = pd.Timestamp(as_date(start, "cache: start", ConfigError))
-            frame = frame.loc[index >= (lo.tz_localize("UTC") if index.tz is not None else lo)]
-            index = frame.index
+            lo_i = int(np.searchsorted(stamps, (lo.tz_localize("UTC") if utc else lo).value,
+                                       side="left"))
         if end is not None:
             hi = pd.Timestamp(as_date(end, "cache: end", ConfigError) + timedelta(days=1))
-            frame = frame.loc[index < (hi.tz_localize("UTC") if index.tz is not None else hi)]
-        if frame.empty:
+            hi_i = int(np.searchsorted(stamps, (hi.tz_localize("UTC") if utc else hi).value,
+                                       side="left"))
+        if hi_i <= lo_i:
             return None
-        out = frame.copy()
+        # a fresh frame read from disk: copy only when a slice would share its buffers
+        out = frame if (lo_i, hi_i) == (0, len(stamps)) else frame.iloc[lo_i:hi_i].copy()
         out.attrs = {
             "symbol": key.symbol,
             "source": "cache",
@@ -303,7 +405,7 @@ class BarCache:
         merged.attrs = {}
 
         path = self.path_for(key)
-        _atomic_write(path, lambda tmp: merged.to_parquet(tmp, engine="pyarrow"))
+        _atomic_write(path, lambda tmp: _to_parquet(merged, tmp, key.intraday))
         tz = frame.attrs.get("tz") or self._read_tz(key)
         self._write_coverage(key, intervals, tz)
         log.info("cache: stored %d bars for %s:%s (%s..%s) in %s",

@@ -8,7 +8,9 @@
     python -m examples.backtest --symbols EURUSD --csv eurusd.csv --fx EURUSD   # a forex pair
 
 A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input, with one line that
-names it, before any work is done.
+names it, before any work is done. The summary is printed as soon as the run ends; the
+tearsheet is rendered meanwhile in a worker process (bt_ibkr.tearsheet_worker) started first
+thing, and its line follows once it is written (``BT_IBKR_REPORT_WORKER=0``: rendered here).
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(summary: dict, message: str) -> None:
+def _print_summary(summary: dict, message: str, *, report_line: bool = True) -> None:
+    """Print the run summary; ``report_line`` False leaves out the closing "tearsheet:" line
+    (printed by :func:`_print_report_line` once the tearsheet is written)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -133,7 +137,16 @@ def _print_summary(summary: dict, message: str) -> None:
     console.print(f"regimes (bars): {regimes}")
     if summary.get("ablation"):
         _print_ablation(console, summary["ablation"], summary.get("ablation_skipped", []))
+    if report_line:
+        _print_report_line(summary, console)
+
+
+def _print_report_line(summary: dict, console=None) -> None:
     if summary.get("report"):
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
         console.print(f"tearsheet: {summary['report']}")
 
 
@@ -158,10 +171,20 @@ def main(argv: list[str] | None = None) -> int:
 
     Everything it prints and writes has the environment's secrets masked (bt_ibkr.redaction).
     """
+    from bt_ibkr.tearsheet_worker import shared_worker
+
+    raw = sys.argv[1:] if argv is None else list(argv)
+    if not {"--no-report", "-h", "--help"} & set(raw):
+        # start the tearsheet's process first: its imports (quantstats, matplotlib, about two
+        # seconds) then run while the arguments are read, the bars load and the strategy runs
+        shared_worker().start()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # a bad flag (one line printed) or --help
+        shared_worker().close()
         return exc.code if isinstance(exc.code, int) else 2
+    if args.no_report:
+        shared_worker().close()  # e.g. an abbreviated --no-rep
     try:
         log_path = setup_logging("backtest")
     except OSError as exc:
@@ -199,12 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             futures=futures_roots(args.futures),
             fx=fx_pairs(args.fx),
         )
-        result = run_backtest(config)
+        # the summary is printed as soon as it is known, while the tearsheet renders
+        result = run_backtest(config, on_summary=lambda r: _print_summary(
+            r.summary, r.message, report_line=False))
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.backtest").info("run failed: %s", exc)  # file only
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _print_summary(result.summary, result.message)
+    _print_report_line(result.summary)
     if args.json:
         print(f"summary: {args.json}")
     print(f"log: {log_path}")

@@ -8,7 +8,9 @@ runs when there is no network and no IB gateway.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 
@@ -65,13 +67,30 @@ def resolve_sample_symbol(symbol: str) -> str:
     )
 
 
+def _arch_data_file(symbol: str) -> Path:
+    """Return the path of the arch package's ``<module>.csv.gz`` for ``symbol``.
+
+    Found without importing ``arch``: its ``__init__`` imports arch.univariate, which pulls in
+    scipy.stats, statsmodels and matplotlib (over a second of start-up) for a CSV file.
+    Raises DataError when the arch package (or its data file) is not installed.
+    """
+    spec = importlib.util.find_spec("arch")
+    base = Path(next(iter(spec.submodule_search_locations or []), "")) if spec else None
+    path = base / "data" / _MODULES[symbol] / f"{_MODULES[symbol]}.csv.gz" if base else None
+    if path is None or not path.is_file():
+        raise DataError(f"the embedded sample needs the arch package's data file "
+                        f"arch/data/{_MODULES[symbol]}/{_MODULES[symbol]}.csv.gz, not found "
+                        f"({path or 'arch is not installed'}); pip install arch")
+    return path
+
+
 @functools.lru_cache(maxsize=2)
 def _load_arch(symbol: str) -> pd.DataFrame:
-    import importlib
-
-    module = importlib.import_module(f"arch.data.{_MODULES[symbol]}")
-    raw = module.load()
-    frame = raw[["Open", "High", "Low", "Close", "Volume"]].copy()
+    # what arch.data.<module>.load() returns (arch.data.utility.load_file), read directly
+    raw = pd.read_csv(_arch_data_file(symbol))
+    raw["Date"] = pd.to_datetime(raw["Date"])
+    raw = raw.set_index("Date")
+    frame = raw[["Open", "High", "Low", "Close", "Volume"]].apply(pd.to_numeric, errors="coerce")
     frame.columns = ["open", "high", "low", "close", "volume"]
     return validate_bars(
         frame,

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bt_ibkr.cache import BarCache, CacheKey, default_cache_dir
+from bt_ibkr.validation import validate_bars
 from feeds.sample import load_sample
 
 KEY = CacheKey(source="yahoo", symbol="^GSPC", bar_size="1 day", what_to_show="ADJUSTED_LAST",
@@ -111,3 +112,100 @@ def test_default_dir_honours_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("BT_IBKR_CACHE_DIR")
     monkeypatch.chdir(tmp_path)
     assert default_cache_dir() == tmp_path / ".cache" / "bt_ibkr" / "bars"
+
+
+# -- integrity: validated on write, checked cheaply on read ---------------------------------------
+
+
+def _rewrite_close(path: Path, pos: int, delta: float) -> None:
+    """Edit one close in place, keeping the file a valid parquet file with valid bars (the
+    integrity record in its metadata still describes the values as written)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    close = table.column("close").to_numpy().copy()
+    close[pos] += delta
+    i = table.schema.get_field_index("close")
+    pq.write_table(table.set_column(i, "close", pa.array(close)), path)
+
+
+def test_a_value_changed_on_disk_is_refused_and_kept_aside(tmp_path):
+    cache = BarCache(tmp_path)
+    frame = sample("2010-01-01", "2010-01-31")
+    cache.store(KEY, frame)
+    path = cache.path_for(KEY)
+    # a tiny change that keeps every row rule (high >= close >= low) true: only the digest sees it
+    row = frame.iloc[3]
+    room = min(row["high"] - row["close"], row["close"] - row["low"])
+    assert room > 0.01
+    _rewrite_close(path, 3, 0.001)
+    with pytest.warns(RuntimeWarning, match="digest mismatch"):
+        assert cache.load(KEY) is None
+    assert not path.exists() and Path(str(path) + ".corrupt").exists()
+    assert cache.missing(KEY, "2010-01-01", "2010-01-31") == [(date(2010, 1, 1), date(2010, 1, 31))]
+
+
+def test_a_truncated_file_is_refused(tmp_path):
+    cache = BarCache(tmp_path)
+    cache.store(KEY, sample("2010-01-01", "2010-12-31"))
+    path = cache.path_for(KEY)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        assert cache.load(KEY) is None
+    assert Path(str(path) + ".corrupt").exists()
+
+
+def test_rows_dropped_with_the_record_kept_are_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    cache = BarCache(tmp_path)
+    cache.store(KEY, sample("2010-01-01", "2010-01-31"))
+    path = cache.path_for(KEY)
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, 10), path)  # the metadata (and its record) goes along
+    with pytest.warns(RuntimeWarning, match="10 rows where 19 were written"):
+        assert cache.load(KEY) is None
+
+
+def test_a_file_without_the_record_is_validated_in_full(tmp_path):
+    """A parquet file written by an older version (plain to_parquet, no integrity record):
+    served when its bars are valid, refused when a row breaks a rule."""
+    cache = BarCache(tmp_path)
+    frame = sample("2010-01-01", "2010-01-31")
+    cache.store(KEY, frame)
+    path = cache.path_for(KEY)
+    plain = frame.copy()
+    plain.attrs = {}
+    plain.to_parquet(path, engine="pyarrow")
+    pd.testing.assert_frame_equal(cache.load(KEY), frame, check_freq=False)
+    broken = plain.copy()
+    broken.iloc[2, broken.columns.get_loc("high")] = broken.iloc[2]["low"] / 2
+    broken.to_parquet(path, engine="pyarrow")
+    with pytest.warns(RuntimeWarning, match="high .* is below"):
+        assert cache.load(KEY) is None
+
+
+def test_intraday_round_trip_keeps_utc_and_values(tmp_path):
+    cache = BarCache(tmp_path)
+    key = CacheKey(source="ibkr", symbol="SPY", bar_size="5 mins")
+    idx = pd.date_range("2024-01-02 14:30", periods=40, freq="5min", tz="UTC", name="datetime")
+    base = pd.Series(range(40), index=idx, dtype="float64") / 10 + 470
+    frame = pd.DataFrame({"open": base, "high": base + 0.5, "low": base - 0.5, "close": base + 0.1,
+                          "volume": 1000.0}, index=idx)
+    cache.store(key, frame)
+    got = cache.load(key)
+    assert str(got.index.tz) == "UTC"
+    expected = validate_bars(frame, "expected", intraday=True)  # canonical: ns stamps
+    pd.testing.assert_frame_equal(got, expected, check_freq=False)
+
+
+def test_a_loaded_frame_is_writable_and_does_not_touch_the_cache(tmp_path):
+    cache = BarCache(tmp_path)
+    frame = sample("2010-01-01", "2010-01-31")
+    cache.store(KEY, frame)
+    got = cache.load(KEY)
+    got.loc[got.index[0], "close"] = -1.0  # a caller may scribble on its copy
+    again = cache.load(KEY)
+    assert again["close"].iloc[0] == frame["close"].iloc[0]

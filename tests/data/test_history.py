@@ -223,3 +223,22 @@ def test_csv_source_and_disjoint_dates(tmp_path):
     with pytest.raises(DataError, match=r"spy_daily .* and OLD .* have no dates in common"):
         load_history(HistoryRequest(source="csv", csv_paths=[DATA / "spy_daily.csv", other],
                                     progress=False))
+
+
+def test_sample_equals_arch_data_and_loads_without_importing_arch(spx, ndx):
+    """The embedded sample is arch's own data file, read without importing the arch package
+    (whose __init__ pulls in scipy.stats, statsmodels and matplotlib: over a second)."""
+    import subprocess
+    import sys
+
+    from feeds.sample import load_sample
+
+    for symbol, ref in (("^GSPC", spx), ("^IXIC", ndx)):
+        got = load_sample(symbol)
+        np.testing.assert_array_equal(got.to_numpy(), ref.to_numpy(dtype="float64"))
+        assert (got.index == pd.DatetimeIndex(ref.index)).all()
+    code = ("import sys; from feeds.sample import load_sample; f = load_sample('^GSPC'); "
+            "print(len(f), 'arch' in sys.modules, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], check=True, timeout=120)
+    assert out.stdout.split() == [str(len(spx)), "False", "False"]
