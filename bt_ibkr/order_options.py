@@ -148,16 +148,20 @@ class OrderOptions:
                                   "the Adaptive algo works in the regular session, not in an "
                                   "auction; drop one")
             priority = "Normal" if priority is None else priority
-            wanted = {p.lower(): p for p in ADAPTIVE_PRIORITIES}
-            if not isinstance(priority, str) or priority.lower() not in wanted:
-                raise ConfigError(f"order option priority={priority!r}: use one of "
-                                  f"{', '.join(ADAPTIVE_PRIORITIES)}")
-            priority = wanted[priority.lower()]
+            priority = _one_of("priority", priority, ADAPTIVE_PRIORITIES)
         elif priority is not None:
             raise ConfigError(f"order option priority={priority!r} without algo='adaptive': "
                               "priority is the Adaptive algo's setting; add algo='adaptive'")
         return cls(auction=auction, outside_rth=outside, algo=algo, priority=priority,
                    **_parse_fa(values))
+
+
+def _one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return the spelling in ``choices`` of ``value`` (any case); ConfigError naming it."""
+    wanted = {c.lower(): c for c in choices}
+    if not isinstance(value, str) or value.lower() not in wanted:
+        raise ConfigError(f"order option {name}={value!r}: use one of {', '.join(choices)}")
+    return wanted[value.lower()]
 
 
 def _parse_fa(values: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +179,7 @@ def _parse_fa(values: dict[str, Any]) -> dict[str, Any]:
         if group is None:
             raise ConfigError(f"order option fa_method={method!r} without fa_group: the "
                               "method is the group's; add fa_group")
-        wanted = {m.lower(): m for m in FA_METHODS}
-        if not isinstance(method, str) or method.lower() not in wanted:
-            raise ConfigError(f"order option fa_method={method!r}: use one of "
-                              f"{', '.join(FA_METHODS)}")
-        method = wanted[method.lower()]
+        method = _one_of("fa_method", method, FA_METHODS)
     if pct is not None:
         if method != "PctChange":
             raise ConfigError(f"order option fa_percentage={pct!r} needs "
