@@ -69,22 +69,20 @@ def _install_hooks(sim: GatewaySim) -> tuple[dict[int, float], dict[int, float]]
     sent: dict[int, float] = {}
     arrived: dict[int, float] = {}
     orig_send = server.market_data.send_rt_bar
-    orig_dispatch = server._dispatch
 
     def send_rt_bar(conn, sub, t):
         sent.setdefault(int(t), time.perf_counter())
         return orig_send(conn, sub, t)
 
-    async def dispatch(conn, fields):
-        if fields and fields[0] == "3" and len(fields) > ORDER_REF_FIELD:
+    def on_message(conn, fields):
+        if fields[0] == "3" and len(fields) > ORDER_REF_FIELD:
             now = time.perf_counter()
             ref = fields[ORDER_REF_FIELD]
             if ref.startswith("lat-"):
                 arrived.setdefault(int(ref.split("-", 1)[1]), now)
-        return await orig_dispatch(conn, fields)
 
     server.market_data.send_rt_bar = send_rt_bar
-    server._dispatch = dispatch
+    server.on_message.append(on_message)
     return sent, arrived
 
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bt_ibkr", "feeds", "analyzers", "strategies")
+PACKAGES = ("bt_ibkr", "feeds", "analyzers", "strategies", "bench", "examples")
 MAX_LINES = 600
 MAX_LINES_ANYWHERE = 700
 SIMULATOR = "bt_ibkr/gateway_sim/"

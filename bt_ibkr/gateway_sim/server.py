@@ -172,6 +172,8 @@ class GatewayServer:
         self.connections: list[ClientConnection] = []
         self._pending: list[ClientConnection] = []
         self.handlers: dict[int, Handler] = {}
+        #: observers of every message a client sends, called (loop thread) before it is handled
+        self.on_message: list[Callable[[ClientConnection, list[str]], None]] = []
         self.market_data = MarketDataRouter(self)
         self.options = install_options(self)  # the SPY chain and reqSecDefOptParams (78)
         self.broker = None
@@ -567,6 +569,8 @@ class GatewayServer:
     async def _dispatch(self, conn: ClientConnection, fields: list[str]) -> None:
         if not fields:
             return
+        for observe in self.on_message:
+            observe(conn, fields)
         try:
             msg_id = int(fields[0])
         except ValueError:

@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 
 from bench import evaluate_strategy as ev
+from bench.evaluation import series, stats, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synthetic_series_are_seeded():
-    a, b = ev.synthetic_regime(), ev.synthetic_regime()
+    a, b = series.synthetic_regime(), series.synthetic_regime()
     pd.testing.assert_frame_equal(a, b)
-    assert not a.equals(ev.synthetic_regime(seed=3))
+    assert not a.equals(series.synthetic_regime(seed=3))
     assert len(a) == 5040 and (a["high"] >= a[["open", "close"]].max(axis=1)).all()
     assert (a["low"] <= a[["open", "close"]].min(axis=1)).all()
     frame, state = ev.synthetic_regime_path(11)
@@ -30,7 +31,7 @@ def test_synthetic_series_are_seeded():
 # ------------------------------------------------------------------------------ bootstrap
 def test_stationary_bootstrap_draws_wrapped_blocks_of_the_mean_length():
     rng = np.random.default_rng(0)
-    idx = ev.stationary_indices(1000, 200, 21.0, rng)
+    idx = stats.stationary_indices(1000, 200, 21.0, rng)
     assert idx.shape == (200, 1000) and idx.min() >= 0 and idx.max() < 1000
     cont = (idx[:, 1:] == (idx[:, :-1] + 1) % 1000)  # the next day of the same block
     assert 1 / (1 - cont.mean()) == pytest.approx(21.0, rel=0.05)  # mean block length
@@ -162,7 +163,7 @@ def test_a_small_evaluation_end_to_end(monkeypatch):
     assert rep["decision"] is None  # not the built-in series
     text = ev.markdown(rep)
     assert "### Summary (5 bp a side)" in text and "| **SYN** " in text
-    assert ev.summary_table(rep) in text
+    assert tables.summary_table(rep) in text
     json.dumps(rep, default=str)  # the --json file can be written
 
 
@@ -184,7 +185,7 @@ def test_results_and_readme_carry_the_bench_tables_cell_for_cell():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for line in ev.markdown(report).splitlines():
         assert line in results.splitlines() or not line.strip(), line
-    assert ev.summary_table(report) in readme
+    assert tables.summary_table(report) in readme
     assert report["command"] in results and report["command"] in readme
     assert report["decision"]["strategy_defaults_are_the_choice"] is True
     assert not math.isnan(report["series"]["^GSPC"]["costs"]["5"]["fixed"]["default"]["sharpe"])
