@@ -9,7 +9,13 @@
   store's event-loop thread, the feed queue, backtrader's live loop, IBBroker and the socket.
 * ``baseline_p50_ms``: round trip of a bare ``reqCurrentTime`` (the connection's ``server_time``) on
   the same connection, in the same run (the ratio ``p50_over_baseline`` is what to compare across machines).
-* ``bars``, ``client`` (ib_async or ib_insync), ``target_p99_ms`` (20).
+* ``hops_p50_ms``: the median of each hop of the trip: ``to_strategy`` (the simulator's send
+  to the start of the Strategy's ``next()``: the socket, ib_async decoding, the store's loop
+  thread, the feed queue and backtrader's loop), ``strategy_and_submit`` (``next()`` until the
+  order is handed to the loop thread: the Strategy and IBBroker) and ``to_gateway`` (from there
+  to the simulator: the loop thread's wake-up, ib_async encoding and the socket).
+* ``bars``, ``client`` (ib_async or ib_insync), ``target_p99_ms`` (2.5) and
+  ``target_p50_over_baseline`` (2.0).
 
 The simulator is driven one bar at a time (advance 5 s, wait for that bar's order), so every
 sample measures one bar's trip, not a queue; bars are paced at 30 per second because the IB
