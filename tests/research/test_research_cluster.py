@@ -192,7 +192,10 @@ def test_bars_lost_with_the_only_worker_are_sent_again(caplog):
 
 @pytest.fixture
 def doomed_cluster(tmp_path):
-    """Scheduler + 2 single-threaded workers whose scheduler the test kills. Yields
+    """Scheduler + 2 workers of 2 threads whose scheduler the test kills: four task slots, so
+    no task of a four-task sweep ever waits in a worker's queue behind a task held at the gate
+    (with one thread each, Dask may queue an ungated task behind a gated one, and the state
+    the test waits for never comes). Yields
     (scheduler_file, scheduler Popen, client); everything is torn down whatever happens."""
     from distributed import Client
 
@@ -214,7 +217,7 @@ def doomed_cluster(tmp_path):
                           "scheduler.log")
         poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
         for i in range(2):
-            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "2",
                    "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
                   f"worker{i}.log")
         client = Client(scheduler_file=str(sched_file), timeout=5)
@@ -257,9 +260,10 @@ def test_scheduler_lost_mid_sweep_exits_3_with_one_line_and_keeps_what_finished(
 
     try:
         # tasks 0 and 2 (gated=false) came back and were released by the sweep; 1 and 3
-        # (gated=true) are executing at the gate, one on each worker: a state, not a moment
+        # (gated=true) are executing at the gate: a state, not a moment
         poll_until(lambda: cli.poll() is not None or (
-            on_scheduler() == {1, 3} and len(_executing(client)) == 2),
+            on_scheduler() == {1, 3}
+            and sum(len(keys) for keys in _executing(client).values()) == 2),
             timeout=120, what="two tasks finished and two held at the gate", interval=0.05)
         assert cli.poll() is None, cli.communicate()
         scheduler.kill()
