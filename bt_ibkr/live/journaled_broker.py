@@ -56,7 +56,14 @@ from typing import Any
 
 from bt_ibkr.errors import AttentionError
 from bt_ibkr.ib.broker import IBBroker, IBOrder
-from bt_ibkr.ib.codes import CANCEL_CONFIRMATIONS, DUPLICATE_ORDER_ID, is_warning
+from bt_ibkr.ib.codes import (
+    CANCEL_CONFIRMATIONS,
+    CANCELLED_STATUSES,
+    DUPLICATE_ORDER_ID,
+    WORKING_STATUSES,
+    is_warning,
+)
+from bt_ibkr.ib.codes import INACTIVE as IB_INACTIVE
 from bt_ibkr.ib.events import (
     AccountChanged,
     BrokerEvent,
@@ -505,7 +512,7 @@ class JournaledIBBroker(IBBroker):
         if code is None and ev.ref in self._rejections:
             code, text = self._rejections[ev.ref]
         if (code is not None and not ev.filled and rec.status != REJECTED
-                and ev.status in ("Cancelled", "ApiCancelled", "Inactive")):
+                and (ev.status in CANCELLED_STATUSES or ev.status == IB_INACTIVE)):
             self._mark_rejected(ev.ref, ev.status, ev, code, text or "")
             return
         try:
@@ -521,7 +528,7 @@ class JournaledIBBroker(IBBroker):
                         reason=ev.reason)
             self._record(ev.ref, status=new.status, filled=new.filled)
         if (self.crash_at == "after_send" and not self._crashed_after_send
-                and ev.status in ("Submitted", "PreSubmitted") and not ev.filled):
+                and ev.status in WORKING_STATUSES and not ev.filled):
             self._crashed_after_send = True
             _crash("after_send")
 
