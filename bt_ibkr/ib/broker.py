@@ -32,13 +32,10 @@ Positions and cash are adopted once, in :meth:`IBBroker.start`, from one snapsho
 then on every execution of an order of ours is counted exactly once, by its execId: those of
 this broker's orders, and those of orders it did not place, i.e. an earlier process's orders
 that the store follows after a restart (:meth:`IBStore.follow_trades`) and their fills replayed
-at start-up. IB tells of a fill in separate messages (execDetails, commissionReport, position,
-account values) that may reach the client before or after the snapshot, in any order; the
-snapshot is taken in the loop thread between two messages, and
-:mod:`bt_ibkr.ib.book` records in which order they came, so a fill is added to the position
-unless a position report that includes it came before the snapshot, and to the cash unless a
-cash report that includes it did (anchored on execIds, never on comparing numbers; see
-that module for a position reported before its execution). The fill of an order this broker did
+at start-up. IB tells of a fill in separate messages that may reach the client before or after
+the snapshot, in any order; :mod:`bt_ibkr.ib.book` records in which order they came, so a fill
+is added to the position (and cash) unless a report that includes it came before the snapshot
+(anchored on execIds, never on comparing numbers). The fill of an order this broker did
 not place has no backtrader order to notify: it reaches ``notify_store`` (kind ``"fill"``,
 keyword arguments orderRef, symbol, side, size, price, commission, execId) and the subscribers
 (:class:`~bt_ibkr.ib.events.FollowedFill`); a Strategy order later bound to it
@@ -83,13 +80,20 @@ from bt_ibkr.ib.events import (
     OrderPlaced,
     OrderStatusChanged,
 )
-from bt_ibkr.ib.iborder import CommInfoBook, IBCommInfo, IBOrder, contract_multiplier, tif_for
+from bt_ibkr.ib.iborder import (
+    CommInfoBook,
+    IBCommInfo,
+    IBOrder,
+    OrderGate,
+    contract_multiplier,
+    tif_for,
+)
 from bt_ibkr.ib.order_refs import OrderRefs, decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.ib.store import STORE_PARAMS, IBStore
 from bt_ibkr.utc import naive_utc
 
-__all__ = ["IBBroker", "IBCommInfo", "IBOrder", "tif_for"]
+__all__ = ["IBBroker", "IBCommInfo", "IBOrder", "OrderGate", "tif_for"]
 
 log = logging.getLogger("bt_ibkr.ib.broker")
 
@@ -137,6 +141,7 @@ class IBBroker(bt.BrokerBase):
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
         self._marks: dict[int, float] = {}  # conId -> the last finite close seen
         self._comminfo = CommInfoBook()
+        self._gates: list[OrderGate] = []  # checks every order passes before it is sent
         self.capital_offset = 0.0  # account value left out of the ledger (``capital``)
         self.account: str | None = None  # the account every order is placed for
 
@@ -301,8 +306,19 @@ class IBBroker(bt.BrokerBase):
         return self.submit(self._makeorder("SELL", owner, data, size, price, plimit, exectype,
                                            valid, tradeid, **kwargs))
 
+    def add_gate(self, gate: OrderGate) -> None:
+        """Run ``gate(order)`` on every order before it is sent, after the gates added before
+        it. A gate returns None to pass the order on, or the order (refused, withheld or
+        already known) to stop it there; it may raise to stop the run. Returns None."""
+        self._gates.append(gate)
+
     def submit(self, order: IBOrder) -> IBOrder:
-        """Send ``order`` to IB and return it at once (status Submitted)."""
+        """Pass ``order`` through the gates (:meth:`add_gate`), then send it to IB; return it
+        at once (status Submitted), or as the gate that stopped it left it."""
+        for gate in self._gates:
+            stopped = gate(order)
+            if stopped is not None:
+                return stopped
         ib = order.ib_order
         parent_key = None
         if order.parent is not None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,8 @@ from bt_ibkr.ib import client as ibc
 from bt_ibkr.order_options import OPTION_NAMES, OrderOptions, ib_fields
 from bt_ibkr.utc import naive_utc, utc_now
 
-__all__ = ["CommInfoBook", "IBCommInfo", "IBOrder", "contract_multiplier", "tif_for"]
+__all__ = ["CommInfoBook", "IBCommInfo", "IBOrder", "OrderGate", "contract_multiplier",
+           "tif_for"]
 
 
 class IBCommInfo(CommInfoBase):
@@ -186,3 +188,8 @@ class IBOrder(OrderBase):
         o = self.ib_order
         return (f"{base}\norderRef: {o.orderRef}\norderId: {self.orderId}\n"
                 f"Action: {o.action}\nOrderType: {o.orderType}\nTif: {o.tif}")
+
+
+OrderGate = Callable[[IBOrder], "IBOrder | None"]
+"""A check an order passes before it is sent (:meth:`bt_ibkr.ib.broker.IBBroker.add_gate`):
+None passes it on; the order returned stops it there."""
