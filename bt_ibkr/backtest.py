@@ -270,8 +270,7 @@ def run_backtest(config: BacktestConfig, history: Any = None, *,
             HistoryRequest(
                 symbols=config.symbols, source=config.source, start=config.start,
                 end=config.end, csv_paths=config.csv_paths, use_cache=config.use_cache,
-                progress=config.progress, ib_host=config.ib_host, ib_port=config.ib_port,
-                ib_client_id=config.ib_client_id,
+                progress=config.progress, gateway=config.gateway,
             )
         )
     log.info(history.message)

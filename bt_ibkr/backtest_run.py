@@ -38,6 +38,7 @@ from bt_ibkr.costs import (  # noqa: F401 - MAX_BPS: re-exported for the CLIs
     Costs,
 )
 from bt_ibkr.errors import ConfigError, DataError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.metrics import (
     PerformanceStats,
     buy_and_hold_returns,
@@ -78,9 +79,7 @@ class BacktestConfig:
     preload: bool = True
     runonce: bool = True
     strategy: type | None = None  # None -> strategies.RegimeAwareEnsemble
-    ib_host: str = "127.0.0.1"  # source "ibkr": the gateway to load history from
-    ib_port: int = 4002
-    ib_client_id: int | None = None
+    gateway: GatewayAddress = field(default_factory=GatewayAddress)  # source "ibkr": where from
     futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
     fx: dict[str, str] = field(default_factory=dict)  # symbol -> "BASE.QUOTE" pair (--fx)
 

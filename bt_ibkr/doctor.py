@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from bt_ibkr.cli_args import OneLineParser, client_id, finite_number, tcp_port
 from bt_ibkr.data.provider import IBKRDataProvider
 from bt_ibkr.errors import BtIbkrError, DataError, SourceUnavailableError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.ib.codes import LIVE_PORTS, PORT_HINT, PORT_NAMES
 from bt_ibkr.live.safety import is_paper_account
 from bt_ibkr.redaction import masked_main
@@ -199,9 +200,9 @@ def run_doctor(host: str = "127.0.0.1", port: int = 4002, client_id: int | None 
     ``on_check`` is called with each check as soon as it is done (for live output).
     """
     symbols = [s.strip() for s in symbols if s and s.strip()] or ["SPY"]
-    provider = IBKRDataProvider(host=host, port=port, client_id=client_id, use_cache=False,
-                                fallback_to_yfinance=False, progress=False, timeout=timeout,
-                                connect_timeout=timeout, max_retries=1, backoff=0.5)
+    provider = IBKRDataProvider.at(GatewayAddress(host, port, client_id), use_cache=False,
+                                   fallback_to_yfinance=False, progress=False, timeout=timeout,
+                                   connect_timeout=timeout, max_retries=1, backoff=0.5)
     report = DoctorReport(host, port, provider.client_id)
 
     def add(check: Check) -> None:

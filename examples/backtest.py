@@ -31,6 +31,7 @@ from bt_ibkr.cli_args import (
     whole_number,
 )
 from bt_ibkr.errors import BtIbkrError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.logs import setup_logging
 from bt_ibkr.redaction import masked_main
 from bt_ibkr.sources import REQUEST_SOURCES
@@ -216,9 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             ablation=args.ablation,
             progress=not args.no_progress,
             use_cache=not args.no_cache,
-            ib_host=args.host,
-            ib_port=args.port,
-            ib_client_id=args.client_id,
+            gateway=GatewayAddress(args.host, args.port, args.client_id),
             futures=futures_roots(args.futures),
             fx=fx_pairs(args.fx),
         )

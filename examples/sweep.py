@@ -36,6 +36,7 @@ from bt_ibkr.cli_args import (
     whole_number,
 )
 from bt_ibkr.errors import BtIbkrError, ConfigError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.logs import log_dir, setup_logging
 from bt_ibkr.redaction import masked_main
 from bt_ibkr.sources import REQUEST_SOURCES
@@ -115,8 +116,7 @@ def _configs(args):
     data = DataConfig(
         symbols=selected.symbols, source=selected.source, csv_paths=selected.csv_paths,
         start=args.start, end=args.end, use_cache=not args.no_cache,
-        progress=not args.no_progress, ib_host=args.host, ib_port=args.port,
-        ib_client_id=args.client_id,
+        progress=not args.no_progress, gateway=GatewayAddress(args.host, args.port, args.client_id),
     )
     cluster = ClusterConfig(scheduler=args.scheduler, workers=args.workers, serial=args.serial)
     common = dict(

@@ -33,6 +33,7 @@ from bt_ibkr.errors import (
     SourceUnavailableError,
     UnknownSymbolError,
 )
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.ib.bars import INTERVAL_BAR_SIZES
 from bt_ibkr.progress import progress
 from bt_ibkr.sources import REQUEST_SOURCES
@@ -78,9 +79,8 @@ class HistoryRequest:
     cache: BarCache | None = None  # None -> default BarCache(); use_cache flag below
     use_cache: bool = True
     progress: bool = True  # rich progress bar over symbols when > 1 symbol
-    ib_host: str = "127.0.0.1"  # for source ibkr: the gateway (TWS/IB Gateway or the simulator)
-    ib_port: int = 4002
-    ib_client_id: int | None = None  # None -> a random free id
+    # for source ibkr: the gateway (TWS/IB Gateway or the simulator); client_id None: a free id
+    gateway: GatewayAddress = field(default_factory=GatewayAddress)
 
 
 @dataclass
@@ -506,12 +506,12 @@ def _serve_ibkr(
     symbols = given or list(DEFAULT_SYMBOLS)
     i_end = end or _today()
     i_start = start or (pd.Timestamp(i_end) - pd.DateOffset(years=DEFAULT_YEARS)).date()
-    where = f"{req.ib_host}:{req.ib_port}"
+    where = req.gateway.where()
     log.info("history: trying ibkr at %s for %s %s..%s", where, ", ".join(symbols), i_start, i_end)
     try:
         frames = load_ibkr_history(
             symbols, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[req.interval],
-            host=req.ib_host, port=req.ib_port, client_id=req.ib_client_id,
+            host=req.gateway.host, port=req.gateway.port, client_id=req.gateway.client_id,
             cache=req.cache, use_cache=req.use_cache, progress=req.progress,
         )
     except SourceUnavailableError as exc:
@@ -522,7 +522,7 @@ def _serve_ibkr(
             f"{exc} (the cache also holds bars of {', '.join(held)} fetched from bt_ibkr's "
             "gateway simulator, filed as ibkr-sim: simulated prices, never used as IB's; to "
             "backtest on them start the simulator, python -m bt_ibkr.gateway_sim --port "
-            f"{req.ib_port}, and run again)") from None
+            f"{req.gateway.port}, and run again)") from None
     cached = all(f.attrs.get("source") == "cache" for f in frames.values())
     if any(f.attrs.get("simulated") for f in frames.values()):
         own = (f"IB gateway simulator at {where}: simulated prices, not IB's, cached as "

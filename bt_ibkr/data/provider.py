@@ -47,6 +47,7 @@ import pandas as pd
 
 from bt_ibkr.cache import BarCache
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.ib.bars import duration_delta, is_intraday, normalize_bar_size, parse_duration
 from bt_ibkr.ib.codes import PORT_HINT
 from bt_ibkr.ib.connection import ConnectFailed, IBConnection
@@ -194,6 +195,12 @@ class IBKRDataProvider:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @classmethod
+    def at(cls, gateway: GatewayAddress, **kwargs: Any) -> IBKRDataProvider:
+        """Return a provider for ``gateway`` (host, port, clientId); ``kwargs`` as the
+        constructor's."""
+        return cls(gateway.host, gateway.port, gateway.client_id, **kwargs)
 
     def __repr__(self) -> str:
         return (f"IBKRDataProvider(host={self.host!r}, port={self.port}, "

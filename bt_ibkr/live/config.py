@@ -49,6 +49,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.ib.bars import BAR_SIZES
 from bt_ibkr.live.config_values import (
     Where,
@@ -82,7 +83,7 @@ ENV_CONNECTION = {
 
 @dataclass(frozen=True)
 class ConnectionConfig:
-    """Where the TWS / IB Gateway API listens and which session to use.
+    """Where the TWS / IB Gateway API listens, the clientId and account this run uses there.
 
     ``port=None`` means "the default for the mode": 4002 (Gateway paper) or 4001 (Gateway live);
     :func:`load_config` fills it in. ``readonly`` is passed to ib_async's ``connect(readonly=)``
@@ -96,6 +97,12 @@ class ConnectionConfig:
     account: str | None = None
     timeout: float = 10.0
     readonly: bool = False
+
+    @property
+    def gateway(self) -> GatewayAddress:
+        """Return host, port and clientId as the one :class:`GatewayAddress` value (port
+        4002 until :func:`load_config` has filled in the mode's default)."""
+        return GatewayAddress(self.host, self.port or 4002, self.client_id)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.research.tasks import BarSet
 
 __all__ = ["DataConfig", "load_bars", "slug"]
@@ -23,9 +24,7 @@ class DataConfig:
     end: date | None = None
     use_cache: bool = True
     progress: bool = True
-    ib_host: str = "127.0.0.1"
-    ib_port: int = 4002
-    ib_client_id: int | None = None
+    gateway: GatewayAddress = field(default_factory=GatewayAddress)  # source "ibkr": where from
 
 
 def load_bars(config: DataConfig) -> BarSet:
@@ -39,7 +38,7 @@ def load_bars(config: DataConfig) -> BarSet:
     history = load_history(HistoryRequest(
         symbols=config.symbols, source=config.source, start=config.start, end=config.end,
         csv_paths=config.csv_paths, use_cache=config.use_cache, progress=config.progress,
-        ib_host=config.ib_host, ib_port=config.ib_port, ib_client_id=config.ib_client_id,
+        gateway=config.gateway,
     ))
     return BarSet(frames=dict(history.frames), source=history.source, message=history.message)
 

@@ -12,6 +12,7 @@ import pytest
 from bt_ibkr.cache import BarCache
 from bt_ibkr.data.history import HistoryRequest, load_history
 from bt_ibkr.errors import SourceUnavailableError
+from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.ib.connection import IBConnection
 
 REQ_USER_INFO = 104
@@ -20,7 +21,7 @@ REQ_USER_INFO = 104
 def request(cache: BarCache, port: int) -> HistoryRequest:
     return HistoryRequest(symbols=["SPY"], source="ibkr", start=date(2016, 1, 4),
                           end=date(2016, 12, 30), cache=cache, progress=False,
-                          ib_port=port, ib_client_id=7)
+                          gateway=GatewayAddress(port=port, client_id=7))
 
 
 @pytest.mark.slow
