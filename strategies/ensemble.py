@@ -16,7 +16,8 @@ Per data feed, every bar, at the close (in ``next()``):
 5. with ``decision_delay`` = k > 0 the feed acts on the (regime, target) it computed k bars
    earlier (a test of how much the next-open fill relies on acting at once);
 6. the feed is rebalanced with a market order (filled at the next open, backtrader's default)
-   to an integer number of shares when the target is 0 and a position is open, or when
+   to an integer number of shares (of contracts for a future or an option: the broker's
+   multiplier for the data) when the target is 0 and a position is open, or when
    |target - current weight| > ``band`` x target (``band_relative``, the default: a holding
    more than 15% off its target; a position is always opened and always closed) - with
    ``band_relative=False`` the band is absolute (|target - current| > ``band``, the previous
@@ -121,6 +122,7 @@ class _Feed:
         "close",
         "high",
         "low",
+        "unit",
     )
 
     def __init__(self, data, name: str, rp: RegimeParams, sp: SleeveParams, delay: int,
@@ -131,6 +133,9 @@ class _Feed:
         self.sleeves = Sleeves(sp, active)
         # (regime, target) of the last delay+1 bars; queue[0] is the one acted on once full
         self.queue: deque[tuple[str, float]] = deque(maxlen=delay + 1)
+        #: value of one unit per point of price: the contract multiplier (ES 50, an option
+        #: 100, a share 1), read from the broker on the first bar it trades
+        self.unit = 0.0
         self.seen = 0
         self.pending = None
         # a live feed replays backfill bars first: trade only once it reports LIVE
@@ -360,11 +365,13 @@ class RegimeAwareEnsemble(bt.Strategy):
             if f.pending is not None or not f.tradable or not value > 0.0:
                 continue
             d = f.data
+            unit = f.unit or self._unit_of(f)
             size = broker.getposition(d).size
-            cur = size * close / value
+            cur = size * close * unit / value
             band = self._band * target if self._band_rel else self._band
             if abs(target - cur) > band or (target == 0.0 and size != 0):
-                want = int(target * value / close)  # floor: integer shares, never over target
+                # floor: whole shares (contracts), never over target
+                want = int(target * value / (close * unit))
                 delta = want - size
                 if delta:
                     if orders is None:
@@ -380,6 +387,13 @@ class RegimeAwareEnsemble(bt.Strategy):
                     f.pending = self.sell(data=f.data, size=-delta)
                 else:
                     f.pending = self.buy(data=f.data, size=delta)
+
+    def _unit_of(self, f: _Feed) -> float:
+        """Return (and keep) the value of one unit of ``f`` per point of price: the broker's
+        multiplier for its data (a future's or an option's; 1 for a share)."""
+        mult = getattr(self.broker.getcommissioninfo(f.data).p, "mult", 1.0)
+        f.unit = float(mult) if mult else 1.0
+        return f.unit
 
     # --------------------------------------------------------------------------------------
     def notify_data(self, data, status, *args, **kwargs):

@@ -558,3 +558,20 @@ def test_rebound_stops_bound_each_trade(spx):
     stopped, unstopped = lengths(), lengths(rebound_stop_low=0, rebound_max_hold=0)
     assert max(stopped) <= 5 < max(unstopped)
     assert len(stopped) > 20
+
+
+@pytest.mark.slow
+def test_a_contract_multiplier_sizes_in_contracts(spx):
+    """With a multiplier of 50 (an E-mini's), the first order is the share count divided by 50,
+    floored: the Strategy sizes from the broker's multiplier, never 50 times the exposure."""
+    def first_buy(mult: float) -> int:
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(bt.feeds.PandasData(dataname=spx), name="ES")
+        cerebro.broker.setcash(10_000_000.0)
+        cerebro.broker.setcommission(commission=0.0, mult=mult)
+        cerebro.addstrategy(Probe)
+        strat = cerebro.run()[0]
+        return next(size for _bar, _name, size, _t, _c in strat.sent if size > 0)
+
+    shares, contracts = first_buy(1.0), first_buy(50.0)
+    assert shares > 50 and contracts == shares // 50
