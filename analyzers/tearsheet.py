@@ -132,7 +132,7 @@ def write_tearsheet(
     Raises:
         ValueError: the period has fewer than two days of equity.
     """
-    from bt_ibkr.tearsheet_worker import matplotlib_cache_dir
+    from bt_ibkr.mpl_cache import matplotlib_cache_dir
 
     matplotlib_cache_dir()  # before matplotlib's first import: its font list built once
     if returns is None:
