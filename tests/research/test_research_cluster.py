@@ -5,6 +5,7 @@ scheduler itself is killed, the sweep exits 3 with one line and keeps what had f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -33,10 +34,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """Scheduler + 2 single-threaded workers (no nanny: a killed worker stays dead); torn down
-    whatever happens. Yields (scheduler_file, {worker_address: Popen}, client)."""
+@contextlib.contextmanager
+def _local_cluster(tmp_path: Path, nthreads: int):
+    """Start a scheduler and 2 workers of ``nthreads`` threads (no nanny: a killed worker stays
+    dead) as real processes; kill them all on exit, whatever happens. Yields
+    (scheduler_file, scheduler Popen, [worker Popen], client)."""
     from distributed import Client
 
     sched_file = tmp_path / "scheduler.json"
@@ -52,28 +54,38 @@ def cluster(tmp_path):
         return proc
 
     try:
-        spawn([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-               "--scheduler-file", str(sched_file)], "scheduler.log")
+        scheduler = spawn([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                           "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                          "scheduler.log")
         poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
         workers = [
-            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                   "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
-                  f"worker{i}.log")
+            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file),
+                   "--nthreads", str(nthreads), "--nworkers", "1", "--no-dashboard",
+                   "--host", "127.0.0.1", "--no-nanny"], f"worker{i}.log")
             for i in range(2)
         ]
         client = Client(scheduler_file=str(sched_file), timeout=60)
         client.wait_for_workers(2, timeout=60)
-        pids = client.run(os.getpid)
-        by_address = {addr: next(w for w in workers if w.pid == pid) for addr, pid in pids.items()}
-        yield sched_file, by_address, client
+        yield sched_file, scheduler, workers, client
     finally:
         if client is not None:
-            client.close()
+            client.close(timeout=5)
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.kill()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Scheduler + 2 single-threaded workers. Yields (scheduler_file, {worker_address: Popen},
+    client)."""
+    with _local_cluster(tmp_path, nthreads=1) as (sched_file, _scheduler, workers, client):
+        pids = client.run(os.getpid)
+        by_address = {addr: next(w for w in workers if w.pid == pid) for addr, pid in pids.items()}
+        yield sched_file, by_address, client
+
 
 
 def _executing(client) -> dict[str, list[str]]:
@@ -195,42 +207,9 @@ def doomed_cluster(tmp_path):
     """Scheduler + 2 workers of 2 threads whose scheduler the test kills: four task slots, so
     no task of a four-task sweep ever waits in a worker's queue behind a task held at the gate
     (with one thread each, Dask may queue an ungated task behind a gated one, and the state
-    the test waits for never comes). Yields
-    (scheduler_file, scheduler Popen, client); everything is torn down whatever happens."""
-    from distributed import Client
-
-    sched_file = tmp_path / "scheduler.json"
-    logs = tmp_path / "cluster-logs"
-    logs.mkdir()
-    procs: list[subprocess.Popen] = []
-    client = None
-
-    def spawn(args, name):
-        proc = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=(logs / name).open("w"),
-                                stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
-
-    try:
-        scheduler = spawn([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                           "--no-dashboard", "--scheduler-file", str(sched_file)],
-                          "scheduler.log")
-        poll_until(sched_file.exists, timeout=60, what="the scheduler file", interval=0.02)
-        for i in range(2):
-            spawn([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file), "--nthreads", "2",
-                   "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--no-nanny"],
-                  f"worker{i}.log")
-        client = Client(scheduler_file=str(sched_file), timeout=5)
-        client.wait_for_workers(2, timeout=60)
+    the test waits for never comes). Yields (scheduler_file, scheduler Popen, client)."""
+    with _local_cluster(tmp_path, nthreads=2) as (sched_file, scheduler, _workers, client):
         yield sched_file, scheduler, client
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.kill()
-        for proc in procs:
-            proc.wait(timeout=30)
-        if client is not None:
-            client.close(timeout=5)
 
 
 @pytest.mark.slow
