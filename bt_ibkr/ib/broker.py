@@ -73,8 +73,8 @@ from bt_ibkr.ib.codes import (
 )
 from bt_ibkr.ib.events import (
     BrokerEvent,
-    CommissionReceived,
     ExecutionReceived,
+    FillCompleted,
     FollowedFill,
     OrderError,
     OrderPlaced,
@@ -128,8 +128,7 @@ class IBBroker(bt.BrokerBase):
         self.positions: dict[int, Position] = {}
         self.refs = OrderRefs()
         self._subscribers: list[Callable[[BrokerEvent], None]] = []
-        self._pending_exec: dict[str, ExecutionReceived] = {}
-        self._early_comm: dict[str, CommissionReceived] = {}
+        self._pending_exec: dict[str, ExecutionReceived] = {}  # seen, its fill not complete
         self._applied: set[str] = set()
         self._cancel_after_fills: set[str] = set()  # refs cancelled while fills were due
         self._snapshot: AccountSnapshot | None = None
@@ -468,33 +467,26 @@ class IBBroker(bt.BrokerBase):
             self._reject(order, ev.code, ev.text)
 
     def _on_exec(self, ev: ExecutionReceived) -> None:
-        if ev.exec_id in self._applied or ev.exec_id in self._pending_exec:
-            return
-        self._pending_exec[ev.exec_id] = ev
-        early = self._early_comm.pop(ev.exec_id, None)
-        if early is not None:
-            self._on_comm(early)
+        if ev.exec_id not in self._applied:  # seen: awaits its commission report
+            self._pending_exec.setdefault(ev.exec_id, ev)
 
-    def _on_comm(self, ev: CommissionReceived) -> None:
+    def _on_fill(self, ev: FillCompleted) -> None:
+        """Count one completed fill (execution + IB's commission), once per execId."""
         if ev.exec_id in self._applied:
             return
-        ex = self._pending_exec.pop(ev.exec_id, None)
-        if ex is None:
-            self._early_comm[ev.exec_id] = ev
-            return
+        self._pending_exec.pop(ev.exec_id, None)
         self._applied.add(ev.exec_id)
         # (in the position, in the cash) adopted at start: only the rest is added
-        counted = (self._snapshot.counted(ex.exec_id) if self._snapshot is not None
+        counted = (self._snapshot.counted(ev.exec_id) if self._snapshot is not None
                    else (False, False))
-        order = self.orders.get(ex.ref)
+        order = self.orders.get(ev.ref)
         if order is not None:
-            self._execute(order, ex.exec_id, ex.shares, ex.price, ex.time, ev.commission,
+            self._execute(order, ev.exec_id, ev.shares, ev.price, ev.time, ev.commission,
                           counted)
         else:
-            self._account_followed(ex, ev, counted)
+            self._account_followed(ev, counted)
 
-    def _account_followed(self, ex: ExecutionReceived, comm: CommissionReceived,
-                          counted: tuple[bool, bool]) -> None:
+    def _account_followed(self, ex: FillCompleted, counted: tuple[bool, bool]) -> None:
         """Count an execution of an order this broker did not place (see the module
         docstring) in the ledger, then tell ``notify_store`` and the subscribers."""
         contract = ex.contract
@@ -506,16 +498,16 @@ class IBBroker(bt.BrokerBase):
         info = self.getcommissioninfo(data) if data is not None else self._comminfo.of(contract)
         mult = info.p.mult
         position = self._position(contract.conId, mult)
-        pnl = comm.realized_pnl  # IB's, for a fill the adopted position already holds
+        pnl = ex.realized_pnl  # IB's, for a fill the adopted position already holds
         if not in_pos:
             before = position.price
             closed = position.update(ex.shares, ex.price)[3]
             pnl = info.profitandloss(-closed, before, ex.price) if closed else 0.0
         if not in_cash:
-            self._book_cash(info, ex.shares, ex.price, pnl, comm.commission)
+            self._book_cash(info, ex.shares, ex.price, pnl, ex.commission)
         symbol = contract_symbol(contract)
         fill = FollowedFill(ref=ex.ref, exec_id=ex.exec_id, symbol=symbol, shares=ex.shares,
-                            price=ex.price, commission=comm.commission, time=ex.time,
+                            price=ex.price, commission=ex.commission, time=ex.time,
                             in_position=in_pos, in_cash=in_cash, position=position.size,
                             cash=self._ledger_cash)
         self._followed.setdefault(ex.ref, []).append(fill)
@@ -523,9 +515,9 @@ class IBBroker(bt.BrokerBase):
         held = " (already in the position adopted at start)" if in_pos else ""
         self.store.notify_event(
             f"fill of {ex.ref}, an order of an earlier run: {fill.side} {abs(ex.shares):g} "
-            f"{symbol} @ {ex.price:g}, commission {comm.commission:g}{held}; position now "
+            f"{symbol} @ {ex.price:g}, commission {ex.commission:g}{held}; position now "
             f"{position.size:g}", kind="fill", orderRef=ex.ref, symbol=symbol, side=fill.side,
-            size=abs(ex.shares), price=ex.price, commission=comm.commission, execId=ex.exec_id)
+            size=abs(ex.shares), price=ex.price, commission=ex.commission, execId=ex.exec_id)
 
     def _book_cash(self, info: IBCommInfo, size: float, price: float, pnl: float,
                    commission: float) -> None:
@@ -556,7 +548,7 @@ class IBBroker(bt.BrokerBase):
         OrderStatusChanged: _on_status,
         OrderError: _on_error,
         ExecutionReceived: _on_exec,
-        CommissionReceived: _on_comm,
+        FillCompleted: _on_fill,
     }
 
     def _execute(self, order: IBOrder, execid: str, size: float, price: float, when,

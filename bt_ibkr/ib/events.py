@@ -124,8 +124,9 @@ class OrderStatusChanged:
 
 @dataclass(frozen=True)
 class ExecutionReceived:
-    """An execution of order ``ref``: ``shares`` signed (+ bought, - sold) at ``price``;
-    ``contract`` is the IB contract it traded (None when unknown)."""
+    """An execution of order ``ref`` seen (``execDetails``), before its commission report:
+    ``shares`` signed (+ bought, - sold) at ``price``; ``contract`` is the IB contract it
+    traded (None when unknown). It is counted from its :class:`FillCompleted`."""
 
     ref: str
     exec_id: str
@@ -136,13 +137,21 @@ class ExecutionReceived:
 
 
 @dataclass(frozen=True)
-class CommissionReceived:
-    """IB's commission report for execution ``exec_id`` of order ``ref``."""
+class FillCompleted:
+    """An execution of order ``ref`` together with IB's commission report for it: the one
+    event a fill is counted from. :mod:`bt_ibkr.ib.orders` pairs ``execDetails`` with
+    ``commissionReport`` (whichever arrives first) and emits it once per ``exec_id``, after the
+    :class:`ExecutionReceived` of the same execution. ``shares`` signed (+ bought, - sold);
+    ``commission`` and ``realized_pnl`` are IB's."""
 
     ref: str
     exec_id: str
+    shares: float
+    price: float
+    time: datetime | None
     commission: float
     realized_pnl: float
+    contract: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -207,7 +216,7 @@ ConnectionEvent = ConnectionLost | ConnectionRestored | ConnectionGaveUp | Conne
 FeedEvent = BarReceived | HistoryEnded | RequestFailed | SwitchedToDelayed | StoreClosed \
     | ConnectionEvent
 """What a feed's queue carries."""
-BrokerEvent = OrderPlaced | OrderStatusChanged | ExecutionReceived | CommissionReceived \
+BrokerEvent = OrderPlaced | OrderStatusChanged | ExecutionReceived | FillCompleted \
     | OrderError | FollowedFill | ConnectionEvent
 """What the broker's queue carries, and what its subscribers see (plus :class:`FollowedFill`,
 which the broker makes of an execution of an order it did not place)."""

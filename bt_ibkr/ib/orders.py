@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from bt_ibkr.ib.connection import IBConnection
 from bt_ibkr.ib.events import (
-    CommissionReceived,
     ExecutionReceived,
+    FillCompleted,
     OrderError,
     OrderPlaced,
     OrderStatusChanged,
@@ -62,6 +62,10 @@ class OrderRoutes:
         self.key_by_oid: dict[int, str] = {}
         self.held: list[PendingOrder] = []
         self.max_order_id = 0
+        # execution <-> commission report pairing (loop thread): one FillCompleted per execId
+        self._unpaired: dict[str, ExecutionReceived] = {}  # execId -> seen, no report yet
+        self._early: dict[str, tuple[float, float]] = {}  # execId -> report before execution
+        self._paired: set[str] = set()
 
     def attach(self, ib: IB) -> None:
         """Follow a new client object's order events (a connection hook)."""
@@ -198,21 +202,47 @@ class OrderRoutes:
         shares = float(ex.shares)
         signed = shares if ex.side in ("BOT", "BUY") else -shares
         when = ex.time if isinstance(ex.time, datetime) else fill.time
-        self.broker_q.put(ExecutionReceived(key, ex.execId, signed, float(ex.price), when,
-                                            contract=fill.contract))
+        seen = ExecutionReceived(key, ex.execId, signed, float(ex.price), when,
+                                 contract=fill.contract)
+        self.broker_q.put(seen)
+        self._execution_seen(seen)
         if with_commission:
             cr = fill.commissionReport
             if cr is not None and cr.execId:
-                self.broker_q.put(CommissionReceived(key, ex.execId, finite(cr.commission),
-                                                     finite(cr.realizedPNL)))
+                self._report_seen(ex.execId, finite(cr.commission), finite(cr.realizedPNL))
         if self.notifyall:
             self.notify(f"execution {ex.execId}: {signed:g} @ {ex.price}", ex.orderId, "event")
 
     def _on_commission(self, trade: Trade, fill: Fill, report: CommissionReport) -> None:
-        key = self._key_of(trade)
-        if key is not None:
-            self.broker_q.put(CommissionReceived(key, report.execId, finite(report.commission),
-                                                 finite(report.realizedPNL)))
+        if self._key_of(trade) is not None:
+            self._report_seen(report.execId, finite(report.commission),
+                              finite(report.realizedPNL))
+
+    # ------------------------------------------------------------------ one fill event
+    def _execution_seen(self, ev: ExecutionReceived) -> None:
+        """Pair an execution with its commission report: emit FillCompleted when the report
+        came first, else wait for it (IB sends ``commissionReport`` after ``execDetails``)."""
+        if ev.exec_id in self._paired or ev.exec_id in self._unpaired:
+            return
+        early = self._early.pop(ev.exec_id, None)
+        if early is None:
+            self._unpaired[ev.exec_id] = ev
+        else:
+            self._complete(ev, *early)
+
+    def _report_seen(self, exec_id: str, commission: float, realized_pnl: float) -> None:
+        if exec_id in self._paired:
+            return
+        ev = self._unpaired.pop(exec_id, None)
+        if ev is None:
+            self._early[exec_id] = (commission, realized_pnl)
+        else:
+            self._complete(ev, commission, realized_pnl)
+
+    def _complete(self, ev: ExecutionReceived, commission: float, realized_pnl: float) -> None:
+        self._paired.add(ev.exec_id)
+        self.broker_q.put(FillCompleted(ev.ref, ev.exec_id, ev.shares, ev.price, ev.time,
+                                        commission, realized_pnl, contract=ev.contract))
 
     def recover_executions(self) -> None:
         """Hand the broker every execution of ours the client knows (it dedupes by execId)."""

@@ -511,7 +511,7 @@ class IBStore:
         """Send ``order`` for ``contract`` (returns at once). ``key`` is the unique orderRef.
 
         Events come back on :attr:`broker_q` (:data:`bt_ibkr.ib.events.BrokerEvent`):
-        OrderPlaced, OrderStatusChanged, ExecutionReceived, CommissionReceived, OrderError, all
+        OrderPlaced, OrderStatusChanged, ExecutionReceived, FillCompleted, OrderError, all
         keyed by ``key``. While disconnected the order is held and sent after the reconnect
         has re-synced state.
         """

@@ -38,12 +38,12 @@ from bt_ibkr.ib.codes import INACTIVE as IB_INACTIVE
 from bt_ibkr.ib.events import (
     AccountChanged,
     BrokerEvent,
-    CommissionReceived,
     ConnectionGaveUp,
     ConnectionLost,
     ConnectionRestored,
     ConnectivityNotice,
     ExecutionReceived,
+    FillCompleted,
     FollowedFill,
     OrderError,
     OrderPlaced,
@@ -85,7 +85,6 @@ class JournaledIBBroker(GatedIBBroker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fills: dict[str, Fill] = {}
-        self._early_commission: dict[str, float] = {}
         self._rejections: dict[str, tuple[int, str]] = {}  # orderRef -> IB's (code, text)
         self._crashed_after_send = False
         self.subscribe(self.on_event)
@@ -151,7 +150,7 @@ class JournaledIBBroker(GatedIBBroker):
                         self._on_rejection(ref, code, text)
             case ExecutionReceived():
                 self._journal_fill(event)
-            case CommissionReceived(exec_id=exec_id, commission=commission):
+            case FillCompleted(exec_id=exec_id, commission=commission):
                 self._journal_commission(exec_id, commission)
             case FollowedFill():
                 self._on_followed_fill(event)
@@ -233,7 +232,7 @@ class JournaledIBBroker(GatedIBBroker):
         fill = Fill(exec_id=ev.exec_id, order_ref=ev.ref, symbol=symbol,
                     side="BUY" if ev.shares > 0 else "SELL", shares=abs(float(ev.shares)),
                     price=float(ev.price), time=t,
-                    commission=self._early_commission.pop(ev.exec_id, None),
+                    commission=None,  # comes with the execution's FillCompleted
                     order_id=order.orderId if order is not None else None)
         self._fills[ev.exec_id] = fill
         if fill.shares > 0 and self._bound().record_fill(fill):
@@ -263,10 +262,8 @@ class JournaledIBBroker(GatedIBBroker):
     def _journal_commission(self, exec_id: str, commission: float) -> None:
         if not math.isfinite(commission):
             return
-        fill = self._fills.get(exec_id)
-        if fill is None:  # IB's report came before the execution: keep it for the fill
-            self._early_commission[exec_id] = float(commission)
-        elif fill.commission is None:
+        fill = self._fills.get(exec_id)  # journaled at its ExecutionReceived, just before
+        if fill is not None and fill.commission is None:
             self._fills[exec_id] = fill = replace(fill, commission=float(commission))
             self._bound().record_fill(fill)
 
