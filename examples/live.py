@@ -303,6 +303,15 @@ SERVICE_MAX_RUNTIME = 120.0
 and the next session's run follows them), well inside the unit's WatchdogSec."""
 
 
+def service_journal(config, simulate: bool) -> Path:
+    """Return the journal a service marks its decided sessions in: the runs' own, so under
+    ``--simulate`` the simulated journal (``state/simulate/``), never the real one (a real
+    service would skip a session a simulated one marked)."""
+    from bt_ibkr.live.simulator import simulated_paths
+
+    return (simulated_paths(config)[0] if simulate else config).paths.journal
+
+
 def _service(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
     """Run the daily run once per exchange session until stopped; return the exit code (0 on
     a clean stop, 2/3/4 when a run stops the service: a refusal, a wrong account, something a
@@ -331,7 +340,7 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    record = ServiceRecord(config.paths.journal)
+    record = ServiceRecord(service_journal(config, args.simulate))
 
     def run_session(session):
         runner = _runner(args, config, strategy_cls, operator, say)

@@ -8,6 +8,7 @@ The service's clock is the simulator's: waiting advances the simulated market (n
 from __future__ import annotations
 
 import collections
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -84,3 +85,24 @@ def test_two_weeks_one_decision_per_session_and_a_crash_trades_nothing_twice(
     assert all(record.decided(s) for s in sessions)
     assert decided_at[date(2017, 7, 3)][1] - decided_at[date(2017, 7, 3)][0] < timedelta(
         minutes=1)
+
+
+def test_a_simulated_service_marks_its_sessions_in_the_simulated_journal(tmp_path):
+    """``--service --simulate`` records decided sessions beside the simulated runs' journal:
+    a real service started later must not find today marked decided by a simulation."""
+    from bt_ibkr.live.config import LiveConfig
+    from bt_ibkr.live.simulator import SIM_JOURNAL
+    from examples.live import service_journal
+
+    config = LiveConfig()
+    real = config.paths.journal
+    assert service_journal(config, simulate=False) == real
+    simulated = service_journal(config, simulate=True)
+    assert simulated == SIM_JOURNAL != real
+    record = ServiceRecord(tmp_path / simulated)
+    record.mark(date(2024, 3, 1))
+    assert record.decided(date(2024, 3, 1))
+    assert not ServiceRecord(tmp_path / real).decided(date(2024, 3, 1))
+    # a journal the user named is theirs in both modes
+    named = replace(config, paths=replace(config.paths, journal=tmp_path / "mine.sqlite"))
+    assert service_journal(named, simulate=True) == tmp_path / "mine.sqlite"
