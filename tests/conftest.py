@@ -78,9 +78,9 @@ def _private_bar_cache(tmp_path_factory, monkeypatch):
 def _no_decoder_errors():
     """Fail any test during which ib_async's or ib_insync's decoder logged an ERROR: the
     client drops a message it cannot decode and only logs it (tws-protocol.md G3)."""
-    from helpers.sim import DecoderErrorCatcher
+    from helpers.sim import ErrorCatcher
 
-    catcher = DecoderErrorCatcher().install()
+    catcher = ErrorCatcher().install()
     yield catcher
     catcher.remove()
     assert not catcher.records, "client decoder errors: " + "; ".join(catcher.messages())

@@ -6,7 +6,6 @@ outgoing ``sendMsg`` is captured) and the client's own ``Decoder`` reads our mes
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -36,29 +35,6 @@ VERSIONS = [157, 163, 164, 170, 176, 177, 178]
 AAPL = SimContract(conId=265598, symbol="AAPL", secType="STK", exchange="SMART",
                    primaryExchange="NASDAQ", currency="USD", localSymbol="AAPL",
                    tradingClass="NMS")
-
-
-class DecoderErrors(logging.Handler):
-    """Collects ERROR records of the clients' Decoder loggers."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def decoder_errors():
-    handler = DecoderErrors()
-    loggers = [logging.getLogger("ib_async.Decoder"), logging.getLogger("ib_insync.decoder")]
-    for lg in loggers:
-        lg.addHandler(handler)
-    yield handler.records
-    for lg in loggers:
-        lg.removeHandler(handler)
-    assert not handler.records, [r.getMessage() for r in handler.records]
 
 
 def capture_place_order(version: int, contract, order, order_id: int = 42) -> list[str]:

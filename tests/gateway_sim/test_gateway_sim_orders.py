@@ -7,46 +7,22 @@ test (a malformed message is silently dropped by the client otherwise).
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 ib_async = pytest.importorskip("ib_async")
+from helpers.sim import ErrorCatcher  # noqa: E402
 from ib_async import LimitOrder, MarketOrder, StopOrder  # noqa: E402
 
 ACCOUNT = "DU1234567"
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def decoder_errors():
-    handler = _Collect()
-    names = ["ib_async.Decoder", "ib_insync.decoder", "bt_ibkr.gateway_sim"]
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-    yield handler.records
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
-    assert not handler.records, [r.getMessage() for r in handler.records]
-
-
 @pytest.fixture
 def wrapper_errors():
     """ERROR lines of ib_async's wrapper that mean a message did not match its trade."""
-    handler = _Collect()
-    logger = logging.getLogger("ib_async.wrapper")
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
-    bad = [r.getMessage() for r in handler.records if "No order found" in r.getMessage()]
+    catcher = ErrorCatcher(("ib_async.wrapper",)).install()
+    yield catcher.records
+    catcher.remove()
+    bad = [r.getMessage() for r in catcher.records if "No order found" in r.getMessage()]
     assert not bad, bad
 
 

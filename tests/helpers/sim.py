@@ -11,23 +11,25 @@ from collections.abc import Callable
 DECODER_LOGGERS = ("ib_async.Decoder", "ib_insync.decoder", "ib_async.decoder")
 
 
-class DecoderErrorCatcher(logging.Handler):
-    """Collects ERROR records from the clients' decoders (G3: a dropped message logs only)."""
+class ErrorCatcher(logging.Handler):
+    """Collects ERROR records of the loggers ``names`` (default: the clients' decoders, G3: a
+    dropped message logs only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...] = DECODER_LOGGERS) -> None:
         super().__init__(level=logging.ERROR)
+        self.names = names
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def install(self) -> DecoderErrorCatcher:
-        for name in DECODER_LOGGERS:
+    def install(self) -> ErrorCatcher:
+        for name in self.names:
             logging.getLogger(name).addHandler(self)
         return self
 
     def remove(self) -> None:
-        for name in DECODER_LOGGERS:
+        for name in self.names:
             logging.getLogger(name).removeHandler(self)
 
     def messages(self) -> list[str]:
