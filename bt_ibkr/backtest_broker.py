@@ -55,10 +55,14 @@ class BacktestBroker(bt.brokers.BackBroker):
     params = (("rth_open", time(9, 30)), ("rth_close", time(16, 0)),
               ("rth_tz", "America/New_York"))
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._options: dict[int, OrderOptions] = {}  # order.ref -> its parsed named options
+
     def submit(self, order, check=True):
         """Validate the order's named options (ConfigError naming a bad one), then submit
         as BackBroker does; returns the order."""
-        options_of(order)
+        self._options[order.ref] = options_of(order)
         return super().submit(order, check=check)
 
     # ------------------------------------------------------------------ sessions
@@ -104,7 +108,7 @@ class BacktestBroker(bt.brokers.BackBroker):
 
     # ------------------------------------------------------------------ execution
     def _try_exec(self, order):
-        opts = options_of(order)
+        opts = self._options.get(order.ref) or options_of(order)  # parsed once, at submit
         data = order.data
         if opts.auction == AUCTION_OPEN:
             return self._try_exec_open(order)
