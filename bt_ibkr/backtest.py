@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -43,6 +42,7 @@ from bt_ibkr.backtest_run import (  # the engine, re-exported: the public backte
     measure,
     period_benchmark,
     simulate,
+    slug,
     warmup_bars,
 )
 from bt_ibkr.metrics import (
@@ -226,9 +226,6 @@ def costs_text(summary: dict[str, Any]) -> str:
     )
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"
-
 
 def run_backtest(config: BacktestConfig, history: Any = None, *,
                  on_summary: Callable[[BacktestResult], None] | None = None,
@@ -363,7 +360,7 @@ def run_backtest(config: BacktestConfig, history: Any = None, *,
     job = None
     if config.write_report:
         report = config.report or Path("reports") / (
-            f"backtest-{_slug(','.join(symbols))}-{summary['start']}-{summary['end']}.html"
+            f"backtest-{slug(','.join(symbols))}-{summary['start']}-{summary['end']}.html"
         )
         tearsheet_args = dict(
             values=values,

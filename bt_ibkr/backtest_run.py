@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -209,6 +210,12 @@ def check_writable(path: str | Path, flag: str) -> Path:
             f"{flag} {path}: cannot be written ({exc.strerror or exc}); choose a writable path"
         ) from None
     return path
+
+
+def slug(text: str) -> str:
+    """Return a file-name-safe version of ``text`` for a default output name (``^GSPC,^IXIC``
+    -> ``GSPC_IXIC``; ``run`` when nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"
 
 
 def check_outputs(outputs: Iterable[tuple[str, str | Path | None]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from bt_ibkr.ib.address import GatewayAddress
 from bt_ibkr.research.tasks import BarSet
 
-__all__ = ["DataConfig", "load_bars", "slug"]
+__all__ = ["DataConfig", "load_bars"]
 
 
 @dataclass
@@ -42,7 +41,3 @@ def load_bars(config: DataConfig) -> BarSet:
     ))
     return BarSet(frames=dict(history.frames), source=history.source, message=history.message)
 
-
-def slug(text: str) -> str:
-    """A file-name-safe version of ``text`` (``^GSPC,^IXIC`` -> ``GSPC_IXIC``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(",", "_")) or "run"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bt_ibkr.backtest_run import check_history_length, check_outputs, warmup_bars
+from bt_ibkr.backtest_run import check_history_length, check_outputs, slug, warmup_bars
 from bt_ibkr.costs import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS, Costs
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.research.cluster import (
@@ -36,7 +36,7 @@ from bt_ibkr.research.cluster import (
     open_cluster,
     run_tasks,
 )
-from bt_ibkr.research.data import DataConfig, load_bars, slug
+from bt_ibkr.research.data import DataConfig, load_bars
 from bt_ibkr.research.grid import expand_grid
 from bt_ibkr.research.results import (
     ReturnsWriter,

@@ -28,11 +28,12 @@ from typing import Any
 
 import pandas as pd
 
+from bt_ibkr.backtest_run import slug
 from bt_ibkr.costs import DEFAULT_COMMISSION_BPS, DEFAULT_SLIPPAGE_BPS
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.metrics import buy_and_hold_returns, compute_stats
 from bt_ibkr.research.cluster import ClusterConfig, open_cluster, run_tasks
-from bt_ibkr.research.data import DataConfig, load_bars, slug
+from bt_ibkr.research.data import DataConfig, load_bars
 from bt_ibkr.research.grid import WalkForwardSpec, expand_grid
 from bt_ibkr.research.results import (
     ReturnsWriter,
