@@ -21,9 +21,6 @@ MAX_LINES = 600
 MAX_LINES_ANYWHERE = 700
 SIMULATOR = "bt_ibkr/gateway_sim/"
 
-#: modules allowed over the limit for now (none: runner.py and config.py were split)
-BEING_SPLIT: set[str] = set()
-
 #: backtrader's own API spelled with a leading underscore (its names, not ours to rename)
 BACKTRADER_NAMES = {
     "_name",  # a data feed's name (cerebro.adddata(name=...))
@@ -112,18 +109,11 @@ def private_reaches(path: str, source: str) -> list[str]:
 def test_modules_stay_small():
     too_long = []
     for path, source in modules():
-        if path in BEING_SPLIT:
-            continue
         n = len(source.splitlines())
         limit = MAX_LINES_ANYWHERE if path.startswith(SIMULATOR) else MAX_LINES
         if n > limit:
             too_long.append(f"{path}: {n} lines (at most {limit})")
     assert not too_long, "split these along their seams:\n" + "\n".join(too_long)
-
-
-def test_being_split_lists_only_modules_that_exist():
-    paths = {p for p, _ in modules()}
-    assert BEING_SPLIT <= paths, BEING_SPLIT - paths
 
 
 def test_no_module_reaches_into_another_objects_private_attributes():
