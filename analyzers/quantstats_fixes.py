@@ -76,10 +76,40 @@ def _fix_axes(fig) -> None:
                 axis.set_major_formatter(FuncFormatter(exact_percent))
 
 
+_THEME: dict | None = None
+
+
+def quantstats_theme() -> dict:
+    """Return the matplotlib settings quantstats' plotting module applies when it is imported
+    (seaborn's theme, its font), without leaving them in the process's rcParams.
+
+    quantstats sets its theme once, as a side effect of its first import. A report rendered
+    inside :func:`report_context` (an ``rc_context``) would lose it on leaving the block, and
+    every later report of the same process would be drawn without it: so the theme is read
+    once here and applied by every :func:`report_context`."""
+    global _THEME
+    if _THEME is None:
+        import sys
+
+        import matplotlib
+
+        if "quantstats._plotting.core" in sys.modules:
+            # imported earlier by someone else: its theme went into the global settings then
+            _THEME = {}
+        else:
+            before = dict(matplotlib.rcParams)
+            with matplotlib.rc_context():
+                import quantstats._plotting.core  # noqa: F401 - imported for its theme
+                after = dict(matplotlib.rcParams)
+            _THEME = {k: v for k, v in after.items() if before.get(k) != v}
+    return dict(_THEME)
+
+
 @contextlib.contextmanager
 def report_context() -> Iterator[None]:
-    """Inside this block every matplotlib figure saved gets exact percent tick labels and
-    keeps its text as SVG ``<text>`` (quantstats' charts included); both are undone after."""
+    """Inside this block every matplotlib figure saved gets exact percent tick labels, keeps
+    its text as SVG ``<text>`` and is drawn in quantstats' theme (:func:`quantstats_theme`),
+    quantstats' charts included; all of it is undone after."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -91,7 +121,7 @@ def report_context() -> Iterator[None]:
 
     Figure.savefig = savefig
     try:
-        with matplotlib.rc_context({"svg.fonttype": "none"}):
+        with matplotlib.rc_context({**quantstats_theme(), "svg.fonttype": "none"}):
             yield
     finally:
         Figure.savefig = original
