@@ -12,9 +12,10 @@ What IB Gateway does, and this module reproduces:
 - A CONTFUT cannot be traded or streamed; the simulator only serves it for details and
   history.
 
-The simulated continuous history is the front contract's own series (every simulated ES
-contract is driven by the same "ES" series, so there is no roll gap to adjust for); IB's real
-continuous series stitches expired contracts, which the simulator does not model.
+The simulated continuous history is the front contract's own series (its fair value over
+the underlying, gateway_sim.futures_prices, from its listing on); IB's real continuous series
+stitches expired contracts, which the simulator does not model (a client that wants them asks
+for each expired contract with includeExpired, as bt_ibkr.futures.contracts does).
 """
 
 from __future__ import annotations

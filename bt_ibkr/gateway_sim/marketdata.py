@@ -5,7 +5,8 @@ Data modes
 * ``sample``: real index prices from the ``arch`` package (1999-01-04 .. 2018-12-31).
   ``SPX`` (alias ``^GSPC``) is ``arch.data.sp500`` unchanged, ``COMP`` (alias ``^IXIC``) is
   ``arch.data.nasdaq`` unchanged, **SPY is served as ^GSPC / 10** (prices; volume / 40) and ES
-  futures as ^GSPC, so an ETF strategy has real prices. Every other symbol is synthetic.
+  futures as ^GSPC at fair value (gateway_sim.futures_prices), so an ETF strategy has real
+  prices. Every other symbol is synthetic.
   Outside the sample's range those series have no data.
 * ``synthetic``: every symbol is a seeded GBM-like daily series, deterministic per
   ``(seed, symbol)``, on the New York Stock Exchange's sessions (exchange_calendars XNYS:
@@ -180,6 +181,12 @@ class MarketData:
             del self._paths[ck]
 
     def _build(self, contract: SimContract) -> DailySeries | None:
+        from bt_ibkr.gateway_sim.futures_prices import futures_series
+
+        series = self._underlying(contract)
+        return futures_series(series, contract) if series is not None else None
+
+    def _underlying(self, contract: SimContract) -> DailySeries | None:
         key = contract.series or contract.symbol
         spec = session_for(contract)
         if self.data == "sample" and key in SAMPLE_MAP:
