@@ -294,12 +294,17 @@ def _missing_text(spec: FutureSpec, span: ContractSpan, today: date) -> str:
     c = span.contract
     expiry = spec.last_trade(c.year, c.month)
     kept = years_before(today, EXPIRED_YEARS)
-    why = (f"it expired on {expiry}, and IB keeps an expired future for {EXPIRED_YEARS} years "
-           f"after its expiry (until {years_before(expiry, -EXPIRED_YEARS)})"
-           if expiry < kept else f"IB has no definition of it (last trade {expiry})")
-    return (f"--futures {spec.root}: IB has no {span.label()}, held {span.first}..{span.last}: "
-            f"{why}; start on or after {kept} (--start {kept}), or backtest earlier years from "
-            f"a CSV of the continuous series (--source csv --csv FILE --futures {spec.root})")
+    head = f"--futures {spec.root}: IB has no {span.label()}, held {span.first}..{span.last}"
+    if expiry < kept:
+        return (f"{head}: it expired on {expiry}, and IB keeps an expired future for "
+                f"{EXPIRED_YEARS} years after its expiry (until "
+                f"{years_before(expiry, -EXPIRED_YEARS)}); start on or after {kept} (--start "
+                f"{kept}), or backtest earlier years from a CSV of the continuous series "
+                f"(--source csv --csv FILE --futures {spec.root})")
+    return (f"{head} (last trade {expiry}, asked as {spec.root} {c.code} on {spec.exchange} in "
+            f"{spec.currency} with includeExpired): check that the account's gateway lists "
+            f"{spec.root} futures on {spec.exchange} (TWS: the contract search), or give the "
+            f"continuous series as a CSV (--source csv --csv FILE --futures {spec.root})")
 
 
 def continuous_frames(futures: dict[str, str], start: date | None, end: date | None,

@@ -62,11 +62,13 @@ def _history_requests(sim) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["ratio", "difference"])
-def test_the_series_is_build_continuous_over_the_contracts_ib_serves(gateway_sim, tmp_path,
-                                                                      method):
-    got = load_history(_request(gateway_sim.port, BarCache(tmp_path / "cache"), method))
+def test_the_series_is_build_continuous_over_the_contracts_ib_serves(gateway_sim_factory,
+                                                                      tmp_path, method):
+    sim = gateway_sim_factory(pacing=True)  # IB's pacing enforced: a violation fails the run
+    got = load_history(_request(sim.port, BarCache(tmp_path / "cache"), method))
+    assert _history_requests(sim) == len(CONTRACTS)  # one request per contract, none refused
     frame = got.frames["ES"]
-    want = build_continuous("ES", _contract_bars(gateway_sim), method).frame
+    want = build_continuous("ES", _contract_bars(sim), method).frame
     want = want.loc[(want.index >= pd.Timestamp(FIRST)) & (want.index <= pd.Timestamp(LAST))]
     assert list(frame.index) == list(want.index)
     assert np.allclose(frame.to_numpy(), want.to_numpy(), rtol=1e-12, atol=1e-9)
@@ -117,6 +119,26 @@ def test_simulated_contract_bars_are_never_served_as_ibs(gateway_sim_factory, tm
     with pytest.raises(SourceUnavailableError) as err:
         load_history(_request(sim.port, cache))
     assert "ibkr-sim" in str(err.value) and "ES" in str(err.value)
+
+
+def test_progress_steps_once_per_contract(gateway_sim, tmp_path, monkeypatch):
+    import contextlib
+
+    from bt_ibkr.futures import ib_contracts
+
+    seen: list[tuple[int | None, str, list[str]]] = []
+
+    @contextlib.contextmanager
+    def recording(total, what, enabled=True, minimum=2):
+        labels: list[str] = []
+        seen.append((total, what, labels))
+        yield lambda label="", steps=1: labels.append(label)
+
+    monkeypatch.setattr(ib_contracts, "progress", recording)
+    request = _request(gateway_sim.port, BarCache(tmp_path / "cache"))
+    request.progress = True
+    load_history(request)
+    assert seen == [(len(CONTRACTS), "IB ES contracts", [c.local_symbol for c in CONTRACTS])]
 
 
 def test_a_contract_ib_no_longer_keeps_is_named(gateway_sim, tmp_path):
