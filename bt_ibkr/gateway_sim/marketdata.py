@@ -164,19 +164,20 @@ class MarketData:
         self.clock = clock
         self.data = data
         self.seed = int(seed)
-        self._series: dict[int, DailySeries | None] = {}
+        self._series: dict[tuple[int, str], DailySeries | None] = {}
         self._paths: OrderedDict[tuple[str, int], tuple[np.ndarray, ...]] = OrderedDict()
 
     # ----------------------------------------------------------------- series
     def series(self, contract: SimContract) -> DailySeries | None:
         """Return the contract's daily series (built lazily), or None if it has none."""
-        if contract.conId not in self._series:
-            self._series[contract.conId] = self._build(contract)
-        return self._series[contract.conId]
+        key = (contract.conId, contract.secType)  # a CONTFUT view is not its front's FUT
+        if key not in self._series:
+            self._series[key] = self._build(contract)
+        return self._series[key]
 
     def serve(self, contract: SimContract, series: DailySeries) -> None:
         """Serve ``series`` for ``contract`` from now on (see gateway_sim.frames)."""
-        self._series[contract.conId] = series
+        self._series[(contract.conId, contract.secType)] = series
         for ck in [k for k in self._paths if k[0] == series.key]:
             del self._paths[ck]
 

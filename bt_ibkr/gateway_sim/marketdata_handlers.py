@@ -223,6 +223,8 @@ class MarketDataRouter:
             self.server.error(conn, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
             return
         contract = self._front(spec) if contfut else self._resolve(spec, include_expired)
+        if contfut and contract is not None:  # the underlying's whole series, no roll gaps
+            contract = contfut_view(contract)
         if contract is None:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return

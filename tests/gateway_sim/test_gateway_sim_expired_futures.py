@@ -83,3 +83,20 @@ def test_each_contract_has_its_own_price_converging_at_expiry(gateway_sim):
         assert 0.004 < far / near - 1 < 0.01
     finally:
         ib.disconnect()
+
+
+def test_the_continuous_future_is_the_whole_underlying_not_the_front_alone(gateway_sim):
+    from ib_async import ContFuture
+
+    ib, _ = _connect(gateway_sim, 44)
+    try:
+        (cf,) = ib.qualifyContracts(ContFuture("ES", "CME", currency="USD"))
+        bars = ib.reqHistoricalData(cf, endDateTime="", durationStr="2 Y",
+                                    barSizeSetting="1 day", whatToShow="TRADES", useRTH=True,
+                                    timeout=20)
+        assert len(bars) > 480  # two years of sessions: more than the front's listing
+        (front,) = ib.qualifyContracts(Future("ES", "202403", "CME"))
+        own = _daily(ib, front, "", "5 D")
+        assert own[-1].close > bars[-1].close  # the front carries its basis, CONTFUT none
+    finally:
+        ib.disconnect()
