@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from bt_ibkr.cache import BarCache
-from bt_ibkr.errors import DataError, SourceUnavailableError, UnknownSymbolError
+from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
 from bt_ibkr.futures.continuous import (
     METHODS,
     ContinuousSeries,
@@ -161,8 +161,6 @@ def load_ibkr_continuous(root: str, start: date | None, end: date | None,
     DataError (a contract without bars where it is held, or without the bar a roll gap is
     measured on).
     """
-    from bt_ibkr.errors import ConfigError
-
     spec = get_spec(root)
     if method not in METHODS:
         raise ConfigError(f"--futures-adjust {method!r}: use one of {', '.join(METHODS)}")
