@@ -268,6 +268,8 @@ def run_backtest(config: BacktestConfig, history: Any = None, *,
                 symbols=config.symbols, source=config.source, start=config.start,
                 end=config.end, csv_paths=config.csv_paths, use_cache=config.use_cache,
                 progress=config.progress, gateway=config.gateway,
+                futures=config.futures if config.source == "ibkr" else {},
+                futures_adjust=config.futures_adjust,
             )
         )
     log.info(history.message)
@@ -338,10 +340,14 @@ def run_backtest(config: BacktestConfig, history: Any = None, *,
                                          pd.Timestamp(last).date())
     summary["notes"] = report_notes(summary)
     if config.futures:
-        from bt_ibkr.futures.backtest import futures_text
+        from bt_ibkr.futures.backtest import continuous_built, continuous_text, futures_text
 
         summary["futures"] = dict(config.futures)
         summary["notes"].insert(0, f"futures: {futures_text(config.futures)}")
+        built = continuous_built(history.frames, config.futures)
+        if built:  # series built here from IB's contracts: how, and the roll dates
+            summary["futures_series"] = built
+            summary["notes"].insert(1, f"futures series: {continuous_text(built)}")
     from bt_ibkr.fx.backtest import base_currency, fx_text, odd_lot_note
 
     summary["base_currency"] = base_currency(config.fx, symbols)

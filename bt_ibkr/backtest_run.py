@@ -82,6 +82,7 @@ class BacktestConfig:
     strategy: type | None = None  # None -> strategies.RegimeAwareEnsemble
     gateway: GatewayAddress = field(default_factory=GatewayAddress)  # source "ibkr": where from
     futures: dict[str, str] = field(default_factory=dict)  # symbol -> futures root (--futures)
+    futures_adjust: str | None = None  # --futures-adjust (source ibkr): ratio (None) | difference
     fx: dict[str, str] = field(default_factory=dict)  # symbol -> "BASE.QUOTE" pair (--fx)
 
     @property
@@ -99,6 +100,16 @@ class BacktestConfig:
                 if self.symbols is not None and symbol not in self.symbols:
                     raise ConfigError(f"--futures {symbol}: not one of --symbols "
                                       f"{','.join(self.symbols)}; list it there too")
+        if self.futures_adjust is not None:
+            from bt_ibkr.futures.continuous import METHODS
+
+            if self.futures_adjust not in METHODS:
+                raise ConfigError(f"--futures-adjust {self.futures_adjust}: use one of "
+                                  f"{', '.join(METHODS)}")
+            if not self.futures or self.source != "ibkr":
+                raise ConfigError(f"--futures-adjust {self.futures_adjust}: applies to a "
+                                  "continuous future built from IB's contracts; give it with "
+                                  "--source ibkr --futures ROOT (a CSV is used as it is)")
         if self.fx:
             from bt_ibkr.fx.backtest import base_currency
 

@@ -6,6 +6,7 @@
     python -m examples.backtest --source ibkr --port 4002 --symbols SPY,QQQ --start 2016-01-01
     python -m examples.backtest --source sample --ablation      # each sleeve, static weights, B&H
     python -m examples.backtest --symbols EURUSD --csv eurusd.csv --fx EURUSD   # a forex pair
+    python -m examples.backtest --source ibkr --symbols ES --futures ES   # from IB's contracts
 
 A thin CLI over bt_ibkr.backtest.run_backtest; exit code 2 on bad input, with one line that
 names it, before any work is done. The summary is printed as soon as the run ends; the
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="symbols that are continuous futures (e.g. --symbols ES --csv es.csv --futures ES; "
         "ROOT defaults to the symbol; known roots: ES, NQ, CL, GC, ZN): the contract multiplier "
         "applies to value, sizing and commission",
+    )
+    p.add_argument(
+        "--futures-adjust", choices=("ratio", "difference"), default=None,
+        help="--source ibkr --futures: the continuous series is built from IB's individual "
+        "contracts (expired ones included; IB keeps them 2 years) with the roll registry's "
+        "dates and back-adjusted by ratio (default: returns kept) or difference (point moves "
+        "kept); cached, so a second run needs no gateway",
     )
     p.add_argument(
         "--fx", metavar="SYMBOL[:PAIR],...",
@@ -219,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             use_cache=not args.no_cache,
             gateway=GatewayAddress(args.host, args.port, args.client_id),
             futures=futures_roots(args.futures),
+            futures_adjust=args.futures_adjust,
             fx=fx_pairs(args.fx),
         )
         # the summary is printed as soon as it is known, while the tearsheet renders

@@ -81,6 +81,10 @@ class HistoryRequest:
     progress: bool = True  # rich progress bar over symbols when > 1 symbol
     # for source ibkr: the gateway (TWS/IB Gateway or the simulator); client_id None: a free id
     gateway: GatewayAddress = field(default_factory=GatewayAddress)
+    # for source ibkr: symbols that are continuous futures ({symbol: root}), built from IB's
+    # contracts (bt_ibkr.futures.ib_contracts) with futures_adjust (None: ratio)
+    futures: dict[str, str] = field(default_factory=dict)
+    futures_adjust: str | None = None
 
 
 @dataclass
@@ -500,22 +504,30 @@ def load_history(req: HistoryRequest) -> HistoryResult:
 def _serve_ibkr(
     req: HistoryRequest, given: list[str] | None, start: date | None, end: date | None
 ) -> HistoryResult:
-    """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched)."""
+    """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched);
+    futures symbols as continuous series built from IB's contracts."""
     from bt_ibkr.data.provider import load_ibkr_history
+    from bt_ibkr.futures.ib_contracts import continuous_frames, simulator_series_cached
 
     symbols = given or list(DEFAULT_SYMBOLS)
+    futures = {s: r for s, r in (req.futures or {}).items() if s in symbols}
+    plain = [s for s in symbols if s not in futures]
     i_end = end or _today()
     i_start = start or (pd.Timestamp(i_end) - pd.DateOffset(years=DEFAULT_YEARS)).date()
     where = req.gateway.where()
     log.info("history: trying ibkr at %s for %s %s..%s", where, ", ".join(symbols), i_start, i_end)
+    gw = {"host": req.gateway.host, "port": req.gateway.port,
+          "client_id": req.gateway.client_id, "cache": req.cache, "use_cache": req.use_cache}
     try:
-        frames = load_ibkr_history(
-            symbols, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[req.interval],
-            host=req.gateway.host, port=req.gateway.port, client_id=req.gateway.client_id,
-            cache=req.cache, use_cache=req.use_cache, progress=req.progress,
-        )
+        frames = load_ibkr_history(plain, i_start, i_end, bar_size=INTERVAL_BAR_SIZES[
+            req.interval], progress=req.progress, **gw) if plain else {}
+        # futures: IB keeps expired contracts 2 years, so their default span is 2 years
+        built, notes = continuous_frames(futures, start, end, req.futures_adjust,
+                                         show_progress=req.progress, **gw) if futures else ({}, [])
     except SourceUnavailableError as exc:
-        held = _simulator_bars(req.cache, symbols) if req.use_cache else []
+        held = (_simulator_bars(req.cache, plain) + [
+            s for s, r in futures.items() if simulator_series_cached(req.cache, [r])]
+        ) if req.use_cache else []
         if not held:
             raise
         raise type(exc)(
@@ -523,12 +535,14 @@ def _serve_ibkr(
             "gateway simulator, filed as ibkr-sim: simulated prices, never used as IB's; to "
             "backtest on them start the simulator, python -m bt_ibkr.gateway_sim --port "
             f"{req.gateway.port}, and run again)") from None
+    frames = {s: built[s] if s in built else frames[s] for s in symbols}
     cached = all(f.attrs.get("source") == "cache" for f in frames.values())
     if any(f.attrs.get("simulated") for f in frames.values()):
         own = (f"IB gateway simulator at {where}: simulated prices, not IB's, cached as "
                f"ibkr-sim" + (", all from that cache" if cached else ""))
     else:
         own = f"IB gateway at {where}" + (", all from the ibkr cache" if cached else "")
+    own = "; ".join([own, *notes])
     return _result(frames, "ibkr", [("ibkr", own)], own=own)
 
 

@@ -27,7 +27,8 @@ import pandas as pd
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.futures.registry import FutureSpec, get_spec
 
-__all__ = ["FuturesCommInfo", "per_contract_frames", "futures_comminfo", "futures_text"]
+__all__ = ["FuturesCommInfo", "continuous_built", "continuous_text", "futures_comminfo",
+           "futures_text", "per_contract_frames"]
 
 
 class FuturesCommInfo(bt.CommInfoBase):
@@ -105,3 +106,24 @@ def futures_text(futures: dict[str, str]) -> str:
                      f"point, {spec.exchange}, {spec.settlement} settled")
     return "; ".join(parts) + (" (continuous series; one unit = one contract, priced at its "
                                "notional, fully collateralised)")
+
+
+def continuous_built(frames: dict[str, pd.DataFrame],
+                     futures: dict[str, str]) -> dict[str, dict]:
+    """Return ``{symbol: description}`` of the futures symbols whose continuous series was
+    built from IB's contracts (``frame.attrs["futures"]``, see
+    :func:`bt_ibkr.futures.ib_contracts.continuous_info`); others (a CSV) are left out."""
+    return {s: dict(frames[s].attrs["futures"]) for s in futures
+            if s in frames and isinstance(frames[s].attrs.get("futures"), dict)}
+
+
+def continuous_text(built: dict[str, dict]) -> str:
+    """One line naming, per symbol, the adjustment, the contracts and the roll dates, e.g.
+    ``ES: ratio back-adjusted from ESH2..ESH4 (9 contracts), rolled on 2022-03-11, ...``."""
+    parts = []
+    for symbol, info in built.items():
+        contracts, rolls = info["contracts"], info["rolls"]
+        days = ", ".join(r["day"] for r in rolls) or "no roll"
+        parts.append(f"{symbol}: {info['method']} back-adjusted from {contracts[0]}.."
+                     f"{contracts[-1]} ({len(contracts)} contracts of IB), rolled on {days}")
+    return "; ".join(parts)

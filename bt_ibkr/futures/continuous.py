@@ -178,11 +178,14 @@ def build_continuous(root: str, contracts: Mapping[ContractMonth | str, pd.DataF
     return ContinuousSeries(spec.root, method, out, tuple(rolls), held)
 
 
-def continuous_key(root: str, method: str = "ratio") -> CacheKey:
-    """The cache key of ``root``'s continuous series built with ``method``."""
+def continuous_key(root: str, method: str = "ratio", source: str = "continuous") -> CacheKey:
+    """The cache key of ``root``'s continuous series built with ``method``; ``source`` names
+    where its contracts' bars came from ("continuous": given bars; "ibkr-continuous" /
+    "ibkr-sim-continuous": IB's contracts / the gateway simulator's, see
+    :mod:`bt_ibkr.futures.ib_contracts`)."""
     if method not in METHODS:
         raise ConfigError(f"continuous adjustment {method!r}: use one of {', '.join(METHODS)}")
-    return CacheKey(source="continuous", symbol=f"{root.upper()}.{method}",
+    return CacheKey(source=source, symbol=f"{root.upper()}.{method}",
                     what_to_show="TRADES", adjusted=True)
 
 
@@ -190,16 +193,21 @@ def _rolls_path(cache: BarCache, key: CacheKey) -> Path:
     return cache.path_for(key).with_suffix(".rolls.json")
 
 
-def store_continuous(cache: BarCache, series: ContinuousSeries) -> Path:
-    """Store ``series`` (bars replaced, not merged) and its rolls; return the parquet path.
+def store_continuous(cache: BarCache, series: ContinuousSeries, *, source: str = "continuous",
+                     request: Mapping | None = None) -> Path:
+    """Store ``series`` (bars replaced, not merged) and its rolls under
+    ``continuous_key(root, method, source)``; return the parquet path. ``request`` (JSON-safe,
+    e.g. the span and contracts it was built for) is kept with the rolls for
+    :func:`load_continuous` to match.
 
     The rolls sidecar is written atomically after the bars, so a crash in between leaves a
     parquet without (or with the previous) sidecar; :func:`load_continuous` then compares the
     sidecar's row count and last date with the bars and treats a mismatch as a miss.
     """
-    key = continuous_key(series.root, series.method)
+    key = continuous_key(series.root, series.method, source)
     path = cache.store(key, series.frame, replace=True)
     meta = {"root": series.root, "method": series.method, "bars": int(len(series.frame)),
+            "request": dict(request) if request is not None else None,
             "last": _day(series.frame.index[-1]).isoformat(),
             "rolls": [r.to_json() for r in series.rolls],
             "held": {_day(t).isoformat(): c for t, c in series.held.items()}}
@@ -211,11 +219,14 @@ def store_continuous(cache: BarCache, series: ContinuousSeries) -> Path:
     return path
 
 
-def load_continuous(cache: BarCache, root: str, method: str = "ratio") -> ContinuousSeries | None:
+def load_continuous(cache: BarCache, root: str, method: str = "ratio", *,
+                    source: str = "continuous",
+                    request: Mapping | None = None) -> ContinuousSeries | None:
     """Return the cached continuous series of ``root`` with its rolls, or None (no file, no or
-    unreadable roll sidecar, or a sidecar that does not describe the stored bars)."""
+    unreadable roll sidecar, a sidecar that does not describe the stored bars, or, when
+    ``request`` is given, one stored for another request)."""
     spec = get_spec(root)
-    key = continuous_key(spec.root, method)
+    key = continuous_key(spec.root, method, source)
     frame = cache.load(key)
     target = _rolls_path(cache, key)
     if frame is None or not target.exists():
@@ -226,6 +237,8 @@ def load_continuous(cache: BarCache, root: str, method: str = "ratio") -> Contin
         held = pd.Series([meta["held"][_day(t).isoformat()] for t in frame.index],
                          index=frame.index, name="contract")
         ok = meta["bars"] == len(frame) and meta["last"] == _day(frame.index[-1]).isoformat()
+        if request is not None and meta.get("request") != dict(request):
+            return None  # built for another span: not this request's series
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("continuous cache: roll sidecar %s unreadable (%s); rebuilding", target, exc)
         return None

@@ -12,9 +12,11 @@ What IB Gateway does, and this module reproduces:
 - A CONTFUT cannot be traded or streamed; the simulator only serves it for details and
   history.
 
-The simulated continuous history is the front contract's own series (every simulated ES
-contract is driven by the same "ES" series, so there is no roll gap to adjust for); IB's real
-continuous series stitches expired contracts, which the simulator does not model.
+The simulated continuous history is the underlying's whole series (the sample's S&P 500 or
+the synthetic "ES" walk), as if stitched without roll gaps; each contract's own prices
+(gateway_sim.futures_prices) differ from it by the basis. IB's real continuous series stitches
+expired contracts by its own rule, which the simulator does not model (a client that wants the
+contracts asks for each expired one with includeExpired, as bt_ibkr.futures.ib_contracts does).
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ Instruments (conIds are IB's real ones where known):
   server and built on the first lookup that could concern options); a request's ``strike``
   and ``right`` (C/CALL, P/PUT) narrow the match.
 * A future: ES on CME, the next two quarterly expiries after the clock's start date
-  (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00.
+  (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00, and the
+  quarterlies that expired in the three years before it. As on IB, an expired contract is
+  found only by a request with ``includeExpired`` set, and only for 2 years after its expiry
+  (see :data:`EXPIRED_YEARS`); otherwise the lookup finds nothing (error 200).
 
 Lookup mirrors TWS: a conId > 0 wins; otherwise symbol (or localSymbol), secType, currency,
 exchange (``SMART``, the primary exchange, any valid exchange, or empty), and for futures a
@@ -108,14 +111,25 @@ def third_friday(year: int, month: int) -> date:
     return first + timedelta(days=offset + 14)
 
 
-def es_futures(start: date, count: int = 2) -> list[SimContract]:
-    """Return the next ``count`` quarterly ES contracts expiring after ``start``."""
+EXPIRED_YEARS = 2
+"""IB keeps an expired future's definition and historical data for 2 years after its expiry
+("Expired futures data is limited to two years after the expiration date", IB's Historical
+Data Limitations, interactivebrokers.github.io/tws-api/historical_limitations.html), and finds
+it only when the request sets ``includeExpired`` (the Contract field's documentation: "If set
+to true, contract details requests and historical data queries can be performed pertaining to
+expired futures contracts")."""
+
+
+def es_futures(start: date, count: int = 2, expired_years: int = 0) -> list[SimContract]:
+    """Return the next ``count`` quarterly ES contracts expiring after ``start``, preceded by
+    those that expired in the ``expired_years`` years up to ``start`` (oldest first)."""
     out: list[SimContract] = []
-    year, month = start.year, start.month
-    while len(out) < count:
+    year, month = start.year - expired_years, start.month
+    first = years_before(start, expired_years)
+    while len([c for c in out if c.lastTradeDateOrContractMonth > f"{start:%Y%m%d}"]) < count:
         if month in (3, 6, 9, 12):
             expiry = third_friday(year, month)
-            if expiry > start:
+            if expiry > first:
                 code = "HMUZ"[(month // 3) - 1]
                 out.append(SimContract(
                     conId=700_000_000 + year * 100 + month, symbol="ES", secType="FUT",
@@ -130,6 +144,32 @@ def es_futures(start: date, count: int = 2) -> list[SimContract]:
         if month > 12:
             month, year = 1, year + 1
     return out
+
+
+def years_before(day: date, years: int) -> date:
+    """Return ``day`` ``years`` years earlier (Feb 29 -> Feb 28)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+def expiry_of(contract: SimContract) -> date | None:
+    """Return a future's last trade date (None for other contracts)."""
+    text = contract.lastTradeDateOrContractMonth
+    if contract.secType != "FUT" or len(text) < 8:
+        return None
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def listed(contract: SimContract, today: date, include_expired: bool) -> bool:
+    """True when a lookup on ``today`` finds ``contract``: anything but an expired future;
+    an expired future only with ``include_expired`` and for :data:`EXPIRED_YEARS` after its
+    expiry."""
+    expiry = expiry_of(contract)
+    if expiry is None or expiry >= today:
+        return True
+    return include_expired and expiry >= years_before(today, EXPIRED_YEARS)
 
 
 def session_for(contract: SimContract) -> SessionSpec:
@@ -166,7 +206,9 @@ class ContractDB:
 
     def __init__(self, start: datetime | date) -> None:
         start_date = start.date() if isinstance(start, datetime) else start
-        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(start_date)
+        self.start = start_date
+        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(
+            start_date, expired_years=EXPIRED_YEARS + 1)
         self._by_conid = {c.conId: c for c in self._contracts}
         self._lazy: list[Callable[[], list[SimContract]]] = []
 
@@ -215,9 +257,15 @@ class ContractDB:
         localSymbol: str = "",
         strike: float | str = 0.0,
         right: str = "",
+        include_expired: bool = False,
+        today: date | None = None,
         **_ignored: object,
     ) -> list[SimContract]:
-        """Return every contract matching the request the way TWS matches it (may be empty)."""
+        """Return every contract matching the request the way TWS matches it (may be empty).
+
+        A future that expired before ``today`` (default: the table's start date) matches only
+        with ``include_expired``, and only for 2 years after its expiry (see :func:`listed`);
+        a conId lookup finds any contract."""
         if conId and int(conId) > 0:
             found = self.by_conid(int(conId))
             return [found] if found else []
@@ -247,6 +295,8 @@ class ContractDB:
                     lastTradeDateOrContractMonth):
                 continue
             if not _option_ok(c, strike, right):
+                continue
+            if not listed(c, today or self.start, include_expired):
                 continue
             out.append(c)
         return out

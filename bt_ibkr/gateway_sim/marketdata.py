@@ -5,7 +5,8 @@ Data modes
 * ``sample``: real index prices from the ``arch`` package (1999-01-04 .. 2018-12-31).
   ``SPX`` (alias ``^GSPC``) is ``arch.data.sp500`` unchanged, ``COMP`` (alias ``^IXIC``) is
   ``arch.data.nasdaq`` unchanged, **SPY is served as ^GSPC / 10** (prices; volume / 40) and ES
-  futures as ^GSPC, so an ETF strategy has real prices. Every other symbol is synthetic.
+  futures as ^GSPC at fair value (gateway_sim.futures_prices), so an ETF strategy has real
+  prices. Every other symbol is synthetic.
   Outside the sample's range those series have no data.
 * ``synthetic``: every symbol is a seeded GBM-like daily series, deterministic per
   ``(seed, symbol)``, on the New York Stock Exchange's sessions (exchange_calendars XNYS:
@@ -163,23 +164,30 @@ class MarketData:
         self.clock = clock
         self.data = data
         self.seed = int(seed)
-        self._series: dict[int, DailySeries | None] = {}
+        self._series: dict[tuple[int, str], DailySeries | None] = {}
         self._paths: OrderedDict[tuple[str, int], tuple[np.ndarray, ...]] = OrderedDict()
 
     # ----------------------------------------------------------------- series
     def series(self, contract: SimContract) -> DailySeries | None:
         """Return the contract's daily series (built lazily), or None if it has none."""
-        if contract.conId not in self._series:
-            self._series[contract.conId] = self._build(contract)
-        return self._series[contract.conId]
+        key = (contract.conId, contract.secType)  # a CONTFUT view is not its front's FUT
+        if key not in self._series:
+            self._series[key] = self._build(contract)
+        return self._series[key]
 
     def serve(self, contract: SimContract, series: DailySeries) -> None:
         """Serve ``series`` for ``contract`` from now on (see gateway_sim.frames)."""
-        self._series[contract.conId] = series
+        self._series[(contract.conId, contract.secType)] = series
         for ck in [k for k in self._paths if k[0] == series.key]:
             del self._paths[ck]
 
     def _build(self, contract: SimContract) -> DailySeries | None:
+        from bt_ibkr.gateway_sim.futures_prices import futures_series
+
+        series = self._underlying(contract)
+        return futures_series(series, contract) if series is not None else None
+
+    def _underlying(self, contract: SimContract) -> DailySeries | None:
         key = contract.series or contract.symbol
         spec = session_for(contract)
         if self.data == "sample" and key in SAMPLE_MAP:

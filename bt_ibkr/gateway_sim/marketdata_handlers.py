@@ -133,14 +133,20 @@ class MarketDataRouter:
                 "localSymbol", "tradingClass")
         return {k: reader.str() for k in keys}
 
-    def _resolve(self, spec: dict[str, object]) -> SimContract | None:
+    def _resolve(self, spec: dict[str, object],
+                 include_expired: bool | None = None) -> SimContract | None:
+        """The one contract ``spec`` names. ``include_expired`` (the request's flag; None for
+        requests that have none) decides, on the clock's date, whether an expired future is
+        found (:func:`~bt_ibkr.gateway_sim.contracts_db.listed`)."""
         con_id = int(float(spec["conId"] or 0))
+        dated = {} if include_expired is None else {
+            "include_expired": include_expired, "today": self.server.clock.now().date()}
         return self.server.contracts.resolve(
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
             primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]),
-            strike=str(spec["strike"]), right=str(spec["right"]))
+            strike=str(spec["strike"]), right=str(spec["right"]), **dated)
 
     def _front(self, spec: dict[str, object]) -> SimContract | None:
         """The front future a CONTFUT request stands for (None: no such future)."""
@@ -152,6 +158,7 @@ class MarketDataRouter:
         reader.skip()  # version 8
         req_id = reader.int()
         spec = self._read_contract(reader)
+        include_expired = reader.bool()
         if str(spec["secType"]).upper() == CONTFUT:
             front = self._front(spec)
             if front is None:
@@ -169,7 +176,8 @@ class MarketDataRouter:
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
             primaryExchange=str(spec["primaryExchange"]), localSymbol=str(spec["localSymbol"]),
-            strike=str(spec["strike"]), right=str(spec["right"]))
+            strike=str(spec["strike"]), right=str(spec["right"]),
+            include_expired=include_expired, today=self.server.clock.now().date())
         if not found:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return
@@ -181,11 +189,12 @@ class MarketDataRouter:
 
     def _on_head_timestamp(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
-        contract = self._resolve(self._read_contract(reader))
+        spec = self._read_contract(reader)
+        contract = self._resolve(spec, include_expired=reader.bool())
         if contract is None:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return
-        reader.skip(3)  # includeExpired, useRTH, whatToShow
+        reader.skip(2)  # useRTH, whatToShow
         fmt_date = reader.int(1)
         series = self.server.market.series(contract)
         if series is None or not len(series.opens):
@@ -199,7 +208,7 @@ class MarketDataRouter:
     def _on_historical(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
         spec = self._read_contract(reader)
-        reader.skip()  # includeExpired
+        include_expired = reader.bool()
         end_text = reader.str()
         bar_size = " ".join(reader.str().split())
         duration = reader.str()
@@ -213,7 +222,9 @@ class MarketDataRouter:
         if contfut and end_text.strip():
             self.server.error(conn, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
             return
-        contract = self._front(spec) if contfut else self._resolve(spec)
+        contract = self._front(spec) if contfut else self._resolve(spec, include_expired)
+        if contfut and contract is not None:  # the underlying's whole series, no roll gaps
+            contract = contfut_view(contract)
         if contract is None:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return
