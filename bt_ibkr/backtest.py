@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -162,15 +162,21 @@ _PRICE_BASIS = {
 }
 
 
-def report_notes(summary: dict[str, Any]) -> list[str]:
+def report_notes(summary: dict[str, Any], futures: Mapping[str, str] | None = None) -> list[str]:
     """Return what the figures leave out, as the terminal, the tearsheet and the README say
     it: the price basis (dividends or not), what idle cash earns, the risk-free rate of the
-    ratios and the equal-volatility convention."""
+    ratios and the equal-volatility convention. Symbols in ``futures`` (symbol -> root) are
+    continuous futures: their basis is the back-adjusted series, which has no dividends."""
     source = str(summary.get("source", ""))
     basis = next((text for key, text in _PRICE_BASIS.items() if source.startswith(key)), None)
+    futures = futures or {}
+    others = [s for s in summary.get("symbols", []) if s not in futures]
     notes = []
-    if basis:
-        notes.append(basis.format(symbols=", ".join(summary.get("symbols", []))))
+    if basis and others:
+        notes.append(basis.format(symbols=", ".join(others)))
+    if futures:
+        notes.append(f"{', '.join(futures)}: continuous futures, back-adjusted at each roll "
+                     "(futures pay no dividends), for the strategy and buy & hold alike")
     rate = float(summary.get("cash_rate_pct", 0.0) or 0.0)
     idle = max(0.0, 1.0 - float(summary.get("exposure", 1.0)))
     flat = 1.0 - float(summary.get("time_in_market", 1.0))
@@ -338,7 +344,7 @@ def run_backtest(config: BacktestConfig, history: Any = None, *,
         summary["sharpe"] = summary["sortino"] = None
     summary["range_notes"] = range_notes(config, pd.Timestamp(first).date(),
                                          pd.Timestamp(last).date())
-    summary["notes"] = report_notes(summary)
+    summary["notes"] = report_notes(summary, config.futures)
     if config.futures:
         from bt_ibkr.futures.backtest import continuous_built, continuous_text, futures_text
 

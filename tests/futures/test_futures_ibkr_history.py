@@ -167,6 +167,9 @@ def test_the_cli_backtests_it_and_reports_the_contracts_and_rolls(gateway_sim, t
     series = summary["futures_series"]["ES"]
     assert series["method"] == "ratio" and series["contracts"][0] == "ESH2"
     assert series["rolls"][0]["day"] == "2022-03-11"
+    # the price basis is the back-adjusted series, not a stock's unadjusted TRADES bars
+    assert any(n.startswith("ES: continuous futures, back-adjusted") for n in summary["notes"])
+    assert not any("TRADES bars" in n for n in summary["notes"])
     assert "rolled on 2022-03-11" in (tmp_path / "es.html").read_text()
 
     code, out, err = run_backtest([*base, "--start", "2021-01-04", "--no-report"], capsys)
