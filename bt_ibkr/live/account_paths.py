@@ -56,10 +56,11 @@ LEGACY_EQUITY = Path("state/equity.csv")
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def awaits_account(config: LiveConfig) -> bool:
-    """True when a path of ``config`` still names ``{account}``: the run's journal and
-    records are known only once the account is (:func:`for_account`)."""
-    return any(ACCOUNT_FIELD in str(getattr(config.paths, f.name)) for f in fields(PathsConfig))
+def awaits_account(config: LiveConfig, key: str | None = None) -> bool:
+    """True when a path of ``config`` (``key``: that one, e.g. ``"journal"``; None: any)
+    still names ``{account}``: it is known only once the account is (:func:`for_account`)."""
+    keys = [key] if key else [f.name for f in fields(PathsConfig)]
+    return any(ACCOUNT_FIELD in str(getattr(config.paths, k)) for k in keys)
 
 
 def for_account(config: LiveConfig, account: str) -> LiveConfig:

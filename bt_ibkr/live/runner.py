@@ -208,7 +208,7 @@ class LiveRunner:
         started = datetime.now(UTC)
         # one runner per journal, refused before connecting; a journal named by the account
         # the gateway will name (account_paths) is opened once it has
-        lock, journal = (None, None) if account_paths.awaits_account(cfg) else \
+        lock, journal = (None, None) if account_paths.awaits_account(cfg, "journal") else \
             self._open_journal(cfg)
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
         audit.listeners.append(self._decision_line)  # one status line per decision
@@ -235,8 +235,9 @@ class LiveRunner:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
             try:
-                if journal is None:  # the account the gateway named: its journal and records
+                if account_paths.awaits_account(cfg):  # the account the gateway named
                     cfg = self.run_config = account_paths.resolve(cfg, account, self._say)
+                if journal is None:  # its journal, now that its path is known
                     lock, journal = self._open_journal(cfg)
                 journal.bind_account(account)
             except (BtIbkrError, OSError) as exc:

@@ -17,6 +17,7 @@ from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.run_lock import RunLock
 from bt_ibkr.live.runner import run_live
+from bt_ibkr.records.ownership import OURS, JournalRecords
 from examples import live as cli
 
 MINE, OTHER = "DU111", "DU222"
@@ -94,6 +95,11 @@ def test_an_old_default_journal_moves_to_its_account_and_keeps_its_orders(
     assert not any(Path("state/sessions").glob("*"))
     with Journal(own(MINE)) as j:
         assert j.account == MINE and len(j.runs()) == 2
+        run_ids = [r.run_id for r in j.runs()]
+    # both runs' records are the moved journal's own (its tearsheet and retention see them)
+    records = JournalRecords.of(own(MINE).resolve(), run_ids)
+    folders = sorted((own(MINE).parent / "sessions").iterdir())
+    assert len(folders) == 2 and {records.claim(f) for f in folders} == {OURS}
 
 
 def legacy_journal(account: str | None) -> None:
