@@ -64,15 +64,17 @@ def awaits_account(config: LiveConfig, key: str | None = None) -> bool:
 
 
 def for_account(config: LiveConfig, account: str) -> LiveConfig:
-    """Return ``config`` with ``{account}`` in its paths replaced by ``account`` (a new
-    LiveConfig; ``config`` is unchanged).
+    """Return ``config`` with ``{account}`` in its paths replaced by ``account`` in capitals
+    (a new LiveConfig; ``config`` is unchanged). IB's account ids are capitals and a run
+    names its account in any case (``--account du111``): one account, one folder.
 
     Raises:
         ConfigError: ``account`` cannot be part of a folder name (names it).
     """
     if not awaits_account(config):
         return config
-    if not _SAFE_ACCOUNT.fullmatch(account or ""):
+    account = (account or "").strip().upper()
+    if not _SAFE_ACCOUNT.fullmatch(account):
         raise ConfigError(f"account {account!r} cannot name a folder of the run's state "
                           "(letters, digits, '.', '_' and '-' only): give paths.journal and "
                           "paths.equity (--journal, --equity) without {account}")
@@ -144,7 +146,7 @@ def adopt_legacy(requested: LiveConfig, resolved: LiveConfig, account: str,
             f"{legacy} (the default journal before journals were per account) records no "
             f"account, so it cannot be moved to {target} safely: pass --journal {legacy} "
             f"to keep using it, or move it away if it is not account {account}'s")
-    if owner != account:
+    if owner.upper() != account.strip().upper():
         say(f"{legacy} belongs to account {owner}: left for its next run to move; account "
             f"{account} uses {target}")
         return

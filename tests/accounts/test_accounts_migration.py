@@ -70,7 +70,8 @@ def cli_run(sim, *extra: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("named", [True, False], ids=["--account", "account-from-gateway"])
+@pytest.mark.parametrize("named", [MINE, MINE.lower(), None],
+                         ids=["--account", "--account-lowercase", "account-from-gateway"])
 def test_an_old_default_journal_moves_to_its_account_and_keeps_its_orders(
         gateway_sim_factory, state, named):
     sim = gateway_sim_factory(data="sample", account=MINE)
@@ -80,7 +81,7 @@ def test_an_old_default_journal_moves_to_its_account_and_keeps_its_orders(
     sent = len(gateway_orders(sim))
     # today's, with the defaults: the journal moves to the account's path and the same
     # decision finds its order there (nothing sent twice)
-    again, lines = run(sim, MINE if named else None)
+    again, lines = run(sim, named)
     assert Path(again.journal) == own(MINE) and own(MINE).exists()
     assert not LEGACY.exists() and not Path(f"{LEGACY}-wal").exists()
     assert again.reconcile["ok"], again.reconcile
