@@ -292,8 +292,9 @@ def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
         c.port = None if value is None else as_int(where, path, value, 1, 65535)
     elif key == "client_id":
         c.client_id = as_int(where, path, value, 0, 2**31 - 1)
-    elif key == "account":
-        c.account = as_str(where, path, value, nullable=True)
+    elif key == "account":  # IB's account ids are capitals: "du111" is account DU111
+        text = as_str(where, path, value, nullable=True)
+        c.account = text.upper() if text else None
     elif key == "timeout":
         c.timeout = as_float(where, path, value, lo=0.0)
     elif key == "readonly":

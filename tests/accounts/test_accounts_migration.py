@@ -84,7 +84,7 @@ def test_an_old_default_journal_moves_to_its_account_and_keeps_its_orders(
     again, lines = run(sim, named)
     assert Path(again.journal) == own(MINE) and own(MINE).exists()
     assert not LEGACY.exists() and not Path(f"{LEGACY}-wal").exists()
-    assert again.reconcile["ok"], again.reconcile
+    assert again.reconcile["ok"], "\n".join(lines)
     assert [(o["orderRef"], o.get("duplicate_skipped")) for o in again.orders] == [(ref, True)]
     assert len(gateway_orders(sim)) == sent
     moved = [line for line in lines if "moved" in line]
