@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "account)")
     p.add_argument("--equity", type=Path, help="equity CSV (default state/{account}/equity.csv)")
     p.add_argument("--report", type=Path, help="write the quantstats tearsheet of the recorded "
-                                               "equity here (HTML)")
+                                               "equity here (HTML; {account}: the traded "
+                                               "account)")
     p.add_argument("--report-run", metavar="RUN_ID",
                    help="--report covers this run only ('last': the newest run; default: all "
                    "runs of the journal, of this run's kind: simulated or real)")
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--report covers the runs started from this date")
     p.add_argument("--report-to", type=iso_date, metavar="YYYY-MM-DD",
                    help="--report covers the runs started up to this date")
-    p.add_argument("--json", type=Path, help="write the run summary as JSON here")
+    p.add_argument("--json", type=Path, help="write the run summary as JSON here ({account}: "
+                                             "the traded account)")
     p.add_argument("--max-runtime", type=positive_float, metavar="S",
                    help="stop after S seconds (daily: leave unfinished orders working)")
     p.add_argument("--simulate", action="store_true",

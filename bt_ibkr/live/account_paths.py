@@ -8,7 +8,8 @@ account keeps its own state. The default paths name the account (:data:`ACCOUNT_
     paths.equity   state/{account}/equity.csv
     paths.reports  reports/{account}
 
-A configured path may name ``{account}`` too; ``paths.logs`` may not (the log and the audit
+A configured path may name ``{account}`` too, and so may the run's ``--report`` and ``--json``
+files (:func:`outputs`: ``--report reports/{account}/tearsheet.html``); ``paths.logs`` may not (the log and the audit
 trail open before the gateway says which account the run trades; a run's audit lines say which
 account and journal it uses). :func:`for_account` fills the field in with the account the run trades:
 before connecting when the account is configured, else once the gateway has named it (a
@@ -40,9 +41,10 @@ from pathlib import Path
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.live.config import LiveConfig, PathsConfig
+from bt_ibkr.live.options import RunOptions
 
 __all__ = ["ACCOUNT_FIELD", "LEGACY_EQUITY", "LEGACY_JOURNAL", "adopt_legacy",
-           "awaits_account", "for_account", "journal_account", "resolve"]
+           "awaits_account", "for_account", "journal_account", "outputs", "resolve"]
 
 ACCOUNT_FIELD = "{account}"
 """The field a path names the traded account with (``state/{account}/journal.sqlite``)."""
@@ -73,11 +75,7 @@ def for_account(config: LiveConfig, account: str) -> LiveConfig:
     """
     if not awaits_account(config):
         return config
-    account = (account or "").strip().upper()
-    if not _SAFE_ACCOUNT.fullmatch(account):
-        raise ConfigError(f"account {account!r} cannot name a folder of the run's state "
-                          "(letters, digits, '.', '_' and '-' only): give paths.journal and "
-                          "paths.equity (--journal, --equity) without {account}")
+    account = _folder(account)
     paths = config.paths
     filled = {f.name: Path(str(getattr(paths, f.name)).replace(ACCOUNT_FIELD, account))
               for f in fields(PathsConfig)}
@@ -98,6 +96,33 @@ def resolve(config: LiveConfig, account: str,
     if resolved is not config:
         adopt_legacy(config, resolved, account, say)
     return resolved
+
+
+def outputs(options: RunOptions, account: str | None) -> tuple[RunOptions,
+                                                                list[tuple[str, Path]]]:
+    """Return ``options`` with ``{account}`` in its ``--report`` / ``--json`` paths filled in
+    with ``account`` in capitals (None: left as they are), and the ``(flag, path)`` outputs
+    that are known now (no ``{account}`` left), for :func:`check_outputs` before trading."""
+    filled = {}
+    for name in ("report_path", "json_path"):
+        path = getattr(options, name)
+        if account and path is not None and ACCOUNT_FIELD in str(path):
+            filled[name] = Path(str(path).replace(ACCOUNT_FIELD, _folder(account)))
+    options = replace(options, **filled) if filled else options
+    known = [(flag, path) for flag, path in (("--json", options.json_path),
+                                             ("--report", options.report_path))
+             if path is not None and ACCOUNT_FIELD not in str(path)]
+    return options, known
+
+
+def _folder(account: str) -> str:
+    """Return ``account`` as its folder's name (capitals); ConfigError when it cannot be."""
+    name = (account or "").strip().upper()
+    if not _SAFE_ACCOUNT.fullmatch(name):
+        raise ConfigError(f"account {account!r} cannot name a folder of the run's state "
+                          "(letters, digits, '.', '_' and '-' only): give paths.journal and "
+                          "paths.equity (--journal, --equity) without {account}")
+    return name
 
 
 def journal_account(path: Path) -> str | None:

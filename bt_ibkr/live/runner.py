@@ -171,8 +171,9 @@ class LiveRunner:
         try:
             strategy_cls = opts.strategy or resolve_strategy(self.config.strategy)
             wiring.check_params(strategy_cls, self.config.params)
-            # before trading, not when the summary is due
-            check_outputs((("--json", opts.json_path), ("--report", opts.report_path)))
+            # before trading, not when the summary is due (one naming {account}: once known)
+            self.options, known = account_paths.outputs(opts, self.config.connection.account)
+            check_outputs(known)
             cfg = self.config
             if opts.simulate:
                 sim, cfg = start_simulator(cfg, opts.sim_options)
@@ -239,6 +240,8 @@ class LiveRunner:
                     cfg = self.run_config = account_paths.resolve(cfg, account, self._say)
                 if journal is None:  # its journal, now that its path is known
                     lock, journal = self._open_journal(cfg)
+                self.options, known = account_paths.outputs(self.options, account)
+                check_outputs(known)
                 journal.bind_account(account)
             except (BtIbkrError, OSError) as exc:
                 audit.write("run", event="refused", reason=str(exc))

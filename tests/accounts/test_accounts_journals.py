@@ -6,6 +6,7 @@ DU222 too)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def run_both(sim, tmp_path):
     def target(account, client_id):
         try:
             out[account] = run_live(config(sim, account, client_id, tmp_path),
-                                    strategy=BuyOneOnDecision, max_runtime=HANG)
+                                    strategy=BuyOneOnDecision, max_runtime=HANG,
+                                    json_path=Path("runs/{account}/run.json"))
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             out[account] = exc
 
@@ -95,6 +97,9 @@ def test_two_accounts_run_at_once_each_with_its_own_journal_and_records(
         equity = read_equity_csv(res.equity_file)
         assert len(equity) >= 1
         assert float(equity.iloc[-1]) == pytest.approx(CASH[account], rel=0.01)
+        # a summary file named by {account} is the account's own
+        summary = json.loads((Path("runs") / account / "run.json").read_text())
+        assert summary["account"] == account and summary["journal"] == str(journal_file)
     assert not refs[MINE] & refs[OTHER]
     # no order crossed accounts: every order at the gateway carries the account whose
     # journal holds its orderRef

@@ -120,6 +120,7 @@ def test_an_old_default_journal_that_records_no_account_is_refused(
     assert str(LEGACY) in line and "records no account" in line and "--journal" in line
     assert sim.requests_named("placeOrder") == []
     assert LEGACY.read_bytes() == before and not own(MINE).exists()
+    assert not list(Path().rglob("*{account}*"))
 
 
 def test_an_account_with_journals_at_both_paths_is_refused(gateway_sim_factory, state, capsys):

@@ -5,6 +5,7 @@ the default equity path writes the account's equity curve."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -57,10 +58,14 @@ def test_a_service_for_an_account_moves_its_old_default_journal_first(state):
 @pytest.mark.slow
 def test_an_explicit_journal_with_the_default_equity_path_writes_the_accounts_curve(
         gateway_sim_factory, state):
+    """... and a --json naming {account} on a run that names none: the gateway's account."""
     sim = gateway_sim_factory(data="sample", account=MINE)
     cfg = load_config(None, env={}, overrides={
         "connection.port": sim.port, "paths.journal": "mine.sqlite", "paths.logs": "logs"})
-    res = run_live(cfg, strategy=BuyOneOnDecision, max_runtime=120)
+    res = run_live(cfg, strategy=BuyOneOnDecision, max_runtime=120,
+                   json_path=Path("out/{account}.json"))
     assert Path(res.journal) == Path("mine.sqlite")
     assert Path(res.equity_file) == Path("state") / MINE / "equity.csv"
     assert Path(res.equity_file).exists()
+    assert json.loads((Path("out") / f"{MINE}.json").read_text())["account"] == MINE
+    assert not list(state.rglob("*{account}*"))  # no folder or file named by the field
