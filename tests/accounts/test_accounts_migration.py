@@ -6,13 +6,17 @@ Through the real client against the gateway simulator; the CLI runs in-process."
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers.live import BuyOneOnDecision
 
 from bt_ibkr.errors import ConfigError
+from bt_ibkr.live.account_paths import resolve
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.run_lock import RunLock
@@ -23,6 +27,7 @@ from examples import live as cli
 MINE, OTHER = "DU111", "DU222"
 LEGACY = Path("state/journal.sqlite")
 HANG = 120
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def own(account: str) -> Path:
@@ -195,3 +200,24 @@ def test_an_unreadable_old_default_journal_is_refused(gateway_sim_factory, state
     assert str(LEGACY) in line and "cannot be read" in line
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(LEGACY).execute("SELECT 1 FROM meta")
+
+
+@pytest.mark.slow
+def test_an_old_journal_left_by_a_killed_run_moves_with_its_unmerged_log(state):
+    """A run killed with committed rows still in SQLite's write-ahead log (``-wal``): the
+    move checkpoints them into the file first, so none is lost."""
+    script = ("import os; from bt_ibkr.live.journal import Journal; "
+              f"j = Journal({str(LEGACY)!r}); j.bind_account({MINE!r}); "
+              "j.log_event('note', {'kept': 'yes'}); os._exit(0)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    wal = Path(f"{LEGACY}-wal")
+    assert wal.exists() and wal.stat().st_size > 0  # the rows are in the log, not the file
+    lines: list[str] = []
+    cfg = load_config(None, env={}, overrides={"connection.account": MINE})
+    resolve(cfg, MINE, lines.append)
+    assert not LEGACY.exists() and not wal.exists()
+    with Journal(own(MINE)) as j:
+        assert j.account == MINE
+        assert [e["detail"] for e in j.events("note")] == [{"kept": "yes"}]
