@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers.live import BuyOneOnDecision
+from helpers.live import BuyOneOnDecision, RestingLimit
+from helpers.sim import run_live_until
 
 from analyzers.equity import read_equity_csv
 from bt_ibkr.live.config import load_config
@@ -125,3 +126,37 @@ def test_two_accounts_run_at_once_each_with_its_own_journal_and_records(
     assert again.positions == results[OTHER].positions
     with Journal(Path("state") / MINE / "journal.sqlite") as j:
         assert ([i.order_ref for i in j.intents()], len(j.events())) == mine_before
+
+
+def working(runner) -> bool:
+    """``until`` for run_live_until: the run's limit order is working at the gateway."""
+    broker = getattr(runner, "broker", None)
+    return broker is not None and any(rec.get("status") == "submitted"
+                                      for rec in list(broker.records.values()))
+
+
+@pytest.mark.slow
+def test_a_working_order_of_one_account_is_none_of_the_other_runs_business(
+        gateway_sim_factory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sim = login(gateway_sim_factory)
+    mine = run_live_until(config(sim, MINE, 11, tmp_path), working, strategy=RestingLimit,
+                          hang_guard=HANG)
+    (ref,) = [o["orderRef"] for o in mine.orders]
+    (resting,) = sim.broker.open_orders()
+    assert (resting.spec.orderRef, resting.spec.account) == (ref, MINE)
+    # OTHER's run and its restart: MINE's working order is neither reported nor touched
+    for _ in range(2):
+        other = run_live(config(sim, OTHER, 12, tmp_path), strategy=BuyOneOnDecision,
+                         max_runtime=HANG)
+        assert other.reconcile["ok"] and other.reconcile["other_journals"] == {}
+        assert other.reconcile["unknown_orders"] == [] and other.reconcile["adopted"] == []
+        assert [o.spec.orderRef for o in sim.broker.open_orders()] == [ref]
+    # MINE's restart follows its own working order and sends nothing new
+    sent = len(gateway_orders(sim))
+    again = run_live_until(config(sim, MINE, 11, tmp_path), working, strategy=RestingLimit,
+                           hang_guard=HANG)
+    assert again.reconcile["ok"] and again.reconcile["other_journals"] == {}
+    assert len(gateway_orders(sim)) == sent
+    with Journal(Path("state") / MINE / "journal.sqlite") as j:
+        assert [i.order_ref for i in j.intents()] == [ref]
