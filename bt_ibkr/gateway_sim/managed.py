@@ -9,7 +9,12 @@ settings. Every report is per account, as IB answers an advisor's login: account
 portfolio rows (reqAccountUpdates(account), reqAccountUpdatesMulti), PnL (reqPnL(account),
 reqPnLSingle(account, conId)) and positions (reqPositionsMulti(account)) for the account
 asked for (none named: the login's own); an account summary (reqAccountSummary, group "All")
-lists every managed account's tags, each under its code.
+lists every managed account's tags, each under its code. The TWS API reference's rules:
+``reqAccountUpdates(subscribe, acctCode)`` "subscribes to a specific account's information and
+portfolio" (one account at a time per client); ``reqAccountSummary`` with group "All" returns
+"all accounts"; ``reqPnL(reqId, account, modelCode)`` and ``reqPnLSingle(reqId, account,
+modelCode, conId)`` answer for the account given; ``reqPositionsMulti(reqId, account,
+modelCode)`` for that account.
 """
 
 from __future__ import annotations
