@@ -160,18 +160,24 @@ def adopt_legacy(requested: LiveConfig, resolved: LiveConfig, account: str,
     """
     if requested.paths.journal != PathsConfig().journal or not LEGACY_JOURNAL.exists():
         return
+    account = account.strip().upper()  # as the folder names it
     legacy, target = LEGACY_JOURNAL, Path(resolved.paths.journal)
     if legacy.is_symlink():
         raise ConfigError(f"{legacy} (the default journal before journals were per account) "
                           f"is a symlink: pass --journal {legacy} to keep using it, or move "
                           f"it to {target} yourself")
-    owner = journal_account(legacy)
+    try:
+        owner = journal_account(legacy)
+    except ConfigError:
+        if not legacy.exists():  # its account's run moved it meanwhile
+            return
+        raise
     if owner is None:
         raise ConfigError(
             f"{legacy} (the default journal before journals were per account) records no "
             f"account, so it cannot be moved to {target} safely: pass --journal {legacy} "
             f"to keep using it, or move it away if it is not account {account}'s")
-    if owner.upper() != account.strip().upper():
+    if owner.upper() != account:
         say(f"{legacy} belongs to account {owner}: left for its next run to move; account "
             f"{account} uses {target}")
         return
