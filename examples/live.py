@@ -69,10 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="daily: decide on the last closed bar, place, wait, exit (default); "
                         "stream: trade every bar until stopped")
     p.add_argument("--bar-size", help="IB bar size (default '1 day'; stream mode e.g. '5 secs')")
-    p.add_argument("--journal", type=Path, help="SQLite order journal (default state/journal.sqlite)")
-    p.add_argument("--equity", type=Path, help="equity CSV (default state/equity.csv)")
+    p.add_argument("--journal", type=Path, help="SQLite order journal (default "
+                   "state/{account}/journal.sqlite: one per account; {account} is the traded "
+                   "account)")
+    p.add_argument("--equity", type=Path, help="equity CSV (default state/{account}/equity.csv)")
     p.add_argument("--report", type=Path, help="write the quantstats tearsheet of the recorded "
-                                               "equity here (HTML)")
+                                               "equity here (HTML; {account}: the traded "
+                                               "account)")
     p.add_argument("--report-run", metavar="RUN_ID",
                    help="--report covers this run only ('last': the newest run; default: all "
                    "runs of the journal, of this run's kind: simulated or real)")
@@ -80,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--report covers the runs started from this date")
     p.add_argument("--report-to", type=iso_date, metavar="YYYY-MM-DD",
                    help="--report covers the runs started up to this date")
-    p.add_argument("--json", type=Path, help="write the run summary as JSON here")
+    p.add_argument("--json", type=Path, help="write the run summary as JSON here ({account}: "
+                                             "the traded account)")
     p.add_argument("--max-runtime", type=positive_float, metavar="S",
                    help="stop after S seconds (daily: leave unfinished orders working)")
     p.add_argument("--simulate", action="store_true",
@@ -303,13 +307,52 @@ SERVICE_MAX_RUNTIME = 120.0
 and the next session's run follows them), well inside the unit's WatchdogSec."""
 
 
-def service_journal(config, simulate: bool) -> Path:
+def service_journal(config, simulate: bool, say=lambda msg: None) -> Path:
     """Return the journal a service marks its decided sessions in: the runs' own, so under
     ``--simulate`` the simulated journal (``state/simulate/``), never the real one (a real
-    service would skip a session a simulated one marked)."""
+    service would skip a session a simulated one marked), and the configured account's (a
+    journal at the old default moved there first when it is that account's). Still naming
+    ``{account}`` when no account is configured: the first run tells it."""
+    from bt_ibkr.live import account_paths
     from bt_ibkr.live.simulator import simulated_paths
 
-    return (simulated_paths(config)[0] if simulate else config).paths.journal
+    config = simulated_paths(config)[0] if simulate else config
+    if config.connection.account:
+        config = account_paths.resolve(config, config.connection.account, say)
+    return config.paths.journal
+
+
+class ServiceSessions:
+    """The decided sessions of a service: in its journal (:class:`ServiceRecord`) once the
+    journal is known, kept in memory until then (no account configured: the first run's
+    gateway names it, and a journal is never created before its account is known)."""
+
+    def __init__(self, journal: Path) -> None:
+        from bt_ibkr.ops.service_record import ServiceRecord
+
+        self.record = ServiceRecord(journal)
+        self.pending: set = set()
+
+    def known(self) -> bool:
+        """True once the journal's path is the account's (no ``{account}`` left)."""
+        return "{account}" not in str(self.record.journal_path)
+
+    def follow(self, journal: Path) -> None:
+        """Use ``journal`` (a run's resolved journal) from now on; write what was pending."""
+        self.record.journal_path = Path(journal)
+        if self.known():
+            for session in sorted(self.pending):
+                self.record.mark(session)
+            self.pending.clear()
+
+    def decided(self, session) -> bool:
+        return session in self.pending or (self.known() and self.record.decided(session))
+
+    def mark(self, session) -> None:
+        if self.known():
+            self.record.mark(session)
+        else:
+            self.pending.add(session)
 
 
 def _service(args, config, strategy_cls, operator, say, error, logger, log_path) -> int:
@@ -321,7 +364,6 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
     from bt_ibkr.live.config import parse_decide_at
     from bt_ibkr.ops.schedule import SessionSchedule, SessionService
-    from bt_ibkr.ops.service_record import ServiceRecord
     from bt_ibkr.ops.systemd import SystemdNotifier
 
     anchor, minutes = parse_decide_at(config.ops.decide_at)
@@ -340,13 +382,14 @@ def _service(args, config, strategy_cls, operator, say, error, logger, log_path)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    record = ServiceRecord(service_journal(config, args.simulate))
+    record = ServiceSessions(service_journal(config, args.simulate, say))
 
     def run_session(session):
         runner = _runner(args, config, strategy_cls, operator, say)
         current[:] = [runner]
         try:
             result = runner.run()
+            record.follow(runner.run_config.paths.journal)
         except (ConnectionFailedError, TimeoutError) as exc:
             if isinstance(exc, AccountChangedError):
                 fatal.append(_exit_code(exc, say, error, logger, log_path))

@@ -5,7 +5,7 @@ gateway simulator), compare them bar by bar; or replay recorded live sessions.
     python -m examples.parity --symbols ^GSPC,^IXIC --start 2014-01-01 --end 2018-12-31 \\
         --json parity.json --report parity.html
     python -m examples.parity --strategy mypkg.mod:MyStrategy --param fast=10
-    python -m examples.parity --replay state/sessions            # every recorded session
+    python -m examples.parity --replay state/DU1234567/sessions  # an account's recorded sessions
 
 A thin CLI over bt_ibkr.parity. Exit codes: 0 decisions match, 4 they diverge, 2 bad input
 (one line naming it).
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial-fill-qty", type=positive_float, default=None, metavar="SHARES",
                    help="the simulator fills at most this many shares per bar (> 0)")
     p.add_argument("--replay", type=Path, metavar="DIR",
-                   help="replay recorded session(s) (a session dir or state/sessions)")
+                   help="replay recorded session(s) (a session dir or state/<ACCOUNT>/sessions)")
     p.add_argument("--report", type=Path, help="write the HTML diff report here")
     p.add_argument("--journal", type=Path,
                    help="--replay: the journal whose digests the records are checked against "

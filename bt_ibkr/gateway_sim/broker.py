@@ -305,11 +305,10 @@ class SimBroker:
             return self.ledger.position_list()
 
     def active_conids(self) -> set[int]:
-        """Return conIds with working orders or a non-zero position."""
+        """Return conIds with working orders or a non-zero position in any managed account."""
         with self._lock:
             ids = {o.contract.conId for o in self._working_orders()}
-            ids |= {c for c, p in self.ledger.positions.items() if p.position}
-            return ids
+            return ids | {p.contract.conId for _, p in self.accounts.positions() if p.position}
 
     def book_delivery(self, contract: SimContract, signed: float, price: float) -> None:
         """Book a position change that is not an order's fill (an option's exercise,
@@ -321,10 +320,10 @@ class SimBroker:
             self._emit(PositionChanged(contract, pos.position, pos.avg_cost))
             self._emit(AccountChanged(self.ledger.values()))
 
-    def pnl(self) -> tuple[float, float, float]:
-        """Return (dailyPnL, unrealizedPnL, realizedPnL) for the account."""
+    def pnl(self, account: str | None = None) -> tuple[float, float, float]:
+        """Return (dailyPnL, unrealizedPnL, realizedPnL) of ``account`` (None: the login's)."""
         with self._lock:
-            return self.ledger.pnl(self._now().date())
+            return self.accounts.pnl(self._now().date(), account)
 
     def _touch_day(self) -> None:
         self.ledger.touch_day(self._now().date())
@@ -543,7 +542,7 @@ class SimBroker:
             # at the close reads NetLiquidation marked to the closing price
             due = closing_now or last_push is None or (
                 (bar_time - last_push).total_seconds() >= self.revalue_interval)
-            if due and self.ledger.held(con_id):
+            if due and self.accounts.held_anywhere(con_id):
                 self._last_revalue[con_id] = bar_time
                 self._emit(PortfolioRevalued(contract))
                 self._emit(AccountChanged(self.ledger.values()))

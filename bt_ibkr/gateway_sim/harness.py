@@ -296,8 +296,8 @@ class GatewaySim:
     def add_account(self, account: str, cash: float | None = None) -> None:
         """Let the login manage ``account`` as well (managedAccounts lists both from the next
         connect; orders naming it are booked in its own ledger; reqPositions reports every
-        managed account's positions; account values answer for the account asked for).
-        Portfolio rows, account summaries and PnL still answer for the login's own account."""
+        managed account's positions; account values, portfolio rows, PnL and positionsMulti
+        answer for the account asked for, account summaries list every account)."""
         self.call(self.server.broker.accounts.add, account, cash)
 
     def reject_next_order(self, code: int = 201,

@@ -5,13 +5,22 @@ IB lists every account a login manages (an advisor's login, linked accounts) in
 positions of all of them, each under its account code. The login's own account is the
 :class:`~bt_ibkr.gateway_sim.broker.SimBroker`'s ``ledger``; :meth:`ManagedLedgers.add`
 adds another, whose ledger copies the login account's commission, margin and currency
-settings. Account values (reqAccountUpdates, reqAccountUpdatesMulti) are answered for the
-account asked for; portfolio rows, account summaries and PnL for the login's own account only.
+settings. Every report is per account, as IB answers an advisor's login: account values and
+portfolio rows (reqAccountUpdates(account), reqAccountUpdatesMulti), PnL (reqPnL(account),
+reqPnLSingle(account, conId)) and positions (reqPositionsMulti(account)) for the account
+asked for (none named: the login's own); an account summary (reqAccountSummary, group "All")
+lists every managed account's tags, each under its code. The TWS API reference's rules:
+``reqAccountUpdates(subscribe, acctCode)`` "subscribes to a specific account's information and
+portfolio" (one account at a time per client); ``reqAccountSummary`` with group "All" returns
+"all accounts"; ``reqPnL(reqId, account, modelCode)`` and ``reqPnLSingle(reqId, account,
+modelCode, conId)`` answer for the account given; ``reqPositionsMulti(reqId, account,
+modelCode)`` for that account.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import date
 
 from bt_ibkr.errors import ConfigError
 
@@ -67,29 +76,58 @@ class ManagedLedgers:
             return [(acc, pos) for acc in self.names()
                     for pos in self.ledger_for(acc).position_list()]
 
-    # the login's own account, as reqAccountUpdates/-Summary/reqPnLSingle report it
-    def portfolio(self) -> list[PortfolioItem]:
-        """Return one PortfolioItem per position ever held (closed ones report 0)."""
+    def held_anywhere(self, con_id: int) -> bool:
+        """True when any managed account holds ``con_id`` (its price moves revalue it)."""
         with self._lock:
-            return self.own.portfolio()
+            return any(self.ledger_for(acc).held(con_id) for acc in self.names())
 
-    def portfolio_item(self, contract: SimContract) -> PortfolioItem | None:
-        """Return the PortfolioItem for ``contract`` or None when never held."""
-        with self._lock:
-            pos = self.own.positions.get(contract.conId)
-            return self.own.portfolio_item(pos) if pos else None
+    def code(self, account: str | None) -> str:
+        """Return the code of the account a request names ("" or None, or one not managed:
+        the login's own)."""
+        return self.ledger_for(account).account
 
-    def numbers(self) -> dict[str, float]:
-        """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
+    # per account, as reqAccountUpdates/-Summary/reqPnL/reqPnLSingle report it (None: the
+    # login's own account)
+    def portfolio(self, account: str | None = None) -> list[PortfolioItem]:
+        """Return one PortfolioItem per position ``account`` ever held (closed ones report
+        0)."""
         with self._lock:
-            return self.own.numbers()
+            return self.ledger_for(account).portfolio()
 
-    def summary(self, tags: str) -> list[tuple[str, str, str]]:
-        """Return (tag, value, currency) for a reqAccountSummary ``tags`` string."""
+    def portfolio_item(self, contract: SimContract,
+                       account: str | None = None) -> PortfolioItem | None:
+        """Return ``account``'s PortfolioItem for ``contract``, None when it never held it."""
         with self._lock:
-            return self.own.summary(tags)
+            ledger = self.ledger_for(account)
+            pos = ledger.positions.get(contract.conId)
+            return ledger.portfolio_item(pos) if pos else None
 
-    def pnl_single(self, con_id: int) -> tuple[float, float, float, float, float]:
-        """Return (position, dailyPnL, unrealizedPnL, realizedPnL, value) for one conId."""
+    def numbers(self, account: str | None = None) -> dict[str, float]:
+        """Return ``account``'s numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
         with self._lock:
-            return self.own.pnl_single(con_id)
+            return self.ledger_for(account).numbers()
+
+    def summary(self, tags: str, account: str | None = None) -> list[tuple[str, str, str]]:
+        """Return ``account``'s (tag, value, currency) rows for a reqAccountSummary ``tags``
+        string."""
+        with self._lock:
+            return self.ledger_for(account).summary(tags)
+
+    def summary_all(self, tags: str) -> list[tuple[str, str, str, str]]:
+        """Return (account, tag, value, currency) for every managed account, the login's own
+        first: what reqAccountSummary(group "All") reports."""
+        with self._lock:
+            return [(acc, *row) for acc in self.names()
+                    for row in self.ledger_for(acc).summary(tags)]
+
+    def pnl(self, today: date, account: str | None = None) -> tuple[float, float, float]:
+        """Return ``account``'s (dailyPnL, unrealizedPnL, realizedPnL) on ``today``."""
+        with self._lock:
+            return self.ledger_for(account).pnl(today)
+
+    def pnl_single(self, con_id: int,
+                   account: str | None = None) -> tuple[float, float, float, float, float]:
+        """Return ``account``'s (position, dailyPnL, unrealizedPnL, realizedPnL, value) for
+        one conId."""
+        with self._lock:
+            return self.ledger_for(account).pnl_single(con_id)

@@ -24,13 +24,19 @@ ib_async's ``Wrapper.openOrder`` describe them):
 * 99 reqCompletedOrders answers the account's filled and cancelled orders, every client's
   (the completedOrder message carries no clientId).
 
-Position/account/PnL pushes go to the connections that subscribed. State lives in the broker, so it
+Position/account/PnL pushes go to the connections that subscribed, each for the account it
+named (several accounts under one login, :mod:`bt_ibkr.gateway_sim.managed`): portfolio rows
+and values of reqAccountUpdates(account), reqPnL(account), reqPnLSingle(account, conId) and
+reqPositionsMulti(account) ("": every account's) follow that account; reqAccountSummary(group
+"All") lists every managed account. State lives in the broker, so it
 survives disconnects and ``server.restart()``.
 
 Subscription state is kept in ``conn.subscriptions`` under these keys: "positions" (bool),
 "auto_open_orders" (bool), "account_updates" (bool), "account_summary" ({reqId: tags}),
 "account_multi" ({reqId: modelCode}), "positions_multi" (set of reqIds), "pnl" ({reqId: None}),
-"pnl_single" ({reqId: conId}).
+"pnl_single" ({reqId: conId}), and the account each subscription named in "account_codes"
+({"updates" | ("multi", reqId) | ("pnl", reqId) | ("pnl_single", reqId) |
+("positions_multi", reqId): code}).
 """
 
 from __future__ import annotations
@@ -173,11 +179,14 @@ class OrderRouter:
                                               ex.realized_pnl))
 
     def _send_portfolio(self, conn: Any, contract: Any) -> None:
-        item = self.broker.accounts.portfolio_item(contract)
+        """Send the portfolio row of ``contract`` in the account ``conn``'s reqAccountUpdates
+        named (nothing when that account never held it)."""
+        code = self._code(conn, "updates")
+        item = self.broker.accounts.portfolio_item(contract, code)
         if item is None:
             return
         conn.send(portfolio_value_fields(
-            self.server.account, item.contract, item.position, item.market_price,
+            code, item.contract, item.position, item.market_price,
             item.market_value, item.average_cost, item.unrealized_pnl, item.realized_pnl))
 
     @staticmethod
@@ -206,7 +215,8 @@ class OrderRouter:
     def _code(self, conn: Any, key: Any) -> str:
         """Return the account a subscription (``key``: "updates" or ("multi", reqId)) asked
         for: another managed account's, or the login's own."""
-        return conn.subscriptions.get("account_codes", {}).get(key) or self.server.account
+        code = conn.subscriptions.get("account_codes", {}).get(key)
+        return self.broker.accounts.code(code) if code else self.server.account
 
     def _rows(self, conn: Any, key: Any, own: list[tuple[str, str, str]]) -> list:
         """Return the account-value rows for subscription ``key``: ``own`` (the login's
@@ -227,17 +237,22 @@ class OrderRouter:
             conn.send(account_update_multi_fields(req_id, code, model, key, value, ccy))
 
     def _send_pnl(self, conn: Any, req_id: int) -> None:
-        conn.send(pnl_fields(req_id, *self.broker.pnl()))
+        conn.send(pnl_fields(req_id, *self.broker.pnl(self._code(conn, ("pnl", req_id)))))
 
     def _send_pnl_single(self, conn: Any, req_id: int, con_id: int) -> None:
-        conn.send(pnl_single_fields(req_id, *self.broker.accounts.pnl_single(con_id)))
+        code = self._code(conn, ("pnl_single", req_id))
+        conn.send(pnl_single_fields(req_id, *self.broker.accounts.pnl_single(con_id, code)))
 
-    def _push_pnl(self, con_id: int | None = None) -> None:
+    def _push_pnl(self, con_id: int | None = None, account: str | None = None) -> None:
+        """Push reqPnL / reqPnLSingle (of ``con_id``) to the subscriptions of ``account``
+        (None: every account's)."""
         for s in self._conns():
             for req_id in list(s.subscriptions.get("pnl", {}) or {}):
-                self._send_pnl(s, req_id)
+                if account is None or self._code(s, ("pnl", req_id)) == account:
+                    self._send_pnl(s, req_id)
             for req_id, cid in list((s.subscriptions.get("pnl_single", {}) or {}).items()):
-                if con_id is None or cid == con_id:
+                if (con_id is None or cid == con_id) and (
+                        account is None or self._code(s, ("pnl_single", req_id)) == account):
                     self._send_pnl_single(s, req_id, cid)
 
     # ------------------------------------------------------------ broker events
@@ -264,21 +279,24 @@ class OrderRouter:
                 if s.client_id == event.client_id:
                     self.server.error(s, event.order_id, event.code, event.text)
         elif isinstance(event, PositionChanged):
+            account = self.broker.accounts.code(event.account)
             for s in self._subscribed("positions"):
-                s.send(position_fields(event.account or self.server.account, event.contract,
-                                       event.position, event.avg_cost))
+                s.send(position_fields(account, event.contract, event.position,
+                                       event.avg_cost))
             for s in self._conns():
                 for req_id in sorted(s.subscriptions.get("positions_multi", ()) or ()):
-                    s.send(_position_multi(req_id, event.account or self.server.account,
-                                           event.contract, event.position, event.avg_cost))
-            if event.account and event.account != self.server.account:
-                return  # another managed account: the login's portfolio and PnL are unchanged
-            for s in self._subscribed("account_updates"):
-                self._send_portfolio(s, event.contract)
-            self._push_pnl(event.contract.conId)
+                    if self._multi_account(s, req_id) in ("", account):
+                        s.send(_position_multi(req_id, account, event.contract,
+                                               event.position, event.avg_cost))
+            for s in self._subscribed("account_updates"):  # the account each one named
+                if self._code(s, "updates") == account:
+                    self._send_portfolio(s, event.contract)
+            self._push_pnl(event.contract.conId, account)
         elif isinstance(event, PortfolioRevalued):
-            for s in self._subscribed("account_updates"):
-                self._send_portfolio(s, event.contract)
+            con_id = event.contract.conId
+            for s in self._subscribed("account_updates"):  # where the account holds it
+                if self.broker.accounts.ledger_for(self._code(s, "updates")).held(con_id):
+                    self._send_portfolio(s, event.contract)
             self._push_pnl(event.contract.conId)
         elif isinstance(event, AccountChanged):
             for s in self._subscribed("account_updates"):
@@ -291,9 +309,8 @@ class OrderRouter:
                                      self._rows(s, ("multi", req_id), event.values))
                 for req_id, tags in list((s.subscriptions.get("account_summary", {})
                                           or {}).items()):
-                    for tag, value, ccy in self.broker.accounts.summary(tags):
-                        s.send(account_summary_fields(req_id, self.server.account, tag,
-                                                      value, ccy))
+                    for code, tag, value, ccy in self.broker.accounts.summary_all(tags):
+                        s.send(account_summary_fields(req_id, code, tag, value, ccy))
 
     # ------------------------------------------------------------ order requests
 
@@ -397,12 +414,19 @@ class OrderRouter:
         """74 reqPositionsMulti [74, 1, reqId, account, modelCode] -> 71*, [72, 1, reqId]."""
         reader.skip()
         req_id = reader.int()
+        wanted = reader.str()  # "": every managed account's positions
         conn.subscriptions.setdefault("positions_multi", set()).add(req_id)
-        for pos in self.broker.positions():
-            if pos.position:
-                conn.send(_position_multi(req_id, self.server.account, pos.contract,
-                                             pos.position, pos.avg_cost))
+        conn.subscriptions.setdefault("account_codes", {})[("positions_multi", req_id)] = wanted
+        for account, pos in self.broker.accounts.positions():
+            if pos.position and wanted in ("", account):
+                conn.send(_position_multi(req_id, account, pos.contract, pos.position,
+                                          pos.avg_cost))
         conn.send([72, 1, req_id])
+
+    @staticmethod
+    def _multi_account(conn: Any, req_id: int) -> str:
+        """Return the account reqPositionsMulti ``req_id`` named ("": every account)."""
+        return conn.subscriptions.get("account_codes", {}).get(("positions_multi", req_id), "")
 
     def on_cancel_positions_multi(self, conn: Any, reader: FieldReader) -> None:
         """75 cancelPositionsMulti [75, 1, reqId]."""
@@ -420,7 +444,7 @@ class OrderRouter:
         conn.subscriptions.setdefault("account_codes", {})["updates"] = account
         self._send_account_values(conn, self._rows(conn, "updates",
                                                       self.broker.accounts.values(None)), full=True)
-        for item in self.broker.accounts.portfolio() if account == self.server.account else ():
+        for item in self.broker.accounts.portfolio(account):  # the account asked for
             if item.position:
                 self._send_portfolio(conn, item.contract)
         self._send_account_time(conn)
@@ -433,8 +457,8 @@ class OrderRouter:
         reader.str()  # group ("All")
         tags = reader.str()
         conn.subscriptions.setdefault("account_summary", {})[req_id] = tags
-        for tag, value, ccy in self.broker.accounts.summary(tags):
-            conn.send(account_summary_fields(req_id, self.server.account, tag, value, ccy))
+        for code, tag, value, ccy in self.broker.accounts.summary_all(tags):  # every account's
+            conn.send(account_summary_fields(req_id, code, tag, value, ccy))
         conn.send([64, 1, req_id])
 
     def on_cancel_account_summary(self, conn: Any, reader: FieldReader) -> None:
@@ -463,6 +487,7 @@ class OrderRouter:
         """92 reqPnL [92, reqId, account, modelCode] -> 94 now and on every change."""
         req_id = reader.int()
         conn.subscriptions.setdefault("pnl", {})[req_id] = None
+        conn.subscriptions.setdefault("account_codes", {})[("pnl", req_id)] = reader.str()
         self._send_pnl(conn, req_id)
 
     def on_cancel_pnl(self, conn: Any, reader: FieldReader) -> None:
@@ -472,10 +497,11 @@ class OrderRouter:
     def on_pnl_single(self, conn: Any, reader: FieldReader) -> None:
         """94 reqPnLSingle [94, reqId, account, modelCode, conId] -> 95 now and on change."""
         req_id = reader.int()
-        reader.str()
+        account = reader.str()
         reader.str()
         con_id = reader.int()
         conn.subscriptions.setdefault("pnl_single", {})[req_id] = con_id
+        conn.subscriptions.setdefault("account_codes", {})[("pnl_single", req_id)] = account
         self._send_pnl_single(conn, req_id, con_id)
 
     def on_cancel_pnl_single(self, conn: Any, reader: FieldReader) -> None:

@@ -19,10 +19,14 @@ File layout (every section and key optional; see ``examples/live.example.json``)
                      "timeout": 10.0, "readonly": false},
       "risk": {"max_position_per_symbol": null, "max_position_notional": null,
                "max_order_notional": null, "max_daily_loss": 0.03, "cancel_on_exit": true},
-      "paths": {"journal": "state/journal.sqlite", "logs": "logs", "reports": "reports",
-                "equity": "state/equity.csv"},
+      "paths": {"journal": "state/{account}/journal.sqlite", "logs": "logs",
+                "reports": "reports/{account}", "equity": "state/{account}/equity.csv"},
       "sessions": {"part_mb": 16, "keep_days": null, "expired": "delete", "archive": null}
     }
+
+``{account}`` in a path is the account the run trades (journals, equity curves, session records
+and reports are per account: :mod:`bt_ibkr.live.account_paths`, which also moves a journal left
+at the old default ``state/journal.sqlite``); ``paths.logs`` cannot name it.
 
 Keys starting with ``_`` (``"_comment"``) are ignored at every level. ``confirm_live`` is
 deliberately not accepted from the file or the environment: confirming live trading takes an
@@ -133,12 +137,18 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where a run keeps its state and records (relative paths are relative to the cwd)."""
+    """Where a run keeps its state and records (relative paths are relative to the cwd).
 
-    journal: Path = Path("state/journal.sqlite")
+    ``{account}`` stands for the account the run trades, filled in once it is known
+    (:func:`bt_ibkr.live.account_paths.for_account`): by default each account has its own
+    journal (and so its own session records and bar cache beside it), equity curve and
+    reports folder. ``logs`` is shared by every account's runs (each run's audit lines
+    say which account and journal it uses)."""
+
+    journal: Path = Path("state/{account}/journal.sqlite")
     logs: Path = Path("logs")
-    reports: Path = Path("reports")
-    equity: Path = Path("state/equity.csv")
+    reports: Path = Path("reports/{account}")
+    equity: Path = Path("state/{account}/equity.csv")
 
 
 @dataclass(frozen=True)
@@ -282,8 +292,9 @@ def _set_connection(cfg: Draft, where: Where, key: str, value: Any) -> None:
         c.port = None if value is None else as_int(where, path, value, 1, 65535)
     elif key == "client_id":
         c.client_id = as_int(where, path, value, 0, 2**31 - 1)
-    elif key == "account":
-        c.account = as_str(where, path, value, nullable=True)
+    elif key == "account":  # IB's account ids are capitals: "du111" is account DU111
+        text = as_str(where, path, value, nullable=True)
+        c.account = text.upper() if text else None
     elif key == "timeout":
         c.timeout = as_float(where, path, value, lo=0.0)
     elif key == "readonly":
@@ -324,6 +335,14 @@ def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
 
 def _set_path(cfg: Draft, where: Where, key: str, value: Any) -> None:
     text = as_str(where, f"paths.{key}", str(value) if isinstance(value, Path) else value)
+    rest = (text or "").replace("{account}", "")
+    if "{" in rest or "}" in rest:
+        raise where.error(f"paths.{key}", f"{text!r}: the only field a path can name is "
+                                          "{account} (the account the run trades)")
+    if key == "logs" and "{account}" in (text or ""):
+        raise where.error("paths.logs", f"{text!r}: the logs folder cannot name {{account}} "
+                                        "(the log opens before the gateway names the "
+                                        "account); give a plain folder")
     setattr(cfg.paths, key, Path(os.path.expanduser(text or "")))  # as_str: never None here
 
 

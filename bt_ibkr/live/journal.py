@@ -414,8 +414,9 @@ class Journal:
             elif row[0] != account:
                 raise JournalError(
                     f"journal {self.path} belongs to account {row[0]}, not {account}: give this "
-                    f"account its own journal (--journal / paths.journal), e.g. "
-                    f"state/{account}.sqlite")
+                    f"account its own journal: leave --journal (paths.journal) at its "
+                    f"default, state/{{account}}/journal.sqlite, or give e.g. "
+                    f"state/{account}/journal.sqlite")
 
     @property
     def journal_id(self) -> str | None:

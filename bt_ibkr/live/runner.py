@@ -6,9 +6,12 @@
    live mode without the explicit confirmation) BEFORE connecting (:func:`safety.check_launch`);
 2. optionally start the gateway simulator in-process (``simulate``,
    :mod:`bt_ibkr.live.simulator`); the config the run uses (:attr:`LiveRunner.run_config`)
-   is resolved here, before connecting, and never changes during the run;
+   is resolved here, before connecting: its paths are the configured account's
+   (:mod:`bt_ibkr.live.account_paths`; a journal at the old default ``state/journal.sqlite``
+   is moved to the account's when it is provably that account's, else the run is refused);
 3. connect (:class:`~bt_ibkr.ib.store.IBStore`), refuse accounts that do not match the mode
-   (:func:`safety.check_trading_mode`);
+   (:func:`safety.check_trading_mode`); with no account configured, the one the gateway names
+   resolves the paths now (then :attr:`LiveRunner.run_config` never changes again);
 4. reconcile the SQLite journal with the gateway (:mod:`bt_ibkr.live.run_reconcile`): open
    and completed orders, executions (``reqExecutions``), positions; adopt what it finds
    (working orders of ours are followed, their fills journaled), bump the client's order-id
@@ -59,9 +62,9 @@ import backtrader as bt
 
 from bt_ibkr.backtest_run import check_outputs
 from bt_ibkr.calendars import DEFAULT_CALENDAR, risk_session
-from bt_ibkr.errors import AccountChangedError, ConfigError
+from bt_ibkr.errors import AccountChangedError, BtIbkrError, ConfigError
 from bt_ibkr.ib.store import IBStore
-from bt_ibkr.live import wiring
+from bt_ibkr.live import account_paths, wiring
 from bt_ibkr.live.audit import AuditLog, audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.exit_orders import settle_working_orders
@@ -105,7 +108,8 @@ class LiveRunner:
         self.options = replace(options, **fields) if fields else options
         self.config = config
         #: the config this run uses: ``config`` with the simulator's address and paths when
-        #: simulating; set once in :meth:`run` before connecting, never changed after
+        #: simulating and the traded account's paths (account_paths); set in :meth:`run`
+        #: before connecting, and once more when the gateway names the account, never after
         self.run_config: LiveConfig = config
         # every output of the run (status lines, logs, summary, audit) is masked by one redactor
         self.redactor = Redactor(config.secrets.values())
@@ -167,17 +171,20 @@ class LiveRunner:
         try:
             strategy_cls = opts.strategy or resolve_strategy(self.config.strategy)
             wiring.check_params(strategy_cls, self.config.params)
-            # before trading, not when the summary is due
-            check_outputs((("--json", opts.json_path), ("--report", opts.report_path)))
+            # before trading, not when the summary is due (one naming {account}: once known)
+            self.options, known = account_paths.outputs(opts, self.config.connection.account)
+            check_outputs(known)
             cfg = self.config
             if opts.simulate:
                 sim, cfg = start_simulator(cfg, opts.sim_options)
                 self.sim = sim
                 self._say(f"simulator: gateway_sim on {sim.host}:{sim.port} (account "
                           f"{sim.account}, simulated time {sim.now():%Y-%m-%d %H:%M} UTC)")
-            self.run_config = cfg  # resolved: from here on the run only reads it
             # 1. before connecting: mode vs port, live confirmation
             check_launch(cfg.mode, cfg.port, cfg.confirm_live)
+            if cfg.connection.account:  # its own journal and records (account_paths)
+                cfg = account_paths.resolve(cfg, cfg.connection.account, self._say)
+            self.run_config = cfg  # resolved: from here on the run only reads it
             return self._run(strategy_cls)
         finally:
             if self.sim is not None:
@@ -200,21 +207,15 @@ class LiveRunner:
     def _run(self, strategy_cls: type) -> LiveResult:
         cfg = self.run_config
         started = datetime.now(UTC)
-        lock = RunLock(cfg.paths.journal)
-        lock.acquire()  # one runner per journal; refused before connecting
-        try:
-            journal = Journal(cfg.paths.journal)
-        except BaseException:
-            lock.release()
-            raise
+        # one runner per journal, refused before connecting; a journal named by the account
+        # the gateway will name (account_paths) is opened once it has
+        lock, journal = (None, None) if account_paths.awaits_account(cfg, "journal") else \
+            self._open_journal(cfg)
         audit = AuditLog(audit_path(cfg.paths.logs), secrets=cfg.secrets.values())
         audit.listeners.append(self._decision_line)  # one status line per decision
         operator = self.options.operator
         if operator is not None:  # status page, metrics, alerts (bt_ibkr.ops)
             audit.listeners.append(operator.on_audit)
-            operator.attach_journal(journal)
-            if operator.metrics is not None:
-                journal.on_commit = operator.metrics.journal_write.observe
         store = None
         run_id = None
         try:
@@ -235,10 +236,18 @@ class LiveRunner:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
             try:
+                if account_paths.awaits_account(cfg):  # the account the gateway named
+                    cfg = self.run_config = account_paths.resolve(cfg, account, self._say)
+                if journal is None:  # its journal, now that its path is known
+                    lock, journal = self._open_journal(cfg)
+                self.options, known = account_paths.outputs(self.options, account)
+                check_outputs(known)
                 journal.bind_account(account)
-            except JournalError as exc:
+            except (BtIbkrError, OSError) as exc:
                 audit.write("run", event="refused", reason=str(exc))
                 raise
+            audit.write("run", event="account", account=account, journal=str(cfg.paths.journal),
+                        equity=str(cfg.paths.equity))
             self._say(f"account {account} ({cfg.mode}); journal {cfg.paths.journal}")
             # every reconnect is checked against this account before anything is sent
             store.expect_account(account, cfg.mode)
@@ -274,9 +283,28 @@ class LiveRunner:
             self.store = None
             if operator is not None:
                 operator.attach_journal(None)  # the journal closes now
-            journal.close()
+            if journal is not None:
+                journal.close()
             audit.close()
+            if lock is not None:
+                lock.release()
+
+    def _open_journal(self, cfg: LiveConfig) -> tuple[RunLock, Journal]:
+        """Lock and open the journal of ``cfg`` (attached to the operator, if any); return
+        both. Raises JournalLockedError (another runner holds it), JournalError."""
+        lock = RunLock(cfg.paths.journal)
+        lock.acquire()
+        try:
+            journal = Journal(cfg.paths.journal)
+        except BaseException:
             lock.release()
+            raise
+        operator = self.options.operator
+        if operator is not None:
+            operator.attach_journal(journal)
+            if operator.metrics is not None:
+                journal.on_commit = operator.metrics.journal_write.observe
+        return lock, journal
 
     # ------------------------------------------------------------------ trade
     def _trade(self, strategy_cls: type, store: IBStore, journal: Journal, audit: AuditLog,

@@ -226,7 +226,7 @@ def find_sessions(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise ConfigError(f"--replay {path}: no such folder; give a session folder or "
-                          "state/sessions")
+                          "state/<ACCOUNT>/sessions")
     found = sorted(p.parent for p in path.glob(f"*/{META}"))
     found += sorted(p.parent for p in path.glob(f"sessions/*/{META}"))
     found = [p for p in found if not p.name.startswith(".")]

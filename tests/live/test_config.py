@@ -28,7 +28,7 @@ def test_defaults_without_file():
     assert cfg.symbols == ["SPY"]
     assert cfg.strategy == "RegimeAwareEnsemble"
     assert cfg.risk.max_daily_loss == 0.03
-    assert str(cfg.paths.journal) == "state/journal.sqlite"
+    assert str(cfg.paths.journal) == "state/{account}/journal.sqlite"  # one per account
     assert cfg.confirm_live is False and cfg.read_only is False
     assert PAPER_PORTS == {7497, 4002} and LIVE_PORTS == {7496, 4001}
 
@@ -75,7 +75,7 @@ def test_file_values_are_loaded(tmp_path):
     assert cfg.risk.max_daily_loss == 0.02
     assert cfg.risk.cancel_on_exit is False
     assert cfg.paths.journal == Path("var/j.sqlite")
-    assert cfg.paths.reports == Path("reports")  # untouched default
+    assert cfg.paths.reports == Path("reports/{account}")  # untouched default
     assert cfg.read_only is True
 
 

@@ -71,7 +71,8 @@ def test_a_simulated_stream_run_leaves_its_config_as_it_was(tmp_path, monkeypatc
     result = out["result"]
     assert [o["status"] for o in result.orders] == ["filled"]
     assert cfg == before  # nothing of the caller's config changed: paths, connection, ...
-    assert cfg.paths.journal == Path("state/journal.sqlite") and cfg.connection.port == 4002
+    assert cfg.paths.journal == Path("state/{account}/journal.sqlite")
+    assert cfg.connection.port == 4002
     # ... while the run used the resolved copy
     assert result.journal == str(Path("state/simulate/journal.sqlite"))
     assert result.equity_file == str(Path("state/simulate/equity.csv"))
