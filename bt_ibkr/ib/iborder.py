@@ -36,6 +36,16 @@ class IBCommInfo(CommInfoBase):
     def getoperationcost(self, size, price):
         return abs(size) * price * self.p.mult
 
+    def getsize(self, price, cash):
+        """Return the whole units whose notional (price x multiplier) fits ``cash``: a
+        future's and an option's too, as :func:`bt_ibkr.futures.backtest.futures_comminfo`
+        sizes (backtrader's futures rule, cash // margin, would buy ``cash`` contracts)."""
+        return int(self.p.leverage * (cash // (price * self.p.mult)))
+
+    def getvalue(self, position, price):
+        """Return the signed notional of ``position`` at ``price`` (what IBBroker values)."""
+        return position.size * price * self.p.mult
+
 
 def contract_multiplier(contract: Any) -> float:
     """Return ``contract.multiplier`` as a number (1.0 when unset, empty or unreadable)."""
@@ -59,7 +69,10 @@ class CommInfoBook:
         key = (contract_multiplier(contract), sec not in ("FUT", "FOP"))
         info = self._infos.get(key)
         if info is None:
-            info = self._infos[key] = IBCommInfo(mult=key[0], stocklike=key[1])
+            # commtype set: with commtype None backtrader ignores ``stocklike`` and treats
+            # every contract without a margin as a stock (a future's notional moved cash)
+            info = self._infos[key] = IBCommInfo(mult=key[0], stocklike=key[1],
+                                                 commtype=CommInfoBase.COMM_FIXED)
         return info
 
 
