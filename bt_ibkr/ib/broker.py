@@ -23,8 +23,9 @@ adopted at start plus those fills; ``getvalue()`` is that cash plus every positi
 notional, marked at its feed's current close (the decision bar's close; a position whose feed
 has no bar yet at its average cost). That is what backtrader's BackBroker means by the same
 calls (with :func:`bt_ibkr.futures.backtest.futures_comminfo` for a future), so a Strategy that
-sizes from them makes the same decision on both brokers. IB's own NetLiquidation is no substitute: it is recomputed on
-IB's schedule (every few minutes), so at a close it lags the decision bar. The account is
+sizes from them makes the same decision on both brokers. IB's own NetLiquidation is no
+substitute: it is recomputed on IB's schedule (every few minutes), so at a close it lags the
+decision bar. The account is
 still the truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is from
 IB's numbers, :meth:`IBBroker.reconcile` adopts IB's cash (when no order is working), and
 ``mark="account"`` reads IB's TotalCashBalance and NetLiquidation instead.

@@ -273,8 +273,7 @@ class RiskGate:
         caps: list[tuple[float, str, str]] = []
         if lim.max_order_notional is not None:
             caps.append((math.floor(lim.max_order_notional / price), "max_order_notional",
-                         f"{_money(lim.max_order_notional)} per order at {_money(price)} a "
-                         "unit"))
+                         f"{_money(lim.max_order_notional)} per order at {_money(price)}"))
         room_shares = None
         if lim.max_position_per_symbol is not None:
             room_shares = lim.max_position_per_symbol
@@ -283,7 +282,7 @@ class RiskGate:
         if lim.max_position_notional is not None:
             room = lim.max_position_notional / price
             caps.append((math.floor(max(0.0, room - sign * pos)), "max_position_notional",
-                         f"{_money(lim.max_position_notional)} at {_money(price)} a unit"))
+                         f"{_money(lim.max_position_notional)} at {_money(price)}"))
         binding = [c for c in caps if c[0] < quantity]
         return min(binding, key=lambda c: c[0]) if binding else None
 
