@@ -548,9 +548,10 @@ class IBStore:
     def what_if_margin(self, contract, order, timeout: float = 5.0) -> WhatIfMargin | None:
         """Return IB's what-if margin of ``order`` on ``contract`` (nothing is placed; blocks
         the caller up to ``timeout`` s, capped by :attr:`deadline`), or None when IB gives
-        none: unset, refused, not connected, or no answer in time
+        none: unset, refused, not connected, a read-only API connection (IB refuses every
+        order message there, a whatIf too), or no answer in time
         (:func:`~bt_ibkr.ib.what_if.ask_what_if`)."""
-        if not self.connected():
+        if self.p.readonly or not self.connected():
             return None
         timeout = self.remaining(timeout)
         try:
