@@ -57,8 +57,10 @@ def contract_multiplier(contract: Any) -> float:
 
 class CommInfoBook:
     """One :class:`IBCommInfo` per (multiplier, stock-like): backtrader's params objects are
-    slow to build, and the broker asks several times a bar. Futures (FUT, FOP) are not
-    stock-like; an option's premium is paid in full, as a stock's price, times its multiplier."""
+    slow to build, and the broker asks several times a bar. A future (FUT) is not stock-like:
+    IB settles it in P&L, its notional never leaves the cash. An option's premium is paid in
+    full, as a stock's price, times its multiplier; so is an option on a future's (FOP: CME's
+    premium-style options, as IB books them)."""
 
     def __init__(self) -> None:
         self._infos: dict[tuple[float, bool], IBCommInfo] = {}
@@ -66,7 +68,7 @@ class CommInfoBook:
     def of(self, contract: Any) -> IBCommInfo:
         """Return the IBCommInfo of ``contract`` (None: a stock with multiplier 1)."""
         sec = getattr(contract, "secType", "STK")
-        key = (contract_multiplier(contract), sec not in ("FUT", "FOP"))
+        key = (contract_multiplier(contract), sec != "FUT")
         info = self._infos.get(key)
         if info is None:
             # commtype set: with commtype None backtrader ignores ``stocklike`` and treats
