@@ -59,8 +59,10 @@ def run(sim, tmp_path, fraction):
 
 @pytest.mark.slow
 def test_an_order_whose_what_if_margin_is_above_the_limit_is_refused(gateway_sim_factory,
-                                                                     tmp_path, caplog):
+                                                                     tmp_path, caplog,
+                                                                     monkeypatch):
     sim = gateway_sim_factory(data="sample")
+    monkeypatch.setattr(GatedIBBroker, "what_if_timeout", 60.0)  # a hang guard under load
     # 100 SPY at ~224: ~22,400 of notional, ~5,600 of margin at the simulator's 25%
     with caplog.at_level(logging.WARNING):
         res = run(sim, tmp_path, 0.004)  # 4,000 of a 1,000,000 account
@@ -75,8 +77,9 @@ def test_an_order_whose_what_if_margin_is_above_the_limit_is_refused(gateway_sim
 
 
 @pytest.mark.slow
-def test_an_order_whose_margin_fits_is_sent(gateway_sim_factory, tmp_path):
+def test_an_order_whose_margin_fits_is_sent(gateway_sim_factory, tmp_path, monkeypatch):
     sim = gateway_sim_factory(data="sample")
+    monkeypatch.setattr(GatedIBBroker, "what_if_timeout", 60.0)  # a hang guard under load
     res = run(sim, tmp_path, 0.01)  # 10,000: the ~5,600 of margin fits, the notional would not
     [order] = res.orders
     assert order["status"] in ("filled", "submitted")
