@@ -13,6 +13,7 @@ from helpers.sim import run_live_until
 
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.gated_broker import GatedIBBroker
+from bt_ibkr.live.journal import Journal
 
 
 def make_config(tmp_path: Path, port: int, **overrides):
@@ -102,3 +103,25 @@ def test_no_margin_from_ib_falls_back_to_the_notional_and_says_so_once(
     assert placed(sim) == []
     said = [r.getMessage() for r in caplog.records if "no what-if margin for" in r.getMessage()]
     assert len(said) == 1 and "SPY" in said[0]
+
+
+@pytest.mark.slow
+def test_listed_in_shrink_the_margin_limit_sends_what_fits(gateway_sim_factory, tmp_path,
+                                                           monkeypatch):
+    sim = gateway_sim_factory(data="sample")
+    monkeypatch.setattr(GatedIBBroker, "what_if_timeout", 60.0)  # a hang guard under load
+    cfg = make_config(tmp_path, sim.port, **{"risk.max_margin_fraction": 0.004,
+                                             "risk.max_order_notional": None,
+                                             "risk.shrink": ["max_margin_fraction"]})
+    res = run_live_until(cfg, decided, strategy=OneBuy)
+    [order] = res.orders
+    [at_gateway] = placed(sim)
+    # IB's what-if for 100 is 25% of 100 x the price; what fits 4,000 of it is sent
+    price = at_gateway.avg_fill_price or sim.market.quote(at_gateway.contract).last
+    sent = at_gateway.spec.totalQuantity
+    assert 0 < sent < 100 and order["quantity"] == sent
+    assert sent == pytest.approx(100 * 4_000 / (0.25 * 100 * price), abs=1.01)
+    with Journal(cfg.paths.journal) as j:
+        [event] = j.events("shrunk")
+    assert event["detail"]["sent"] == sent
+    assert "to fit max_margin_fraction: initial margin" in event["detail"]["reason"]
