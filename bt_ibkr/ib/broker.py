@@ -201,7 +201,14 @@ class IBBroker(bt.BrokerBase):
 
     def _holdings(self, wanted: set[int] | None = None) -> list[Holding]:
         """Return the open positions (of the conIds ``wanted`` when given) as the ledger
-        values them."""
+        values them. After :meth:`start` every feed's position is loaded first: a Strategy
+        that reads the cash or the value before its first ``getposition`` (a restart holding
+        a position) counts what it holds."""
+        if self._started:
+            for data in self.store.datas:
+                conid = getattr(getattr(data, "tradecontract", None), "conId", None)
+                if conid and conid not in self.positions:
+                    self.getposition(data, clone=False)
         out = []
         for conid, pos in self.positions.items():
             if not pos.size or (wanted is not None and conid not in wanted):

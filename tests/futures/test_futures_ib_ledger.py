@@ -8,7 +8,7 @@ from __future__ import annotations
 import backtrader as bt
 import pandas as pd
 import pytest
-from helpers.ib import Live
+from helpers.ib import Live, Scripted
 from ib_async import IB, Future, MarketOrder
 
 from bt_ibkr.backtest_broker import BacktestBroker
@@ -185,3 +185,35 @@ def test_a_held_es_position_adopted_at_start_is_valued_at_its_open_pnl(gateway_s
     assert seen["value"] == pytest.approx(cash0 + open_pnl, abs=buy.commission + 0.01)
     assert seen["cash"] == pytest.approx(cash0 - 3 * buy.price * 50, abs=buy.commission + 0.01)
     assert seen["data_value"] == pytest.approx(3 * seen["close"] * 50)
+
+
+class _ReadsMoneyFirst(Scripted):
+    """Reads the cash and the value on its first bar before anything asks for a position."""
+
+    def next(self):
+        if "first" not in self.rec:
+            self.rec["first"] = (self.broker.getcash(), self.broker.getvalue(),
+                                 self.data.close[0])
+        super().next()
+
+
+@pytest.mark.slow
+def test_a_restart_holding_es_counts_it_before_the_strategy_asks_for_the_position(
+        gateway_sim):
+    ib = IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=31, timeout=20)
+    try:
+        (es,) = ib.qualifyContracts(Future("ES", "202403", "CME"))
+        ib.placeOrder(es, MarketOrder("SELL", 2))
+        ib.reqCurrentTime()
+    finally:
+        ib.disconnect()
+    [sell] = gateway_sim.broker.executions()
+    cash0 = gateway_sim.broker.cash
+    with Live(gateway_sim, {}, dataname=DATANAME, strategy=_ReadsMoneyFirst) as live:
+        live.step(2)
+    cash, value, close = live.rec["first"]
+    # short 2: the strategy's cash holds the notional sold, the value is cash + open P&L
+    assert cash == pytest.approx(cash0 + 2 * sell.price * 50, abs=sell.commission + 0.01)
+    assert value == pytest.approx(cash0 + 2 * (sell.price - close) * 50,
+                                  abs=sell.commission + 0.01)
