@@ -5,6 +5,12 @@
   Position avgCost includes commissions (as IB reports it), times the multiplier.
 * Margin (whatIf and account values): initial = maintenance = ``margin_rate`` (0.25) of the
   gross position value; BuyingPower = AvailableFunds / margin_rate.
+* Futures (FUT) are settled in P&L, as IB books them: a fill moves the cash by its commission
+  only, closing contracts moves it by the realized P&L (exit - entry price, x multiplier), and
+  the open P&L of the futures held counts in NetLiquidation (and the ``FuturesPNL`` row), never
+  their notional; IB's daily variation settlement (the open P&L moved into cash at each
+  day's settlement price) is not simulated. A portfolio row still reports the notional as its
+  market value, as IB's updatePortfolio does; margins are ``margin_rate`` of it.
 * Positions are marked at the last price ``price_of(contract)`` reports (the last trade, else
   the close), or at their average cost when there is none.
 * Currencies: ``currency`` is the account's base currency. Cash is kept per currency
@@ -55,6 +61,8 @@ class SimAccount:
         #: conId -> position (closed ones stay, with position 0)
         self.positions: dict[int, SimPosition] = {}
         self.realized_total = 0.0
+        #: conId -> average entry price of an open futures position (commission excluded)
+        self.futures_entry: dict[int, float] = {}
         self._day_start: tuple[date, float] | None = None
 
     # ------------------------------------------------------------------ currencies
@@ -105,7 +113,12 @@ class SimAccount:
         realized PnL (None when nothing was closed)."""
         mult = multiplier(contract)
         ccy = contract.currency or self.currency
-        self.balances[ccy] = self.balances.get(ccy, 0.0) - (signed * price * mult + commission)
+        if contract.secType == "FUT":
+            self.balances[ccy] = self.balances.get(ccy, 0.0) + self._settle_future(
+                contract.conId, signed, price, mult) - commission
+        else:
+            self.balances[ccy] = self.balances.get(ccy, 0.0) - (signed * price * mult
+                                                                  + commission)
         if contract.secType == "CASH":  # the pair's base currency is bought or sold
             self.balances[contract.symbol] = self.balances.get(contract.symbol, 0.0) + signed
         pos = self.positions.setdefault(contract.conId, SimPosition(contract))
@@ -131,6 +144,29 @@ class SimAccount:
             pos.position = opening
             pos.avg_cost = (opening * price * mult + comm_open) / opening
         return realized
+
+    def _settle_future(self, con_id: int, signed: float, price: float, mult: float) -> float:
+        """Return the cash a futures fill of ``signed`` contracts at ``price`` realizes (the
+        closed part's exit - entry price, x ``mult``) and keep the open part's entry price."""
+        held = self.held(con_id)
+        entry = self.futures_entry.get(con_id, price)
+        if held == 0 or (held > 0) == (signed > 0):  # opening or adding: a new average entry
+            self.futures_entry[con_id] = (held * entry + signed * price) / (held + signed)
+            return 0.0
+        closing = min(abs(signed), abs(held)) * _sign(signed)
+        rest = held + signed
+        if rest == 0 or (rest > 0) == (held > 0):
+            self.futures_entry[con_id] = entry  # reduced: the same entry
+        else:
+            self.futures_entry[con_id] = price  # through zero: the new side opens here
+        return -closing * (price - entry) * mult
+
+    def _open_pnl(self, pos: SimPosition) -> float:
+        """Return a futures position's P&L from its entry price to its mark."""
+        if not pos.position:
+            return 0.0
+        entry = self.futures_entry.get(pos.contract.conId, pos.avg_cost)
+        return pos.position * (self._mark(pos.contract) - entry) * multiplier(pos.contract)
 
     def what_if(self, contract: SimContract, spec: OrderSpec, q: Quote | None) -> OrderStateInfo:
         """Return the margin and commission a whatIf order reports: priced at its limit (LMT)
@@ -197,15 +233,17 @@ class SimAccount:
 
     def numbers(self) -> dict[str, float]:
         """Return the account's numbers: NetLiquidation, TotalCashValue, margins, PnL..."""
-        gross = market = unreal = 0.0
+        gross = market = unreal = futures = 0.0
         for pos in self.positions.values():
             item = self.portfolio_item(pos)
             rate = self.rate(pos.contract.currency)
             gross += abs(item.market_value) * rate
             unreal += item.unrealized_pnl * rate
-            if pos.contract.secType != "CASH":  # a forex position is in the cash balances
+            if pos.contract.secType == "FUT":  # settled in P&L: only the open P&L counts
+                futures += self._open_pnl(pos) * rate
+            elif pos.contract.secType != "CASH":  # a forex position is in the cash balances
                 market += item.market_value * rate
-        net = self.cash + market
+        net = self.cash + market + futures
         margin = gross * self.margin_rate
         available = net - margin
         return {
@@ -216,6 +254,7 @@ class SimAccount:
             "AccruedCash": 0.0,
             "GrossPositionValue": gross,
             "StockMarketValue": market,
+            "FuturesPNL": futures,
             "EquityWithLoanValue": net,
             "InitMarginReq": margin,
             "MaintMarginReq": margin,
@@ -347,6 +386,21 @@ def check_base_currency(currency: str, fx_rates: dict[str, float] | None) -> Non
         raise ConfigError(f"gateway_sim base currency {currency} needs fx_rates={{'USD': ...}} "
                           f"(the value of one USD in {currency}): the simulated contracts "
                           "are quoted in USD")
+
+
+UNSET_DOUBLE_TEXT = "1.7976931348623157E308"
+"""How IB writes a number it does not set (Java's Double.MAX_VALUE) in an order state."""
+
+
+def without_margin(state: OrderStateInfo) -> OrderStateInfo:
+    """Return ``state`` with every margin and equity field unset, as TWS answers a whatIf
+    for which it computes no margin (ib_async's wrapper waits for an openOrder whose
+    initMarginChange is set before it ends the request: such an answer never does)."""
+    unset = UNSET_DOUBLE_TEXT
+    return replace(state, initMarginBefore=unset, maintMarginBefore=unset,
+                   equityWithLoanBefore=unset, initMarginChange=unset, maintMarginChange=unset,
+                   equityWithLoanChange=unset, initMarginAfter=unset, maintMarginAfter=unset,
+                   equityWithLoanAfter=unset)
 
 
 def multiplier(contract: SimContract) -> float:

@@ -51,7 +51,7 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from . import auctions, fills
-from .account import SimAccount, multiplier
+from .account import SimAccount, multiplier, without_margin
 from .exec_filter import ExecFilter
 from .managed import ManagedLedgers
 from .model import Quote, SimContract
@@ -219,6 +219,9 @@ class SimBroker:
                 spec.account = self.account
             if spec.whatIf:
                 state = self.ledger.what_if(contract, spec, self._current_quote(contract))
+                if getattr(self.faults, "what_if_unset", 0) > 0:
+                    self.faults.what_if_unset -= 1  # type: ignore[union-attr]
+                    state = without_margin(state)
                 self._emit(OrderUpdated(client_id, WhatIfOrder(
                     client_id=client_id, order_id=order_id, perm_id=0, contract=contract,
                     spec=spec, status="PreSubmitted", state=state)))

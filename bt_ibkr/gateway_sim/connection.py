@@ -36,6 +36,8 @@ class FaultPlan:
     historical reply for that symbol (bad data: a NaN price, a future time stamp).
     ``rt_bar_lags``: symbol -> simulated seconds by which that symbol's real-time bars reach
     the clients after their period ended (one contract's bars behind another's).
+    ``what_if_unset``: how many further whatIf answers carry no margin (IB's UNSET_DOUBLE in
+    every margin field, as TWS sends when it cannot compute one).
     """
 
     reject_next_order: tuple[int, str] | None = None
@@ -43,6 +45,7 @@ class FaultPlan:
     drops: dict[int, int] = field(default_factory=dict)
     bar_edits: dict[str, list[Callable[[list], list]]] = field(default_factory=dict)
     rt_bar_lags: dict[str, float] = field(default_factory=dict)
+    what_if_unset: int = 0
 
 
 class ClientConnection:

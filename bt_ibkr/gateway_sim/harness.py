@@ -305,6 +305,11 @@ class GatewaySim:
         """Make the order engine reject the next placeOrder with ``code``/``reason``."""
         self.server.faults.reject_next_order = (code, reason)
 
+    def what_if_without_margin(self, count: int = 1) -> None:
+        """Answer the next ``count`` whatIf orders with every margin field unset (IB's
+        UNSET_DOUBLE), as TWS does when it computes no margin for an order."""
+        self.server.faults.what_if_unset = int(count)
+
     def delay_replies(self, msg_id: int, seconds: float) -> None:
         """Hold every reply to requests with ``msg_id`` for ``seconds`` (0 clears it)."""
         if seconds <= 0:

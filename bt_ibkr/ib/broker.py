@@ -15,14 +15,17 @@ broker queue and are applied in backtrader's thread in :meth:`IBBroker.next`, pr
 usual notifications (Submitted, Accepted, Partial, Completed, Canceled, Rejected with IB's
 reason in ``order.info.reason``). Commission is IB's (``order.executed.comm``).
 
-What a Strategy reads at a decision (``mark="close"``, the default): ``getcash()`` is the
-account's cash at start minus what this broker's own fills cost (price x size x multiplier plus
-IB's commission); ``getposition()`` is the position adopted at start plus those fills;
-``getvalue()`` is that cash plus every position marked at its feed's current close (the
-decision bar's close; a position whose feed has no bar yet at its average cost). That is what
-backtrader's BackBroker means by the same calls, so a Strategy that sizes from them makes the
-same decision on both brokers. IB's own NetLiquidation is no substitute: it is recomputed on
-IB's schedule (every few minutes), so at a close it lags the decision bar. The account is
+What a Strategy reads at a decision (``mark="close"``, the default) is kept by
+:class:`~bt_ibkr.ib.ledger.Ledger`: ``getcash()`` is the account's cash at start minus what this
+broker's own fills cost (price x size x multiplier plus IB's commission; a future, settled by
+IB in P&L only, sets its notional at entry aside from it); ``getposition()`` is the position
+adopted at start plus those fills; ``getvalue()`` is that cash plus every position at its
+notional, marked at its feed's current close (the decision bar's close; a position whose feed
+has no bar yet at its average cost). That is what backtrader's BackBroker means by the same
+calls (with :func:`bt_ibkr.futures.backtest.futures_comminfo` for a future), so a Strategy that
+sizes from them makes the same decision on both brokers. IB's own NetLiquidation is no
+substitute: it is recomputed on IB's schedule (every few minutes), so at a close it lags the
+decision bar. The account is
 still the truth across sessions: :meth:`IBBroker.account_drift` says how far the ledger is from
 IB's numbers, :meth:`IBBroker.reconcile` adopts IB's cash (when no order is working), and
 ``mark="account"`` reads IB's TotalCashBalance and NetLiquidation instead.
@@ -51,7 +54,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import queue
 from collections.abc import Callable
 from datetime import datetime
@@ -85,9 +87,9 @@ from bt_ibkr.ib.iborder import (
     IBCommInfo,
     IBOrder,
     OrderGate,
-    contract_multiplier,
     tif_for,
 )
+from bt_ibkr.ib.ledger import Holding, Ledger
 from bt_ibkr.ib.order_refs import OrderRefs, decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.ib.store import STORE_PARAMS, IBStore
@@ -136,13 +138,17 @@ class IBBroker(bt.BrokerBase):
         self._derived: list[FollowedFill] = []  # for the subscribers, after the queue's event
         self._status_filled: dict[str, float] = {}  # ref -> filled per IB's status (not ours)
         self._started = False
-        self._ledger_cash = 0.0
+        self.ledger = Ledger()  # the money side (``mark="close"``)
         self._feeds: dict[int, Any] = {}  # conId -> the data whose close marks the position
-        self._marks: dict[int, float] = {}  # conId -> the last finite close seen
+        self._infos: dict[int, IBCommInfo] = {}  # conId -> its position's commission info
         self._comminfo = CommInfoBook()
         self._gates: list[OrderGate] = []  # checks every order passes before it is sent
-        self.capital_offset = 0.0  # account value left out of the ledger (``capital``)
         self.account: str | None = None  # the account every order is placed for
+
+    @property
+    def capital_offset(self) -> float:
+        """Account value left out of the ledger (``capital``; 0.0 without)."""
+        return self.ledger.capital_offset
 
     @property
     def ib(self) -> IBStore:
@@ -158,11 +164,9 @@ class IBBroker(bt.BrokerBase):
         snap = self._snapshot = self.store.account_snapshot(float(self.p.settle))
         # ``capital``: the strategy sizes from this much of the account (never more than it
         # has): the ledger's cash leaves the rest out, so getvalue() starts at ``capital``
-        self.capital_offset = 0.0
-        cap = self.p.capital
-        if cap is not None and self.p.mark == "close" and 0 < cap < snap.value:
-            self.capital_offset = snap.value - float(cap)
-        self.startingcash = self.cash = self._ledger_cash = snap.cash - self.capital_offset
+        self.ledger.open(snap.cash, snap.value,
+                         self.p.capital if self.p.mark == "close" else None)
+        self.startingcash = self.cash = self.ledger.account_cash
         self.startingvalue = self.value = snap.value - self.capital_offset
 
     def stop(self) -> None:
@@ -174,51 +178,62 @@ class IBBroker(bt.BrokerBase):
 
     # ------------------------------------------------------------------ account
     def getcash(self) -> float:
-        """Return the cash: the ledger's (start cash minus own fills) with ``mark="close"``,
-        else IB's latest TotalCashBalance (never blocks)."""
+        """Return the cash: the ledger's (start cash minus own fills, an open future's notional
+        at entry set aside: :meth:`Ledger.cash`) with ``mark="close"``, else IB's latest
+        TotalCashBalance (never blocks)."""
         if self.p.mark == "account":
             self.cash = self.store.get_acc_cash()
         else:
-            self.cash = self._ledger_cash
+            self.cash = self.ledger.cash(self._holdings())
         return self.cash
 
     def getvalue(self, datas=None) -> float:
-        """Return the value: ledger cash plus positions marked at their feeds' current close
-        (``mark="close"``), else IB's latest NetLiquidation (never blocks). ``datas``: only
-        those feeds' positions (backtrader's meaning)."""
+        """Return the value: the ledger's cash plus positions at their notional, marked at
+        their feeds' current close (``mark="close"``), else IB's latest NetLiquidation (never
+        blocks). ``datas``: only those feeds' positions (backtrader's meaning)."""
         if self.p.mark == "account":
             self.value = self.store.get_acc_value()
             return self.value
-        wanted = None if datas is None else {self._conid(d) for d in datas}
-        total = 0.0 if wanted is not None else self._ledger_cash
+        if datas is not None:
+            return sum(h.value for h in self._holdings({self._conid(d) for d in datas}))
+        self.value = self.ledger.value(self._holdings())
+        return self.value
+
+    def _holdings(self, wanted: set[int] | None = None) -> list[Holding]:
+        """Return the open positions (of the conIds ``wanted`` when given) as the ledger
+        values them. After :meth:`start` every feed's position is loaded first: a Strategy
+        that reads the cash or the value before its first ``getposition`` (a restart holding
+        a position) counts what it holds."""
+        if self._started:
+            for data in self.store.datas:
+                conid = getattr(getattr(data, "tradecontract", None), "conId", None)
+                if conid and conid not in self.positions:
+                    self.getposition(data, clone=False)
+        out = []
         for conid, pos in self.positions.items():
             if not pos.size or (wanted is not None and conid not in wanted):
                 continue
             data = self._feeds.get(conid)
-            mult = self._multiplier(data) if data is not None else 1.0
-            price = data.close[0] if data is not None and len(data) else math.nan
-            if math.isfinite(price):
-                self._marks[conid] = price
-            else:  # no bar yet, or a live line between bars (read from another thread)
-                price = self._marks.get(conid, pos.price)
-            if data is not None and not self.getcommissioninfo(data).stocklike:
-                total += pos.size * (price - pos.price) * mult  # futures: open PnL only
-            else:
-                total += pos.size * price * mult
-        if wanted is None:
-            self.value = total
-        return total
+            info = self._infos.get(conid) or self.getcommissioninfo(data)
+            out.append(Holding(pos.size, pos.price, self.ledger.mark(conid, data, pos.price),
+                               info.p.mult, not info.stocklike))
+        return out
+
+    def account_cash(self) -> float:
+        """Return the ledger's account cash (``mark="close"``): as IB books it (a future moves
+        it by realized P&L and commission only), less ``capital_offset``."""
+        return self.ledger.account_cash
 
     def account_drift(self) -> dict[str, float]:
-        """Return ``{"cash": ledger - IB cash, "value": ledger value - NetLiquidation}``."""
-        return {"cash": self._ledger_cash + self.capital_offset - self.store.get_acc_cash(),
-                "value": self.getvalue() + self.capital_offset - self.store.get_acc_value()}
+        """Return ``{"cash": ledger account cash - IB cash, "value": ledger value -
+        NetLiquidation}`` (``capital_offset`` added back)."""
+        return self.ledger.drift(self.store.get_acc_cash(), self.store.get_acc_value(),
+                                 self.getvalue())
 
     def reconcile(self) -> float:
-        """Adopt IB's cash as the ledger's (when no order is working); return the change."""
-        change = self.store.get_acc_cash() - self._ledger_cash
-        self._ledger_cash += change
-        return change
+        """Adopt IB's cash as the ledger's account cash (when no order is working; less
+        ``capital_offset``); return the change."""
+        return self.ledger.adopt(self.store.get_acc_cash())
 
     def get_notification(self):
         try:
@@ -239,17 +254,19 @@ class IBBroker(bt.BrokerBase):
         """Return the position of ``data``'s trade contract (adopted from IB at start)."""
         conid = self._conid(data)
         self._feeds.setdefault(conid, data)
-        pos = self._position(conid, self._multiplier(data))
+        pos = self._position(conid, self.getcommissioninfo(data))
         return pos.clone() if clone else pos
 
-    def _position(self, conid: int, mult: float) -> Position:
+    def _position(self, conid: int, info: IBCommInfo) -> Position:
         pos = self.positions.get(conid)
         if pos is None:
             held = (self._snapshot.positions if self._snapshot is not None
                     else self.store.get_positions())
             size, avgcost = held.get(conid, (0.0, 0.0))
             size = self.own_start_size(conid, size)
+            mult = info.p.mult
             pos = self.positions[conid] = Position(size, (avgcost / mult) if size else 0.0)
+            self._infos[conid] = info
         return pos
 
     def own_start_size(self, conid: int, held: float) -> float:
@@ -266,10 +283,6 @@ class IBBroker(bt.BrokerBase):
                     data = self._feeds[conid] = d
                     break
         return data
-
-    @staticmethod
-    def _multiplier(data) -> float:
-        return contract_multiplier(getattr(data, "tradecontract", None))
 
     def getcommissioninfo(self, data) -> IBCommInfo:
         """Return the IBCommInfo of ``data``'s trade contract (:class:`CommInfoBook`)."""
@@ -496,20 +509,17 @@ class IBBroker(bt.BrokerBase):
         in_pos, in_cash = counted
         data = self._feed_of(contract.conId)
         info = self.getcommissioninfo(data) if data is not None else self._comminfo.of(contract)
-        mult = info.p.mult
-        position = self._position(contract.conId, mult)
-        pnl = ex.realized_pnl  # IB's, for a fill the adopted position already holds
+        position = self._position(contract.conId, info)
         if not in_pos:
-            before = position.price
-            closed = position.update(ex.shares, ex.price)[3]
-            pnl = info.profitandloss(-closed, before, ex.price) if closed else 0.0
-        if not in_cash:
-            self._book_cash(info, ex.shares, ex.price, pnl, ex.commission)
+            self.ledger.fill(position, info, ex.shares, ex.price, ex.commission, not in_cash)
+        elif not in_cash:  # IB's realized P&L, for a fill the adopted position already holds
+            self.ledger.book(ex.shares, ex.price, info.p.mult, not info.stocklike,
+                             ex.realized_pnl, ex.commission)
         symbol = contract_symbol(contract)
         fill = FollowedFill(ref=ex.ref, exec_id=ex.exec_id, symbol=symbol, shares=ex.shares,
                             price=ex.price, commission=ex.commission, time=ex.time,
                             in_position=in_pos, in_cash=in_cash, position=position.size,
-                            cash=self._ledger_cash)
+                            cash=self.ledger.account_cash)
         self._followed.setdefault(ex.ref, []).append(fill)
         self._derived.append(fill)
         held = " (already in the position adopted at start)" if in_pos else ""
@@ -518,16 +528,6 @@ class IBBroker(bt.BrokerBase):
             f"{symbol} @ {ex.price:g}, commission {ex.commission:g}{held}; position now "
             f"{position.size:g}", kind="fill", orderRef=ex.ref, symbol=symbol, side=fill.side,
             size=abs(ex.shares), price=ex.price, commission=ex.commission, execId=ex.exec_id)
-
-    def _book_cash(self, info: IBCommInfo, size: float, price: float, pnl: float,
-                   commission: float) -> None:
-        """Move the ledger's cash by one fill of ``size`` (signed) at ``price``: a stock pays
-        or receives the traded value, a future only its realized ``pnl``; both pay
-        ``commission``."""
-        if info.stocklike:
-            self._ledger_cash -= size * price * info.p.mult + commission
-        else:
-            self._ledger_cash += pnl - commission
 
     def bind_order(self, order: IBOrder) -> None:
         """Attach the submitted ``order`` to the working order with the same orderRef that an
@@ -562,23 +562,12 @@ class IBBroker(bt.BrokerBase):
         position = self.getposition(order.data, clone=False)
         if counted[0]:  # the order's figures on the position as it was before this fill
             position = Position(position.size - size, position.price)
-        pprice_orig = position.price
-        psize, pprice, opened, closed = position.update(size, price)
-        comminfo = order.comminfo
-        closedvalue = comminfo.getoperationcost(closed, pprice_orig)
-        closedcomm = comm * abs(closed) / abs(size) if size else 0.0
-        openedvalue = comminfo.getoperationcost(opened, price)
-        openedcomm = comm - closedcomm
-        pnl = comminfo.profitandloss(-closed, pprice_orig, price) if closed else 0.0
-        margin = comminfo.getvaluesize(size, price)
-        if not counted[1]:
-            self._book_cash(comminfo, size, price, pnl, comm)
+        figures = self.ledger.fill(position, order.comminfo, size, price, comm, not counted[1])
         if isinstance(when, datetime):
             dt = bt.date2num(naive_utc(when))
         else:
             dt = order.data.datetime[0] if len(order.data) else 0.0
-        order.execute(dt, size, price, closed, closedvalue, closedcomm, opened, openedvalue,
-                      openedcomm, margin, pnl, psize, pprice)
+        order.execute(dt, size, price, *figures.args())
         if abs(order.executed.remsize) < 1e-9:
             order.completed()
         else:

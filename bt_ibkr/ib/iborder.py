@@ -36,6 +36,16 @@ class IBCommInfo(CommInfoBase):
     def getoperationcost(self, size, price):
         return abs(size) * price * self.p.mult
 
+    def getsize(self, price, cash):
+        """Return the whole units whose notional (price x multiplier) fits ``cash``: a
+        future's and an option's too, as :func:`bt_ibkr.futures.backtest.futures_comminfo`
+        sizes (backtrader's futures rule, cash // margin, would buy ``cash`` contracts)."""
+        return int(self.p.leverage * (cash // (price * self.p.mult)))
+
+    def getvalue(self, position, price):
+        """Return the signed notional of ``position`` at ``price`` (what IBBroker values)."""
+        return position.size * price * self.p.mult
+
 
 def contract_multiplier(contract: Any) -> float:
     """Return ``contract.multiplier`` as a number (1.0 when unset, empty or unreadable)."""
@@ -47,8 +57,10 @@ def contract_multiplier(contract: Any) -> float:
 
 class CommInfoBook:
     """One :class:`IBCommInfo` per (multiplier, stock-like): backtrader's params objects are
-    slow to build, and the broker asks several times a bar. Futures (FUT, FOP) are not
-    stock-like; an option's premium is paid in full, as a stock's price, times its multiplier."""
+    slow to build, and the broker asks several times a bar. A future (FUT) is not stock-like:
+    IB settles it in P&L, its notional never leaves the cash. An option's premium is paid in
+    full, as a stock's price, times its multiplier; so is an option on a future's (FOP: CME's
+    premium-style options, as IB books them)."""
 
     def __init__(self) -> None:
         self._infos: dict[tuple[float, bool], IBCommInfo] = {}
@@ -56,10 +68,13 @@ class CommInfoBook:
     def of(self, contract: Any) -> IBCommInfo:
         """Return the IBCommInfo of ``contract`` (None: a stock with multiplier 1)."""
         sec = getattr(contract, "secType", "STK")
-        key = (contract_multiplier(contract), sec not in ("FUT", "FOP"))
+        key = (contract_multiplier(contract), sec != "FUT")
         info = self._infos.get(key)
         if info is None:
-            info = self._infos[key] = IBCommInfo(mult=key[0], stocklike=key[1])
+            # commtype set: with commtype None backtrader ignores ``stocklike`` and treats
+            # every contract without a margin as a stock (a future's notional moved cash)
+            info = self._infos[key] = IBCommInfo(mult=key[0], stocklike=key[1],
+                                                 commtype=CommInfoBase.COMM_FIXED)
         return info
 
 

@@ -69,6 +69,7 @@ from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, contract_symbol
 from bt_ibkr.ib.reconcile_queries import ask_executions, ask_orders
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
+from bt_ibkr.ib.what_if import WhatIfMargin, ask_what_if
 
 __all__ = ["STORE_PARAMS", "IBStore", "StoreMessage"]
 
@@ -543,6 +544,21 @@ class IBStore:
         this store's clientId can be). A journaled order for which this is False sends this
         process nothing: not its fills, not its end."""
         return self.routes.routes(ref)
+
+    def what_if_margin(self, contract, order, timeout: float = 5.0) -> WhatIfMargin | None:
+        """Return IB's what-if margin of ``order`` on ``contract`` (nothing is placed; blocks
+        the caller up to ``timeout`` s, capped by :attr:`deadline`), or None when IB gives
+        none: unset, refused, not connected, a read-only API connection (IB refuses every
+        order message there, a whatIf too), or no answer in time
+        (:func:`~bt_ibkr.ib.what_if.ask_what_if`)."""
+        if self.p.readonly or not self.connected():
+            return None
+        timeout = self.remaining(timeout)
+        try:
+            return self.run(ask_what_if(self.connection.ib, contract, order, timeout),
+                            timeout=timeout + 5)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            return None
 
     # ------------------------------------------------------------------ reconciling (start-up)
     def _answer(self, coro, timeout: float, what: str):

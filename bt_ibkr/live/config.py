@@ -18,7 +18,8 @@ File layout (every section and key optional; see ``examples/live.example.json``)
       "connection": {"host": "127.0.0.1", "port": 4002, "client_id": 1, "account": null,
                      "timeout": 10.0, "readonly": false},
       "risk": {"max_position_per_symbol": null, "max_position_notional": null,
-               "max_order_notional": null, "max_daily_loss": 0.03, "cancel_on_exit": true},
+               "max_order_notional": null, "max_daily_loss": 0.03,
+               "max_margin_fraction": null, "cancel_on_exit": true},
       "paths": {"journal": "state/{account}/journal.sqlite", "logs": "logs",
                 "reports": "reports/{account}", "equity": "state/{account}/equity.csv"},
       "sessions": {"part_mb": 16, "keep_days": null, "expired": "delete", "archive": null}
@@ -114,20 +115,24 @@ class RiskConfig:
     """Risk limits checked before every order (see :mod:`bt_ibkr.live.risk`); ``None`` = no limit.
 
     ``max_position_per_symbol`` is in shares (absolute, long or short), the notionals in the
-    account currency, ``max_daily_loss`` a fraction of the start-of-day equity (0.03 = 3%).
+    account currency (x the contract multiplier), ``max_daily_loss`` a fraction of the
+    start-of-day equity (0.03 = 3%), ``max_margin_fraction`` the largest initial margin of one
+    order (IB's what-if; its notional when IB gives none) as a fraction of the equity.
 
     Sizing: ``capital`` is the equity the strategy sizes from on each run (at most the account's
     net liquidation value; None: all of it). ``ramp_sessions`` > 0 scales it up gradually: the
     first session uses ``ramp_start`` of it, rising in equal steps to all of it after
     ``ramp_sessions`` sessions. ``shrink`` names the limits (``max_order_notional``,
-    ``max_position_notional``, ``max_position_per_symbol``) under which an order too large is
-    shrunk to fit instead of refused (default: none, every limit refuses).
+    ``max_position_notional``, ``max_position_per_symbol``, ``max_margin_fraction``) under
+    which an order too large is shrunk to fit instead of refused (default: none, every limit
+    refuses).
     """
 
     max_position_per_symbol: float | None = None
     max_position_notional: float | None = None
     max_order_notional: float | None = None
     max_daily_loss: float | None = 0.03
+    max_margin_fraction: float | None = None
     cancel_on_exit: bool = True
     capital: float | None = None
     ramp_sessions: int = 0
@@ -310,6 +315,9 @@ def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
         setattr(r, key, as_float(where, path, value, lo=0.0, nullable=True))
     elif key == "max_daily_loss":
         r.max_daily_loss = as_float(where, path, value, lo=0.0, hi=1.0, nullable=True)
+    elif key == "max_margin_fraction":
+        r.max_margin_fraction = as_float(where, path, value, lo=0.0, hi=1.0, hi_open=False,
+                                         nullable=True)
     elif key == "cancel_on_exit":
         r.cancel_on_exit = as_bool(where, path, value)
     elif key == "capital":
@@ -323,7 +331,8 @@ def _set_risk(cfg: Draft, where: Where, key: str, value: Any) -> None:
         names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
         if not isinstance(names, (list, tuple)):
             raise where.error(key, f"expected a list of limit names, got {value!r}")
-        shrinkable = ("max_order_notional", "max_position_notional", "max_position_per_symbol")
+        shrinkable = ("max_order_notional", "max_position_notional", "max_position_per_symbol",
+                      "max_margin_fraction")
         for name in names:
             if name not in shrinkable:
                 raise where.error(key, f"{name!r} cannot shrink an order; choose from "

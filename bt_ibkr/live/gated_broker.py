@@ -4,8 +4,11 @@ The gates (:meth:`~bt_ibkr.ib.broker.IBBroker.add_gate`), in this order:
 
 1. the decision is written to the audit log;
 2. :class:`~bt_ibkr.live.risk.RiskGate` checks it (max position, max order notional, daily-loss
-   halt); a refusal rejects the backtrader order (``order.info.reason``) and is audited, the
-   daily-loss halt is announced once (log warning + audit record);
+   halt, the order's initial margin); a refusal rejects the backtrader order
+   (``order.info.reason``) and is audited, the daily-loss halt is announced once (log warning
+   + audit record). Notionals count the contract multiplier. With ``max_margin_fraction`` set,
+   an order that adds exposure waits (up to :attr:`GatedIBBroker.what_if_timeout` s) for IB's
+   what-if margin (:meth:`~bt_ibkr.ib.store.IBStore.what_if_margin`);
 3. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
    cancelled in backtrader, nothing leaves the process;
    an order on the side of an earlier run's order for the same symbol that is still working at
@@ -31,6 +34,7 @@ committed (before sending); the runner sets it from ``BT_IBKR_CRASH_AT``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -85,6 +89,7 @@ class _Decision:
     when: date | datetime
     position: float
     equity: float
+    mult: float = 1.0
 
 
 class GatedIBBroker(IBBroker):
@@ -92,8 +97,11 @@ class GatedIBBroker(IBBroker):
 
     ``configure`` binds the run's journal, audit log and risk gate, and registers the gates.
     ``records`` lists what this run did with each order (dicts with orderRef, symbol, side,
-    quantity, status), for the run summary.
+    quantity, status), for the run summary. ``what_if_timeout``: seconds the risk gate waits
+    for IB's what-if margin of an order (``risk.max_margin_fraction``).
     """
+
+    what_if_timeout = 5.0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -224,7 +232,7 @@ class GatedIBBroker(IBBroker):
             ref=order.ib_order.orderRef, symbol=contract_symbol(data.tradecontract),
             side=order.ib_order.action, qty=float(abs(order.size)), price=price,
             when=decision_time(data), position=self.getposition(data).size,
-            equity=self.getvalue())
+            equity=self.getvalue(), mult=float(order.comminfo.p.mult))
         self._audit("decision", orderRef=d.ref, symbol=d.symbol, side=d.side, quantity=d.qty,
                     price=d.price, position=d.position, equity=d.equity, bar=str(d.when))
 
@@ -236,7 +244,8 @@ class GatedIBBroker(IBBroker):
         self._roll_day(d.equity)
         decision = self.gate.check(d.symbol, d.side, d.qty, d.price, d.position,
                                    d.equity if d.equity > 0 else None,
-                                   pending=journal.pending_shares(d.symbol))
+                                   pending=journal.pending_shares(d.symbol), multiplier=d.mult,
+                                   what_if=lambda qty: self._initial_margin(order, qty))
         if decision.newly_halted and not self.halt_announced:
             # RiskGate logs the halt once (warning); the audit gets it once too, and the
             # journal keeps it for the trading day, so a restart cannot lift it
@@ -266,6 +275,18 @@ class GatedIBBroker(IBBroker):
         self._record(d.ref, symbol=d.symbol, side=d.side, quantity=d.qty, status="refused",
                      reason=decision.reason)
         return self._refuse(order, decision.reason)
+
+    def _initial_margin(self, order: IBOrder, quantity: float) -> float | None:
+        """Return IB's what-if initial margin change of ``order`` at ``quantity`` (None when
+        IB gives none in :attr:`what_if_timeout` s); audited."""
+        probe = copy.copy(order.ib_order)
+        probe.totalQuantity = quantity
+        probe.account = probe.account or self.order_account()
+        answer = self.store.what_if_margin(order.data.tradecontract, probe, self.what_if_timeout)
+        margin = None if answer is None else answer.init_change
+        self._audit("risk", event="what_if", orderRef=order.orderRef, quantity=quantity,
+                    initial_margin=margin)
+        return margin
 
     def _gate_read_only(self, order: IBOrder) -> IBOrder | None:
         """Gate 2: a read-only run decides and records, and never sends."""

@@ -8,9 +8,16 @@ Rules, in the order they are checked:
 3. Daily loss: when equity is below ``day_start_equity * (1 - max_daily_loss)`` the gate halts:
    every new order that adds exposure is refused until :meth:`RiskGate.new_day`. The first
    refusal carries ``newly_halted=True`` (and is logged once) so the runner can say so loudly.
-4. ``max_order_notional``: quantity x price of one order.
-5. ``max_position_per_symbol``: absolute shares after the order.
-6. ``max_position_notional``: absolute shares after the order x price.
+4. ``max_order_notional``: quantity x price x multiplier of one order.
+5. ``max_position_per_symbol``: absolute shares (contracts) after the order.
+6. ``max_position_notional``: absolute shares after the order x price x multiplier.
+7. ``max_margin_fraction``: the order's initial margin, as IB's what-if answers it (the
+   ``what_if`` callable), at most this fraction of the equity (net liquidation; the value the
+   strategy sizes from under ``risk.capital``). Checked last, on the quantity the size limits
+   left, for any kind of order. When IB gives no margin the order's notional stands for it (the
+   backtest's fully collateralised rule), logged once per symbol.
+
+Notionals count the contract multiplier (one ES contract at 4,000 is 200,000).
 
 "After the order" counts what is already committed: the position held, plus ``pending`` (the
 signed shares of working orders and of intents journaled but not yet acknowledged), plus this
@@ -18,16 +25,24 @@ order: of three buys of 100 in one bar under a limit of 150, the first passes (0
 the second is refused (100 working -> 200).
 
 Reasons are written for the person reading the log, e.g.
-``order 500 SPY @ 450.00 = 225,000.00 exceeds max_order_notional 100,000.00``.
+``order 500 SPY @ 450.00 = 225,000.00 exceeds max_order_notional 100,000.00`` or
+``BUY 3 ES refused: initial margin 150,000.00 (IB's what-if) exceeds max_margin_fraction 10.00%
+of equity 1,000,000.00 = 100,000.00``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bt_ibkr.live.config import RiskConfig
+from bt_ibkr.live.sizing import units_within
+
+WhatIf = Callable[[float], "float | None"]
+"""``what_if(quantity)``: IB's initial margin change for the order at ``quantity`` (None: IB
+gave none)."""
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +55,7 @@ class RiskLimits:
     max_position_notional: float | None = None
     max_order_notional: float | None = None
     max_daily_loss: float | None = None
+    max_margin_fraction: float | None = None
     shrink: frozenset = frozenset()  # the limits that shrink an order to fit (else: refuse)
 
     @classmethod
@@ -50,6 +66,7 @@ class RiskLimits:
             max_position_notional=risk.max_position_notional,
             max_order_notional=risk.max_order_notional,
             max_daily_loss=risk.max_daily_loss,
+            max_margin_fraction=risk.max_margin_fraction,
             shrink=frozenset(getattr(risk, "shrink", ()) or ()),
         )
 
@@ -101,6 +118,7 @@ class RiskGate:
         self.day_start_equity = day_start_equity
         self.halted = False
         self.halt_reason = ""
+        self._no_margin: set[str] = set()  # symbols IB gave no what-if margin for (logged)
 
     def new_day(self, equity: float) -> None:
         """Start a new trading day: remember its starting equity and lift the daily-loss halt."""
@@ -128,6 +146,8 @@ class RiskGate:
         equity: float | None,
         day_start_equity: float | None = None,
         pending: float = 0.0,
+        multiplier: float = 1.0,
+        what_if: WhatIf | None = None,
     ) -> RiskDecision:
         """Return whether an order may be sent, and why not.
 
@@ -142,6 +162,9 @@ class RiskGate:
             equity: current account equity (net liquidation); needed when ``max_daily_loss``
                 is set.
             day_start_equity: overrides the value from :meth:`new_day` when given.
+            multiplier: the contract multiplier (notional = quantity x price x multiplier).
+            what_if: asked for the order's initial margin when ``max_margin_fraction`` is set
+                and the order adds exposure (see the module docstring).
         """
         side_u = str(side).strip().upper()
         if side_u not in ("BUY", "SELL"):
@@ -188,22 +211,63 @@ class RiskGate:
                 return RiskDecision(False, f"{side_u} {_qty(quantity)} {symbol} refused: "
                                            f"{self.halt_reason}", True, newly)
 
-        fits = self._fitting(side_u, quantity, price, pos)
+        mult = float(multiplier) if multiplier and math.isfinite(multiplier) else 1.0
+        decision = RiskDecision(True, "ok", self.halted, newly)
+        fits = self._fitting(side_u, quantity, price * mult, pos)
         if fits is not None and fits[0] < quantity:
             allowed_qty, limit, text = fits
-            if limit in lim.shrink and allowed_qty >= 1:
-                return RiskDecision(True, f"{side_u} {symbol} shrunk from {_qty(quantity)} to "
+            if limit not in lim.shrink or allowed_qty < 1:
+                return RiskDecision(False, self._limit_reason(side_u, symbol, quantity, price,
+                                                              mult, pos, held, pending, limit),
+                                    self.halted, newly)
+            decision = RiskDecision(True, f"{side_u} {symbol} shrunk from {_qty(quantity)} to "
                                           f"{_qty(allowed_qty)} to fit {limit}: {text}",
                                     self.halted, newly, quantity=allowed_qty)
-            return RiskDecision(False, self._limit_reason(side_u, symbol, quantity, price, pos,
-                                                          held, pending, limit),
-                                self.halted, newly)
-        return RiskDecision(True, "ok", self.halted, newly)
+        if lim.max_margin_fraction is None:
+            return decision
+        return self._check_margin(decision, side_u, symbol, quantity, price * mult, equity,
+                                  what_if)
+
+    def _check_margin(self, decision: RiskDecision, side: str, symbol: str, quantity: float,
+                      unit: float, equity: float | None, what_if: WhatIf | None
+                      ) -> RiskDecision:
+        """Return ``decision`` when the order's initial margin fits ``max_margin_fraction`` of
+        ``equity`` (``unit``: the notional of one unit), else a refusal (or, with the limit in
+        ``shrink``, the whole quantity whose margin fits)."""
+        frac = self.limits.max_margin_fraction
+        qty = decision.quantity if decision.quantity is not None else quantity
+        if equity is None or not math.isfinite(equity) or equity <= 0:
+            return RiskDecision(False, f"{side} {_qty(qty)} {symbol} refused: "
+                                       f"max_margin_fraction needs the account's net "
+                                       f"liquidation (got {equity!r}); is the account data "
+                                       "loaded?", self.halted, decision.newly_halted)
+        budget = frac * equity
+        margin = what_if(qty) if what_if is not None else None
+        source = "IB's what-if"
+        if margin is None or not math.isfinite(margin):
+            margin, source = qty * unit, "notional: IB gave no what-if margin"
+            if symbol not in self._no_margin:
+                self._no_margin.add(symbol)
+                log.warning("risk: IB gave no what-if margin for %s %s %s: max_margin_fraction "
+                            "checks its notional %s instead (said once per symbol)", side,
+                            _qty(qty), symbol, _money(margin))
+        if margin <= budget:
+            return decision
+        text = (f"initial margin {_money(margin)} ({source}) exceeds max_margin_fraction "
+                f"{frac:.2%} of equity {_money(equity)} = {_money(budget)}")
+        fits = units_within(qty, margin, budget)
+        if "max_margin_fraction" in self.limits.shrink and fits >= 1:
+            return RiskDecision(True, f"{side} {symbol} shrunk from {_qty(quantity)} to "
+                                      f"{_qty(fits)} to fit max_margin_fraction: {text}",
+                                self.halted, decision.newly_halted, quantity=fits)
+        return RiskDecision(False, f"{side} {_qty(qty)} {symbol} refused: {text}", self.halted,
+                            decision.newly_halted)
 
     def _fitting(self, side: str, quantity: float, price: float, pos: float
                  ) -> tuple[float, str, str] | None:
         """Return ``(quantity that fits, the tightest limit, its text)`` when a size limit
-        binds, else None. Whole units only (floor)."""
+        binds, else None (``price``: of one unit, its multiplier included). Whole units only
+        (floor)."""
         lim = self.limits
         sign = 1.0 if side == "BUY" else -1.0
         caps: list[tuple[float, str, str]] = []
@@ -222,18 +286,20 @@ class RiskGate:
         binding = [c for c in caps if c[0] < quantity]
         return min(binding, key=lambda c: c[0]) if binding else None
 
-    def _limit_reason(self, side: str, symbol: str, quantity: float, price: float, pos: float,
-                      held: float, pending: float, limit: str) -> str:
+    def _limit_reason(self, side: str, symbol: str, quantity: float, price: float,
+                      mult: float, pos: float, held: float, pending: float, limit: str) -> str:
         lim = self.limits
         after = pos + quantity if side == "BUY" else pos - quantity
+        times = f" x {mult:g}" if mult != 1.0 else ""
         if limit == "max_order_notional":
-            return (f"order {_qty(quantity)} {symbol} @ {_money(price)} = "
-                    f"{_money(quantity * price)} exceeds max_order_notional "
+            return (f"order {_qty(quantity)} {symbol} @ {_money(price)}{times} = "
+                    f"{_money(quantity * price * mult)} exceeds max_order_notional "
                     f"{_money(lim.max_order_notional)}")
         if limit == "max_position_per_symbol":
             return (f"{side} {_qty(quantity)} {symbol} would take the position from {_qty(pos)} "
                     f"to {_qty(after)} shares{_committed(held, pending)}, above "
                     f"max_position_per_symbol {_qty(lim.max_position_per_symbol)}")
         return (f"{side} {_qty(quantity)} {symbol} would make the position {_qty(after)} x "
-                f"{_money(price)} = {_money(abs(after) * price)}{_committed(held, pending)}, "
-                f"above max_position_notional {_money(lim.max_position_notional)}")
+                f"{_money(price)}{times} = {_money(abs(after) * price * mult)}"
+                f"{_committed(held, pending)}, above max_position_notional "
+                f"{_money(lim.max_position_notional)}")

@@ -7,16 +7,24 @@ should report instead (:class:`~bt_ibkr.ib.broker.IBBroker`'s ``capital``): ``ri
 steps from ``risk.ramp_start`` on the first session to 1 after ``risk.ramp_sessions``
 sessions. Sessions are counted as distinct trading days on which this journal traded before
 (:func:`traded_days`).
+
+Units of an order: :func:`units_for_value` gives the whole shares or contracts whose notional
+(price x the contract multiplier) fits a value, as the brokers' ``getsize`` does;
+:func:`units_within` the whole units whose initial margin, as IB's what-if answers it for the
+whole order, fits a margin budget (the risk gate's ``max_margin_fraction`` shrinks an order to
+it when listed in ``risk.shrink``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 
 from bt_ibkr.live.config import RiskConfig
 
-__all__ = ["Sizing", "ramp_fraction", "strategy_capital", "traded_days"]
+__all__ = ["Sizing", "ramp_fraction", "strategy_capital", "traded_days", "units_for_value",
+           "units_within"]
 
 
 def traded_days(journal, account: str) -> set[date]:
@@ -72,3 +80,25 @@ def strategy_capital(risk: RiskConfig, account_value: float, earlier_days: set[d
         return Sizing(None, account_value, 1.0, sessions_before + 1)
     base = account_value if risk.capital is None else min(float(risk.capital), account_value)
     return Sizing(base * fraction, account_value, fraction, sessions_before + 1)
+
+
+def units_for_value(value: float, price: float, multiplier: float = 1.0) -> int:
+    """Return the whole units (shares, contracts) whose notional, ``price`` x ``multiplier``
+    each, fits ``value`` (0 when none does; ValueError for a price or multiplier <= 0). One ES
+    contract at 4,000 is 200,000 of notional: 500,000 buys 2."""
+    unit = float(price) * float(multiplier)
+    if not unit > 0:
+        raise ValueError(f"units_for_value: price x multiplier must be > 0, got {price!r} x "
+                         f"{multiplier!r}")
+    return max(0, math.floor(float(value) / unit))
+
+
+def units_within(quantity: float, margin: float, budget: float) -> int:
+    """Return the whole units of an order of ``quantity`` whose initial margin fits
+    ``budget``, ``margin`` being IB's what-if initial margin of the whole order (taken as
+    proportional to the quantity); ``quantity`` itself when it fits, 0 when nothing does."""
+    if margin <= budget:
+        return int(quantity)
+    if margin <= 0 or budget <= 0:
+        return 0
+    return max(0, min(int(quantity), math.floor(quantity * budget / margin)))

@@ -147,13 +147,27 @@ def test_short_sale_and_cover(market):
     assert fills(events, 2)[0].realized_pnl == pytest.approx((98.995 - 95.0) * 400 - 2.0)
 
 
-def test_future_multiplier_in_cash_and_avg_cost(market):
+def test_future_is_settled_in_pnl_with_the_multiplier(market):
+    """IB books a future in P&L: buying moves the cash by the commission only, the open P&L
+    (x 50) counts in NetLiquidation, closing moves the cash by the realized P&L."""
     market.set(ES, 5999.75, 6000.0)
     broker, events = make_broker(market)
     broker.place(1, 1, ES, spec(totalQuantity=2))
     pos = broker.positions()[0]
     assert pos.avg_cost == pytest.approx(6000.0 * 50 + 0.5)  # (2*300000 + 1.00)/2
-    assert broker.cash == pytest.approx(1_000_000 - 600_000 - 1.0)
+    assert broker.cash == pytest.approx(1_000_000 - 1.0)  # no notional leaves the cash
+    market.bar(broker, ES, 6010.0, 6010.0, 6010.0, 6010.0)  # bid 6009.99
+    nums = broker.accounts.numbers()
+    assert nums["FuturesPNL"] == pytest.approx(2 * 10.0 * 50)
+    assert nums["NetLiquidation"] == pytest.approx(1_000_000 - 1.0 + 1000.0)
+    assert nums["StockMarketValue"] == 0.0
+    broker.place(1, 2, ES, spec(action="SELL", totalQuantity=1))  # at the bid
+    exit_price = fills(events, 2)[0].price
+    assert broker.cash == pytest.approx(1_000_000 - 2.0 + (exit_price - 6000.0) * 50)
+    broker.place(1, 3, ES, spec(action="SELL", totalQuantity=3))  # through zero: short 2
+    assert broker.cash == pytest.approx(1_000_000 - 3.0 + 2 * (exit_price - 6000.0) * 50)
+    assert broker.accounts.numbers()["FuturesPNL"] == pytest.approx(-2 * (6010.0 - exit_price)
+                                                                    * 50)
 
 
 # --------------------------------------------------------------------------- resting orders

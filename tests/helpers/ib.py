@@ -54,9 +54,11 @@ class Scripted(bt.Strategy):
 
 
 class Live:
-    """A live cerebro (IBData 5-second bars + IBBroker) in a worker thread, in lockstep."""
+    """A live cerebro (IBData 5-second bars + IBBroker) in a worker thread, in lockstep.
+    ``strategy``: a Scripted subclass to run instead of Scripted."""
 
-    def __init__(self, sim, script, client_id=CLIENT, dataname="AAPL-STK-SMART-USD", **data_kw):
+    def __init__(self, sim, script, client_id=CLIENT, dataname="AAPL-STK-SMART-USD",
+                 strategy=None, **data_kw):
         self.sim = sim
         self.rec = {}
         self.store = IBStore(port=sim.port, clientId=client_id, timeout=0.2, reconnect=-1,
@@ -68,7 +70,7 @@ class Live:
         self.data = self.store.getdata(dataname=dataname, **kw)
         self.cerebro.adddata(self.data)
         self.cerebro.setbroker(self.store.getbroker())
-        self.cerebro.addstrategy(Scripted, rec=self.rec, script=script)
+        self.cerebro.addstrategy(strategy or Scripted, rec=self.rec, script=script)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
