@@ -23,8 +23,14 @@ re-open. :func:`pending_rolls` recovers the in-flight rolls from the journal's `
 
 What the caller (the live runner) does with a :class:`RollStep`: ``send`` the intent (after the
 usual reconciliation on a restart, which tells whether an ``intent``-status order already
-reached the gateway), ``wait`` for its fills, nothing for ``done``/``abandoned``. Positions are
-keyed by the contracts' local symbols (``ESH4``) in the journal.
+reached the gateway), ``wait`` for its fills, nothing for ``done``/``abandoned``.
+
+Both orders are journaled under the root's symbol (``ES``), the symbol IB's contract carries and
+every other journal entry of a futures position uses (the live runner's reconciliation matches
+executions and positions by it), so a finished roll leaves the journal's ``ES`` position as it
+was; which contract each order trades is in its orderRef, its note and the ``roll`` event. The
+per-contract positions a roll is planned from are the gateway's
+(:func:`bt_ibkr.live.futures_run.gateway_contracts`).
 """
 
 from __future__ import annotations
@@ -108,9 +114,10 @@ def _intent(plan: RollPlan, opening: bool, quantity: float, now: datetime) -> In
     buy = plan.long if opening else not plan.long
     contract = plan.new if opening else plan.old
     return Intent(order_ref=open_ref if opening else close_ref, strategy=plan.strategy,
-                  symbol=contract.local_symbol, side="BUY" if buy else "SELL",
+                  symbol=contract.root, side="BUY" if buy else "SELL",
                   quantity=abs(quantity), decision_time=now,
-                  note=f"roll {plan.old} -> {plan.new} ({'open' if opening else 'close'})")
+                  note=f"roll {plan.old.local_symbol} -> {plan.new.local_symbol} "
+                       f"({'open' if opening else 'close'} {contract.local_symbol})")
 
 
 def roll_step(journal, plan: RollPlan, now: datetime) -> RollStep:
