@@ -12,6 +12,7 @@ File layout (every section and key optional; see ``examples/live.example.json``)
       "mode": "paper",                      # "paper" | "live"
       "run_mode": "daily",                  # "daily" | "stream"
       "symbols": ["SPY"],
+      "futures": {},                        # futures symbols: {"ES": "ES"} or "ES,MES:ES"
       "bar_size": "1 day",
       "strategy": {"name": "RegimeAwareEnsemble", "params": {"band": 0.1}},
       "read_only": false,
@@ -56,6 +57,7 @@ from bt_ibkr.live.config_values import (
     as_bool,
     as_choice,
     as_float,
+    as_futures,
     as_int,
     as_str,
     as_symbols,
@@ -182,6 +184,8 @@ class LiveConfig:
     mode: str = "paper"
     run_mode: str = "daily"
     symbols: list[str] = field(default_factory=lambda: ["SPY"])
+    #: futures symbols of the run and their roll-registry roots (bt_ibkr.live.futures_run)
+    futures: dict[str, str] = field(default_factory=dict)
     strategy: str = "RegimeAwareEnsemble"
     params: dict[str, Any] = field(default_factory=dict)
     bar_size: str = "1 day"
@@ -212,6 +216,7 @@ class LiveConfig:
             "mode": self.mode,
             "run_mode": self.run_mode,
             "symbols": list(self.symbols),
+            "futures": dict(self.futures),
             "strategy": {"name": self.strategy, "params": _mask_keys(self.params)},
             "bar_size": self.bar_size,
             "connection": {f.name: getattr(self.connection, f.name) for f in fields(self.connection)},
@@ -261,6 +266,7 @@ def draft(config: LiveConfig | None = None) -> Draft:
         section = top[name]
         top[name] = Draft(**{f.name: copy.copy(getattr(section, f.name)) for f in fields(cls)})
     top["symbols"], top["params"] = list(top["symbols"]), dict(top["params"])
+    top["futures"] = dict(top["futures"])
     top["secrets"] = dict(top["secrets"])
     return Draft(**top)
 
@@ -386,7 +392,7 @@ def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-_TOP_KEYS = ["mode", "run_mode", "symbols", "bar_size", "strategy", "params", "read_only",
+_TOP_KEYS = ["mode", "run_mode", "symbols", "futures", "bar_size", "strategy", "params", "read_only",
              "connection", "risk", "paths", "sessions", "ops"]
 _SECTIONS = {
     "connection": (ConnectionConfig, _set_connection),
@@ -404,6 +410,8 @@ def _set_top(cfg: Draft, where: Where, key: str, value: Any) -> None:
         cfg.run_mode = as_choice(where, key, value, RUN_MODES)
     elif key == "symbols":
         cfg.symbols = as_symbols(where, key, value)
+    elif key == "futures":
+        cfg.futures = as_futures(where, key, value)
     elif key == "bar_size":
         if not isinstance(value, str) or value.strip() not in BAR_SIZES:
             close = difflib.get_close_matches(str(value), BAR_SIZES, n=1)
@@ -566,4 +574,8 @@ def load_config(
             _apply_dotted(cfg, where, dotted, value)
     if cfg.connection.port is None:
         cfg.connection.port = DEFAULT_PORT_BY_MODE[cfg.mode]
+    stray = [s for s in cfg.futures if s not in cfg.symbols]
+    if stray:
+        raise ConfigError(f"futures {', '.join(stray)}: not among the symbols "
+                          f"({', '.join(cfg.symbols)}); add it, e.g. --symbols {stray[0]}")
     return freeze(cfg)

@@ -135,12 +135,13 @@ def recover_roll_orders(ib, journal, account: str | None = None) -> None:
 
 async def execute_roll_async(ib, journal, plan: RollPlan, clock: Callable[[], datetime],
                              timeout: float = 60.0, guard: CloseOutGuard | None = None,
-                             account: str | None = None) -> RollStep:
+                             account: str | None = None, run_id: str | None = None) -> RollStep:
     """Drive ``plan`` to "done" or "abandoned" on ``ib``; return the final step.
 
     Before the open is sent, ``guard`` (default a new :class:`CloseOutGuard`) checks the new
     contract: a roll into a physically settled contract inside its close-out window raises
-    CloseOutError with the close done and the open journaled but not sent.
+    CloseOutError with the close done and the open journaled but not sent. The intents carry
+    ``account`` (the order too) and ``run_id``.
 
     Raises AttentionError when an order of the roll makes no progress for ``timeout`` seconds
     (the roll stays journaled: a later call resumes it), UnknownSymbolError when a contract
@@ -150,7 +151,7 @@ async def execute_roll_async(ib, journal, plan: RollPlan, clock: Callable[[], da
     guard = guard or CloseOutGuard()
     waited_since: float | None = None
     while True:
-        step = roll_step(journal, plan, clock())
+        step = roll_step(journal, plan, clock(), run_id, account)
         if step.action in ("done", "abandoned"):
             return step
         intent = step.intent

@@ -151,8 +151,11 @@ def journaled_broker(cfg: LiveConfig, store: IBStore, journal: Journal, audit: A
 
 
 def add_feeds(cerebro: bt.Cerebro, cfg: LiveConfig, store: IBStore, options: RunOptions,
-              keep_alive: Callable[[], bool], note: Callable[[str], None]) -> list:
-    """Add one feed per symbol of ``cfg`` to ``cerebro``; return the feeds.
+              keep_alive: Callable[[], bool], note: Callable[[str], None],
+              datanames: dict[str, str] | None = None) -> list:
+    """Add one feed per symbol of ``cfg`` to ``cerebro``, named by the symbol; return the
+    feeds. ``datanames`` maps a symbol to the contract its feed trades (futures: the held
+    contract, :mod:`bt_ibkr.live.futures_run`); other symbols are their own dataname.
 
     Daily runs get a :class:`~feeds.daily_decision.DailyDecisionData` (kept turning by
     ``keep_alive``), stream runs an :class:`~feeds.ibdata.IBData` of 5-second bars, resampled
@@ -165,11 +168,12 @@ def add_feeds(cerebro: bt.Cerebro, cfg: LiveConfig, store: IBStore, options: Run
     daily = cfg.run_mode == "daily"
     feeds = []
     for sym in cfg.symbols:
+        dataname = (datanames or {}).get(sym, sym)
         if daily:
             if cfg.bar_size != "1 day":
                 raise ConfigError(f"bar_size {cfg.bar_size!r}: run_mode 'daily' trades daily "
                                   "bars; use bar_size '1 day' or run_mode 'stream'")
-            data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
+            data = DailyDecisionData(dataname=dataname, store=store, timeframe=bt.TimeFrame.Days,
                                      backfill_days=options.backfill_days,
                                      keep_alive=keep_alive, report=note)
             cerebro.adddata(data, name=sym)
@@ -177,7 +181,7 @@ def add_feeds(cerebro: bt.Cerebro, cfg: LiveConfig, store: IBStore, options: Run
             tf, comp = timeframe_of(cfg.bar_size)
             # syncfeeds: with several symbols every feed's bar of a time reaches the
             # strategy in one next() (feeds.live_sync); a late feed is audited by name
-            data = IBData(dataname=sym, store=store, timeframe=tf, compression=comp,
+            data = IBData(dataname=dataname, store=store, timeframe=tf, compression=comp,
                           rtbar=True, backfill_start=True, backfill=True, qcheck=0.2,
                           syncfeeds=True, report=note)
             if (tf, comp) == (bt.TimeFrame.Seconds, 5):

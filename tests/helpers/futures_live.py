@@ -1,0 +1,66 @@
+"""Futures live-run helpers: a strategy that says what it holds (subprocess runs load it as
+``helpers.futures_live:SayPosition``), a held position made at the simulated gateway, and the
+orders of a roll as the gateway received them."""
+
+from __future__ import annotations
+
+import sys
+
+import backtrader as bt
+from ib_async import IB, Future, MarketOrder
+
+CLOSE_REF = "ROLL:ES:202403>202406:1:C"
+OPEN_REF = "ROLL:ES:202403>202406:1:O"
+
+
+class SayPosition(bt.Strategy):
+    """Decides nothing; on its first live bar prints one line on stderr:
+    ``strategy sees <size> <localSymbol> x<multiplier>`` (what the Strategy's position is in
+    the contract its feed trades)."""
+
+    def __init__(self):
+        self.said = False
+
+    def next(self):
+        if self.said or self.data._laststatus != self.data.LIVE:
+            return
+        self.said = True
+        c = self.data.tradecontract
+        size = self.getposition(self.data).size
+        print(f"strategy sees {size:g} {c.localSymbol} x{c.multiplier}", file=sys.stderr,
+              flush=True)
+
+
+def buy_at_gateway(sim, month: str, qty: float, client_id: int = 77,
+                   account: str | None = None) -> None:
+    """Hold ``qty`` ES of contract month ``month`` (YYYYMM) in the simulator's account, bought
+    by another API client (a position the run finds at the gateway)."""
+    ib = IB()
+    ib.connect(sim.host, sim.port, clientId=client_id, timeout=20)
+    try:
+        (es,) = ib.qualifyContracts(Future("ES", month, "CME"))
+        order = MarketOrder("BUY" if qty > 0 else "SELL", abs(qty))
+        if account:
+            order.account = account
+        trade = ib.placeOrder(es, order)
+        ib.reqCurrentTime()
+        assert trade.orderStatus.status == "Filled", trade.orderStatus
+    finally:
+        ib.disconnect()
+
+
+def placed(sim, ref: str) -> int:
+    """How many placeOrder requests carrying orderRef ``ref`` reached the simulator."""
+    return sum(1 for r in sim.requests_named("placeOrder") if ref in r[3])
+
+
+def es_positions(sim, account: str = "DU1234567") -> dict[str, float]:
+    """The simulator's ES positions of ``account`` by local symbol (non-zero only)."""
+    out: dict[str, float] = {}
+    for p in sim.call(lambda: list(sim.broker.positions())):
+        if getattr(p, "account", account) != account:
+            continue
+        c = p.contract
+        if c.symbol == "ES" and p.position:
+            out[c.localSymbol] = out.get(c.localSymbol, 0.0) + p.position
+    return out
