@@ -108,27 +108,33 @@ def third_friday(year: int, month: int) -> date:
     return first + timedelta(days=offset + 14)
 
 
-def es_futures(start: date, count: int = 2) -> list[SimContract]:
-    """Return the next ``count`` quarterly ES contracts expiring after ``start``."""
+EXPIRED_QUARTERS = 8
+"""Expired ES contracts the simulator keeps: IB serves expired futures (contract details and
+historical data, with ``includeExpired``) for two years after their expiry (TWS API docs,
+Contract.includeExpired: "If set to true, contract details requests and historical data
+queries can be performed pertaining to expired futures contracts")."""
+
+
+def es_futures(start: date, count: int = 2, expired: int = 0) -> list[SimContract]:
+    """Return the quarterly ES contracts: the ``expired`` last ones whose expiry is on or before
+    ``start`` (oldest first), then the next ``count`` expiring after it."""
+    quarters = [(y, m) for y in range(start.year - expired // 4 - 2, start.year + count // 4 + 2)
+                for m in (3, 6, 9, 12)]
+    past = [q for q in quarters if third_friday(*q) <= start][-expired:] if expired else []
+    coming = [q for q in quarters if third_friday(*q) > start][:count]
     out: list[SimContract] = []
-    year, month = start.year, start.month
-    while len(out) < count:
-        if month in (3, 6, 9, 12):
-            expiry = third_friday(year, month)
-            if expiry > start:
-                code = "HMUZ"[(month // 3) - 1]
-                out.append(SimContract(
-                    conId=700_000_000 + year * 100 + month, symbol="ES", secType="FUT",
-                    exchange="CME", primaryExchange="", currency="USD",
-                    localSymbol=f"ES{code}{year % 10}", tradingClass="ES",
-                    lastTradeDateOrContractMonth=expiry.strftime("%Y%m%d"), multiplier="50",
-                    longName="E-mini S&P 500", timeZoneId=CHICAGO, minTick=0.25,
-                    orderTypes="LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT", validExchanges="CME",
-                    series="ES",
-                ))
-        month += 1
-        if month > 12:
-            month, year = 1, year + 1
+    for year, month in past + coming:
+        expiry = third_friday(year, month)
+        code = "HMUZ"[(month // 3) - 1]
+        out.append(SimContract(
+            conId=700_000_000 + year * 100 + month, symbol="ES", secType="FUT",
+            exchange="CME", primaryExchange="", currency="USD",
+            localSymbol=f"ES{code}{year % 10}", tradingClass="ES",
+            lastTradeDateOrContractMonth=expiry.strftime("%Y%m%d"), multiplier="50",
+            longName="E-mini S&P 500", timeZoneId=CHICAGO, minTick=0.25,
+            orderTypes="LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT", validExchanges="CME",
+            series="ES",
+        ))
     return out
 
 
@@ -166,8 +172,12 @@ class ContractDB:
 
     def __init__(self, start: datetime | date) -> None:
         start_date = start.date() if isinstance(start, datetime) else start
-        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(start_date)
+        futures = es_futures(start_date, expired=EXPIRED_QUARTERS)
+        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + futures
         self._by_conid = {c.conId: c for c in self._contracts}
+        #: futures expired before the start: found only by a request with includeExpired
+        self._expired = {c.conId for c in futures
+                         if c.lastTradeDateOrContractMonth[:8] < start_date.strftime("%Y%m%d")}
         self._lazy: list[Callable[[], list[SimContract]]] = []
 
     def add_lazy(self, loader: Callable[[], list[SimContract]]) -> None:
@@ -215,11 +225,15 @@ class ContractDB:
         localSymbol: str = "",
         strike: float | str = 0.0,
         right: str = "",
+        include_expired: bool = False,
         **_ignored: object,
     ) -> list[SimContract]:
-        """Return every contract matching the request the way TWS matches it (may be empty)."""
+        """Return every contract matching the request the way TWS matches it (may be empty);
+        an expired future only with ``include_expired`` (the request's includeExpired)."""
         if conId and int(conId) > 0:
             found = self.by_conid(int(conId))
+            if found is not None and found.conId in self._expired and not include_expired:
+                return []
             return [found] if found else []
         if self._lazy and ((secType or "").upper() == "OPT" or strike or right):
             self._load()  # only a request that names an option builds the chain
@@ -230,6 +244,8 @@ class ContractDB:
             return []
         out = []
         for c in self._contracts:
+            if c.conId in self._expired and not include_expired:
+                continue
             if sym and c.symbol.upper() != sym and c.localSymbol.upper() != sym:
                 continue
             if local and c.localSymbol.upper() != local:

@@ -133,9 +133,11 @@ class MarketDataRouter:
                 "localSymbol", "tradingClass")
         return {k: reader.str() for k in keys}
 
-    def _resolve(self, spec: dict[str, object]) -> SimContract | None:
+    def _resolve(self, spec: dict[str, object],
+                 include_expired: bool = False) -> SimContract | None:
         con_id = int(float(spec["conId"] or 0))
         return self.server.contracts.resolve(
+            include_expired=include_expired,
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
@@ -164,7 +166,9 @@ class MarketDataRouter:
             conn.send(contract_details_end_fields(req_id))
             return
         con_id = int(float(spec["conId"] or 0))
+        include_expired = reader.bool()  # expired futures only when asked (IB's rule)
         found = self.server.contracts.matches(
+            include_expired=include_expired,
             conId=con_id, symbol=str(spec["symbol"]), secType=str(spec["secType"]),
             exchange=str(spec["exchange"]), currency=str(spec["currency"]),
             lastTradeDateOrContractMonth=str(spec["lastTradeDateOrContractMonth"]),
@@ -199,7 +203,7 @@ class MarketDataRouter:
     def _on_historical(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
         spec = self._read_contract(reader)
-        reader.skip()  # includeExpired
+        include_expired = reader.bool()
         end_text = reader.str()
         bar_size = " ".join(reader.str().split())
         duration = reader.str()
@@ -213,7 +217,7 @@ class MarketDataRouter:
         if contfut and end_text.strip():
             self.server.error(conn, req_id, CONTFUT_END_CODE, CONTFUT_END_TEXT)
             return
-        contract = self._front(spec) if contfut else self._resolve(spec)
+        contract = self._front(spec) if contfut else self._resolve(spec, include_expired)
         if contract is None:
             self.server.error(conn, req_id, 200, NO_SECDEF)
             return

@@ -305,7 +305,7 @@ class LiveRunner:
                       cfg.read_only, bool(broker.gate and broker.gate.halted))
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
                                       lambda note: self._note(audit, note),
-                                      {leg.symbol: leg.dataname for leg in legs})
+                                      {leg.symbol: leg for leg in legs})
         wiring.add_analyzers(cerebro, cfg, strategy_cls, store, opts, account, run_id,
                              lambda: wiring.feeds_live(self.feeds), self._say)
         writer, self._records = wiring.record_session(

@@ -4,7 +4,9 @@ orders of a roll as the gateway received them."""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import backtrader as bt
 from ib_async import IB, Future, MarketOrder
@@ -16,7 +18,10 @@ OPEN_REF = "ROLL:ES:202403>202406:1:O"
 class SayPosition(bt.Strategy):
     """Decides nothing; on its first live bar prints one line on stderr:
     ``strategy sees <size> <localSymbol> x<multiplier>`` (what the Strategy's position is in
-    the contract its feed trades)."""
+    the contract its feed trades) and, with ``closes`` (a path), writes every bar it has seen
+    as JSON ``[[date, close], ...]`` there."""
+
+    params = (("closes", ""),)
 
     def __init__(self):
         self.said = False
@@ -29,6 +34,11 @@ class SayPosition(bt.Strategy):
         size = self.getposition(self.data).size
         print(f"strategy sees {size:g} {c.localSymbol} x{c.multiplier}", file=sys.stderr,
               flush=True)
+        if self.p.closes:
+            n = len(self.data)
+            seen = [[bt.num2date(self.data.datetime[-k]).date().isoformat(),
+                     self.data.close[-k]] for k in range(n - 1, -1, -1)]
+            Path(self.p.closes).write_text(json.dumps(seen))
 
 
 def buy_at_gateway(sim, month: str, qty: float, client_id: int = 77,
