@@ -34,13 +34,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from bt_ibkr.errors import AttentionError, ConfigError
 from bt_ibkr.futures.guard import CloseOutGuard
 from bt_ibkr.futures.registry import ContractMonth, FutureSpec, get_spec
-from bt_ibkr.live.futures_roll import RollPlan, RollStep, pending_rolls, plan_rolls
+from bt_ibkr.live.futures_roll import (
+    ROLL_EVENT,
+    RollPlan,
+    RollStep,
+    pending_rolls,
+    plan_rolls,
+)
 from bt_ibkr.live.futures_roll_exec import execute_roll_async, recover_roll_orders_async
 from bt_ibkr.live.intents import OPEN_STATUSES
 from bt_ibkr.utc import utc_now
@@ -167,13 +173,16 @@ class _Roller:
     say: Callable[[str], None]
     timeout: float
 
-    async def run(self) -> list[RollStep]:
+    async def run(self) -> dict[ContractMonth, float]:
+        """Roll; return the account's positions in the roots' contracts afterwards."""
         await recover_roll_orders_async(self.ib, self.journal, self.account)
         roots = {leg.spec.root for leg in self.legs}
         steps, done = [], set()
         for plan in pending_rolls(self.journal):
             steps.append(await self._execute(plan, "in flight since an earlier run"))
             done.add((plan.old, plan.new))
+        if not roots:
+            return {}
         positions = gateway_contracts(await self.ib.reqPositionsAsync(), self.account, roots)
         held = {leg.spec.root: leg.contract for leg in self.legs}
         _check_strays(positions, held, self.account, self.day)
@@ -183,9 +192,10 @@ class _Roller:
                 when = get_spec(plan.old.root).roll_date(plan.old.year, plan.old.month)
                 steps.append(await self._execute(attempt, f"its roll date {when} has come"))
                 done.add((plan.old, plan.new))
-        if steps and not self.hold:
-            await self.ib.reqPositionsAsync()  # the store's positions now show the rolls
-        return steps
+        if not any(steps):
+            return positions
+        # the store's positions (the broker's start) and the caller now see the rolls
+        return gateway_contracts(await self.ib.reqPositionsAsync(), self.account, roots)
 
     async def _execute(self, plan: RollPlan, why: str) -> RollStep | None:
         if self.hold:
@@ -232,10 +242,14 @@ class _Roller:
 
 def roll_at_start(store, journal, audit, account: str, legs: list[FuturesLeg], day: date,
                   run_id: str | None, say: Callable[[str], None], read_only: bool = False,
-                  halted: bool = False, timeout: float = ROLL_TIMEOUT) -> list[RollStep]:
+                  halted: bool = False, timeout: float = ROLL_TIMEOUT) -> list[FuturesLeg]:
     """Recover, finish and plan the rolls of ``legs`` in ``account`` on ``day`` and execute
-    them on ``store``'s connection (see the module docstring); return the final step of each
-    roll sent (none when ``read_only`` or ``halted``: the plan is said, nothing is sent).
+    them on ``store``'s connection (see the module docstring); return the legs to trade: each
+    in its held contract, or, where a position is still in an earlier contract (nothing was
+    sent: ``read_only``, ``halted``; the close filled nothing), in that contract, said with
+    ``!!``, so the Strategy's position is the one it holds. A roll the journal has in flight
+    is finished also by a run without ``legs`` (no ``--futures`` any more): a closed position
+    is never left without its re-open.
 
     Raises:
         AttentionError: a position in a later contract of a run's root; an order of a roll
@@ -243,10 +257,22 @@ def roll_at_start(store, journal, audit, account: str, legs: list[FuturesLeg], d
         CloseOutError: the open of a roll into a close-out window (the close is done).
         UnknownSymbolError: IB has no such contract.
     """
-    if not legs:
-        return []
+    if not legs and not journal.events(ROLL_EVENT):
+        return legs  # not a futures run, and no roll ever journaled here
     hold = ("read-only" if read_only else "daily-loss halt" if halted else None)
     roller = _Roller(store.connection.ib, journal, audit, account, run_id, legs, day,
                      lambda: utc_now() + store.timeoffset(), hold, say,
                      store.remaining(timeout))
-    return [s for s in store.run(roller.run()) if s is not None]
+    positions = store.run(roller.run())
+    out = []
+    for leg in legs:
+        earlier = sorted(c for c, q in positions.items()
+                         if c.root == leg.spec.root and c < leg.contract)
+        if earlier:
+            old = earlier[-1]
+            say(f"!! futures {leg.symbol}: {positions[old]:g} {old.local_symbol} not rolled "
+                f"({hold or 'see above'}); this run trades {old.local_symbol}, where the "
+                "position is, and a later start rolls it")
+            leg = replace(leg, contract=old)
+        out.append(leg)
+    return out

@@ -301,8 +301,8 @@ class LiveRunner:
         legs = futures_legs(cfg.futures, cfg.symbols, day)
         for leg in legs:
             self._say(leg.line())
-        roll_at_start(store, journal, audit, account, legs, day, run_id, self._say,
-                      cfg.read_only, bool(broker.gate and broker.gate.halted))
+        legs = roll_at_start(store, journal, audit, account, legs, day, run_id, self._say,
+                             cfg.read_only, bool(broker.gate and broker.gate.halted))
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
                                       lambda note: self._note(audit, note),
                                       {leg.symbol: leg for leg in legs})

@@ -127,6 +127,49 @@ def test_read_only_says_the_roll_and_sends_nothing(gateway_sim_factory, tmp_path
     assert len(sim.requests_named("placeOrder")) == orders
     assert es_positions(sim) == {"ESH4": 3.0} and roll_events(tmp_path) == []
     assert "roll 3 ESH4 -> ESM4" in err and "NOT sent (read-only)" in err
+    assert "this run trades ESH4, where the position is" in err
+    assert "strategy sees 3 ESH4 x50" in err
+
+
+@pytest.mark.slow
+def test_a_run_halted_for_the_day_says_the_roll_and_sends_nothing(gateway_sim_factory,
+                                                                   tmp_path):
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    buy_at_gateway(sim, "202403", 3)
+    journal = Journal(tmp_path / "journal.sqlite")  # an earlier run of today hit the limit
+    journal.record_halt(AFTER_ROLL.date(), sim.account, "daily loss 3.1% >= 3%")
+    journal.close()
+    orders = len(sim.requests_named("placeOrder"))
+    code, err, _ = run_es(tmp_path, sim)
+    assert len(sim.requests_named("placeOrder")) == orders
+    assert es_positions(sim) == {"ESH4": 3.0} and roll_events(tmp_path) == []
+    assert "roll 3 ESH4 -> ESM4" in err and "NOT sent (daily-loss halt)" in err, err
+    assert "strategy sees 3 ESH4 x50" in err  # where the position still is
+    assert code == 4, err  # the halt needs attention, as on any halted run
+
+
+@pytest.mark.slow
+def test_a_roll_in_flight_is_finished_by_a_run_without_futures(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    buy_at_gateway(sim, "202403", 3)
+    sim.advance(hours=18)  # closed: the close rests at the gateway
+    proc = subprocess.Popen(
+        cli(tmp_path, sim.port, "--max-runtime", f"{HANG:g}", "--symbols", "ES", "--futures",
+            "ES", config=futures_config(tmp_path)),
+        cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        poll_until(lambda: placed(sim, CLOSE_REF) or proc.poll() is not None, timeout=HANG,
+                   what="the roll's close at the gateway")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    sim.advance(minutes=95)
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", "SPY", "--config",
+                           str(futures_config(tmp_path)), max_runtime=HANG)
+    assert code == 0, err
+    assert es_positions(sim) == {"ESM4": 3.0}
+    assert (placed(sim, CLOSE_REF), placed(sim, OPEN_REF)) == (1, 1)
 
 
 @pytest.mark.slow
