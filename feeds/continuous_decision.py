@@ -19,19 +19,23 @@ jump at a roll:
    last completed session is still the old contract's), the whole history is adjusted into the
    traded contract at that last session's closes and the decision bar is the traded contract's.
 
-The decision bar is always the traded contract's own last completed bar. Raises DataError when
-a contract of the window has no bars where the stitching needs them (the message names it).
+The decision bar is always the traded contract's own last completed bar. When IB has no
+history of an earlier contract (older than IB keeps, or never served), the warm-up starts where
+that contract was left, still continuous, and the feed reports it (``report``: the runner
+logs, audits and prints it). Raises DataError when a contract that was served has no bar
+where the stitching needs one (the message names it).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from bt_ibkr.errors import DataError, GatewayTimeoutError
+from bt_ibkr.errors import DataError, GatewayTimeoutError, UnknownSymbolError
 from bt_ibkr.futures.continuous import build_continuous
 from bt_ibkr.futures.registry import ContractMonth, get_spec
 from bt_ibkr.ib.events import Bar, BarReceived, RequestFailed
@@ -39,6 +43,8 @@ from bt_ibkr.utc import naive_utc
 from feeds.daily_decision import DailyDecisionData
 
 __all__ = ["ContinuousDecisionData"]
+
+log = logging.getLogger("bt_ibkr.live")
 
 OVERLAP_DAYS = 10
 """Calendar days of an earlier contract asked for before the roll into it: the stitching
@@ -75,16 +81,22 @@ class ContinuousDecisionData(DailyDecisionData):
             held.append((old, start, when))
             start = when
         held.append((spec.held_contract(days[-1]), start, days[-1] + timedelta(days=1)))
-        for contract, first, left in held:
+        for contract, since, left in reversed(held):  # newest first
             if contract == traded:
                 continue
-            bars = self._contract_bars(contract, first - timedelta(days=OVERLAP_DAYS), left)
+            try:
+                bars = self._contract_bars(contract, since - timedelta(days=OVERLAP_DAYS), left)
+            except (DataError, UnknownSymbolError) as exc:
+                # a shorter warm-up, still continuous: it starts where this contract left
+                self._note(f"{self.p.dataname}: the continuous warm-up starts on {left}: "
+                           f"no history of {contract.local_symbol} ({exc})")
+                break
             its_days = [self._session_date(b) for b in bars]
             frames[contract] = _frame(bars, its_days)
             for d, b in zip(its_days, bars, strict=True):
                 stamps.setdefault(d, b.dt)
-        if len(frames) == 1 and spec.held_contract(first) == traded:
-            return own  # no roll inside the window: the contract's own bars are the series
+        if len(frames) == 1:  # no roll inside the window (or no earlier contract served):
+            return own        # the traded contract's own bars, one contract, no roll jump
         series = build_continuous(spec.root, frames, self.p.adjust, spec)
         frame = series.frame
         self.rolls = series.rolls
@@ -93,6 +105,9 @@ class ContinuousDecisionData(DailyDecisionData):
             frame = _roll_into(frame, frames[traded], days[-1], self.p.adjust)
         return [Bar(stamps[ts.date()], float(r.open), float(r.high), float(r.low),
                     float(r.close), float(r.volume)) for ts, r in frame.iterrows()]
+
+    def _note(self, line: str) -> None:
+        (self.p.report or (lambda text: log.warning("%s", text)))(line)
 
     def _contract_bars(self, contract: ContractMonth, start: date, end: date) -> list[Bar]:
         """Daily bars of ``contract`` from ``start`` to the session before ``end`` (an expired
@@ -131,9 +146,10 @@ class ContinuousDecisionData(DailyDecisionData):
                 error = event
             else:  # HistoryEnded
                 break
-        if error is not None and not bars:
+        if not bars:
+            why = f"failed: {error.text}" if error is not None else "returned no bars"
             raise DataError(f"daily history of {name!r} (held until {end}, needed for the "
-                            f"continuous {contract.root} warm-up) failed: {error.text}")
+                            f"continuous {contract.root} warm-up) {why}")
         return [b for b in bars if self._session_date(b) < end]
 
 

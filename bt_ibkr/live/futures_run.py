@@ -48,10 +48,10 @@ from bt_ibkr.live.futures_roll import (
     plan_rolls,
 )
 from bt_ibkr.live.futures_roll_exec import execute_roll_async, recover_roll_orders_async
-from bt_ibkr.live.intents import OPEN_STATUSES
+from bt_ibkr.live.intents import LOST, OPEN_STATUSES
 from bt_ibkr.utc import utc_now
 
-__all__ = ["FuturesLeg", "futures_legs", "gateway_contracts", "roll_at_start"]
+__all__ = ["FuturesLeg", "futures_legs", "gateway_contracts", "next_attempt", "roll_at_start"]
 
 log = logging.getLogger("bt_ibkr.live")
 
@@ -135,16 +135,24 @@ def _check_strays(positions: Mapping[ContractMonth, float], held: Mapping[str, C
                 f"to {now.local_symbol} in TWS, then run again")
 
 
-def _next_attempt(journal, plan: RollPlan, done: set[tuple[ContractMonth, ContractMonth]]
+def next_attempt(journal, plan: RollPlan, done: set[tuple[ContractMonth, ContractMonth]]
                   ) -> RollPlan | None:
-    """The attempt of ``plan`` to run now: a finished earlier attempt (the position is still
-    in the old contract) moves on to the next one; None when this run already rolled it."""
+    """Return the attempt of ``plan`` to run now: a finished earlier attempt (the position is
+    still in the old contract: the close filled nothing or part) moves on to the next one;
+    None when this run already rolled the pair (``done``). Raises AttentionError when an
+    attempt's close is LOST."""
     if (plan.old, plan.new) in done:
         return None
     while True:
         close = journal.get(plan.refs[0])
         if close is None or close.status in OPEN_STATUSES:
             return plan
+        if close.status == LOST:  # never retried blind: it may still exist somewhere
+            raise AttentionError(
+                f"roll {plan.old.local_symbol} -> {plan.new.local_symbol}: its close "
+                f"{close.order_ref} was sent but the gateway has no trace of it and no fills "
+                "(LOST); check TWS (Trades, Orders) and roll the position by hand there: a "
+                "roll whose close is LOST is never retried")
         opened = journal.get(plan.refs[1])
         if opened is not None and opened.status in OPEN_STATUSES:
             return plan
@@ -187,7 +195,7 @@ class _Roller:
         held = {leg.spec.root: leg.contract for leg in self.legs}
         _check_strays(positions, held, self.account, self.day)
         for plan in plan_rolls(positions, self.day):
-            attempt = _next_attempt(self.journal, plan, done)
+            attempt = next_attempt(self.journal, plan, done)
             if attempt is not None:
                 when = get_spec(plan.old.root).roll_date(plan.old.year, plan.old.month)
                 steps.append(await self._execute(attempt, f"its roll date {when} has come"))

@@ -23,22 +23,28 @@ CHICAGO = ZoneInfo("America/Chicago")
 SPEC = get_spec("ES")
 
 
-def serve_contracts(sim, last: date) -> dict[ContractMonth, pd.DataFrame]:
+def serve_contracts(sim, last: date, first: date = date(2021, 6, 1)
+                    ) -> dict[ContractMonth, pd.DataFrame]:
     """Give every ES contract of the simulator its own daily bars (synthetic, carry 5 %/year:
-    adjacent contracts differ by about 1.2 % on a roll day); return them by contract."""
-    bars = contract_bars("ES", date(2021, 6, 1), last, seed=11, carry=0.05, listed_days=400)
+    adjacent contracts differ by about 1.2 % on a roll day), none to those that expired before
+    ``first`` (their history requests answer no data); return the bars by contract."""
+    bars = contract_bars("ES", first, last, seed=11, carry=0.05, listed_days=400)
     served = {}
     for c in sim.contracts.all():
         if c.secType != "FUT" or c.symbol != "ES":
             continue
         cm = ContractMonth("ES", int(c.lastTradeDateOrContractMonth[:4]),
                            int(c.lastTradeDateOrContractMonth[4:6]))
-        frame = bars.get(cm)
-        if frame is not None:
-            sim.call(lambda c=c, f=frame, k=cm.local_symbol:
-                     sim.market.serve(c, series_from_frame(k, f, c)))
+        frame = bars.get(cm, NO_BARS)
+        sim.call(lambda c=c, f=frame, k=cm.local_symbol:
+                 sim.market.serve(c, series_from_frame(k, f, c)))
+        if len(frame):
             served[cm] = frame
     return served
+
+
+NO_BARS = pd.DataFrame({k: [] for k in ("open", "high", "low", "close", "volume")},
+                       index=pd.DatetimeIndex([]))
 
 
 def seen_closes(path) -> pd.Series:
@@ -91,3 +97,23 @@ def _config(tmp_path):
     path = tmp_path / "futures.json"
     path.write_text(json.dumps({"strategy": {"name": "helpers.futures_live:SayPosition"}}))
     return path
+
+
+@pytest.mark.slow
+def test_without_the_oldest_contracts_the_warm_up_is_shorter_and_still_continuous(
+        gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=datetime(2024, 3, 11, 13, 0, tzinfo=CHICAGO))
+    contracts = serve_contracts(sim, date(2024, 3, 8), first=date(2023, 1, 3))
+    out = tmp_path / "closes.json"
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", "ES", "--futures", "ES", "--config",
+                           str(_config(tmp_path)), "--param", f"closes={out}",
+                           max_runtime=90)
+    assert code == 0, err
+    assert "the continuous warm-up starts on 2022-12-09: no history of ESZ2" in err, err
+    seen = seen_closes(out)
+    assert seen.index[0] == date(2023, 1, 3)  # ESH3's first bar at the gateway
+    for when, _old, new in SPEC.roll_schedule(seen.index[0], date(2024, 3, 8)):
+        i = seen.index.get_loc(when)
+        own = (contracts[new].loc[pd.Timestamp(when), "close"]
+               / contracts[new].loc[pd.Timestamp(seen.index[i - 1]), "close"])
+        assert seen.iloc[i] / seen.iloc[i - 1] == pytest.approx(own, rel=1e-9), when
