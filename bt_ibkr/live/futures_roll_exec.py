@@ -173,7 +173,9 @@ async def execute_roll_async(ib, journal, plan: RollPlan, clock: Callable[[], da
         if time.monotonic() - waited_since > timeout:
             raise AttentionError(f"roll {plan.old} -> {plan.new}: order {now.order_ref} made no "
                                  f"progress for {timeout:g} s (status {now.status}, filled "
-                                 f"{now.filled:g} of {now.quantity:g}); it stays journaled")
+                                 f"{now.filled:g} of {now.quantity:g}; a market order rests "
+                                 "while the contract does not trade); the roll stays journaled "
+                                 "and the next start finishes it")
         try:  # the next message from the gateway, or a second
             await asyncio.wait_for(ib.updateEvent, 1.0)
         except TimeoutError:

@@ -47,7 +47,11 @@ from bt_ibkr.live.futures_roll import (
     pending_rolls,
     plan_rolls,
 )
-from bt_ibkr.live.futures_roll_exec import execute_roll_async, recover_roll_orders_async
+from bt_ibkr.live.futures_roll_exec import (
+    REF_PREFIX,
+    execute_roll_async,
+    recover_roll_orders_async,
+)
 from bt_ibkr.live.intents import LOST, OPEN_STATUSES
 from bt_ibkr.utc import utc_now
 
@@ -272,6 +276,12 @@ def roll_at_start(store, journal, audit, account: str, legs: list[FuturesLeg], d
                      lambda: utc_now() + store.timeoffset(), hold, say,
                      store.remaining(timeout))
     positions = store.run(roller.run())
+    # the roll's order ids were taken from the client directly: never hand them out again,
+    # also after a gateway restart rolls nextValidId back
+    top = max((r.order_id or 0 for r in journal.intents()
+               if r.order_ref.startswith(REF_PREFIX)), default=0)
+    if top:
+        store.reserve_order_ids(top)
     out = []
     for leg in legs:
         earlier = sorted(c for c, q in positions.items()

@@ -105,6 +105,45 @@ def test_a_run_killed_mid_roll_and_restarted_neither_doubles_nor_half_rolls(gate
 
 
 @pytest.mark.slow
+def test_a_roll_started_while_the_market_is_closed_is_finished_by_the_next_start(
+        gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    buy_at_gateway(sim, "202403", 3)
+    sim.advance(hours=18)  # Tuesday 07:00 Chicago: closed, the close rests
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", "ES", "--futures", "ES", "--config",
+                           str(futures_config(tmp_path)), max_runtime=8)
+    assert code == 4, err
+    assert_one_line_end(err, code, "[live] !! roll ES 202403 -> ES 202406: order "
+                                   f"{CLOSE_REF} made no progress")
+    assert es_positions(sim) == {"ESH4": 3.0} and placed(sim, OPEN_REF) == 0
+
+    # the next start, still before the open, follows the resting close until it fills
+    proc = subprocess.Popen(
+        cli(tmp_path, sim.port, "--max-runtime", f"{HANG:g}", "--symbols", "ES", "--futures",
+            "ES", config=futures_config(tmp_path)),
+        cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines = []
+    try:
+        for line in proc.stderr:  # the hang guard is the run's own --max-runtime
+            lines.append(line)
+            if "in flight since an earlier run" in line:
+                break
+        sim.advance(minutes=95)  # the session opens: the close fills, the open follows
+        out, rest = proc.communicate(timeout=HANG + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    err = "".join(lines) + rest
+    assert proc.returncode == 0, err
+    assert es_positions(sim) == {"ESM4": 3.0}
+    assert (placed(sim, CLOSE_REF), placed(sim, OPEN_REF)) == (1, 1)
+    assert len(roll_events(tmp_path)) == 1
+    assert "strategy sees 3 ESM4 x50" in err
+
+
+@pytest.mark.slow
 def test_a_run_before_the_roll_date_trades_march_and_sends_nothing(gateway_sim_factory,
                                                                    tmp_path):
     sim = gateway_sim_factory(start=BEFORE_ROLL)
