@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from helpers.futures_live import CLOSE_REF, OPEN_REF, buy_at_gateway, es_positions, placed
-from helpers.live import assert_one_line_end, cli, cli_env, run_cli
+from helpers.live import assert_one_line_end, audit, cli, cli_env, run_cli
 from helpers.sim import poll_until
 
 from bt_ibkr.live.journal import Journal
@@ -66,6 +66,14 @@ def test_a_held_march_position_past_the_roll_date_rolls_to_june_at_start(gateway
     summary = json.loads((tmp_path / "run.json").read_text())
     assert {o["orderRef"]: o["status"] for o in summary["orders"]} == {
         CLOSE_REF: "filled", OPEN_REF: "filled"}
+    assert summary["positions"] == {"ES": 3.0}
+    fills = [(r["orderRef"], r["side"], r["shares"]) for r in audit(tmp_path)
+             if r["kind"] == "fill" and r.get("roll")]
+    assert fills == [(CLOSE_REF, "SELL", 3.0), (OPEN_REF, "BUY", 3.0)]
+    journal = Journal(tmp_path / "journal.sqlite")
+    assert [(f.order_ref, f.side, f.shares) for f in journal.fills()
+            if f.order_ref.startswith("ROLL:")] == fills
+    journal.close()
 
     again, err2, _ = run_es(tmp_path, sim)  # the next start finds nothing to roll
     assert again == 0, err2
