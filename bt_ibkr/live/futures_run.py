@@ -24,8 +24,9 @@ On every start, after the usual reconciliation and before the Strategy's first d
 
 The gates of the run's other orders apply: ``read_only`` says the plan and sends nothing, a
 daily-loss halt sends nothing, the close-out guard refuses an open into a physically settled
-contract's close-out window (CloseOutError, one line, exit 2; the close is done, the open stays
-journaled and is sent by a later run once allowed, into the then held contract's window rules).
+contract's close-out window (CloseOutError, one line, exit 2; the close is done and the open
+stays journaled, unsent: the registry rolls long before the new contract's window, so this only
+happens to a roll left in flight for months, and a person decides what to hold).
 Every roll, order and fill is in the audit log (kinds ``order``/``fill``, ``roll=True``).
 The roll runs on the store's loop (:meth:`IBStore.run`), never in backtrader's thread.
 """
