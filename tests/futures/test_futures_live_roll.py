@@ -152,6 +152,33 @@ def test_a_roll_started_while_the_market_is_closed_is_finished_by_the_next_start
 
 
 @pytest.mark.slow
+def test_a_short_position_rolls_short(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    buy_at_gateway(sim, "202403", -2)
+    code, err, _ = run_es(tmp_path, sim)
+    assert code == 0, err
+    assert es_positions(sim) == {"ESM4": -2.0}
+    assert (placed(sim, CLOSE_REF), placed(sim, OPEN_REF)) == (1, 1)
+    assert "roll 2 ESH4 -> ESM4 (short" in err and "strategy sees -2 ESM4 x50" in err
+
+
+@pytest.mark.slow
+def test_only_the_run_accounts_position_is_rolled(gateway_sim_factory, tmp_path):
+    other = "DU7654321"
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    sim.add_account(other, cash=1_000_000.0)
+    buy_at_gateway(sim, "202403", 3)
+    buy_at_gateway(sim, "202403", 5, account=other)
+    code, err, _ = run_es(tmp_path, sim, "--account", sim.account)
+    assert code == 0, err
+    assert es_positions(sim, sim.account) == {"ESM4": 3.0}
+    assert es_positions(sim, other) == {"ESH4": 5.0}  # another account's: never touched
+    orders = [o for o in sim.broker.completed_orders() if o.spec.orderRef.startswith("ROLL:")]
+    assert sorted((o.spec.orderRef, o.spec.account) for o in orders) == [
+        (CLOSE_REF, sim.account), (OPEN_REF, sim.account)]
+
+
+@pytest.mark.slow
 def test_a_run_before_the_roll_date_trades_march_and_sends_nothing(gateway_sim_factory,
                                                                    tmp_path):
     sim = gateway_sim_factory(start=BEFORE_ROLL)

@@ -64,12 +64,15 @@ def placed(sim, ref: str) -> int:
     return sum(1 for r in sim.requests_named("placeOrder") if ref in r[3])
 
 
-def es_positions(sim, account: str = "DU1234567") -> dict[str, float]:
-    """The simulator's ES positions of ``account`` by local symbol (non-zero only)."""
+def es_positions(sim, account: str | None = None) -> dict[str, float]:
+    """The simulator's ES positions of ``account`` (default: the login's) by local symbol
+    (non-zero only)."""
     out: dict[str, float] = {}
-    for p in sim.call(lambda: list(sim.broker.positions())):
-        if getattr(p, "account", account) != account:
-            continue
+    if account is None:
+        rows = sim.call(lambda: list(sim.broker.positions()))
+    else:
+        rows = sim.call(lambda: list(sim.broker.accounts.ledger_for(account).position_list()))
+    for p in rows:
         c = p.contract
         if c.symbol == "ES" and p.position:
             out[c.localSymbol] = out.get(c.localSymbol, 0.0) + p.position
