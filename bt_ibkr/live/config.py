@@ -392,8 +392,8 @@ def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-_TOP_KEYS = ["mode", "run_mode", "symbols", "futures", "bar_size", "strategy", "params", "read_only",
-             "connection", "risk", "paths", "sessions", "ops"]
+_TOP_KEYS = ["mode", "run_mode", "symbols", "futures", "bar_size", "strategy", "params",
+             "read_only", "connection", "risk", "paths", "sessions", "ops"]
 _SECTIONS = {
     "connection": (ConnectionConfig, _set_connection),
     "risk": (RiskConfig, _set_risk),
