@@ -118,8 +118,9 @@ def test_a_roll_started_while_the_market_is_closed_is_finished_by_the_next_start
     sim = gateway_sim_factory(start=AFTER_ROLL)
     buy_at_gateway(sim, "202403", 3)
     sim.advance(hours=18)  # Tuesday 07:00 Chicago: closed, the close rests
+    # the run's deadline (--max-runtime) ends the roll's wait: no progress while closed
     code, err, _ = run_cli(tmp_path, sim, "--symbols", "ES", "--futures", "ES", "--config",
-                           str(futures_config(tmp_path)), max_runtime=8)
+                           str(futures_config(tmp_path)), max_runtime=20)
     assert code == 4, err
     assert_one_line_end(err, code, "[live] !! roll ES 202403 -> ES 202406: order "
                                    f"{CLOSE_REF} made no progress")
