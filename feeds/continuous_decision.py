@@ -118,7 +118,9 @@ class ContinuousDecisionData(DailyDecisionData):
         fut = ibc.ib_module.Future(spec.root, contract.code, spec.exchange,
                                    multiplier=f"{spec.multiplier:g}", currency=spec.currency,
                                    includeExpired=True)
-        name = f"{spec.root}-FUT-{spec.exchange}-{spec.currency}-{contract.code}"
+        # the dataname a run trading it uses: the bar cache serves both under one key
+        name = (f"{spec.root}-FUT-{spec.exchange}-{spec.currency}-{contract.code}-"
+                f"{spec.multiplier:g}")
         details = self.store.qualify(fut, name)
         c = details.contract
         c.includeExpired = True
