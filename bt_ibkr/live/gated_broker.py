@@ -41,6 +41,7 @@ from typing import Any
 
 from bt_ibkr.errors import AttentionError
 from bt_ibkr.ib.broker import IBBroker, IBOrder
+from bt_ibkr.ib.iborder import contract_multiplier
 from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
@@ -85,6 +86,7 @@ class _Decision:
     when: date | datetime
     position: float
     equity: float
+    mult: float = 1.0  # the contract's multiplier: notionals are qty x price x mult
 
 
 class GatedIBBroker(IBBroker):
@@ -224,7 +226,7 @@ class GatedIBBroker(IBBroker):
             ref=order.ib_order.orderRef, symbol=contract_symbol(data.tradecontract),
             side=order.ib_order.action, qty=float(abs(order.size)), price=price,
             when=decision_time(data), position=self.getposition(data).size,
-            equity=self.getvalue())
+            equity=self.getvalue(), mult=contract_multiplier(data.tradecontract))
         self._audit("decision", orderRef=d.ref, symbol=d.symbol, side=d.side, quantity=d.qty,
                     price=d.price, position=d.position, equity=d.equity, bar=str(d.when))
 
@@ -234,7 +236,8 @@ class GatedIBBroker(IBBroker):
         if self.gate is None or d is None:
             return None
         self._roll_day(d.equity)
-        decision = self.gate.check(d.symbol, d.side, d.qty, d.price, d.position,
+        # a future's or an option's notional is one contract's value: price x multiplier
+        decision = self.gate.check(d.symbol, d.side, d.qty, d.price * d.mult, d.position,
                                    d.equity if d.equity > 0 else None,
                                    pending=journal.pending_shares(d.symbol))
         if decision.newly_halted and not self.halt_announced:

@@ -180,6 +180,21 @@ def test_only_the_run_accounts_position_is_rolled(gateway_sim_factory, tmp_path)
 
 
 @pytest.mark.slow
+def test_the_risk_gate_counts_a_contract_at_its_multiplier(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=AFTER_ROLL)
+    config = tmp_path / "risk.json"
+    config.write_text(json.dumps({"strategy": {"name": "helpers.futures_live:SayPosition"},
+                                  "risk": {"max_order_notional": 100_000}}))
+    orders = len(sim.requests_named("placeOrder"))
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", "ES", "--futures", "ES", "--config",
+                           str(config), "--param", "buy=1", max_runtime=HANG)
+    # one ES at about 5,000 points is about 250,000 of exposure, not 5,000
+    assert "exceeds max_order_notional 100,000.00" in err, err
+    assert len(sim.requests_named("placeOrder")) == orders and es_positions(sim) == {}
+    assert code == 0, err
+
+
+@pytest.mark.slow
 def test_a_run_before_the_roll_date_trades_march_and_sends_nothing(gateway_sim_factory,
                                                                    tmp_path):
     sim = gateway_sim_factory(start=BEFORE_ROLL)

@@ -19,9 +19,10 @@ class SayPosition(bt.Strategy):
     """Decides nothing; on its first live bar prints one line on stderr:
     ``strategy sees <size> <localSymbol> x<multiplier>`` (what the Strategy's position is in
     the contract its feed trades) and, with ``closes`` (a path), writes every bar it has seen
-    as JSON ``[[date, close], ...]`` there."""
+    as JSON ``[[date, close], ...]`` there; with ``buy`` it then buys that many (one market
+    order)."""
 
-    params = (("closes", ""),)
+    params = (("closes", ""), ("buy", 0))
 
     def __init__(self):
         self.said = False
@@ -34,6 +35,8 @@ class SayPosition(bt.Strategy):
         size = self.getposition(self.data).size
         print(f"strategy sees {size:g} {c.localSymbol} x{c.multiplier}", file=sys.stderr,
               flush=True)
+        if self.p.buy:
+            self.buy(size=self.p.buy)
         if self.p.closes:
             n = len(self.data)
             seen = [[bt.num2date(self.data.datetime[-k]).date().isoformat(),
