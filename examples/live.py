@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-id", type=client_id, help="API client id (default 1)")
     p.add_argument("--account", help="account to trade when the login manages several")
     p.add_argument("--symbols", help="comma-separated symbols (default SPY)")
+    p.add_argument("--futures", metavar="SYMBOL[:ROOT],...",
+                   help="trade these symbols as futures of a roll-registry root (ES, NQ, CL, "
+                        "GC, ZN): the contract held on the session's date, rolled at start "
+                        "(docs/SETUP.md, Futures); e.g. --symbols ES --futures ES")
     p.add_argument("--mode", choices=("daily", "stream"), dest="run_mode",
                    help="daily: decide on the last closed bar, place, wait, exit (default); "
                         "stream: trade every bar until stopped")
@@ -139,10 +143,16 @@ def _overrides(args: argparse.Namespace) -> dict:
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
         if not symbols:
             raise ConfigError("--symbols is empty: give e.g. --symbols SPY,QQQ")
+    futures = None
+    if args.futures is not None:
+        from bt_ibkr.futures.cli import futures_roots
+
+        futures = futures_roots(args.futures)
     out = {
         "mode": "live" if args.live else ("paper" if args.paper else None),
         "run_mode": args.run_mode,
         "symbols": symbols,
+        "futures": futures,
         "bar_size": args.bar_size,
         "connection.host": args.host,
         "connection.port": args.port,

@@ -265,9 +265,13 @@ class ContractDB:
 
         A future that expired before ``today`` (default: the table's start date) matches only
         with ``include_expired``, and only for 2 years after its expiry (see :func:`listed`);
-        a conId lookup finds any contract."""
+        a conId lookup follows the same rule when the request carries the flag (``today``
+        given), and finds any contract otherwise (orders, market data by conId)."""
         if conId and int(conId) > 0:
             found = self.by_conid(int(conId))
+            if found is not None and today is not None and \
+                    not listed(found, today, include_expired):
+                return []  # a request with the flag: an expired future needs it, by conId too
             return [found] if found else []
         if self._lazy and ((secType or "").upper() == "OPT" or strike or right):
             self._load()  # only a request that names an option builds the chain

@@ -36,6 +36,33 @@ def unknown_key(where: Where, section: str, key: str, valid: list[str]) -> Confi
     return where.error(path, f"unknown key{hint}")
 
 
+def as_futures(where: Where, key: str, value: Any) -> dict[str, str]:
+    """``{symbol: root}`` of a futures value: ``"ES"``, ``"ES,MES:ES"`` (the ``--futures``
+    grammar ``SYMBOL[:ROOT]``), a list of symbols, or ``{"ES": "ES"}``; every root checked
+    against the roll registry."""
+    from collections.abc import Mapping
+
+    from bt_ibkr.futures.registry import get_spec
+
+    if isinstance(value, str):
+        parts = [p.partition(":") for p in value.split(",") if p.strip()]
+        value = {s.strip(): (r.strip() or s.strip()) for s, _, r in parts}
+    elif isinstance(value, (list, tuple)):
+        value = {v: v for v in value}
+    if not isinstance(value, Mapping):
+        raise where.error(key, f'expected "ES", "ES,MES:ES" or {{"ES": "ES"}}, got {value!r}')
+    out: dict[str, str] = {}
+    for sym, root in value.items():
+        if not isinstance(sym, str) or not sym.strip() or not isinstance(root, str):
+            raise where.error(key, f"expected a symbol and its futures root, got {sym!r}: "
+                                   f"{root!r}")
+        try:
+            out[sym.strip()] = get_spec(root).root
+        except ConfigError as exc:
+            raise where.error(f"{key}.{sym.strip()}", str(exc)) from None
+    return out
+
+
 def as_int(where: Where, key: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool):
         raise where.error(key, f"expected an integer {lo}..{hi}, got {value!r}")

@@ -23,8 +23,14 @@ re-open. :func:`pending_rolls` recovers the in-flight rolls from the journal's `
 
 What the caller (the live runner) does with a :class:`RollStep`: ``send`` the intent (after the
 usual reconciliation on a restart, which tells whether an ``intent``-status order already
-reached the gateway), ``wait`` for its fills, nothing for ``done``/``abandoned``. Positions are
-keyed by the contracts' local symbols (``ESH4``) in the journal.
+reached the gateway), ``wait`` for its fills, nothing for ``done``/``abandoned``.
+
+Both orders are journaled under the root's symbol (``ES``), the symbol IB's contract carries and
+every other journal entry of a futures position uses (the live runner's reconciliation matches
+executions and positions by it), so a finished roll leaves the journal's ``ES`` position as it
+was; which contract each order trades is in its orderRef, its note and the ``roll`` event. The
+per-contract positions a roll is planned from are the gateway's
+(:func:`bt_ibkr.live.futures_run.gateway_contracts`).
 """
 
 from __future__ import annotations
@@ -103,18 +109,22 @@ def plan_rolls(positions: Mapping[ContractMonth, float], day: date,
     return out
 
 
-def _intent(plan: RollPlan, opening: bool, quantity: float, now: datetime) -> Intent:
+def _intent(plan: RollPlan, opening: bool, quantity: float, now: datetime,
+            run_id: str | None, account: str | None) -> Intent:
     close_ref, open_ref = plan.refs
     buy = plan.long if opening else not plan.long
     contract = plan.new if opening else plan.old
     return Intent(order_ref=open_ref if opening else close_ref, strategy=plan.strategy,
-                  symbol=contract.local_symbol, side="BUY" if buy else "SELL",
-                  quantity=abs(quantity), decision_time=now,
-                  note=f"roll {plan.old} -> {plan.new} ({'open' if opening else 'close'})")
+                  symbol=contract.root, side="BUY" if buy else "SELL",
+                  quantity=abs(quantity), decision_time=now, run_id=run_id, account=account,
+                  note=f"roll {plan.old.local_symbol} -> {plan.new.local_symbol} "
+                       f"({'open' if opening else 'close'} {contract.local_symbol})")
 
 
-def roll_step(journal, plan: RollPlan, now: datetime) -> RollStep:
-    """Journal what the roll needs next and return it (see the module docstring).
+def roll_step(journal, plan: RollPlan, now: datetime, run_id: str | None = None,
+              account: str | None = None) -> RollStep:
+    """Journal what the roll needs next and return it (see the module docstring); the intents
+    and the ``roll`` event it journals carry ``run_id`` and ``account``.
 
     Idempotent: calling it again in the same journal state returns the same step and writes
     nothing new. ``journal`` is a :class:`bt_ibkr.live.journal.Journal`.
@@ -122,8 +132,8 @@ def roll_step(journal, plan: RollPlan, now: datetime) -> RollStep:
     close_ref, open_ref = plan.refs
     close = journal.get(close_ref)
     if close is None:
-        journal.log_event(ROLL_EVENT, plan.to_json(), order_ref=close_ref)
-        journal.record_intent(_intent(plan, False, plan.quantity, now))
+        journal.log_event(ROLL_EVENT, plan.to_json(), order_ref=close_ref, run_id=run_id)
+        journal.record_intent(_intent(plan, False, plan.quantity, now, run_id, account))
         close = journal.get(close_ref)
     if close.status == INTENT:
         return RollStep("send", close)
@@ -134,7 +144,7 @@ def roll_step(journal, plan: RollPlan, now: datetime) -> RollStep:
         return RollStep("abandoned", close, left)
     opened = journal.get(open_ref)
     if opened is None:
-        journal.record_intent(_intent(plan, True, close.filled, now))
+        journal.record_intent(_intent(plan, True, close.filled, now, run_id, account))
         opened = journal.get(open_ref)
     if opened.status == INTENT:
         return RollStep("send", opened, left)

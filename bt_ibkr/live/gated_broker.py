@@ -89,7 +89,7 @@ class _Decision:
     when: date | datetime
     position: float
     equity: float
-    mult: float = 1.0
+    mult: float = 1.0  # the contract's multiplier: notionals are qty x price x mult
 
 
 class GatedIBBroker(IBBroker):
@@ -242,6 +242,7 @@ class GatedIBBroker(IBBroker):
         if self.gate is None or d is None:
             return None
         self._roll_day(d.equity)
+        # the gate counts a future's or an option's notional with its multiplier
         decision = self.gate.check(d.symbol, d.side, d.qty, d.price, d.position,
                                    d.equity if d.equity > 0 else None,
                                    pending=journal.pending_shares(d.symbol), multiplier=d.mult,

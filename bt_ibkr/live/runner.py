@@ -68,6 +68,7 @@ from bt_ibkr.live import account_paths, wiring
 from bt_ibkr.live.audit import AuditLog, audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.exit_orders import settle_working_orders
+from bt_ibkr.live.futures_run import futures_legs, roll_at_start
 from bt_ibkr.live.journal import Journal, JournalError
 from bt_ibkr.live.journaled_broker import JournaledIBBroker
 from bt_ibkr.live.options import CRASH_ENV, RunOptions
@@ -324,8 +325,15 @@ class LiveRunner:
         self.broker = broker
         cerebro.setbroker(broker)
         daily = cfg.run_mode == "daily"
+        # futures: the held contracts; rolls of held positions before the first decision
+        legs = futures_legs(cfg.futures, cfg.symbols, day)
+        for leg in legs:
+            self._say(leg.line())
+        legs = roll_at_start(store, journal, audit, account, legs, day, run_id, self._say,
+                             cfg.read_only, bool(broker.gate and broker.gate.halted))
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
-                                      lambda note: self._note(audit, note))
+                                      lambda note: self._note(audit, note),
+                                      {leg.symbol: leg for leg in legs})
         wiring.add_analyzers(cerebro, cfg, strategy_cls, store, opts, account, run_id,
                              lambda: wiring.feeds_live(self.feeds), self._say)
         writer, self._records = wiring.record_session(

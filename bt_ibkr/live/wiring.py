@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from bt_ibkr.ib.bars import BAR_SECONDS, normalize_bar_size, timeframe_of
 from bt_ibkr.ib.store import IBStore
 from bt_ibkr.live.audit import AuditLog
 from bt_ibkr.live.config import LiveConfig
+from bt_ibkr.live.futures_run import FuturesLeg
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.journaled_broker import JournaledIBBroker
 from bt_ibkr.live.options import RunOptions
@@ -34,6 +35,7 @@ from bt_ibkr.live.risk import RiskGate
 from bt_ibkr.live.sizing import strategy_capital, traded_days
 from bt_ibkr.live.trading_day import open_day
 from bt_ibkr.utc import utc_now
+from feeds.continuous_decision import ContinuousDecisionData
 from feeds.daily_decision import DailyDecisionData
 from feeds.ibdata import IBData
 
@@ -151,8 +153,13 @@ def journaled_broker(cfg: LiveConfig, store: IBStore, journal: Journal, audit: A
 
 
 def add_feeds(cerebro: bt.Cerebro, cfg: LiveConfig, store: IBStore, options: RunOptions,
-              keep_alive: Callable[[], bool], note: Callable[[str], None]) -> list:
-    """Add one feed per symbol of ``cfg`` to ``cerebro``; return the feeds.
+              keep_alive: Callable[[], bool], note: Callable[[str], None],
+              futures: Mapping[str, FuturesLeg] | None = None) -> list:
+    """Add one feed per symbol of ``cfg`` to ``cerebro``, named by the symbol; return the
+    feeds. A futures symbol (``futures``: its :class:`~bt_ibkr.live.futures_run.FuturesLeg`)
+    trades the held contract; daily, its warm-up is the root's back-adjusted continuous series
+    (:class:`~feeds.continuous_decision.ContinuousDecisionData`). Other symbols are their own
+    dataname.
 
     Daily runs get a :class:`~feeds.daily_decision.DailyDecisionData` (kept turning by
     ``keep_alive``), stream runs an :class:`~feeds.ibdata.IBData` of 5-second bars, resampled
@@ -165,19 +172,23 @@ def add_feeds(cerebro: bt.Cerebro, cfg: LiveConfig, store: IBStore, options: Run
     daily = cfg.run_mode == "daily"
     feeds = []
     for sym in cfg.symbols:
+        leg = (futures or {}).get(sym)
+        dataname = leg.dataname if leg is not None else sym
         if daily:
             if cfg.bar_size != "1 day":
                 raise ConfigError(f"bar_size {cfg.bar_size!r}: run_mode 'daily' trades daily "
                                   "bars; use bar_size '1 day' or run_mode 'stream'")
-            data = DailyDecisionData(dataname=sym, store=store, timeframe=bt.TimeFrame.Days,
-                                     backfill_days=options.backfill_days,
-                                     keep_alive=keep_alive, report=note)
+            extra = {"root": leg.spec.root} if leg is not None else {}
+            feed_cls = ContinuousDecisionData if leg is not None else DailyDecisionData
+            data = feed_cls(dataname=dataname, store=store, timeframe=bt.TimeFrame.Days,
+                            backfill_days=options.backfill_days, keep_alive=keep_alive,
+                            report=note, **extra)
             cerebro.adddata(data, name=sym)
         else:
             tf, comp = timeframe_of(cfg.bar_size)
             # syncfeeds: with several symbols every feed's bar of a time reaches the
             # strategy in one next() (feeds.live_sync); a late feed is audited by name
-            data = IBData(dataname=sym, store=store, timeframe=tf, compression=comp,
+            data = IBData(dataname=dataname, store=store, timeframe=tf, compression=comp,
                           rtbar=True, backfill_start=True, backfill=True, qcheck=0.2,
                           syncfeeds=True, report=note)
             if (tf, comp) == (bt.TimeFrame.Seconds, 5):

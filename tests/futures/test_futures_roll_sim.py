@@ -40,7 +40,7 @@ def hold_three_march(ib: IB, journal: Journal) -> None:
     trade = ib.placeOrder(es, MarketOrder("BUY", 3))
     ib.reqCurrentTime()
     assert trade.orderStatus.status == "Filled"
-    journal.accept_positions({"ESH4": 3.0})
+    journal.accept_positions({"ES": 3.0})
 
 
 def closes_sent(sim) -> int:
@@ -62,7 +62,7 @@ def test_a_held_position_rolls_as_one_close_and_one_open(sim, tmp_path):
         assert step.action == "done"
         ib.reqCurrentTime()
         assert positions_at_gateway(ib) == {"ESM4": 3.0}
-        assert journal.positions() == {"ESM4": 3.0}
+        assert journal.positions() == {"ES": 3.0}  # the root's, as IB's contract symbol
         assert (closes_sent(sim), opens_sent(sim)) == (1, 1)
     finally:
         ib.disconnect()

@@ -4,8 +4,10 @@ error 200 otherwise; each contract has its own prices (the basis), and none afte
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
+import pytest
 from ib_async import IB, Future
 
 from bt_ibkr.gateway_sim.contracts_db import EXPIRED_YEARS
@@ -100,3 +102,45 @@ def test_the_continuous_future_is_the_whole_underlying_not_the_front_alone(gatew
         assert own[-1].close > bars[-1].close  # the front carries its basis, CONTFUT none
     finally:
         ib.disconnect()
+
+
+# a simulator started on an ES roll day (March 2024), as the live roll tests start it
+START = datetime(2024, 3, 11, 13, 0, tzinfo=ZoneInfo("America/Chicago"))
+
+
+@pytest.fixture
+def ib_in_march_2024(gateway_sim_factory):
+    sim = gateway_sim_factory(start=START)
+    client = IB()
+    client.connect(sim.host, sim.port, clientId=41, timeout=20)
+    yield client
+    client.disconnect()
+
+
+@pytest.mark.slow
+def test_on_a_roll_day_eight_expired_quarters_are_kept(ib_in_march_2024):
+    ib = ib_in_march_2024
+    assert ib.reqContractDetails(Future("ES", "202312", "CME")) == []
+    (details,) = ib.reqContractDetails(Future("ES", "202312", "CME", includeExpired=True))
+    assert details.contract.localSymbol == "ESZ3"
+    assert details.contract.lastTradeDateOrContractMonth == "20231215"
+    assert ib.reqContractDetails(Future("ES", "202112", "CME", includeExpired=True)) == []
+    # without a month: the live contracts only, or every one kept with includeExpired
+    assert [d.contract.localSymbol for d in ib.reqContractDetails(Future("ES", "", "CME"))] \
+        == ["ESH4", "ESM4"]
+    every = ib.reqContractDetails(Future("ES", "", "CME", includeExpired=True))
+    assert len(every) == 10
+
+
+@pytest.mark.slow
+def test_an_expired_contracts_history_is_served_with_include_expired(ib_in_march_2024):
+    ib = ib_in_march_2024
+    (details,) = ib.reqContractDetails(Future("ES", "202312", "CME", includeExpired=True))
+    contract = details.contract
+    contract.includeExpired = True
+    bars = ib.reqHistoricalData(contract, "20231215 23:00:00 UTC", "1 M", "1 day", "TRADES",
+                                True)
+    assert bars and bars[-1].date.isoformat() <= "2023-12-15"
+    contract.includeExpired = False  # IB answers error 200, no security definition
+    assert list(ib.reqHistoricalData(contract, "20231215 23:00:00 UTC", "1 M", "1 day",
+                                     "TRADES", True)) == []
