@@ -15,6 +15,7 @@ so that it needs nothing from :mod:`strategies.hmm`.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import time
@@ -74,7 +75,7 @@ def select_hmm_backend(name: str | None = None) -> HMMBackend:
         return _selected[0][0]
     t0 = time.perf_counter()
     try:
-        from strategies import hmm_kernels as k
+        k = importlib.import_module("strategies.hmm_kernels")  # imports numba
     except ImportError as exc:
         why = f"numba is not installed ({exc}); pip install -e \".[hmm]\" compiles the EM"
         if name == "numba":
