@@ -89,23 +89,53 @@ class HMMFit:
     filtered_last: tuple[float, float]
 
 
-def _initial_params(x: np.ndarray) -> HMMParams:
-    """Deterministic start: split observations by |x - median| at its 75th percentile."""
-    med = float(np.median(x))
+def _mean(a: np.ndarray) -> float:
+    """``float(np.mean(a))`` for a 1-D float array, bit for bit (NumPy's pairwise sum divided
+    by the count), without np.mean's dispatch overhead."""
+    return float(a.sum()) / a.size
+
+
+def _var(a: np.ndarray) -> float:
+    """``float(np.var(a))`` (ddof 0) for a 1-D float array, bit for bit: the mean of the
+    squared deviations from :func:`_mean`, as NumPy computes it."""
+    d = a - _mean(a)
+    return float((d * d).sum()) / a.size
+
+
+def _median(a: np.ndarray) -> float:
+    """``float(np.median(a))`` for a 1-D float array without NaN, bit for bit: the mean of the
+    one or two middle order statistics of one partition."""
+    n = a.size
+    h = n // 2
+    if n % 2:
+        return _mean(np.partition(a, h)[h : h + 1])
+    return _mean(np.partition(a, (h - 1, h))[h - 1 : h + 1])
+
+
+def _initial_params(x: np.ndarray, total_var: float | None = None) -> HMMParams:
+    """Deterministic start: split observations by |x - median| at its 75th percentile.
+
+    ``total_var`` is ``np.var(x)`` when the caller has it already. The statistics are those of
+    NumPy's median, mean and var to the last bit (:func:`_median`, :func:`_mean`,
+    :func:`_var`), computed with less overhead: this runs on every refit."""
+    med = _median(x)
     dev = np.abs(x - med)
     cut = float(np.quantile(dev, 0.75))
     inner = x[dev <= cut]
     outer = x[dev > cut]
-    total_var = float(np.var(x))
+    if total_var is None:
+        total_var = _var(x)
     floor = max(total_var * _MIN_VAR_FRACTION, 1e-300)
     if outer.size < 2 or inner.size < 2:
         v0, v1 = total_var * 0.5, total_var * 2.0
-        m0 = m1 = float(np.mean(x))
+        m0 = m1 = _mean(x)
     else:
         # the outer group holds both tails, so its own mean is meaningless: use the grand mean
-        m0, m1 = float(np.mean(inner)), float(np.mean(x))
-        v0 = float(np.mean((inner - m0) ** 2))
-        v1 = float(np.mean((outer - m1) ** 2))
+        m0, m1 = _mean(inner), _mean(x)
+        d = inner - m0
+        v0 = float((d * d).sum()) / d.size
+        d = outer - m1
+        v1 = float((d * d).sum()) / d.size
     v0 = max(v0, floor)
     v1 = max(v1, v0 * 1.5, floor)
     return HMMParams(
@@ -230,11 +260,11 @@ def fit_hmm(
             f"fit_hmm: need at least 10 finite observations, got {x.size} "
             f"({int(np.sum(~np.isfinite(x)))} non-finite); pass clean log returns"
         )
-    total_var = float(np.var(x))
+    total_var = _var(x)
     if not total_var > 0.0:
         raise DataError("fit_hmm: the series is constant; an HMM on it is meaningless")
     floor = total_var * _MIN_VAR_FRACTION
-    p = init if init is not None else _initial_params(x)
+    p = init if init is not None else _initial_params(x, total_var)
     k = compiled_kernels()
     if k is None:
         p, it, converged = _em_python(x, p, max_iter, tol, floor)
