@@ -284,12 +284,7 @@ class RegimeClassifier:
         return self._hmm.fits if self._hmm is not None else 0
 
     def update(self, close: float) -> str:
-        """Feed one bar's close; return the regime label after it.
-
-        The hysteresis steps (:func:`vol_high_next`) and the dwell filter
-        (:meth:`DwellFilter.update`) are written out here rather than called: this runs on
-        every bar of every feed, and the same comparisons in place cost less than the calls.
-        """
+        """Feed one bar's close; return the regime label after it."""
         if not close > 0.0 or close == math.inf:
             raise DataError(
                 f"regime classifier: close must be a finite price > 0, got {close!r} at bar "
@@ -309,11 +304,9 @@ class RegimeClassifier:
                 rank = self._rank.update(rv)
                 if rank is not None:
                     self.vol_rank = rank
-                    # vol_high_next(self.vol_high, rank, enter, exit)
-                    if self.vol_high:
-                        self.vol_high = not rank < p.vol_high_exit
-                    else:
-                        self.vol_high = rank > p.vol_high_enter
+                    self.vol_high = vol_high_next(
+                        self.vol_high, rank, p.vol_high_enter, p.vol_high_exit
+                    )
             if self._hmm is not None:
                 ph = self._hmm.update(r)
                 self.p_high = ph
@@ -345,17 +338,8 @@ class RegimeClassifier:
         if self.hmm_on:
             raw = _PROMOTE.get(raw, raw)
         self.raw = raw
-        # self._dwell.update(raw)
-        d = self._dwell
-        cur = d.current
-        if cur is None or (raw != cur and (d.held >= d.min_dwell or raw in d.immediate)):
-            d.current = raw
-            d.held = 1
-            cur = raw
-        else:
-            d.held += 1
-        self.regime = cur
-        return cur
+        self.regime = reg = self._dwell.update(raw)
+        return reg
 
 
 def label_series(closes, **params) -> list[str]:
