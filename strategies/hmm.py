@@ -112,15 +112,30 @@ def _median(a: np.ndarray) -> float:
     return _mean(np.partition(a, (h - 1, h))[h - 1 : h + 1])
 
 
+def _quantile(a: np.ndarray, q: float) -> float:
+    """``float(np.quantile(a, q))`` (method "linear") for a 1-D float array without NaN and
+    0 <= q < 1, bit for bit: NumPy's virtual index (n - 1) q, the two order statistics around
+    it from one partition, and NumPy's interpolation (from the upper one when the weight is
+    at least 1/2)."""
+    v = (a.size - 1) * q
+    lo = math.floor(v)
+    part = np.partition(a, (lo, lo + 1))
+    x0 = float(part[lo])
+    x1 = float(part[lo + 1])
+    t = v - lo
+    d = x1 - x0
+    return x1 - d * (1 - t) if t >= 0.5 else x0 + d * t
+
+
 def _initial_params(x: np.ndarray, total_var: float | None = None) -> HMMParams:
     """Deterministic start: split observations by |x - median| at its 75th percentile.
 
     ``total_var`` is ``np.var(x)`` when the caller has it already. The statistics are those of
-    NumPy's median, mean and var to the last bit (:func:`_median`, :func:`_mean`,
-    :func:`_var`), computed with less overhead: this runs on every refit."""
+    NumPy's median, quantile, mean and var to the last bit (:func:`_median`, :func:`_quantile`,
+    :func:`_mean`, :func:`_var`), computed with less overhead: this runs on every refit."""
     med = _median(x)
     dev = np.abs(x - med)
-    cut = float(np.quantile(dev, 0.75))
+    cut = _quantile(dev, 0.75)
     inner = x[dev <= cut]
     outer = x[dev > cut]
     if total_var is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ class HMMBackend:
     from_cache: bool | None = None
 
 
-_selected: list = []  # [(HMMBackend, kernel module or None)] once selected
+# [(HMMBackend, kernel module or None)] once selected; the entry is replaced in one
+# assignment, so a reader never sees it half-made
+_choice: list = [None]
+_lock = threading.RLock()  # first fits in several threads select once
 
 
 def select_hmm_backend(name: str | None = None) -> HMMBackend:
@@ -59,6 +63,11 @@ def select_hmm_backend(name: str | None = None) -> HMMBackend:
     Raises :class:`ConfigError` for an unknown name, or for ``"numba"`` when numba is missing
     or the kernels differ from NumPy on this machine.
     """
+    with _lock:
+        return _select(name)
+
+
+def _select(name: str | None) -> HMMBackend:
     if name is None:
         name = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
         source = f"{BACKEND_ENV}={name}"
@@ -69,10 +78,8 @@ def select_hmm_backend(name: str | None = None) -> HMMBackend:
             f"HMM backend {source} is not one of {', '.join(_BACKENDS)}; unset {BACKEND_ENV} "
             "or set it to one of them"
         )
-    _selected.clear()
     if name == "python":
-        _selected.append((HMMBackend("python", f"{source} asks for the pure-Python EM"), None))
-        return _selected[0][0]
+        return _chose(HMMBackend("python", f"{source} asks for the pure-Python EM"))
     t0 = time.perf_counter()
     try:
         k = importlib.import_module("strategies.hmm_kernels")  # imports numba
@@ -80,36 +87,45 @@ def select_hmm_backend(name: str | None = None) -> HMMBackend:
         why = f"numba is not installed ({exc}); pip install -e \".[hmm]\" compiles the EM"
         if name == "numba":
             raise ConfigError(f"HMM backend {source}: {why}") from exc
-        _selected.append((HMMBackend("python", why), None))
-        return _selected[0][0]
+        return _chose(HMMBackend("python", why))
     k.warm_up()
     differs = k.self_check()
     if differs:
         why = f"the compiled kernels' {differs} differs from NumPy's on this machine"
         if name == "numba":
             raise ConfigError(f"HMM backend {source}: {why}; use {BACKEND_ENV}=python")
-        _selected.append((HMMBackend("python", why), None))
-        return _selected[0][0]
+        return _chose(HMMBackend("python", why))
     hits = sum(k.e_step.stats.cache_hits.values())
     chosen = HMMBackend(
         "numba", "numba is installed", time.perf_counter() - t0, from_cache=hits > 0
     )
-    _selected.append((chosen, k))
-    return chosen
+    return _chose(chosen, k)
+
+
+def _chose(backend: HMMBackend, kernels=None) -> HMMBackend:
+    _choice[0] = (backend, kernels)
+    return backend
 
 
 def hmm_backend() -> HMMBackend:
     """The EM path in use, selected from ``BT_IBKR_HMM`` on the first call (see
     :func:`select_hmm_backend`, whose errors it raises)."""
-    if not _selected:
-        select_hmm_backend()
-    return _selected[0][0]
+    current = _choice[0]
+    if current is None:
+        with _lock:
+            if _choice[0] is None:
+                _select(None)
+            current = _choice[0]
+    return current[0]
 
 
 def compiled_kernels():
     """The :mod:`strategies.hmm_kernels` module when the compiled path is in use, else None."""
-    hmm_backend()
-    return _selected[0][1]
+    current = _choice[0]
+    if current is None:
+        hmm_backend()
+        current = _choice[0]
+    return current[1]
 
 
 class CompiledEM:
@@ -126,8 +142,8 @@ class CompiledEM:
         self.min_trans = float(min_trans)
         # a read-only or strided array would need another compiled signature: copy it
         self.x = x if x.flags.c_contiguous and x.flags.writeable else np.array(x, dtype=float)
-        self.e = np.empty((3, n))  # emissions(): the arguments of exp
-        self.r = np.empty((3, n))  # their exp
+        self.e = np.empty((2, n))  # emissions(): the arguments of exp
+        self.r = np.empty((2, n))  # their exp
         self.lmax = np.empty(n)
         self.w = np.empty((8, n))  # e_step()'s rows
         self.sums = np.empty(4)
@@ -150,7 +166,7 @@ class CompiledEM:
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007 - it is reported after the loop
             np.exp(e, out=r)
-            k.e_step(r, prm, w, sums)
+            k.e_step(r, e, prm, w, sums)
             np.log(w[2], out=logmix)
             done = k.m_step(x, w, logmix, lmax, sums, prm, st, e, sq)
             if done:
@@ -163,6 +179,6 @@ class CompiledEM:
         prm = np.array(prm, dtype=float)
         self.k.emissions(self.x, prm, self.lim, self.e, self.lmax)
         np.exp(self.e, out=self.r)
-        self.k.e_step(self.r, prm, self.w, self.sums)
+        self.k.e_step(self.r, self.e, prm, self.w, self.sums)
         np.log(self.w[2], out=self.logmix)
         return float(self.w[0, -1]), float(self.k.loglik_sum(self.logmix, self.lmax))

@@ -137,9 +137,12 @@ LOG_2PI = math.log(2.0 * math.pi)
 @njit(cache=True)
 def emissions(x, prm, lim, e, lmax):
     """Gaussian log densities l0, l1 of ``x`` under ``prm`` and what the EM needs from them,
-    into ``e`` (3 x n) and ``lmax`` (n): e[0] = clip(l1 - l0, -lim, lim) (its exp is the
-    likelihood ratio), e[1] = l0 - lmax, e[2] = l1 - lmax, lmax = max(l0, l1), with
-    ``l_k = -0.5 * (log(2 pi) + log(v_k) + (x - m_k) ** 2 / v_k)``. Returns None."""
+    into ``e`` (2 x n) and ``lmax`` (n), with
+    ``l_k = -0.5 * (log(2 pi) + log(v_k) + (x - m_k) ** 2 / v_k)`` and lmax = max(l0, l1):
+    e[0] = clip(l1 - l0, -lim, lim) (its exp is the likelihood ratio); e[1] = the one of
+    l0 - lmax, l1 - lmax that is not 0 (l0 - l1 where l1 > l0, i.e. where e[0] > 0, else
+    l1 - l0). The other one is exactly 0, whose exp is exactly 1: NumPy's exp is needed
+    for e[1] only (:func:`self_check` makes sure exp(0) is 1 here). Returns None."""
     m0 = prm[M0]
     m1 = prm[M1]
     v0 = prm[V0]
@@ -152,14 +155,17 @@ def emissions(x, prm, lim, e, lmax):
         d = x[i] - m1
         l1 = -0.5 * (c1 + d * d / v1)
         r = l1 - l0
+        if l0 >= l1:  # lmax = l0: exp(l0 - lmax) = 1
+            lm = l0
+            e[1, i] = l1 - lm
+        else:
+            lm = l1
+            e[1, i] = l0 - lm
         if r < -lim:
             r = -lim
         if r > lim:
             r = lim
         e[0, i] = r
-        lm = l0 if l0 >= l1 else l1
-        e[1, i] = l0 - lm
-        e[2, i] = l1 - lm
         lmax[i] = lm
 
 
@@ -181,9 +187,10 @@ def _finish(i, n, f, qv, ratio, a00, a01, a10, a11, g0, g1, F0, F1, y):
 
 
 @njit(cache=True)
-def e_step(r, prm, w, sums):
-    """One E-step on ``r`` = exp of :func:`emissions`' rows (ratio, exp(l0 - lmax),
-    exp(l1 - lmax)) under the transitions and initial probabilities in ``prm``.
+def e_step(r, e, prm, w, sums):
+    """One E-step on ``r`` = exp of :func:`emissions`' rows ``e`` (the likelihood ratio and
+    the exp of the non-zero one of l0 - lmax, l1 - lmax) under the transitions and initial
+    probabilities in ``prm``.
 
     Writes into ``w`` (8 x n): w[0] = f1 (forward filter P(s_t = 1 | x_0..t)), w[1] = q
     (backward ratio beta_t(1) / beta_t(0)), w[2] = the one-step predictive mixture whose log
@@ -197,8 +204,8 @@ def e_step(r, prm, w, sums):
     then complete are computed in the same iteration, which fills the chains' idle cycles."""
     n = r.shape[1]
     ratio = r[0]
-    e0 = r[1]
-    e1 = r[2]
+    rest = r[1]
+    up = e[0]  # > 0 where l1 > l0: exp(l0 - lmax) = rest, exp(l1 - lmax) = 1; else the reverse
     f = w[0]
     qv = w[1]
     mix = w[2]
@@ -217,12 +224,18 @@ def e_step(r, prm, w, sums):
     v = i1 * ratio[0]
     f1 = v / (prm[I0] + v)
     f[0] = f1
-    mix[0] = (1.0 - i1) * e0[0] + i1 * e1[0]
+    if up[0] > 0.0:
+        mix[0] = (1.0 - i1) * rest[0] + i1 * 1.0
+    else:
+        mix[0] = (1.0 - i1) * 1.0 + i1 * rest[0]
     q = 1.0
     qv[n - 1] = 1.0
     for k in range(1, n):
         p1 = a01 + d1 * f1  # P(s_k = 1 | x_0..k-1)
-        mix[k] = (1.0 - p1) * e0[k] + p1 * e1[k]
+        if up[k] > 0.0:  # (1 - p1) exp(l0 - lmax) + p1 exp(l1 - lmax)
+            mix[k] = (1.0 - p1) * rest[k] + p1 * 1.0
+        else:
+            mix[k] = (1.0 - p1) * 1.0 + p1 * rest[k]
         v = p1 * ratio[k]
         f1 = v / (a00 + d0 * f1 + v)
         f[k] = f1
@@ -323,13 +336,13 @@ def warm_up() -> None:
     x = np.linspace(-0.01, 0.02, n)
     prm = np.array([0.0, 0.001, 1e-4, 4e-4, 0.97, 0.03, 0.06, 0.94, 0.5, 0.5])
     st = np.array([1e-8, 1e-6, 700.0, 1e-6, -np.inf, 0.0])
-    e = np.empty((3, n))
+    e = np.empty((2, n))
     lmax = np.empty(n)
     emissions(x, prm, 700.0, e, lmax)
     r = np.exp(e)
     w = np.empty((8, n))
     sums = np.empty(4)
-    e_step(r, prm, w, sums)
+    e_step(r, e, prm, w, sums)
     logmix = np.log(w[2])
     m_step(x, w, logmix, lmax, sums, prm, st, e, np.empty((2, n)))
     loglik_sum(logmix, lmax)
@@ -349,8 +362,11 @@ def _log(v):
 def self_check() -> str:
     """Compare what the kernels replicate with NumPy and Python on this machine, bit for bit,
     on fixed pseudo-random inputs: the pairwise sum (every length class it distinguishes), the
-    dot product (numba's BLAS against NumPy's, also on unaligned slices) and ``math.log``.
+    dot product (numba's BLAS against NumPy's, also on unaligned slices), ``math.log``, and
+    that NumPy's exp(0) is exactly 1.
     Returns "" when all agree, else what differs."""
+    if not (np.exp(np.zeros(37)) == 1.0).all():
+        return "exp(0)"
     rng = np.random.default_rng(20231)
     for n in (1, 7, 8, 9, 16, 17, 31, 32, 33, 127, 128, 129, 255, 256, 1259, 1260, 2521):
         for _ in range(3):
