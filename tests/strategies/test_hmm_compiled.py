@@ -200,3 +200,17 @@ def test_the_starts_statistics_are_numpys_to_the_bit():
         assert _mean(w) == float(np.mean(w)) and _var(w) == float(np.var(w))
         for q in (0.0, 0.25, 0.5, 0.75, 0.99):
             assert _quantile(dev, q) == float(np.quantile(dev, q)), (w.size, q)
+
+
+@pytest.mark.slow
+def test_backtest_cli_names_a_bad_backend_in_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
+    from helpers.cli import run_backtest
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BT_IBKR_HMM", "gpu")
+    code, out, err = run_backtest(["--param", "use_hmm=true", "--no-report"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[-1] == ("error: HMM backend BT_IBKR_HMM=gpu is not one of auto, numba, python; "
+                         "unset BT_IBKR_HMM or set it to one of them"), err
+    assert "Traceback" not in err
