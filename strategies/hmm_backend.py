@@ -27,7 +27,7 @@ import numpy as np
 from bt_ibkr.errors import ConfigError
 
 __all__ = ["BACKEND_ENV", "CompiledEM", "HMMBackend", "compiled_kernels", "hmm_backend",
-           "select_hmm_backend"]
+           "reset_hmm_backend", "select_hmm_backend"]
 
 BACKEND_ENV = "BT_IBKR_HMM"  # auto (default) | numba | python
 _BACKENDS = ("auto", "numba", "python")
@@ -105,6 +105,12 @@ def _select(name: str | None) -> HMMBackend:
 def _chose(backend: HMMBackend, kernels=None) -> HMMBackend:
     _choice[0] = (backend, kernels)
     return backend
+
+
+def reset_hmm_backend() -> None:
+    """Forget the selection: the next fit selects again from ``BT_IBKR_HMM`` (for a process
+    that changes the variable after a fit). Returns None."""
+    _choice[0] = None
 
 
 def hmm_backend() -> HMMBackend:

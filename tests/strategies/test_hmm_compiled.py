@@ -18,6 +18,7 @@ import pytest
 import strategies.hmm as hmm_mod
 from bt_ibkr.errors import ConfigError
 from strategies.hmm import HMMParams, fit_hmm, hmm_backend, select_hmm_backend
+from strategies.hmm_backend import reset_hmm_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_numba = pytest.mark.skipif(
@@ -208,6 +209,7 @@ def test_backtest_cli_names_a_bad_backend_in_one_line_and_exits_2(monkeypatch, c
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BT_IBKR_HMM", "gpu")
+    reset_hmm_backend()  # as in a fresh process: the first fit reads the variable
     code, out, err = run_backtest(["--param", "use_hmm=true", "--no-report"], capsys)
     assert code == 2
     lines = err.strip().splitlines()
