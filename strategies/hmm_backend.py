@@ -88,8 +88,14 @@ def _select(name: str | None) -> HMMBackend:
         if name == "numba":
             raise ConfigError(f"HMM backend {source}: {why}") from exc
         return _chose(HMMBackend("python", why))
-    k.warm_up()
-    differs = k.self_check()
+    try:
+        k.warm_up()  # compiles, or loads from numba's cache
+        differs = k.self_check()
+    except Exception as exc:  # e.g. numba without SciPy, which its np.dot needs
+        why = f"compiling the EM kernels failed ({type(exc).__name__}: {exc})"
+        if name == "numba":
+            raise ConfigError(f"HMM backend {source}: {why}; use {BACKEND_ENV}=python") from exc
+        return _chose(HMMBackend("python", why))
     if differs:
         why = f"the compiled kernels' {differs} differs from NumPy's on this machine"
         if name == "numba":

@@ -160,6 +160,22 @@ def test_kernels_that_differ_from_numpy_are_not_used(monkeypatch):
 
 
 @needs_numba
+def test_kernels_that_fail_to_compile_leave_the_python_path(monkeypatch):
+    from strategies import hmm_kernels
+
+    def broken():
+        raise RuntimeError("np.dot needs SciPy")
+
+    monkeypatch.setattr(hmm_kernels, "warm_up", broken)
+    chosen = select_hmm_backend("auto")
+    assert (chosen.name, chosen.reason) == (
+        "python", "compiling the EM kernels failed (RuntimeError: np.dot needs SciPy)")
+    assert fit_hmm(_windows()[6]).n_iter > 1
+    with pytest.raises(ConfigError, match=r"'numba': compiling the EM kernels failed"):
+        select_hmm_backend("numba")
+
+
+@needs_numba
 def test_the_kernels_reproduce_numpy_here():
     from strategies import hmm_kernels
 
