@@ -109,6 +109,14 @@ def test_compiled_fit_equals_python_fit_on_edge_windows():
     c = fit_hmm(x, init=swapped, max_iter=7)
     select_hmm_backend("python")
     assert c == fit_hmm(x, init=swapped, max_iter=7) and c.n_iter == 7
+    # state 1 unreachable (no transition into it, zero initial weight): it collapses at once
+    # and the start is kept, on both paths
+    dead = HMMParams(means=(0.0, 5.0), variances=(1e-4, 1e-12),
+                     trans=((1.0, 0.0), (0.5, 0.5)), init=(1.0, 0.0))
+    p = fit_hmm(x, init=dead)
+    select_hmm_backend("numba")
+    c = fit_hmm(x, init=dead)
+    assert c == p and (c.n_iter, c.converged) == (1, False) and c.params.means == (5.0, 0.0)
 
 
 @needs_numba
