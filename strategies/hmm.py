@@ -16,7 +16,7 @@ Two paths run the EM iterations and give the same floats, bit for bit (so the sa
   :mod:`strategies.hmm_kernels` do each NumPy expression's IEEE operations in the same order
   (no ``fastmath``), NumPy's own ``exp`` and ``log`` run between them; a 1,260-point fit
   with 50 iterations takes ~1 ms. Compiled code is cached on disk: the first process on a
-  machine compiles for 2-4 s, later ones load it in ~0.4 s (mostly importing numba), only
+  machine compiles for 2-5 s, later ones load it in ~0.4 s (mostly importing numba), only
   when a fit is first needed;
 * Python: the recursions over plain Python floats (for two states faster than NumPy calls per
   step), the forward and the backward pass sharing one loop, the rest vectorised with NumPy:

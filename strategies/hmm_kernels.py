@@ -10,15 +10,19 @@ the same order as the NumPy expression it replaces:
   NumPy's ufuncs give (compiled without ``fastmath``: no reassociation, no fused multiply-add);
 * the sums replicate NumPy's pairwise summation (:func:`pairwise_sum`, NumPy's
   ``pairwise_sum`` with its 8 accumulators and 128-element blocks);
-* what cannot be replicated stays in NumPy, called by the driver between kernels: ``np.exp``
-  and ``np.log`` (NumPy's own SIMD versions, which differ from the C library's in the last bit
-  for a few percent of inputs) and the dot products (BLAS ``ddot``).
+* the dot products are numba's ``np.dot``, which calls BLAS ``ddot`` as NumPy's does (numba
+  through SciPy's OpenBLAS, NumPy through its own: the same kernel, checked below);
+* ``math.log`` is the C library's, as in Python;
+* what cannot be replicated stays in NumPy, called by the driver
+  (:class:`strategies.hmm_backend.CompiledEM`) between the kernels: ``np.exp`` and ``np.log``
+  (NumPy's own SIMD versions, which differ from the C library's in the last bit for a few
+  percent of inputs).
 
-:func:`self_check` compares the replicated sum with NumPy's on this machine before the kernels
-are used (a NumPy whose summation differs would change the floats: the caller then keeps the
-pure-Python path). Compiled code is cached on disk (``cache=True``, in ``__pycache__`` beside
-this file or numba's user cache): the first run on a machine compiles for about 2-4 s, later
-processes load it in a fraction of a second.
+:func:`self_check` compares the sums, the dot products, ``math.log`` and NumPy's exp(0) = 1
+with NumPy and Python on this machine before the kernels are used; where one differs, the
+pure-Python path runs instead. Compiled code is cached on disk (``cache=True``, in
+``__pycache__`` beside this file or numba's user cache): the first run on a machine compiles
+for about 2-5 s, later processes load it in a fraction of a second.
 
 Importing this module imports numba; :mod:`strategies.hmm` imports it only on the first fit.
 """
