@@ -21,9 +21,18 @@ from strategies.hmm import HMMParams, fit_hmm, hmm_backend, select_hmm_backend
 from strategies.hmm_backend import reset_hmm_backend
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _numba_importable() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 needs_numba = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("numba") is None,
-    reason="numba is not installed (pip install -e '.[hmm]')",
+    not _numba_importable(), reason="numba is not installed (pip install -e '.[hmm]')"
 )
 
 
