@@ -1,6 +1,7 @@
 """Per-bar cost of RegimeAwareEnsemble relative to an empty Strategy and an SMA crossover.
 
     python -m bench.backtest [--repeats N] [--quick] [--feeds K] [--no-preload]
+                             [--hmm-backend auto|numba|python] [--no-cold-compile]
 
 Runs, in one process and interleaved, Cerebro over the arch S&P 500 sample (5,031 daily bars,
 1999-2018; ``--feeds K`` adds K copies of the sample as extra feeds) with: an empty Strategy,
@@ -15,7 +16,14 @@ shared machine do not inflate it the way they inflate wall time; feed loading in
     ratio_vs_empty, ratio_vs_sma, ratio_vs_empty_hmm, floor_ratio_vs_empty (a Strategy that
     only replays the ensemble's orders, vs the empty one: the floor for these decisions),
     final_value_ensemble (the replay must end on the same value, or the bench exits),
-    hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations; budget << 50 ms),
+    hmm_fit_ms_1260x50 (one EM fit, 1,260 returns, 50 forced iterations, on the path that ran;
+    hmm_fit_ms_1260x50_python the same on the pure-Python path),
+    hmm_backend (which EM path ran: "numba" or "python"; ``--hmm-backend``, else BT_IBKR_HMM,
+    else numba when installed), hmm_backend_reason, hmm_load_s (what loading it cost this
+    process, before any timing: importing numba and loading the compiled kernels from numba's
+    on-disk cache, or compiling them), hmm_from_cache, hmm_compile_s_cold (a fresh process
+    compiling the kernels into an empty cache, i.e. a machine's first run; skipped with
+    ``--no-cold-compile``),
     breakdown_us_per_bar (CPU microseconds per bar: the whole run, the empty Strategy's,
     the Strategy's computing with the regime update, sleeves and decide(), backtrader's work
     for orders and the held position, the HMM overlay and its refits; see :func:`breakdown`)
@@ -29,7 +37,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import backtrader as bt
@@ -211,19 +223,39 @@ def breakdown(med: dict[str, float], bars: int, parts: dict[str, float]) -> dict
     return {k: v if isinstance(v, int) else round(v, 2) for k, v in out.items()}
 
 
-def hmm_fit_ms(frame: pd.DataFrame, repeats: int) -> float:
-    """Median CPU time (ms) of one forced 50-iteration EM fit on the last 1,260 log returns."""
+def hmm_fit_ms(frame: pd.DataFrame, repeats: int, backend: str | None = None) -> float:
+    """Median CPU time (ms) of one forced 50-iteration EM fit on the last 1,260 log returns,
+    on the EM path in use or, given ``backend``, on that one (the path in use is restored)."""
     import numpy as np
 
-    from strategies.hmm import fit_hmm
+    from strategies.hmm import fit_hmm, hmm_backend, select_hmm_backend
 
+    before = hmm_backend().name
+    if backend is not None:
+        select_hmm_backend(backend)
     x = np.diff(np.log(frame["close"].to_numpy(dtype=float)))[-1260:]
     out = []
     for _ in range(repeats):
         t0 = time.process_time()
         fit_hmm(x, max_iter=50, tol=0.0)
         out.append(time.process_time() - t0)
+    if backend is not None:
+        select_hmm_backend(before)
     return statistics.median(out) * 1e3
+
+
+def cold_compile_s() -> float:
+    """Seconds a fresh process takes to select the compiled HMM path with an empty numba cache
+    (importing numba, compiling the kernels, their self-check): a machine's first run."""
+    code = ("from strategies.hmm import select_hmm_backend as s; b = s('numba'); "
+            "print(b.load_s, b.from_cache)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, timeout=600).stdout.split()
+    if out[1] != "False":
+        raise SystemExit("bench.backtest: the cold compile found a cache; it measured nothing")
+    return float(out[0])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -237,6 +269,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="3 repeats, HMM variant run once")
     ap.add_argument("--feeds", type=int, default=1, help="copies of the sample fed at once")
     ap.add_argument("--no-preload", action="store_true", help="preload/runonce off")
+    ap.add_argument("--hmm-backend", choices=("auto", "numba", "python"), default=None,
+                    help="EM path of the HMM overlay (default: BT_IBKR_HMM, else auto)")
+    ap.add_argument("--no-cold-compile", action="store_true",
+                    help="skip timing a compile of the HMM kernels into an empty cache")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.feeds < 1:
         ap.error("--repeats and --feeds must be >= 1")
@@ -244,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict:
     hmm_repeats = 1 if args.quick else max(1, min(repeats, 3))
     preload = not args.no_preload
 
+    from strategies.hmm import select_hmm_backend
+
+    backend = select_hmm_backend(args.hmm_backend)  # loaded (or compiled) before any timing
     frame = load_sample()
     variants = {
         "empty": (EmptyStrategy, {}),
@@ -290,6 +329,15 @@ def main(argv: list[str] | None = None) -> dict:
         "floor_ratio_vs_empty": round(med["orders_only"] / med["empty"], 3),
         "final_value_ensemble": round(final_value, 2),
         "hmm_fit_ms_1260x50": round(hmm_fit_ms(frame, 5), 2),
+        "hmm_fit_ms_1260x50_python": round(hmm_fit_ms(frame, 3, "python"), 2),
+        "hmm_backend": backend.name,
+        "hmm_backend_reason": backend.reason,
+        "hmm_load_s": round(backend.load_s, 3),
+        "hmm_from_cache": backend.from_cache,
+        "hmm_compile_s_cold": (
+            round(cold_compile_s(), 2)
+            if backend.name == "numba" and not args.no_cold_compile else None
+        ),
         "breakdown_us_per_bar": breakdown(med, bars, component_costs(frame, 5)),
     }
     print(json.dumps(out))

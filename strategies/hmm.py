@@ -10,13 +10,25 @@ the probability reported at bar t depends only on returns up to and including ba
 Everything is deterministic: the EM initialisation comes from quantiles of the data, there is
 no random number generator anywhere.
 
-The recursions run over plain Python floats (for two states that is faster than NumPy calls
-per time step); the forward and the backward pass of an EM iteration share one loop; emissions,
-the E-step sums and the M-step are vectorised with NumPy. A 1,260-point fit with 50 EM
-iterations takes ~13-15 ms on a 2-core machine, about three quarters of it in the two
-recursions: each step depends on the one before, so NumPy cannot vectorise them without
-changing the order of the floating-point operations (and so the fitted numbers); a warm start
-from the previous fit would cut the iterations but changes labels, and is not used.
+Two paths run the EM iterations and give the same floats, bit for bit (so the same labels):
+
+* compiled (the optional extra ``hmm``, ``pip install -e ".[hmm]"``: numba): the kernels of
+  :mod:`strategies.hmm_kernels` do each NumPy expression's IEEE operations in the same order
+  (no ``fastmath``), NumPy's own ``exp`` and ``log`` run between them; a 1,260-point fit
+  with 50 iterations takes ~1 ms. Compiled code is cached on disk: the first process on a
+  machine compiles for 2-5 s, later ones load it in ~0.4 s (mostly importing numba), only
+  when a fit is first needed;
+* Python: the recursions over plain Python floats (for two states faster than NumPy calls per
+  step), the forward and the backward pass sharing one loop, the rest vectorised with NumPy:
+  ~13-15 ms for the same fit, three quarters of it in the recursions, whose steps each depend
+  on the one before (NumPy cannot vectorise them without reordering the floating-point
+  operations, which changes the fitted numbers).
+
+``BT_IBKR_HMM`` chooses: ``auto`` (default: compiled when numba is installed and its kernels
+reproduce NumPy's sums, dot products and logs on this machine, checked when they load),
+``numba`` (the same, an error if it cannot) or ``python``; :func:`hmm_backend` says which runs
+and what loading it cost. A warm start from the previous fit would cut the iterations but
+changes labels, and is not used.
 """
 
 from __future__ import annotations
@@ -29,12 +41,17 @@ import numpy as np
 
 from bt_ibkr.errors import ConfigError, DataError
 
+from .hmm_backend import CompiledEM, HMMBackend, compiled_kernels, hmm_backend, select_hmm_backend
+
 __all__ = [
+    "HMMBackend",
     "HMMFit",
     "HMMOverlay",
     "HMMParams",
     "fit_hmm",
     "forward_filter",
+    "hmm_backend",
+    "select_hmm_backend",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -72,23 +89,68 @@ class HMMFit:
     filtered_last: tuple[float, float]
 
 
-def _initial_params(x: np.ndarray) -> HMMParams:
-    """Deterministic start: split observations by |x - median| at its 75th percentile."""
-    med = float(np.median(x))
+def _mean(a: np.ndarray) -> float:
+    """``float(np.mean(a))`` for a 1-D float array, bit for bit (NumPy's pairwise sum divided
+    by the count), without np.mean's dispatch overhead."""
+    return float(a.sum()) / a.size
+
+
+def _var(a: np.ndarray) -> float:
+    """``float(np.var(a))`` (ddof 0) for a 1-D float array, bit for bit: the mean of the
+    squared deviations from :func:`_mean`, as NumPy computes it."""
+    d = a - _mean(a)
+    return float((d * d).sum()) / a.size
+
+
+def _median(a: np.ndarray) -> float:
+    """``float(np.median(a))`` for a 1-D float array without NaN, bit for bit: the mean of the
+    one or two middle order statistics of one partition."""
+    n = a.size
+    h = n // 2
+    if n % 2:
+        return _mean(np.partition(a, h)[h : h + 1])
+    return _mean(np.partition(a, (h - 1, h))[h - 1 : h + 1])
+
+
+def _quantile(a: np.ndarray, q: float) -> float:
+    """``float(np.quantile(a, q))`` (method "linear") for a 1-D float array without NaN and
+    0 <= q < 1, bit for bit: NumPy's virtual index (n - 1) q, the two order statistics around
+    it from one partition, and NumPy's interpolation (from the upper one when the weight is
+    at least 1/2)."""
+    v = (a.size - 1) * q
+    lo = math.floor(v)
+    part = np.partition(a, (lo, lo + 1))
+    x0 = float(part[lo])
+    x1 = float(part[lo + 1])
+    t = v - lo
+    d = x1 - x0
+    return x1 - d * (1 - t) if t >= 0.5 else x0 + d * t
+
+
+def _initial_params(x: np.ndarray, total_var: float | None = None) -> HMMParams:
+    """Deterministic start: split observations by |x - median| at its 75th percentile.
+
+    ``total_var`` is ``np.var(x)`` when the caller has it already. The statistics are those of
+    NumPy's median, quantile, mean and var to the last bit (:func:`_median`, :func:`_quantile`,
+    :func:`_mean`, :func:`_var`), computed with less overhead: this runs on every refit."""
+    med = _median(x)
     dev = np.abs(x - med)
-    cut = float(np.quantile(dev, 0.75))
+    cut = _quantile(dev, 0.75)
     inner = x[dev <= cut]
     outer = x[dev > cut]
-    total_var = float(np.var(x))
+    if total_var is None:
+        total_var = _var(x)
     floor = max(total_var * _MIN_VAR_FRACTION, 1e-300)
     if outer.size < 2 or inner.size < 2:
         v0, v1 = total_var * 0.5, total_var * 2.0
-        m0 = m1 = float(np.mean(x))
+        m0 = m1 = _mean(x)
     else:
         # the outer group holds both tails, so its own mean is meaningless: use the grand mean
-        m0, m1 = float(np.mean(inner)), float(np.mean(x))
-        v0 = float(np.mean((inner - m0) ** 2))
-        v1 = float(np.mean((outer - m1) ** 2))
+        m0, m1 = _mean(inner), _mean(x)
+        d = inner - m0
+        v0 = float((d * d).sum()) / d.size
+        d = outer - m1
+        v1 = float((d * d).sum()) / d.size
     v0 = max(v0, floor)
     v1 = max(v1, v0 * 1.5, floor)
     return HMMParams(
@@ -213,11 +275,33 @@ def fit_hmm(
             f"fit_hmm: need at least 10 finite observations, got {x.size} "
             f"({int(np.sum(~np.isfinite(x)))} non-finite); pass clean log returns"
         )
-    total_var = float(np.var(x))
+    total_var = _var(x)
     if not total_var > 0.0:
         raise DataError("fit_hmm: the series is constant; an HMM on it is meaningless")
     floor = total_var * _MIN_VAR_FRACTION
-    p = init if init is not None else _initial_params(x)
+    p = init if init is not None else _initial_params(x, total_var)
+    k = compiled_kernels()
+    if k is None:
+        p, it, converged = _em_python(x, p, max_iter, tol, floor)
+        p = _sorted_by_variance(p)
+        l0, l1 = _log_emissions(x, p)
+        f1 = _forward(_ratio(l0, l1), p)
+        ll = _loglik(l0, l1, f1, p)
+        last = float(f1[-1])
+    else:
+        em = CompiledEM(k, x, _MAX_LOG_RATIO, _MIN_TRANS)
+        prm, it, converged = em.run(_vector(p), max_iter, tol, floor)
+        p = _sorted_by_variance(_params(prm))
+        last, ll = em.filter_and_loglik(_vector(p))
+    return HMMFit(
+        params=p, loglik=ll, n_iter=it, converged=converged, filtered_last=(1.0 - last, last)
+    )
+
+
+def _em_python(
+    x: np.ndarray, p: HMMParams, max_iter: int, tol: float, floor: float
+) -> tuple[HMMParams, int, bool]:
+    """The EM iterations in Python and NumPy: returns (params, iterations, converged)."""
     n = x.size
     prev_ll = -math.inf
     converged = False
@@ -254,26 +338,37 @@ def fit_hmm(
         m1 = float(g1 @ x) / w1
         v0 = max(float(g0 @ (x - m0) ** 2) / w0, floor)
         v1 = max(float(g1 @ (x - m1) ** 2) / w1, floor)
-        t01 = min(max(s01 / r0, _MIN_TRANS), 1.0 - _MIN_TRANS)
-        t10 = min(max(s10 / r1, _MIN_TRANS), 1.0 - _MIN_TRANS)
-        p = HMMParams(
-            means=(m0, m1),
-            variances=(v0, v1),
-            trans=((1.0 - t01, t01), (t10, 1.0 - t10)),
-            init=(float(g0[0]), float(g1[0])),
-        )
+        p = _m_step_params(m0, m1, v0, v1, s01 / r0, s10 / r1, float(g0[0]), float(g1[0]))
         if abs(ll - prev_ll) < tol * n:
             converged = True
             break
         prev_ll = ll
-    p = _sorted_by_variance(p)
-    l0, l1 = _log_emissions(x, p)
-    f1 = _forward(_ratio(l0, l1), p)
-    ll = _loglik(l0, l1, f1, p)
-    last = float(f1[-1])
-    return HMMFit(
-        params=p, loglik=ll, n_iter=it, converged=converged, filtered_last=(1.0 - last, last)
+    return p, it, converged
+
+
+def _m_step_params(m0, m1, v0, v1, t01, t10, i0, i1) -> HMMParams:
+    """The M-step's parameters, transition probabilities kept inside [_MIN_TRANS, 1 - it]."""
+    t01 = min(max(t01, _MIN_TRANS), 1.0 - _MIN_TRANS)
+    t10 = min(max(t10, _MIN_TRANS), 1.0 - _MIN_TRANS)
+    return HMMParams(
+        means=(m0, m1),
+        variances=(v0, v1),
+        trans=((1.0 - t01, t01), (t10, 1.0 - t10)),
+        init=(i0, i1),
     )
+
+
+def _vector(p: HMMParams) -> np.ndarray:
+    """``p`` as the kernels' parameter vector (means, variances, transitions, init)."""
+    (a00, a01), (a10, a11) = p.trans
+    return np.array([*p.means, *p.variances, a00, a01, a10, a11, *p.init])
+
+
+def _params(v: np.ndarray) -> HMMParams:
+    """The inverse of :func:`_vector`, with Python floats."""
+    m0, m1, v0, v1, a00, a01, a10, a11, i0, i1 = v.tolist()
+    return HMMParams(means=(m0, m1), variances=(v0, v1), trans=((a00, a01), (a10, a11)),
+                     init=(i0, i1))
 
 
 def _sorted_by_variance(p: HMMParams) -> HMMParams:
