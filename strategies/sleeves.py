@@ -166,9 +166,9 @@ class Sleeves:
             # breakout: compare with the channel of the PREVIOUS bars, then add today's bar
             hi, lo = self._hi, self._lo
             if self.breakout == 0.0:
-                if hi._i >= hi.n and close > hi._q[0][1]:  # full channel, above its max
+                if hi.full and close > hi.value:  # full channel, above its max
                     self.breakout = 1.0
-            elif lo._i >= lo.n and close < lo._q[0][1]:
+            elif lo.full and close < lo.value:
                 self.breakout = 0.0
             hi.update(high)
             lo.update(low)

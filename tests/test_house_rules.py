@@ -40,9 +40,6 @@ ALLOWED = {
     ("bt_ibkr/gateway_sim/frames.py", "_emitted"),
     # marks the handlers bt_ibkr added to the root logger (to replace them, not others')
     ("bt_ibkr/logs.py", "_bt_ibkr"),
-    # the sleeves read the state of their own rolling-window helper objects
-    ("strategies/sleeves.py", "_i"),
-    ("strategies/sleeves.py", "_q"),
 }
 
 ATTR_FUNCS = {"getattr", "setattr", "hasattr", "delattr"}
