@@ -70,6 +70,8 @@ def _orders(broker, journal: Journal, run_id: str) -> dict[str, dict[str, Any]]:
             orders[ref] = {"orderRef": ref, "symbol": info.get("symbol"),
                            "side": info.get("side"), "quantity": info.get("quantity"),
                            "status": info.get("status")}
+            if info.get("reason"):  # refused before the journal saw it (a risk gate)
+                orders[ref]["reason"] = info["reason"]
         elif info.get("duplicate_skipped"):
             orders[ref]["duplicate_skipped"] = True
     return orders

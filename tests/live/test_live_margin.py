@@ -75,6 +75,8 @@ def test_an_order_whose_what_if_margin_is_above_the_limit_is_refused(gateway_sim
                            "margin ")
     assert "(IB's what-if) exceeds max_margin_fraction 0.40% of equity" in line
     assert "\n" not in line
+    # the run summary (--json) says why, as the log does
+    assert "initial margin" in order["reason"] and "max_margin_fraction" in order["reason"]
 
 
 @pytest.mark.slow
