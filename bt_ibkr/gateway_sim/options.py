@@ -17,11 +17,9 @@ What IB Gateway does, and this module reproduces:
   first, as with IB), ``tickOptionComputation`` (21) for bid/ask/last/model (10/11/12/13;
   80-83 delayed). A field IB could not compute is sent as IB's sentinel: -1 for implied vol,
   option price, pvDividend and underlying price, -2 for delta, gamma, vega and theta.
-- An option position still held after its expiry (16:00 New York on the expiry date) is
-  settled at the next clock step, as IB does overnight: in the money by $0.01 or more at the
-  underlying's close, exercised (long) or assigned (short) into ``position x 100`` shares at
-  the strike; otherwise it expires worthless. The client sees position and account updates
-  and no execution report (how IB reports an exercise through the API is not checked).
+- An option position still held after its expiry is exercised, assigned, cash-settled or
+  lapses at the next clock step, as IB and the OCC do: :mod:`bt_ibkr.gateway_sim.option_expiry`
+  (the rules and how the API reports them).
 
 The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
 next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
@@ -46,10 +44,12 @@ from zoneinfo import ZoneInfo
 
 from bt_ibkr.gateway_sim.contracts_db import BASE_CONTRACTS, NEW_YORK, third_friday
 from bt_ibkr.gateway_sim.model import Quote, SimContract
+from bt_ibkr.gateway_sim.option_expiry import OptionExpiry, expiry_close_epoch
 from bt_ibkr.gateway_sim.wire import FieldReader
 from bt_ibkr.options.pricing import bs_greeks, bs_price, implied_vol
 
-__all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "install", "option_bar",
+__all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "expiry_close_epoch", "install",
+           "option_bar",
            "option_day_stats", "option_history", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
 
 OPTION_VOL = 0.20
@@ -62,8 +62,6 @@ _NY = ZoneInfo(NEW_YORK)
 log = logging.getLogger("bt_ibkr.gateway_sim")
 _YEAR = 365.0 * 86400.0
 #: the not-computed sentinels IB sends in tickOptionComputation
-#: OCC exercise by exception: in the money by at least this much at expiry
-ITM_THRESHOLD = 0.01
 NOT_COMPUTED = -1.0
 NOT_COMPUTED_GREEK = -2.0
 
@@ -144,12 +142,6 @@ def option_history(market: Any, contract: SimContract, end: int, duration: str,
         out.append(dataclasses.replace(bar, open=o, high=max(a, b), low=min(a, b), close=c,
                                        volume=0.0, wap=c, count=0))
     return out
-
-
-def expiry_close_epoch(contract: SimContract) -> int:
-    """Return the epoch second of 16:00 New York on ``contract``'s expiry date."""
-    d = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-    return int(datetime.combine(d, time(16, 0), _NY).timestamp())
 
 
 def option_day_stats(market: Any, contract: SimContract, t: int) -> dict[str, float] | None:
@@ -243,6 +235,8 @@ class OptionsDesk:
         self.server = server
         self.chains: dict[int, list[SimContract]] = {}
         self._start = server.clock.now()  # the chain is listed as of the server's start
+        #: settles option positions past their expiry (exercise, assignment, lapse)
+        self.expiry = OptionExpiry(server, underlying_of)
 
     def install(self) -> None:
         """Register the SPY chain (built, priced at the start day's close, on the first lookup
@@ -261,41 +255,9 @@ class OptionsDesk:
         return chain
 
     def on_step(self, t: int) -> None:
-        """At a clock step ``t``: settle every option position whose expiry (16:00 New York)
-        is past, as IB does overnight after expiry. In the money by $0.01 or more at the
-        underlying's expiry-day close: exercised (long) or assigned (short): the option leaves
-        at 0 and ``position x multiplier`` shares are bought (call long, put short) or sold
-        at the strike; otherwise it expires worthless. Options on an index are cash-settled at
-        intrinsic value. No execution report is sent."""
-        broker = self.server.broker
-        if broker is None or not hasattr(broker, "book_delivery"):
-            return
-        due = [p for p in broker.positions() if p.position and p.contract.secType == "OPT"
-               and expiry_close_epoch(p.contract) < t]
-        for pos in due:
-            self.settle(pos.contract, pos.position)
-
-    def settle(self, contract: SimContract, position: float) -> None:
-        """Settle ``position`` contracts of the expired option ``contract`` (see on_step)."""
-        broker = self.server.broker
-        und = underlying_of(contract)
-        q = self.server.market.quote_at(und, expiry_close_epoch(contract)) if und else None
-        spot = q.last if q is not None else None
-        value = 0.0 if spot is None else (max(spot - contract.strike, 0.0) if contract.right
-                                          == "C" else max(contract.strike - spot, 0.0))
-        mult = float(contract.multiplier or 100)
-        itm = round(value, 6) >= ITM_THRESHOLD
-        if itm and und is not None and und.secType == "IND":
-            broker.book_delivery(contract, -position, value)
-        elif itm and und is not None:
-            broker.book_delivery(contract, -position, 0.0)
-            shares = position * mult * (1 if contract.right == "C" else -1)
-            broker.book_delivery(und, shares, contract.strike)
-        else:
-            broker.book_delivery(contract, -position, 0.0)
-        log.info("option %s expired %s: %s %g (underlying %s)", contract.localSymbol,
-                 contract.lastTradeDateOrContractMonth,
-                 "exercised/assigned" if itm else "worthless", position, spot)
+        """At a clock step ``t``: settle every option position past its expiry
+        (:class:`~bt_ibkr.gateway_sim.option_expiry.OptionExpiry`)."""
+        self.expiry.on_step(t)
 
     def _on_sec_def_opt_params(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()
