@@ -1,0 +1,104 @@
+"""An option position held through its expiry, as IBBroker follows it at the gateway simulator.
+
+IB settles it overnight without an order (no execution): the option's position goes to 0 and,
+exercised or assigned, the underlying's moves by 100 shares per contract at the strike. The
+broker's ledger follows (positions and cash, no commission, no order notification) and tells
+the Strategy through ``notify_store`` (kind "expiry")."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from helpers.sim import poll_until, wait_until
+from ib_async import IB, MarketOrder
+
+from bt_ibkr.gateway_sim.options import expiry_close_epoch
+from bt_ibkr.ib.broker import IBBroker
+from bt_ibkr.ib.contracts import make_contract
+from bt_ibkr.ib.store import IBStore
+
+EXPIRY = "20240105"
+
+
+def strikes(sim) -> tuple[float, float]:
+    """Return (a strike below SPY's close on the expiry day, one above it)."""
+    spy = sim.contracts.by_symbol("SPY", "STK")
+    opt = sim.contracts.matches(symbol="SPY", secType="OPT",
+                                lastTradeDateOrContractMonth=EXPIRY)[0]
+    spot = sim.market.quote_at(spy, expiry_close_epoch(opt)).last
+    return 5.0 * math.floor(spot / 5.0) - 5.0, 5.0 * math.ceil(spot / 5.0) + 5.0
+
+
+def trade_elsewhere(sim, orders) -> dict[str, object]:
+    """Place ``[(dataname, action, qty)]`` market orders from another client (as a user would
+    in TWS before the run), fill them; return the qualified contracts by dataname."""
+    ib = IB()
+    ib.connect(sim.host, sim.port, clientId=9, timeout=10)
+    try:
+        contracts = {name: make_contract(name) for name, _, _ in orders}
+        ib.qualifyContracts(*contracts.values())
+        trades = [ib.placeOrder(contracts[name], MarketOrder(action, qty))
+                  for name, action, qty in orders]
+        wait_until(lambda: all(t.orderStatus.status in ("Submitted", "Filled")
+                               for t in trades), ib.sleep)
+        sim.advance(seconds=5)
+        wait_until(lambda: all(t.orderStatus.status == "Filled" for t in trades), ib.sleep)
+    finally:
+        ib.disconnect()
+    return contracts
+
+
+def feed(contract) -> SimpleNamespace:
+    """What IBBroker reads of a data feed: its trade contract."""
+    return SimpleNamespace(tradecontract=contract, _name=contract.localSymbol)
+
+
+@pytest.mark.slow
+def test_broker_follows_an_exercise_a_lapse_and_an_assignment_without_a_fill(gateway_sim):
+    low, high = strikes(gateway_sim)
+    call = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C"  # long 2, in the money: exercised
+    otm_put = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-P"  # long 2, out of the money: lapses
+    itm_put = f"SPY-OPT-SMART-USD-{EXPIRY}-{high:g}-P"  # short 1, in the money: assigned
+    contracts = trade_elsewhere(gateway_sim, [(call, "BUY", 2), (otm_put, "BUY", 2),
+                                              (itm_put, "SELL", 1)])
+    spy = make_contract("SPY-STK-SMART-USD")
+    spy.conId = gateway_sim.contracts.by_symbol("SPY", "STK").conId
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = IBBroker(store=store)
+    broker.start()
+    try:
+        feeds = {name: feed(c) for name, c in contracts.items()}
+        assert [broker.getposition(feeds[n]).size for n in (call, otm_put, itm_put)] == [2, 2, -1]
+        assert broker.getposition(feed(spy)).size == 0
+        cash0 = broker.getcash()
+        executions = len(gateway_sim.broker.executions())
+
+        gateway_sim.advance_days(4)  # Friday's expiry is settled before Monday's session
+
+        def settled():
+            broker.process_events()
+            return len(broker.settlements.settlements) >= 3
+        poll_until(settled, timeout=60, what="the three settlements")
+
+        # the options are gone, 200 shares bought at the call's strike, 100 at the put's
+        assert [broker.getposition(feeds[n]).size for n in (call, otm_put, itm_put)] == [0, 0, 0]
+        position = broker.getposition(feed(spy))
+        assert position.size == 300
+        assert position.price == pytest.approx((200 * low + 100 * high) / 300)
+        assert broker.getcash() == pytest.approx(cash0 - 200 * low - 100 * high)
+        # the ledger agrees with IB's cash; no order, no execution, no commission
+        poll_until(lambda: store.get_acc_cash() == pytest.approx(broker.getcash(), abs=0.01),
+                   timeout=30, what="IB's cash to agree with the ledger")
+        assert broker.get_notification() is None
+        assert len(gateway_sim.broker.executions()) == executions
+        told = [(msg.kind, kw["how"], kw["contracts"], kw["delivered"])
+                for msg, _, kw in store.get_notifications() if msg.kind == "expiry"]
+        assert sorted(told) == sorted([("expiry", "exercised", 2, 200),
+                                       ("expiry", "expired", 2, 0),
+                                       ("expiry", "assigned", -1, 100)])
+    finally:
+        broker.stop()
+        IBStore.reset_default()
