@@ -102,3 +102,46 @@ def test_broker_follows_an_exercise_a_lapse_and_an_assignment_without_a_fill(gat
     finally:
         broker.stop()
         IBStore.reset_default()
+
+
+@pytest.mark.slow
+def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agrees(
+        gateway_sim, tmp_path):
+    """In a journaled run the settlement moves the journal's positions (an ``expiry`` event,
+    not a fill); the next start's reconciliation then finds journal and gateway agreeing."""
+    from bt_ibkr.live.journal import Journal
+    from bt_ibkr.live.journaled_broker import JournaledIBBroker
+    from bt_ibkr.live.recovery import recover
+
+    low, high = strikes(gateway_sim)
+    call = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C"
+    put = f"SPY-OPT-SMART-USD-{EXPIRY}-{high:g}-P"
+    contracts = trade_elsewhere(gateway_sim, [(call, "BUY", 2), (put, "SELL", 1)])
+    call_sym, put_sym = contracts[call].localSymbol, contracts[put].localSymbol
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.accept_positions({call_sym: 2, put_sym: -1, "SPY": 0})
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = JournaledIBBroker(store=store)
+    broker.configure(journal=journal, audit=None, gate=None, strategy_name="Test",
+                     run_id=None, account=None)
+    broker.start()
+    try:
+        gateway_sim.advance_days(4)
+
+        def settled():
+            broker.process_events()
+            return len(journal.events("expiry")) >= 2
+        poll_until(settled, timeout=60, what="the journaled settlements")
+        details = {e["detail"]["option"]: e["detail"] for e in journal.events("expiry")}
+        assert {k: (d["how"], d["contracts"], d["delivered"]) for k, d in details.items()} == {
+            call_sym: ("exercised", 2, 200), put_sym: ("assigned", -1, 100)}
+        assert journal.positions() == {"SPY": 300}
+        assert journal.fills() == []  # no execution: nothing journaled as a fill
+        rec = recover(store, journal, gateway_sim.account, gateway_sim.now())
+        assert rec.report.ok and rec.report.settlements == []
+        assert rec.report.position_mismatches == []
+    finally:
+        broker.stop()
+        journal.close()
+        IBStore.reset_default()
