@@ -8,9 +8,11 @@ the Strategy through ``notify_store`` (kind "expiry")."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from helpers.ib import Live
 from helpers.sim import poll_until, wait_until
 from ib_async import IB, MarketOrder
 
@@ -145,3 +147,28 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
         broker.stop()
         journal.close()
         IBStore.reset_default()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": datetime(2024, 1, 4, 20, 55, tzinfo=UTC)}],
+                         indirect=True)
+def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
+    """A Strategy trading SPY while a call it holds is exercised overnight: ``notify_store``
+    says so, its SPY position is the delivered shares, and no order or trade appears."""
+    low, _ = strikes(gateway_sim)
+    call = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C"
+    trade_elsewhere(gateway_sim, [(call, "BUY", 1)])
+    with Live(gateway_sim, {}, dataname="SPY-STK-SMART-USD") as live:
+        live.step(1)
+        assert live.rec["first_position"] == 0
+        cash0 = live.rec["cash"]
+        monday = datetime(2024, 1, 8, 14, 30, 10, tzinfo=UTC)  # Friday's session, then Monday
+        gateway_sim.advance(seconds=(monday - gateway_sim.now()).total_seconds())
+        live.until(lambda: any(m.kind == "expiry" for m in live.rec["store"]),
+                   what="the expiry notice", max_bars=20)
+        live.step(1)
+        [notice] = [m for m in live.rec["store"] if m.kind == "expiry"]
+        assert "was exercised; SPY +100 shares at the strike" in notice.text
+        assert live.rec["position"] == 100
+        assert live.rec["cash"] == pytest.approx(cash0 - 100 * low)
+        assert live.rec["orders"] == [] and live.rec["trades"] == []
