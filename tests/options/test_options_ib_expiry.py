@@ -172,3 +172,47 @@ def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
         assert live.rec["position"] == 100
         assert live.rec["cash"] == pytest.approx(cash0 - 100 * low)
         assert live.rec["orders"] == [] and live.rec["trades"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": datetime(2024, 1, 4, 20, 55, tzinfo=UTC)}],
+                         indirect=True)
+def test_settlement_made_while_disconnected_is_followed_after_the_reconnect(gateway_sim):
+    """The gateway restarts just before IB settles (its nightly restart): the client is away
+    when the positions change. After the reconnect the option is no longer reported: the
+    broker still books the exercise."""
+    low, _ = strikes(gateway_sim)
+    call = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C"
+    contracts = trade_elsewhere(gateway_sim, [(call, "BUY", 3)])
+    spy = make_contract("SPY-STK-SMART-USD")
+    spy.conId = gateway_sim.contracts.by_symbol("SPY", "STK").conId
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = IBBroker(store=store)
+    broker.start()
+    try:
+        cash0 = broker.getcash()
+        assert broker.getposition(feed(contracts[call])).size == 3
+        # to Monday 09:30 New York: the expiry is not settled yet (IB's overnight run is next)
+        gateway_sim.advance(seconds=(datetime(2024, 1, 8, 14, 30, tzinfo=UTC)
+                                     - gateway_sim.now()).total_seconds())
+        assert gateway_sim.server.options.expiry.settlements == []
+
+        async def restart_then_settle():  # on the simulator's loop: no client gets in between
+            gateway_sim.server.restart(rollback_ids=False)
+            await gateway_sim.server.advance(5)
+
+        gateway_sim.call(restart_then_settle)
+        assert [s.how for s in gateway_sim.server.options.expiry.settlements] == ["exercised"]
+
+        def settled():
+            broker.process_events()
+            return broker.settlements.settlements
+        poll_until(settled, timeout=60, what="the settlement after the reconnect")
+        assert store.connection.connects == 2  # it was seen through the reconnect
+        assert broker.getposition(feed(contracts[call])).size == 0
+        assert broker.getposition(feed(spy)).size == 300
+        assert broker.getcash() == pytest.approx(cash0 - 300 * low)
+    finally:
+        broker.stop()
+        IBStore.reset_default()
