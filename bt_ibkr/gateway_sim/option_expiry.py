@@ -38,6 +38,13 @@ against a real account):
   first clock step after 16:00 New York on the expiry date; since the clock skips the hours
   when no market is open, that is in practice the next session's first step.
 
+The order of IB's position messages for one settlement is not documented, so the client must
+not depend on it. Three knobs of :class:`OptionExpiry` vary it (tests): ``stock_first`` reports
+the delivered stock before the option, ``combine`` books the deliveries of every option on one
+underlying as one stock change after all the options (one report of the final position), and
+``delivery_delay_steps`` books the deliveries that many clock steps after the options (the
+clock steps while a market is open for a contract someone holds, trades or watches).
+
 Every managed account's options are settled (:class:`~bt_ibkr.gateway_sim.managed.
 ManagedLedgers`). An option whose underlying the simulator does not know is left as it is (a
 warning is logged): the simulator does not invent a settlement.
@@ -95,7 +102,14 @@ class OptionExpiry:
         self.server = server
         self.underlying_of = underlying_of
         self.settlements: list[Settlement] = []
+        #: report the delivered stock before the option (default: the option first)
+        self.stock_first = False
+        #: one stock change per underlying for all of a step's deliveries, after the options
+        self.combine = False
+        #: book the deliveries this many clock steps after the options (0: the same step)
+        self.delivery_delay_steps = 0
         self._unknown: set[tuple[str, int]] = set()  # warned: underlying not known
+        self._later: list[tuple[int, list[tuple[str, SimContract, float, float]]]] = []
 
     def on_step(self, t: int) -> list[Settlement]:
         """At clock step ``t`` (epoch seconds): settle every option position of every managed
@@ -103,20 +117,45 @@ class OptionExpiry:
         broker = self.server.broker
         if broker is None or not hasattr(broker, "book_delivery"):
             return []
+        for item in [x for x in self._later if x[0] <= 0]:
+            self._later.remove(item)
+            self._deliver(item[1])
+        self._later = [(n - 1, d) for n, d in self._later]
         due = [(acc, pos) for acc, pos in broker.accounts.positions()
                if pos.position and pos.contract.secType == "OPT"
                and expiry_close_epoch(pos.contract) < t]
-        done = []
+        done: list[Settlement] = []
+        deliveries: list[tuple[str, SimContract, float, float]] = []
         for acc, pos in due:
-            s = self.settle(acc, pos.contract, pos.position)
+            s = self._settle(acc, pos.contract, pos.position, deliveries)
             if s is not None:
                 done.append(s)
+        if self.combine:
+            deliveries = _combined(deliveries)
+        if self.delivery_delay_steps > 0 and deliveries:
+            self._later.append((self.delivery_delay_steps - 1, deliveries))
+        else:
+            self._deliver(deliveries)
         return done
+
+    def _deliver(self, deliveries: list[tuple[str, SimContract, float, float]]) -> None:
+        for account, und, shares, price in deliveries:
+            self.server.broker.book_delivery(und, shares, price, account)
 
     def settle(self, account: str, contract: SimContract, position: float) -> Settlement | None:
         """Settle ``position`` contracts of the expired option ``contract`` held in
         ``account``; return the :class:`Settlement` (None: the underlying is unknown and the
         position stays)."""
+        deliveries: list[tuple[str, SimContract, float, float]] = []
+        s = self._settle(account, contract, position, deliveries)
+        self._deliver(deliveries)
+        return s
+
+    def _settle(self, account: str, contract: SimContract, position: float,
+                deliveries: list[tuple[str, SimContract, float, float]]) -> Settlement | None:
+        """Book the option's side of a settlement; append its delivery
+        ``(account, underlying, shares, strike)`` to ``deliveries`` (or book it first with
+        ``stock_first``)."""
         broker = self.server.broker
         und = self.underlying_of(contract)
         q = self.server.market.quote_at(und, expiry_close_epoch(contract)) if und else None
@@ -141,8 +180,11 @@ class OptionExpiry:
         else:
             how = "exercised" if position > 0 else "assigned"
             delivered = position * mult * (1.0 if call else -1.0)
+            if self.stock_first:
+                broker.book_delivery(und, delivered, contract.strike, account)
+            else:
+                deliveries.append((account, und, delivered, contract.strike))
             broker.book_delivery(contract, -position, 0.0, account)
-            broker.book_delivery(und, delivered, contract.strike, account)
         s = Settlement(account=account, option=contract, how=how, position=position,
                        delivered=delivered, cash=cash, spot=spot)
         self.settlements.append(s)
@@ -150,3 +192,22 @@ class OptionExpiry:
                  "delivered", contract.localSymbol, account,
                  contract.lastTradeDateOrContractMonth, how, position, spot, delivered)
         return s
+
+
+def _combined(deliveries: list[tuple[str, SimContract, float, float]]
+              ) -> list[tuple[str, SimContract, float, float]]:
+    """Return one delivery per (account, underlying): the shares summed at their average
+    price (the position IB would report once; the cash moves by the same amount). Deliveries
+    that cancel out stay separate (no price books their cash)."""
+    out: dict[tuple[str, int], list[tuple[str, SimContract, float, float]]] = {}
+    for d in deliveries:
+        out.setdefault((d[0], d[1].conId), []).append(d)
+    merged = []
+    for group in out.values():
+        shares = sum(d[2] for d in group)
+        if abs(shares) < 1e-9:
+            merged.extend(group)
+        else:
+            value = sum(d[2] * d[3] for d in group)
+            merged.append((group[0][0], group[0][1], shares, value / shares))
+    return merged

@@ -37,6 +37,7 @@ Two parts, one per thread:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from zoneinfo import ZoneInfo
 from bt_ibkr.ib.parsing import contract_symbol
 
 __all__ = ["OPTION_TYPES", "PositionSettlement", "PositionWatch", "SettlementFollower",
-           "expiry_close"]
+           "expiry_close", "itm_legs"]
 
 log = logging.getLogger("bt_ibkr.ib.position_events")
 
@@ -284,12 +285,15 @@ class PositionWatch:
         waiting = [p for p in self._pending if p.stock_key == skey and p.emitted]
         if len(waiting) < 2 or not deltas:
             return
-        if abs(sum(d for _, d in deltas) - sum(p.delivery for p in waiting)) > _EPS:
+        pick = itm_legs([(str(p.option.lastTradeDateOrContractMonth), float(p.option.strike),
+                          str(p.option.right)[:1].upper(), p.delivery) for p in waiting],
+                        sum(d for _, d in deltas))
+        if len(pick) < 2:
             return
         stock = deltas[-1][0]
         self._stock[skey] = []
-        for p in waiting:
-            self._deliver(p, stock, p.delivery)
+        for k in sorted(pick):
+            self._deliver(waiting[k], stock, waiting[k].delivery)
 
     def _explained(self, account: str, contract: Any, change: float) -> None:
         """A settlement accounts for ``change`` of ``contract``: no execution will."""
@@ -308,6 +312,30 @@ class PositionWatch:
             "exercised" if p.contracts > 0 else "assigned", underlying=stock,
             delivered=delivered, strike=float(p.option.strike),
             early=not p.expired, time=p.now))
+
+
+def itm_legs(legs: list[tuple[str, float, str, float]], total: float) -> set[int]:
+    """Return which of ``legs`` (expiry, strike, right "C"/"P", delivery) were in the money
+    when their deliveries add up to ``total``: the one set that some underlying close per
+    expiry puts in the money (calls struck below it, puts above it). Empty when no set, or
+    more than one, fits (ambiguous: nothing is claimed)."""
+    groups: dict[str, list[int]] = {}
+    for k, leg in enumerate(legs):
+        groups.setdefault(leg[0], []).append(k)
+    choices: list[list[frozenset[int]]] = []
+    for idx in groups.values():
+        strikes = sorted({legs[k][1] for k in idx})
+        closes = [strikes[0] - 1.0, strikes[-1] + 1.0] + [x + d for x in strikes
+                                                          for d in (-1e-4, 0.0, 1e-4)]
+        choices.append(list({frozenset(
+            k for k in idx if (legs[k][2] == "C" and legs[k][1] < close)
+            or (legs[k][2] == "P" and legs[k][1] > close)) for close in closes}))
+    fits: set[frozenset[int]] = set()
+    for combo in itertools.islice(itertools.product(*choices), 10_000):
+        pick = frozenset().union(*combo)
+        if pick and abs(sum(legs[k][3] for k in pick) - total) <= 1e-6:
+            fits.add(pick)
+    return set(next(iter(fits))) if len(fits) == 1 else set()
 
 
 class SettlementFollower:

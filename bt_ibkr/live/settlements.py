@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
+from bt_ibkr.ib.position_events import itm_legs
 from bt_ibkr.live.journal import JournalTx
 
 __all__ = ["OccSymbol", "Settled", "explain_mismatches", "journal_settlement", "parse_occ"]
@@ -109,7 +110,8 @@ def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Se
     An option mismatch is a settlement when the gateway holds none of it, the journal does,
     and its expiry has passed at ``gateway_now``; the underlying's mismatch is its delivery
     when it equals ``contracts x 100`` (bought for a call exercised or a put assigned, sold
-    for the others), alone or summed with the deliveries of other options on it."""
+    for the others), alone or summed with the deliveries of the other options on it that one
+    underlying close would put in the money (:func:`~bt_ibkr.ib.position_events.itm_legs`)."""
     by_symbol = {m.symbol: m for m in mismatches}
     options: list[tuple[object, OccSymbol]] = []
     for m in mismatches:
@@ -127,7 +129,8 @@ def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Se
                       for m, occ in group]
         stock = by_symbol.get(root)
         gap = stock.difference if stock is not None else 0.0
-        itm = _delivering(deliveries, gap)
+        itm = itm_legs([(occ.expiry.isoformat(), occ.strike, occ.right, deliveries[k])
+                        for k, (_, occ) in enumerate(group)], gap)
         if stock is not None and itm and abs(sum(deliveries[k] for k in itm) - gap) < _EPS:
             explained.add(root)
         for k, (m, occ) in enumerate(group):
@@ -139,17 +142,3 @@ def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Se
                 settled.append(Settled(m.symbol, m.journal, "expired", strike=occ.strike))
     rest = [m for m in mismatches if m.symbol not in explained]
     return settled, rest
-
-
-def _delivering(deliveries: list[float], gap: float) -> set[int]:
-    """Return the indexes of the deliveries that add up to ``gap`` (the underlying's
-    unexplained change), preferring the most of them; empty when none do."""
-    if abs(gap) < _EPS:
-        return set()
-    n = len(deliveries)
-    best: set[int] = set()
-    for mask in range(1, 1 << min(n, 12)):
-        pick = {k for k in range(n) if mask >> k & 1}
-        if abs(sum(deliveries[k] for k in pick) - gap) < _EPS and len(pick) > len(best):
-            best = pick
-    return best

@@ -22,6 +22,15 @@ from bt_ibkr.ib.contracts import make_contract
 from bt_ibkr.ib.store import IBStore
 
 EXPIRY = "20240105"
+#: 15:55 New York on the Thursday before the expiry
+THURSDAY = datetime(2024, 1, 4, 20, 55, tzinfo=UTC)
+
+
+def to_monday(sim, seconds: int = 0) -> None:
+    """Advance through Friday's session to ``seconds`` after Monday's 09:30 open in New York
+    (the expiry is settled at the first step of Monday's session)."""
+    monday = datetime(2024, 1, 8, 14, 30, seconds, tzinfo=UTC)
+    sim.advance(seconds=(monday - sim.now()).total_seconds())
 
 
 def strikes(sim) -> tuple[float, float]:
@@ -57,14 +66,27 @@ def feed(contract) -> SimpleNamespace:
     return SimpleNamespace(tradecontract=contract, _name=contract.localSymbol)
 
 
+#: how the simulator orders IB's position messages of one night's settlements (undocumented)
+REPORTS = {"option_first": {}, "stock_first": {"stock_first": True},
+           "stock_once": {"combine": True}, "stock_later": {"delivery_delay_steps": 3},
+           "stock_once_later": {"combine": True, "delivery_delay_steps": 3}}
+
+
 @pytest.mark.slow
-def test_broker_follows_an_exercise_a_lapse_and_an_assignment_without_a_fill(gateway_sim):
+@pytest.mark.parametrize("report", sorted(REPORTS))
+def test_broker_follows_an_exercise_a_lapse_and_an_assignment_without_a_fill(
+        gateway_sim_factory, report):
+    gateway_sim = gateway_sim_factory(start=THURSDAY)
+    for name, value in REPORTS[report].items():
+        setattr(gateway_sim.server.options.expiry, name, value)
     low, high = strikes(gateway_sim)
     call = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C"  # long 2, in the money: exercised
     otm_put = f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-P"  # long 2, out of the money: lapses
     itm_put = f"SPY-OPT-SMART-USD-{EXPIRY}-{high:g}-P"  # short 1, in the money: assigned
+    # 10 SPY held too: the simulator's clock steps while a position is open (stock_later)
     contracts = trade_elsewhere(gateway_sim, [(call, "BUY", 2), (otm_put, "BUY", 2),
-                                              (itm_put, "SELL", 1)])
+                                              (itm_put, "SELL", 1),
+                                              ("SPY-STK-SMART-USD", "BUY", 10)])
     spy = make_contract("SPY-STK-SMART-USD")
     spy.conId = gateway_sim.contracts.by_symbol("SPY", "STK").conId
     store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
@@ -74,39 +96,48 @@ def test_broker_follows_an_exercise_a_lapse_and_an_assignment_without_a_fill(gat
     try:
         feeds = {name: feed(c) for name, c in contracts.items()}
         assert [broker.getposition(feeds[n]).size for n in (call, otm_put, itm_put)] == [2, 2, -1]
-        assert broker.getposition(feed(spy)).size == 0
+        held = broker.getposition(feed(spy))
+        assert held.size == 10
         cash0 = broker.getcash()
         executions = len(gateway_sim.broker.executions())
 
-        gateway_sim.advance_days(4)  # Friday's expiry is settled before Monday's session
+        to_monday(gateway_sim, 30)  # Friday's expiry is settled before Monday's session
 
         def settled():
             broker.process_events()
-            return len(broker.settlements.settlements) >= 3
+            return sum(abs(s.delivered) for s in broker.settlements.settlements) >= 300 \
+                and len({s.option_symbol for s in broker.settlements.settlements}) == 3
         poll_until(settled, timeout=60, what="the three settlements")
 
-        # the options are gone, 200 shares bought at the call's strike, 100 at the put's
+        # the options are gone, 200 more shares bought at the call's strike, 100 at the put's
         assert [broker.getposition(feeds[n]).size for n in (call, otm_put, itm_put)] == [0, 0, 0]
         position = broker.getposition(feed(spy))
-        assert position.size == 300
-        assert position.price == pytest.approx((200 * low + 100 * high) / 300)
+        assert position.size == 310
+        assert position.price == pytest.approx((10 * held.price + 200 * low + 100 * high) / 310)
         assert broker.getcash() == pytest.approx(cash0 - 200 * low - 100 * high)
         # the ledger agrees with IB's cash; no order, no execution, no commission
         poll_until(lambda: store.get_acc_cash() == pytest.approx(broker.getcash(), abs=0.01),
                    timeout=30, what="IB's cash to agree with the ledger")
         assert broker.get_notification() is None
         assert len(gateway_sim.broker.executions()) == executions
-        told = [(msg.kind, kw["how"], kw["contracts"], kw["delivered"])
-                for msg, _, kw in store.get_notifications() if msg.kind == "expiry"]
-        assert sorted(told) == sorted([("expiry", "exercised", 2, 200),
-                                       ("expiry", "expired", 2, 0),
-                                       ("expiry", "assigned", -1, 100)])
+        # each option's last word says what became of it (a delivery reported after the
+        # option was first seen leaving is told on its own: contracts 0)
+        told: dict[str, tuple] = {}
+        for msg, _, kw in store.get_notifications():
+            if msg.kind == "expiry":
+                was = told.get(kw["symbol"], (None, 0, 0))
+                told[kw["symbol"]] = (kw["how"], was[1] + kw["contracts"],
+                                      was[2] + kw["delivered"])
+        local = {n: c.localSymbol for n, c in contracts.items()}
+        assert told == {local[call]: ("exercised", 2, 200), local[otm_put]: ("expired", 2, 0),
+                        local[itm_put]: ("assigned", -1, 100)}
     finally:
         broker.stop()
         IBStore.reset_default()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
 def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agrees(
         gateway_sim, tmp_path):
     """In a journaled run the settlement moves the journal's positions (an ``expiry`` event,
@@ -129,7 +160,7 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
                      run_id=None, account=None)
     broker.start()
     try:
-        gateway_sim.advance_days(4)
+        to_monday(gateway_sim, 10)
 
         def settled():
             broker.process_events()
@@ -150,8 +181,7 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gateway_sim", [{"start": datetime(2024, 1, 4, 20, 55, tzinfo=UTC)}],
-                         indirect=True)
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
 def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
     """A Strategy trading SPY while a call it holds is exercised overnight: ``notify_store``
     says so, its SPY position is the delivered shares, and no order or trade appears."""
@@ -162,8 +192,7 @@ def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
         live.step(1)
         assert live.rec["first_position"] == 0
         cash0 = live.rec["cash"]
-        monday = datetime(2024, 1, 8, 14, 30, 10, tzinfo=UTC)  # Friday's session, then Monday
-        gateway_sim.advance(seconds=(monday - gateway_sim.now()).total_seconds())
+        to_monday(gateway_sim, 10)
         live.until(lambda: any(m.kind == "expiry" for m in live.rec["store"]),
                    what="the expiry notice", max_bars=20)
         live.step(1)
@@ -175,8 +204,7 @@ def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gateway_sim", [{"start": datetime(2024, 1, 4, 20, 55, tzinfo=UTC)}],
-                         indirect=True)
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
 def test_settlement_made_while_disconnected_is_followed_after_the_reconnect(gateway_sim):
     """The gateway restarts just before IB settles (its nightly restart): the client is away
     when the positions change. After the reconnect the option is no longer reported: the
@@ -194,8 +222,7 @@ def test_settlement_made_while_disconnected_is_followed_after_the_reconnect(gate
         cash0 = broker.getcash()
         assert broker.getposition(feed(contracts[call])).size == 3
         # to Monday 09:30 New York: the expiry is not settled yet (IB's overnight run is next)
-        gateway_sim.advance(seconds=(datetime(2024, 1, 8, 14, 30, tzinfo=UTC)
-                                     - gateway_sim.now()).total_seconds())
+        to_monday(gateway_sim)
         assert gateway_sim.server.options.expiry.settlements == []
 
         async def restart_then_settle():  # on the simulator's loop: no client gets in between
