@@ -34,6 +34,10 @@ against a real account):
   there's no event", and ``positionEvent`` "should fire when something is added or removed
   with size=0 for removals even overnight"). Whether a real account also shows the exercise in
   ``reqExecutions`` is not known here; a client must not depend on either.
+- **Early assignment**: a short American-style option may be assigned before its expiry (the
+  OCC assigns exercise notices to short positions at random, any night). The simulator does it
+  only when told (:meth:`OptionExpiry.assign_early`, ``GatewaySim.assign_early``) and reports
+  it like an assignment at expiry.
 - **When**: IB processes expirations after the close, overnight. The simulator settles at its
   first clock step after 16:00 New York on the expiry date; since the clock skips the hours
   when no market is open, that is in practice the next session's first step.
@@ -137,6 +141,28 @@ class OptionExpiry:
         else:
             self._deliver(deliveries)
         return done
+
+    def assign_early(self, account: str, contract: SimContract, contracts: float) -> Settlement:
+        """Assign ``contracts`` (> 0) of ``account``'s short position in the American-style
+        option ``contract`` before its expiry, as the OCC may on any night: the option's short
+        position shrinks by them and the delivery is booked at the strike, reported like an
+        assignment at expiry (no execution). Raises ValueError for more than is held short."""
+        broker = self.server.broker
+        held = next((p.position for acc, p in broker.accounts.positions()
+                     if acc == (account or self.server.account)
+                     and p.contract.conId == contract.conId), 0.0)
+        if contracts <= 0 or held > -contracts + 1e-9:
+            raise ValueError(f"assign_early {contract.localSymbol}: {account or 'the login'} "
+                             f"holds {held:g}, cannot assign {contracts:g}")
+        und = self.underlying_of(contract)
+        shares = contracts * float(contract.multiplier or 100) * (
+            -1.0 if contract.right == "C" else 1.0)
+        broker.book_delivery(contract, contracts, 0.0, account)
+        broker.book_delivery(und, shares, contract.strike, account)
+        s = Settlement(account=account or self.server.account, option=contract, how="assigned",
+                       position=-contracts, delivered=shares, cash=0.0, spot=float("nan"))
+        self.settlements.append(s)
+        return s
 
     def _deliver(self, deliveries: list[tuple[str, SimContract, float, float]]) -> None:
         for account, und, shares, price in deliveries:

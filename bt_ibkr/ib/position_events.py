@@ -265,8 +265,10 @@ class PositionWatch:
             self._match_together(p.stock_key)
         else:
             log.warning("option %s: position changed by %+g without an execution this client "
-                        "received, before its expiry: a trade made elsewhere? not followed",
-                        contract_symbol(p.option), -p.contracts)
+                        "received, before its expiry and (so far) without its underlying's "
+                        "delivery: a trade made elsewhere? followed only if an early "
+                        "exercise/assignment's delivery comes", contract_symbol(p.option),
+                        -p.contracts)
 
     def _on_stock(self, account: str, contract: Any, change: float) -> None:
         skey = (account, contract.symbol, getattr(contract, "currency", ""))

@@ -243,3 +243,48 @@ def test_settlement_made_while_disconnected_is_followed_after_the_reconnect(gate
     finally:
         broker.stop()
         IBStore.reset_default()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
+def test_an_early_assignment_then_the_expiry_are_followed(gateway_sim):
+    """One of two short puts is assigned the night before the expiry (American style), the
+    other at the expiry: both deliveries reach the ledger, the first marked early."""
+    _, high = strikes(gateway_sim)
+    put = f"SPY-OPT-SMART-USD-{EXPIRY}-{high:g}-P"
+    contracts = trade_elsewhere(gateway_sim, [(put, "SELL", 2)])
+    spy = make_contract("SPY-STK-SMART-USD")
+    spy.conId = gateway_sim.contracts.by_symbol("SPY", "STK").conId
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = IBBroker(store=store)
+    broker.start()
+    try:
+        assert broker.getposition(feed(contracts[put])).size == -2
+        cash0 = broker.getcash()
+
+        def settled(n):
+            broker.process_events()
+            return len(broker.settlements.settlements) >= n
+
+        gateway_sim.assign_early(contracts[put].conId, 1)
+        poll_until(lambda: settled(1), timeout=60, what="the early assignment")
+        [early] = broker.settlements.settlements
+        assert (early.how, early.contracts, early.delivered, early.early) == (
+            "assigned", -1, 100, True)
+        assert broker.getposition(feed(contracts[put])).size == -1
+        assert broker.getposition(feed(spy)).size == 100
+
+        to_monday(gateway_sim, 10)
+        poll_until(lambda: settled(2), timeout=60, what="the assignment at the expiry")
+        last = broker.settlements.settlements[1]
+        assert (last.how, last.contracts, last.delivered, last.early) == (
+            "assigned", -1, 100, False)
+        assert broker.getposition(feed(contracts[put])).size == 0
+        assert broker.getposition(feed(spy)).size == 200
+        assert broker.getcash() == pytest.approx(cash0 - 200 * high)
+        texts = [m.text for m, _, _ in store.get_notifications() if m.kind == "expiry"]
+        assert "was assigned before its expiry" in texts[0] and "before" not in texts[1]
+    finally:
+        broker.stop()
+        IBStore.reset_default()
