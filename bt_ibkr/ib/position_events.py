@@ -187,6 +187,11 @@ class PositionWatch:
                 if contract.conId == key[1] and abs(delta - shares) <= _EPS:
                     del deltas[k]  # that change was this fill, not a delivery
                     break
+            for p in self._pending:
+                if (not p.emitted and (p.account, p.option.conId) == key
+                        and abs(p.contracts + shares) <= _EPS):
+                    self._pending.remove(p)  # an option fill of ours, not a settlement
+                    break
             return
         self._execs[key] = self._execs.get(key, 0.0) + shares
 
@@ -248,6 +253,8 @@ class PositionWatch:
         except Exception:  # noqa: BLE001 - the clock falls back itself; never lose the change
             log.debug("gateway clock unavailable for an option change", exc_info=True)
             now = None
+        if p not in self._pending:
+            return  # its execution came: a fill, not a settlement
         close = expiry_close(p.option)
         p.judged, p.now = True, now
         p.expired = bool(now is not None and close is not None and now >= close)

@@ -13,10 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 from helpers.ib import Live
-from helpers.sim import poll_until, wait_until
+from helpers.sim import HoldMessages, poll_until, wait_until
 from ib_async import IB, MarketOrder
 
 from bt_ibkr.gateway_sim.options import expiry_close_epoch
+from bt_ibkr.ib import client as ibc
 from bt_ibkr.ib.broker import IBBroker
 from bt_ibkr.ib.contracts import make_contract
 from bt_ibkr.ib.store import IBStore
@@ -285,6 +286,36 @@ def test_an_early_assignment_then_the_expiry_are_followed(gateway_sim):
         assert broker.getcash() == pytest.approx(cash0 - 200 * high)
         texts = [m.text for m, _, _ in store.get_notifications() if m.kind == "expiry"]
         assert "was assigned before its expiry" in texts[0] and "before" not in texts[1]
+    finally:
+        broker.stop()
+        IBStore.reset_default()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
+def test_an_option_fill_reported_before_its_execution_is_never_taken_for_a_settlement(
+        gateway_sim):
+    """IB may report a fill's position before its execution: that option change is
+    unexplained for a moment. It must not wait to be paired with a later stock change of
+    the size an exercise would deliver (here another program's sale of 100 SPY)."""
+    low, _ = strikes(gateway_sim)
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = IBBroker(store=store)
+    broker.start()
+    try:
+        call = store.qualify(make_contract(f"SPY-OPT-SMART-USD-{EXPIRY}-{low:g}-C")).contract
+        with HoldMessages(gateway_sim, 41, 11, 59) as hold:  # execDetails, commissionReport
+            store.place_order("own-call-1", call, ibc.Order(action="BUY", totalQuantity=1,
+                                                            orderType="MKT", tif="DAY"))
+            poll_until(lambda: gateway_sim.broker.executions(), timeout=60, what="the fill")
+            store.server_time(strict=True)  # the client has read the position report
+            hold.release()
+        trade_elsewhere(gateway_sim, [("SPY-STK-SMART-USD", "SELL", 100)])
+        store.server_time(strict=True)  # ... and the SPY position report
+        broker.process_events()
+        assert broker.settlements.settlements == []
+        assert [m for m, _, _ in store.get_notifications() if m.kind == "expiry"] == []
     finally:
         broker.stop()
         IBStore.reset_default()
