@@ -4,6 +4,7 @@ shares an exercise delivered) are journaled as what they are, not as drift needi
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from bt_ibkr.gateway_sim.options import expiry_close_epoch
 from bt_ibkr.ib.contracts import make_contract
 from bt_ibkr.live.config import load_config
 from bt_ibkr.live.journal import Journal
+from bt_ibkr.live.reconcile import reconcile
 from bt_ibkr.live.runner import run_live
 
 
@@ -78,3 +80,52 @@ def test_restart_after_an_exercise_and_a_lapse_reconciles_without_attention(
     # a second restart finds nothing left to explain
     again = run_live(config(tmp_path, sim.port), max_runtime=60)
     assert again.reconcile["ok"] and again.reconcile["settlements"] == []
+
+
+CALL = "SPY   240105C00455000"
+PUT = "SPY   240105P00470000"
+FRIDAY_CLOSE = datetime(2024, 1, 5, 21, 0, tzinfo=UTC)
+
+
+def reconciled(tmp_path: Path, journal_positions: dict, gateway: dict, gateway_now: datetime):
+    with Journal(tmp_path / "j.sqlite") as j:
+        j.accept_positions(journal_positions)
+        report = reconcile(j, [], [], gateway, datetime.now(UTC), timedelta(hours=12),
+                           gateway_now=gateway_now)
+        return report, j.positions(), j.events("expiry")
+
+
+@pytest.mark.parametrize("seconds, explained", [(-1, False), (0, True)])
+def test_an_option_is_expired_only_from_its_expiry_on_the_gateways_clock(tmp_path, seconds,
+                                                                          explained):
+    report, positions, events = reconciled(
+        tmp_path, {CALL: 2, "SPY": 0}, {"SPY": 200},
+        FRIDAY_CLOSE + timedelta(seconds=seconds))
+    assert report.ok is explained
+    if explained:
+        assert positions == {"SPY": 200} and len(events) == 1
+    else:  # before 16:00 New York on the expiry date: not IB's settlement, attention
+        assert {m.symbol for m in report.position_mismatches} == {CALL, "SPY"}
+        assert events == []
+
+
+def test_a_stock_difference_that_is_not_the_delivery_stays_a_mismatch(tmp_path):
+    report, positions, events = reconciled(
+        tmp_path, {CALL: 2, PUT: -1, "SPY": 0}, {"SPY": 250}, FRIDAY_CLOSE)
+    # the options did leave (expired), but 250 shares are no close's delivery (200 or 300)
+    assert [(m.symbol, m.journal, m.gateway) for m in report.position_mismatches] == [
+        ("SPY", 0, 250)]
+    assert not report.ok
+    assert {e["detail"]["option"]: e["detail"]["how"] for e in events} == {
+        CALL: "expired", PUT: "expired"}
+    assert positions == {}
+
+
+def test_two_options_delivered_into_one_stock_position_are_both_explained(tmp_path):
+    # a close between the strikes: the 455 call exercised (+200), the 470 put assigned (+100)
+    report, positions, events = reconciled(
+        tmp_path, {CALL: 2, PUT: -1, "SPY": 0}, {"SPY": 300}, FRIDAY_CLOSE)
+    assert report.ok and positions == {"SPY": 300}
+    assert {e["detail"]["option"]: (e["detail"]["how"], e["detail"]["delivered"])
+            for e in events} == {CALL: ("exercised", 200), PUT: ("assigned", 100)}
+    assert any("SPY +100 shares at 470" in line for line in report.summary().splitlines())
