@@ -21,10 +21,15 @@ Two parts, one per thread:
     delivery was seen: it lapsed (or, for an index option, was cash-settled: IB's cash credit
     then reaches the ledger only when it adopts IB's cash, :meth:`IBBroker.reconcile`);
   - ``how="exercised"`` (a long option) / ``"assigned"`` (a short one): the option left and
-    the underlying moved by the delivery. A delivery reported after the option's "expired"
-    settlement is put as its own settlement (``contracts == 0``);
+    the underlying moved by the delivery; ``early`` when the expiry has not passed (an
+    American option exercised or assigned early). A delivery reported after the option's
+    "expired" settlement is put as its own settlement (``contracts == 0``); one stock report
+    for several options is split among the ones one underlying close puts in the money
+    (:func:`itm_legs`);
   - an unexplained change of an option that has not expired and has no delivery (a trade made
-    elsewhere, e.g. in TWS) is not a settlement: it is logged and left alone.
+    elsewhere, e.g. in TWS) is not a settlement: it is logged and left alone. A fill of ours
+    whose position IB reports before its execution is unexplained only until the execution
+    comes, and is then dropped.
 
   After a reconnect, a position the watch knew that IB no longer reports is a report of 0.
 * :class:`SettlementFollower` (backtrader's thread, owned by the broker) books a settlement in
