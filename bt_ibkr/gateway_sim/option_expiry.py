@@ -49,6 +49,13 @@ underlying as one stock change after all the options (one report of the final po
 ``delivery_delay_steps`` books the deliveries that many clock steps after the options (the
 clock steps while a market is open for a contract someone holds, trades or watches).
 
+Sources: IBKR knowledge base "FAQs - U.S. Securities Option Expiration"
+(ibkb.interactivebrokers.com/node/1718); "Expiration & Corporate Action Related Liquidations"
+(ibkr.info/article/1767); "Are there commissions associated with option exercise or
+assignment?" (ibkr.info/node/186); IB's statement guide "Option Exercises, Assignments and
+Expirations" (interactivebrokers.com/en/software/reportguide); ib_async issue #93
+(github.com/ib-api-reloaded/ib_async/issues/93).
+
 Every managed account's options are settled (:class:`~bt_ibkr.gateway_sim.managed.
 ManagedLedgers`). An option whose underlying the simulator does not know is left as it is (a
 warning is logged): the simulator does not invent a settlement.
