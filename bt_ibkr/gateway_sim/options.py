@@ -1,4 +1,5 @@
-"""Equity options in the simulated gateway: a deterministic SPY chain, prices and greeks.
+"""Equity and index options in the simulated gateway: deterministic SPY and SPX chains, prices
+and greeks.
 
 What IB Gateway does, and this module reproduces:
 
@@ -23,7 +24,8 @@ What IB Gateway does, and this module reproduces:
 
 The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
 next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
-on the start day (rounded to $5). Expiries that pass during a run stay listed.
+on the start day (rounded to $5). Expiries that pass during a run stay listed. SPX (an index, secType IND) has a chain
+built the same way with strikes every $50 (:data:`CHAINS`); its options settle in cash.
 
 The price model (stated, not IB's): Black-Scholes on the underlying's simulated price with a
 fixed volatility ``OPTION_VOL`` (20%), rate ``OPTION_RATE`` (0), no dividends; time to expiry
@@ -52,6 +54,10 @@ __all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "expiry_close_e
            "option_bar",
            "option_day_stats", "option_history", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
 
+#: the simulated chains: (underlying symbol, its secType, strike step, first conId). SPX's
+#: options are settled in cash on the index's close at expiry (PM settlement, as SPXW; the
+#: AM-settled monthly SPX's opening quotation is not simulated)
+CHAINS = (("SPY", "STK", 5.0, 800_000_000), ("SPX", "IND", 50.0, 810_000_000))
 OPTION_VOL = 0.20
 OPTION_RATE = 0.0
 MULTIPLIER = "100"
@@ -67,10 +73,12 @@ NOT_COMPUTED_GREEK = -2.0
 
 
 def underlying_of(contract: SimContract) -> SimContract | None:
-    """Return the stock an option on ``contract.symbol`` is written on, or None."""
-    for c in BASE_CONTRACTS:
-        if c.symbol == contract.symbol and c.secType == "STK":
-            return c
+    """Return the stock (else the index) an option on ``contract.symbol`` is written on, or
+    None."""
+    for sec in ("STK", "IND"):
+        for c in BASE_CONTRACTS:
+            if c.symbol == contract.symbol and c.secType == sec:
+                return c
     return None
 
 
@@ -205,12 +213,14 @@ def _monthlies_after(start: date, count: int) -> list[date]:
     return out
 
 
-def spy_chain(start: date, spot: float, underlying: SimContract) -> list[SimContract]:
-    """Return the simulated option contracts on ``underlying`` (see the module docstring)."""
+def spy_chain(start: date, spot: float, underlying: SimContract, step: float = 5.0,
+              base_con_id: int = 800_000_000) -> list[SimContract]:
+    """Return the simulated option contracts on ``underlying`` (see the module docstring):
+    strikes every ``step``, conIds from ``base_con_id``."""
     expiries = sorted(set(_fridays_after(start, 4)) | set(_monthlies_after(start, 2)))
-    center = 5.0 * round(spot / 5.0)
-    lo, hi = 5.0 * math.floor(0.8 * center / 5.0), 5.0 * math.ceil(1.2 * center / 5.0)
-    strikes = [lo + 5.0 * k for k in range(int((hi - lo) / 5.0) + 1)]
+    center = step * round(spot / step)
+    lo, hi = step * math.floor(0.8 * center / step), step * math.ceil(1.2 * center / step)
+    strikes = [lo + step * k for k in range(int(round((hi - lo) / step)) + 1)]
     out = []
     for i, exp in enumerate(expiries):
         ymd = exp.strftime("%Y%m%d")
@@ -219,7 +229,7 @@ def spy_chain(start: date, spot: float, underlying: SimContract) -> list[SimCont
                 sym = underlying.symbol
                 local = f"{sym:<6}{exp:%y%m%d}{right}{int(round(k * 1000)):08d}"
                 out.append(SimContract(
-                    conId=800_000_000 + i * 10_000 + j * 2 + r, symbol=sym, secType="OPT",
+                    conId=base_con_id + i * 10_000 + j * 2 + r, symbol=sym, secType="OPT",
                     exchange="SMART", currency="USD", localSymbol=local, tradingClass=sym,
                     lastTradeDateOrContractMonth=ymd, strike=k, right=right,
                     multiplier=MULTIPLIER, longName=underlying.longName,
@@ -245,14 +255,18 @@ class OptionsDesk:
         self.server.handlers[78] = self._on_sec_def_opt_params
 
     def _build(self) -> list[SimContract]:
-        spy = next((c for c in BASE_CONTRACTS if c.symbol == "SPY" and c.secType == "STK"), None)
-        start = self._start
-        quote = self.server.market.quote_at(spy, int(start.timestamp())) if spy else None
-        if spy is None or quote is None:
-            return []
-        chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
-        self.chains[spy.conId] = chain
-        return chain
+        out: list[SimContract] = []
+        for symbol, sec, step, base in CHAINS:
+            und = next((c for c in BASE_CONTRACTS if c.symbol == symbol and c.secType == sec),
+                       None)
+            start = self._start
+            quote = self.server.market.quote_at(und, int(start.timestamp())) if und else None
+            if und is None or quote is None:
+                continue
+            chain = spy_chain(start.astimezone(_NY).date(), quote.last, und, step, base)
+            self.chains[und.conId] = chain
+            out.extend(chain)
+        return out
 
     def on_step(self, t: int) -> None:
         """At a clock step ``t``: settle every option position past its expiry

@@ -319,3 +319,43 @@ def test_an_option_fill_reported_before_its_execution_is_never_taken_for_a_settl
     finally:
         broker.stop()
         IBStore.reset_default()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gateway_sim", [{"start": THURSDAY}], indirect=True)
+def test_a_cash_settled_index_option_leaves_and_its_credit_is_adopted_by_reconcile(
+        gateway_sim):
+    """An SPX call in the money is settled in cash: the broker sees it leave without a
+    delivery ("expired": lapsed or cash-settled, it cannot tell which), books no shares and no
+    fill; IB's cash credit is the ledger's drift until ``reconcile()`` adopts it."""
+    spx = gateway_sim.contracts.by_symbol("SPX", "IND")
+    opt = gateway_sim.contracts.matches(symbol="SPX", secType="OPT",
+                                        lastTradeDateOrContractMonth=EXPIRY)[0]
+    close = gateway_sim.market.quote_at(spx, expiry_close_epoch(opt)).last
+    strike = 50.0 * math.floor(close / 50.0) - 50.0
+    call = f"SPX-OPT-SMART-USD-{EXPIRY}-{strike:g}-C"
+    contracts = trade_elsewhere(gateway_sim, [(call, "BUY", 1)])
+    store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
+                    connect_timeout=2)
+    broker = IBBroker(store=store)
+    broker.start()
+    try:
+        cash0 = broker.getcash()
+        to_monday(gateway_sim, 10)
+
+        def settled():
+            broker.process_events()
+            return broker.settlements.settlements
+        poll_until(settled, timeout=60, what="the settlement")
+        [s] = broker.settlements.settlements
+        assert (s.how, s.contracts, s.delivered, s.underlying) == ("expired", 1, 0, None)
+        assert broker.getposition(feed(contracts[call])).size == 0
+        assert broker.getcash() == pytest.approx(cash0)
+        credit = 100 * (close - strike)
+        poll_until(lambda: store.get_acc_cash() == pytest.approx(cash0 + credit, abs=0.01),
+                   timeout=30, what="IB's cash credit")
+        assert broker.reconcile() == pytest.approx(credit, abs=0.01)
+        assert broker.getcash() == pytest.approx(cash0 + credit, abs=0.01)
+    finally:
+        broker.stop()
+        IBStore.reset_default()

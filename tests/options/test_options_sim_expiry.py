@@ -98,3 +98,34 @@ def test_short_itm_put_is_assigned_and_short_otm_call_lapses_in_another_managed_
         assert how == {("DU7654321", "P", "assigned", 300.0), ("DU7654321", "C", "lapsed", 0.0)}
     finally:
         ib.disconnect()
+
+
+@pytest.mark.slow
+def test_itm_index_call_is_cash_settled_at_intrinsic_value(gateway_sim):
+    """An SPX call in the money at the expiry's close leaves for cash (intrinsic x 100 per
+    contract), no shares; an SPX put out of the money lapses."""
+    ib = IB()
+    ib.connect(gateway_sim.host, gateway_sim.port, clientId=9, timeout=10)
+    try:
+        spx = gateway_sim.contracts.by_symbol("SPX", "IND")
+        opt = gateway_sim.contracts.matches(symbol="SPX", secType="OPT",
+                                            lastTradeDateOrContractMonth=EXPIRY)[0]
+        close = gateway_sim.market.quote_at(spx, expiry_close_epoch(opt)).last
+        strike = 50.0 * math.floor(close / 50.0) - 50.0
+        call = make_contract(f"SPX-OPT-SMART-USD-{EXPIRY}-{strike:g}-C")
+        put = make_contract(f"SPX-OPT-SMART-USD-{EXPIRY}-{strike:g}-P")
+        ib.qualifyContracts(call, put)
+        trades = [ib.placeOrder(c, MarketOrder("BUY", 2)) for c in (call, put)]
+        wait_until(lambda: all(t.orderStatus.status in ("Submitted", "Filled") for t in trades),
+                   ib.sleep)
+        gateway_sim.advance(seconds=5)
+        wait_until(lambda: all(t.orderStatus.status == "Filled" for t in trades), ib.sleep)
+        cash = gateway_sim.broker.cash
+        gateway_sim.advance_days(4)
+        wait_until(lambda: not [p for p in ib.positions() if p.position], ib.sleep)
+        assert gateway_sim.broker.cash == pytest.approx(cash + 2 * 100 * (close - strike))
+        assert {(s.option.right, s.how) for s in gateway_sim.server.options.expiry.settlements
+                } == {("C", "cash_settled"), ("P", "lapsed")}
+        assert len(gateway_sim.broker.executions()) == 2
+    finally:
+        ib.disconnect()
