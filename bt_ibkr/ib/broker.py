@@ -1,12 +1,13 @@
 """IBBroker(bt.BrokerBase): backtrader orders to Interactive Brokers through an IBStore.
 
-Drop-in for backtrader's ``IBBroker``: Market, Limit, Stop, StopLimit, StopTrail, StopTrailLimit
-and Close (MOC, a DAY order) orders; ``valid`` -> TIF (None: GTC, ``timedelta(0)``/0: DAY, a
-datetime or other timedelta: GTD); brackets (``buy_bracket``/``sell_bracket``: children carry the
-parent's id, only the last one transmits); ``oco=`` -> an IB OCA group; the named options of
-:mod:`bt_ibkr.order_options` (``auction="open"|"close"`` -> MOO/LOO/MOC/LOC, ``outside_rth=True``,
-``algo="adaptive"`` with ``priority``) mean what they mean in a backtest; any other extra keyword
-is set on the IB ``Order`` as it is (``outsideRth=True``, ``orderRef=...``, ``account=...``).
+Drop-in for backtrader's ``IBBroker``: Market, Limit, Stop, StopLimit, StopTrail,
+StopTrailLimit and Close (MOC, a DAY order) orders; ``valid`` -> TIF (None: GTC,
+``timedelta(0)``/0: DAY, a datetime or other timedelta: GTD); brackets
+(``buy_bracket``/``sell_bracket``: children carry the parent's id, only the last one
+transmits); ``oco=`` -> an IB OCA group; the named options of :mod:`bt_ibkr.order_options`
+(``auction="open"|"close"`` -> MOO/LOO/MOC/LOC, ``outside_rth=True``, ``algo="adaptive"``
+with ``priority``) mean what they mean in a backtest; any other extra keyword is set on the
+IB ``Order`` as it is (``outsideRth=True``, ``orderRef=...``, ``account=...``).
 
 Submitting never waits on the network: the order goes to the store's loop thread and the
 call returns. Order status, executions and commission reports come back on the store's
@@ -27,18 +28,19 @@ IB's numbers, :meth:`IBBroker.reconcile` adopts IB's cash (when no order is work
 ``mark="account"`` reads IB's TotalCashBalance and NetLiquidation instead.
 
 Positions and cash are adopted once, in :meth:`IBBroker.start`, from one snapshot of the account
-(:meth:`IBStore.account_snapshot`) that also says which executions they already include; from then
-on every execution of an order of ours is counted exactly once, by its execId: those of this
-broker's orders, and those of orders it did not place, i.e. an earlier process's orders that the
-store follows after a restart (:meth:`IBStore.follow_trades`) and their fills replayed at start-up.
-IB tells of a fill in separate messages that may reach the client before or after the snapshot, in
-any order; :mod:`bt_ibkr.ib.book` records in which order they came, so a fill is added to the
-position (and cash) unless a report that includes it came before the snapshot (anchored on execIds,
-never on comparing numbers). The fill of an order this broker did not place has no backtrader order
-to notify: it reaches ``notify_store`` (kind ``"fill"``, keyword arguments orderRef, symbol, side,
-size, price, commission, execId) and the subscribers (:class:`~bt_ibkr.ib.events.FollowedFill`); a
-Strategy order later bound to it (:meth:`IBBroker.bind_order`, a restarted run re-making the same
-decision) gets those fills as its executions.
+(:meth:`IBStore.account_snapshot`) that also says which executions they already include; from
+then on every execution of an order of ours is counted exactly once, by its execId: those of
+this broker's orders, and those of orders it did not place, i.e. an earlier process's orders
+that the store follows after a restart (:meth:`IBStore.follow_trades`) and their fills replayed
+at start-up. IB tells of a fill in separate messages that may reach the client before or after
+the snapshot, in any order; :mod:`bt_ibkr.ib.book` records in which order they came, so a fill
+is added to the position (and cash) unless a report that includes it came before the snapshot
+(anchored on execIds, never on comparing numbers). The fill of an order this broker did
+not place has no backtrader order to notify: it reaches ``notify_store`` (kind ``"fill"``,
+keyword arguments orderRef, symbol, side, size, price, commission, execId) and the subscribers
+(:class:`~bt_ibkr.ib.events.FollowedFill`); a Strategy order later bound to it
+(:meth:`IBBroker.bind_order`, a restarted run re-making the same decision) gets those fills as
+its executions.
 
 Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`) unless the user
 gave one: the key a journal records before sending. Code that must see every event the broker
@@ -544,9 +546,7 @@ class IBBroker(bt.BrokerBase):
 
     def book_position_change(self, contract, size: float, price: float) -> Position:
         """Book ``size`` at ``price`` no order made (:mod:`.position_events`); return it."""
-        data = self._feed_of(contract.conId)
-        info = self.getcommissioninfo(data) if data is not None else self._comminfo.of(contract)
-        position = self._position(contract.conId, info.p.mult)
+        position = self._position(contract.conId, (info := self._comminfo.of(contract)).p.mult)
         before, closed = position.price, position.update(size, price)[3]
         self._book_cash(info, size, price, info.profitandloss(-closed, before, price), 0.0)
         return position
