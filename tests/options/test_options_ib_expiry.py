@@ -7,6 +7,7 @@ the Strategy through ``notify_store`` (kind "expiry")."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -143,6 +144,7 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
         gateway_sim, tmp_path):
     """In a journaled run the settlement moves the journal's positions (an ``expiry`` event,
     not a fill); the next start's reconciliation then finds journal and gateway agreeing."""
+    from bt_ibkr.live.audit import AuditLog
     from bt_ibkr.live.journal import Journal
     from bt_ibkr.live.journaled_broker import JournaledIBBroker
     from bt_ibkr.live.recovery import recover
@@ -156,8 +158,9 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
     journal.accept_positions({call_sym: 2, put_sym: -1, "SPY": 0})
     store = IBStore(port=gateway_sim.port, clientId=41, timeout=0.2, reconnect=-1,
                     connect_timeout=2)
+    audit = AuditLog(tmp_path / "audit.jsonl")
     broker = JournaledIBBroker(store=store)
-    broker.configure(journal=journal, audit=None, gate=None, strategy_name="Test",
+    broker.configure(journal=journal, audit=audit, gate=None, strategy_name="Test",
                      run_id=None, account=None)
     broker.start()
     try:
@@ -172,12 +175,19 @@ def test_journaled_broker_journals_a_settlement_during_the_run_and_a_restart_agr
             call_sym: ("exercised", 2, 200), put_sym: ("assigned", -1, 100)}
         assert journal.positions() == {"SPY": 300}
         assert journal.fills() == []  # no execution: nothing journaled as a fill
+        audited = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text()
+                   .splitlines()]
+        assert sorted((r["symbol"], r["how"]) for r in audited
+                      if r.get("status") == "settlement") == sorted(
+            [(call_sym, "exercised"), (put_sym, "assigned")])
+        assert not [r for r in audited if r["kind"] == "fill"]
         rec = recover(store, journal, gateway_sim.account, gateway_sim.now())
         assert rec.report.ok and rec.report.settlements == []
         assert rec.report.position_mismatches == []
     finally:
         broker.stop()
         journal.close()
+        audit.close()
         IBStore.reset_default()
 
 
