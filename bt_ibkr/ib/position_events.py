@@ -116,7 +116,7 @@ class PositionSettlement:
     def describe(self) -> str:
         """Return the one line ``notify_store`` and the logs show."""
         what = {"expired": "expired without delivery (lapsed, or cash-settled)",
-                "exercised": "was exercised", "assigned": "was assigned"}[self.how]
+                "exercised": "exercised", "assigned": "assigned"}[self.how]
         head = (f"option {self.option_symbol}: {self.contracts:+g} contract(s) {what}"
                 + (" before its expiry" if self.early else "")) if self.contracts else (
                 f"option {self.option_symbol} {what}")

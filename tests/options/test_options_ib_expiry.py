@@ -208,7 +208,7 @@ def test_strategy_is_told_and_holds_the_delivered_shares(gateway_sim):
                    what="the expiry notice", max_bars=20)
         live.step(1)
         [notice] = [m for m in live.rec["store"] if m.kind == "expiry"]
-        assert "was exercised; SPY +100 shares at the strike" in notice.text
+        assert "exercised; SPY +100 shares at the strike" in notice.text
         assert live.rec["position"] == 100
         assert live.rec["cash"] == pytest.approx(cash0 - 100 * low)
         assert live.rec["orders"] == [] and live.rec["trades"] == []
@@ -295,7 +295,7 @@ def test_an_early_assignment_then_the_expiry_are_followed(gateway_sim):
         assert broker.getposition(feed(spy)).size == 200
         assert broker.getcash() == pytest.approx(cash0 - 200 * high)
         texts = [m.text for m, _, _ in store.get_notifications() if m.kind == "expiry"]
-        assert "was assigned before its expiry" in texts[0] and "before" not in texts[1]
+        assert "assigned before its expiry" in texts[0] and "before" not in texts[1]
     finally:
         broker.stop()
         IBStore.reset_default()
