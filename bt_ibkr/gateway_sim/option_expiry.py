@@ -153,7 +153,8 @@ class OptionExpiry:
         """Assign ``contracts`` (> 0) of ``account``'s short position in the American-style
         option ``contract`` before its expiry, as the OCC may on any night: the option's short
         position shrinks by them and the delivery is booked at the strike, reported like an
-        assignment at expiry (no execution). Raises ValueError for more than is held short."""
+        assignment at expiry (no execution). Raises ValueError for more than is held short or
+        for an index option (European style, cash-settled)."""
         broker = self.server.broker
         held = next((p.position for acc, p in broker.accounts.positions()
                      if acc == (account or self.server.account)
@@ -162,6 +163,9 @@ class OptionExpiry:
             raise ValueError(f"assign_early {contract.localSymbol}: {account or 'the login'} "
                              f"holds {held:g}, cannot assign {contracts:g}")
         und = self.underlying_of(contract)
+        if und is None or und.secType != "STK":
+            raise ValueError(f"assign_early {contract.localSymbol}: only options on a stock or "
+                             "ETF (American style, delivered) are assigned early")
         shares = contracts * float(contract.multiplier or 100) * (
             -1.0 if contract.right == "C" else 1.0)
         broker.book_delivery(contract, contracts, 0.0, account)
