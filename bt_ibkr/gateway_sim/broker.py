@@ -313,14 +313,17 @@ class SimBroker:
             ids = {o.contract.conId for o in self._working_orders()}
             return ids | {p.contract.conId for _, p in self.accounts.positions() if p.position}
 
-    def book_delivery(self, contract: SimContract, signed: float, price: float) -> None:
+    def book_delivery(self, contract: SimContract, signed: float, price: float,
+                      account: str = "") -> None:
         """Book a position change that is not an order's fill (an option's exercise,
-        assignment or expiry): ``signed`` units of ``contract`` at ``price``, no commission
-        and no execution report; clients get the position and account updates."""
+        assignment or expiry) in ``account``'s ledger ("" = the login's): ``signed`` units of
+        ``contract`` at ``price``, no commission, no execution; clients get the position,
+        portfolio and account updates (option_expiry.py says why)."""
         with self._lock:
-            self.ledger.apply_fill(contract, signed, price, 0.0)
-            pos = self.ledger.positions[contract.conId]
-            self._emit(PositionChanged(contract, pos.position, pos.avg_cost))
+            ledger = self.accounts.ledger_for(account)
+            ledger.apply_fill(contract, signed, price, 0.0)
+            pos = ledger.positions[contract.conId]
+            self._emit(PositionChanged(contract, pos.position, pos.avg_cost, ledger.account))
             self._emit(AccountChanged(self.ledger.values()))
 
     def pnl(self, account: str | None = None) -> tuple[float, float, float]:

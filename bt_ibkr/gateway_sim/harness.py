@@ -293,6 +293,13 @@ class GatewaySim:
         ``U...`` or another paper ``DU...``), whose positions and orders are its own."""
         self.call(self.server.restart, rollback_ids, rollback_to, downtime, account)
 
+    def assign_early(self, option_con_id: int, contracts: float, account: str = "") -> None:
+        """Assign ``contracts`` of a short option position (conId ``option_con_id``) of
+        ``account`` ("" = the login's) before its expiry: the position shrinks and the
+        delivery is booked at the strike, without an execution (option_expiry.py)."""
+        contract = self.contracts.by_conid(option_con_id)
+        self.call(self.server.options.expiry.assign_early, account, contract, contracts)
+
     def add_account(self, account: str, cash: float | None = None) -> None:
         """Let the login manage ``account`` as well (managedAccounts lists both from the next
         connect; orders naming it are booked in its own ledger; reqPositions reports every

@@ -1,4 +1,5 @@
-"""Equity options in the simulated gateway: a deterministic SPY chain, prices and greeks.
+"""Equity and index options in the simulated gateway: deterministic SPY and SPX chains, prices
+and greeks.
 
 What IB Gateway does, and this module reproduces:
 
@@ -17,15 +18,14 @@ What IB Gateway does, and this module reproduces:
   first, as with IB), ``tickOptionComputation`` (21) for bid/ask/last/model (10/11/12/13;
   80-83 delayed). A field IB could not compute is sent as IB's sentinel: -1 for implied vol,
   option price, pvDividend and underlying price, -2 for delta, gamma, vega and theta.
-- An option position still held after its expiry (16:00 New York on the expiry date) is
-  settled at the next clock step, as IB does overnight: in the money by $0.01 or more at the
-  underlying's close, exercised (long) or assigned (short) into ``position x 100`` shares at
-  the strike; otherwise it expires worthless. The client sees position and account updates
-  and no execution report (how IB reports an exercise through the API is not checked).
+- An option position still held after its expiry is exercised, assigned, cash-settled or
+  lapses at the next clock step, as IB and the OCC do: :mod:`bt_ibkr.gateway_sim.option_expiry`
+  (the rules and how the API reports them).
 
 The chain (``spy_chain``): the next four Friday expiries after the clock's start plus the
 next two monthly (third-Friday) expiries, strikes every $5 from 80% to 120% of SPY's close
-on the start day (rounded to $5). Expiries that pass during a run stay listed.
+on the start day (rounded to $5). Expiries that pass during a run stay listed. SPX (an index, secType IND) has a chain
+built the same way with strikes every $50 (:data:`CHAINS`); its options settle in cash.
 
 The price model (stated, not IB's): Black-Scholes on the underlying's simulated price with a
 fixed volatility ``OPTION_VOL`` (20%), rate ``OPTION_RATE`` (0), no dividends; time to expiry
@@ -46,12 +46,18 @@ from zoneinfo import ZoneInfo
 
 from bt_ibkr.gateway_sim.contracts_db import BASE_CONTRACTS, NEW_YORK, third_friday
 from bt_ibkr.gateway_sim.model import Quote, SimContract
+from bt_ibkr.gateway_sim.option_expiry import OptionExpiry, expiry_close_epoch
 from bt_ibkr.gateway_sim.wire import FieldReader
 from bt_ibkr.options.pricing import bs_greeks, bs_price, implied_vol
 
-__all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "install", "option_bar",
+__all__ = ["OPTION_RATE", "OPTION_VOL", "bs_greeks", "bs_price", "expiry_close_epoch", "install",
+           "option_bar",
            "option_day_stats", "option_history", "option_quote", "spy_chain", "underlying_of", "years_to_expiry"]
 
+#: the simulated chains: (underlying symbol, its secType, strike step, first conId). SPX's
+#: options are settled in cash on the index's close at expiry (PM settlement, as SPXW; the
+#: AM-settled monthly SPX's opening quotation is not simulated)
+CHAINS = (("SPY", "STK", 5.0, 800_000_000), ("SPX", "IND", 50.0, 810_000_000))
 OPTION_VOL = 0.20
 OPTION_RATE = 0.0
 MULTIPLIER = "100"
@@ -62,17 +68,17 @@ _NY = ZoneInfo(NEW_YORK)
 log = logging.getLogger("bt_ibkr.gateway_sim")
 _YEAR = 365.0 * 86400.0
 #: the not-computed sentinels IB sends in tickOptionComputation
-#: OCC exercise by exception: in the money by at least this much at expiry
-ITM_THRESHOLD = 0.01
 NOT_COMPUTED = -1.0
 NOT_COMPUTED_GREEK = -2.0
 
 
 def underlying_of(contract: SimContract) -> SimContract | None:
-    """Return the stock an option on ``contract.symbol`` is written on, or None."""
-    for c in BASE_CONTRACTS:
-        if c.symbol == contract.symbol and c.secType == "STK":
-            return c
+    """Return the stock (else the index) an option on ``contract.symbol`` is written on, or
+    None."""
+    for sec in ("STK", "IND"):
+        for c in BASE_CONTRACTS:
+            if c.symbol == contract.symbol and c.secType == sec:
+                return c
     return None
 
 
@@ -146,12 +152,6 @@ def option_history(market: Any, contract: SimContract, end: int, duration: str,
     return out
 
 
-def expiry_close_epoch(contract: SimContract) -> int:
-    """Return the epoch second of 16:00 New York on ``contract``'s expiry date."""
-    d = datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-    return int(datetime.combine(d, time(16, 0), _NY).timestamp())
-
-
 def option_day_stats(market: Any, contract: SimContract, t: int) -> dict[str, float] | None:
     """Return the session's open/high/low/prior close of the option, priced at ``t``."""
     und = underlying_of(contract)
@@ -213,12 +213,14 @@ def _monthlies_after(start: date, count: int) -> list[date]:
     return out
 
 
-def spy_chain(start: date, spot: float, underlying: SimContract) -> list[SimContract]:
-    """Return the simulated option contracts on ``underlying`` (see the module docstring)."""
+def spy_chain(start: date, spot: float, underlying: SimContract, step: float = 5.0,
+              base_con_id: int = 800_000_000) -> list[SimContract]:
+    """Return the simulated option contracts on ``underlying`` (see the module docstring):
+    strikes every ``step``, conIds from ``base_con_id``."""
     expiries = sorted(set(_fridays_after(start, 4)) | set(_monthlies_after(start, 2)))
-    center = 5.0 * round(spot / 5.0)
-    lo, hi = 5.0 * math.floor(0.8 * center / 5.0), 5.0 * math.ceil(1.2 * center / 5.0)
-    strikes = [lo + 5.0 * k for k in range(int((hi - lo) / 5.0) + 1)]
+    center = step * round(spot / step)
+    lo, hi = step * math.floor(0.8 * center / step), step * math.ceil(1.2 * center / step)
+    strikes = [lo + step * k for k in range(int(round((hi - lo) / step)) + 1)]
     out = []
     for i, exp in enumerate(expiries):
         ymd = exp.strftime("%Y%m%d")
@@ -227,7 +229,7 @@ def spy_chain(start: date, spot: float, underlying: SimContract) -> list[SimCont
                 sym = underlying.symbol
                 local = f"{sym:<6}{exp:%y%m%d}{right}{int(round(k * 1000)):08d}"
                 out.append(SimContract(
-                    conId=800_000_000 + i * 10_000 + j * 2 + r, symbol=sym, secType="OPT",
+                    conId=base_con_id + i * 10_000 + j * 2 + r, symbol=sym, secType="OPT",
                     exchange="SMART", currency="USD", localSymbol=local, tradingClass=sym,
                     lastTradeDateOrContractMonth=ymd, strike=k, right=right,
                     multiplier=MULTIPLIER, longName=underlying.longName,
@@ -243,6 +245,8 @@ class OptionsDesk:
         self.server = server
         self.chains: dict[int, list[SimContract]] = {}
         self._start = server.clock.now()  # the chain is listed as of the server's start
+        #: settles option positions past their expiry (exercise, assignment, lapse)
+        self.expiry = OptionExpiry(server, underlying_of)
 
     def install(self) -> None:
         """Register the SPY chain (built, priced at the start day's close, on the first lookup
@@ -251,51 +255,23 @@ class OptionsDesk:
         self.server.handlers[78] = self._on_sec_def_opt_params
 
     def _build(self) -> list[SimContract]:
-        spy = next((c for c in BASE_CONTRACTS if c.symbol == "SPY" and c.secType == "STK"), None)
-        start = self._start
-        quote = self.server.market.quote_at(spy, int(start.timestamp())) if spy else None
-        if spy is None or quote is None:
-            return []
-        chain = spy_chain(start.astimezone(_NY).date(), quote.last, spy)
-        self.chains[spy.conId] = chain
-        return chain
+        out: list[SimContract] = []
+        for symbol, sec, step, base in CHAINS:
+            und = next((c for c in BASE_CONTRACTS if c.symbol == symbol and c.secType == sec),
+                       None)
+            start = self._start
+            quote = self.server.market.quote_at(und, int(start.timestamp())) if und else None
+            if und is None or quote is None:
+                continue
+            chain = spy_chain(start.astimezone(_NY).date(), quote.last, und, step, base)
+            self.chains[und.conId] = chain
+            out.extend(chain)
+        return out
 
     def on_step(self, t: int) -> None:
-        """At a clock step ``t``: settle every option position whose expiry (16:00 New York)
-        is past, as IB does overnight after expiry. In the money by $0.01 or more at the
-        underlying's expiry-day close: exercised (long) or assigned (short): the option leaves
-        at 0 and ``position x multiplier`` shares are bought (call long, put short) or sold
-        at the strike; otherwise it expires worthless. Options on an index are cash-settled at
-        intrinsic value. No execution report is sent."""
-        broker = self.server.broker
-        if broker is None or not hasattr(broker, "book_delivery"):
-            return
-        due = [p for p in broker.positions() if p.position and p.contract.secType == "OPT"
-               and expiry_close_epoch(p.contract) < t]
-        for pos in due:
-            self.settle(pos.contract, pos.position)
-
-    def settle(self, contract: SimContract, position: float) -> None:
-        """Settle ``position`` contracts of the expired option ``contract`` (see on_step)."""
-        broker = self.server.broker
-        und = underlying_of(contract)
-        q = self.server.market.quote_at(und, expiry_close_epoch(contract)) if und else None
-        spot = q.last if q is not None else None
-        value = 0.0 if spot is None else (max(spot - contract.strike, 0.0) if contract.right
-                                          == "C" else max(contract.strike - spot, 0.0))
-        mult = float(contract.multiplier or 100)
-        itm = round(value, 6) >= ITM_THRESHOLD
-        if itm and und is not None and und.secType == "IND":
-            broker.book_delivery(contract, -position, value)
-        elif itm and und is not None:
-            broker.book_delivery(contract, -position, 0.0)
-            shares = position * mult * (1 if contract.right == "C" else -1)
-            broker.book_delivery(und, shares, contract.strike)
-        else:
-            broker.book_delivery(contract, -position, 0.0)
-        log.info("option %s expired %s: %s %g (underlying %s)", contract.localSymbol,
-                 contract.lastTradeDateOrContractMonth,
-                 "exercised/assigned" if itm else "worthless", position, spot)
+        """At a clock step ``t``: settle every option position past its expiry
+        (:class:`~bt_ibkr.gateway_sim.option_expiry.OptionExpiry`)."""
+        self.expiry.on_step(t)
 
     def _on_sec_def_opt_params(self, conn: Any, reader: FieldReader) -> None:
         req_id = reader.int()

@@ -45,9 +45,9 @@ keyword arguments orderRef, symbol, side, size, price, commission, execId) and t
 (:meth:`IBBroker.bind_order`, a restarted run re-making the same decision) gets those fills as
 its executions.
 
-Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`) unless the
-user gave one: the key a journal records before sending. Code that must see every event the
-broker applies (a journal, an audit) subscribes with :meth:`IBBroker.subscribe`.
+Every order carries a deterministic ``orderRef`` (:mod:`bt_ibkr.ib.order_refs`) unless the user
+gave one: the key a journal records before sending. Code that must see every event the broker
+applies (a journal, an audit) subscribes with :meth:`IBBroker.subscribe`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class IBBroker(bt.BrokerBase):
         self._comminfo = CommInfoBook()
         self._gates: list[OrderGate] = []  # checks every order passes before it is sent
         self.account: str | None = None  # the account every order is placed for
+        self.settlements = self.store.follow_settlements(self)  # option expiry, exercise
 
     @property
     def capital_offset(self) -> float:
@@ -542,6 +543,13 @@ class IBBroker(bt.BrokerBase):
         for fill in self._followed.pop(order.orderRef, []):
             self._execute(order, fill.exec_id, fill.shares, fill.price, fill.time,
                           fill.commission, (True, True))
+
+    def book_position_change(self, contract, size: float, price: float) -> Position:
+        """Book ``size`` at ``price`` no order made (:mod:`.position_events`); return it."""
+        position = self._position(contract.conId, (info := self._comminfo.of(contract)).p.mult)
+        before, closed = position.price, position.update(size, price)[3]
+        self._book_cash(info, size, price, info.profitandloss(-closed, before, price), 0.0)
+        return position
 
     _HANDLERS: dict[type, Callable[[IBBroker, Any], None]] = {
         OrderPlaced: _on_placed,

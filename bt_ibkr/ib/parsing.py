@@ -163,8 +163,13 @@ class ExecSnapshot(Fill):
 
 
 def contract_symbol(contract: Contract) -> str:
-    """Return the symbol bt_ibkr files a contract under (``symbol``, else ``localSymbol``)."""
-    return getattr(contract, "symbol", "") or getattr(contract, "localSymbol", "") or "?"
+    """Return the symbol bt_ibkr files a contract under: an option's (OPT/FOP) IB local symbol
+    (OCC's ``SPY   240119C00470000``: its underlying's symbol would mix it with the stock),
+    else ``symbol``, else ``localSymbol``."""
+    local = getattr(contract, "localSymbol", "") or ""
+    if local and getattr(contract, "secType", "") in ("OPT", "FOP"):
+        return local
+    return getattr(contract, "symbol", "") or local or "?"
 
 
 def order_snapshot(trade: Trade,

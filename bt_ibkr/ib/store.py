@@ -67,6 +67,7 @@ from bt_ibkr.ib.historical import HistoricalData
 from bt_ibkr.ib.identity import account_guard
 from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, contract_symbol
+from bt_ibkr.ib.position_events import PositionWatch, SettlementFollower
 from bt_ibkr.ib.reconcile_queries import ask_executions, ask_orders
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
 from bt_ibkr.ib.what_if import WhatIfMargin, ask_what_if
@@ -160,9 +161,12 @@ class IBStore:
                                       timeout=p.request_timeout)
         #: which executions the adopted position and cash include (:mod:`bt_ibkr.ib.book`)
         self.book = FillBook(p.account)
+        #: option settlements IB makes without an order (:mod:`bt_ibkr.ib.position_events`)
+        self.position_watch = PositionWatch(self.broker_q.put, self._gateway_clock, p.account)
         s = self.connection
         s.on_client.append(self.routes.attach)
         s.on_client.append(self.book.attach)
+        s.on_client.append(self.position_watch.attach)
         s.on_error.append(self._on_error)
         s.on_connected.append(self._on_connected)
         s.on_lost.append(self._on_lost)
@@ -214,6 +218,13 @@ class IBStore:
         return feed_cls(*args, store=self, **kwargs)
 
     @_Hybrid
+    def follow_settlements(self, broker) -> SettlementFollower:
+        """Return a :class:`~bt_ibkr.ib.position_events.SettlementFollower` booking in
+        ``broker`` the option settlements this store's watch finds (subscribed to it)."""
+        follower = SettlementFollower(broker)
+        broker.subscribe(follower.on_event)
+        return follower
+
     def getbroker(self, *args: Any, **kwargs: Any):
         """Return an ``IBBroker`` bound to this store."""
         from bt_ibkr.ib.broker import IBBroker  # imported on use: broker.py imports this module
@@ -323,6 +334,7 @@ class IBStore:
     # --------------------------------------------------------------- connection hooks (loop)
     def _on_connected(self, first: bool) -> None:
         self.book.rebase()
+        self.position_watch.resync(self.connection.ib.positions())
         self.routes.floor_ids()  # never reuse an order id, even after an id rollback
         if first:
             return
@@ -331,6 +343,9 @@ class IBStore:
         self.streams.broadcast(ConnectionRestored())
         self.broker_q.put(ConnectionRestored())
         self.routes.flush_held()
+
+    async def _gateway_clock(self) -> datetime:
+        return await self.connection.server_time(min(10.0, float(self.p.request_timeout)))
 
     def _on_lost(self) -> None:
         self.streams.broadcast(ConnectionLost())

@@ -50,6 +50,7 @@ from bt_ibkr.ib.events import (
     OrderStatusChanged,
 )
 from bt_ibkr.ib.parsing import contract_symbol
+from bt_ibkr.ib.position_events import PositionSettlement
 from bt_ibkr.live.gated_broker import (  # noqa: F401 - CRASH_POINTS re-exported
     CRASH_POINTS,
     GatedIBBroker,
@@ -61,6 +62,7 @@ from bt_ibkr.live.journal import (
     REJECTED,
     Fill,
 )
+from bt_ibkr.live.settlements import Settled, journal_settlement
 from bt_ibkr.utc import utc_now
 
 log = logging.getLogger("bt_ibkr.live")
@@ -154,6 +156,8 @@ class JournaledIBBroker(GatedIBBroker):
                 self._journal_commission(exec_id, commission)
             case FollowedFill():
                 self._on_followed_fill(event)
+            case PositionSettlement():
+                self._journal_settlement(event)
             case ConnectivityNotice(code=code, text=text):
                 self._audit("connection", event="status", code=code, text=text)
             case ConnectionLost():
@@ -171,6 +175,18 @@ class JournaledIBBroker(GatedIBBroker):
                 if self.journal is not None:
                     self.journal.log_event("account_mismatch", {"reason": reason},
                                            run_id=self.run_id)
+
+    def _journal_settlement(self, ev: PositionSettlement) -> None:
+        """An option settled by IB without an order (expiry, exercise, assignment): the
+        journal's positions follow it (an ``expiry`` event, never a fill)."""
+        settled = Settled(ev.option_symbol, ev.contracts, ev.how, ev.underlying_symbol,
+                          ev.delivered, ev.strike)
+        with self.journal.transaction() as tx:
+            journal_settlement(tx, settled, utc_now(), self.run_id, source="run",
+                               early=ev.early)
+        self._audit("order", status="settlement", symbol=ev.option_symbol, how=ev.how,
+                    contracts=ev.contracts, underlying=ev.underlying_symbol,
+                    delivered=ev.delivered, strike=ev.strike, reason=ev.describe())
 
     def _on_rejection(self, ref: str, code: int, text: str) -> None:
         """IB refused order ``ref`` (error ``code``): once its status is terminal without a

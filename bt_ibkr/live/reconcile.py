@@ -41,6 +41,7 @@ from bt_ibkr.live.intents import (
     parse_time,
 )
 from bt_ibkr.live.journal import Journal, JournalTx
+from bt_ibkr.live.settlements import explain_mismatches, journal_settlement
 from bt_ibkr.utc import to_utc as _utc
 
 
@@ -75,6 +76,9 @@ class ReconcileReport:
     #: orders or executions at the gateway that carry one of our orderRefs but differ from the
     #: journaled decision in side, size or symbol: never adopted (the run stops, exit 4)
     conflicts: list[str] = field(default_factory=list)
+    #: option settlements IB made without an order (expiry, exercise, assignment) that
+    #: explain position differences (:mod:`bt_ibkr.live.settlements`): journaled, not drift
+    settlements: list[str] = field(default_factory=list)
     #: other bt_ibkr journals seen on this account (working orders or today's executions):
     #: their identity ("bt1" for refs without one) -> the symbols they trade
     other_journals: dict[str, list[str]] = field(default_factory=dict)
@@ -119,6 +123,7 @@ class ReconcileReport:
                          f"other journals on {', '.join(syms)} ({', '.join(refs[:6])}"
                          f"{' ...' if len(refs) > 6 else ''}): never counted in this journal's "
                          "positions or cash")
+        lines.extend(self.settlements)
         if self.adopted:
             lines.append(f"adopted {len(self.adopted)} order(s) found at the gateway: "
                          + ", ".join(self.adopted))
@@ -161,6 +166,7 @@ def reconcile(
     gateway_positions: Mapping[str, float],
     now: datetime,
     max_intent_age: timedelta,
+    gateway_now: datetime | None = None,
 ) -> ReconcileReport:
     """Match the journal against the gateway's state at start-up; return what was done.
 
@@ -173,6 +179,8 @@ def reconcile(
         now: the current time (journaled-not-sent intents older than ``now -
             max_intent_age`` expire instead of being resent).
         max_intent_age: how old an unsent intent may be and still be sent.
+        gateway_now: the gateway's clock (default ``now``): an option whose expiry it has
+            passed and that the gateway no longer holds was settled by IB, not drift.
 
     In one transaction: records unseen executions (dedupe by execId); adopts gateway orders
     that match journaled-but-unsent intents; updates statuses of sent intents; marks resend /
@@ -317,11 +325,17 @@ def reconcile(
             mine = tx.position(symbol)
             if abs(mine - gw) > 1e-6:
                 report.position_mismatches.append(PositionMismatch(symbol, mine, gw))
+        settled, report.position_mismatches = explain_mismatches(
+            report.position_mismatches, _utc(gateway_now) if gateway_now else now)
+        for s in settled:
+            journal_settlement(tx, s, now, source="reconcile")
+            report.settlements.append(s.describe())
         tx.event("reconcile", None, {
             "adopted": report.adopted, "resend": [r.order_ref for r in report.resend],
             "expired": report.expired, "lost": report.lost,
             "missed_fills": [f.exec_id for f in report.missed_fills],
-            "mismatches": [asdict(m) for m in report.position_mismatches]})
+            "mismatches": [asdict(m) for m in report.position_mismatches],
+            "settlements": report.settlements})
     return report
 
 

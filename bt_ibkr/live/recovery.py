@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from bt_ibkr.live.client_ids import journal_client_ids, learn_client_ids
 from bt_ibkr.live.journal import Journal
 from bt_ibkr.live.reconcile import ReconcileReport, reconcile
+from bt_ibkr.live.settlements import parse_occ
 
 #: an intent journaled but never sent is resent after a restart only if younger than this
 MAX_INTENT_AGE = timedelta(hours=12)
@@ -61,7 +62,11 @@ def recover(store, journal: Journal, account: str, now: datetime,
     # run may have used another one: its fills made while away are ours to record)
     execs = store.exec_snapshots(account, client_ids=journal_client_ids(journal))
     positions = store.holdings(account)
-    report = reconcile(journal, snaps, execs, positions, now, max_intent_age)
+    # an option the journal holds may have expired: judged by the gateway's clock (asked
+    # only then: a paced simulator steps its clock on every time request)
+    held = journal.positions()
+    gateway_now = store.server_time() if any(parse_occ(s) for s in held) else None
+    report = reconcile(journal, snaps, execs, positions, now, max_intent_age, gateway_now)
     ids = [r.order_id for r in journal.intents() if r.order_id]
     ids += [s.order_id for s in snaps if s.order_id]
     ids += [e.order_id for e in execs if e.order_id]

@@ -51,6 +51,7 @@ class Scripted(bt.Strategy):
             action(self)
         self.rec["cash"] = self.broker.getcash()
         self.rec["value"] = self.broker.getvalue()
+        self.rec["position"] = self.getposition().size
 
 
 class Live:
