@@ -546,9 +546,10 @@ class IBBroker(bt.BrokerBase):
 
     def book_position_change(self, contract, size: float, price: float) -> Position:
         """Book ``size`` at ``price`` no order made (:mod:`.position_events`); return it."""
-        position = self._position(contract.conId, (info := self._comminfo.of(contract)).p.mult)
+        position = self._position(contract.conId, (info := self._comminfo.of(contract)))
         before, closed = position.price, position.update(size, price)[3]
-        self._book_cash(info, size, price, info.profitandloss(-closed, before, price), 0.0)
+        self.ledger.book(size, price, info.p.mult, not info.stocklike,
+                         info.profitandloss(-closed, before, price), 0.0)
         return position
 
     _HANDLERS: dict[type, Callable[[IBBroker, Any], None]] = {

@@ -131,8 +131,10 @@ class Ledger:
 
     def mark(self, conid: int, data: Any, fallback: float) -> float:
         """Return the price position ``conid`` is valued at: ``data``'s current close when it
-        is a finite number (remembered), else the last one remembered, else ``fallback``."""
-        price = data.close[0] if data is not None and len(data) else math.nan
+        is a finite number (remembered), else the last one remembered, else ``fallback`` (also
+        when ``data`` is None or has no price lines)."""
+        close = getattr(data, "close", None)  # None: a position with no feed of its own
+        price = close[0] if close is not None and len(data) else math.nan
         if math.isfinite(price):
             self._marks[conid] = price
             return price

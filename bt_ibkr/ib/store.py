@@ -34,7 +34,6 @@ gateway's nextValidId rolls back after a restart.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import queue
 import random
@@ -69,6 +68,7 @@ from bt_ibkr.ib.orders import OrderRoutes, PendingOrder
 from bt_ibkr.ib.parsing import ExecSnapshot, OrderSnapshot, contract_symbol
 from bt_ibkr.ib.position_events import PositionWatch, SettlementFollower
 from bt_ibkr.ib.reconcile_queries import ask_executions, ask_orders
+from bt_ibkr.ib.store_method import store_or_default
 from bt_ibkr.ib.streams import LiveStream, LiveStreams
 from bt_ibkr.ib.what_if import WhatIfMargin, ask_what_if
 
@@ -99,24 +99,6 @@ STORE_PARAMS: dict[str, Any] = {
     "delayed_fallback": False,
     "cache": None,
 }
-
-
-class _Hybrid:
-    """A method callable on the class (uses the default store) or on an instance."""
-
-    def __init__(self, func):
-        self.func = func
-        functools.update_wrapper(self, func)
-
-    def __get__(self, obj, cls):
-        if obj is not None:
-            return functools.partial(self.func, obj)
-
-        @functools.wraps(self.func)
-        def bound(*args, **kwargs):
-            return self.func(cls.default(), *args, **kwargs)
-
-        return bound
 
 
 class IBStore:
@@ -204,7 +186,7 @@ class IBStore:
         ``IBData`` when it is imported)."""
         IBStore._feed_cls = feed_cls
 
-    @_Hybrid
+    @store_or_default
     def getdata(self, *args: Any, **kwargs: Any):
         """Return an ``IBData`` feed bound to this store (``store.getdata(dataname=...)``).
 
@@ -217,7 +199,7 @@ class IBStore:
                               "first (from feeds import IBData)")
         return feed_cls(*args, store=self, **kwargs)
 
-    @_Hybrid
+    @store_or_default
     def follow_settlements(self, broker) -> SettlementFollower:
         """Return a :class:`~bt_ibkr.ib.position_events.SettlementFollower` booking in
         ``broker`` the option settlements this store's watch finds (subscribed to it)."""

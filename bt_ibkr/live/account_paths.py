@@ -103,12 +103,13 @@ def outputs(options: RunOptions, account: str | None) -> tuple[RunOptions,
     """Return ``options`` with ``{account}`` in its ``--report`` / ``--json`` paths filled in
     with ``account`` in capitals (None: left as they are), and the ``(flag, path)`` outputs
     that are known now (no ``{account}`` left), for :func:`check_outputs` before trading."""
-    filled = {}
-    for name in ("report_path", "json_path"):
-        path = getattr(options, name)
+    def fill(path: Path | None) -> Path | None:
         if account and path is not None and ACCOUNT_FIELD in str(path):
-            filled[name] = Path(str(path).replace(ACCOUNT_FIELD, _folder(account)))
-    options = replace(options, **filled) if filled else options
+            return Path(str(path).replace(ACCOUNT_FIELD, _folder(account)))
+        return path
+
+    options = replace(options, report_path=fill(options.report_path),
+                      json_path=fill(options.json_path))
     known = [(flag, path) for flag, path in (("--json", options.json_path),
                                              ("--report", options.report_path))
              if path is not None and ACCOUNT_FIELD not in str(path)]

@@ -37,6 +37,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from bt_ibkr.errors import AttentionError, ConfigError
 from bt_ibkr.futures.guard import CloseOutGuard
@@ -55,6 +56,12 @@ from bt_ibkr.live.futures_roll_exec import (
 )
 from bt_ibkr.live.intents import LOST, OPEN_STATUSES
 from bt_ibkr.utc import utc_now
+
+if TYPE_CHECKING:
+    from ib_async import IB
+
+    from bt_ibkr.live.audit import AuditLog
+    from bt_ibkr.live.journal import Journal
 
 __all__ = ["FuturesLeg", "futures_legs", "gateway_contracts", "next_attempt", "roll_at_start"]
 
@@ -174,9 +181,9 @@ def _describe(plan: RollPlan) -> str:
 class _Roller:
     """What one start's roll needs; :meth:`run` runs on the store's loop."""
 
-    ib: object
-    journal: object
-    audit: object
+    ib: IB
+    journal: Journal
+    audit: AuditLog
     account: str
     run_id: str | None
     legs: list[FuturesLeg]

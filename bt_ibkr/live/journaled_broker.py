@@ -179,6 +179,8 @@ class JournaledIBBroker(GatedIBBroker):
     def _journal_settlement(self, ev: PositionSettlement) -> None:
         """An option settled by IB without an order (expiry, exercise, assignment): the
         journal's positions follow it (an ``expiry`` event, never a fill)."""
+        if self.journal is None:
+            return
         settled = Settled(ev.option_symbol, ev.contracts, ev.how, ev.underlying_symbol,
                           ev.delivered, ev.strike)
         with self.journal.transaction() as tx:

@@ -235,6 +235,7 @@ class RiskGate:
         ``equity`` (``unit``: the notional of one unit), else a refusal (or, with the limit in
         ``shrink``, the whole quantity whose margin fits)."""
         frac = self.limits.max_margin_fraction
+        assert frac is not None  # the caller checks the limit is set
         qty = decision.quantity if decision.quantity is not None else quantity
         if equity is None or not math.isfinite(equity) or equity <= 0:
             return RiskDecision(False, f"{side} {_qty(qty)} {symbol} refused: "

@@ -272,12 +272,13 @@ class LiveRunner:
             raise
         finally:
             writer = self._session_writer
-            if run_id is not None and writer is not None and writer.bars_written:
+            if run_id is not None and journal is not None and writer is not None \
+                    and writer.bars_written:
                 try:  # tamper evidence: replay checks the record against this digest
                     journal.log_event("record_digest", writer.digest(), run_id=run_id)
                 except JournalError:
                     log.warning("the session record's digest could not be journaled")
-            if run_id is not None:
+            if run_id is not None and journal is not None:
                 journal.end_run(run_id)
             if store is not None:
                 store.close()

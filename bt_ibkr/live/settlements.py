@@ -25,10 +25,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bt_ibkr.ib.position_events import itm_legs
 from bt_ibkr.live.journal import JournalTx
+
+if TYPE_CHECKING:  # reconcile imports this module
+    from bt_ibkr.live.reconcile import PositionMismatch
 
 __all__ = ["OccSymbol", "Settled", "explain_mismatches", "journal_settlement", "parse_occ"]
 
@@ -103,7 +107,8 @@ def journal_settlement(tx: JournalTx, settled: Settled, now: datetime,
                               **detail}, run_id)
 
 
-def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Settled], list]:
+def explain_mismatches(mismatches: list[PositionMismatch], gateway_now: datetime
+                       ) -> tuple[list[Settled], list[PositionMismatch]]:
     """Split ``mismatches`` (:class:`~bt_ibkr.live.reconcile.PositionMismatch`) into the
     option settlements they show and the rest; return ``(settled, still_mismatched)``.
 
@@ -113,7 +118,7 @@ def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Se
     for the others), alone or summed with the deliveries of the other options on it that one
     underlying close would put in the money (:func:`~bt_ibkr.ib.position_events.itm_legs`)."""
     by_symbol = {m.symbol: m for m in mismatches}
-    options: list[tuple[object, OccSymbol]] = []
+    options: list[tuple[PositionMismatch, OccSymbol]] = []
     for m in mismatches:
         occ = parse_occ(m.symbol)
         if (occ is not None and abs(m.gateway) < _EPS and abs(m.journal) > _EPS
@@ -121,7 +126,7 @@ def explain_mismatches(mismatches: list, gateway_now: datetime) -> tuple[list[Se
             options.append((m, occ))
     settled: list[Settled] = []
     explained = {m.symbol for m, _ in options}
-    by_root: dict[str, list[tuple[object, OccSymbol]]] = {}
+    by_root: dict[str, list[tuple[PositionMismatch, OccSymbol]]] = {}
     for m, occ in options:
         by_root.setdefault(occ.root, []).append((m, occ))
     for root, group in by_root.items():
