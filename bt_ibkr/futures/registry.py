@@ -248,6 +248,25 @@ class FutureSpec:
                               f"{', '.join(str(m) for m in self.months)} ({self.held_months})")
         return ContractMonth(self.root, year, month)
 
+    def contract_of(self, expiry: str) -> ContractMonth | None:
+        """Return the contract IB's ``lastTradeDateOrContractMonth`` names, or None when it
+        is not one: ``YYYYMM`` is the contract month; ``YYYYMMDD`` (a qualified contract's,
+        a position's) is a last trade date, which for CL falls in the month BEFORE the
+        contract month, so it is matched against this root's rule for its own month and the
+        two after it (the first whose last trade date it is; its own month when none is)."""
+        code = str(expiry or "").strip()[:8]
+        if len(code) not in (6, 8) or not code.isdigit() or not 1 <= int(code[4:6]) <= 12:
+            return None
+        year, month = int(code[:4]), int(code[4:6])
+        if len(code) == 8:
+            day = date(year, month, int(code[6:8]))
+            y, m = year, month
+            for _ in range(3):
+                if self.last_trade(y, m) == day:
+                    return ContractMonth(self.root, y, m)
+                y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return ContractMonth(self.root, year, month)
+
     def next_contract(self, c: ContractMonth) -> ContractMonth:
         """Return the held contract after ``c``."""
         for m in self.months:

@@ -120,10 +120,11 @@ def gateway_contracts(positions: Iterable, account: str,
         c = p.contract
         if p.account != account or c.secType != "FUT" or c.symbol not in roots:
             continue
-        code = (c.lastTradeDateOrContractMonth or "")[:6]
-        if len(code) != 6 or not code.isdigit() or not p.position:
+        # the contract month, not the last trade date's month (CL's trading ends the month
+        # before its contract month)
+        cm = get_spec(c.symbol).contract_of(c.lastTradeDateOrContractMonth)
+        if cm is None or not p.position:
             continue
-        cm = ContractMonth(c.symbol, int(code[:4]), int(code[4:]))
         out[cm] = out.get(cm, 0.0) + float(p.position)
     return {c: q for c, q in out.items() if q}
 
