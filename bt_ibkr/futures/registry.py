@@ -167,7 +167,9 @@ class FutureSpec:
     (first notice when physical and a notice rule exists, else the last trade date) on which
     the held contract changes. ``close_out_days``: a physically settled contract may not be
     opened from this many business days before its first notice (or last trade) day;
-    ``warn_days``: a warning is logged from this many business days before.
+    ``warn_days``: a warning is logged (and a live run says it) from this many business days
+    before: 10, a week before the roll of the registered roots, so a position the roll could
+    not move is flagged well before its window.
     """
 
     root: str
@@ -181,7 +183,7 @@ class FutureSpec:
     notice_rule: Callable[[int, int, str], date] | None = None  # -> first notice day
     roll_days: int = 5
     close_out_days: int = 2
-    warn_days: int = 5
+    warn_days: int = 10
     calendar: str = CALENDAR
 
     def __post_init__(self) -> None:
@@ -305,13 +307,13 @@ REGISTRY: dict[str, FutureSpec] = {
                    third_friday_rule, roll_days=5),
         FutureSpec("CL", "Light Sweet Crude Oil (WTI)", "NYMEX", "USD", 1000.0,
                    "FGHJKMNQUVXZ", "physical", crude_rule, roll_days=5, close_out_days=2,
-                   warn_days=5),
+                   warn_days=10),
         FutureSpec("GC", "Gold", "COMEX", "USD", 100.0, "GJMQVZ", "physical",
                    third_last_business_day_rule, prior_month_end_notice, roll_days=5,
-                   close_out_days=2, warn_days=5),
+                   close_out_days=2, warn_days=10),
         FutureSpec("ZN", "10-Year T-Note", "CBOT", "USD", 1000.0, "HMUZ", "physical",
                    treasury_note_rule, prior_month_end_notice, roll_days=5,
-                   close_out_days=2, warn_days=5),
+                   close_out_days=2, warn_days=10),
     )
 }
 """Every root this package knows, by root symbol."""
