@@ -70,7 +70,8 @@ def close_out_line(symbol: str, contract: ContractMonth, day: date) -> str | Non
 class CloseOutWatch:
     """What a run does about the close-out windows of its futures (module docstring).
 
-    ``audit``: the run's AuditLog; ``say``: the status-line sink; ``day``: a callable giving
+    ``audit``: the run's AuditLog; ``say``: the status-line sink (each line is also logged as
+    a warning); ``day``: a callable giving
     the exchange session the run is in (it may move on in a stream run).
     """
 

@@ -215,7 +215,7 @@ class _Roller:
         if self.hold:
             self.say(f"futures: {_describe(plan)}, {why}: NOT sent ({self.hold})")
             self.audit.write("order", event="roll", status="withheld", reason=self.hold,
-                             **plan.to_json())
+                             orderRef=plan.refs[0], **plan.to_json())
             return None
         self.say(f"futures: {_describe(plan)}, {why}")
         self.audit.write("order", event="roll", status="planned", **plan.to_json())

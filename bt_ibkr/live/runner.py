@@ -334,7 +334,7 @@ class LiveRunner:
                              cfg.read_only, bool(broker.gate and broker.gate.halted))
         # the close-out windows of physically settled contracts: warned at start, and an order
         # opening into one stops the run (any future the registry knows, --futures or not)
-        watch = CloseOutWatch(audit, self._say, lambda: _session_day(broker, day))
+        watch = CloseOutWatch(audit, self.progress, lambda: _session_day(broker, day))
         watch.warn_at_start(legs)
         broker.close_out = watch.check
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
