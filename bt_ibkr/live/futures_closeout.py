@@ -33,8 +33,9 @@ from datetime import date
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.futures.guard import CloseOutError, CloseOutGuard
 from bt_ibkr.futures.registry import ContractMonth, get_spec
+from bt_ibkr.ib.contracts import parse_dataname
 
-__all__ = ["CloseOutWatch", "close_out_line"]
+__all__ = ["CloseOutWatch", "close_out_line", "traded_futures"]
 
 log = logging.getLogger("bt_ibkr.live")
 
@@ -66,6 +67,27 @@ def close_out_line(symbol: str, contract: ContractMonth, day: date) -> str | Non
     return f"{head}; the position was not rolled to {nxt}: roll or close it"
 
 
+def traded_futures(symbols: Iterable[str], legs: Iterable) -> list[tuple[str, ContractMonth]]:
+    """Return ``(symbol, contract)`` of each futures contract a run trades: every futures leg
+    (``FuturesLeg``: ``symbol``, ``contract``) and every other symbol that is a futures
+    dataname of a registry root naming its month (``CL-FUT-NYMEX-USD-202403-1000``)."""
+    out = [(leg.symbol, leg.contract) for leg in legs]
+    named = {sym for sym, _ in out}
+    for sym in symbols:
+        if sym in named:
+            continue
+        try:
+            spec = parse_dataname(sym)
+            if spec.sectype != "FUT":
+                continue
+            cm = get_spec(spec.symbol).contract_of(spec.expiry)
+        except ConfigError:
+            continue  # not a future of a registry root: no close-out rule to apply
+        if cm is not None:
+            out.append((sym, cm))
+    return out
+
+
 @dataclass
 class CloseOutWatch:
     """What a run does about the close-out windows of its futures (module docstring).
@@ -80,17 +102,16 @@ class CloseOutWatch:
     day: Callable[[], date]
     guard: CloseOutGuard = field(default_factory=CloseOutGuard)
 
-    def warn_at_start(self, legs: Iterable) -> list[str]:
-        """Say and audit the warning of each leg (``FuturesLeg``: ``symbol``, ``contract``)
+    def warn_at_start(self, traded: Iterable[tuple[str, ContractMonth]]) -> list[str]:
+        """Say and audit the warning of each ``(symbol, contract)`` (:func:`traded_futures`)
         inside its warning window on the run's day; return the lines said."""
         day, said = self.day(), []
-        for leg in legs:
-            line = close_out_line(leg.symbol, leg.contract, day)
+        for symbol, c in traded:
+            line = close_out_line(symbol, c, day)
             if line is None:
                 continue
-            spec = get_spec(leg.contract.root)
-            c = leg.contract
-            self.audit.write("risk", event="close_out_warning", symbol=leg.symbol,
+            spec = get_spec(c.root)
+            self.audit.write("risk", event="close_out_warning", symbol=symbol,
                              contract=c.local_symbol, day=day.isoformat(),
                              close_out_start=str(spec.close_out_start(c.year, c.month)),
                              anchor=str(spec.roll_anchor(c.year, c.month)))

@@ -68,7 +68,7 @@ from bt_ibkr.live import account_paths, wiring
 from bt_ibkr.live.audit import AuditLog, audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.exit_orders import settle_working_orders
-from bt_ibkr.live.futures_closeout import CloseOutWatch
+from bt_ibkr.live.futures_closeout import CloseOutWatch, traded_futures
 from bt_ibkr.live.futures_run import futures_legs, roll_at_start
 from bt_ibkr.live.journal import Journal, JournalError
 from bt_ibkr.live.journaled_broker import JournaledIBBroker
@@ -335,7 +335,7 @@ class LiveRunner:
         # the close-out windows of physically settled contracts: warned at start, and an order
         # opening into one stops the run (any future the registry knows, --futures or not)
         watch = CloseOutWatch(audit, self.progress, lambda: _session_day(broker, day))
-        watch.warn_at_start(legs)
+        watch.warn_at_start(traded_futures(cfg.symbols, legs))
         broker.close_out = watch.check
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
                                       lambda note: self._note(audit, note),

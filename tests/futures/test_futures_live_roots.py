@@ -179,6 +179,29 @@ def test_reducing_inside_the_window_is_allowed(gateway_sim_factory, tmp_path):
     assert not [r for r in audit(tmp_path) if r.get("event") == "close_out_refused"]
 
 
+CLH4_NAME = "CL-FUT-NYMEX-USD-202403-1000"  # the contract itself, not a --futures root
+
+
+@pytest.mark.slow
+def test_a_contract_traded_by_its_dataname_is_checked_too(gateway_sim_factory, tmp_path):
+    sim = gateway_sim_factory(start=INSIDE)
+    buy_at_gateway(sim, "202403", 2, root="CL")
+    config = str(_config(tmp_path))
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", CLH4_NAME, "--config", config,
+                           "--param", "buy=-1", max_runtime=HANG)
+    assert code == 0, err
+    assert f"!! futures {CLH4_NAME}: CLH4 is physically settled" in err
+    assert es_positions(sim, root="CL") == {"CLH4": 1.0}  # the reducing sell was sent, filled
+
+    orders = len(sim.requests_named("placeOrder"))
+    code, err, _ = run_cli(tmp_path, sim, "--symbols", CLH4_NAME, "--config", config,
+                           "--param", "buy=1", max_runtime=HANG)
+    assert code == 2, err
+    assert_one_line_end(err, code, "error: CL 202403 (CLH4) is physically settled")
+    assert len(sim.requests_named("placeOrder")) == orders
+    assert es_positions(sim, root="CL") == {"CLH4": 1.0}
+
+
 @pytest.mark.slow
 def test_a_cash_settled_root_is_never_warned(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(start=datetime(2024, 3, 13, 13, 0, tzinfo=CHICAGO))
