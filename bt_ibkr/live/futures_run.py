@@ -27,6 +27,10 @@ daily-loss halt sends nothing, the close-out guard refuses an open into a physic
 contract's close-out window (CloseOutError, one line, exit 2; the close is done and the open
 stays journaled, unsent: the registry rolls long before the new contract's window, so this only
 happens to a roll left in flight for months, and a person decides what to hold).
+The Strategy's own orders on a physically settled contract near or inside its close-out window
+are :mod:`bt_ibkr.live.futures_closeout`'s (a warning at start; an open refused inside it).
+A position's contract month is read from its last trade date by the root's rule
+(:meth:`~bt_ibkr.futures.registry.FutureSpec.contract_of`: CL's trading ends the month before).
 Every roll, order and fill is in the audit log (kinds ``order``/``fill``, ``roll=True``).
 The roll runs on the store's loop (:meth:`IBStore.run`), never in backtrader's thread.
 """
