@@ -68,8 +68,8 @@ class ContinuousDecisionData(DailyDecisionData):
     def _download(self) -> list[Bar]:
         own = super()._download()  # checked: its last bar is the decision bar
         spec = get_spec(self.p.root or self.contract.symbol)
-        code = (self.contract.lastTradeDateOrContractMonth or "")[:6]
-        traded = ContractMonth(spec.root, int(code[:4]), int(code[4:]))
+        # the contract month (CL's last trade date is in the month before it)
+        traded = spec.contract_of(self.contract.lastTradeDateOrContractMonth)
         days = [self._session_date(b) for b in own]
         frames = {traded: _frame(own, days)}
         stamps = dict(zip(days, (b.dt for b in own), strict=True))

@@ -167,7 +167,9 @@ class FutureSpec:
     (first notice when physical and a notice rule exists, else the last trade date) on which
     the held contract changes. ``close_out_days``: a physically settled contract may not be
     opened from this many business days before its first notice (or last trade) day;
-    ``warn_days``: a warning is logged from this many business days before.
+    ``warn_days``: a warning is logged (and a live run says it) from this many business days
+    before: 10, a week before the roll of the registered roots, so a position the roll could
+    not move is flagged well before its window.
     """
 
     root: str
@@ -181,7 +183,7 @@ class FutureSpec:
     notice_rule: Callable[[int, int, str], date] | None = None  # -> first notice day
     roll_days: int = 5
     close_out_days: int = 2
-    warn_days: int = 5
+    warn_days: int = 10
     calendar: str = CALENDAR
 
     def __post_init__(self) -> None:
@@ -248,6 +250,25 @@ class FutureSpec:
                               f"{', '.join(str(m) for m in self.months)} ({self.held_months})")
         return ContractMonth(self.root, year, month)
 
+    def contract_of(self, expiry: str) -> ContractMonth | None:
+        """Return the contract IB's ``lastTradeDateOrContractMonth`` names, or None when it
+        is not one: ``YYYYMM`` is the contract month; ``YYYYMMDD`` (a qualified contract's,
+        a position's) is a last trade date, which for CL falls in the month BEFORE the
+        contract month, so it is matched against this root's rule for its own month and the
+        two after it (the first whose last trade date it is; its own month when none is)."""
+        code = str(expiry or "").strip()[:8]
+        if len(code) not in (6, 8) or not code.isdigit() or not 1 <= int(code[4:6]) <= 12:
+            return None
+        year, month = int(code[:4]), int(code[4:6])
+        if len(code) == 8:
+            day = date(year, month, int(code[6:8]))
+            y, m = year, month
+            for _ in range(3):
+                if self.last_trade(y, m) == day:
+                    return ContractMonth(self.root, y, m)
+                y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return ContractMonth(self.root, year, month)
+
     def next_contract(self, c: ContractMonth) -> ContractMonth:
         """Return the held contract after ``c``."""
         for m in self.months:
@@ -286,13 +307,13 @@ REGISTRY: dict[str, FutureSpec] = {
                    third_friday_rule, roll_days=5),
         FutureSpec("CL", "Light Sweet Crude Oil (WTI)", "NYMEX", "USD", 1000.0,
                    "FGHJKMNQUVXZ", "physical", crude_rule, roll_days=5, close_out_days=2,
-                   warn_days=5),
+                   warn_days=10),
         FutureSpec("GC", "Gold", "COMEX", "USD", 100.0, "GJMQVZ", "physical",
                    third_last_business_day_rule, prior_month_end_notice, roll_days=5,
-                   close_out_days=2, warn_days=5),
+                   close_out_days=2, warn_days=10),
         FutureSpec("ZN", "10-Year T-Note", "CBOT", "USD", 1000.0, "HMUZ", "physical",
                    treasury_note_rule, prior_month_end_notice, roll_days=5,
-                   close_out_days=2, warn_days=5),
+                   close_out_days=2, warn_days=10),
     )
 }
 """Every root this package knows, by root symbol."""

@@ -11,15 +11,19 @@ Instruments (conIds are IB's real ones where known):
 * Options: the SPY chain of ``gateway_sim.options`` (registered with ``add_lazy`` by the
   server and built on the first lookup that could concern options); a request's ``strike``
   and ``right`` (C/CALL, P/PUT) narrow the match.
-* A future: ES on CME, the next two quarterly expiries after the clock's start date
-  (third Friday of Mar/Jun/Sep/Dec), timeZoneId America/Chicago, session 08:30-15:00, and the
-  quarterlies that expired in the three years before it. As on IB, an expired contract is
-  found only by a request with ``includeExpired`` set, and only for 2 years after its expiry
-  (see :data:`EXPIRED_YEARS`); otherwise the lookup finds nothing (error 200).
+* Futures: ES and NQ (CME), CL (NYMEX), GC (COMEX) and ZN (CBOT), listed by each exchange's
+  rule (gateway_sim.futures_listing: contract months, last trade dates, multipliers, trading
+  class): the next listed contracts after the clock's start date (two quarterlies for ES, NQ
+  and ZN, three months of CL, eight of GC), timeZoneId America/Chicago, session 08:30-15:00
+  (one session a day for every future: the simulator does not model Globex's nearly 24-hour
+  day), and the contracts that expired in the three years before it. As on IB, an expired
+  contract is found only by a request with ``includeExpired`` set, and only for 2 years after
+  its expiry (see :data:`EXPIRED_YEARS`); otherwise the lookup finds nothing (error 200).
 
 Lookup mirrors TWS: a conId > 0 wins; otherwise symbol (or localSymbol), secType, currency,
-exchange (``SMART``, the primary exchange, any valid exchange, or empty), and for futures a
-``lastTradeDateOrContractMonth`` prefix (``202612`` matches ``20261218``) must all match.
+exchange (``SMART``, the primary exchange, any valid exchange, or empty), and for futures the
+``lastTradeDateOrContractMonth``: 6 digits name the contract month (``202612`` is the December
+contract, whatever month its trading ends in), 8 digits its last trade date, must all match.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from bt_ibkr.gateway_sim.futures_listing import LISTINGS, futures_contracts, years_before
 from bt_ibkr.gateway_sim.model import SimContract
 
 NEW_YORK = "America/New_York"
 CHICAGO = "America/Chicago"
 
 #: Yahoo-style sample names -> the IB symbol they are served as.
-SYMBOL_ALIASES = {"^GSPC": "SPX", "^IXIC": "COMP", "EURUSD=X": "EUR", "ES=F": "ES"}
+SYMBOL_ALIASES = {"^GSPC": "SPX", "^IXIC": "COMP", "EURUSD=X": "EUR", "ES=F": "ES",
+                  "NQ=F": "NQ", "CL=F": "CL", "GC=F": "GC", "ZN=F": "ZN"}
 
 
 @dataclass(frozen=True)
@@ -123,35 +129,15 @@ expired futures contracts")."""
 def es_futures(start: date, count: int = 2, expired_years: int = 0) -> list[SimContract]:
     """Return the next ``count`` quarterly ES contracts expiring after ``start``, preceded by
     those that expired in the ``expired_years`` years up to ``start`` (oldest first)."""
-    out: list[SimContract] = []
-    year, month = start.year - expired_years, start.month
-    first = years_before(start, expired_years)
-    while len([c for c in out if c.lastTradeDateOrContractMonth > f"{start:%Y%m%d}"]) < count:
-        if month in (3, 6, 9, 12):
-            expiry = third_friday(year, month)
-            if expiry > first:
-                code = "HMUZ"[(month // 3) - 1]
-                out.append(SimContract(
-                    conId=700_000_000 + year * 100 + month, symbol="ES", secType="FUT",
-                    exchange="CME", primaryExchange="", currency="USD",
-                    localSymbol=f"ES{code}{year % 10}", tradingClass="ES",
-                    lastTradeDateOrContractMonth=expiry.strftime("%Y%m%d"), multiplier="50",
-                    longName="E-mini S&P 500", timeZoneId=CHICAGO, minTick=0.25,
-                    orderTypes="LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT", validExchanges="CME",
-                    series="ES",
-                ))
-        month += 1
-        if month > 12:
-            month, year = 1, year + 1
-    return out
+    return futures_contracts(LISTINGS["ES"], start, expired_years, count)
 
 
-def years_before(day: date, years: int) -> date:
-    """Return ``day`` ``years`` years earlier (Feb 29 -> Feb 28)."""
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:
-        return day.replace(year=day.year - years, day=28)
+def listed_futures(start: date, expired_years: int = 0) -> list[SimContract]:
+    """Return the contracts of every root of :data:`~bt_ibkr.gateway_sim.futures_listing.
+    LISTINGS` around ``start`` (see :func:`~bt_ibkr.gateway_sim.futures_listing.
+    futures_contracts`)."""
+    return [c for listing in LISTINGS.values()
+            for c in futures_contracts(listing, start, expired_years)]
 
 
 def expiry_of(contract: SimContract) -> date | None:
@@ -207,7 +193,7 @@ class ContractDB:
     def __init__(self, start: datetime | date) -> None:
         start_date = start.date() if isinstance(start, datetime) else start
         self.start = start_date
-        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + es_futures(
+        self._contracts: list[SimContract] = list(BASE_CONTRACTS) + listed_futures(
             start_date, expired_years=EXPIRED_YEARS + 1)
         self._by_conid = {c.conId: c for c in self._contracts}
         self._lazy: list[Callable[[], list[SimContract]]] = []
@@ -295,8 +281,7 @@ class ContractDB:
             if primaryExchange and c.primaryExchange and \
                     c.primaryExchange != primaryExchange.upper():
                 continue
-            if lastTradeDateOrContractMonth and not c.lastTradeDateOrContractMonth.startswith(
-                    lastTradeDateOrContractMonth):
+            if lastTradeDateOrContractMonth and not _expiry_ok(c, lastTradeDateOrContractMonth):
                 continue
             if not _option_ok(c, strike, right):
                 continue
@@ -328,6 +313,16 @@ class ContractDB:
         hours = hours_text(contract, today)
         return dataclasses.replace(contract, exchange=exchange, tradingHours=hours,
                                    liquidHours=hours)
+
+
+def _expiry_ok(contract: SimContract, asked: str) -> bool:
+    """True when a request's ``lastTradeDateOrContractMonth`` names ``contract``: 6 digits are
+    a future's contract month (CL March 2024, ``202403``, is CLH4, whose trading ends on
+    2024-02-20), anything else a prefix of the last trade date (``20240220``)."""
+    asked = asked.strip()
+    if len(asked) == 6 and contract.contractMonth:
+        return contract.contractMonth == asked
+    return contract.lastTradeDateOrContractMonth.startswith(asked)
 
 
 def _option_ok(contract: SimContract, strike: float | str, right: str) -> bool:

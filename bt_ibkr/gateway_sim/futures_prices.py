@@ -5,10 +5,11 @@ prices (the basis), so a continuous series built from them has a gap at each rol
 expired contract has bars only from its listing to its last trade date. The simulator models
 both:
 
-- fair value: a contract quotes ``underlying * exp(CARRY * years to expiry)`` (the cost-of-carry
-  price with a constant yearly carry, financing minus dividends), so it converges to the
-  underlying on its last trade date and the next contract is higher by about a quarter's carry
-  (about 0.75% for ES, some 35 points at 4,750);
+- fair value: a contract quotes ``underlying * exp(carry * years to expiry)`` (the cost-of-carry
+  price with a constant yearly carry per root, :data:`CARRY_BY_SERIES`: financing minus what
+  holding the underlying yields), so it converges to the underlying on its last trade date and
+  the next contract is higher by about a quarter's carry (about 0.75% for ES, some 35 points at
+  4,750; a month's for CL);
 - listing: bars from :data:`LISTED_DAYS` calendar days before the last trade date through it;
   none after it (IB has no bars for a contract after it expired).
 
@@ -27,10 +28,16 @@ import numpy as np
 from bt_ibkr.gateway_sim.contracts_db import expiry_of
 from bt_ibkr.gateway_sim.model import SimContract
 
-__all__ = ["CARRY", "LISTED_DAYS", "futures_series"]
+__all__ = ["CARRY", "CARRY_BY_SERIES", "LISTED_DAYS", "futures_series"]
 
 CARRY = 0.03
-"""Yearly cost of carry of the simulated futures (financing rate minus dividend yield)."""
+"""Yearly cost of carry of a simulated future whose series has no entry in
+:data:`CARRY_BY_SERIES` (financing rate minus dividend yield, as for ES)."""
+
+CARRY_BY_SERIES = {"ES": 0.03, "NQ": 0.04, "CL": 0.02, "GC": 0.05, "ZN": 0.01}
+"""Yearly carry by underlying series: assumed constants of the simulation, not market data
+(equity indices: financing minus dividends; gold: financing, a lease rate near zero; crude:
+a mild contango; the 10-year note: financing minus the coupon income)."""
 
 LISTED_DAYS = 400
 """Calendar days before its last trade date from which a simulated future has bars (CME lists
@@ -49,7 +56,7 @@ def futures_series(series, contract: SimContract):
     keep = (series.dates >= first) & (series.dates <= last)
     dates = series.dates[keep]
     years = (last - dates).astype("int64") / 365.0
-    factor = np.exp(CARRY * years)
+    factor = np.exp(CARRY_BY_SERIES.get(contract.series or contract.symbol, CARRY) * years)
 
     def price(values: np.ndarray) -> np.ndarray:
         out = values[keep] * factor

@@ -6,7 +6,8 @@ Data modes
   ``SPX`` (alias ``^GSPC``) is ``arch.data.sp500`` unchanged, ``COMP`` (alias ``^IXIC``) is
   ``arch.data.nasdaq`` unchanged, **SPY is served as ^GSPC / 10** (prices; volume / 40) and ES
   futures as ^GSPC at fair value (gateway_sim.futures_prices), so an ETF strategy has real
-  prices. Every other symbol is synthetic.
+  prices. Every other symbol is synthetic (the NQ, CL, GC and ZN futures too: their
+  underlyings are seeded walks named by the root).
   Outside the sample's range those series have no data.
 * ``synthetic``: every symbol is a seeded GBM-like daily series, deterministic per
   ``(seed, symbol)``, on the New York Stock Exchange's sessions (exchange_calendars XNYS:
@@ -54,6 +55,8 @@ SYNTHETIC_PARAMS: dict[str, tuple[float, float, float]] = {
     "QQQ": (400.0, 0.22, 45e6), "IWM": (195.0, 0.22, 30e6), "NVDA": (48.0, 0.50, 400e6),
     "TLT": (98.0, 0.15, 35e6), "GLD": (190.0, 0.14, 8e6), "^GSPC": (4700.0, 0.16, 3.5e9),
     "^IXIC": (14800.0, 0.22, 5e9), "EUR.USD": (1.10, 0.07, 0.0), "ES": (4750.0, 0.16, 1.5e6),
+    "NQ": (16800.0, 0.22, 5e5), "CL": (72.0, 0.35, 3e5), "GC": (2070.0, 0.15, 2e5),
+    "ZN": (112.0, 0.06, 1.2e6),
 }
 SYNTHETIC_ANCHOR = date(2024, 1, 2)
 SYNTHETIC_FIRST = date(2000, 1, 3)

@@ -28,7 +28,8 @@ def contract_details_fields(c: SimContract, req_id: int, version: int) -> list:
                c.minTick]
     if version < 164:
         fields.append("")  # mdSizeMultiplier
-    contract_month = c.lastTradeDateOrContractMonth[:6] if c.secType == "FUT" else ""
+    contract_month = (c.contractMonth or c.lastTradeDateOrContractMonth[:6]) \
+        if c.secType == "FUT" else ""
     fields += [c.multiplier, c.orderTypes, c.validExchanges, 1, 0, c.longName,
                c.primaryExchange, contract_month, c.industry, c.category, c.subcategory,
                c.timeZoneId, c.tradingHours, c.liquidHours, "", "", 0,

@@ -37,6 +37,10 @@ class SimContract:
     stockType: str = ""
     #: name of the price series that drives this contract (sample symbol or synthetic seed key)
     series: str = ""
+    #: a future's contract month ``YYYYMM`` (ContractDetails.contractMonth), which a request's
+    #: 6-digit ``lastTradeDateOrContractMonth`` names; it differs from the last trade date's
+    #: month for CL (its trading ends in the month before); "" for other contracts
+    contractMonth: str = ""
 
     def wire_fields(self) -> list[object]:
         """Return the 12 contract fields in client order (conId .. tradingClass)."""

@@ -27,6 +27,10 @@ daily-loss halt sends nothing, the close-out guard refuses an open into a physic
 contract's close-out window (CloseOutError, one line, exit 2; the close is done and the open
 stays journaled, unsent: the registry rolls long before the new contract's window, so this only
 happens to a roll left in flight for months, and a person decides what to hold).
+The Strategy's own orders on a physically settled contract near or inside its close-out window
+are :mod:`bt_ibkr.live.futures_closeout`'s (a warning at start; an open refused inside it).
+A position's contract month is read from its last trade date by the root's rule
+(:meth:`~bt_ibkr.futures.registry.FutureSpec.contract_of`: CL's trading ends the month before).
 Every roll, order and fill is in the audit log (kinds ``order``/``fill``, ``roll=True``).
 The roll runs on the store's loop (:meth:`IBStore.run`), never in backtrader's thread.
 """
@@ -127,10 +131,11 @@ def gateway_contracts(positions: Iterable, account: str,
         c = p.contract
         if p.account != account or c.secType != "FUT" or c.symbol not in roots:
             continue
-        code = (c.lastTradeDateOrContractMonth or "")[:6]
-        if len(code) != 6 or not code.isdigit() or not p.position:
+        # the contract month, not the last trade date's month (CL's trading ends the month
+        # before its contract month)
+        cm = get_spec(c.symbol).contract_of(c.lastTradeDateOrContractMonth)
+        if cm is None or not p.position:
             continue
-        cm = ContractMonth(c.symbol, int(code[:4]), int(code[4:]))
         out[cm] = out.get(cm, 0.0) + float(p.position)
     return {c: q for c, q in out.items() if q}
 
@@ -221,7 +226,7 @@ class _Roller:
         if self.hold:
             self.say(f"futures: {_describe(plan)}, {why}: NOT sent ({self.hold})")
             self.audit.write("order", event="roll", status="withheld", reason=self.hold,
-                             **plan.to_json())
+                             orderRef=plan.refs[0], **plan.to_json())
             return None
         self.say(f"futures: {_describe(plan)}, {why}")
         self.audit.write("order", event="roll", status="planned", **plan.to_json())

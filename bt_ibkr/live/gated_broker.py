@@ -3,13 +3,17 @@
 The gates (:meth:`~bt_ibkr.ib.broker.IBBroker.add_gate`), in this order:
 
 1. the decision is written to the audit log;
-2. :class:`~bt_ibkr.live.risk.RiskGate` checks it (max position, max order notional, daily-loss
+2. a futures run's close-out check (:attr:`GatedIBBroker.close_out`,
+   :class:`~bt_ibkr.live.futures_closeout.CloseOutWatch`): an order that opens or adds to a
+   position in a physically settled contract inside its close-out window stops the run
+   (CloseOutError, audited) before anything is journaled or sent;
+3. :class:`~bt_ibkr.live.risk.RiskGate` checks it (max position, max order notional, daily-loss
    halt, the order's initial margin); a refusal rejects the backtrader order
    (``order.info.reason``) and is audited, the daily-loss halt is announced once (log warning
    + audit record). Notionals count the contract multiplier. With ``max_margin_fraction`` set,
    an order that adds exposure waits (up to :attr:`GatedIBBroker.what_if_timeout` s) for IB's
    what-if margin (:meth:`~bt_ibkr.ib.store.IBStore.what_if_margin`);
-3. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
+4. read-only runs stop here: the order is recorded as *withheld* (journal event + audit) and
    cancelled in backtrader, nothing leaves the process;
    an order on the side of an earlier run's order for the same symbol that is still working at
    the gateway (followed after a restart) is refused (``order.info.reason`` names it): the
@@ -20,7 +24,7 @@ The gates (:meth:`~bt_ibkr.ib.broker.IBBroker.add_gate`), in this order:
    :mod:`bt_ibkr.live.client_ids`), it would never be done here, so the run stops instead
    (:class:`~bt_ibkr.errors.AttentionError`, one line naming the order, its clientId and what
    to do), never refusing bar after bar;
-4. the order's deterministic orderRef (:mod:`bt_ibkr.ib.order_refs`) and its intent are
+5. the order's deterministic orderRef (:mod:`bt_ibkr.ib.order_refs`) and its intent are
    committed to the SQLite journal BEFORE it is sent. If the journal already holds that
    orderRef (the same decision made again after a restart) nothing is sent: the backtrader order
    is attached to the gateway's order (adopted: ``order.info.adopted`` is True) or cancelled
@@ -120,6 +124,9 @@ class GatedIBBroker(IBBroker):
         #: called with (new day, equity) when a stream run reaches the next session
         self.on_new_day: Callable[[date, float], None] | None = None
         self.records: dict[str, dict[str, Any]] = {}
+        #: ``(contract, position, signed quantity, orderRef)`` -> None or raises: the close-out
+        #: check of a futures run (set by the runner; None: no check)
+        self.close_out: Callable[[Any, float, float, str], None] | None = None
         self.halt_announced = False
         self._held_back: set[str] = set()  # earlier runs' orders that refused an order (logged)
         self._deciding: _Decision | None = None  # the order the gates are checking
@@ -146,7 +153,8 @@ class GatedIBBroker(IBBroker):
         self.trading_day = trading_day
         if not self._gated:  # the checklist of the module docstring, in its order
             self._gated = True
-            for check in (self._gate_decision, self._gate_risk, self._gate_read_only,
+            for check in (self._gate_decision, self._gate_close_out, self._gate_risk,
+                          self._gate_read_only,
                           self._gate_earlier_order, self._gate_journal):
                 self.add_gate(check)
 
@@ -235,6 +243,15 @@ class GatedIBBroker(IBBroker):
             equity=self.getvalue(), mult=float(order.comminfo.p.mult))
         self._audit("decision", orderRef=d.ref, symbol=d.symbol, side=d.side, quantity=d.qty,
                     price=d.price, position=d.position, equity=d.equity, bar=str(d.when))
+
+    def _gate_close_out(self, order: IBOrder) -> None:
+        """Gate 1: a futures run's close-out check (raises CloseOutError to stop the run)."""
+        d = self._deciding
+        if self.close_out is None or d is None:
+            return None
+        signed = d.qty if d.side == "BUY" else -d.qty
+        self.close_out(order.data.tradecontract, d.position, signed, d.ref)
+        return None
 
     def _gate_risk(self, order: IBOrder) -> IBOrder | None:
         """Gate 1: the risk gate, before anything is journaled or sent (it may shrink)."""

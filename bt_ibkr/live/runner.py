@@ -68,6 +68,7 @@ from bt_ibkr.live import account_paths, wiring
 from bt_ibkr.live.audit import AuditLog, audit_path
 from bt_ibkr.live.config import LiveConfig
 from bt_ibkr.live.exit_orders import settle_working_orders
+from bt_ibkr.live.futures_closeout import CloseOutWatch, traded_futures
 from bt_ibkr.live.futures_run import futures_legs, roll_at_start
 from bt_ibkr.live.journal import Journal, JournalError
 from bt_ibkr.live.journaled_broker import JournaledIBBroker
@@ -332,6 +333,11 @@ class LiveRunner:
             self._say(leg.line())
         legs = roll_at_start(store, journal, audit, account, legs, day, run_id, self._say,
                              cfg.read_only, bool(broker.gate and broker.gate.halted))
+        # the close-out windows of physically settled contracts: warned at start, and an order
+        # opening into one stops the run (any future the registry knows, --futures or not)
+        watch = CloseOutWatch(audit, self.progress, lambda: _session_day(broker, day))
+        watch.warn_at_start(traded_futures(cfg.symbols, legs))
+        broker.close_out = watch.check
         self.feeds = wiring.add_feeds(cerebro, cfg, store, opts, self._keep_alive,
                                       lambda note: self._note(audit, note),
                                       {leg.symbol: leg for leg in legs})
@@ -432,6 +438,14 @@ class LiveRunner:
             return
         self._exited = True
         settle_working_orders(self.run_config, store, broker, daily, self._left(), self._say)
+
+
+def _session_day(broker: JournaledIBBroker, day):
+    """Return the exchange session of now on the gateway's clock (``day`` when unknown)."""
+    try:
+        return broker.session_now() if broker.session_now is not None else day
+    except Exception:  # noqa: BLE001 - outside the calendar's years: the run's day
+        return day
 
 
 def run_live(config: LiveConfig, options: RunOptions | None = None, **fields: Any) -> LiveResult:

@@ -59,11 +59,16 @@ def test_an_explicit_end_time_is_refused_with_error_10339(gateway_sim):
         ib.disconnect()
 
 
-def test_unknown_roots_fail_before_any_request(gateway_sim, tmp_path):
+def test_unknown_roots_fail_before_any_request(gateway_sim, tmp_path, monkeypatch):
+    from bt_ibkr.futures.registry import REGISTRY, FutureSpec, treasury_note_rule
+
     with _provider(gateway_sim, tmp_path) as p:
         with pytest.raises(ConfigError, match="known roots are CL, ES, GC, NQ, ZN"):
             p.get_continuous_future("XYZ")
-        # a registered root the gateway has no future for
-        with pytest.raises(UnknownSymbolError, match="no continuous future NQ"):
-            p.get_continuous_future("NQ", "1 M")
+        # a registered root the gateway has no future for (the simulator lists the five)
+        monkeypatch.setitem(REGISTRY, "ZB", FutureSpec("ZB", "30-Year T-Bond", "CBOT", "USD",
+                                                       1000.0, "HMUZ", "physical",
+                                                       treasury_note_rule))
+        with pytest.raises(UnknownSymbolError, match="no continuous future ZB"):
+            p.get_continuous_future("ZB", "1 M")
     assert not _contfut_requests(gateway_sim)

@@ -21,9 +21,9 @@ CLM24 = ContractMonth("CL", 2024, 6)  # last trade 2024-05-21
 def test_opening_inside_the_close_out_window_is_refused_naming_the_contract(caplog):
     guard = CloseOutGuard()
     caplog.set_level(logging.WARNING, logger="bt_ibkr.futures.guard")
-    guard.check(CLM24, date(2024, 5, 10), 0, 1)  # before the warning window: silent
+    guard.check(CLM24, date(2024, 5, 6), 0, 1)  # before the warning window: silent
     assert not caplog.records
-    guard.check(CLM24, date(2024, 5, 14), 0, 1)  # warned, once
+    guard.check(CLM24, date(2024, 5, 7), 0, 1)  # warned (10 business days before), once
     guard.check(CLM24, date(2024, 5, 15), 1, 2)
     assert len([r for r in caplog.records if "CLM4" in r.getMessage()]) == 1
     with pytest.raises(CloseOutError) as err:

@@ -97,3 +97,21 @@ def test_us_holidays_without_a_settlement_are_not_business_days():
     # Juneteenth 2024 (a Wednesday): ZN June 2024 last traded on June 18
     assert get_spec("ZN").last_trade(2024, 6) == date(2024, 6, 18)
     assert not is_business_day(date(2024, 5, 27))  # Memorial Day
+
+
+@pytest.mark.parametrize("root, asked, month", [
+    ("CL", "202403", (2024, 3)),     # a contract month
+    ("CL", "20240220", (2024, 3)),   # CLH4's last trade date, in February
+    ("CL", "20221220", (2023, 1)),   # CLF3: the month before, across a year end
+    ("GC", "20240227", (2024, 2)),   # within the contract month
+    ("ZN", "20240319", (2024, 3)),
+    ("ES", "20240315", (2024, 3)),
+    ("CL", "20240215", (2024, 2)),   # no contract's last trade date: its own month
+])
+def test_contract_of_reads_the_contract_month_of_ibs_expiry_field(root, asked, month):
+    assert get_spec(root).contract_of(asked) == ContractMonth(root, *month)
+
+
+@pytest.mark.parametrize("asked", ["", "2024", "202413", "abcdefgh", None])
+def test_contract_of_is_none_for_what_is_not_an_expiry(asked):
+    assert get_spec("CL").contract_of(asked) is None

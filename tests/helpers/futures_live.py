@@ -20,7 +20,7 @@ class SayPosition(bt.Strategy):
     ``strategy sees <size> <localSymbol> x<multiplier>`` (what the Strategy's position is in
     the contract its feed trades) and, with ``closes`` (a path), writes every bar it has seen
     as JSON ``[[date, close], ...]`` there; with ``buy`` it then buys that many (one market
-    order)."""
+    order; a negative ``buy`` sells that many)."""
 
     params = (("closes", ""), ("buy", 0))
 
@@ -35,8 +35,10 @@ class SayPosition(bt.Strategy):
         size = self.getposition(self.data).size
         print(f"strategy sees {size:g} {c.localSymbol} x{c.multiplier}", file=sys.stderr,
               flush=True)
-        if self.p.buy:
+        if self.p.buy > 0:
             self.buy(size=self.p.buy)
+        elif self.p.buy < 0:
+            self.sell(size=-self.p.buy)
         if self.p.closes:
             n = len(self.data)
             seen = [[bt.num2date(self.data.datetime[-k]).date().isoformat(),
@@ -45,13 +47,16 @@ class SayPosition(bt.Strategy):
 
 
 def buy_at_gateway(sim, month: str, qty: float, client_id: int = 77,
-                   account: str | None = None) -> None:
-    """Hold ``qty`` ES of contract month ``month`` (YYYYMM) in the simulator's account, bought
-    by another API client (a position the run finds at the gateway)."""
+                   account: str | None = None, root: str = "ES") -> None:
+    """Hold ``qty`` of ``root`` (default ES) of contract month ``month`` (YYYYMM) in the
+    simulator's account, bought by another API client (a position the run finds at the
+    gateway)."""
+    from bt_ibkr.futures.registry import get_spec
+
     ib = IB()
     ib.connect(sim.host, sim.port, clientId=client_id, timeout=20)
     try:
-        (es,) = ib.qualifyContracts(Future("ES", month, "CME"))
+        (es,) = ib.qualifyContracts(Future(root, month, get_spec(root).exchange))
         order = MarketOrder("BUY" if qty > 0 else "SELL", abs(qty))
         if account:
             order.account = account
@@ -67,9 +72,9 @@ def placed(sim, ref: str) -> int:
     return sum(1 for r in sim.requests_named("placeOrder") if ref in r[3])
 
 
-def es_positions(sim, account: str | None = None) -> dict[str, float]:
-    """The simulator's ES positions of ``account`` (default: the login's) by local symbol
-    (non-zero only)."""
+def es_positions(sim, account: str | None = None, root: str = "ES") -> dict[str, float]:
+    """The simulator's positions in futures of ``root`` (default ES) of ``account`` (default:
+    the login's) by local symbol (non-zero only)."""
     out: dict[str, float] = {}
     if account is None:
         rows = sim.call(lambda: list(sim.broker.positions()))
@@ -77,6 +82,6 @@ def es_positions(sim, account: str | None = None) -> dict[str, float]:
         rows = sim.call(lambda: list(sim.broker.accounts.ledger_for(account).position_list()))
     for p in rows:
         c = p.contract
-        if c.symbol == "ES" and p.position:
+        if c.symbol == root and p.position:
             out[c.localSymbol] = out.get(c.localSymbol, 0.0) + p.position
     return out
