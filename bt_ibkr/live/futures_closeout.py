@@ -29,11 +29,15 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from bt_ibkr.errors import ConfigError
 from bt_ibkr.futures.guard import CloseOutError, CloseOutGuard
 from bt_ibkr.futures.registry import ContractMonth, get_spec
 from bt_ibkr.ib.contracts import parse_dataname
+
+if TYPE_CHECKING:
+    from bt_ibkr.live.audit import AuditLog
 
 __all__ = ["CloseOutWatch", "close_out_line", "traded_futures"]
 
@@ -97,7 +101,7 @@ class CloseOutWatch:
     the exchange session the run is in (it may move on in a stream run).
     """
 
-    audit: object
+    audit: AuditLog
     say: Callable[[str], None]
     day: Callable[[], date]
     guard: CloseOutGuard = field(default_factory=CloseOutGuard)
