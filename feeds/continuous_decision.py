@@ -29,16 +29,14 @@ where the stitching needs one (the message names it).
 from __future__ import annotations
 
 import logging
-import queue
-import time
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from bt_ibkr.errors import DataError, GatewayTimeoutError, UnknownSymbolError
+from bt_ibkr.errors import DataError, UnknownSymbolError
 from bt_ibkr.futures.continuous import build_continuous
 from bt_ibkr.futures.registry import ContractMonth, get_spec
-from bt_ibkr.ib.events import Bar, BarReceived, RequestFailed
+from bt_ibkr.ib.events import Bar
 from bt_ibkr.utc import naive_utc
 from feeds.daily_decision import DailyDecisionData
 
@@ -130,24 +128,8 @@ class ContinuousDecisionData(DailyDecisionData):
         q = self.store.request_history(c, begin, until, "1 day", what=self._what(),
                                        use_rth=self.p.useRTH, tz=self._tz,
                                        sessionend=self.p.sessionend, name=name)
-        bars, error = [], None
-        timeout = self.store.remaining(float(self.p.history_timeout))
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                event = q.get(timeout=max(0.01, min(0.25, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() < deadline and not self.store.past_deadline():
-                    continue
-                raise GatewayTimeoutError(
-                    f"daily history of {name!r} (the warm-up of the continuous {contract.root}"
-                    f"): no answer from the gateway within {timeout:g}s") from None
-            if isinstance(event, BarReceived):
-                bars.append(event.bar)
-            elif isinstance(event, RequestFailed):
-                error = event
-            else:  # HistoryEnded
-                break
+        bars, error = self._drain_history(
+            q, f"daily history of {name!r} (the warm-up of the continuous {contract.root})")
         if not bars:
             why = f"failed: {error.text}" if error is not None else "returned no bars"
             raise DataError(f"daily history of {name!r} (held until {end}, needed for the "

@@ -78,6 +78,33 @@ class DailyDecisionData(IBData):
         local = bar.dt.replace(tzinfo=UTC).astimezone(tz)
         return local.date()
 
+    def _drain_history(self, q: queue.Queue, label: str) -> tuple[list[Bar], RequestFailed | None]:
+        """Collect one history request's answer from ``q`` (the store's events for it): return
+        its bars and the failure it reported (or None).
+
+        Raises GatewayTimeoutError, naming ``label``, when the answer does not end within
+        ``history_timeout`` or before the store's deadline (the run's max-runtime)."""
+        bars: list[Bar] = []
+        error = None
+        timeout = self.store.remaining(float(self.p.history_timeout))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = q.get(timeout=max(0.01, min(0.25, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() < deadline and not self.store.past_deadline():
+                    continue
+                raise GatewayTimeoutError(
+                    f"{label}: no answer from the gateway within {timeout:g}s (the run's "
+                    "max-runtime or history_timeout); check that it is running, logged in and "
+                    "has market data, then run again") from None
+            if isinstance(event, BarReceived):
+                bars.append(event.bar)
+            elif isinstance(event, RequestFailed):
+                error = event
+            else:  # HistoryEnded
+                return bars, error
+
     def _download(self) -> list[Bar]:
         """Return the completed daily bars (ascending) up to the last completed session.
 
@@ -93,25 +120,7 @@ class DailyDecisionData(IBData):
         q = self.store.request_history(self.contract, start, None, "1 day", what=self._what(),
                                        use_rth=self.p.useRTH, tz=self._tz,
                                        sessionend=self.p.sessionend, name=name)
-        bars, error = [], None
-        timeout = self.store.remaining(float(self.p.history_timeout))
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                event = q.get(timeout=max(0.01, min(0.25, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() < deadline and not self.store.past_deadline():
-                    continue
-                raise GatewayTimeoutError(
-                    f"daily history of {name!r}: no answer from the gateway within "
-                    f"{timeout:g}s (the run's max-runtime or history_timeout); check that it "
-                    "is running, logged in and has market data, then run again") from None
-            if isinstance(event, BarReceived):
-                bars.append(event.bar)
-            elif isinstance(event, RequestFailed):
-                error = event
-            else:  # HistoryEnded
-                break
+        bars, error = self._drain_history(q, f"daily history of {name!r}")
         if error is not None and (not error.code or not bars):
             if error.bad_data:
                 raise BadBarsError(f"{name}: unusable daily bars from the gateway, not "
