@@ -3,7 +3,10 @@
 The gates (:meth:`~bt_ibkr.ib.broker.IBBroker.add_gate`), in this order:
 
 1. the decision is written to the audit log;
-2. a futures run's close-out check (:attr:`GatedIBBroker.close_out`,
+2. the order's contract trades in the account's base currency
+   (:mod:`~bt_ibkr.live.currency_check`): otherwise the run stops (CurrencyMismatchError,
+   audited) before anything is journaled or sent, since its sizes would be off by the rate;
+   a futures run's close-out check (:attr:`GatedIBBroker.close_out`,
    :class:`~bt_ibkr.live.futures_closeout.CloseOutWatch`): an order that opens or adds to a
    position in a physically settled contract inside its close-out window stops the run
    (CloseOutError, audited) before anything is journaled or sent;
@@ -53,6 +56,11 @@ from bt_ibkr.ib.order_refs import decision_time
 from bt_ibkr.ib.parsing import contract_symbol
 from bt_ibkr.live.audit import AuditLog
 from bt_ibkr.live.client_ids import placed_by, stop_line
+from bt_ibkr.live.currency_check import (
+    CurrencyMismatchError,
+    account_base_currency,
+    check_order_currency,
+)
 from bt_ibkr.live.journal import (
     INTENT,
     OPEN_STATUSES,
@@ -153,7 +161,8 @@ class GatedIBBroker(IBBroker):
         self.trading_day = trading_day
         if not self._gated:  # the checklist of the module docstring, in its order
             self._gated = True
-            for check in (self._gate_decision, self._gate_close_out, self._gate_risk,
+            for check in (self._gate_decision, self._gate_currency, self._gate_close_out,
+                          self._gate_risk,
                           self._gate_read_only,
                           self._gate_earlier_order, self._gate_journal):
                 self.add_gate(check)
@@ -243,6 +252,22 @@ class GatedIBBroker(IBBroker):
             equity=self.getvalue(), mult=float(order.comminfo.p.mult))
         self._audit("decision", orderRef=d.ref, symbol=d.symbol, side=d.side, quantity=d.qty,
                     price=d.price, position=d.position, equity=d.equity, bar=str(d.when))
+
+    def _gate_currency(self, order: IBOrder) -> None:
+        """Gate 1: the contract's currency is the account's base currency (raises
+        CurrencyMismatchError to stop the run, audited)."""
+        d = self._deciding
+        if d is None:
+            return None
+        base = account_base_currency(self.store.get_acc_values(self.account), self.account)
+        currency = getattr(order.data.tradecontract, "currency", "")
+        try:
+            check_order_currency(d.symbol, currency, base, self.account)
+        except CurrencyMismatchError as exc:
+            self._audit("order", event="refused", orderRef=d.ref, symbol=d.symbol,
+                        reason=str(exc))
+            raise
+        return None
 
     def _gate_close_out(self, order: IBOrder) -> None:
         """Gate 1: a futures run's close-out check (raises CloseOutError to stop the run)."""
