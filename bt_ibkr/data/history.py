@@ -82,7 +82,7 @@ class HistoryRequest:
     # for source ibkr: the gateway (TWS/IB Gateway or the simulator); client_id None: a free id
     gateway: GatewayAddress = field(default_factory=GatewayAddress)
     # for source ibkr: symbols that are continuous futures ({symbol: root}), built from IB's
-    # contracts (bt_ibkr.futures.ib_contracts) with futures_adjust (None: ratio)
+    # contracts (bt_ibkr.data.futures_contracts) with futures_adjust (None: ratio)
     futures: dict[str, str] = field(default_factory=dict)
     futures_adjust: str | None = None
 
@@ -506,8 +506,8 @@ def _serve_ibkr(
 ) -> HistoryResult:
     """Serve ``req`` from IB through the shared parquet cache (only missing ranges fetched);
     futures symbols as continuous series built from IB's contracts."""
+    from bt_ibkr.data.futures_contracts import continuous_frames, simulator_series_cached
     from bt_ibkr.data.provider import load_ibkr_history
-    from bt_ibkr.futures.ib_contracts import continuous_frames, simulator_series_cached
 
     symbols = given or list(DEFAULT_SYMBOLS)
     futures = {s: r for s, r in (req.futures or {}).items() if s in symbols}

@@ -112,7 +112,7 @@ def continuous_built(frames: dict[str, pd.DataFrame],
                      futures: dict[str, str]) -> dict[str, dict]:
     """Return ``{symbol: description}`` of the futures symbols whose continuous series was
     built from IB's contracts (``frame.attrs["futures"]``, see
-    :func:`bt_ibkr.futures.ib_contracts.continuous_info`); others (a CSV) are left out."""
+    :func:`bt_ibkr.data.futures_contracts.continuous_info`); others (a CSV) are left out."""
     return {s: dict(frames[s].attrs["futures"]) for s in futures
             if s in frames and isinstance(frames[s].attrs.get("futures"), dict)}
 

@@ -182,7 +182,7 @@ def continuous_key(root: str, method: str = "ratio", source: str = "continuous")
     """The cache key of ``root``'s continuous series built with ``method``; ``source`` names
     where its contracts' bars came from ("continuous": given bars; "ibkr-continuous" /
     "ibkr-sim-continuous": IB's contracts / the gateway simulator's, see
-    :mod:`bt_ibkr.futures.ib_contracts`)."""
+    :mod:`bt_ibkr.data.futures_contracts`)."""
     if method not in METHODS:
         raise ConfigError(f"continuous adjustment {method!r}: use one of {', '.join(METHODS)}")
     return CacheKey(source=source, symbol=f"{root.upper()}.{method}",

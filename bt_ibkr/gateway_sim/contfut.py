@@ -16,7 +16,7 @@ The simulated continuous history is the underlying's whole series (the sample's 
 the synthetic "ES" walk), as if stitched without roll gaps; each contract's own prices
 (gateway_sim.futures_prices) differ from it by the basis. IB's real continuous series stitches
 expired contracts by its own rule, which the simulator does not model (a client that wants the
-contracts asks for each expired one with includeExpired, as bt_ibkr.futures.ib_contracts does).
+contracts asks for each expired one with includeExpired, as bt_ibkr.data.futures_contracts does).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def test_simulated_contract_bars_are_never_served_as_ibs(gateway_sim_factory, tm
 def test_progress_steps_once_per_contract(gateway_sim, tmp_path, monkeypatch):
     import contextlib
 
-    from bt_ibkr.futures import ib_contracts
+    from bt_ibkr.data import futures_contracts as ib_contracts
 
     seen: list[tuple[int | None, str, list[str]]] = []
 

@@ -54,7 +54,7 @@ __all__ = ["EXPIRED_YEARS", "LEAD_DAYS", "ContractSpan", "IbkrContinuous", "cont
            "continuous_info", "contract_plan", "default_start", "load_ibkr_continuous",
            "simulator_series_cached"]
 
-log = logging.getLogger("bt_ibkr.futures.ib_contracts")
+log = logging.getLogger("bt_ibkr.data.futures_contracts")
 
 EXPIRED_YEARS = 2
 """IB keeps an expired future's definition and bars for 2 years after its expiry."""
