@@ -25,14 +25,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from bt_ibkr.ib.position_events import itm_legs
 from bt_ibkr.live.journal import JournalTx
 
-if TYPE_CHECKING:  # reconcile imports this module
-    from bt_ibkr.live.reconcile import PositionMismatch
+
+class PositionMismatch(Protocol):
+    """What this module reads of a reconciliation's position mismatch
+    (:class:`bt_ibkr.live.reconcile.PositionMismatch`, which imports this module)."""
+
+    symbol: str
+    journal: float
+    gateway: float
+
+    @property
+    def difference(self) -> float: ...
+
+
+M = TypeVar("M", bound=PositionMismatch)
 
 __all__ = ["OccSymbol", "Settled", "explain_mismatches", "journal_settlement", "parse_occ"]
 
@@ -107,8 +119,8 @@ def journal_settlement(tx: JournalTx, settled: Settled, now: datetime,
                               **detail}, run_id)
 
 
-def explain_mismatches(mismatches: list[PositionMismatch], gateway_now: datetime
-                       ) -> tuple[list[Settled], list[PositionMismatch]]:
+def explain_mismatches(mismatches: list[M], gateway_now: datetime
+                       ) -> tuple[list[Settled], list[M]]:
     """Split ``mismatches`` (:class:`~bt_ibkr.live.reconcile.PositionMismatch`) into the
     option settlements they show and the rest; return ``(settled, still_mismatched)``.
 
@@ -118,7 +130,7 @@ def explain_mismatches(mismatches: list[PositionMismatch], gateway_now: datetime
     for the others), alone or summed with the deliveries of the other options on it that one
     underlying close would put in the money (:func:`~bt_ibkr.ib.position_events.itm_legs`)."""
     by_symbol = {m.symbol: m for m in mismatches}
-    options: list[tuple[PositionMismatch, OccSymbol]] = []
+    options: list[tuple[M, OccSymbol]] = []
     for m in mismatches:
         occ = parse_occ(m.symbol)
         if (occ is not None and abs(m.gateway) < _EPS and abs(m.journal) > _EPS
@@ -126,7 +138,7 @@ def explain_mismatches(mismatches: list[PositionMismatch], gateway_now: datetime
             options.append((m, occ))
     settled: list[Settled] = []
     explained = {m.symbol for m, _ in options}
-    by_root: dict[str, list[tuple[PositionMismatch, OccSymbol]]] = {}
+    by_root: dict[str, list[tuple[M, OccSymbol]]] = {}
     for m, occ in options:
         by_root.setdefault(occ.root, []).append((m, occ))
     for root, group in by_root.items():
