@@ -104,7 +104,7 @@ def open_store(cfg: LiveConfig, options: RunOptions, connect_timeout: float,
         store.start()
     except ConnectionFailedError as exc:
         store.close()
-        why = getattr(exc, "reason", None)  # the session's one line: why, and what to do
+        why = getattr(exc, "reason", None)  # the connection's one-line reason: why, and what to do
         if why:
             raise ConnectionFailedError(f"cannot connect to the IB gateway: {why}") from None
         raise ConnectionFailedError(
