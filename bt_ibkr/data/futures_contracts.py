@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from bt_ibkr.cache import BarCache
+from bt_ibkr.calendars import calendar_for, last_completed_session
 from bt_ibkr.errors import ConfigError, DataError, SourceUnavailableError, UnknownSymbolError
 from bt_ibkr.futures.continuous import (
     METHODS,
@@ -222,7 +223,10 @@ def _from_gateway(provider: Any, cache: BarCache | None, spec: FutureSpec, start
         now = connection.run(_gateway_now(connection))
     except ConnectFailed as exc:
         raise SourceUnavailableError(exc.reason) from exc
-    last = min(end, now.date()) if end is not None else now.date()
+    # the newest bar is the last session that has CLOSED on the gateway's clock: the one
+    # still trading would enter the backtest (and the series cache) as a partial bar
+    done = last_completed_session(now, calendar_for(spec.exchange))
+    last = min(end, done) if end is not None else done
     first = start or default_start(last)
     if first > last:
         raise UnknownSymbolError(f"{spec.root}: no days between {first} and {last} (the "

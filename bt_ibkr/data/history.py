@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -536,6 +536,9 @@ def _serve_ibkr(
             "backtest on them start the simulator, python -m bt_ibkr.gateway_sim --port "
             f"{req.gateway.port}, and run again)") from None
     frames = {s: built[s] if s in built else frames[s] for s in symbols}
+    if req.interval == "1d":
+        frames, open_notes = _without_open_sessions(frames)
+        notes = [*notes, *open_notes]
     cached = all(f.attrs.get("source") == "cache" for f in frames.values())
     if any(f.attrs.get("simulated") for f in frames.values()):
         own = (f"IB gateway simulator at {where}: simulated prices, not IB's, cached as "
@@ -544,6 +547,35 @@ def _serve_ibkr(
         own = f"IB gateway at {where}" + (", all from the ibkr cache" if cached else "")
     own = "; ".join([own, *notes])
     return _result(frames, "ibkr", [("ibkr", own)], own=own)
+
+
+def _without_open_sessions(frames: dict[str, pd.DataFrame]
+                           ) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Return ``frames`` without the daily bar of a session that had not closed on the
+    gateway's clock when it was fetched (``attrs["gateway_now"]``, NYSE's calendar: a partial
+    bar whose close would move from run to run), and a note per symbol cut."""
+    from bt_ibkr.calendars import last_completed_session
+
+    out, notes = {}, []
+    for sym, frame in frames.items():
+        stamp = frame.attrs.get("gateway_now")
+        if not stamp or frame.empty:
+            out[sym] = frame
+            continue
+        now = datetime.fromisoformat(stamp)
+        if now.tzinfo is not None:  # the calendars take naive UTC
+            now = now.astimezone(UTC).replace(tzinfo=None)
+        done = last_completed_session(now)
+        keep = frame.index.normalize() <= pd.Timestamp(done)
+        if keep.all():
+            out[sym] = frame
+            continue
+        cut = frame.loc[keep].copy()
+        cut.attrs = dict(frame.attrs)
+        out[sym] = cut
+        notes.append(f"{sym}: left out the bar of {frame.index[~keep][0].date()}: that "
+                     "session had not closed on the gateway's clock")
+    return out, notes
 
 
 def _simulator_bars(cache: BarCache | None, symbols: list[str]) -> list[str]:

@@ -371,8 +371,9 @@ class IBKRDataProvider:
                     f"(weekend/holiday?) and the contract"))
             else:
                 frames[sym] = res
-                # where the bars come from: a real gateway or bt_ibkr's simulator
+                # where the bars come from: a real gateway or bt_ibkr's simulator, and when
                 res.attrs["gateway"] = self.connection.describe()
+                res.attrs["gateway_now"] = now.isoformat()
                 res.attrs["simulated"] = bool(self.connection.simulated)
                 if res.attrs.get("source") == "cache":
                     attempts[sym].append(Attempt("cache", True, f"{len(res)} bars"))
