@@ -12,7 +12,7 @@ File layout (every section and key optional; see ``examples/live.example.json``)
       "mode": "paper",                      # "paper" | "live"
       "run_mode": "daily",                  # "daily" | "stream"
       "symbols": ["SPY"],
-      "futures": {},                        # futures symbols: {"ES": "ES"} or "ES,MES:ES"
+      "futures": {},                        # futures symbols: {"ES": "ES"} or "ES,NQ"
       "bar_size": "1 day",
       "strategy": {"name": "RegimeAwareEnsemble", "params": {"band": 0.1}},
       "read_only": false,
@@ -424,4 +424,14 @@ def load_config(
     if stray:
         raise ConfigError(f"futures {', '.join(stray)}: not among the symbols "
                           f"({', '.join(cfg.symbols)}); add it, e.g. --symbols {stray[0]}")
+    by_root: dict[str, list[str]] = {}
+    for sym, root in cfg.futures.items():
+        by_root.setdefault(root, []).append(sym)
+    twice = {root: syms for root, syms in by_root.items() if len(syms) > 1}
+    if twice:  # each symbol would trade the root's ONE held contract: twice the exposure
+        root, syms = next(iter(twice.items()))
+        raise ConfigError(f"futures {', '.join(syms)}: all trade {root}'s held contract, so the "
+                          f"run would hold it {len(syms)} times over; keep one of them "
+                          f"(a root the registry lacks, e.g. a micro contract, needs its own "
+                          f"entry in bt_ibkr.futures.registry)")
     return freeze(cfg)

@@ -37,7 +37,7 @@ def unknown_key(where: Where, section: str, key: str, valid: list[str]) -> Confi
 
 
 def as_futures(where: Where, key: str, value: Any) -> dict[str, str]:
-    """``{symbol: root}`` of a futures value: ``"ES"``, ``"ES,MES:ES"`` (the ``--futures``
+    """``{symbol: root}`` of a futures value: ``"ES"``, ``"ES,NQ"``, ``"ES=F:ES"`` (the ``--futures``
     grammar ``SYMBOL[:ROOT]``), a list of symbols, or ``{"ES": "ES"}``; every root checked
     against the roll registry."""
     from collections.abc import Mapping
@@ -50,7 +50,7 @@ def as_futures(where: Where, key: str, value: Any) -> dict[str, str]:
     elif isinstance(value, (list, tuple)):
         value = {v: v for v in value}
     if not isinstance(value, Mapping):
-        raise where.error(key, f'expected "ES", "ES,MES:ES" or {{"ES": "ES"}}, got {value!r}')
+        raise where.error(key, f'expected "ES", "ES,NQ", "ES=F:ES" or {{"ES": "ES"}}, got {value!r}')
     out: dict[str, str] = {}
     for sym, root in value.items():
         if not isinstance(sym, str) or not sym.strip() or not isinstance(root, str):

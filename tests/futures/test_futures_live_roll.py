@@ -280,6 +280,9 @@ def test_a_position_in_a_later_contract_needs_attention_and_sends_nothing(gatewa
     (["--symbols", "ES", "--futures", "XX"], "--futures XX: unknown futures root"),
     (["--symbols", "SPY", "--futures", "ES"], "futures ES: not among the symbols"),
     (["--symbols", "ES", "--futures", "ES:QQ"], "--futures ES:QQ: unknown futures root"),
+    # two symbols of one root would trade its one held contract twice
+    (["--symbols", "ES,MES", "--futures", "ES,MES:ES"],
+     "futures ES, MES: all trade ES's held contract"),
 ])
 def test_bad_futures_input_is_one_line_and_exit_2(tmp_path, args, named):
     proc = subprocess.run(cli(tmp_path, 1, *args), cwd=tmp_path, env=cli_env(tmp_path),
