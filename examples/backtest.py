@@ -175,6 +175,16 @@ def _print_ablation(console, rows: list[dict], skipped: list[str]) -> None:
 
 
 @masked_main
+def _quiet_roots(text: str | None) -> dict[str, str]:
+    """``--futures`` as parsed, or {} when it does not parse (its own error was the line)."""
+    from bt_ibkr.futures.cli import futures_roots
+
+    try:
+        return futures_roots(text)
+    except BtIbkrError:
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 2 bad input or no data).
 
@@ -235,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             r.summary, r.message, report_line=False))
     except BtIbkrError as exc:
         logging.getLogger("bt_ibkr.backtest").info("run failed: %s", exc)  # file only
-        print(f"error: {exc}", file=sys.stderr)
+        from bt_ibkr.futures.cli import futures_hint
+
+        hint = futures_hint(exc, (args.symbols or "").split(","), _quiet_roots(args.futures))
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     _print_report_line(result.summary)
     if args.json:

@@ -458,6 +458,11 @@ def _run_once(args, config, strategy_cls, operator, say, error, logger, log_path
         signal.signal(signal.SIGTERM, on_signal)
         result = runner.run()
     except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        from bt_ibkr.futures.cli import futures_hint
+
+        hint = futures_hint(exc, config.symbols, config.futures)
+        if hint:  # an unknown symbol that is a futures root left out of --futures
+            exc = type(exc)(f"{exc}{hint}")
         return _exit_code(exc, say, error, logger, log_path)
     return _report(result, say, log_path)
 

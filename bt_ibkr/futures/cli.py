@@ -3,10 +3,27 @@ because Yahoo's continuous futures symbols contain ``=``)."""
 
 from __future__ import annotations
 
-from bt_ibkr.errors import ConfigError
-from bt_ibkr.futures.registry import get_spec
+from collections.abc import Iterable, Mapping
 
-__all__ = ["futures_roots"]
+from bt_ibkr.errors import ConfigError, UnknownSymbolError
+from bt_ibkr.futures.registry import REGISTRY, get_spec
+
+__all__ = ["futures_hint", "futures_roots"]
+
+
+def futures_hint(exc: BaseException, symbols: Iterable[str],
+                 futures: Mapping[str, str] | None) -> str:
+    """Return the text to add to ``exc``'s one line when it is an unknown symbol that is a
+    futures root of the registry left out of ``--futures`` (" -- ES is a futures root: add
+    --futures ES"), else ""."""
+    if not isinstance(exc, UnknownSymbolError):
+        return ""
+    text, futures = str(exc), futures or {}
+    for sym in symbols:
+        if sym not in futures and sym.upper() in REGISTRY and repr(sym) in text:
+            return (f" -- {sym} is a futures root of the roll registry: add --futures {sym} "
+                    "to trade its continuous future")
+    return ""
 
 
 def futures_roots(text: str | None) -> dict[str, str]:

@@ -84,3 +84,27 @@ def test_futures_flag_spelling():
         futures_roots("ES,,NQ")
     with pytest.raises(ConfigError, match="--futures ES=F: unknown futures root 'ES=F'"):
         futures_roots("ES=F")
+
+
+def test_a_futures_root_left_out_of_futures_is_named_with_the_flag_to_add(gateway_sim, workdir,
+                                                                         capsys):
+    code, out, err = run_backtest(["--source", "ibkr", "--port", str(gateway_sim.port),
+                                   "--symbols", "ES", "--no-report", "--no-cache"], capsys)
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert "IB has no contract for dataname 'ES'" in line
+    assert line.endswith("ES is a futures root of the roll registry: add --futures ES to trade "
+                         "its continuous future")
+
+
+def test_the_futures_hint_names_only_a_root_left_out():
+    from bt_ibkr.errors import ConfigError, UnknownSymbolError
+    from bt_ibkr.futures.cli import futures_hint
+
+    missing = UnknownSymbolError("IB has no contract for dataname 'ES'; check symbol")
+    assert futures_hint(missing, ["ES"], {}).endswith("add --futures ES to trade its "
+                                                      "continuous future")
+    assert futures_hint(missing, ["ES"], {"ES": "ES"}) == ""  # given: not the problem
+    assert futures_hint(UnknownSymbolError("IB has no contract for dataname 'XYZ'"),
+                        ["XYZ"], {}) == ""  # not a root
+    assert futures_hint(ConfigError("dataname 'ES' ..."), ["ES"], {}) == ""
