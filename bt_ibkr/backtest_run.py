@@ -121,6 +121,12 @@ class BacktestConfig:
                     raise ConfigError(f"--fx {symbol}: also given to --futures; a symbol is "
                                       "one or the other")
             base_currency(self.fx, self.symbols)
+            if self.source == "ibkr":  # its history path asks TRADES, which IB has not for forex
+                raise ConfigError(f"--fx {','.join(self.fx)} with --source ibkr: forex history "
+                                  "from IB (MIDPOINT bars) is not wired into the backtest yet; "
+                                  "give the pair's bars as a CSV (--source csv --csv FILE --fx "
+                                  f"{next(iter(self.fx))}), e.g. saved from "
+                                  "IBKRDataProvider with what_to_show='MIDPOINT'")
         self.costs.validate()
         if not _finite(self.cash_rate_pct) or not 0 <= self.cash_rate_pct <= MAX_CASH_RATE_PCT:
             raise ConfigError(f"--cash-rate {self.cash_rate_pct}: must be a yearly percentage in "

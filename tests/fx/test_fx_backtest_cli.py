@@ -94,3 +94,13 @@ def test_odd_lots_below_idealpro_minimum_are_counted():
     note = odd_lot_note(fills, {"EURUSD": "EUR.USD"})
     assert note.startswith("1 of 2 forex fills are below IDEALPRO's 25,000-unit minimum")
     assert odd_lot_note(fills[:1], {"EURUSD": "EUR.USD"}) is None
+
+
+def test_fx_from_ibs_history_is_refused_before_connecting_with_the_csv_way(workdir, capsys):
+    # nothing listens on the port: the refusal comes before any request (IB has no TRADES
+    # for forex, which the backtest's IB history path would ask)
+    code, _, err = _run(["--symbols", "EURUSD", "--source", "ibkr", "--port", "1",
+                         "--fx", "EURUSD", "--no-report"], capsys)
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert "--fx EURUSD with --source ibkr" in line and "--source csv --csv FILE --fx" in line
