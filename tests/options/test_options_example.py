@@ -75,3 +75,18 @@ def test_protected_ensemble_holds_a_put_per_100_shares_and_the_puts_pay_in_the_c
     # before the crash the puts cost premium; in it they paid more than all of that
     pnl = strat.analyzers.book.put_pnl
     assert min(pnl) < 0 and max(pnl) > 0 and sum(pnl) > 0
+
+
+@pytest.mark.slow
+def test_the_example_prints_the_period_and_the_ensemble_alone_beside_the_puts(capsys):
+    from examples.protective_put import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("period 2007-03-01..2009-12-31")
+    alone = float(out.split("ensemble alone: final value ")[1].split()[0].replace(",", ""))
+    puts = float(out.split("; final value ")[1].split()[0].replace(",", ""))
+    assert alone > 0 and puts > 0 and alone != puts  # the puts change the result
+    with pytest.raises(SystemExit) as bad:
+        main(["--bogus"])
+    assert bad.value.code == 2  # argparse: an unknown flag is refused, never ignored
