@@ -75,8 +75,9 @@ def for_account(config: LiveConfig, account: str) -> LiveConfig:
     """
     if not awaits_account(config):
         return config
-    account = _folder(account)
     paths = config.paths
+    account = _folder(account, [f"paths.{f.name}" for f in fields(PathsConfig)
+                                if ACCOUNT_FIELD in str(getattr(paths, f.name))])
     filled = {f.name: Path(str(getattr(paths, f.name)).replace(ACCOUNT_FIELD, account))
               for f in fields(PathsConfig)}
     return replace(config, paths=replace(paths, **filled))
@@ -105,7 +106,7 @@ def outputs(options: RunOptions, account: str | None) -> tuple[RunOptions,
     that are known now (no ``{account}`` left), for :func:`check_outputs` before trading."""
     def fill(path: Path | None) -> Path | None:
         if account and path is not None and ACCOUNT_FIELD in str(path):
-            return Path(str(path).replace(ACCOUNT_FIELD, _folder(account)))
+            return Path(str(path).replace(ACCOUNT_FIELD, _folder(account, [str(path)])))
         return path
 
     options = replace(options, report_path=fill(options.report_path),
@@ -116,13 +117,15 @@ def outputs(options: RunOptions, account: str | None) -> tuple[RunOptions,
     return options, known
 
 
-def _folder(account: str) -> str:
-    """Return ``account`` as its folder's name (capitals); ConfigError when it cannot be."""
+def _folder(account: str, naming: list[str]) -> str:
+    """Return ``account`` as its folder's name (capitals); ConfigError, naming the paths that
+    hold ``{account}`` (``naming``), when it cannot be one."""
     name = (account or "").strip().upper()
     if not _SAFE_ACCOUNT.fullmatch(name):
         raise ConfigError(f"account {account!r} cannot name a folder of the run's state "
-                          "(letters, digits, '.', '_' and '-' only): give paths.journal and "
-                          "paths.equity (--journal, --equity) without {account}")
+                          "(letters, digits, '.', '_' and '-' only): check the account id, or "
+                          f"give {', '.join(naming)} without {{account}} (paths.journal: "
+                          "--journal, paths.equity: --equity, others in the config file)")
     return name
 
 

@@ -190,6 +190,15 @@ def test_a_path_may_name_the_account_and_nothing_else(state):
         load_config(None, env={}, overrides={"paths.logs": "logs/{account}"})
     with pytest.raises(ConfigError, match="cannot name a folder"):
         for_account(cfg, "../x")
+    # the line names every path still holding {account}, so following it clears the error
+    both = load_config(None, env={}, overrides={"paths.journal": "j.sqlite",
+                                                "paths.equity": "e.csv"})
+    with pytest.raises(ConfigError) as err:
+        for_account(both, "DU1,DU2")
+    assert "give paths.reports without {account}" in str(err.value)
+    done = load_config(None, env={}, overrides={"paths.journal": "j.sqlite",
+                                                "paths.equity": "e.csv", "paths.reports": "r"})
+    assert for_account(done, "DU1,DU2") is done  # nothing left to name a folder with
 
 
 def test_an_unreadable_old_default_journal_is_refused(gateway_sim_factory, state, capsys):
