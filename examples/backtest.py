@@ -174,7 +174,6 @@ def _print_ablation(console, rows: list[dict], skipped: list[str]) -> None:
         console.print(f"ablation skipped {why}")
 
 
-@masked_main
 def _quiet_roots(text: str | None) -> dict[str, str]:
     """``--futures`` as parsed, or {} when it does not parse (its own error was the line)."""
     from bt_ibkr.futures.cli import futures_roots
@@ -185,6 +184,7 @@ def _quiet_roots(text: str | None) -> dict[str, str]:
         return {}
 
 
+@masked_main
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 2 bad input or no data).
 
