@@ -19,7 +19,17 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers.futures_live import CLOSE_REF, OPEN_REF, buy_at_gateway, es_positions, placed
+from helpers.futures_live import (
+    CLOSE_REF,
+    HANG,
+    OPEN_REF,
+    buy_at_gateway,
+    es_positions,
+    futures_config,
+    placed,
+    roll_events,
+    run_futures,
+)
 from helpers.live import assert_one_line_end, audit, cli, cli_env, run_cli
 from helpers.sim import poll_until
 
@@ -28,26 +38,10 @@ from bt_ibkr.live.journal import Journal
 CHICAGO = ZoneInfo("America/Chicago")
 AFTER_ROLL = datetime(2024, 3, 11, 13, 0, tzinfo=CHICAGO)  # Monday after the roll date, open
 BEFORE_ROLL = datetime(2024, 3, 5, 13, 0, tzinfo=CHICAGO)  # three business days before it
-HANG = 60.0
-
-
-def futures_config(tmp_path):
-    path = tmp_path / "futures.json"
-    path.write_text(json.dumps({"strategy": {"name": "helpers.futures_live:SayPosition"}}))
-    return path
 
 
 def run_es(tmp_path, sim, *extra: str):
-    return run_cli(tmp_path, sim, "--symbols", "ES", "--futures", "ES", "--config",
-                   str(futures_config(tmp_path)), *extra, max_runtime=HANG)
-
-
-def roll_events(tmp_path) -> list[dict]:
-    journal = Journal(tmp_path / "journal.sqlite")
-    try:
-        return journal.events("roll")
-    finally:
-        journal.close()
+    return run_futures(tmp_path, sim, "ES", *extra)
 
 
 @pytest.mark.slow

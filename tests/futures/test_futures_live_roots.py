@@ -17,20 +17,26 @@ notice day, or the last trade date when notice comes later, as for CL):
 
 from __future__ import annotations
 
-import json
 import subprocess
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers.futures_live import buy_at_gateway, es_positions, placed
+from helpers.futures_live import (
+    HANG,
+    buy_at_gateway,
+    es_positions,
+    futures_config,
+    placed,
+    roll_events,
+    run_futures,
+)
 from helpers.live import assert_one_line_end, audit, cli, cli_env, run_cli
 from helpers.sim import poll_until
 
 from bt_ibkr.live.journal import Journal
 
 CHICAGO = ZoneInfo("America/Chicago")
-HANG = 60.0
 
 # root, the simulator's start (a business day after the roll date, 13:00 Chicago: the
 # session is open), the contract held, the contract rolled to
@@ -50,25 +56,6 @@ def _refs(root: str, old: str, new: str) -> tuple[str, str]:
     return f"ROLL:{root}:{old}>{new}:1:C", f"ROLL:{root}:{old}>{new}:1:O"
 
 
-def _config(tmp_path):
-    path = tmp_path / "futures.json"
-    path.write_text(json.dumps({"strategy": {"name": "helpers.futures_live:SayPosition"}}))
-    return path
-
-
-def _run(tmp_path, sim, root: str, *extra: str):
-    return run_cli(tmp_path, sim, "--symbols", root, "--futures", root, "--config",
-                   str(_config(tmp_path)), *extra, max_runtime=HANG)
-
-
-def _roll_events(tmp_path) -> list[dict]:
-    journal = Journal(tmp_path / "journal.sqlite")
-    try:
-        return journal.events("roll")
-    finally:
-        journal.close()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("root, start, old, new, mult", ROLLS, ids=[r[0] for r in ROLLS])
 def test_a_held_position_rolls_to_the_next_held_contract_at_start(gateway_sim_factory, tmp_path,
@@ -76,11 +63,11 @@ def test_a_held_position_rolls_to_the_next_held_contract_at_start(gateway_sim_fa
     sim = gateway_sim_factory(start=start)
     buy_at_gateway(sim, old[0], 3, root=root)
     close, open_ = _refs(root, old[0], new[0])
-    code, err, _ = _run(tmp_path, sim, root)
+    code, err, _ = run_futures(tmp_path, sim, root)
     assert code == 0, err
     assert es_positions(sim, root=root) == {new[1]: 3.0}
     assert (placed(sim, close), placed(sim, open_)) == (1, 1)
-    (event,) = _roll_events(tmp_path)
+    (event,) = roll_events(tmp_path)
     assert (event["detail"]["old"], event["detail"]["new"]) == (
         [int(old[0][:4]), int(old[0][4:])], [int(new[0][:4]), int(new[0][4:])])
     assert f"futures {root}: trading {new[1]}" in err
@@ -89,10 +76,10 @@ def test_a_held_position_rolls_to_the_next_held_contract_at_start(gateway_sim_fa
              if r["kind"] == "fill" and r.get("roll")]
     assert fills == [(close, "SELL", 3.0), (open_, "BUY", 3.0)]
 
-    again, err2, _ = _run(tmp_path, sim, root)  # the next start finds nothing to roll
+    again, err2, _ = run_futures(tmp_path, sim, root)  # the next start finds nothing to roll
     assert again == 0, err2
     assert (placed(sim, close), placed(sim, open_)) == (1, 1)
-    assert len(_roll_events(tmp_path)) == 1
+    assert len(roll_events(tmp_path)) == 1
 
 
 @pytest.mark.slow
@@ -105,7 +92,7 @@ def test_a_crude_run_killed_mid_roll_restarts_into_the_new_contract(gateway_sim_
     sim.advance(hours=18)  # Wednesday 07:00 Chicago: the session opens at 08:30
     proc = subprocess.Popen(
         cli(tmp_path, sim.port, "--max-runtime", f"{HANG:g}", "--symbols", root, "--futures",
-            root, config=_config(tmp_path)),
+            root, config=futures_config(tmp_path)),
         cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
@@ -119,11 +106,11 @@ def test_a_crude_run_killed_mid_roll_restarts_into_the_new_contract(gateway_sim_
     sim.advance(minutes=95)  # the session opens: the resting close fills, nobody connected
     assert es_positions(sim, root=root) == {}
 
-    code, err, _ = _run(tmp_path, sim, root)
+    code, err, _ = run_futures(tmp_path, sim, root)
     assert code == 0, err
     assert es_positions(sim, root=root) == {new[1]: 2.0}
     assert (placed(sim, close), placed(sim, open_)) == (1, 1)
-    assert len(_roll_events(tmp_path)) == 1
+    assert len(roll_events(tmp_path)) == 1
     assert "in flight since an earlier run" in err
     assert f"strategy sees 2 {new[1]} x1000" in err
 
@@ -137,7 +124,7 @@ INSIDE = datetime(2024, 2, 16, 13, 0, tzinfo=CHICAGO)  # CLH4 refuses opens from
 def test_a_run_before_the_roll_warns_that_the_window_is_near(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(start=WARNED)
     buy_at_gateway(sim, "202403", 1, root="CL")
-    code, err, _ = _run(tmp_path, sim, "CL", "--param", "buy=1")
+    code, err, _ = run_futures(tmp_path, sim, "CL", "--param", "buy=1")
     assert code == 0, err
     line = next(x for x in err.splitlines() if "!! futures CL: CLH4" in x)
     assert "last trade day 2024-02-20" in line and "starts 2024-02-15" in line
@@ -153,7 +140,7 @@ def test_an_unrolled_position_inside_the_window_refuses_an_open(gateway_sim_fact
     buy_at_gateway(sim, "202403", 1, root="CL")
     orders = len(sim.requests_named("placeOrder"))
     # read-only: the roll is not sent, the run trades CLH4 where the position is
-    code, err, _ = _run(tmp_path, sim, "CL", "--read-only", "--param", "buy=1")
+    code, err, _ = run_futures(tmp_path, sim, "CL", "--read-only", "--param", "buy=1")
     assert code == 2, err
     assert "this run trades CLH4, where the position is" in err
     assert "inside its close-out window since 2024-02-15" in err  # the start's warning
@@ -172,7 +159,7 @@ def test_an_unrolled_position_inside_the_window_refuses_an_open(gateway_sim_fact
 def test_reducing_inside_the_window_is_allowed(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(start=INSIDE)
     buy_at_gateway(sim, "202403", 2, root="CL")
-    code, err, _ = _run(tmp_path, sim, "CL", "--read-only", "--param", "buy=-1")
+    code, err, _ = run_futures(tmp_path, sim, "CL", "--read-only", "--param", "buy=-1")
     assert code == 0, err
     assert "inside its close-out window since 2024-02-15" in err
     assert "withheld" in err  # passed the close-out check; read-only sends nothing
@@ -186,7 +173,7 @@ CLH4_NAME = "CL-FUT-NYMEX-USD-202403-1000"  # the contract itself, not a --futur
 def test_a_contract_traded_by_its_dataname_is_checked_too(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(start=INSIDE)
     buy_at_gateway(sim, "202403", 2, root="CL")
-    config = str(_config(tmp_path))
+    config = str(futures_config(tmp_path))
     code, err, _ = run_cli(tmp_path, sim, "--symbols", CLH4_NAME, "--config", config,
                            "--param", "buy=-1", max_runtime=HANG)
     assert code == 0, err
@@ -206,7 +193,7 @@ def test_a_contract_traded_by_its_dataname_is_checked_too(gateway_sim_factory, t
 def test_a_cash_settled_root_is_never_warned(gateway_sim_factory, tmp_path):
     sim = gateway_sim_factory(start=datetime(2024, 3, 13, 13, 0, tzinfo=CHICAGO))
     buy_at_gateway(sim, "202403", 1, root="NQ")
-    code, err, _ = _run(tmp_path, sim, "NQ", "--read-only", "--param", "buy=1")
+    code, err, _ = run_futures(tmp_path, sim, "NQ", "--read-only", "--param", "buy=1")
     assert code == 0, err
     assert "this run trades NQH4" in err and "!! futures NQ: NQH4" not in err
     assert not [r for r in audit(tmp_path) if str(r.get("event", "")).startswith("close_out")]

@@ -1,6 +1,7 @@
 """Futures live-run helpers: a strategy that says what it holds (subprocess runs load it as
 ``helpers.futures_live:SayPosition``), a held position made at the simulated gateway, and the
-orders of a roll as the gateway received them."""
+orders of a roll as the gateway received them; ``run_futures`` runs ``examples.live`` on one
+root with that strategy, ``roll_events`` reads the journal's roll events."""
 
 from __future__ import annotations
 
@@ -85,3 +86,34 @@ def es_positions(sim, account: str | None = None, root: str = "ES") -> dict[str,
         if c.symbol == root and p.position:
             out[c.localSymbol] = out.get(c.localSymbol, 0.0) + p.position
     return out
+
+
+#: the hang guard of a futures CLI run (its max runtime), never a limit a test relies on
+HANG = 60.0
+
+
+def futures_config(tmp_path: Path) -> Path:
+    """Write (and return) a config file that runs :class:`SayPosition`."""
+    path = tmp_path / "futures.json"
+    path.write_text(json.dumps({"strategy": {"name": "helpers.futures_live:SayPosition"}}))
+    return path
+
+
+def run_futures(tmp_path: Path, sim, root: str, *extra: str):
+    """Run ``python -m examples.live --symbols ROOT --futures ROOT`` with :class:`SayPosition`
+    against ``sim`` (helpers.live.run_cli); return what run_cli returns."""
+    from helpers.live import run_cli
+
+    return run_cli(tmp_path, sim, "--symbols", root, "--futures", root, "--config",
+                   str(futures_config(tmp_path)), *extra, max_runtime=HANG)
+
+
+def roll_events(tmp_path: Path) -> list[dict]:
+    """Return the ``roll`` events of the run's journal (``tmp_path/journal.sqlite``)."""
+    from bt_ibkr.live.journal import Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        return journal.events("roll")
+    finally:
+        journal.close()
