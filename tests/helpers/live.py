@@ -241,7 +241,10 @@ def leave_an_order_working(sim, cfg, **params) -> str:
 
 
 class BuyOneOnDecision(bt.Strategy):
-    """Buys one share on every bar the feed reports LIVE (the decision bar in daily mode)."""
+    """Buys ``size`` (1) shares on every bar the feed reports LIVE (the decision bar in daily
+    mode); with ``once``, only on the first such bar."""
+
+    params = (("size", 1), ("once", False))
 
     def __init__(self):
         self.live = False
@@ -251,7 +254,9 @@ class BuyOneOnDecision(bt.Strategy):
 
     def next(self):
         if self.live:
-            self.buy(size=1)
+            self.buy(size=self.p.size)
+            if self.p.once:
+                self.live = False
 
 
 def make_config(tmp_path: Path, port: int, **overrides):

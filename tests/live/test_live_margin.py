@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import backtrader as bt
 import pytest
+from helpers.live import BuyOneOnDecision
 from helpers.sim import run_live_until
 
 from bt_ibkr.live.config import load_config
@@ -23,19 +23,10 @@ def make_config(tmp_path: Path, port: int, **overrides):
     return load_config(None, env={}, overrides=values)
 
 
-class OneBuy(bt.Strategy):
+class OneBuy(BuyOneOnDecision):
     """On the decision bar: one market buy of 100."""
 
-    def __init__(self):
-        self.live = False
-
-    def notify_data(self, data, status, *args, **kwargs):
-        self.live = status == data.LIVE
-
-    def next(self):
-        if self.live:
-            self.buy(size=100)
-            self.live = False
+    params = (("size", 100), ("once", True))
 
 
 def decided(runner) -> bool:
